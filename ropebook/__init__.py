@@ -1,0 +1,36 @@
+"""ropebook: rotary position embedding, derived, implemented and measured.
+
+The package behind the book of the same name. Every page imports it as
+``import ropebook as rb`` and checks its own from-scratch code against it.
+
+Public names are re-exported here; each lives in a module that holds one idea:
+
+- ``rope``       frequencies, angles, ``apply_rope`` in both layouts, the complex form
+- ``scaling``    context-extension rules (PI, NTK-aware, dynamic NTK, YaRN, Llama 3, LongRoPE)
+- ``reference``  slow, obviously correct numpy versions (the oracle)
+- ``symbolic``   sympy helpers for the derivation chapters
+- ``checks``     exercise checkers
+- ``plotting``   figures; ``widgets`` wraps them
+"""
+
+from ropebook import reference, scaling
+from ropebook.rope import apply_rope, apply_rope_complex, rope_cos_sin, rope_frequencies
+from ropebook.rotary import RotaryEmbedding, interleaved_to_half_weights, layout_permutation
+from ropebook import checks, plotting, symbolic
+
+__all__ = [
+    "apply_rope",
+    "apply_rope_complex",
+    "rope_cos_sin",
+    "rope_frequencies",
+    "RotaryEmbedding",
+    "layout_permutation",
+    "interleaved_to_half_weights",
+    "reference",
+    "scaling",
+    "checks",
+    "plotting",
+    "symbolic",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,277 @@
+"""RoPE as pure functions: frequencies, angles, ``apply_rope`` in both layouts, the complex form.
+
+Pair i of a head vector is rotated by the angle m·θ_i at position m, with
+θ_i = base^(-2i/d). ``layout="half"`` pairs features i and i + d/2 (GPT-NeoX,
+Hugging Face Llama); ``layout="interleaved"`` pairs 2i and 2i + 1 (RoFormer,
+GPT-J, Meta Llama). Angles are formed in float64, the rotation runs in float32
+(float64 for float64 inputs) and the result is cast back to the input dtype.
+The cached ``nn.Module`` and the layout converters live in ``ropebook.rotary``.
+
+Chapter: ``ch-rope-d-dims``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from ropebook.scaling import _inv_freq
+
+__all__ = ["LAYOUTS", "rope_frequencies", "rope_angles", "rope_cos_sin", "apply_rope", "apply_rope_complex"]
+
+LAYOUTS = ("half", "interleaved")
+BACKENDS = ("auto", "torch", "triton")
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def _check_dim(fn: str, dim, name: str = "dim") -> None:
+    if isinstance(dim, bool) or not isinstance(dim, int) or dim <= 0 or dim % 2:
+        raise ValueError(f"{fn}: {name} must be a positive even integer, got {name}={dim!r}")
+
+
+def _check_base(fn: str, base) -> None:
+    if isinstance(base, bool) or not isinstance(base, (int, float)) or not (math.isfinite(base) and base > 0):
+        raise ValueError(f"{fn}: base must be a positive finite number, got base={base!r}")
+
+
+def _check_layout(fn: str, layout) -> None:
+    if layout not in LAYOUTS:
+        raise ValueError(f"{fn}: layout must be one of {LAYOUTS}, got layout={layout!r}")
+
+
+def _check_x(fn: str, x, rotary_dim) -> int:
+    """Validate x of shape (..., T, D) and return the number of rotated features."""
+    if not isinstance(x, Tensor) or x.ndim < 2 or not x.is_floating_point():
+        got = f"x.shape={tuple(x.shape)}, x.dtype={x.dtype}" if isinstance(x, Tensor) else f"type(x)={type(x).__name__}"
+        raise ValueError(f"{fn}: x must be a floating-point tensor of shape (..., T, D), got {got}")
+    head_dim = x.shape[-1]
+    if rotary_dim is None:
+        if head_dim % 2:
+            raise ValueError(f"{fn}: head_dim must be even, got x.shape={tuple(x.shape)}")
+        return head_dim
+    if isinstance(rotary_dim, bool) or not isinstance(rotary_dim, int) or rotary_dim <= 0 or rotary_dim % 2:
+        raise ValueError(f"{fn}: rotary_dim must be a positive even integer, got rotary_dim={rotary_dim!r}")
+    if rotary_dim > head_dim:
+        raise ValueError(
+            f"{fn}: rotary_dim must be at most head_dim={head_dim}, got rotary_dim={rotary_dim} "
+            f"(x.shape={tuple(x.shape)})"
+        )
+    return rotary_dim
+
+
+def _positions(fn: str, x: Tensor, positions, offset) -> Tensor:
+    """Positions broadcastable to x.shape[:-1] (default arange(T)), plus offset."""
+    target = tuple(x.shape[:-1])
+    if positions is None:
+        positions = torch.arange(x.shape[-2], device=x.device)  # (T,)
+    else:
+        positions = torch.as_tensor(positions, device=x.device)
+        if positions.dtype == torch.bool or positions.is_complex():
+            raise ValueError(f"{fn}: positions must be integers or real floats, got positions.dtype={positions.dtype}")
+        try:
+            fits = torch.broadcast_shapes(positions.shape, target) == target
+        except RuntimeError:
+            fits = False
+        if not fits:
+            raise ValueError(
+                f"{fn}: positions must broadcast to x.shape[:-1]={target}, got positions.shape={tuple(positions.shape)}"
+            )
+        if positions.is_floating_point() and not torch.compiler.is_compiling():
+            finite = torch.isfinite(positions)
+            if not bool(finite.all()):
+                bad = positions[~finite].flatten()[0].item()
+                raise ValueError(f"{fn}: positions must be finite, got {bad} in positions of shape {tuple(positions.shape)}")
+    if isinstance(offset, Tensor) or offset != 0:
+        positions = positions + offset
+    return positions
+
+
+# ----------------------------------------------------------------------------- frequencies and angles
+
+
+def rope_frequencies(dim: int, *, base: float = 10000.0, scaling=None, seq_len=None, dtype=torch.float64, device=None) -> Tensor:
+    """The frequencies θ_i = base^(-2i/dim), i = 0 … dim/2 − 1, after a scaling rule.
+
+    Args:
+        dim: number of rotated features d (even).
+        base: the base b (positive).
+        scaling: a rule from ``ropebook.scaling`` or None.
+        seq_len: current length, for rules that depend on it (``DynamicNTK``, ``LongRoPE``).
+        dtype: float64 by default (exact); float32 reproduces Hugging Face's bits.
+
+    Shapes: returns ``(dim // 2,)``.
+
+    >>> rope_frequencies(8, base=10000.0)
+    tensor([1.0000, 0.1000, 0.0100, 0.0010], dtype=torch.float64)
+    """
+    _check_dim("rope_frequencies", dim)
+    _check_base("rope_frequencies", base)
+    if scaling is None:
+        return _inv_freq(dim, base, dtype, device)
+    return scaling.inv_freq(dim, base=base, seq_len=seq_len, dtype=dtype, device=device)
+
+
+def rope_angles(positions, inv_freq: Tensor) -> Tensor:
+    """The angles m·θ_i in float64: shape ``positions.shape + (d/2,)``.
+
+    >>> rope_angles(torch.tensor([0, 1, 2]), rope_frequencies(4))[:, 0]
+    tensor([0., 1., 2.], dtype=torch.float64)
+    """
+    positions = torch.as_tensor(positions, device=inv_freq.device)
+    return positions.to(torch.float64)[..., None] * inv_freq.to(torch.float64)  # (..., T, d/2)
+
+
+def rope_cos_sin(positions, dim: int, *, base: float = 10000.0, scaling=None, seq_len=None, dtype=torch.float32):
+    """cos(m·θ_i) and sin(m·θ_i), each times the rule's attention factor, cast to ``dtype``.
+
+    The angles are formed in float64 first, so they stay exact at large positions.
+
+    Shapes: positions ``(..., T)`` → cos, sin ``(..., T, dim // 2)``.
+
+    >>> cos, sin = rope_cos_sin(torch.arange(3), 4)
+    >>> cos.shape, cos.dtype
+    (torch.Size([3, 2]), torch.float32)
+    """
+    positions = torch.as_tensor(positions)
+    inv_freq = rope_frequencies(dim, base=base, scaling=scaling, seq_len=seq_len, device=positions.device)
+    angles = rope_angles(positions, inv_freq)  # (..., T, d/2) float64
+    factor = 1.0 if scaling is None else scaling.attention_factor
+    cos, sin = angles.cos(), angles.sin()
+    if factor != 1.0:
+        cos, sin = cos * factor, sin * factor
+    return cos.to(dtype), sin.to(dtype)
+
+
+def _compute_dtype(x: Tensor) -> torch.dtype:
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+def _seq_len(scaling, positions: Tensor, seq_len):
+    if seq_len is None and scaling is not None and scaling.uses_seq_len:
+        seq_len = int(positions.max()) + 1  # as Hugging Face: max(position_ids) + 1
+    return seq_len
+
+
+# ----------------------------------------------------------------------------- rotation
+
+
+def _rotate(x: Tensor, cos: Tensor, sin: Tensor, layout: str) -> Tensor:
+    """Rotate every pair of x (..., T, r) by cos/sin (..., T, r/2); returns the compute dtype."""
+    if layout == "half":
+        x1, x2 = x.chunk(2, dim=-1)  # (..., T, r/2) each: features i and i + r/2
+    else:
+        x1, x2 = x[..., 0::2], x[..., 1::2]  # features 2i and 2i + 1
+    if not torch.is_grad_enabled() or not (x.requires_grad or cos.requires_grad):
+        if not torch.compiler.is_compiling():
+            return _rotate_no_grad(x, x1, x2, cos, sin, layout)
+    y1 = x1 * cos - x2 * sin  # (..., T, r/2), promoted to cos.dtype
+    y2 = x2 * cos + x1 * sin
+    if layout == "half":
+        return torch.cat((y1, y2), dim=-1)
+    return torch.stack((y1, y2), dim=-1).flatten(-2)
+
+
+def _rotate_no_grad(x, x1, x2, cos, sin, layout):
+    """Same maths with fewer passes over memory (no autograd): fused multiply-adds into one output."""
+    out = torch.empty(x.shape, dtype=cos.dtype, device=x.device)  # (..., T, r)
+    if layout == "half":
+        o1, o2 = out.chunk(2, dim=-1)
+    else:
+        o1, o2 = out[..., 0::2], out[..., 1::2]
+    torch.mul(x1, cos, out=o1).addcmul_(x2, sin, value=-1)
+    torch.mul(x2, cos, out=o2).addcmul_(x1, sin)
+    return out
+
+
+def _apply_cos_sin(x: Tensor, cos: Tensor, sin: Tensor, *, layout: str, rotary_dim: int, backend: str = "torch") -> Tensor:
+    """Rotate the first rotary_dim features of x (..., T, D); the rest pass through."""
+    if backend == "triton":
+        return _apply_triton(x, cos, sin, layout=layout, rotary_dim=rotary_dim)
+    if rotary_dim == x.shape[-1]:
+        return _rotate(x, cos, sin, layout).to(x.dtype)
+    rotated = _rotate(x[..., :rotary_dim], cos, sin, layout)  # (..., T, r)
+    return torch.cat((rotated.to(x.dtype), x[..., rotary_dim:]), dim=-1)
+
+
+def _apply_triton(x, cos, sin, *, layout, rotary_dim):
+    """The hook for the fused kernel in ``ropebook.kernels`` (owned by the kernel chapter)."""
+    try:
+        from ropebook import kernels
+    except ImportError as err:
+        raise RuntimeError(f"apply_rope: backend='triton' needs ropebook.kernels, which could not be imported ({err})") from err
+    if not hasattr(kernels, "apply_cos_sin"):
+        raise RuntimeError("apply_rope: backend='triton' is not wired yet: ropebook.kernels has no apply_cos_sin")
+    return kernels.apply_cos_sin(x, cos, sin, layout=layout, rotary_dim=rotary_dim)
+
+
+def apply_rope(x: Tensor, positions=None, *, base: float = 10000.0, layout: str = "half", scaling=None,
+               rotary_dim: int | None = None, offset=0, seq_len=None, backend: str = "torch") -> Tensor:
+    """Rotate each pair of features of x by m·θ_i, where m is the token's position.
+
+    Args:
+        x: queries or keys, ``(..., T, D)``, any floating dtype.
+        positions: integers or floats broadcastable to ``(..., T)``; default ``arange(T)``.
+        base: the base b of θ_i = b^(-2i/d).
+        layout: ``"half"`` (pairs i, i + d/2) or ``"interleaved"`` (pairs 2i, 2i + 1).
+        scaling: a rule from ``ropebook.scaling``; its attention factor multiplies cos and sin.
+        rotary_dim: rotate only the first ``rotary_dim`` features (GPT-NeoX partial rotary).
+        offset: added to the positions (an int, or a tensor broadcastable to ``(..., T)``).
+        seq_len: length for ``DynamicNTK``/``LongRoPE``; default ``max(positions) + 1``.
+        backend: ``"torch"``, ``"auto"`` (currently torch) or ``"triton"`` (``ropebook.kernels``).
+
+    Shapes: ``x (B, H, T, D)``, ``positions (T,)`` or ``(B, 1, T)`` → ``(B, H, T, D)``.
+
+    Returns: a tensor with the shape, dtype and device of x.
+
+    >>> x = torch.tensor([[1.0, 0.0], [1.0, 0.0]])   # (T=2, D=2): one pair per token
+    >>> apply_rope(x)                               # position 1 turns (1, 0) by 1 radian
+    tensor([[1.0000, 0.0000],
+            [0.5403, 0.8415]])
+    """
+    fn = "apply_rope"
+    r = _check_x(fn, x, rotary_dim)
+    _check_layout(fn, layout)
+    _check_base(fn, base)
+    if backend not in BACKENDS:
+        raise ValueError(f"{fn}: backend must be one of {BACKENDS}, got backend={backend!r}")
+    positions = _positions(fn, x, positions, offset)  # broadcastable to (..., T)
+    seq_len = _seq_len(scaling, positions, seq_len)
+    cos, sin = rope_cos_sin(positions, r, base=base, scaling=scaling, seq_len=seq_len, dtype=_compute_dtype(x))
+    return _apply_cos_sin(x, cos, sin, layout=layout, rotary_dim=r, backend="triton" if backend == "triton" else "torch")
+
+
+def apply_rope_complex(x: Tensor, positions=None, *, base: float = 10000.0, layout: str = "half", scaling=None,
+                       rotary_dim: int | None = None, offset=0, seq_len=None) -> Tensor:
+    """RoPE in complex form: view pair i as the complex number x̃_i and multiply by e^{i·m·θ_i}.
+
+    Same arguments and result as :func:`apply_rope`; slower, written for reading.
+
+    >>> x = torch.randn(2, 5, 8)
+    >>> torch.allclose(apply_rope_complex(x, layout="interleaved"), apply_rope(x, layout="interleaved"), atol=1e-6)
+    True
+    """
+    fn = "apply_rope_complex"
+    r = _check_x(fn, x, rotary_dim)
+    _check_layout(fn, layout)
+    _check_base(fn, base)
+    positions = _positions(fn, x, positions, offset)
+    seq_len = _seq_len(scaling, positions, seq_len)
+    inv_freq = rope_frequencies(r, base=base, scaling=scaling, seq_len=seq_len, device=x.device)
+    angles = rope_angles(positions, inv_freq)  # (..., T, r/2) float64
+    factor = 1.0 if scaling is None else scaling.attention_factor
+    rotation = torch.polar(torch.full_like(angles, factor), angles)  # e^{i m θ}, complex128
+    xr = x[..., :r].to(_compute_dtype(x))
+    if layout == "half":
+        a, b = xr.chunk(2, dim=-1)
+    else:
+        a, b = xr[..., 0::2], xr[..., 1::2]
+    z = torch.complex(a, b) * rotation.to(torch.complex128 if xr.dtype == torch.float64 else torch.complex64)
+    if layout == "half":
+        y = torch.cat((z.real, z.imag), dim=-1)  # (..., T, r)
+    else:
+        y = torch.stack((z.real, z.imag), dim=-1).flatten(-2)
+    return torch.cat((y.to(x.dtype), x[..., r:]), dim=-1)

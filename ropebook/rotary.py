@@ -1,0 +1,137 @@
+"""The thin ``nn.Module`` around ``apply_rope`` (a cos/sin cache) and the layout converters.
+
+``RotaryEmbedding`` only caches cos and sin per device and dtype; the maths is
+``ropebook.rope``. ``layout_permutation`` and ``interleaved_to_half_weights`` are
+the permutation that checkpoint converters (Meta → Hugging Face Llama) apply to
+the rows of W_q and W_k so that half-split RoPE computes the same attention.
+
+Chapter: ``ch-rope-d-dims``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ropebook import rope as _rope
+from ropebook.scaling import DynamicNTK, LongRoPE
+
+__all__ = ["RotaryEmbedding", "layout_permutation", "interleaved_to_half_weights"]
+
+
+def layout_permutation(head_dim: int) -> Tensor:
+    """Indices p with ``x_half = x_interleaved[..., p]``: even features first, then odd ones.
+
+    Pair i sits at features (2i, 2i + 1) in the interleaved layout and at
+    (i, i + d/2) in the half layout. ``torch.argsort(p)`` maps back.
+
+    >>> layout_permutation(6)
+    tensor([0, 2, 4, 1, 3, 5])
+    """
+    _rope._check_dim("layout_permutation", head_dim, "head_dim")
+    return torch.cat((torch.arange(0, head_dim, 2), torch.arange(1, head_dim, 2)))
+
+
+def interleaved_to_half_weights(w: Tensor, n_heads: int) -> Tensor:
+    """Permute the output rows of a q/k projection, head by head, from interleaved to half layout.
+
+    If ``q = x @ w.T`` is used with ``layout="interleaved"``, then
+    ``x @ interleaved_to_half_weights(w, n_heads).T`` with ``layout="half"`` gives
+    the same attention scores (it is what Meta → Hugging Face Llama converters do).
+    Works for a bias too (a 1-D ``w``).
+
+    Shapes: ``w (n_heads * head_dim, in_features)`` → same shape.
+
+    >>> w = torch.arange(8.0)[:, None]                 # 2 heads of head_dim 4
+    >>> interleaved_to_half_weights(w, 2).flatten()
+    tensor([0., 2., 1., 3., 4., 6., 5., 7.])
+    """
+    rows = w.shape[0]
+    if isinstance(n_heads, bool) or not isinstance(n_heads, int) or n_heads <= 0 or rows % n_heads:
+        raise ValueError(
+            f"interleaved_to_half_weights: n_heads must be a positive divisor of w.shape[0]={rows}, got n_heads={n_heads!r}"
+        )
+    head_dim = rows // n_heads
+    p = layout_permutation(head_dim).to(w.device)
+    return w.reshape(n_heads, head_dim, *w.shape[1:])[:, p].reshape(w.shape)
+
+
+class RotaryEmbedding(nn.Module):
+    """Apply RoPE to queries and keys with a cos/sin table cached per device and dtype.
+
+    Args:
+        dim: head dimension D.
+        base, layout, scaling, rotary_dim: as in :func:`ropebook.apply_rope`.
+        max_positions: initial table length; the table grows (doubling) when needed.
+
+    ``forward(q, k, positions=None, *, offset=0)``: q ``(B, H, T, D)``, k ``(B, H_kv, T, D)``.
+    For decoding with a KV cache pass ``offset`` (an int, or a tensor ``(B,)`` with
+    one start position per batch row): the positions are ``offset + arange(T)``.
+    Integer positions read the table; float positions and ``DynamicNTK`` (whose
+    frequencies depend on the length) are computed directly.
+
+    >>> rope = RotaryEmbedding(8)
+    >>> q, k = torch.randn(2, 4, 5, 8), torch.randn(2, 1, 5, 8)
+    >>> q2, k2 = rope(q, k)
+    >>> import ropebook as rb
+    >>> torch.allclose(q2, rb.apply_rope(q), atol=1e-6) and torch.allclose(k2, rb.apply_rope(k), atol=1e-6)
+    True
+    >>> q1, k1 = rope(q[:, :, -1:], k[:, :, -1:], offset=torch.tensor([4, 4]))   # decode step at m = 4
+    >>> torch.allclose(q1, q2[:, :, -1:], atol=1e-6)
+    True
+    """
+
+    def __init__(self, dim: int, *, base: float = 10000.0, layout: str = "half", scaling=None,
+                 rotary_dim: int | None = None, max_positions: int = 2048):
+        super().__init__()
+        _rope._check_dim("RotaryEmbedding", dim)
+        _rope._check_base("RotaryEmbedding", base)
+        _rope._check_layout("RotaryEmbedding", layout)
+        r = dim if rotary_dim is None else rotary_dim
+        _rope._check_dim("RotaryEmbedding", r, "rotary_dim")
+        if r > dim:
+            raise ValueError(f"RotaryEmbedding: rotary_dim must be at most dim={dim}, got rotary_dim={r}")
+        self.dim, self.base, self.layout, self.scaling, self.rotary_dim = dim, base, layout, scaling, r
+        self.max_positions = max_positions
+        self._cache: dict[tuple, tuple[Tensor, Tensor]] = {}  # (device, dtype, long?) -> cos, sin (L, r/2)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, base={self.base}, layout={self.layout!r}, scaling={self.scaling}, rotary_dim={self.rotary_dim}"
+
+    def _table(self, length: int, *, dtype, device, seq_len) -> tuple[Tensor, Tensor]:
+        long = isinstance(self.scaling, LongRoPE) and seq_len is not None and seq_len > self.scaling.original_max_positions
+        key = (torch.device(device), dtype, long)
+        table = self._cache.get(key)
+        if table is None or table[0].shape[0] < length:
+            size = max(self.max_positions, 1 << (length - 1).bit_length())
+            table = _rope.rope_cos_sin(torch.arange(size, device=device), self.rotary_dim, base=self.base,
+                                       scaling=self.scaling, seq_len=seq_len, dtype=dtype)  # (L, r/2) each
+            self._cache[key] = table
+        return table
+
+    def cos_sin(self, positions: Tensor, *, dtype=torch.float32, seq_len=None) -> tuple[Tensor, Tensor]:
+        """cos and sin for these positions, ``positions.shape + (rotary_dim // 2,)``, from the cache when possible."""
+        if self.scaling is not None and self.scaling.uses_seq_len and seq_len is None:
+            seq_len = int(positions.max()) + 1
+        cacheable = not positions.is_floating_point() and not isinstance(self.scaling, DynamicNTK)
+        if cacheable and positions.numel() and int(positions.min()) >= 0:
+            cos, sin = self._table(int(positions.max()) + 1, dtype=dtype, device=positions.device, seq_len=seq_len)
+            return cos[positions], sin[positions]
+        return _rope.rope_cos_sin(positions, self.rotary_dim, base=self.base, scaling=self.scaling,
+                                  seq_len=seq_len, dtype=dtype)
+
+    def forward(self, q: Tensor, k: Tensor, positions=None, *, offset=0) -> tuple[Tensor, Tensor]:
+        """Rotate q ``(B, H, T, D)`` and k ``(B, H_kv, T, D)``; returns the rotated pair."""
+        fn = "RotaryEmbedding"
+        for name, t in (("q", q), ("k", k)):
+            _rope._check_x(fn, t, self.rotary_dim)
+            if t.shape[-1] != self.dim:
+                raise ValueError(f"{fn}: {name}.shape[-1] must be dim={self.dim}, got {name}.shape={tuple(t.shape)}")
+        if isinstance(offset, Tensor) and offset.ndim == 1 and q.ndim >= 3:
+            offset = offset.to(q.device).reshape(-1, *([1] * (q.ndim - 2)))  # (B,) -> (B, 1, 1): one start per row
+        out = []
+        for t in (q, k):
+            pos = _rope._positions(fn, t, positions, offset)  # broadcastable to (..., T)
+            cos, sin = self.cos_sin(pos, dtype=_rope._compute_dtype(t))
+            out.append(_rope._apply_cos_sin(t, cos, sin, layout=self.layout, rotary_dim=self.rotary_dim))
+        return out[0], out[1]

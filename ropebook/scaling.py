@@ -1,0 +1,282 @@
+"""Context-extension rules: how each one rescales the RoPE frequencies θ_i.
+
+Every rule is a small frozen dataclass with an ``attention_factor`` attribute
+(Hugging Face multiplies cos and sin by it, so attention logits grow by its
+square) and a method ``inv_freq(dim, *, base, seq_len, dtype, device)``. The
+formulas follow Hugging Face ``transformers.modeling_rope_utils``
+(``ROPE_INIT_FUNCTIONS``) operation by operation, so that in float32 they give
+the same bits; in float64 (the default here) they are the exact values.
+
+Chapter: ``ch-context-extension``.
+
+>>> import ropebook as rb
+>>> rb.scaling.Linear(4.0).inv_freq(4, base=10000.0)
+tensor([0.2500, 0.0025], dtype=torch.float64)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+__all__ = ["Linear", "NTKAware", "DynamicNTK", "YaRN", "Llama3", "LongRoPE"]
+
+
+def _inv_freq(dim: int, base: float, dtype: torch.dtype, device=None) -> Tensor:
+    """θ_i = base^(-2i/dim), written as Hugging Face writes it."""
+    exponent = torch.arange(0, dim, 2, dtype=torch.int64, device=device).to(dtype) / dim  # (dim/2,)
+    return 1.0 / (base**exponent)
+
+
+def _check_factor(rule: str, factor: float, name: str = "factor") -> None:
+    if not (isinstance(factor, (int, float)) and math.isfinite(factor) and factor >= 1.0):
+        raise ValueError(f"{rule}: {name} must be a finite number >= 1, got {name}={factor!r}")
+
+
+def _check_positive_int(rule: str, value, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{rule}: {name} must be a positive integer, got {name}={value!r}")
+
+
+def _ntk_exponent(rule: str, dim: int) -> float:
+    if dim <= 2:
+        raise ValueError(f"{rule}: dim must be > 2 for the NTK exponent dim/(dim-2), got dim={dim}")
+    return dim / (dim - 2)
+
+
+@dataclass(frozen=True)
+class Linear:
+    """Position interpolation: θ_i' = θ_i / s, i.e. positions are squeezed by s.
+
+    Chen et al. 2023, "Extending context window of large language models via
+    positional interpolation" (arXiv 2306.15595); Hugging Face ``rope_type="linear"``.
+
+    >>> Linear(2.0).inv_freq(2, base=10000.0)
+    tensor([0.5000], dtype=torch.float64)
+    """
+
+    factor: float  # s = L_new / L_train
+    attention_factor: ClassVar[float] = 1.0
+    uses_seq_len: ClassVar[bool] = False
+
+    def __post_init__(self):
+        _check_factor("Linear", self.factor)
+
+    def inv_freq(self, dim: int, *, base: float = 10000.0, seq_len=None, dtype=torch.float64, device=None) -> Tensor:
+        inv_freq = _inv_freq(dim, base, dtype, device)  # (dim/2,)
+        return inv_freq / self.factor
+
+
+@dataclass(frozen=True)
+class NTKAware:
+    """NTK-aware base change: b' = b · s^{d/(d-2)}, then θ_i = b'^{-2i/d}.
+
+    The lowest frequency is interpolated by exactly s, the highest is kept.
+    bloc97, "NTK-Aware Scaled RoPE" (r/LocalLLaMA, 2023); it is Hugging Face's
+    dynamic rule frozen at one length (see :class:`DynamicNTK`).
+
+    >>> NTKAware(4.0).inv_freq(4, base=100.0)   # b' = 100 · 4² = 1600
+    tensor([1.0000, 0.0250], dtype=torch.float64)
+    """
+
+    factor: float  # s
+    attention_factor: ClassVar[float] = 1.0
+    uses_seq_len: ClassVar[bool] = False
+
+    def __post_init__(self):
+        _check_factor("NTKAware", self.factor)
+
+    def inv_freq(self, dim: int, *, base: float = 10000.0, seq_len=None, dtype=torch.float64, device=None) -> Tensor:
+        new_base = base * self.factor ** _ntk_exponent("NTKAware", dim)
+        return _inv_freq(dim, new_base, dtype, device)
+
+
+@dataclass(frozen=True)
+class DynamicNTK:
+    """Dynamic NTK: the NTK base change with a factor that grows with the length L.
+
+    b' = b · (s·L/L_train − (s − 1))^{d/(d−2)} with L = max(seq_len, L_train), so
+    nothing changes up to the training length. emozilla, "Dynamically Scaled
+    RoPE" (r/LocalLLaMA, 2023); Hugging Face ``rope_type="dynamic"``, where
+    ``L_train`` is ``config.max_position_embeddings``. ``seq_len=None`` means L_train.
+
+    >>> rule = DynamicNTK(2.0, original_max_positions=8)
+    >>> bool((rule.inv_freq(8, seq_len=8) == rule.inv_freq(8)).all())
+    True
+    >>> rule.inv_freq(4, base=100.0, seq_len=16)   # b' = 100 · 3² = 900
+    tensor([1.0000, 0.0333], dtype=torch.float64)
+    """
+
+    factor: float  # s
+    original_max_positions: int  # L_train
+    attention_factor: ClassVar[float] = 1.0
+    uses_seq_len: ClassVar[bool] = True
+
+    def __post_init__(self):
+        _check_factor("DynamicNTK", self.factor)
+        _check_positive_int("DynamicNTK", self.original_max_positions, "original_max_positions")
+
+    def inv_freq(self, dim: int, *, base: float = 10000.0, seq_len=None, dtype=torch.float64, device=None) -> Tensor:
+        L = self.original_max_positions if seq_len is None else max(int(seq_len), self.original_max_positions)
+        s = self.factor
+        new_base = base * ((s * L / self.original_max_positions) - (s - 1)) ** _ntk_exponent("DynamicNTK", dim)
+        return _inv_freq(dim, new_base, dtype, device)
+
+
+def _yarn_mscale(scale: float, mscale: float = 1.0) -> float:
+    return 1.0 if scale <= 1 else 0.1 * mscale * math.log(scale) + 1.0
+
+
+@dataclass(frozen=True)
+class YaRN:
+    """YaRN: interpolate low frequencies, keep high ones, ramp in between; scale attention.
+
+    With r_i = L_train·θ_i / 2π rotations per training context, pairs with
+    r_i > β_fast keep θ_i, pairs with r_i < β_slow get θ_i / s, and a linear ramp
+    over pair index in between (boundaries floored/ceiled when ``truncate``).
+    attention_factor = 0.1·ln s + 1 (or the DeepSeek ratio
+    mscale(s, mscale)/mscale(s, mscale_all_dim)), unless given.
+    Peng et al. 2023, "YaRN" (arXiv 2309.00071) §3.2–3.4; Hugging Face ``rope_type="yarn"``.
+
+    >>> rule = YaRN(4.0, original_max_positions=4096)
+    >>> round(rule.attention_factor, 4)
+    1.1386
+    >>> rule.inv_freq(128)[[0, -1]]       # the fastest pair is kept, the slowest divided by 4
+    tensor([1.0000e+00, 2.8870e-05], dtype=torch.float64)
+    """
+
+    factor: float  # s
+    original_max_positions: int  # L_train
+    beta_fast: float = 32.0  # rotations above which a pair is extrapolated (kept)
+    beta_slow: float = 1.0  # rotations below which a pair is interpolated (θ/s)
+    mscale: float | None = None  # DeepSeek-style numerator of the attention factor
+    mscale_all_dim: float | None = None  # DeepSeek-style denominator
+    truncate: bool = True  # floor/ceil the ramp boundaries (Hugging Face default)
+    attention_factor: float | None = None  # None: derived from factor as above
+    uses_seq_len: ClassVar[bool] = False
+
+    def __post_init__(self):
+        _check_factor("YaRN", self.factor)
+        _check_positive_int("YaRN", self.original_max_positions, "original_max_positions")
+        if self.attention_factor is None:
+            s = self.factor
+            if self.mscale and self.mscale_all_dim:
+                af = float(_yarn_mscale(s, self.mscale) / _yarn_mscale(s, self.mscale_all_dim))
+            else:
+                af = _yarn_mscale(s)
+            object.__setattr__(self, "attention_factor", af)
+
+    def inv_freq(self, dim: int, *, base: float = 10000.0, seq_len=None, dtype=torch.float64, device=None) -> Tensor:
+        def correction_dim(rotations: float) -> float:  # pair index (in units of dim) with this many rotations
+            return (dim * math.log(self.original_max_positions / (rotations * 2 * math.pi))) / (2 * math.log(base))
+
+        low, high = correction_dim(self.beta_fast or 32), correction_dim(self.beta_slow or 1)
+        if self.truncate:
+            low, high = math.floor(low), math.ceil(high)
+        low, high = max(low, 0), min(high, dim - 1)  # dim - 1, not dim/2 - 1: as Hugging Face clamps
+        if low == high:
+            high += 0.001  # avoid a zero-width ramp
+
+        pos_freqs = base ** (torch.arange(0, dim, 2, device=device).to(dtype) / dim)  # (dim/2,) = 1/θ_i
+        inv_freq_extrapolation = 1.0 / pos_freqs
+        inv_freq_interpolation = 1.0 / (self.factor * pos_freqs)
+        ramp = torch.clamp((torch.arange(dim // 2, dtype=dtype, device=device) - low) / (high - low), 0, 1)
+        extrapolation = 1 - ramp  # 1: keep θ_i, 0: θ_i / s
+        return inv_freq_interpolation * (1 - extrapolation) + inv_freq_extrapolation * extrapolation
+
+
+@dataclass(frozen=True)
+class Llama3:
+    """Llama 3.1 scaling: by wavelength λ_i = 2π/θ_i, keep, divide by s, or blend.
+
+    λ_i < L_train/high_freq_factor: keep θ_i; λ_i > L_train/low_freq_factor: θ_i/s;
+    in between θ_i' = (1 − g)·θ_i/s + g·θ_i with g = (L_train/λ_i − low)/(high − low).
+    Meta, Llama 3.1 reference code (``apply_scaling``, 2024); Hugging Face ``rope_type="llama3"``.
+
+    >>> import ropebook as rb
+    >>> inv = Llama3(8.0, original_max_positions=8192).inv_freq(128, base=500000.0)
+    >>> plain = rb.rope_frequencies(128, base=500000.0)
+    >>> bool(inv[0] == plain[0]), bool(torch.isclose(inv[-1], plain[-1] / 8))
+    (True, True)
+    """
+
+    factor: float  # s (8 for Llama 3.1)
+    original_max_positions: int  # L_train (8192 for Llama 3.1)
+    low_freq_factor: float = 1.0  # wavelengths above L_train / low are divided by s
+    high_freq_factor: float = 4.0  # wavelengths below L_train / high are kept
+    attention_factor: ClassVar[float] = 1.0
+    uses_seq_len: ClassVar[bool] = False
+
+    def __post_init__(self):
+        _check_factor("Llama3", self.factor)
+        _check_positive_int("Llama3", self.original_max_positions, "original_max_positions")
+        if not self.high_freq_factor > self.low_freq_factor > 0:
+            raise ValueError(
+                "Llama3: need high_freq_factor > low_freq_factor > 0, got "
+                f"low_freq_factor={self.low_freq_factor!r}, high_freq_factor={self.high_freq_factor!r}"
+            )
+
+    def inv_freq(self, dim: int, *, base: float = 10000.0, seq_len=None, dtype=torch.float64, device=None) -> Tensor:
+        inv_freq = _inv_freq(dim, base, dtype, device)  # (dim/2,)
+        s, L = self.factor, self.original_max_positions
+        low_freq_wavelen, high_freq_wavelen = L / self.low_freq_factor, L / self.high_freq_factor
+        wavelen = 2 * math.pi / inv_freq
+        scaled = torch.where(wavelen > low_freq_wavelen, inv_freq / s, inv_freq)
+        smooth = (L / wavelen - self.low_freq_factor) / (self.high_freq_factor - self.low_freq_factor)
+        smoothed = (1 - smooth) * scaled / s + smooth * scaled
+        is_medium = ~(wavelen < high_freq_wavelen) * ~(wavelen > low_freq_wavelen)
+        return torch.where(is_medium, smoothed, scaled)
+
+
+@dataclass(frozen=True)
+class LongRoPE:
+    """LongRoPE: one searched factor per pair, a short set and a long set.
+
+    θ_i' = θ_i / λ_i with λ = ``long_factor`` when seq_len > L_train, else
+    ``short_factor`` (``seq_len=None`` counts as short). attention_factor =
+    sqrt(1 + ln s / ln L_train) with s = ``factor`` or, if not given,
+    ``max_positions / original_max_positions`` (1 when s ≤ 1), unless given.
+    Ding et al. 2024, "LongRoPE" (arXiv 2402.13753); Phi-3; Hugging Face ``rope_type="longrope"``.
+
+    >>> rule = LongRoPE([1.0, 1.0], [1.0, 4.0], original_max_positions=4096, max_positions=131072)
+    >>> rule.inv_freq(4, base=100.0), rule.inv_freq(4, base=100.0, seq_len=5000)
+    (tensor([1.0000, 0.1000], dtype=torch.float64), tensor([1.0000, 0.0250], dtype=torch.float64))
+    >>> round(rule.attention_factor, 4)
+    1.1902
+    """
+
+    short_factor: tuple[float, ...]  # λ_i used up to L_train (one per pair)
+    long_factor: tuple[float, ...]  # λ_i used beyond L_train (one per pair)
+    original_max_positions: int  # L_train
+    max_positions: int | None = None  # extended context; s = max_positions / L_train if factor is None
+    factor: float | None = None  # s for the attention factor
+    attention_factor: float | None = None  # None: derived as above
+    uses_seq_len: ClassVar[bool] = True
+
+    def __post_init__(self):
+        object.__setattr__(self, "short_factor", tuple(float(f) for f in self.short_factor))
+        object.__setattr__(self, "long_factor", tuple(float(f) for f in self.long_factor))
+        _check_positive_int("LongRoPE", self.original_max_positions, "original_max_positions")
+        for name in ("short_factor", "long_factor"):
+            if not all(f > 0 and math.isfinite(f) for f in getattr(self, name)):
+                raise ValueError(f"LongRoPE: {name} entries must be positive and finite, got {name}={getattr(self, name)}")
+        if self.attention_factor is None:
+            s = self.factor
+            if s is None:
+                s = (self.max_positions or self.original_max_positions) / self.original_max_positions
+            af = 1.0 if s <= 1.0 else math.sqrt(1 + math.log(s) / math.log(self.original_max_positions))
+            object.__setattr__(self, "attention_factor", af)
+
+    def inv_freq(self, dim: int, *, base: float = 10000.0, seq_len=None, dtype=torch.float64, device=None) -> Tensor:
+        long = seq_len is not None and seq_len > self.original_max_positions
+        name = "long_factor" if long else "short_factor"
+        factors = getattr(self, name)
+        if len(factors) != dim // 2:
+            raise ValueError(f"LongRoPE: {name} must have dim // 2 = {dim // 2} entries, got {len(factors)}")
+        ext = torch.tensor(factors, dtype=dtype, device=device)  # (dim/2,)
+        exponent = torch.arange(0, dim, 2, dtype=torch.int64, device=device).to(dtype) / dim
+        return 1.0 / (ext * base**exponent)
