@@ -1,0 +1,252 @@
+"""The machinery every exercise checker shares: run cases, compare, explain.
+
+A checker runs a reader's function on seeded cases, compares each answer with
+the reference implementation and returns a :class:`CheckResult`. It never
+raises on a wrong or malformed answer (wrong shape, wrong dtype, an exception,
+``None``): the notebook keeps running and the reader sees a short diff.
+Chapter-specific checkers (``check_rotate_2d`` and friends) are thin wrappers
+that build :class:`Case` lists and call :func:`check_function`.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import sympy as sp
+import torch
+
+__all__ = ["Case", "CheckResult", "check_function", "check_sympy_equal"]
+
+# Default tolerances per dtype: (rtol, atol). They are torch.testing's defaults,
+# which are a few units in the last place of each format: loose enough for a
+# different but correct order of operations, tight enough to catch a wrong sign,
+# a swapped pair or a missing factor.
+_TOLERANCES: dict[str, tuple[float, float]] = {
+    "float64": (1e-7, 1e-7),
+    "float32": (1.3e-6, 1e-5),
+    "float16": (1e-3, 1e-5),
+    "bfloat16": (1.6e-2, 1e-5),
+    "complex128": (1e-7, 1e-7),
+    "complex64": (1.3e-6, 1e-5),
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One input to a checker: positional and keyword arguments, and a label for messages."""
+
+    args: tuple  # positional arguments passed to both functions
+    kwargs: dict = field(default_factory=dict)  # keyword arguments passed to both
+    label: str = ""  # what the reader sees about this input, e.g. "x.shape=(2, 8)"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """What a checker found. Truthy when every case passed; shows as its message.
+
+    >>> r = CheckResult(False, "✗ f: case 1/3: wrong shape")
+    >>> bool(r), r
+    (False, ✗ f: case 1/3: wrong shape)
+    """
+
+    passed: bool  # every case agreed with the reference
+    message: str  # "Correct: ..." or a short diff
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def __repr__(self) -> str:
+        return self.message
+
+    def assert_passed(self) -> "CheckResult":
+        """Raise ``AssertionError`` with the diff unless the check passed (for solution cells)."""
+        if not self.passed:
+            raise AssertionError(self.message)
+        return self
+
+
+def _short(value: Any, limit: int = 6) -> str:
+    """A one-line preview of a value: type, shape, dtype and the first few entries."""
+    if isinstance(value, torch.Tensor):
+        flat = value.detach().reshape(-1)[:limit].to(torch.float64 if not value.is_complex() else torch.complex128)
+        more = ", ..." if value.numel() > limit else ""
+        entries = ", ".join(f"{v:.4g}" for v in flat.cpu().tolist())
+        return f"tensor(shape={tuple(value.shape)}, dtype={str(value.dtype).removeprefix('torch.')}, [{entries}{more}])"
+    if isinstance(value, np.ndarray):
+        flat = value.reshape(-1)[:limit]
+        more = ", ..." if value.size > limit else ""
+        entries = ", ".join(f"{v:.4g}" for v in flat.tolist()) if value.dtype.kind in "fciub" else ", ".join(map(str, flat))
+        return f"array(shape={value.shape}, dtype={value.dtype}, [{entries}{more}])"
+    if isinstance(value, (tuple, list)):
+        inner = ", ".join(_short(v, limit=3) for v in value[:4])
+        return f"{type(value).__name__}({inner}{', ...' if len(value) > 4 else ''})"
+    text = repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _dtype_name(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        return str(value.dtype).removeprefix("torch.")
+    return str(value.dtype)
+
+
+def _compare(yours: Any, expected: Any, rtol: float | None, atol: float | None) -> str | None:
+    """Return ``None`` when ``yours`` matches ``expected``, else a short description of the problem."""
+    if yours is None and expected is not None:
+        return "your function returned None (is a `return` missing?)"
+    if isinstance(expected, (tuple, list)):
+        if not isinstance(yours, (tuple, list)) or len(yours) != len(expected):
+            return f"expected a {type(expected).__name__} of {len(expected)} values, got {_short(yours)}"
+        for i, (y, e) in enumerate(zip(yours, expected)):
+            problem = _compare(y, e, rtol, atol)
+            if problem:
+                return f"item {i}: {problem}"
+        return None
+    if isinstance(expected, torch.Tensor) or isinstance(expected, np.ndarray):
+        kind = "torch.Tensor" if isinstance(expected, torch.Tensor) else "numpy array"
+        if not isinstance(yours, type(expected)):
+            return f"expected a {kind}, got {type(yours).__name__}"
+        if tuple(yours.shape) != tuple(expected.shape):
+            return f"wrong shape: yours {tuple(yours.shape)}, expected {tuple(expected.shape)}"
+        if _dtype_name(yours) != _dtype_name(expected):
+            return f"wrong dtype: yours {_dtype_name(yours)}, expected {_dtype_name(expected)}"
+        y = torch.as_tensor(yours).detach().cpu()
+        e = torch.as_tensor(expected).detach().cpu()
+        if e.dtype == torch.bool or not (e.is_floating_point() or e.is_complex()):
+            wrong = (y != e).nonzero()
+            if len(wrong):
+                index = tuple(wrong[0].tolist())
+                return f"{len(wrong)} of {e.numel()} entries differ, first at index {index}: yours {y[index].item()}, expected {e[index].item()}"
+            return None
+        default_rtol, default_atol = _TOLERANCES.get(_dtype_name(expected), (1e-7, 1e-7))
+        rtol = default_rtol if rtol is None else rtol
+        atol = default_atol if atol is None else atol
+        if torch.isnan(y).any() and not torch.isnan(e).any():
+            return "your result contains NaN"
+        close = torch.isclose(y, e, rtol=rtol, atol=atol, equal_nan=True)
+        if not bool(close.all()):
+            diff = (y.to(torch.complex128 if y.is_complex() else torch.float64) - e.to(torch.complex128 if e.is_complex() else torch.float64)).abs()
+            index = tuple(int(i) for i in np.unravel_index(int(diff.reshape(-1).argmax()), tuple(e.shape))) if e.dim() else ()
+            bad = int((~close).sum())
+            return (
+                f"{bad} of {e.numel()} entries differ (rtol={rtol:g}, atol={atol:g}); "
+                f"largest difference {diff.max().item():.3g} at index {index}: "
+                f"yours {y[index].item():.6g}, expected {e[index].item():.6g}"
+            )
+        return None
+    if isinstance(expected, (int, float, complex, np.number)) and not isinstance(expected, bool):
+        if not isinstance(yours, (int, float, complex, np.number)) and not (
+            isinstance(yours, (torch.Tensor, np.ndarray)) and getattr(yours, "ndim", 1) == 0
+        ):
+            return f"expected a number, got {type(yours).__name__}"
+        tol_r = 1e-9 if rtol is None else rtol
+        tol_a = 1e-12 if atol is None else atol
+        if not (abs(complex(yours) - complex(expected)) <= tol_a + tol_r * abs(complex(expected))):
+            return f"yours {complex(yours).real if complex(yours).imag == 0 else complex(yours):.8g}, expected {expected:.8g}"
+        return None
+    if yours != expected:
+        return f"yours {_short(yours)}, expected {_short(expected)}"
+    return None
+
+
+def check_function(
+    name: str,
+    fn: Any,
+    reference: Callable[..., Any],
+    cases: Sequence[Case],
+    *,
+    rtol: float | None = None,
+    atol: float | None = None,
+    hint: str = "",
+) -> CheckResult:
+    """Run ``fn`` and ``reference`` on every case and report the first disagreement.
+
+    Args:
+        name: the name the exercise asks the reader to define, used in messages.
+        fn: the reader's function.
+        reference: the trusted implementation (usually from ``ropebook.reference``).
+        cases: the inputs, usually drawn from a seeded generator.
+        rtol, atol: tolerances; by default they follow the expected result's dtype.
+        hint: a sentence shown under a failure.
+
+    Returns:
+        A :class:`CheckResult`: ``Correct: ...`` or ``✗ name: case i/n (label): problem``
+        with ``yours:``/``expected:`` previews. It never raises on a wrong answer.
+
+    >>> cases = [Case((np.arange(3.0),), label="x=[0, 1, 2]")]
+    >>> check_function("double", lambda x: 2 * x, lambda x: x + x, cases)
+    Correct: double agrees with the reference on all 1 cases.
+    >>> print(check_function("double", lambda x: 3 * x, lambda x: x + x, cases))
+    ✗ double: case 1/1 (x=[0, 1, 2]): 2 of 3 entries differ (rtol=1e-07, atol=1e-07); largest difference 2 at index (2,): yours 6, expected 4
+      yours:    array(shape=(3,), dtype=float64, [0, 3, 6])
+      expected: array(shape=(3,), dtype=float64, [0, 2, 4])
+    """
+    if not callable(fn):
+        return CheckResult(False, f"✗ {name}: expected a function, got {type(fn).__name__} ({_short(fn)})")
+    total = len(cases)
+    for i, case in enumerate(cases):
+        where = f"case {i + 1}/{total}" + (f" ({case.label})" if case.label else "")
+        expected = reference(*copy.deepcopy(case.args), **copy.deepcopy(case.kwargs))
+        try:
+            yours = fn(*copy.deepcopy(case.args), **copy.deepcopy(case.kwargs))
+        except NotImplementedError:
+            return CheckResult(False, f"✗ {name}: not implemented yet — replace the `raise NotImplementedError` line with your code.")
+        except Exception as exc:  # the reader's code failed: report it, never re-raise
+            return CheckResult(False, f"✗ {name}: {where}: your function raised {type(exc).__name__}: {exc}")
+        problem = _compare(yours, expected, rtol, atol)
+        if problem:
+            lines = [f"✗ {name}: {where}: {problem}", f"  yours:    {_short(yours)}", f"  expected: {_short(expected)}"]
+            if hint:
+                lines.append(f"  hint: {hint}")
+            return CheckResult(False, "\n".join(lines))
+    return CheckResult(True, f"Correct: {name} agrees with the reference on all {total} cases.")
+
+
+def check_sympy_equal(name: str, yours: Any, expected: Any, *, hint: str = "") -> CheckResult:
+    """Check that a reader's sympy expression (or matrix) equals ``expected`` identically.
+
+    Equality is decided by simplifying the difference (with trigonometric and
+    complex simplification), so any algebraically equal form passes.
+
+    >>> a, b = sp.symbols("a b", real=True)
+    >>> check_sympy_equal("angle_sum", sp.cos(a) * sp.cos(b) - sp.sin(a) * sp.sin(b), sp.cos(a + b))
+    Correct: angle_sum equals the expected expression.
+    >>> check_sympy_equal("angle_sum", sp.cos(a) * sp.cos(b), sp.cos(a + b)).passed
+    False
+    """
+    if yours is None:
+        return CheckResult(False, f"✗ {name}: got None — assign your expression to `{name}`.")
+    try:
+        yours_s = sp.sympify(yours) if not isinstance(yours, sp.MatrixBase) else yours
+    except (sp.SympifyError, TypeError) as exc:
+        return CheckResult(False, f"✗ {name}: expected a sympy expression, got {type(yours).__name__}: {exc}")
+    expected_s = sp.sympify(expected) if not isinstance(expected, sp.MatrixBase) else expected
+    if isinstance(expected_s, sp.MatrixBase):
+        if not isinstance(yours_s, sp.MatrixBase):
+            return CheckResult(False, f"✗ {name}: expected a {expected_s.shape[0]}×{expected_s.shape[1]} sympy Matrix, got {type(yours).__name__}")
+        if yours_s.shape != expected_s.shape:
+            return CheckResult(False, f"✗ {name}: wrong shape: yours {yours_s.shape}, expected {expected_s.shape}")
+        difference = (yours_s - expected_s).applyfunc(_simplify_fully)
+        zero = all(entry == 0 for entry in difference)
+    else:
+        if isinstance(yours_s, sp.MatrixBase):
+            return CheckResult(False, f"✗ {name}: expected a scalar expression, got a {yours_s.shape} Matrix")
+        difference = _simplify_fully(yours_s - expected_s)
+        zero = difference == 0
+    if zero:
+        return CheckResult(True, f"Correct: {name} equals the expected expression.")
+    lines = [f"✗ {name}: not identically equal to the expected expression", f"  yours:    {yours_s}", f"  expected: {expected_s}"]
+    if hint:
+        lines.append(f"  hint: {hint}")
+    return CheckResult(False, "\n".join(lines))
+
+
+def _simplify_fully(expr: sp.Expr) -> sp.Expr:
+    """Simplify hard enough to decide trigonometric and complex identities used in the book."""
+    expr = sp.simplify(sp.expand_complex(sp.expand(expr)))
+    if expr != 0:
+        expr = sp.simplify(sp.trigsimp(sp.expand_trig(expr)))
+    return sp.Integer(0) if expr.is_zero else expr

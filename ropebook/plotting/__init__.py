@@ -1,0 +1,10 @@
+"""Figures for the book: pure functions that take numbers and return a matplotlib Figure.
+
+Each function draws on a fresh figure with an opaque white face colour (readable
+in the site's dark mode too) and never calls ``plt.show``. Widgets in
+``ropebook.widgets`` wrap these same functions. One submodule per chapter topic.
+"""
+
+from ropebook.plotting._style import new_figure
+
+__all__ = ["new_figure"]

@@ -1,0 +1,31 @@
+"""The house style every figure shares: white background, readable sizes, no frame clutter."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg", force=False)  # headless by default; Jupyter's inline backend still wins in a notebook
+
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+__all__ = ["new_figure", "COLORS"]
+
+# One palette for the whole book (colour-blind safe, Okabe–Ito order).
+COLORS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
+
+
+def new_figure(nrows: int = 1, ncols: int = 1, *, width: float = 6.4, height: float = 3.6, **kwargs) -> tuple[Figure, object]:
+    """Return ``(fig, axes)`` with the book's style: opaque white face, constrained layout.
+
+    >>> fig, ax = new_figure()
+    >>> fig.get_facecolor()
+    (1.0, 1.0, 1.0, 1.0)
+    """
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, height), layout="constrained", facecolor="white", **kwargs)
+    for ax in fig.axes:
+        ax.set_facecolor("white")
+        ax.spines[["top", "right"]].set_visible(False)
+        ax.grid(True, alpha=0.25)
+    plt.close(fig)  # the caller decides when and where to show it
+    return fig, axes

@@ -1,0 +1,1 @@
+"""Sympy helpers for the derivation chapters (filled in by Part I)."""

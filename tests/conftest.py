@@ -1,0 +1,59 @@
+"""Shared fixtures: the built site (one full, forced build per test session) and a local server."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def build_book(out: Path, *, source: Path = ROOT, execute: str = "force", extra_env: dict | None = None) -> Path:
+    """Build the book strictly (-W -n --keep-going) into ``out``; fail with the execution reports."""
+    env = {**os.environ, "ROPEBOOK_EXECUTE": execute, "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg", **(extra_env or {})}
+    proc = subprocess.run(
+        [str(BIN / "jupyter-book"), "build", str(source), "--path-output", str(out), "-W", "-n", "--keep-going"],
+        cwd=source, env=env, capture_output=True, text=True,
+    )
+    html = out / "_build" / "html"
+    if proc.returncode != 0:
+        reports = "".join(f"\n=== {p.name}\n{p.read_text()}" for p in sorted((html / "reports").glob("*.log")))
+        warnings = "\n".join(line for line in proc.stdout.splitlines() + proc.stderr.splitlines() if "WARNING" in line or "ERROR" in line)
+        pytest.fail(f"jupyter-book build failed (exit {proc.returncode}):\n{warnings}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}{reports}", pytrace=False)
+    return html
+
+
+@pytest.fixture(scope="session")
+def site() -> Path:
+    """The reader's edition, built once per session with every page executed.
+
+    Set ROPEBOOK_SITE=path/to/html to test an existing build instead (for quick iteration).
+    """
+    existing = os.environ.get("ROPEBOOK_SITE")
+    if existing:
+        return Path(existing)
+    return build_book(ROOT / "_build" / "test")
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):  # keep test output clean
+        pass
+
+
+@pytest.fixture(scope="session")
+def site_url(site: Path):
+    """Serve the built site on 127.0.0.1 at a free port; yields the base URL."""
+    handler = functools.partial(_QuietHandler, directory=str(site))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()

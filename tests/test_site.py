@@ -1,0 +1,172 @@
+"""The built site, checked as a reader's browser sees it: offline, typeset, without errors.
+
+Every page of the table of contents is loaded in Debian's headless Chromium from a
+local HTTP server. A request to anywhere but that server is blocked and recorded;
+the test fails on any such request, on any console error, and on maths that MathJax
+left as raw TeX. In CI (CI=true) a missing browser fails the run instead of skipping.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Pages in the table of contents, as HTML paths relative to the site root.
+TOC = yaml.safe_load(Path(os.environ.get("ROPEBOOK_TOC", ROOT / "_toc.yml")).read_text())
+PAGES = [TOC["root"]] + [c["file"] for part in TOC.get("parts", []) for c in part["chapters"]]
+NOTEBOOK_PAGES = [p for p in PAGES if "kernelspec:" in (ROOT / f"{p}.md").read_text()[:800]]
+
+CHROMIUM_FLAGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-default-apps", "--disable-extensions",
+]
+
+
+def chromium_path() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("Chromium is not installed: in CI the browser check must run (make test installs Debian's chromium)")
+        pytest.skip("Chromium is not installed (make test installs it where it runs as root)")
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    executable = chromium_path()
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_FLAGS)
+        yield b
+        b.close()
+
+
+def open_page(browser, url: str, base: str):
+    """Open ``url`` with every request outside ``base`` blocked; return (page, offsite, errors)."""
+    context = browser.new_context()
+    page = context.new_page()
+    offsite: list[str] = []
+    errors: list[str] = []
+
+    def route(r):
+        if r.request.url.startswith(base) or r.request.url.startswith("data:") or r.request.url.startswith("blob:"):
+            r.continue_()
+        else:
+            offsite.append(r.request.url)
+            r.abort()
+
+    page.route("**/*", route)
+    page.on("console", lambda m: errors.append(f"console.{m.type}: {m.text}") if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
+    page.on("requestfailed", lambda r: errors.append(f"request failed: {r.url}") if r.url.startswith(base) else None)
+    page.on("response", lambda r: errors.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None)
+    page.goto(url, wait_until="load")
+    return page, offsite, errors
+
+
+def wait_for_mathjax(page) -> None:
+    page.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.promise", timeout=20_000)
+    page.evaluate("() => MathJax.startup.promise")
+
+
+# --- static checks of the build output (no browser) -------------------------------
+
+
+def test_every_toc_page_is_built(site: Path):
+    missing = [p for p in PAGES if not (site / f"{p}.html").is_file()]
+    assert not missing, f"pages in _toc.yml with no HTML: {missing}"
+
+
+def test_no_page_refers_to_a_cdn(site: Path):
+    pattern = re.compile(r"""<(?:script|link)[^>]+(?:src|href)=["'](https?:)?//""")
+    offenders = {p: pattern.findall((site / f"{p}.html").read_text()) for p in PAGES}
+    offenders = {p: hits for p, hits in offenders.items() if hits}
+    assert not offenders, f"pages load scripts or styles from another host: {offenders}"
+    for vendored in ["require.min.js", "widgets/embed-amd.js", "mathjax/tex-chtml.js"]:
+        assert (site / "_static" / "vendor" / vendored).is_file(), f"vendored file missing from the site: {vendored}"
+
+
+@pytest.mark.parametrize("page", NOTEBOOK_PAGES)
+def test_ipynb_download(site: Path, page: str):
+    """Each notebook page offers a generated .ipynb: valid, code cells intact, no outputs."""
+    path = site / "_sources" / f"{page}.ipynb"
+    assert path.is_file(), f"no downloadable notebook at {path}"
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code, f"{path.name} has no code cells: jupytext read the page as text?"
+    assert all(not c.get("outputs") for c in code)
+    html = (site / f"{page}.html").read_text()
+    assert f"_sources/{page}.ipynb" in html or f"{Path(page).name}.ipynb" in html, f"{page}.html does not link its .ipynb"
+
+
+# --- the browser ------------------------------------------------------------------
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("page", PAGES)
+def test_page_offline_typeset_and_clean(browser, site_url: str, page: str):
+    tab, offsite, errors = open_page(browser, f"{site_url}/{page}.html", site_url)
+    try:
+        wait_for_mathjax(tab)
+        tab.wait_for_load_state("networkidle")
+        raw = tab.evaluate(
+            """() => Array.from(document.querySelectorAll('span.math, div.math'))
+                    .filter(e => !e.querySelector('mjx-container')).map(e => e.textContent.slice(0, 60))"""
+        )
+        typeset = tab.evaluate("() => document.querySelectorAll('mjx-container').length")
+        has_math = tab.evaluate("() => document.querySelectorAll('span.math, div.math').length")
+        widgets_expected = tab.evaluate(
+            "() => document.querySelectorAll('script[type=\"application/vnd.jupyter.widget-view+json\"]').length"
+        )
+        widgets_rendered = tab.evaluate("() => document.querySelectorAll('.jupyter-widgets, .widget-container').length")
+    finally:
+        tab.context.close()
+    assert not offsite, f"{page}: requests left the local server: {offsite}"
+    assert not errors, f"{page}: browser errors: {errors}"
+    assert not raw, f"{page}: maths left as raw TeX: {raw[:5]}"
+    if has_math:
+        assert typeset >= has_math, f"{page}: {has_math} maths elements but only {typeset} typeset by MathJax"
+    if widgets_expected:
+        assert widgets_rendered > 0, f"{page}: {widgets_expected} embedded widgets, none rendered"
+
+
+@pytest.mark.browser
+def test_search_works_offline(browser, site_url: str):
+    tab, offsite, errors = open_page(browser, f"{site_url}/search.html?q=rotation", site_url)
+    try:
+        tab.wait_for_selector("#search-results li", timeout=20_000)
+        hits = tab.evaluate("() => document.querySelectorAll('#search-results li').length")
+    finally:
+        tab.context.close()
+    assert not offsite, f"search: requests left the local server: {offsite}"
+    assert not errors, f"search: browser errors: {errors}"
+    assert hits > 0, "searching the site for 'rotation' found nothing"
+
+
+@pytest.mark.browser
+def test_screenshots_for_inspection(browser, site_url: str, site: Path):
+    """Keep a screenshot of every page under _build/ so a person can look at what readers see."""
+    shots = site.parent / "screenshots"
+    shots.mkdir(exist_ok=True)
+    for page in PAGES:
+        tab, _, _ = open_page(browser, f"{site_url}/{page}.html", site_url)
+        try:
+            wait_for_mathjax(tab)
+            path = shots / f"{Path(page).name}.png"
+            tab.screenshot(path=str(path), full_page=False)
+        finally:
+            tab.context.close()
+        assert path.stat().st_size > 10_000, f"screenshot of {page} is suspiciously small"
+    (shots / "index.json").write_text(json.dumps(PAGES))
