@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 from pathlib import Path
 
 import nbformat
 import pytest
 import yaml
+
+from conftest import open_page, wait_for_mathjax
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,61 +25,6 @@ ROOT = Path(__file__).resolve().parents[1]
 TOC = yaml.safe_load(Path(os.environ.get("ROPEBOOK_TOC", ROOT / "_toc.yml")).read_text())
 PAGES = [TOC["root"]] + [c["file"] for part in TOC.get("parts", []) for c in part["chapters"]]
 NOTEBOOK_PAGES = [p for p in PAGES if "kernelspec:" in (ROOT / f"{p}.md").read_text()[:800]]
-
-CHROMIUM_FLAGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-default-apps", "--disable-extensions",
-]
-
-
-def chromium_path() -> str:
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("Chromium is not installed: in CI the browser check must run (make test installs Debian's chromium)")
-        pytest.skip("Chromium is not installed (make test installs it where it runs as root)")
-    return path
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    executable = chromium_path()
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_FLAGS)
-        yield b
-        b.close()
-
-
-def open_page(browser, url: str, base: str):
-    """Open ``url`` with every request outside ``base`` blocked; return (page, offsite, errors)."""
-    context = browser.new_context()
-    page = context.new_page()
-    offsite: list[str] = []
-    errors: list[str] = []
-
-    def route(r):
-        if r.request.url.startswith(base) or r.request.url.startswith("data:") or r.request.url.startswith("blob:"):
-            r.continue_()
-        else:
-            offsite.append(r.request.url)
-            r.abort()
-
-    page.route("**/*", route)
-    page.on("console", lambda m: errors.append(f"console.{m.type}: {m.text}") if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
-    page.on("requestfailed", lambda r: errors.append(f"request failed: {r.url}") if r.url.startswith(base) else None)
-    page.on("response", lambda r: errors.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None)
-    page.goto(url, wait_until="load")
-    return page, offsite, errors
-
-
-def wait_for_mathjax(page) -> None:
-    page.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.promise", timeout=20_000)
-    page.evaluate("() => MathJax.startup.promise")
-
 
 # --- static checks of the build output (no browser) -------------------------------
 

@@ -1,0 +1,355 @@
+"""ropebook.rope and ropebook.rotary: oracles, identities, precision, compile, autograd, devices."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import ropebook as rb
+from ropebook import reference, scaling
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"))]
+LAYOUTS = ["half", "interleaved"]
+
+# (shape, base, rotary_dim, layout, scaling) checked against the numpy reference
+REFERENCE_CASES = [
+    ((5, 8), 10000.0, None, "half", None),
+    ((5, 8), 10000.0, None, "interleaved", None),
+    ((2, 3, 7, 16), 500.0, None, "half", None),
+    ((2, 3, 7, 16), 500.0, None, "interleaved", None),
+    ((2, 2, 6, 12), 10000.0, 4, "half", None),  # GPT-NeoX partial rotary
+    ((2, 2, 6, 12), 10000.0, 8, "interleaved", None),
+    ((1, 2, 9, 16), 10000.0, None, "half", scaling.Linear(4.0)),
+    ((1, 2, 9, 16), 10000.0, None, "interleaved", scaling.YaRN(8.0, original_max_positions=64)),
+    ((1, 2, 9, 16), 10000.0, None, "half", scaling.LongRoPE([1.0] * 8, [1.5] * 8, 4, max_positions=16)),
+    ((1, 2, 9, 16), 10000.0, None, "half", scaling.DynamicNTK(2.0, original_max_positions=4)),
+]
+
+# Bad input: (call, the words the message must contain: argument, expected, actual)
+X = torch.zeros(2, 4, 16, 8)
+BAD_INPUTS = {
+    "odd head_dim": (lambda: rb.apply_rope(torch.zeros(2, 4, 16, 63)), ["head_dim", "even", "(2, 4, 16, 63)"]),
+    "odd rotary_dim": (lambda: rb.apply_rope(X, rotary_dim=3), ["rotary_dim", "even", "rotary_dim=3"]),
+    "rotary_dim > D": (lambda: rb.apply_rope(X, rotary_dim=10), ["rotary_dim", "at most head_dim=8", "rotary_dim=10"]),
+    "positions shape": (lambda: rb.apply_rope(X, torch.arange(5)), ["positions", "x.shape[:-1]=(2, 4, 16)", "positions.shape=(5,)"]),
+    "NaN positions": (lambda: rb.apply_rope(X, torch.full((16,), math.nan)), ["positions", "finite", "nan"]),
+    "inf positions": (lambda: rb.apply_rope(X, torch.full((16,), math.inf)), ["positions", "finite", "inf"]),
+    "unknown layout": (lambda: rb.apply_rope(X, layout="neox"), ["layout", "('half', 'interleaved')", "'neox'"]),
+    "non-positive base": (lambda: rb.apply_rope(X, base=0.0), ["base", "positive", "base=0.0"]),
+    "negative base": (lambda: rb.rope_frequencies(8, base=-1.0), ["base", "positive", "base=-1.0"]),
+    "factor below 1": (lambda: scaling.Linear(0.5), ["factor", ">= 1", "factor=0.5"]),
+    "LongRoPE length": (
+        lambda: rb.apply_rope(X, scaling=scaling.LongRoPE([1.0] * 3, [1.0] * 3, 8)),
+        ["short_factor", "dim // 2 = 4", "got 3"],
+    ),
+    "unknown backend": (lambda: rb.apply_rope(X, backend="cuda"), ["backend", "('auto', 'torch', 'triton')", "'cuda'"]),
+}
+
+
+def meta_precompute_freqs_cis(dim: int, end: int, theta: float = 10000.0) -> torch.Tensor:
+    """Meta Llama's reference (llama/model.py), in float64."""
+    freqs = 1.0 / (theta ** (torch.arange(0, dim, 2)[: (dim // 2)].double() / dim))
+    t = torch.arange(end, dtype=torch.float64)
+    freqs = torch.outer(t, freqs)
+    return torch.polar(torch.ones_like(freqs), freqs)  # (T, d/2) complex128
+
+
+def meta_apply_rotary_emb(xq: torch.Tensor, freqs_cis: torch.Tensor) -> torch.Tensor:
+    """xq: (B, T, H, D), Meta's layout; pairs (2i, 2i + 1) viewed as complex numbers."""
+    xq_ = torch.view_as_complex(xq.double().reshape(*xq.shape[:-1], -1, 2))
+    freqs_cis = freqs_cis[None, :, None, :]
+    return torch.view_as_real(xq_ * freqs_cis).flatten(3)
+
+
+# ----------------------------------------------------------------------------- oracles
+
+
+@pytest.mark.parametrize("shape, base, rotary_dim, layout, rule", REFERENCE_CASES)
+def test_matches_numpy_reference(shape, base, rotary_dim, layout, rule):
+    x = torch.randn(shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    expected = reference.apply_rope_reference(x, base=base, layout=layout, rotary_dim=rotary_dim, scaling=rule)
+    for fn in (rb.apply_rope, rb.apply_rope_complex):
+        got = fn(x, base=base, layout=layout, rotary_dim=rotary_dim, scaling=rule)
+        np.testing.assert_allclose(got.numpy(), expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dim", [8, 64, 128])
+def test_interleaved_matches_meta_complex_reference(dim):
+    B, T, H = 2, 300, 3
+    xq = torch.randn(B, T, H, dim, dtype=torch.float64)
+    expected = meta_apply_rotary_emb(xq, meta_precompute_freqs_cis(dim, T))  # (B, T, H, D)
+    got = rb.apply_rope(xq.transpose(1, 2), layout="interleaved").transpose(1, 2)  # ours is (B, H, T, D)
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+    got32 = rb.apply_rope(xq.float().transpose(1, 2), layout="interleaved").transpose(1, 2)
+    torch.testing.assert_close(got32, expected.float(), rtol=1e-5, atol=1e-5)
+
+
+def test_frequencies_and_angles():
+    inv = rb.rope_frequencies(8, base=100.0)
+    np.testing.assert_allclose(inv.numpy(), [100.0 ** (-2 * i / 8) for i in range(4)], rtol=1e-15)
+    angles = rb.rope.rope_angles(torch.tensor([[3]]), inv)
+    assert angles.shape == (1, 1, 4) and angles.dtype == torch.float64
+    torch.testing.assert_close(angles[0, 0], 3 * inv)
+
+
+def test_default_positions_offset_and_float_positions():
+    x = torch.randn(2, 3, 5, 8)
+    torch.testing.assert_close(rb.apply_rope(x, offset=7), rb.apply_rope(x, torch.arange(7, 12)))
+    torch.testing.assert_close(rb.apply_rope(x, torch.arange(5) * 0.5), rb.apply_rope(x, torch.arange(5) / 2.0))
+    row_offsets = torch.tensor([0, 10]).view(2, 1, 1)  # (B, 1, 1): one start per batch row
+    y = rb.apply_rope(x, offset=row_offsets)
+    torch.testing.assert_close(y[1], rb.apply_rope(x[1], offset=10))
+    half = reference.apply_rope_reference(x, np.arange(5) * 0.5)
+    np.testing.assert_allclose(rb.apply_rope(x, torch.arange(5) * 0.5).numpy(), half, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64])
+@pytest.mark.parametrize("device", DEVICES)
+def test_keeps_shape_dtype_device(dtype, device):
+    x = torch.randn(2, 3, 5, 8, device=device).to(dtype)
+    for layout in LAYOUTS:
+        for fn in (rb.apply_rope, rb.apply_rope_complex):
+            y = fn(x, layout=layout, rotary_dim=4)
+            assert (y.shape, y.dtype, y.device) == (x.shape, x.dtype, x.device)
+            torch.testing.assert_close(y[..., 4:], x[..., 4:], rtol=0, atol=0)
+
+
+# ----------------------------------------------------------------------------- layout conversion
+
+
+def test_layout_permutation_maps_pairs():
+    p = rb.layout_permutation(8)
+    assert p.tolist() == [0, 2, 4, 6, 1, 3, 5, 7]
+    for i in range(4):  # pair i: interleaved (2i, 2i+1) lands on half (i, i + 4)
+        assert (p[i].item(), p[i + 4].item()) == reference.pair_indices(i, 8, "interleaved")
+
+
+@pytest.mark.parametrize("n_heads, head_dim", [(1, 8), (4, 16), (2, 128)])
+def test_converter_permutation_preserves_attention_scores(n_heads, head_dim):
+    g = torch.Generator().manual_seed(1)
+    d_model, T = 32, 11
+    x = torch.randn(T, d_model, dtype=torch.float64, generator=g)
+    wq = torch.randn(n_heads * head_dim, d_model, dtype=torch.float64, generator=g)
+    wk = torch.randn(n_heads * head_dim, d_model, dtype=torch.float64, generator=g)
+
+    def scores(wq, wk, layout):
+        q = (x @ wq.T).view(T, n_heads, head_dim).transpose(0, 1)  # (H, T, D)
+        k = (x @ wk.T).view(T, n_heads, head_dim).transpose(0, 1)
+        return rb.apply_rope(q, layout=layout) @ rb.apply_rope(k, layout=layout).transpose(-1, -2)  # (H, T, T)
+
+    meta = scores(wq, wk, "interleaved")
+    hf = scores(rb.interleaved_to_half_weights(wq, n_heads), rb.interleaved_to_half_weights(wk, n_heads), "half")
+    torch.testing.assert_close(hf, meta, rtol=1e-12, atol=1e-10)
+    assert not torch.allclose(scores(wq, wk, "half"), meta)  # without the permutation they differ
+
+
+def test_converter_matches_meta_to_hf_reshape():
+    """The transformers Llama converter writes the permutation as a view/transpose."""
+    n_heads, head_dim, d_model = 4, 16, 8
+    w = torch.randn(n_heads * head_dim, d_model)
+    hf_permute = w.view(n_heads, head_dim // 2, 2, d_model).transpose(1, 2).reshape(n_heads * head_dim, d_model)
+    torch.testing.assert_close(rb.interleaved_to_half_weights(w, n_heads), hf_permute, rtol=0, atol=0)
+    bias = torch.arange(float(n_heads * head_dim))
+    assert rb.interleaved_to_half_weights(bias, n_heads).shape == bias.shape
+
+
+# ----------------------------------------------------------------------------- properties (hypothesis)
+
+dims = st.sampled_from([2, 4, 8, 16, 64])
+layouts = st.sampled_from(LAYOUTS)
+bases = st.sampled_from([10.0, 10000.0, 500000.0])
+positions = st.integers(min_value=-10_000, max_value=10_000)
+PROPERTY = settings(max_examples=25, deadline=None)
+
+
+def _vec(seed: int, *shape):
+    return torch.randn(*shape, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+
+
+@PROPERTY
+@given(dim=dims, layout=layouts, base=bases, m=positions, n=positions, shift=positions, seed=st.integers(0, 2**16))
+def test_scores_depend_only_on_offset(dim, layout, base, m, n, shift, seed):
+    q, k = _vec(seed, 1, dim), _vec(seed + 1, 1, dim)
+
+    def score(m, n):
+        qm = rb.apply_rope(q, torch.tensor([m]), base=base, layout=layout)
+        kn = rb.apply_rope(k, torch.tensor([n]), base=base, layout=layout)
+        return (qm * kn).sum()
+
+    scale = q.norm() * k.norm()
+    assert abs(score(m, n) - score(m + shift, n + shift)) <= 1e-10 * scale
+    # and equals q^T R_{n-m} k (RoFormer eq. 16)
+    R = torch.from_numpy(reference.rope_matrix(n - m, dim, base=base, layout=layout))
+    assert abs(score(m, n) - q[0] @ R @ k[0]) <= 1e-10 * scale
+
+
+@PROPERTY
+@given(dim=dims, layout=layouts, base=bases, seed=st.integers(0, 2**16))
+def test_norms_preserved_and_inverse_rotation(dim, layout, base, seed):
+    x = _vec(seed, 3, 7, dim)
+    pos = torch.randint(-10**6, 10**6, (7,), generator=torch.Generator().manual_seed(seed))
+    y = rb.apply_rope(x, pos, base=base, layout=layout)
+    torch.testing.assert_close(y.norm(dim=-1), x.norm(dim=-1), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(rb.apply_rope(y, -pos, base=base, layout=layout), x, rtol=1e-9, atol=1e-9)
+
+
+@PROPERTY
+@given(dim=dims, layout=layouts, base=bases, seed=st.integers(0, 2**16), frac=st.booleans())
+def test_complex_form_equals_real_form(dim, layout, base, seed, frac):
+    x = _vec(seed, 2, 5, dim)
+    pos = torch.randint(0, 10**5, (5,)) + (0.25 if frac else 0)
+    torch.testing.assert_close(
+        rb.apply_rope_complex(x, pos, base=base, layout=layout), rb.apply_rope(x, pos, base=base, layout=layout),
+        rtol=1e-12, atol=1e-12,
+    )
+
+
+@PROPERTY
+@given(dim=dims, base=bases, seed=st.integers(0, 2**16))
+def test_layouts_agree_after_permutation(dim, base, seed):
+    x = _vec(seed, 2, 6, dim)  # interleaved features
+    p = rb.layout_permutation(dim)
+    torch.testing.assert_close(
+        rb.apply_rope(x[..., p], base=base, layout="half"), rb.apply_rope(x, base=base, layout="interleaved")[..., p],
+        rtol=0, atol=1e-14,
+    )
+
+
+# ----------------------------------------------------------------------------- precision at large positions
+
+# Unit roundoff u of each format (half an ulp, relative): rounding one exact value to it errs by at most u·|value|.
+UNIT_ROUNDOFF = {torch.float16: 2.0**-11, torch.bfloat16: 2.0**-8, torch.float32: 2.0**-24}
+FAR_POSITIONS = [0, 1, 4095, 65_537, 100_003, 524_287, 999_999, 1_000_000]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("device", DEVICES)
+def test_low_precision_error_is_only_output_rounding(dtype, layout, device):
+    """|y − y_ref| ≤ u·|y_ref| + (fp32 slack): the error is the rounding of the result to dtype, nothing more.
+
+    The fp32 slack covers cos/sin and the multiply-adds in fp32: a few units of 2^-24 times |x_a| + |x_b|.
+    """
+    x = torch.randn(2, len(FAR_POSITIONS), 128, generator=torch.Generator().manual_seed(0)).to(dtype).to(device)
+    pos = torch.tensor(FAR_POSITIONS, device=device)
+    y = rb.apply_rope(x, pos, layout=layout).double().cpu()
+    y_ref = torch.from_numpy(reference.apply_rope_reference(x.cpu(), pos.cpu(), layout=layout))
+    x64 = x.double().cpu()
+    partner = x64[..., rb.layout_permutation(128)] if layout == "interleaved" else x64
+    pair_mag = (partner[..., :64].abs() + partner[..., 64:].abs()).repeat(1, 1, 2)
+    if layout == "interleaved":
+        pair_mag = pair_mag[..., torch.argsort(rb.layout_permutation(128))]
+    bound = UNIT_ROUNDOFF[dtype] * y_ref.abs() + 8 * 2.0**-24 * pair_mag + 2.0**-25  # 2^-25: fp16 subnormals
+    err = (y - y_ref).abs()
+    assert (err <= bound).all(), f"worst excess {(err - bound).max().item():.3g}"
+
+
+def test_fp32_angles_are_off_by_1e_minus_2_at_large_positions():
+    """Angles as Hugging Face forms them (fp32 θ times fp32 positions) vs exact angles; ours are exact."""
+    pos = torch.arange(100_000, 1_000_001, 9_973)
+    exact = rb.rope.rope_angles(pos, rb.rope_frequencies(128))  # float64
+    inv32 = rb.rope_frequencies(128, dtype=torch.float32)
+    hf_angles = (pos.float()[:, None] * inv32).double()
+    cos_err_fp32 = (hf_angles.cos() - exact.cos()).abs().max().item()
+    ours_cos, _ = rb.rope_cos_sin(pos, 128)  # angles in float64, cos rounded to fp32
+    ours_err = (ours_cos.double() - exact.cos()).abs().max().item()
+    assert 3e-3 < cos_err_fp32 < 1e-1  # observed ~3e-2
+    assert ours_err < 1e-7  # fp32 rounding of cos (2^-24) only
+
+
+# ----------------------------------------------------------------------------- module, compile, autograd
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("device", DEVICES)
+def test_rotary_embedding_matches_function_and_decodes(layout, device):
+    rule = scaling.YaRN(4.0, original_max_positions=16)
+    rope = rb.RotaryEmbedding(16, layout=layout, scaling=rule, rotary_dim=8, max_positions=4)
+    q, k = torch.randn(2, 4, 9, 16, device=device), torch.randn(2, 1, 9, 16, device=device)
+    q1, k1 = rope(q, k)
+    torch.testing.assert_close(q1, rb.apply_rope(q, layout=layout, scaling=rule, rotary_dim=8))
+    torch.testing.assert_close(k1, rb.apply_rope(k, layout=layout, scaling=rule, rotary_dim=8))
+    # decoding: row 0 is at position 3, row 1 at position 8 (different prompt lengths)
+    offsets = torch.tensor([3, 8], device=device)
+    qd, kd = rope(q[:, :, :1], k[:, :, :1], offset=offsets)
+    torch.testing.assert_close(qd[0], rb.apply_rope(q[0, :, :1], offset=3, layout=layout, scaling=rule, rotary_dim=8))
+    torch.testing.assert_close(kd[1], rb.apply_rope(k[1, :, :1], offset=8, layout=layout, scaling=rule, rotary_dim=8))
+    # the table grew past max_positions and is cached per (device, dtype)
+    rope(q.double(), k.double())
+    keys = {(key[0].type, key[1]) for key in rope._cache}
+    assert {(torch.device(device).type, torch.float32), (torch.device(device).type, torch.float64)} <= keys
+
+
+def test_rotary_embedding_dynamic_and_longrope_follow_seq_len():
+    for rule in (scaling.DynamicNTK(2.0, original_max_positions=8), scaling.LongRoPE([1.0] * 4, [3.0] * 4, 8)):
+        rope = rb.RotaryEmbedding(8, scaling=rule)
+        for T in (4, 20):
+            q = torch.randn(1, 2, T, 8)
+            q1, _ = rope(q, q)
+            torch.testing.assert_close(q1, rb.apply_rope(q, scaling=rule))
+        assert not torch.allclose(rb.apply_rope(q, scaling=rule)[..., :4, :], rb.apply_rope(q[..., :4, :], scaling=rule))
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_torch_compile_fullgraph(layout):
+    compiled = torch.compile(rb.apply_rope, fullgraph=True, dynamic=False)
+    x = torch.randn(1, 2, 8, 16)
+    torch.testing.assert_close(compiled(x, layout=layout), rb.apply_rope(x, layout=layout))
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("device", DEVICES)
+def test_gradcheck_fp64(layout, device):
+    x = torch.randn(1, 2, 5, 8, dtype=torch.float64, device=device, requires_grad=True)
+    pos = torch.tensor([0.0, 1.5, 2.0, 7.0, 100.0], dtype=torch.float64, device=device)
+    assert torch.autograd.gradcheck(lambda x: rb.apply_rope(x, pos, layout=layout, rotary_dim=6), (x,))
+    assert torch.autograd.gradcheck(lambda x: rb.apply_rope_complex(x, pos, layout=layout), (x,))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_no_grad_fast_path_equals_autograd_path(device):
+    x = torch.randn(2, 3, 7, 16, device=device)
+    for layout in LAYOUTS:
+        with torch.no_grad():
+            fast = rb.apply_rope(x, layout=layout)
+        slow = rb.apply_rope(x.requires_grad_(), layout=layout)
+        x.requires_grad_(False)
+        torch.testing.assert_close(fast, slow.detach(), rtol=0, atol=1e-6)
+
+
+def test_backend_triton_is_a_clear_error_or_works():
+    x = torch.randn(1, 1, 4, 8)
+    torch.testing.assert_close(rb.apply_rope(x, backend="auto"), rb.apply_rope(x))
+    try:
+        y = rb.apply_rope(x, backend="triton")
+    except RuntimeError as err:
+        assert "backend='triton'" in str(err)
+    else:
+        torch.testing.assert_close(y, rb.apply_rope(x))
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_message(case):
+    call, words = BAD_INPUTS[case]
+    with pytest.raises(ValueError) as info:
+        call()
+    for word in words:
+        assert word in str(info.value), f"{word!r} not in {str(info.value)!r}"
+
+
+def test_bad_input_in_module_and_complex_form():
+    with pytest.raises(ValueError, match=r"RotaryEmbedding: layout must be one of \('half', 'interleaved'\), got layout='x'"):
+        rb.RotaryEmbedding(8, layout="x")
+    with pytest.raises(ValueError, match=r"apply_rope_complex: head_dim must be even, got x.shape=\(3, 5\)"):
+        rb.apply_rope_complex(torch.zeros(3, 5))
+    rope = rb.RotaryEmbedding(8)
+    with pytest.raises(ValueError, match=r"RotaryEmbedding: q.shape\[-1\] must be dim=8, got q.shape=\(1, 4, 6\)"):
+        rope(torch.zeros(1, 4, 6), torch.zeros(1, 4, 8))
