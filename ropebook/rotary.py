@@ -124,9 +124,10 @@ class RotaryEmbedding(nn.Module):
         """Rotate q ``(B, H, T, D)`` and k ``(B, H_kv, T, D)``; returns the rotated pair."""
         fn = "RotaryEmbedding"
         for name, t in (("q", q), ("k", k)):
+            if not isinstance(t, Tensor) or t.ndim < 2 or t.shape[-1] != self.dim:
+                got = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
+                raise ValueError(f"{fn}: {name} must have shape (..., T, dim={self.dim}), got {name}.shape={got}")
             _rope._check_x(fn, t, self.rotary_dim)
-            if t.shape[-1] != self.dim:
-                raise ValueError(f"{fn}: {name}.shape[-1] must be dim={self.dim}, got {name}.shape={tuple(t.shape)}")
         if isinstance(offset, Tensor) and offset.ndim == 1 and q.ndim >= 3:
             offset = offset.to(q.device).reshape(-1, *([1] * (q.ndim - 2)))  # (B,) -> (B, 1, 1): one start per row
         out = []

@@ -272,11 +272,12 @@ class LongRoPE:
             object.__setattr__(self, "attention_factor", af)
 
     def inv_freq(self, dim: int, *, base: float = 10000.0, seq_len=None, dtype=torch.float64, device=None) -> Tensor:
+        for name in ("short_factor", "long_factor"):
+            if len(getattr(self, name)) != dim // 2:
+                n = len(getattr(self, name))
+                raise ValueError(f"LongRoPE: {name} must have dim // 2 = {dim // 2} entries, got {n} (dim={dim})")
         long = seq_len is not None and seq_len > self.original_max_positions
-        name = "long_factor" if long else "short_factor"
-        factors = getattr(self, name)
-        if len(factors) != dim // 2:
-            raise ValueError(f"LongRoPE: {name} must have dim // 2 = {dim // 2} entries, got {len(factors)}")
+        factors = self.long_factor if long else self.short_factor
         ext = torch.tensor(factors, dtype=dtype, device=device)  # (dim/2,)
         exponent = torch.arange(0, dim, 2, dtype=torch.int64, device=device).to(dtype) / dim
         return 1.0 / (ext * base**exponent)

@@ -351,5 +351,5 @@ def test_bad_input_in_module_and_complex_form():
     with pytest.raises(ValueError, match=r"apply_rope_complex: head_dim must be even, got x.shape=\(3, 5\)"):
         rb.apply_rope_complex(torch.zeros(3, 5))
     rope = rb.RotaryEmbedding(8)
-    with pytest.raises(ValueError, match=r"RotaryEmbedding: q.shape\[-1\] must be dim=8, got q.shape=\(1, 4, 6\)"):
+    with pytest.raises(ValueError, match=r"RotaryEmbedding: q must have shape \(..., T, dim=8\), got q.shape=\(1, 4, 6\)"):
         rope(torch.zeros(1, 4, 6), torch.zeros(1, 4, 8))
