@@ -1,0 +1,175 @@
+"""ropebook against Hugging Face transformers (offline): half layout, partial rotary, every scaling rule.
+
+What we observed (transformers 5.x, torch 2.13 CPU):
+
+- frequencies: with ``dtype=torch.float32`` ours equal ``ROPE_INIT_FUNCTIONS`` bit for bit (max |Δ| = 0)
+  for every rule and configuration below; our default float64 frequencies differ from Hugging Face's
+  float32 ones by a few fp32 ulps (max relative |Δ| ≈ 3.2e-7, Llama 3.1);
+- attention factors: identical floats (max |Δ| = 0);
+- rotated q/k in fp32 (positions up to 4105, |x| ~ N(0, 1)): max |Δ| ≈ 8e-4 (6e-6 at positions < 64), all of it from Hugging Face
+  forming the angles in fp32 (our angles are float64); with the same float64 cos/sin fed to Hugging Face's
+  ``apply_rotary_pos_emb`` the difference is ≤ 1e-15.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pytest
+import torch
+
+import ropebook as rb
+from ropebook import scaling
+
+transformers = pytest.importorskip("transformers")
+from transformers import GPTNeoXConfig, LlamaConfig  # noqa: E402
+from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS  # noqa: E402
+from transformers.models.gpt_neox import modeling_gpt_neox as neox  # noqa: E402
+from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding, apply_rotary_pos_emb  # noqa: E402
+
+PHI3_SHORT = [1.0, 1.02, 1.05, 1.1, 1.2, 1.4, 1.7, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 5.5, 6.0]
+PHI3_LONG = [1.0, 1.1, 1.3, 1.6, 2.0, 3.0, 4.5, 6.0, 8.0, 10.0, 12.0, 14.0, 16.0, 18.0, 20.0, 22.0]
+
+# id: (head_dim, base, max_position_embeddings, HF rope_parameters, our rule, seq_lens to evaluate at)
+CONFIGS = {
+    "default": (64, 10000.0, 2048, {"rope_type": "default"}, None, [None]),
+    "default-500k": (128, 500000.0, 8192, {"rope_type": "default"}, None, [None]),
+    "linear-2": (64, 10000.0, 4096, {"rope_type": "linear", "factor": 2.0}, scaling.Linear(2.0), [None]),
+    "linear-8": (128, 10000.0, 4096, {"rope_type": "linear", "factor": 8.0}, scaling.Linear(8.0), [None]),
+    "dynamic-2": (64, 10000.0, 2048, {"rope_type": "dynamic", "factor": 2.0}, scaling.DynamicNTK(2.0, 2048),
+                  [None, 1, 2048, 2049, 4096, 10000]),
+    "dynamic-4.5": (128, 500000.0, 4096, {"rope_type": "dynamic", "factor": 4.5}, scaling.DynamicNTK(4.5, 4096),
+                    [100, 4097, 30000]),
+    "yarn-4": (64, 10000.0, 8192, {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 2048},
+               scaling.YaRN(4.0, 2048), [None]),
+    "yarn-16-betas": (128, 10000.0, 65536, {"rope_type": "yarn", "factor": 16.0, "original_max_position_embeddings": 4096,
+                                            "beta_fast": 16.0, "beta_slow": 2.0},
+                      scaling.YaRN(16.0, 4096, beta_fast=16.0, beta_slow=2.0), [None]),
+    "yarn-deepseek-mscale": (64, 10000.0, 163840, {"rope_type": "yarn", "factor": 40.0, "original_max_position_embeddings": 4096,
+                                                   "mscale": 1.0, "mscale_all_dim": 0.707},
+                             scaling.YaRN(40.0, 4096, mscale=1.0, mscale_all_dim=0.707), [None]),
+    "yarn-no-truncate": (64, 10000.0, 8192, {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 2048,
+                                             "truncate": False},
+                         scaling.YaRN(4.0, 2048, truncate=False), [None]),
+    "yarn-given-attention": (64, 10000.0, 8192, {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 2048,
+                                                 "attention_factor": 0.9},
+                             scaling.YaRN(4.0, 2048, attention_factor=0.9), [None]),
+    "llama3.1": (128, 500000.0, 131072, {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                         "original_max_position_embeddings": 8192}, scaling.Llama3(8.0, 8192), [None]),
+    "llama3-small": (64, 10000.0, 8192, {"rope_type": "llama3", "factor": 4.0, "low_freq_factor": 2.0, "high_freq_factor": 8.0,
+                                         "original_max_position_embeddings": 1024},
+                     scaling.Llama3(4.0, 1024, low_freq_factor=2.0, high_freq_factor=8.0), [None]),
+    "longrope-phi3": (32, 10000.0, 131072, {"rope_type": "longrope", "short_factor": PHI3_SHORT, "long_factor": PHI3_LONG,
+                                            "original_max_position_embeddings": 4096},
+                      scaling.LongRoPE(PHI3_SHORT, PHI3_LONG, 4096, max_positions=131072), [None, 4096, 4097, 100000]),
+    "longrope-factor": (32, 10000.0, 8192, {"rope_type": "longrope", "short_factor": PHI3_SHORT, "long_factor": PHI3_LONG,
+                                            "original_max_position_embeddings": 4096, "factor": 3.0},
+                        scaling.LongRoPE(PHI3_SHORT, PHI3_LONG, 4096, factor=3.0), [None, 5000]),
+}
+
+# id: (config id, batch row offsets, T): rotated q/k through LlamaRotaryEmbedding + apply_rotary_pos_emb
+APPLY_CASES = [
+    ("default", (0, 0), 64),
+    ("default", (0, 1000), 33),  # KV-cache decoding: rows at different offsets
+    ("default-500k", (5, 4000), 100),
+    ("linear-8", (0, 0), 64),
+    ("yarn-4", (0, 3000), 64),
+    ("yarn-deepseek-mscale", (0, 0), 64),
+    ("llama3.1", (0, 4000), 64),
+    ("longrope-phi3", (0, 0), 64),  # short factors
+    ("longrope-phi3", (0, 4050), 50),  # max position 4099 > 4096: long factors
+    ("dynamic-2", (0, 0), 64),
+    ("dynamic-2", (0, 4000), 64),  # beyond the training length: the base grows
+]
+
+
+def _config(head_dim, base, max_pos, params, cls=LlamaConfig):
+    return cls(hidden_size=4 * head_dim, num_attention_heads=4, head_dim=head_dim, max_position_embeddings=max_pos,
+               rope_parameters={"rope_theta": base, **params})
+
+
+def _hf_init(case_id, seq_len):
+    head_dim, base, max_pos, params, rule, _ = CONFIGS[case_id]
+    rope_type = params["rope_type"]
+    if rope_type == "default":
+        return None
+    return ROPE_INIT_FUNCTIONS[rope_type](_config(head_dim, base, max_pos, params), "cpu", seq_len=seq_len)
+
+
+FREQ_CASES = [(cid, L) for cid, cfg in CONFIGS.items() for L in cfg[5] if cfg[4] is not None]
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("case_id, seq_len", FREQ_CASES)
+def test_frequencies_and_attention_factor_match_rope_init_functions(case_id, seq_len):
+    head_dim, base, _, _, rule, _ = CONFIGS[case_id]
+    hf_inv, hf_factor = _hf_init(case_id, seq_len)
+    ours32 = rb.rope_frequencies(head_dim, base=base, scaling=rule, seq_len=seq_len, dtype=torch.float32)
+    assert torch.equal(ours32, hf_inv), f"max |Δ| = {(ours32 - hf_inv).abs().max().item()}"  # bit for bit
+    ours64 = rb.rope_frequencies(head_dim, base=base, scaling=rule, seq_len=seq_len)
+    rel = ((ours64 - hf_inv.double()) / ours64).abs().max().item()
+    assert rel <= 2.0**-21, rel  # float64 truth vs HF's fp32 formula (several fp32 roundings): a few fp32 ulps
+    assert rule.attention_factor == hf_factor
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("case_id, offsets, T", APPLY_CASES)
+def test_half_layout_matches_llama_rotary_embedding(case_id, offsets, T):
+    head_dim, base, max_pos, params, rule, _ = CONFIGS[case_id]
+    g = torch.Generator().manual_seed(0)
+    q = torch.randn(len(offsets), 4, T, head_dim, generator=g)  # (B, H, T, D)
+    k = torch.randn(len(offsets), 2, T, head_dim, generator=g)  # grouped-query keys
+    position_ids = torch.tensor(offsets)[:, None] + torch.arange(T)  # (B, T)
+    cos, sin = LlamaRotaryEmbedding(_config(head_dim, base, max_pos, params))(q, position_ids)  # (B, T, D)
+    hf_q, hf_k = apply_rotary_pos_emb(q, k, cos, sin)
+
+    positions = position_ids[:, None, :]  # (B, 1, T)
+    ours_q = rb.apply_rope(q, positions, base=base, scaling=rule)
+    ours_k = rb.apply_rope(k, positions, base=base, scaling=rule)
+    # Hugging Face forms angles m·θ in fp32: error up to ~ m·θ_0·2^-23 + ulp(m)/2 per angle
+    max_pos_seen = int(position_ids.max())
+    factor = 1.0 if rule is None else rule.attention_factor
+    atol = factor * 4.0 * (max_pos_seen * 2.0**-23 + 2.0**-20) * 3  # |x_a| + |x_b| ≲ 8 for N(0, 1) draws
+    torch.testing.assert_close(ours_q, hf_q, rtol=0, atol=atol)
+    torch.testing.assert_close(ours_k, hf_k, rtol=0, atol=atol)
+
+    # the rotation formula itself, with identical float64 cos/sin: equal to rounding
+    c, s = rb.rope_cos_sin(positions[:, 0], head_dim, base=base, scaling=rule,
+                           seq_len=max_pos_seen + 1, dtype=torch.float64)  # (B, T, D/2)
+    hf_q64, _ = apply_rotary_pos_emb(q.double(), k.double(), torch.cat((c, c), -1), torch.cat((s, s), -1))
+    torch.testing.assert_close(rb.apply_rope(q.double(), positions, base=base, scaling=rule), hf_q64, rtol=0, atol=1e-14)
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("T", [1, 2048, 2049, 5000])
+def test_dynamic_module_matches_hf_at_several_lengths(T):
+    head_dim, base, max_pos, params, rule, _ = CONFIGS["dynamic-2"]
+    q = torch.randn(1, 1, T, head_dim)
+    cos, sin = LlamaRotaryEmbedding(_config(head_dim, base, max_pos, params))(q, torch.arange(T)[None])
+    hf_q, _ = apply_rotary_pos_emb(q, q, cos, sin)
+    ours, _ = rb.RotaryEmbedding(head_dim, base=base, scaling=rule)(q, q)
+    torch.testing.assert_close(ours, hf_q, rtol=0, atol=12 * (T * 2.0**-23 + 2.0**-20))
+
+
+@pytest.mark.parametrize("rotary_pct, T", [(0.25, 40), (0.5, 300)])
+def test_partial_rotary_matches_gpt_neox(rotary_pct, T):
+    head_dim = 64
+    config = GPTNeoXConfig(hidden_size=4 * head_dim, num_attention_heads=4, max_position_embeddings=2048,
+                           rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": rotary_pct})
+    q = torch.randn(2, 4, T, head_dim)
+    cos, sin = neox.GPTNeoXRotaryEmbedding(config)(q, torch.arange(T)[None].expand(2, T))
+    hf_q, _ = neox.apply_rotary_pos_emb(q, q, cos, sin)
+    ours = rb.apply_rope(q, rotary_dim=int(head_dim * rotary_pct))
+    torch.testing.assert_close(ours, hf_q, rtol=0, atol=12 * (T * 2.0**-23 + 2.0**-20))
+    torch.testing.assert_close(ours[..., int(head_dim * rotary_pct):], q[..., int(head_dim * rotary_pct):], rtol=0, atol=0)
+
+
+def test_ntk_aware_is_hf_default_with_the_changed_base():
+    head_dim, base, factor = 64, 10000.0, 8.0
+    new_base = base * factor ** (head_dim / (head_dim - 2))
+    config = _config(head_dim, new_base, 4096, {"rope_type": "default"})
+    hf_inv = LlamaRotaryEmbedding(config).inv_freq
+    ours = rb.rope_frequencies(head_dim, base=base, scaling=scaling.NTKAware(factor), dtype=torch.float32)
+    torch.testing.assert_close(ours, hf_inv, rtol=2.0**-23, atol=0)
