@@ -11,5 +11,17 @@ True
 """
 
 from ropebook.checks._core import Case, CheckResult, check_function, check_sympy_equal
+from ropebook.checks.rope import (
+    check_interleaved_to_half,
+    check_relative_score,
+    check_rope_2d,
+    check_rope_elementwise,
+    check_rope_matrix_sym,
+    check_wavelengths,
+)
 
 __all__ = ["Case", "CheckResult", "check_function", "check_sympy_equal"]
+__all__ += [  # ch-deriving-rope, ch-rope-d-dims
+    "check_rope_2d", "check_relative_score", "check_wavelengths",
+    "check_interleaved_to_half", "check_rope_elementwise", "check_rope_matrix_sym",
+]
