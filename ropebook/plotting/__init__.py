@@ -6,5 +6,6 @@ in the site's dark mode too) and never calls ``plt.show``. Widgets in
 """
 
 from ropebook.plotting._style import new_figure
+from ropebook.plotting.rope import rotation_2d, wavelengths
 
-__all__ = ["new_figure"]
+__all__ = ["new_figure", "rotation_2d", "wavelengths"]
