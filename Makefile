@@ -77,7 +77,7 @@ book-student: setup vendor
 
 # --- tests ------------------------------------------------------------------
 test: setup vendor browser
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 # --- local use ----------------------------------------------------------------
 lab: setup

@@ -32,6 +32,17 @@ def build_book(out: Path, *, source: Path = ROOT, execute: str = "force", extra_
     return html
 
 
+def pytest_collection_modifyitems(config, items):
+    """Keep every test that needs the built site on one xdist worker, so the book is built once.
+
+    `make test` runs `pytest -n 2 --dist loadgroup`: the reader's build (and the browser
+    tests on it) runs on one core while the student edition and the unit tests share the other.
+    """
+    for item in items:
+        if "site" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("site"))
+
+
 @pytest.fixture(scope="session")
 def site() -> Path:
     """The reader's edition, built once per session with every page executed.
