@@ -116,3 +116,44 @@ def test_screenshots_for_inspection(browser, site_url: str, site: Path):
             tab.context.close()
         assert path.stat().st_size > 10_000, f"screenshot of {page} is suspiciously small"
     (shots / "index.json").write_text(json.dumps(PAGES))
+
+
+# --- figures: caption, alt text, opaque white background ----------------------------
+
+_IMG = re.compile(r"<img\b[^>]*>", re.S)
+
+
+@pytest.mark.parametrize("page", NOTEBOOK_PAGES)
+def test_output_images_have_alt_text_and_captions(site: Path, page: str):
+    """Every image a cell outputs is a numbered figure with a caption and alt text."""
+    html = (site / f"{page}.html").read_text()
+    problems = []
+    for figure in re.findall(r"<figure\b.*?</figure>", html, flags=re.S):
+        for img in _IMG.findall(figure):
+            alt = re.search(r'alt="([^"]*)"', img)
+            if not alt or len(alt.group(1).strip()) < 10:
+                problems.append(f"figure image without a real alt text: {img[:120]}")
+        if "<figcaption" not in figure:
+            problems.append(f"figure without a caption: {figure[:120]}")
+    outside = re.sub(r"<figure\b.*?</figure>", "", html, flags=re.S)
+    for output in re.findall(r'<div class="cell_output[^"]*">(.*?)</div>\s*</div>', outside, flags=re.S):
+        for img in _IMG.findall(output):
+            problems.append(f"output image outside a captioned figure: {img[:120]}")
+    assert not problems, f"{page}: " + "; ".join(problems)
+
+
+def test_figures_are_opaque_on_white(site: Path):
+    """Figures stay readable in the site's dark mode: opaque, white at the corners."""
+    from PIL import Image
+
+    pngs = sorted((site / "_images").glob("*.png"))
+    assert pngs, "the site has no figures at all"
+    bad = []
+    for path in pngs:
+        with Image.open(path) as im:
+            rgba = im.convert("RGBA")
+            w, h = rgba.size
+            corners = [rgba.getpixel(p) for p in [(0, 0), (w - 1, 0), (0, h - 1), (w - 1, h - 1)]]
+        if any(px[3] < 255 or min(px[:3]) < 245 for px in corners):
+            bad.append(f"{path.name}: corners {corners}")
+    assert not bad, f"figures that are transparent or not white-backed: {bad}"
