@@ -11,6 +11,26 @@ from matplotlib.figure import Figure  # noqa: E402
 
 __all__ = ["new_figure", "COLORS"]
 
+
+def _show_figures_in_notebooks() -> None:
+    """Let IPython display a returned Figure as PNG whatever the backend.
+
+    ``matplotlib.use("Agg")`` above, and ``MPLBACKEND=Agg`` in ``make book``, keep
+    IPython's inline backend from registering its PNG formatter; without this a
+    page that ends a cell with a Figure shows ``<Figure size ...>`` instead of it.
+    """
+    try:
+        from IPython import get_ipython
+        from IPython.core.pylabtools import select_figure_formats
+    except ImportError:  # plain Python: nothing to display
+        return
+    shell = get_ipython()
+    if shell is not None:
+        select_figure_formats(shell, {"png"}, bbox_inches="tight")
+
+
+_show_figures_in_notebooks()
+
 # One palette for the whole book (colour-blind safe, Okabe–Ito order).
 COLORS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
 
