@@ -1,0 +1,102 @@
+"""Time causal linear attention against causal softmax attention as T grows: ``python -m ropebook.bench_linear``.
+
+Both run under ``torch.no_grad()`` on the same (B, H, T, D) inputs, with RoPE
+(``lrpe.Rotation``) on queries and keys: ``attention.linear_attention``
+(chunked, O(T)) and ``attention.softmax_attention`` (the T×T reference, O(T²)).
+For each length: warm-up calls, then the two alternate for ``repeats`` rounds
+(a noisy neighbour slows both alike) and the median is kept. Printed: the
+times, time(8n)/time(n) for linear attention (≈ 8 when linear, 64 when
+quadratic) and the crossover, the first measured T at which linear attention
+is faster than softmax attention.
+
+Chapter: ``ch-linear-attention``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+import torch
+
+from ropebook import lrpe
+from ropebook.attention import linear_attention, softmax_attention
+
+__all__ = ["time_attention", "crossover", "main"]
+
+
+def time_attention(lengths, *, batch: int = 1, heads: int = 4, head_dim: int = 64, repeats: int = 5,
+                   chunk_size: int = 64, seed: int = 0) -> dict:
+    """Median seconds of causal linear and softmax attention (with RoPE) at each length.
+
+    Returns ``{"lengths": [...], "linear": [...], "softmax": [...], "shape": ...}``.
+
+    >>> r = time_attention([16, 32], repeats=1, heads=1, head_dim=8)
+    >>> sorted(r), len(r["linear"])
+    (['chunk_size', 'lengths', 'linear', 'shape', 'softmax'], 2)
+    """
+    lengths = [int(t) for t in lengths]
+    if not lengths or any(t <= 0 for t in lengths) or repeats <= 0:
+        raise ValueError(f"time_attention: lengths must be positive and repeats ≥ 1, got lengths={lengths}, repeats={repeats}")
+    enc = lrpe.Rotation(head_dim)
+    g = torch.Generator().manual_seed(seed)
+    out = {"lengths": lengths, "linear": [], "softmax": [], "shape": [batch, heads, None, head_dim], "chunk_size": chunk_size}
+    with torch.no_grad():
+        for T in lengths:
+            q, k, v = torch.randn(3, batch, heads, T, head_dim, generator=g).unbind(0)  # (B, H, T, D) each
+            fns = {"linear": lambda: linear_attention(q, k, v, causal=True, encoding=enc, chunk_size=chunk_size),
+                   "softmax": lambda: softmax_attention(q, k, v, causal=True, encoding=enc)}
+            times = {name: [] for name in fns}
+            for fn in fns.values():
+                fn()  # warm-up
+            for _ in range(repeats):
+                for name, fn in fns.items():
+                    t0 = time.perf_counter()
+                    fn()
+                    times[name].append(time.perf_counter() - t0)
+            for name in fns:
+                out[name].append(statistics.median(times[name]))
+    return out
+
+
+def crossover(result: dict) -> int | None:
+    """The first measured length at which linear attention is faster than softmax attention, or None.
+
+    >>> crossover({"lengths": [1, 2, 4], "linear": [3.0, 3.0, 3.0], "softmax": [1.0, 4.0, 9.0]})
+    2
+    """
+    for T, lin, soft in zip(result["lengths"], result["linear"], result["softmax"]):
+        if lin < soft:
+            return T
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ropebook.bench_linear", description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=512, help="the n in time(8n)/time(n)")
+    parser.add_argument("--lengths", type=int, nargs="+", default=[64, 128, 256, 512, 1024, 2048, 4096])
+    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--head-dim", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--chunk-size", type=int, default=64)
+    args = parser.parse_args(argv)
+    kw = dict(heads=args.heads, head_dim=args.head_dim, repeats=args.repeats, chunk_size=args.chunk_size)
+    r = time_attention(args.lengths, **kw)
+    print(f"causal attention with RoPE, (B, H, T, D) = (1, {args.heads}, T, {args.head_dim}), "
+          f"{torch.get_num_threads()} threads, median of {args.repeats}")
+    print(f"{'T':>7} {'linear ms':>10} {'softmax ms':>11}")
+    for T, lin, soft in zip(r["lengths"], r["linear"], r["softmax"]):
+        print(f"{T:>7} {lin * 1e3:>10.2f} {soft * 1e3:>11.2f}")
+    c = crossover(r)
+    print(f"softmax crossover: linear attention is faster from T = {c}" if c else
+          f"softmax crossover: not reached up to T = {r['lengths'][-1]}")
+    ratio = time_attention([args.n, 8 * args.n], **kw)
+    lin = ratio["linear"]
+    print(f"linear attention time(8n)/time(n) at n = {args.n}: {lin[1] / lin[0]:.2f} (linear: 8, quadratic: 64; target ≤ 9)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

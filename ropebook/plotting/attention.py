@@ -1,0 +1,105 @@
+"""Figures for the linear-attention chapter: timings, attention weights, LRPE scores, the copy experiment.
+
+Every function takes numbers (lists, arrays, the JSON dictionaries the
+experiment and benchmark write) and returns a Figure.
+
+Chapter: ``ch-linear-attention``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from ropebook.plotting._style import COLORS, new_figure
+
+__all__ = ["plot_attention_times", "plot_weight_rows", "plot_offset_scores", "plot_copy_results"]
+
+
+def plot_attention_times(result: dict, *, crossover: int | None = None) -> Figure:
+    """Log–log time against T for causal linear and softmax attention, with slope-1 and slope-2 guides.
+
+    ``result`` is what ``ropebook.bench_linear.time_attention`` returns.
+
+    >>> fig = plot_attention_times({"lengths": [64, 128], "linear": [1e-3, 2e-3], "softmax": [1e-4, 4e-4]})
+    >>> fig.axes[0].get_xscale()
+    'log'
+    """
+    T = np.asarray(result["lengths"], dtype=float)
+    fig, ax = new_figure()
+    for name, color, label in (("linear", COLORS[0], "linear attention (chunked, O(T))"),
+                               ("softmax", COLORS[1], "softmax attention (T×T, O(T²))")):
+        t = np.asarray(result[name]) * 1e3
+        ax.plot(T, t, "o-", color=color, label=label)
+        slope = 1 if name == "linear" else 2
+        ax.plot(T, t[-1] * (T / T[-1]) ** slope, ":", color=color, alpha=0.7, label=f"slope {slope} guide")
+    if crossover is not None:
+        ax.axvline(crossover, color="gray", ls="--", lw=1)
+        ax.annotate(f"crossover T = {crossover}", (crossover, ax.get_ylim()[1]), xytext=(4, -14),
+                    textcoords="offset points", fontsize=9, color="gray")
+    ax.set(xscale="log", yscale="log", xlabel="sequence length T", ylabel="time per call (ms)")
+    ax.legend(fontsize=8, frameon=False)
+    return fig
+
+
+def plot_weight_rows(keys, rows: dict) -> Figure:
+    """The weights a_mn of one query m against key position n, one line per variant, with the zero line.
+
+    >>> fig = plot_weight_rows(range(3), {"plain": [0.2, 0.3, 0.5], "RoPE": [0.4, -0.1, 0.3]})
+    >>> len(fig.axes[0].lines)
+    3
+    """
+    fig, ax = new_figure()
+    for (label, w), color in zip(rows.items(), COLORS):
+        w = np.asarray(w, dtype=float)
+        ax.plot(list(keys), w, ".-", color=color, label=f"{label} (row sum {w.sum():.3f})")
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set(xlabel="key position n", ylabel="weight $a_{mn}$")
+    ax.legend(fontsize=8, frameon=False)
+    return fig
+
+
+def plot_offset_scores(offsets, scores: dict) -> Figure:
+    """Score qᵀ M_Δ k against the offset Δ = n − m, one panel per LRPE member.
+
+    >>> fig = plot_offset_scores(range(4), {"a": [1, 2, 3, 4], "b": [0, 1, 0, 1]})
+    >>> len(fig.axes)
+    2
+    """
+    n = len(scores)
+    fig, axes = new_figure(n, 1, width=6.4, height=1.5 * n + 0.6, sharex=True)
+    axes = np.atleast_1d(axes)
+    for ax, (label, s), color in zip(axes, scores.items(), COLORS):
+        ax.plot(list(offsets), np.asarray(s, dtype=float), color=color, lw=1.2)
+        ax.set_ylabel(label, fontsize=9)
+    axes[-1].set_xlabel("offset Δ = n − m")
+    return fig
+
+
+def plot_copy_results(results: dict, *, names: dict | None = None) -> Figure:
+    """Held-out accuracy of the copy-with-offset task: mean ± std over seeds, seeds as dots, chance as a line.
+
+    ``results`` is the JSON of ``python -m ropebook.experiments.lrpe_recall`` (``{"by_offset": {k: run}}``)
+    or one run (``{"config", "runs", "chance"}``).
+
+    >>> run = {"config": {"offset": 3}, "chance": 0.1, "runs": [{"encoding": "none", "seed": 0, "accuracy": 0.2}]}
+    >>> len(plot_copy_results(run).axes)
+    1
+    """
+    by_offset = results["by_offset"] if "by_offset" in results else {str(results["config"]["offset"]): results}
+    names = names or {}
+    fig, axes = new_figure(1, len(by_offset), width=3.4 * len(by_offset) + 0.6, height=3.4, sharey=True)
+    axes = np.atleast_1d(axes)
+    for ax, (offset, run) in zip(axes, by_offset.items()):
+        encodings = list(dict.fromkeys(r["encoding"] for r in run["runs"]))
+        for i, (enc, color) in enumerate(zip(encodings, COLORS)):
+            acc = np.array([r["accuracy"] for r in run["runs"] if r["encoding"] == enc])
+            ax.bar(i, acc.mean(), yerr=acc.std(ddof=1) if len(acc) > 1 else None, color=color, alpha=0.6, capsize=4)
+            ax.plot(np.full(len(acc), i) + np.linspace(-0.15, 0.15, len(acc)), acc, "k.", ms=5)
+        ax.axhline(run["chance"], color="gray", ls="--", lw=1)
+        ax.text(len(encodings) - 0.5, run["chance"], "chance", ha="right", va="bottom", fontsize=8, color="gray")
+        ax.set_xticks(range(len(encodings)), [names.get(e, e) for e in encodings], fontsize=8, rotation=20)
+        ax.set_title(f"offset k = {offset}", fontsize=10)
+        ax.set_ylim(0, 1.05)
+    axes[0].set_ylabel("held-out accuracy")
+    return fig
