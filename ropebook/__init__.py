@@ -17,6 +17,7 @@ from ropebook import reference, scaling
 from ropebook.rope import apply_rope, apply_rope_complex, rope_cos_sin, rope_frequencies
 from ropebook.rotary import RotaryEmbedding, interleaved_to_half_weights, layout_permutation
 from ropebook import checks, plotting, symbolic
+from ropebook import attention, lrpe
 
 __all__ = [
     "apply_rope",
@@ -31,6 +32,8 @@ __all__ = [
     "checks",
     "plotting",
     "symbolic",
+    "attention",
+    "lrpe",
 ]
 
 __version__ = "0.1.0"

@@ -19,9 +19,11 @@ from ropebook.checks.rope import (
     check_rope_matrix_sym,
     check_wavelengths,
 )
+from ropebook.checks.linear import check_causal_linear_attention, check_permutation_period, check_permutation_power
 
 __all__ = ["Case", "CheckResult", "check_function", "check_sympy_equal"]
 __all__ += [  # ch-deriving-rope, ch-rope-d-dims
     "check_rope_2d", "check_relative_score", "check_wavelengths",
     "check_interleaved_to_half", "check_rope_elementwise", "check_rope_matrix_sym",
 ]
+__all__ += ["check_causal_linear_attention", "check_permutation_power", "check_permutation_period"]  # ch-linear-attention
