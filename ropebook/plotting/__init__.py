@@ -8,6 +8,8 @@ in the site's dark mode too) and never calls ``plt.show``. Widgets in
 from ropebook.plotting._style import new_figure
 from ropebook.plotting.attention import plot_attention_times, plot_copy_results, plot_offset_scores, plot_weight_rows
 from ropebook.plotting.rope import rotation_2d, wavelengths
+from ropebook.plotting.precision import angle_errors
 
 __all__ = ["new_figure", "rotation_2d", "wavelengths"]
+__all__ += ["angle_errors"]  # ch-rope-d-dims
 __all__ += ["plot_attention_times", "plot_weight_rows", "plot_offset_scores", "plot_copy_results"]  # ch-linear-attention
