@@ -18,6 +18,7 @@ from ropebook.rope import apply_rope, apply_rope_complex, rope_cos_sin, rope_fre
 from ropebook.rotary import RotaryEmbedding, interleaved_to_half_weights, layout_permutation
 from ropebook import checks, plotting, symbolic
 from ropebook import attention, lrpe
+from ropebook import crope, data, model  # ch-crope
 
 __all__ = [
     "apply_rope",
@@ -34,6 +35,9 @@ __all__ = [
     "symbolic",
     "attention",
     "lrpe",
+    "crope",
+    "data",
+    "model",
 ]
 
 __version__ = "0.1.0"

@@ -20,6 +20,7 @@ from ropebook.checks.rope import (
     check_wavelengths,
 )
 from ropebook.checks.linear import check_causal_linear_attention, check_permutation_period, check_permutation_power
+from ropebook.checks.crope import check_complex_linear, check_complex_part, check_layer_saving
 
 __all__ = ["Case", "CheckResult", "check_function", "check_sympy_equal"]
 __all__ += [  # ch-deriving-rope, ch-rope-d-dims
@@ -27,3 +28,4 @@ __all__ += [  # ch-deriving-rope, ch-rope-d-dims
     "check_interleaved_to_half", "check_rope_elementwise", "check_rope_matrix_sym",
 ]
 __all__ += ["check_causal_linear_attention", "check_permutation_power", "check_permutation_period"]  # ch-linear-attention
+__all__ += ["check_complex_part", "check_complex_linear", "check_layer_saving"]  # ch-crope

@@ -9,7 +9,9 @@ from ropebook.plotting._style import new_figure
 from ropebook.plotting.attention import plot_attention_times, plot_copy_results, plot_offset_scores, plot_weight_rows
 from ropebook.plotting.rope import rotation_2d, wavelengths
 from ropebook.plotting.precision import angle_errors
+from ropebook.plotting.crope import comparison_figure, offset_task_figure, summarize_comparison
 
 __all__ = ["new_figure", "rotation_2d", "wavelengths"]
 __all__ += ["angle_errors"]  # ch-rope-d-dims
 __all__ += ["plot_attention_times", "plot_weight_rows", "plot_offset_scores", "plot_copy_results"]  # ch-linear-attention
+__all__ += ["offset_task_figure", "comparison_figure", "summarize_comparison"]  # ch-crope

@@ -1,0 +1,4 @@
+"""Experiments behind the book's measured claims; run them with ``python -m ropebook.experiments <name> ...``.
+
+``compare``: ``TinyLM`` with each position scheme on the same data (``runner``), chapter ``ch-crope``.
+"""
