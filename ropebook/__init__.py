@@ -19,6 +19,8 @@ from ropebook.rotary import RotaryEmbedding, interleaved_to_half_weights, layout
 from ropebook import checks, plotting, symbolic
 from ropebook import attention, lrpe
 from ropebook import crope, data, model  # ch-crope
+from ropebook import decay, widgets  # ch-long-term-decay
+from ropebook.decay import decay_bound, min_base  # ch-long-term-decay
 
 __all__ = [
     "apply_rope",
@@ -38,6 +40,10 @@ __all__ = [
     "crope",
     "data",
     "model",
+    "decay",
+    "widgets",
+    "decay_bound",
+    "min_base",
 ]
 
 __version__ = "0.1.0"
