@@ -1,0 +1,86 @@
+"""The linear-attention checkers pass the solutions and catch wrong answers without raising."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import ropebook as rb
+from ropebook.checks import linear as L
+
+
+def causal_recurrence(q, k, v):  # the chapter's solution: O(1) state per step
+    phi = lambda x: torch.nn.functional.elu(x) + 1  # noqa: E731
+    S = torch.zeros(q.shape[-1], v.shape[-1], dtype=q.dtype)
+    z = torch.zeros(q.shape[-1], dtype=q.dtype)
+    out = torch.empty(v.shape, dtype=q.dtype)
+    for t in range(q.shape[0]):
+        S, z = S + torch.outer(phi(k[t]), v[t]), z + phi(k[t])
+        out[t] = phi(q[t]) @ S / (phi(q[t]) @ z)
+    return out
+
+
+def permutation_power(perm, m):
+    P = np.eye(len(perm))[perm]
+    return np.linalg.matrix_power(P if m >= 0 else P.T, abs(m))
+
+
+def permutation_period(perm):
+    lengths, seen = [], set()
+    for start in range(len(perm)):
+        j, n = start, 0
+        while j not in seen:
+            seen.add(j)
+            j, n = perm[j], n + 1
+        if n:
+            lengths.append(n)
+    return math.lcm(*lengths)
+
+
+WRONG = {  # checker: (right answer, wrong answers)
+    L.check_causal_linear_attention: (causal_recurrence, [
+        lambda q, k, v: rb.attention.linear_attention(q, k, v, causal=False),  # not causal
+        lambda q, k, v: rb.attention.linear_attention(q, k, v, causal=True, feature_map="relu"),  # other φ
+        lambda q, k, v: causal_recurrence(q, k, v).float(),  # wrong dtype
+        lambda q, k, v: None,
+        lambda q, k, v: 1 / 0,
+    ]),
+    L.check_permutation_power: (permutation_power, [
+        lambda perm, m: np.linalg.matrix_power(np.eye(len(perm))[perm].T, m % 7),  # transposed
+        lambda perm, m: np.linalg.matrix_power(np.eye(len(perm))[perm], abs(m)),  # sign of m dropped
+    ]),
+    L.check_permutation_period: (permutation_period, [
+        lambda perm: len(perm),  # d is not the period
+        lambda perm: math.prod(1 for _ in perm),
+    ]),
+}
+
+
+@pytest.mark.parametrize("checker", WRONG, ids=lambda c: c.__name__)
+def test_checker_passes_solution_and_rejects_wrong_answers(checker):
+    right, wrongs = WRONG[checker]
+    result = checker(right)
+    assert result.passed, result.message
+    assert str(result).startswith("Correct")
+    for wrong in wrongs:
+        result = checker(wrong)
+        assert not result.passed and "✗" in result.message, result.message
+
+
+def test_unimplemented_stub_is_reported():
+    def stub(*args):
+        raise NotImplementedError
+
+    assert "not implemented yet" in L.check_permutation_period(stub).message
+
+
+def test_reference_equals_package():
+    g = torch.Generator().manual_seed(0)
+    q, k, v = torch.randn(3, 7, 4, generator=g, dtype=torch.float64)
+    enc = rb.lrpe.Permutation(4, seed=1)
+    for causal in (False, True):
+        np.testing.assert_allclose(L.linear_attention_reference(q, k, v, causal=causal, matrices=enc.matrix),
+                                   rb.attention.linear_attention(q, k, v, causal=causal, encoding=enc).numpy(), rtol=1e-12)
