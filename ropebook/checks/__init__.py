@@ -21,6 +21,7 @@ from ropebook.checks.rope import (
 )
 from ropebook.checks.linear import check_causal_linear_attention, check_permutation_period, check_permutation_power
 from ropebook.checks.crope import check_complex_linear, check_complex_part, check_layer_saving
+from ropebook.checks.decay import check_abel_sum, check_base_ok, check_decay_bound  # ch-long-term-decay
 
 __all__ = ["Case", "CheckResult", "check_function", "check_sympy_equal"]
 __all__ += [  # ch-deriving-rope, ch-rope-d-dims
@@ -29,3 +30,4 @@ __all__ += [  # ch-deriving-rope, ch-rope-d-dims
 ]
 __all__ += ["check_causal_linear_attention", "check_permutation_power", "check_permutation_period"]  # ch-linear-attention
 __all__ += ["check_complex_part", "check_complex_linear", "check_layer_saving"]  # ch-crope
+__all__ += ["check_decay_bound", "check_base_ok", "check_abel_sum"]  # ch-long-term-decay

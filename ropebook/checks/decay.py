@@ -1,0 +1,61 @@
+"""Checkers for the long-term decay chapter: the RoFormer bound, Men et al.'s base condition, Abel summation.
+
+Chapter: ``ch-long-term-decay``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import sympy as sp
+
+from ropebook.checks._core import Case, CheckResult, check_function, check_sympy_equal
+from ropebook.decay import decay_bound, satisfies_base_bound
+
+__all__ = ["check_decay_bound", "check_base_ok", "check_abel_sum"]
+
+
+def check_decay_bound(fn) -> CheckResult:
+    """Check ``fn(distance, dim, base)`` against :func:`ropebook.decay.decay_bound` on seeded cases.
+
+    >>> check_decay_bound(decay_bound)
+    Correct: decay_bound agrees with the reference on all 5 cases.
+    """
+    rng = np.random.default_rng(6)
+    cases = [Case((np.arange(8.0), 8, 10_000.0), label="distance=arange(8), dim=8")]
+    for dim, base in [(16, 100.0), (64, 10_000.0), (128, 10_000.0), (128, 500_000.0)]:
+        r = np.sort(rng.uniform(0, 5000, size=17)).round()
+        cases.append(Case((r, dim, base), label=f"distance.shape=(17,), dim={dim}, base={base:g}"))
+    return check_function("decay_bound", fn, decay_bound, cases,
+                          hint="S_j sums e^{i r θ_k} for k < j, j = 1 … d/2; average |S_j| over j.")
+
+
+def check_base_ok(fn) -> CheckResult:
+    """Check ``fn(base, context_length, dim) -> bool`` (is Σ_i cos(rθ_i) ≥ 0 for all r < L?).
+
+    The cases sit on both sides of the boundary, so "always True" or "always False" fails.
+
+    >>> check_base_ok(satisfies_base_bound)
+    Correct: base_ok agrees with the reference on all 6 cases.
+    """
+    cases = [Case((float(b), L, d), label=f"base={b:g}, context_length={L}, dim={d}")
+             for b, L, d in [(1e4, 1024, 128), (1e4, 4096, 128), (5e5, 8192, 128),
+                             (3e3, 1024, 128), (2e4, 1000, 64), (1e4, 1000, 64)]]
+    return check_function("base_ok", fn, satisfies_base_bound, cases,
+                          hint="evaluate the sum at every integer distance 0 … L − 1 and take the minimum.")
+
+
+def check_abel_sum(expr, h, z) -> CheckResult:
+    """Check a summation-by-parts form of Σ_j h_j z_j, written with partial sums S_j = Σ_{k<j} z_k.
+
+    ``h`` and ``z`` are the reader's lists of sympy symbols (the same length N);
+    ``expr`` must equal Σ_j h_j z_j identically.
+
+    >>> h, z = sp.symbols("h0:3"), sp.symbols("z0:3")
+    >>> S = [sum(z[:j], sp.Integer(0)) for j in range(4)]
+    >>> check_abel_sum(sum(S[j + 1] * (h[j] - (h[j + 1] if j + 1 < 3 else 0)) for j in range(3)), h, z)
+    Correct: abel_sum equals the expected expression.
+    """
+    if len(h) != len(z) or not h:
+        return CheckResult(False, f"✗ abel_sum: h and z must be non-empty and of one length, got {len(h)} and {len(z)}")
+    return check_sympy_equal("abel_sum", expr, sum(hj * zj for hj, zj in zip(h, z)),
+                             hint="with h_N = 0: Σ_j h_j (S_{j+1} − S_j) = Σ_j S_{j+1} (h_j − h_{j+1}).")
