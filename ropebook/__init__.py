@@ -17,6 +17,7 @@ from ropebook import reference, scaling
 from ropebook.rope import apply_rope, apply_rope_complex, rope_cos_sin, rope_frequencies
 from ropebook.rotary import RotaryEmbedding, interleaved_to_half_weights, layout_permutation
 from ropebook import checks, plotting, symbolic
+from ropebook import positions  # ch-why-position
 from ropebook import attention, lrpe
 from ropebook import crope, data, model  # ch-crope
 from ropebook import decay, widgets  # ch-long-term-decay
@@ -35,6 +36,7 @@ __all__ = [
     "checks",
     "plotting",
     "symbolic",
+    "positions",
     "attention",
     "lrpe",
     "crope",
