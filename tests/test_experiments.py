@@ -1,0 +1,100 @@
+"""Tests for ropebook.data and the experiment runner (one process, and two processes under torchrun)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from ropebook.crope import parameter_count
+from ropebook.data import next_token_task, random_windows, stdlib_corpus, validation_windows
+from ropebook.experiments.runner import RunConfig, main
+from ropebook.model import TinyLM
+
+TINY = ["--steps", "4", "--eval-every", "2", "--val-windows", "8", "--batch-size", "8", "--seq-len", "16",
+        "--dim", "16", "--n-layers", "1", "--n-heads", "2", "--max-bytes", "20000", "--warmup", "2", "--no-progress"]
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_stdlib_corpus_is_deterministic_and_split():
+    a, b = stdlib_corpus(max_bytes=5000), stdlib_corpus(max_bytes=5000)
+    assert torch.equal(a.train, b.train) and torch.equal(a.val, b.val)
+    assert (len(a.train), len(a.val)) == (4500, 500)
+    assert a.n_files >= 1 and a.python_version.count(".") == 2
+
+
+def test_windows_are_shifted_targets():
+    data = torch.arange(1000) % 251
+    x, y = random_windows(data, 4, 10, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(x[:, 1:], y[:, :-1])
+    x1, y1 = validation_windows(data, 5, 10)
+    x2, y2 = validation_windows(data, 5, 10)
+    assert torch.equal(x1, x2) and torch.equal(x1[:, 1:], y1[:, :-1])
+    with pytest.raises(ValueError, match="seq_len=10 tokens, got len\\(data\\)=5"):
+        random_windows(torch.arange(5), 1, 10, generator=torch.Generator())
+
+
+def test_next_token_task_answers():
+    n = 5
+    tokens, pos, answer = next_token_task(64, 9, n, generator=torch.Generator().manual_seed(0))
+    for t, p, a in zip(tokens, pos, answer):
+        assert int(t[p]) in (n, n + 1)
+        assert int(a) == int(t[p + 1 + (int(t[p]) - n)])
+        assert int((t >= n).sum()) == 1
+
+
+def _run(tmp_path, name, extra=()):
+    out = tmp_path / name
+    assert main([*TINY, *extra, "--out", str(out)]) == 0
+    return json.loads(out.read_text())
+
+
+def test_runner_writes_complete_seeded_results(tmp_path):
+    results = _run(tmp_path, "a.json", ["--positions", "rope", "crope", "--seeds", "0", "1"])
+    again = _run(tmp_path, "b.json", ["--positions", "rope", "crope", "--seeds", "0", "1"])
+    assert results["complete"] and results["seeds"] == [0, 1] and results["environment"]["world_size"] == 1
+    assert [(r["position"], r["seed"]) for r in results["runs"]] == [("rope", 0), ("crope", 0), ("rope", 1), ("crope", 1)]
+    cfg = RunConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in results["config"].items()})
+    for run, rerun in zip(results["runs"], again["runs"]):
+        assert len(run["train_loss"]) == cfg.steps and run["val_steps"] == [2, 4]
+        assert run["final_val_loss"] == run["val_loss"][-1] and all(math.isfinite(v) for v in run["train_loss"])
+        assert run["train_loss"] == rerun["train_loss"] and run["val_loss"] == rerun["val_loss"]  # seeded
+        assert run["parameters"]["total"] == parameter_count(TinyLM(cfg.model_config(run["position"])))
+    assert results["runs"][0]["train_loss"] != results["runs"][2]["train_loss"]  # seeds differ
+    assert results["command"].startswith("python -m ropebook.experiments compare")
+
+
+def test_bad_run_config_raises():
+    with pytest.raises(ValueError, match="positions must be a non-empty subset"):
+        RunConfig(positions=("alibi",))
+    with pytest.raises(ValueError, match="steps must be a positive integer, got steps=0"):
+        RunConfig(steps=0)
+
+
+def test_module_entry_point_rejects_unknown_experiment():
+    proc = subprocess.run([sys.executable, "-m", "ropebook.experiments", "nonsense"], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2 and "got nonsense" in proc.stderr
+
+
+def test_torchrun_two_cpu_processes(tmp_path):
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
+    assert torchrun is not None, "torchrun is installed with torch"
+    out = tmp_path / "ddp.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    cmd = [torchrun, "--standalone", "--nproc_per_node=2", "-m", "ropebook.experiments", "compare",
+           *TINY, "--positions", "none", "crope", "--seeds", "0", "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert results["environment"]["world_size"] == 2 and results["environment"]["backend"] == "gloo"
+    assert results["complete"] and [r["position"] for r in results["runs"]] == ["none", "crope"]
+    for run in results["runs"]:
+        assert len(run["train_loss"]) == 4 and all(math.isfinite(v) for v in run["train_loss"])
+        assert run["final_val_loss"] < math.log(256) + 0.5

@@ -1,0 +1,88 @@
+"""Tests for ropebook.model: the five position schemes of TinyLM."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from ropebook.crope import parameter_count
+from ropebook.model import POSITIONS, ModelConfig, TinyLM, sinusoidal_positions
+
+SMALL = dict(dim=32, n_layers=2, n_heads=2, max_seq_len=16)
+
+
+def _model(position, **kw):
+    torch.manual_seed(0)
+    return TinyLM(ModelConfig(position=position, **{**SMALL, **kw})).eval()
+
+
+@pytest.mark.parametrize("position", POSITIONS)
+def test_shapes_and_initial_loss_is_near_uniform(position):
+    model = _model(position)
+    idx = torch.randint(0, 256, (3, 16), generator=torch.Generator().manual_seed(1))
+    logits, loss = model(idx, idx)
+    assert logits.shape == (3, 16, 256)
+    assert abs(loss.item() - math.log(256)) < 0.1  # tied, small-init embeddings: logits ≈ 0
+    assert model(idx)[1] is None
+
+
+@pytest.mark.parametrize("position", POSITIONS)
+def test_causal(position):
+    model = _model(position)
+    idx = torch.randint(0, 256, (1, 12), generator=torch.Generator().manual_seed(2))
+    changed = idx.clone()
+    changed[0, 8:] = (changed[0, 8:] + 1) % 256
+    torch.testing.assert_close(model(idx)[0][:, :8], model(changed)[0][:, :8])
+    assert not torch.allclose(model(idx)[0][:, 8:], model(changed)[0][:, 8:])
+
+
+@pytest.mark.parametrize("position", POSITIONS)
+def test_only_none_is_blind_to_the_order_of_the_prefix(position):
+    """Without positions, one layer's output at the last token depends on the *set* of earlier tokens.
+
+    (With two layers the earlier tokens' own states depend on their prefixes, so one layer is the clean case.)
+    """
+    model = _model(position, n_layers=1)
+    idx = torch.randint(0, 256, (1, 10), generator=torch.Generator().manual_seed(3))
+    shuffled = torch.cat((idx[:, :-1].flip(-1), idx[:, -1:]), dim=-1)
+    same = torch.allclose(model(idx)[0][:, -1], model(shuffled)[0][:, -1], atol=1e-5)
+    assert same == (position == "none")
+
+
+def test_parameter_differences_follow_from_the_schemes():
+    counts = {p: parameter_count(_model(p)) for p in POSITIONS}
+    D, L = SMALL["dim"], SMALL["n_layers"]
+    assert counts["none"] == counts["sinusoidal"] == counts["rope"]
+    assert counts["learned"] - counts["none"] == SMALL["max_seq_len"] * D
+    assert counts["rope"] - counts["crope"] == L * 3 * D * D // 2
+
+
+def test_sinusoidal_positions_match_the_formula():
+    T, D = 7, 12
+    pe = sinusoidal_positions(T, D).double().numpy()
+    m, i = np.arange(T)[:, None], np.arange(D // 2)[None, :]
+    angle = m * 10000.0 ** (-2 * i / D)
+    np.testing.assert_allclose(pe[:, 0::2], np.sin(angle), atol=1e-6)
+    np.testing.assert_allclose(pe[:, 1::2], np.cos(angle), atol=1e-6)
+
+
+BAD_CONFIGS = [
+    (dict(position="alibi"), "position must be one of"),
+    (dict(dim=30, n_heads=4), "dim / n_heads must be an even integer, got dim=30, n_heads=4"),
+    (dict(n_layers=0), "n_layers must be a positive integer, got n_layers=0"),
+]
+
+
+@pytest.mark.parametrize("kw, message", BAD_CONFIGS)
+def test_bad_config_raises_with_names_and_values(kw, message):
+    with pytest.raises(ValueError) as err:
+        ModelConfig(**kw)
+    assert message in str(err.value)
+
+
+def test_too_long_sequence_raises():
+    with pytest.raises(ValueError, match=r"max_seq_len=16, got idx.shape=\(1, 17\)"):
+        _model("rope")(torch.zeros(1, 17, dtype=torch.long))
