@@ -34,6 +34,14 @@ __all__ = [
 _SEED = 2104_09864  # RoFormer's arXiv number: every checker draws the same cases on every run
 
 
+def _safe_sympy_equal(name: str, yours: Any, expected: Any, *, hint: str) -> CheckResult:
+    """``check_sympy_equal`` that reports, rather than raises, when sympy cannot handle the answer."""
+    try:
+        return check_sympy_equal(name, yours, expected, hint=hint)
+    except Exception as exc:  # e.g. a Matrix holding tensors or strings
+        return CheckResult(False, f"✗ {name}: sympy could not compare your answer ({type(exc).__name__}: {exc})")
+
+
 # ----------------------------------------------------------------------------- 2-D RoPE (ch-deriving-rope)
 
 
@@ -101,7 +109,7 @@ def check_relative_score(expr: Any) -> CheckResult:
         return CheckResult(False, f"✗ {name}: expected a sympy expression, got a function ({type(expr).__name__}); call it first.")
     try:
         expr = sp.sympify(expr)
-    except (sp.SympifyError, TypeError) as exc:
+    except Exception as exc:  # SympifyError, TypeError, or ValueError from a tensor's __float__
         return CheckResult(False, f"✗ {name}: expected a sympy expression, got {type(expr).__name__}: {exc}")
     if not isinstance(expr, sp.Expr):
         return CheckResult(False, f"✗ {name}: expected a scalar sympy expression, got {type(expr).__name__}")
@@ -111,7 +119,7 @@ def check_relative_score(expr: Any) -> CheckResult:
         return CheckResult(False, f"✗ {name}: your expression uses {unknown}; use only {list(_SCORE_NAMES)} "
                                   "(write m − n as r: the point is that m and n never appear alone).")
     expr = expr.subs({s: S[str(s)] for s in expr.free_symbols})
-    return check_sympy_equal(name, expr, relative_score_expected(),
+    return _safe_sympy_equal(name, expr, relative_score_expected(),
                              hint="expand ⟨R(mθ)q, R(nθ)k⟩, then use cos(a)cos(b) + sin(a)sin(b) = cos(a − b).")
 
 
@@ -221,7 +229,7 @@ def check_rope_matrix_sym(fn: Any) -> CheckResult:
             return CheckResult(False, f"✗ {name}: d={d}: your function returned None (is a `return` missing?)")
         if not isinstance(yours, sp.MatrixBase):
             return CheckResult(False, f"✗ {name}: d={d}: expected a sympy Matrix, got {type(yours).__name__}")
-        result = check_sympy_equal(name, yours, _rope_matrix_sym_reference(m, thetas),
+        result = _safe_sympy_equal(name, yours, _rope_matrix_sym_reference(m, thetas),
                                    hint="sp.diag(*blocks) puts 2×2 blocks on the diagonal; block i is R(m·θ_i).")
         if not result:
             return CheckResult(False, result.message.replace(f"✗ {name}:", f"✗ {name}: d={d}:", 1))
