@@ -152,7 +152,7 @@ def _base_label(b: float) -> str:
 _WIDE = dict(left=0.12, right=0.97, bottom=0.16, top=0.9)
 
 
-def decay_explorer(*, live: bool = False, bases=(1e2, 1e3, 1e4, 1e5, 1e6), dims=(16, 32, 64, 128, 256),
+def decay_explorer(*, live: bool = False, bases=(1e2, 1e3, 1e4, 1e5, 1e6), dims=(16, 64, 128, 256),
                    max_distances=(256, 8192), dpi: int = 72) -> W.VBox:
     """RoFormer's decay bound and the all-ones score (both divided by their value at 0) over base, d and distance range.
 
@@ -176,7 +176,7 @@ def decay_explorer(*, live: bool = False, bases=(1e2, 1e3, 1e4, 1e5, 1e6), dims=
                                    list(dims).index(128) if 128 in dims else len(dims) // 2, 0])
 
 
-def rotation_explorer(*, live: bool = False, positions=range(6), theta: float = 0.6, q=(1.0, 0.25), k=(0.45, 0.85),
+def rotation_explorer(*, live: bool = False, positions=range(5), theta: float = 0.6, q=(1.0, 0.25), k=(0.45, 0.85),
                       dpi: int = 64) -> W.VBox:
     """A 2-D query at position m and key at position n; the score depends on m − n only.
 
@@ -195,7 +195,7 @@ def rotation_explorer(*, live: bool = False, positions=range(6), theta: float = 
     return frame_explorer(render, axes, name="rotation-explorer", dpi=dpi, margins=margins, default=[2, 0])
 
 
-def frequency_explorer(*, live: bool = False, bases=(1e2, 1e3, 1e4, 1e5, 1e6), dims=(16, 32, 64, 128, 256),
+def frequency_explorer(*, live: bool = False, bases=(1e2, 1e3, 1e4, 1e5, 1e6), dims=(16, 64, 128, 256),
                        context_length: int = 4096, dpi: int = 72) -> W.VBox:
     """The wavelength of every pair for one base and head dimension, against a context length.
 

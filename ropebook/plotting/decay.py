@@ -17,11 +17,14 @@ from ropebook.plotting._style import COLORS, new_figure
 __all__ = ["decay_curves", "random_score_band", "pair_cosines", "min_base_curve"]
 
 
-def _distance_grid(max_distance: float, n_points: int) -> np.ndarray:
+def _distance_grid(max_distance: float, n_points: int, *, log: bool = False) -> np.ndarray:
     if not (isinstance(max_distance, (int, float, np.integer, np.floating)) and max_distance > 0):
         raise ValueError(f"decay_curves: max_distance must be a positive number, got max_distance={max_distance!r}")
     if max_distance + 1 <= n_points:
-        return np.arange(int(max_distance) + 1, dtype=np.float64)  # every integer distance
+        r = np.arange(int(max_distance) + 1, dtype=np.float64)  # every integer distance
+        return r[r > 0] if log else r
+    if log:  # geometric sample from 1, so short distances are not skipped
+        return np.unique(np.round(np.geomspace(1, max_distance, n_points)))
     return np.unique(np.round(np.linspace(0, max_distance, n_points)))  # an even sample of integers
 
 
@@ -42,9 +45,7 @@ def decay_curves(*, dim: int = 128, base: float = 10000.0, max_distance: float =
     >>> fig.axes[0].get_xlabel()
     'relative distance $m - n$'
     """
-    r = _distance_grid(max_distance, n_points)
-    if log_x:
-        r = r[r > 0]
+    r = _distance_grid(max_distance, n_points, log=log_x)
     bound = decay_bound(r, dim, base)  # (R,)
     fig, ax = new_figure(width=width, height=height)
     scale_b = (dim / 2 + 1) / 2 if normalise else 1.0  # the bound's value at r = 0
