@@ -1,0 +1,120 @@
+"""Figures for the encodings before RoPE: sinusoidal table, Shaw's clipped offsets, T5 buckets, ALiBi biases.
+
+Pure functions: arrays in (from ``ropebook.positions``), a Figure out.
+
+Chapter: ``ch-why-position``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from ropebook.plotting._style import COLORS, new_figure
+
+__all__ = ["sinusoidal_figure", "shaw_figure", "t5_bucket_figure", "alibi_figure"]
+
+
+def _numpy(x) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().double().numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+def sinusoidal_figure(pe, *, starts=(0, 40, 90), max_offset: int = 60) -> Figure:
+    """Left: the encoding table PE[m, j]. Right: PE(m)·PE(m + k) against k, one curve per start m.
+
+    The curves coincide: the dot product of two sinusoidal encodings depends on the offset k only.
+
+    >>> import torch
+    >>> from ropebook.positions import sinusoidal_encoding
+    >>> fig = sinusoidal_figure(sinusoidal_encoding(160, 32))
+    >>> len(fig.axes)
+    3
+    """
+    pe = _numpy(pe)  # (T, D)
+    T, D = pe.shape
+    if max(starts) + max_offset >= T:
+        raise ValueError(f"sinusoidal_figure: need max(starts) + max_offset < T={T}, got {max(starts)} + {max_offset}")
+    fig, (ax_table, ax_dot) = new_figure(1, 2, width=9.0, height=3.6)
+    image = ax_table.imshow(pe.T, aspect="auto", origin="lower", cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
+    ax_table.set(xlabel="position m", ylabel="feature j", title="PE[m, j]: sin (even j), cos (odd j)")
+    ax_table.grid(False)
+    fig.colorbar(image, ax=ax_table, fraction=0.05)
+    offsets = np.arange(max_offset + 1)
+    for colour, m in zip(COLORS, starts):
+        dots = pe[m + offsets] @ pe[m]  # (K,)
+        ax_dot.plot(offsets, dots, color=colour, lw=2.5 if m == starts[0] else 1.2,
+                    ls="-" if m == starts[0] else "--", label=f"m = {m}")
+    ax_dot.set(xlabel="offset k", ylabel="PE(m)·PE(m + k)", title="depends on k only")
+    ax_dot.legend(frameon=False)
+    return fig
+
+
+def shaw_figure(index, max_relative_position: int) -> Figure:
+    """Which learned vector a_{clip(n−m)} Shaw et al. add for query m and key n, as a heat map.
+
+    >>> from ropebook.positions import shaw_relative_index
+    >>> shaw_figure(shaw_relative_index(8, 2), 2).axes[0].get_title()
+    'index clip(n − m, −k, k) + k, k = 2'
+    """
+    index = _numpy(index)  # (T, T)
+    k = max_relative_position
+    fig, ax = new_figure(width=4.6, height=3.9)
+    image = ax.imshow(index, cmap="viridis", vmin=0, vmax=2 * k, interpolation="nearest")
+    ax.set(xlabel="key position n", ylabel="query position m", title=f"index clip(n − m, −k, k) + k, k = {k}")
+    ax.grid(False)
+    bar = fig.colorbar(image, ax=ax, ticks=range(0, 2 * k + 1))
+    bar.set_ticklabels([f"a[{j - k:+d}]" if j != k else "a[0]" for j in range(2 * k + 1)])
+    return fig
+
+
+def t5_bucket_figure(relative, buckets_bidirectional, buckets_causal, *, max_distance: int) -> Figure:
+    """T5's bucket against the offset n − m: a staircase, exact near 0, logarithmic, flat past max_distance.
+
+    >>> import torch
+    >>> from ropebook.positions import t5_relative_bucket
+    >>> r = torch.arange(-200, 201)
+    >>> fig = t5_bucket_figure(r, t5_relative_bucket(r), t5_relative_bucket(r, bidirectional=False), max_distance=128)
+    >>> len(fig.axes)
+    1
+    """
+    relative, bi, causal = _numpy(relative), _numpy(buckets_bidirectional), _numpy(buckets_causal)
+    fig, ax = new_figure(width=7.0, height=3.6)
+    ax.step(relative, bi, where="mid", color=COLORS[0], lw=1.8, label="bidirectional (encoder)")
+    ax.step(relative, causal, where="mid", color=COLORS[1], lw=1.8, ls="--", label="causal (decoder)")
+    for edge in (-max_distance, max_distance):
+        if relative.min() <= edge <= relative.max():
+            ax.axvline(edge, color="0.5", lw=0.8, ls=":")
+    ax.text(max_distance, 1, " max_distance", color="0.35", fontsize=8)
+    ax.set(xlabel="offset n − m (key position − query position)", ylabel="bucket", title="T5 relative position buckets")
+    ax.legend(frameon=False, loc="lower left")
+    return fig
+
+
+def alibi_figure(bias, *, head: int = 0, max_distance: int | None = None) -> Figure:
+    """Left: one head's bias matrix (−inf above the diagonal left blank). Right: bias against distance, every head.
+
+    >>> from ropebook.positions import alibi_bias
+    >>> len(alibi_figure(alibi_bias(16, 8)).axes)
+    3
+    """
+    bias = _numpy(bias)  # (H, T, T)
+    H, T, _ = bias.shape
+    if not 0 <= head < H:
+        raise ValueError(f"alibi_figure: head must be in [0, {H}), got head={head}")
+    fig, (ax_matrix, ax_lines) = new_figure(1, 2, width=9.0, height=3.8)
+    shown = np.ma.masked_invalid(np.where(np.isneginf(bias[head]), np.nan, bias[head]))
+    image = ax_matrix.imshow(shown, cmap="magma", interpolation="nearest")
+    ax_matrix.set(xlabel="key position n", ylabel="query position m",
+                  title=f"head {head}: bias −slope·(m − n); blank: masked")
+    ax_matrix.grid(False)
+    fig.colorbar(image, ax=ax_matrix, fraction=0.05)
+    distance = np.arange(T if max_distance is None else min(T, max_distance + 1))
+    last_row = bias[:, T - 1, T - 1 - distance]  # (H, K): query at the end, keys further and further back
+    for h in range(H):
+        ax_lines.plot(distance, last_row[h], color=COLORS[h % len(COLORS)], lw=1.5, label=f"head {h}" if H <= 8 else None)
+    ax_lines.set(xlabel="distance m − n", ylabel="bias added to the score", title=f"{H} heads, one slope each")
+    if H <= 8:
+        ax_lines.legend(frameon=False, fontsize=7, ncol=2)
+    return fig
