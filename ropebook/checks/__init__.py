@@ -22,6 +22,13 @@ from ropebook.checks.rope import (
 from ropebook.checks.linear import check_causal_linear_attention, check_permutation_period, check_permutation_power
 from ropebook.checks.crope import check_complex_linear, check_complex_part, check_layer_saving
 from ropebook.checks.decay import check_abel_sum, check_base_ok, check_decay_bound  # ch-long-term-decay
+from ropebook.checks.foundations import (  # ch-why-position, ch-complex-rotations
+    check_alibi_slopes,
+    check_complex_inner,
+    check_rotate_2d,
+    check_rotation_composition,
+    check_sinusoidal_encoding,
+)
 
 __all__ = ["Case", "CheckResult", "check_function", "check_sympy_equal"]
 __all__ += [  # ch-deriving-rope, ch-rope-d-dims
@@ -31,3 +38,5 @@ __all__ += [  # ch-deriving-rope, ch-rope-d-dims
 __all__ += ["check_causal_linear_attention", "check_permutation_power", "check_permutation_period"]  # ch-linear-attention
 __all__ += ["check_complex_part", "check_complex_linear", "check_layer_saving"]  # ch-crope
 __all__ += ["check_decay_bound", "check_base_ok", "check_abel_sum"]  # ch-long-term-decay
+__all__ += ["check_sinusoidal_encoding", "check_alibi_slopes"]  # ch-why-position
+__all__ += ["check_complex_inner", "check_rotate_2d", "check_rotation_composition"]  # ch-complex-rotations

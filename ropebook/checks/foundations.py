@@ -1,0 +1,128 @@
+"""Checkers for the Part I exercises: sinusoidal encodings, ALiBi slopes, complex inner products, 2-D rotations.
+
+Each checker runs the reader's answer on seeded cases against ``ropebook.positions``,
+``ropebook.reference`` (numpy float64) or a sympy construction, and returns a
+``CheckResult``. None of them raises on a wrong or malformed answer.
+
+Chapters: ``ch-why-position`` (``check_sinusoidal_encoding``, ``check_alibi_slopes``) and
+``ch-complex-rotations`` (``check_complex_inner``, ``check_rotate_2d``, ``check_rotation_composition``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import sympy as sp
+import torch
+
+from ropebook import positions, reference
+from ropebook.checks._core import Case, CheckResult, check_function, check_sympy_equal
+from ropebook.symbolic import rotation_matrix
+
+__all__ = [
+    "check_sinusoidal_encoding",
+    "check_alibi_slopes",
+    "check_complex_inner",
+    "check_rotate_2d",
+    "check_rotation_composition",
+]
+
+_SEED = 1706_03762  # "Attention is all you need": every checker draws the same cases on every run
+
+
+# ----------------------------------------------------------------------------- ch-why-position
+
+
+def check_sinusoidal_encoding(fn: Any) -> CheckResult:
+    """Check ``sinusoidal_encoding(seq_len, dim)``: PE[m, 2i] = sin(m·θ_i), PE[m, 2i+1] = cos(m·θ_i), float32.
+
+    θ_i = 10000^(−2i/dim). Shapes: returns ``(seq_len, dim)`` float32.
+
+    >>> check_sinusoidal_encoding(lambda seq_len, dim: torch.zeros(seq_len, dim)).passed
+    False
+    """
+    cases = [Case((T, D), label=f"seq_len={T}, dim={D}") for T, D in [(1, 2), (6, 4), (50, 16), (7, 6), (200, 64)]]
+    return check_function("sinusoidal_encoding", fn, positions.sinusoidal_encoding, cases,
+                          hint="even features sin(m·θ_i), odd features cos(m·θ_i), θ_i = 10000**(-2i/dim); return float32.")
+
+
+def check_alibi_slopes(fn: Any) -> CheckResult:
+    """Check ``alibi_slopes(n_heads)``: ALiBi's geometric slopes, float64, including H that is not a power of two.
+
+    >>> check_alibi_slopes(lambda n: torch.tensor([2.0 ** (-8 * (j + 1) / n) for j in range(n)], dtype=torch.float64))
+    ... # doctest: +ELLIPSIS
+    ✗ alibi_slopes: case 5/7 (n_heads=12): ...
+    """
+    cases = [Case((h,), label=f"n_heads={h}") for h in [1, 2, 4, 8, 12, 16, 20]]
+    return check_function("alibi_slopes", fn, positions.alibi_slopes, cases,
+                          hint="for H not a power of two: the slopes for 2^⌊log₂H⌋ heads, then every other slope "
+                               "for twice as many heads, until there are H.")
+
+
+# ----------------------------------------------------------------------------- ch-complex-rotations
+
+
+def _inner_reference(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    out = np.einsum("...j,...j->...", reference._array(x), reference._array(y))  # float64, the real dot product
+    return torch.as_tensor(out, dtype=x.dtype)
+
+
+def _pairs(g: torch.Generator, shape: tuple, dtype: torch.dtype) -> torch.Tensor:
+    return torch.randn(*shape, 2, generator=g, dtype=torch.float64).to(dtype)
+
+
+def check_complex_inner(fn: Any) -> CheckResult:
+    """Check ``complex_inner(x, y)``: x, y real ``(..., 2)`` read as complex numbers; return Re[x̃ · ỹ*], shape ``(...)``.
+
+    The result must equal the real dot product x₁y₁ + x₂y₂, in the dtype of x.
+
+    >>> check_complex_inner(lambda x, y: (x * y).sum(-1))
+    Correct: complex_inner agrees with the reference on all 4 cases.
+    """
+    g = torch.Generator().manual_seed(_SEED)
+    cases = []
+    for shape, dtype in [((), torch.float64), ((5,), torch.float64), ((3, 4), torch.float32), ((7,), torch.float32)]:
+        x, y = _pairs(g, shape, dtype), _pairs(g, shape, dtype)
+        cases.append(Case((x, y), label=f"x.shape={tuple(x.shape)}, dtype={str(dtype)[6:]}"))
+    return check_function("complex_inner", fn, _inner_reference, cases,
+                          hint="torch.view_as_complex needs float tensors ending in 2; Re[z · conj(w)]; cast back to x's dtype.")
+
+
+def _rotate_reference(x: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
+    xs, angles = reference._array(x), reference._array(angle)
+    out = np.stack([reference.rotation_matrix_2d(a) @ v for v, a in zip(xs, angles)]) if len(xs) else xs
+    return torch.as_tensor(out, dtype=x.dtype)
+
+
+def check_rotate_2d(fn: Any) -> CheckResult:
+    """Check ``rotate_2d(x, angle)``: turn each row x[t] = (x₁, x₂) counter-clockwise by angle[t].
+
+    Shapes: ``x (N, 2)`` float, ``angle (N,)`` float64 → ``(N, 2)`` in the dtype of x.
+
+    >>> check_rotate_2d(lambda x, angle: x).passed
+    False
+    """
+    g = torch.Generator().manual_seed(_SEED + 1)
+    cases = []
+    for N, dtype in [(1, torch.float64), (6, torch.float64), (9, torch.float32), (4, torch.float32)]:
+        x = _pairs(g, (N,), dtype)
+        angle = (torch.rand(N, generator=g, dtype=torch.float64) - 0.5) * 4 * torch.pi  # (N,) in (−2π, 2π)
+        cases.append(Case((x, angle), label=f"x.shape={tuple(x.shape)}, x.dtype={str(dtype)[6:]}"))
+    return check_function("rotate_2d", fn, _rotate_reference, cases,
+                          hint="multiply x₁ + i·x₂ by e^{i·angle} (torch.polar), or y₁ = x₁cos − x₂sin, y₂ = x₁sin + x₂cos.")
+
+
+def check_rotation_composition(M: Any) -> CheckResult:
+    """Check a 2×2 sympy Matrix equal to R(α)ᵀ R(β) R(α) (symbols ``alpha``, ``beta``, real).
+
+    >>> a, b = sp.symbols("alpha beta", real=True)
+    >>> check_rotation_composition(rotation_matrix(b))
+    Correct: M equals the expected expression.
+    >>> check_rotation_composition(rotation_matrix(a + b)).passed
+    False
+    """
+    alpha, beta = sp.symbols("alpha beta", real=True)
+    expected = rotation_matrix(alpha).T * rotation_matrix(beta) * rotation_matrix(alpha)
+    return check_sympy_equal("M", M, expected,
+                             hint="R(α)ᵀ = R(−α) and R(a)R(b) = R(a + b); use sp.symbols('alpha beta', real=True).")

@@ -1,0 +1,119 @@
+"""Part I checkers: each passes its solution, fails wrong and malformed answers with a short, useful message."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import sympy as sp
+import torch
+
+from ropebook import checks
+from ropebook.checks import CheckResult
+from ropebook.symbolic import rotation_matrix
+
+alpha, beta = sp.symbols("alpha beta", real=True)
+
+
+# ----------------------------------------------------------------------------- the solutions (as in the book)
+
+
+def sinusoidal_encoding(seq_len, dim):
+    theta = 10000.0 ** (-torch.arange(0, dim, 2, dtype=torch.float64) / dim)  # (D/2,)
+    angles = torch.arange(seq_len, dtype=torch.float64)[:, None] * theta  # (T, D/2)
+    return torch.stack((angles.sin(), angles.cos()), dim=-1).flatten(-2).float()  # (T, D)
+
+
+def alibi_slopes(n_heads):
+    def geometric(h):
+        return [2.0 ** (-8.0 * (j + 1) / h) for j in range(h)]
+
+    closest = 2 ** int(math.log2(n_heads))
+    return torch.tensor(geometric(closest) + geometric(2 * closest)[0::2][: n_heads - closest], dtype=torch.float64)
+
+
+def complex_inner(x, y):
+    z, w = torch.view_as_complex(x.contiguous()), torch.view_as_complex(y.contiguous())
+    return (z * w.conj()).real
+
+
+def rotate_2d(x, angle):
+    z = torch.view_as_complex(x.double().contiguous())  # (N,)
+    return torch.view_as_real(z * torch.polar(torch.ones_like(angle), angle)).to(x.dtype)  # (N, 2)
+
+
+SOLUTIONS = [
+    ("sinusoidal_encoding", checks.check_sinusoidal_encoding, sinusoidal_encoding),
+    ("alibi_slopes", checks.check_alibi_slopes, alibi_slopes),
+    ("complex_inner", checks.check_complex_inner, complex_inner),
+    ("rotate_2d", checks.check_rotate_2d, rotate_2d),
+    ("M", checks.check_rotation_composition, rotation_matrix(beta)),
+]
+
+# (checker, wrong answer, text the message must contain): mistakes a reader makes.
+WRONG = [
+    (checks.check_sinusoidal_encoding, lambda T, D: sinusoidal_encoding(T, D)[:, [j ^ 1 for j in range(D)]], "entries differ"),  # cos/sin swapped
+    (checks.check_sinusoidal_encoding, lambda T, D: torch.cat((sinusoidal_encoding(T, D)[:, 0::2], sinusoidal_encoding(T, D)[:, 1::2]), -1), "entries differ"),  # half layout
+    (checks.check_sinusoidal_encoding, lambda T, D: sinusoidal_encoding(T, D).double(), "wrong dtype: yours float64, expected float32"),
+    (checks.check_alibi_slopes, lambda h: torch.tensor([2.0 ** (-8 * (j + 1) / h) for j in range(h)], dtype=torch.float64), "n_heads=12"),
+    (checks.check_alibi_slopes, lambda h: alibi_slopes(h).flip(0), "entries differ"),
+    (checks.check_complex_inner, lambda x, y: (torch.view_as_complex(x.contiguous()) * torch.view_as_complex(y.contiguous())).real, "entries differ"),  # no conjugate
+    (checks.check_complex_inner, lambda x, y: (x * y).sum(-1).double(), "wrong dtype"),
+    (checks.check_rotate_2d, lambda x, a: rotate_2d(x, -a), "entries differ"),  # clockwise
+    (checks.check_rotate_2d, lambda x, a: x, "entries differ"),
+    (checks.check_rotation_composition, rotation_matrix(alpha + beta), "not identically equal"),
+    (checks.check_rotation_composition, rotation_matrix(2 * alpha + beta), "not identically equal"),
+]
+
+# (checker, malformed answer, text the message must contain)
+MALFORMED = [
+    (checks.check_sinusoidal_encoding, lambda T, D: sinusoidal_encoding(T, D).T, "wrong shape"),
+    (checks.check_sinusoidal_encoding, lambda T, D: None, "returned None"),
+    (checks.check_sinusoidal_encoding, lambda T, D: sinusoidal_encoding(T, D).numpy(), "expected a torch.Tensor, got ndarray"),
+    (checks.check_sinusoidal_encoding, "not a function", "expected a function, got str"),
+    (checks.check_alibi_slopes, lambda h: 1 / 0, "raised ZeroDivisionError"),
+    (checks.check_alibi_slopes, lambda h: alibi_slopes(h)[:-1], "wrong shape"),
+    (checks.check_complex_inner, lambda x, y: x * y, "wrong shape"),
+    (checks.check_complex_inner, None, "expected a function, got NoneType"),
+    (checks.check_rotate_2d, lambda x, a: torch.view_as_complex(x.contiguous()), "wrong shape"),
+    (checks.check_rotate_2d, lambda x, a: (_ for _ in ()).throw(NotImplementedError), "not implemented yet"),
+    (checks.check_rotation_composition, None, "got None"),
+    (checks.check_rotation_composition, alpha + beta, "expected a 2×2 sympy Matrix"),
+    (checks.check_rotation_composition, sp.eye(3), "wrong shape: yours (3, 3), expected (2, 2)"),
+    (checks.check_rotation_composition, lambda: 0, "expected a sympy expression"),
+]
+
+
+@pytest.mark.parametrize("name,checker,solution", SOLUTIONS, ids=[s[0] for s in SOLUTIONS])
+def test_solution_passes(name, checker, solution):
+    result = checker(solution)
+    assert isinstance(result, CheckResult)
+    result.assert_passed()
+    assert str(result).startswith("Correct")
+
+
+@pytest.mark.parametrize("checker,answer,expected", WRONG, ids=[f"{c.__name__}-{i}" for i, (c, _, _) in enumerate(WRONG)])
+def test_wrong_answer_fails_with_a_short_diff(checker, answer, expected):
+    result = checker(answer)
+    assert not result.passed
+    assert expected in result.message
+    assert "Traceback" not in result.message and len(result.message.splitlines()) <= 6
+
+
+@pytest.mark.parametrize("checker,answer,expected", MALFORMED, ids=[f"{c.__name__}-{i}" for i, (c, _, _) in enumerate(MALFORMED)])
+def test_malformed_answer_gets_a_clear_message(checker, answer, expected):
+    result = checker(answer)
+    assert not result.passed
+    assert expected in result.message, result.message
+    with pytest.raises(AssertionError):
+        result.assert_passed()
+
+
+def test_checkers_do_not_mutate_reader_inputs_between_cases():
+    """A reader who rotates in place must not corrupt the reference's inputs (the core deep-copies)."""
+    def in_place(x, angle):
+        y = rotate_2d(x, angle)
+        x.copy_(y)
+        return x
+
+    checks.check_rotate_2d(in_place).assert_passed()
