@@ -85,8 +85,8 @@ def frame_explorer(render: Callable[..., Figure], axes: Sequence[Axis], *, defau
     names = [key for key, _ in axes]
     sliders = [
         W.SelectionSlider(options=[label for label, _ in values], index=d, description=key,
-                          continuous_update=True, layout=W.Layout(width="auto"),
-                          style={"description_width": "initial"})
+                          continuous_update=True, layout=W.Layout(width="300px"),
+                          style={"description_width": "70px"})
         for (key, values), d in zip(axes, default)
     ]
     stacks: list[list[W.Stack]] = [[] for _ in axes]
@@ -177,7 +177,7 @@ def decay_explorer(*, live: bool = False, bases=(1e2, 1e3, 1e4, 1e5, 1e6), dims=
 
 
 def rotation_explorer(*, live: bool = False, positions=range(5), theta: float = 0.6, q=(1.0, 0.25), k=(0.45, 0.85),
-                      dpi: int = 64) -> W.VBox:
+                      dpi: int = 72) -> W.VBox:
     """A 2-D query at position m and key at position n; the score depends on m − n only.
 
     Wraps :func:`ropebook.plotting.rotation_2d`.

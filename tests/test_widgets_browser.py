@@ -1,0 +1,104 @@
+"""The explorers on the built site, in headless Chromium, offline, with no kernel.
+
+For each explorer on the long-term decay page: focus each slider's handle, move it
+with the keyboard (ArrowRight, End, Home), and check that the visible image changes
+(its bytes, hashed in the page) and that the frame's caption shows every slider's
+readout. Screenshots of the first and last frame of each slider are kept under
+``<site>/../widget-screenshots/`` for a person to look at.
+
+Iterate against a single-page build with ROPEBOOK_SITE=/tmp/build-x/_build/html.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import open_page
+
+PAGE = "book/long-term-decay"
+EXPLORERS = ["decay-explorer", "rotation-explorer", "frequency-explorer"]
+
+# Hash of the visible frame's bytes (the <img> src is a blob: URL made from the embedded PNG).
+VISIBLE_FRAME = """async (root) => {
+    const imgs = Array.from(document.querySelectorAll(root + ' img'));
+    if (imgs.length !== 1) return {error: 'expected one visible image, found ' + imgs.length};
+    const bytes = await (await fetch(imgs[0].src)).arrayBuffer();
+    const digest = await crypto.subtle.digest('SHA-256', bytes);
+    const hex = Array.from(new Uint8Array(digest)).map(b => b.toString(16).padStart(2, '0')).join('');
+    const caption = document.querySelector(root + ' .ropebook-caption');
+    return {hash: hex, size: bytes.byteLength, caption: caption ? caption.textContent : null};
+}"""
+
+SLIDERS = """(root) => Array.from(document.querySelectorAll(root + ' .widget-slider')).map(s => ({
+    name: s.querySelector('.widget-label').textContent.trim(),
+    readout: s.querySelector('.widget-readout').textContent.trim(),
+    now: s.querySelector('.noUi-handle').getAttribute('aria-valuenow'),
+    max: s.querySelector('.noUi-handle').getAttribute('aria-valuemax'),
+}))"""
+
+
+def _state(tab, root):
+    frame = tab.evaluate(VISIBLE_FRAME, root)
+    assert "error" not in frame, frame
+    return frame, tab.evaluate(SLIDERS, root)
+
+
+def _assert_readouts_match(frame, sliders, where):
+    for s in sliders:
+        assert f"{s['name']} = {s['readout']}" in frame["caption"], (where, s, frame["caption"])
+
+
+@pytest.fixture(scope="module")
+def tab(browser, site_url):
+    page, offsite, errors = open_page(browser, f"{site_url}/{PAGE}.html", site_url)
+    page.set_viewport_size({"width": 1200, "height": 900})
+    for name in EXPLORERS:
+        page.wait_for_selector(f".ropebook-{name} img", timeout=30_000)
+    yield page
+    page.context.close()
+    assert not offsite, f"requests left the local server: {offsite}"
+    assert not errors, f"browser errors: {errors}"
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("name", EXPLORERS)
+def test_sliders_switch_frames_without_a_kernel(tab, site: Path, name: str):
+    root = f".ropebook-{name}"
+    shots = site.parent / "widget-screenshots"
+    shots.mkdir(exist_ok=True)
+    frame, sliders = _state(tab, root)
+    assert len(sliders) >= 2, sliders
+    _assert_readouts_match(frame, sliders, "initial")
+    for i, slider in enumerate(sliders):
+        seen = {frame["hash"]}
+        for key in ["ArrowRight", "End", "Home"]:
+            before, before_sliders = frame, sliders
+            handle = tab.locator(f"{root} .widget-slider").nth(i).locator(".noUi-handle")
+            handle.focus()
+            handle.press(key)
+            expected_now = {"ArrowRight": str(float(before_sliders[i]["now"]) + 1), "End": before_sliders[i]["max"],
+                            "Home": "0.0"}[key]
+            tab.wait_for_function(
+                "([root, i, now]) => document.querySelectorAll(root + ' .noUi-handle')[i]"
+                ".getAttribute('aria-valuenow') === now", arg=[root, i, expected_now], timeout=10_000)
+            # the Link models and the Stack views update asynchronously: wait for the caption to follow
+            tab.wait_for_function(
+                "([root, i]) => { const s = document.querySelectorAll(root + ' .widget-slider')[i];"
+                " const c = document.querySelector(root + ' .ropebook-caption');"
+                " return c && c.textContent.includes(s.querySelector('.widget-label').textContent.trim() + ' = '"
+                " + s.querySelector('.widget-readout').textContent.trim()); }",
+                arg=[root, i], timeout=10_000)
+            frame, sliders = _state(tab, root)
+            seen.add(frame["hash"])
+            _assert_readouts_match(frame, sliders, f"{slider['name']} after {key}")
+            if sliders[i]["readout"] != before_sliders[i]["readout"]:
+                assert frame["hash"] != before["hash"], f"{name}: {slider['name']} moved ({key}) but the image did not change"
+            if key in ("End", "Home"):
+                where = "last" if key == "End" else "first"
+                tab.locator(root).screenshot(path=str(shots / f"{name}-{slider['name']}-{where}.png"))
+        # after Home the slider is on its first grid value, after End it was on its last: both were seen
+        assert sliders[i]["now"] == "0.0"
+        assert len(seen) >= 2, f"{name}: moving {slider['name']} never changed the image"
+    assert len(list(shots.glob(f"{name}-*.png"))) == 2 * len(sliders)
