@@ -124,5 +124,11 @@ def check_rotation_composition(M: Any) -> CheckResult:
     """
     alpha, beta = sp.symbols("alpha beta", real=True)
     expected = rotation_matrix(alpha).T * rotation_matrix(beta) * rotation_matrix(alpha)
-    return check_sympy_equal("M", M, expected,
-                             hint="R(α)ᵀ = R(−α) and R(a)R(b) = R(a + b); use sp.symbols('alpha beta', real=True).")
+    result = check_sympy_equal("M", M, expected,
+                               hint="R(α)ᵀ = R(−α) and R(a)R(b) = R(a + b); use sp.symbols('alpha beta', real=True).")
+    if result.passed:
+        return result
+    # Show the target as the product it is, not as sympy's expanded (and answer-revealing) entries.
+    lines = ["  expected: a matrix equal to R(alpha).T * R(beta) * R(alpha)" if line.startswith("  expected:") else line
+             for line in result.message.splitlines()]
+    return CheckResult(False, "\n".join(lines))
