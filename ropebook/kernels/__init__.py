@@ -1,0 +1,14 @@
+"""Fused RoPE kernels in Triton (optional: needs ``triton``; CUDA, or the CPU under ``TRITON_INTERPRET=1``).
+
+- ``rope_qk(q, k, cache, ...)``: rotate q and k in one launch, differentiable, in place or not.
+- ``rope_cache(rotary_dim, ...)``: what the kernel reads about the frequencies, built once.
+- ``apply_cos_sin``: the hook behind ``rb.apply_rope(..., backend="triton")``.
+
+``import ropebook`` never imports this package; ``apply_rope`` imports it lazily.
+
+Chapter: ``ch-rope-gpu``.
+"""
+
+from ropebook.kernels.autograd import RopeCache, apply_cos_sin, rope_cache, rope_qk
+
+__all__ = ["RopeCache", "rope_cache", "rope_qk", "apply_cos_sin"]

@@ -1,0 +1,244 @@
+"""The public face of the fused kernel: argument checks, ``torch.autograd`` and the frequency cache.
+
+``rope_qk`` rotates q and k in one launch; its backward pass is the same kernel
+rotating the incoming gradients by −θ (a rotation's inverse is its transpose).
+``rope_cache`` builds, once per model, what the kernel reads about the
+frequencies. ``apply_cos_sin`` is the hook behind ``rb.apply_rope(...,
+backend="triton")``: it rotates one tensor by cos/sin that ``apply_rope`` has
+already formed.
+
+Chapter: ``ch-rope-gpu``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ropebook.kernels import rope_triton
+from ropebook.rope import LAYOUTS, rope_cos_sin, rope_frequencies
+
+__all__ = ["RopeCache", "rope_cache", "rope_qk", "apply_cos_sin"]
+
+DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+ANGLES = ("kernel", "table")
+
+
+@dataclass(frozen=True)
+class RopeCache:
+    """What the kernel reads about the frequencies; build it once with :func:`rope_cache`."""
+
+    rotary_dim: int  # r: features rotated, the first r of each head
+    turns: Tensor  # (r/2,) int64: θ_i / 2π as a 64-bit fixed-point fraction of a turn
+    cos: Tensor | None  # (P, r/2) table, float32 from float64 angles (None: not built)
+    sin: Tensor | None  # (P, r/2)
+    attention_factor: float  # the scaling rule's factor on cos and sin (1.0 without one)
+
+
+def _turns(inv_freq: Tensor) -> Tensor:
+    """round(θ_i / 2π · 2^64) modulo 2^64, as signed int64: the angle per position in fixed point."""
+    out = []
+    for theta in inv_freq.double().cpu().tolist():
+        v = round(math.fmod(theta / (2.0 * math.pi), 1.0) * 2.0**64) % 2**64
+        out.append(v - 2**64 if v >= 2**63 else v)
+    return torch.tensor(out, dtype=torch.int64)
+
+
+def rope_cache(rotary_dim: int, *, base: float = 10000.0, scaling=None, seq_len=None, max_position: int | None = None,
+               device=None) -> RopeCache:
+    """Frequencies for the kernel: fixed-point turns always, a cos/sin table for ``max_position`` positions if given.
+
+    The table is float32, rounded from float64 angles (``rb.rope_cos_sin``); the
+    turns let the kernel form exact angles itself for any integer position.
+
+    >>> c = rope_cache(8, max_position=4)
+    >>> c.turns.shape, c.cos.shape, c.attention_factor
+    (torch.Size([4]), torch.Size([4, 4]), 1.0)
+    """
+    inv_freq = rope_frequencies(rotary_dim, base=base, scaling=scaling, seq_len=seq_len)  # (r/2,) float64
+    factor = 1.0 if scaling is None else float(scaling.attention_factor)
+    cos = sin = None
+    if max_position is not None:
+        if isinstance(max_position, bool) or not isinstance(max_position, int) or max_position <= 0:
+            raise ValueError(f"rope_cache: max_position must be a positive integer, got max_position={max_position!r}")
+        cos, sin = rope_cos_sin(torch.arange(max_position), rotary_dim, base=base, scaling=scaling, seq_len=seq_len)
+        cos, sin = cos.to(device), sin.to(device)  # (P, r/2) float32
+    return RopeCache(rotary_dim, _turns(inv_freq).to(device), cos, sin, factor)
+
+
+# ----------------------------------------------------------------------------- autograd
+
+
+class _RopeFunction(torch.autograd.Function):
+    """Forward: rotate by +θ. Backward: rotate the gradients by −θ (same kernel, ``conj=True``)."""
+
+    @staticmethod
+    def forward(ctx, q, k, spec: dict):
+        q_out = q if spec["inplace"] else torch.empty_like(q)
+        k_out = None if k is None else (k if spec["inplace"] else torch.empty_like(k))
+        rope_triton.launch(q, q_out, k, k_out, **spec["launch"])
+        if spec["inplace"]:
+            ctx.mark_dirty(*(t for t in (q, k) if t is not None))
+        ctx.spec = spec
+        return q_out, k_out
+
+    @staticmethod
+    def backward(ctx, gq, gk):
+        spec = ctx.spec
+        gq = _feature_contiguous(gq)
+        gq_in = torch.empty_like(gq)
+        gk_in = None
+        if gk is not None:
+            gk = _feature_contiguous(gk)
+            gk_in = torch.empty_like(gk)
+        rope_triton.launch(gq, gq_in, gk, gk_in, **{**spec["launch"], "conj": True})
+        return gq_in, gk_in, None
+
+
+def _feature_contiguous(x: Tensor) -> Tensor:
+    return x if x.stride(-1) == 1 else x.contiguous()
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def _check_tensor(fn: str, name: str, x, ndim: int) -> None:
+    if not isinstance(x, Tensor) or x.ndim != ndim or x.dtype not in DTYPES:
+        got = f"{name}.shape={tuple(x.shape)}, {name}.dtype={x.dtype}" if isinstance(x, Tensor) else f"type({name})={type(x).__name__}"
+        want = "(B, H, T, D)" if ndim == 4 else "(H, N, D) with cu_seqlens"
+        raise ValueError(f"{fn}: {name} must be a tensor of shape {want} and dtype in {[str(d) for d in DTYPES]}, got {got}")
+
+
+def _int_tensor(fn: str, name: str, v, shape, device) -> Tensor:
+    if not isinstance(v, Tensor) or v.is_floating_point() or v.dtype == torch.bool or tuple(v.shape) != tuple(shape):
+        got = f"{name}.shape={tuple(v.shape)}, {name}.dtype={v.dtype}" if isinstance(v, Tensor) else f"{name}={v!r}"
+        raise ValueError(f"{fn}: {name} must be an integer tensor of shape {tuple(shape)}, got {got}")
+    if v.device != device:
+        raise ValueError(f"{fn}: {name} must be on {device}, got {name}.device={v.device}")
+    return v.contiguous()
+
+
+def rope_qk(q: Tensor, k: Tensor | None, cache: RopeCache, *, layout: str = "half", offsets=0, positions=None,
+            cu_seqlens: Tensor | None = None, max_seqlen: int | None = None, inplace: bool = False,
+            angles: str = "kernel") -> tuple[Tensor, Tensor | None]:
+    """Rotate q and k by RoPE in one kernel launch; differentiable; optionally in place.
+
+    Args:
+        q, k: ``(B, Hq, T, D)`` and ``(B, Hk, T, D)``, any strides with the features contiguous
+            (a ``(B, T, H, D)`` tensor passes as ``.transpose(1, 2)``, no copy). Packed
+            variable-length batches: ``(H, N, D)`` with ``cu_seqlens``. ``k`` may be None.
+        cache: from :func:`rope_cache`; its ``rotary_dim`` features are rotated, the rest pass through.
+        layout: ``"half"`` or ``"interleaved"``.
+        offsets: position of each sequence's first token: an int, or an integer tensor ``(B,)``.
+        positions: explicit integer positions ``(B, T)`` (or ``(N,)`` packed) instead of ``arange + offsets``.
+        cu_seqlens: ``(B + 1,)`` int32 starts of the packed sequences; ``max_seqlen`` their longest length.
+        inplace: write the result into q and k.
+        angles: ``"kernel"`` (cos/sin from exact fixed-point angles in the kernel) or ``"table"``
+            (read ``cache.cos``/``cache.sin``; positions must be below the table's length).
+
+    Returns: ``(q_out, k_out)``, same shapes, dtypes and strides as q and k.
+
+    >>> import os; os.environ.setdefault("TRITON_INTERPRET", "1")  # doctest: +ELLIPSIS
+    '...'
+    >>> import ropebook as rb
+    >>> q, k = torch.randn(1, 4, 3, 8), torch.randn(1, 2, 3, 8)
+    >>> qr, kr = rope_qk(q, k, rope_cache(8))
+    >>> torch.allclose(qr, rb.apply_rope(q), atol=1e-6) and torch.allclose(kr, rb.apply_rope(k), atol=1e-6)
+    True
+    """
+    fn = "rope_qk"
+    varlen = cu_seqlens is not None
+    _check_tensor(fn, "q", q, 3 if varlen else 4)
+    if k is not None:
+        _check_tensor(fn, "k", k, 3 if varlen else 4)
+        same = (k.shape[-2:] == q.shape[-2:]) if varlen else (k.shape[0] == q.shape[0] and k.shape[2:] == q.shape[2:])
+        if not same or k.dtype != q.dtype or k.device != q.device:
+            raise ValueError(f"{fn}: k must match q in batch, tokens, head_dim, dtype and device, got "
+                             f"q.shape={tuple(q.shape)} {q.dtype} {q.device}, k.shape={tuple(k.shape)} {k.dtype} {k.device}")
+    if layout not in LAYOUTS:
+        raise ValueError(f"{fn}: layout must be one of {LAYOUTS}, got layout={layout!r}")
+    if angles not in ANGLES:
+        raise ValueError(f"{fn}: angles must be one of {ANGLES}, got angles={angles!r}")
+    if not isinstance(cache, RopeCache):
+        raise ValueError(f"{fn}: cache must be a RopeCache from rope_cache(...), got type(cache)={type(cache).__name__}")
+    D, r = q.shape[-1], cache.rotary_dim
+    if r > D:
+        raise ValueError(f"{fn}: cache.rotary_dim must be at most head_dim={D}, got rotary_dim={r}")
+    dev = q.device
+    spec = dict(half=r // 2, layout=layout, factor=cache.attention_factor)
+    if angles == "table":
+        if cache.cos is None:
+            raise ValueError(f"{fn}: angles='table' needs a table: build the cache with rope_cache(..., max_position=P)")
+        cos, sin = cache.cos.to(dev), cache.sin.to(dev)
+        if q.dtype == torch.float64:
+            raise ValueError(f"{fn}: angles='table' holds float32 cos/sin; use angles='kernel' for float64 q, got q.dtype={q.dtype}")
+        spec.update(cos=cos, sin=sin, cos_strides=(0, cos.stride(0)), factor=1.0)  # the table holds cos·factor
+    else:
+        spec.update(turns=cache.turns.to(dev))
+    if varlen:
+        cu_seqlens = _int_tensor(fn, "cu_seqlens", cu_seqlens, (cu_seqlens.numel(),), dev)
+        if cu_seqlens.ndim != 1 or cu_seqlens.numel() < 2:
+            raise ValueError(f"{fn}: cu_seqlens must have shape (B + 1,) with B >= 1, got cu_seqlens.shape={tuple(cu_seqlens.shape)}")
+        if max_seqlen is None:
+            max_seqlen = int((cu_seqlens[1:] - cu_seqlens[:-1]).max())
+        spec.update(cu_seqlens=cu_seqlens, max_seqlen=int(max_seqlen))
+    n_seq = cu_seqlens.numel() - 1 if varlen else q.shape[0]
+    if positions is not None:
+        shape = (q.shape[1],) if varlen else (n_seq, q.shape[2])
+        positions = _int_tensor(fn, "positions", positions, shape, dev)
+        spec.update(positions=positions, pos_strides=(0, 1) if varlen else (positions.stride(0), positions.stride(1)))
+    elif isinstance(offsets, Tensor):
+        spec.update(offsets=_int_tensor(fn, "offsets", offsets, (n_seq,), dev))
+    elif isinstance(offsets, bool) or not isinstance(offsets, int) or offsets < 0:
+        raise ValueError(f"{fn}: offsets must be a non-negative int or an integer tensor of shape ({n_seq},), got offsets={offsets!r}")
+    else:
+        spec.update(offset=offsets)
+        if angles == "table" and offsets + (max_seqlen if varlen else q.shape[2]) > cache.cos.shape[0]:
+            raise ValueError(f"{fn}: the table holds {cache.cos.shape[0]} positions, got offsets={offsets} and "
+                             f"{max_seqlen if varlen else q.shape[2]} tokens")
+    for name, t in (("q", q), ("k", k)):
+        if t is not None and t.stride(-1) != 1:
+            if inplace:
+                raise ValueError(f"{fn}: inplace=True needs {name}.stride(-1) == 1, got {name}.stride()={t.stride()}")
+    q = _feature_contiguous(q)
+    k = None if k is None else _feature_contiguous(k)
+    return _RopeFunction.apply(q, k, {"inplace": inplace, "launch": spec})
+
+
+# ----------------------------------------------------------------------------- the apply_rope hook
+
+
+def apply_cos_sin(x: Tensor, cos: Tensor, sin: Tensor, *, layout: str, rotary_dim: int) -> Tensor:
+    """Rotate the first ``rotary_dim`` features of x (..., T, D) by cos/sin (..., T, r/2): ``backend="triton"``.
+
+    cos and sin are in the compute dtype (float32, float64 for float64 x) and
+    broadcast to x's leading dimensions; they carry no gradient.
+    """
+    fn = "apply_rope"
+    if not x.is_cuda and not rope_triton.interpreting():
+        raise RuntimeError(f"{fn}: backend='triton' runs on CUDA tensors, or on CPU tensors only under TRITON_INTERPRET=1; "
+                           f"got x.device={x.device} and TRITON_INTERPRET={os.environ.get('TRITON_INTERPRET')!r}")
+    if cos.requires_grad or sin.requires_grad:
+        raise RuntimeError(f"{fn}: backend='triton' does not differentiate through positions; got positions that "
+                           f"require grad (use backend='torch')")
+    if x.dtype not in DTYPES:
+        raise ValueError(f"{fn}: backend='triton' supports dtypes {[str(d) for d in DTYPES]}, got x.dtype={x.dtype}")
+    T, D, half = x.shape[-2], x.shape[-1], rotary_dim // 2
+    ce, se = cos.expand(*x.shape[:-1], half), sin.expand(*x.shape[:-1], half)  # (..., T, r/2)
+    if x.ndim >= 3 and ce.stride(-3) == 0 and se.stride(-3) == 0:  # the same angles for every head: share them
+        H = x.shape[-3]
+        x4 = x.reshape(-1, H, T, D)  # (L, H, T, D)
+        c3, s3 = ce.select(-3, 0).reshape(-1, T, half), se.select(-3, 0).reshape(-1, T, half)  # (L, T, r/2)
+    else:
+        x4 = x.reshape(-1, 1, T, D)
+        c3, s3 = ce.reshape(-1, T, half), se.reshape(-1, T, half)
+    if c3.stride() != s3.stride() or c3.stride(-1) != 1:
+        c3, s3 = c3.contiguous(), s3.contiguous()
+    x4 = _feature_contiguous(x4)
+    spec = dict(half=half, layout=layout, cos=c3, sin=s3, cos_strides=(c3.stride(0), c3.stride(1)))
+    out, _ = _RopeFunction.apply(x4, None, {"inplace": False, "launch": spec})
+    return out.reshape(x.shape)

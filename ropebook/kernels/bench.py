@@ -1,0 +1,334 @@
+"""GPU benchmark of the fused kernel against the RoPE people use: ``python -m ropebook.bench gpu``.
+
+Shapes: prefill (B=1, T in {1k, 4k, 16k}) and decode (B=64, T=1, a random
+position offset per row), 32 query heads, 8 key/value heads, D=128, bf16. q and
+k are stored as a projection leaves them, ``(B, T, H, D)``; contenders that
+want ``(B, H, T, D)`` get the ``.transpose(1, 2)`` view. Every contender
+rotates both q and k; the bytes counted are q and k read once and written once.
+
+Times are medians of GPU time per call from CUDA-graph replays (launch gaps
+removed); for prefill the L2 is flushed before every call and the flush's own
+time subtracted, for decode inputs stay warm in L2 (as after the projection that
+made them). The eager column is ``triton.testing.do_bench`` (median, L2 flushed),
+which includes Python launch overhead where it exceeds the flush. Optional contenders: Liger-Kernel (imported as
+``liger_kernel``) and flash-attn's Triton rotary kernel, loaded by path from
+``$ROPEBOOK_FLASH_ROTARY`` (the file ``flash_attn/ops/triton/rotary.py``).
+Set ``$ROPEBOOK_BENCH_JSON`` to write the results there; ``$ROPEBOOK_BENCH_SWEEP=1``
+also times the kernel's tile configurations. Without CUDA it says so and
+checks only the kernel's agreement under the Triton interpreter.
+
+Chapter: ``ch-rope-gpu``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import platform
+import subprocess
+import statistics
+import sys
+import time
+
+import torch
+
+import ropebook as rb
+
+HQ, HK, D = 32, 8, 128
+PREFILL_T = (1024, 4096, 16384)
+DECODE_B, MAX_OFFSET = 64, 1_000_000
+
+
+def shapes(quick: bool):
+    """(name, B, T) of every case."""
+    cases = [(f"prefill T={T}", 1, T) for T in PREFILL_T] + [(f"decode B={DECODE_B}", DECODE_B, 1)]
+    return cases[:1] + cases[-1:] if quick else cases
+
+
+def moved_bytes(B: int, T: int, itemsize: int = 2) -> int:
+    """Bytes of q and k read once plus written once: the floor of any RoPE."""
+    return 2 * B * T * (HQ + HK) * D * itemsize
+
+
+def _cpu_part(args) -> int:
+    print("ropebook.bench gpu: no CUDA device here: GPU numbers were NOT measured.")
+    for name, B, T in shapes(args.quick):
+        print(f"  {name:>16}: q+k read+write = {moved_bytes(B, T) / 1e6:8.2f} MB")
+    if importlib.util.find_spec("triton") is None:
+        print("triton is not installed: the kernel was not run.")
+        return 0
+    code = ("import torch, ropebook as rb; from ropebook import kernels as K; q, k = torch.randn(1, 4, 5, 16), torch.randn(1, 2, 5, 16);"
+            "a, b = K.rope_qk(q, k, K.rope_cache(16), offsets=7);"
+            "torch.testing.assert_close(a, rb.apply_rope(q, offset=7)); torch.testing.assert_close(b, rb.apply_rope(k, offset=7));"
+            "print('kernel under TRITON_INTERPRET=1 agrees with rb.apply_rope on a (1, 4, 5, 16) input')")
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    return subprocess.run([sys.executable, "-c", code], env=env).returncode
+
+
+def _inputs(B, T, seed=0):
+    g = torch.Generator(device="cuda").manual_seed(seed)
+    q_mem = torch.randn(B, T, HQ, D, device="cuda", dtype=torch.bfloat16, generator=g)  # (B, T, Hq, D)
+    k_mem = torch.randn(B, T, HK, D, device="cuda", dtype=torch.bfloat16, generator=g)
+    if T == 1:
+        offsets = torch.randint(0, MAX_OFFSET, (B,), device="cuda", generator=g, dtype=torch.int32)  # (B,)
+    else:
+        offsets = torch.zeros(B, device="cuda", dtype=torch.int32)
+    return q_mem, k_mem, offsets
+
+
+def _contenders(B, T, q_mem, k_mem, offsets, tables):
+    """name -> (fn, note, outputs(): (q_rot, k_rot) as (B, H, T, D) after one call)."""
+    from ropebook import kernels as K
+
+    q, k = q_mem.transpose(1, 2), k_mem.transpose(1, 2)  # (B, H, T, D) views
+    pos = offsets[:, None].long() + torch.arange(T, device="cuda")  # (B, T)
+    cache, cos_t, sin_t = tables
+    c, s = cos_t[pos], sin_t[pos]  # (B, T, D/2) float32 from float64 angles
+    cos_hf = torch.cat((c, c), -1).to(torch.bfloat16)  # (B, T, D): what HF's rotary module hands over
+    sin_hf = torch.cat((s, s), -1).to(torch.bfloat16)
+    off = offsets if T == 1 else 0
+    out = {}
+    src = torch.empty(q_mem.numel() + k_mem.numel(), device="cuda", dtype=torch.bfloat16).normal_()
+    dst = torch.empty_like(src)
+    out["device copy (same bytes)"] = (lambda: dst.copy_(src), "one copy_ of a buffer of q+k elements", None)
+    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+    hf = lambda: apply_rotary_pos_emb(q, k, cos_hf, sin_hf)  # noqa: E731
+    out["HF eager formula"] = (hf, "apply_rotary_pos_emb, cos/sin (B, T, D) bf16 precomputed", hf)
+    out["torch.compile(HF formula)"] = (torch.compile(apply_rotary_pos_emb), "same inputs", None)
+    cf = out["torch.compile(HF formula)"][0]
+    out["torch.compile(HF formula)"] = (lambda: cf(q, k, cos_hf, sin_hf), "same inputs", lambda: cf(q, k, cos_hf, sin_hf))
+    offs = offsets.view(B, 1, 1) if T == 1 else 0
+
+    def rb_torch(q, k):
+        return rb.apply_rope(q, offset=offs, backend="torch"), rb.apply_rope(k, offset=offs, backend="torch")
+
+    rc = torch.compile(rb_torch)
+    out["torch.compile(rb torch path)"] = (lambda: rc(q, k), "angles from positions in float64 inside the graph",
+                                           lambda: rc(q, k))
+    if importlib.util.find_spec("liger_kernel") is not None:
+        from liger_kernel.ops.rope import LigerRopeFunction
+
+        lig = lambda: LigerRopeFunction.apply(q, k, cos_hf, sin_hf)  # noqa: E731
+        out["Liger-Kernel rope (in place)"] = (lig, "HF inputs; rotates the (B, T, H, D) storage in place", None)
+    path = os.environ.get("ROPEBOOK_FLASH_ROTARY")
+    if path and os.path.exists(path):
+        spec = importlib.util.spec_from_file_location("flash_attn_rotary", path)
+        fa = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(fa)
+        fa_off = offsets if T == 1 else 0
+        fa_fn = lambda: (fa.apply_rotary(q_mem, cos_t, sin_t, seqlen_offsets=fa_off),  # noqa: E731
+                         fa.apply_rotary(k_mem, cos_t, sin_t, seqlen_offsets=fa_off))
+        out["flash-attn apply_rotary (2 calls)"] = (fa_fn, "q then k, (B, T, H, D), float32 table", None)
+        fa_ip = lambda: (fa.apply_rotary(q_mem, cos_t, sin_t, seqlen_offsets=fa_off, inplace=True),  # noqa: E731
+                         fa.apply_rotary(k_mem, cos_t, sin_t, seqlen_offsets=fa_off, inplace=True))
+        out["flash-attn apply_rotary (2 calls, in place)"] = (fa_ip, "same, in place", None)
+    for angles in ("kernel", "table"):
+        f = lambda angles=angles: K.rope_qk(q, k, cache, offsets=off, angles=angles)  # noqa: E731
+        out[f"ropebook rope_qk, angles={angles}"] = (f, "one launch, q and k", f)
+        g = lambda angles=angles: K.rope_qk(q, k, cache, offsets=off, angles=angles, inplace=True)  # noqa: E731
+        out[f"ropebook rope_qk, angles={angles}, in place"] = (g, "one launch, in place", None)
+    return out
+
+
+def _graph_ms(fn, flush: torch.Tensor | None, n: int = 20, replays: int = 15) -> float:
+    """Median GPU milliseconds per call from CUDA-graph replays of n calls (launch gaps removed).
+
+    With ``flush``, every call is preceded by zeroing that buffer (twice the L2), so inputs come
+    from DRAM; the time of a graph of the flushes alone is subtracted.
+    """
+    def graph(body):
+        s = torch.cuda.Stream()
+        s.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(s):
+            body()  # warm-up outside the graph
+        torch.cuda.current_stream().wait_stream(s)
+        g = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(g):
+            body()
+        return g
+
+    def timed(g):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        g.replay()
+        out = []
+        for _ in range(replays):
+            start.record()
+            g.replay()
+            end.record()
+            end.synchronize()
+            out.append(start.elapsed_time(end))
+        return out
+
+    def calls():
+        for _ in range(n):
+            if flush is not None:
+                flush.zero_()
+            fn()
+
+    g_fn = graph(calls)
+    if flush is None:
+        return statistics.median(timed(g_fn)) / n
+    g_flush = graph(lambda: [flush.zero_() for _ in range(n)])
+    both, only = timed(g_fn), timed(g_flush)
+    return (statistics.median(both) - statistics.median(only)) / n
+
+
+def _time(fn, decode: bool, rep: int = 300) -> float:
+    fn()
+    torch.cuda.synchronize()
+    return _graph_ms(fn, None if decode else _FLUSH[0], replays=15 if rep >= 300 else 5)
+
+
+def _time_or_eager(fn, decode: bool) -> tuple[float, str]:
+    try:
+        return _time(fn, decode), "graph"
+    except Exception as e:  # a contender that cannot be captured is timed eagerly, and the row says so
+        torch.cuda.synchronize()
+        return _eager_ms(fn), f"eager (graph capture failed: {type(e).__name__})"
+
+
+_FLUSH: list = [None]
+
+
+def _eager_ms(fn) -> float:
+    """do_bench median: L2 flushed before each call, Python launch overhead included where it exceeds the flush."""
+    import triton.testing as tt
+
+    return tt.do_bench(fn, warmup=25, rep=200, return_mode="median")
+
+
+def _error(outputs, q_mem, k_mem, offsets, T) -> float:
+    """Max |result − float64 RoPE of the same bf16 inputs| over q and k."""
+    q, k = q_mem.transpose(1, 2), k_mem.transpose(1, 2)
+    offs = offsets.view(-1, 1, 1).long() if T == 1 else 0
+    qr, kr = outputs()
+    err = 0.0
+    for x, y in ((q, qr), (k, kr)):
+        ref = rb.apply_rope(x.double(), offset=offs, backend="torch")
+        err = max(err, (y.double() - ref).abs().max().item())
+    return err
+
+
+def _host_us(fn, n=200) -> float:
+    """Wall-clock microseconds of Python per call (launch overhead), GPU work queued behind."""
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        fn()
+    t1 = time.perf_counter()
+    torch.cuda.synchronize()
+    return (t1 - t0) / n * 1e6
+
+
+def sweep(tables) -> list[dict]:
+    """Time the kernel over tile configurations (BLOCK_T, BLOCK_H, num_warps) and both angle sources."""
+    from ropebook.kernels import rope_triton
+    from ropebook.kernels.autograd import rope_qk
+
+    rows = []
+    for name, B, T in shapes(False):
+        q_mem, k_mem, offsets = _inputs(B, T)
+        q, k = q_mem.transpose(1, 2), k_mem.transpose(1, 2)
+        off = offsets if T == 1 else 0
+        if T == 4096:
+            continue
+        for bt in ([1] if T == 1 else [4, 8, 16]):
+            for bh in ((2, 4, 8) if T == 1 else (4, 8)):
+                for warps in ((1, 2, 4) if T == 1 else (4, 8)):
+                    for angles in ("kernel", "table"):
+                        cfg = (bt, bh, warps)
+                        orig = rope_triton.default_config
+                        rope_triton.default_config = lambda T, H, cfg=cfg: cfg
+                        try:
+                            ms = _time(lambda: rope_qk(q, k, tables[0], offsets=off, angles=angles), T == 1, rep=60)
+                        finally:
+                            rope_triton.default_config = orig
+                        rows.append(dict(case=name, BLOCK_T=bt, BLOCK_H=bh, num_warps=warps, angles=angles, us=ms * 1e3))
+        best = sorted((r for r in rows if r["case"] == name), key=lambda r: r["us"])[:6]
+        for r in best:
+            print(f"sweep {name:>16} BT={r['BLOCK_T']:>2} BH={r['BLOCK_H']} w={r['num_warps']} {r['angles']:>6}: {r['us']:8.2f} us")
+    return rows
+
+
+def gpu(args) -> int:
+    """Benchmark the fused kernel against eager HF, torch.compile, Liger-Kernel, flash-attn and a device copy."""
+    if not torch.cuda.is_available():
+        return _cpu_part(args)
+    import triton
+
+    from ropebook import kernels as K
+
+    cache = K.rope_cache(D, max_position=MAX_OFFSET + 1, device="cuda")
+    _FLUSH[0] = torch.empty(2 * torch.cuda.get_device_properties(0).L2_cache_size // 4, device="cuda", dtype=torch.float32)
+    tables = (cache, cache.cos, cache.sin)
+    rows = []
+    for name, B, T in shapes(args.quick):
+        q_mem, k_mem, offsets = _inputs(B, T)
+        nbytes = moved_bytes(B, T)
+        contenders = _contenders(B, T, q_mem, k_mem, offsets, tables)
+        results = {}
+        for cname, (fn, note, outputs) in contenders.items():
+            try:
+                ms, how = _time_or_eager(fn, decode=T == 1)
+                note = note if how == "graph" else f"{note}; timed {how}"
+                eager = _eager_ms(fn)
+                err = _error(outputs, q_mem, k_mem, offsets, T) if outputs is not None else None
+                host = _host_us(fn) if T == 1 else None
+                results[cname] = dict(us=ms * 1e3, eager_us=eager * 1e3, note=note, max_abs_err=err,
+                                      host_us_per_call=host)
+            except Exception as e:  # a contender that fails here is reported, not hidden
+                results[cname] = dict(us=None, note=f"failed: {type(e).__name__}: {str(e)[:160]}")
+        copy_us = results["device copy (same bytes)"]["us"]
+        print(f"\n{name}: B={B} T={T} Hq={HQ} Hk={HK} D={D} bf16, q+k read+write {nbytes / 1e6:.2f} MB"
+              f" ({'CUDA-graph replays, L2-warm' if T == 1 else 'CUDA-graph replays, L2 flushed before each call'})")
+        print(f"{'contender':<44} {'time us':>9} {'GB/s':>7} {'% copy':>7} {'max err':>9} {'eager us':>9}")
+        for cname, r in results.items():
+            if r["us"] is None:
+                print(f"{cname:<44} {r['note']}")
+                continue
+            r["GBps"] = nbytes / (r["us"] * 1e-6) / 1e9
+            r["pct_of_copy"] = 100.0 * copy_us / r["us"]
+            err = "" if r.get("max_abs_err") is None else f"{r['max_abs_err']:.2e}"
+            print(f"{cname:<44} {r['us']:9.2f} {r['GBps']:7.0f} {r['pct_of_copy']:6.1f}% {err:>9} {r['eager_us']:9.2f}")
+        rows.append(dict(case=name, B=B, T=T, Hq=HQ, Hk=HK, D=D, dtype="bfloat16", bytes=nbytes,
+                         timing=("median GPU time per call from CUDA-graph replays of 20 calls"
+                                 + (", inputs warm in L2" if T == 1 else ", L2 flushed before each call (flush time subtracted)")
+                                 + "; eager_us: triton.testing.do_bench median, Python launch included"),
+                         results=results))
+    out = os.environ.get("ROPEBOOK_BENCH_JSON")
+    if out:
+        props = torch.cuda.get_device_properties(0)
+        try:
+            driver = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                                    capture_output=True, text=True).stdout.strip()
+        except OSError:
+            driver = None
+        versions = {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
+                    "triton": triton.__version__}
+        for pkg in ("transformers", "liger_kernel"):
+            if importlib.util.find_spec(pkg) is not None:
+                versions[pkg] = getattr(__import__(pkg), "__version__", None) or _dist_version(pkg)
+        versions["flash_attn_rotary"] = os.environ.get("ROPEBOOK_FLASH_ROTARY_VERSION")
+        meta = dict(device=props.name, sm_count=props.multi_processor_count, driver=driver, versions=versions,
+                    command=os.environ.get("ROPEBOOK_BENCH_COMMAND", " ".join(sys.argv)),
+                    date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), cases=rows)
+        with open(out, "w") as f:
+            json.dump(meta, f, indent=1)
+        print(f"wrote {out}")
+    if os.environ.get("ROPEBOOK_BENCH_SWEEP") == "1":
+        swept = sweep(tables)
+        if os.environ.get("ROPEBOOK_SWEEP_JSON"):
+            with open(os.environ["ROPEBOOK_SWEEP_JSON"], "w") as f:
+                json.dump(swept, f, indent=1)
+    return 0
+
+
+def _dist_version(pkg: str):
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(pkg.replace("_", "-"))
+    except PackageNotFoundError:
+        return None

@@ -1,0 +1,230 @@
+"""The fused Triton kernel (ropebook.kernels) against rb.apply_rope's torch path.
+
+Without CUDA the kernel runs on the CPU through the Triton interpreter: the
+autouse fixture sets TRITON_INTERPRET=1 for every test of this module (the
+kernel module reads it at launch, so import order does not matter). With CUDA
+the same tests run natively on the GPU.
+"""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+pytest.importorskip("triton")
+
+import ropebook as rb  # noqa: E402
+from ropebook import kernels as K  # noqa: E402
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+DTYPES = [torch.float32, torch.float16, torch.bfloat16]
+LAYOUTS = ["half", "interleaved"]
+ANGLES = ["kernel", "table"]
+# (head_dim, rotary_dim): full, half, and a rotary width whose r/2 = 6 is no power of two
+ROTARY = [(16, None), (16, 8), (16, 12)]
+EPS = {torch.float64: 2.0**-52, torch.float32: 2.0**-23, torch.float16: 2.0**-10, torch.bfloat16: 2.0**-7}
+
+
+@pytest.fixture(autouse=True)
+def _interpreter_on_cpu(monkeypatch):
+    if DEVICE == "cpu":
+        monkeypatch.setenv("TRITON_INTERPRET", "1")
+
+
+def assert_close_dtype(actual, expected):
+    """Equal up to one rounding of the output dtype (the two paths round fp32 sums in different orders)."""
+    assert actual.dtype == expected.dtype and actual.shape == expected.shape
+    eps = EPS[actual.dtype]
+    torch.testing.assert_close(actual, expected, rtol=eps, atol=max(eps * 1e-3, 1e-6 if eps > 1e-10 else 1e-12))
+
+
+def qk(B=2, T=5, HQ=3, HK=1, D=16, dtype=torch.float32, seed=0):
+    """q, k as a projection leaves them, (B, T, H, D) in memory, returned as (B, H, T, D) views."""
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randn(B, T, HQ, D, generator=g, dtype=torch.float64).to(DEVICE, dtype).transpose(1, 2)
+    k = torch.randn(B, T, HK, D, generator=g, dtype=torch.float64).to(DEVICE, dtype).transpose(1, 2)
+    return q, k
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("angles", ANGLES)
+def test_matches_torch_path(dtype, layout, angles):
+    q, k = qk(dtype=dtype)
+    cache = K.rope_cache(16, max_position=16, device=DEVICE)
+    qr, kr = K.rope_qk(q, k, cache, layout=layout, offsets=3, angles=angles)
+    assert qr.stride() == q.stride() and kr.stride() == k.stride()  # the output keeps the input's layout
+    assert_close_dtype(qr, rb.apply_rope(q, layout=layout, offset=3))
+    assert_close_dtype(kr, rb.apply_rope(k, layout=layout, offset=3))
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("angles", ANGLES)
+def test_many_tiles_every_element_written(layout, angles):
+    """Llama-sized heads over several token tiles; outputs start as NaN, so an unwritten element fails."""
+    q, k = qk(B=1, T=19, HQ=32, HK=8, D=128, dtype=torch.bfloat16)
+    cache = K.rope_cache(128, max_position=64, device=DEVICE)
+    poison = [torch.full_like(x, float("nan")) for x in (q, k)]  # freed blocks the outputs will likely reuse
+    del poison
+    qr, kr = K.rope_qk(q, k, cache, layout=layout, offsets=5, angles=angles)
+    assert_close_dtype(qr, rb.apply_rope(q, layout=layout, offset=5))
+    assert_close_dtype(kr, rb.apply_rope(k, layout=layout, offset=5))
+
+
+@pytest.mark.parametrize("D, rotary_dim", ROTARY)
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("inplace", [False, True])
+def test_partial_rotary_and_in_place(D, rotary_dim, layout, inplace):
+    q, k = qk(D=D, dtype=torch.bfloat16)
+    r = rotary_dim or D
+    want_q = rb.apply_rope(q, layout=layout, rotary_dim=rotary_dim)
+    want_k = rb.apply_rope(k, layout=layout, rotary_dim=rotary_dim)
+    qr, kr = K.rope_qk(q, k, K.rope_cache(r, device=DEVICE), layout=layout, inplace=inplace)
+    assert (qr.data_ptr() == q.data_ptr()) == inplace
+    assert_close_dtype(qr, want_q)
+    assert_close_dtype(kr, want_k)
+    if inplace:
+        assert_close_dtype(q, want_q)
+
+
+@pytest.mark.parametrize("T", [1, 3])
+@pytest.mark.parametrize("angles", ANGLES)
+def test_per_sequence_offsets(T, angles):
+    q, k = qk(B=3, T=T)
+    offsets = torch.tensor([0, 7, 40], device=DEVICE, dtype=torch.int32)  # KV-cache lengths
+    qr, kr = K.rope_qk(q, k, K.rope_cache(16, max_position=64, device=DEVICE), offsets=offsets, angles=angles)
+    assert_close_dtype(qr, rb.apply_rope(q, offset=offsets.view(3, 1, 1)))
+    assert_close_dtype(kr, rb.apply_rope(k, offset=offsets.view(3, 1, 1)))
+
+
+def test_explicit_positions():
+    q, k = qk(B=2, T=4)
+    positions = torch.tensor([[5, 1, 9, 2], [0, 0, 3, 30]], device=DEVICE)
+    qr, kr = K.rope_qk(q, k, K.rope_cache(16, device=DEVICE), positions=positions, layout="interleaved")
+    assert_close_dtype(qr, rb.apply_rope(q, positions[:, None, :], layout="interleaved"))
+    assert_close_dtype(kr, rb.apply_rope(k, positions[:, None, :], layout="interleaved"))
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("angles", ANGLES)
+def test_packed_variable_length_batch(layout, angles):
+    lengths, offsets = [3, 1, 4], torch.tensor([0, 5, 2], device=DEVICE)
+    cu = torch.tensor([0, 3, 4, 8], device=DEVICE, dtype=torch.int32)
+    g = torch.Generator().manual_seed(1)
+    q = torch.randn(8, 4, 16, generator=g).to(DEVICE).transpose(0, 1)  # (Hq, N, D) view of (N, Hq, D)
+    k = torch.randn(8, 2, 16, generator=g).to(DEVICE).transpose(0, 1)
+    cache = K.rope_cache(16, max_position=16, device=DEVICE)
+    qr, kr = K.rope_qk(q, k, cache, cu_seqlens=cu, max_seqlen=4, offsets=offsets, layout=layout, angles=angles)
+    for b, (start, n) in enumerate(zip([0, 3, 4], lengths)):
+        for x, y in ((q, qr), (k, kr)):
+            want = rb.apply_rope(x[:, start:start + n], layout=layout, offset=int(offsets[b]))
+            assert_close_dtype(y[:, start:start + n], want)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("D, rotary_dim", [(8, None), (8, 4)])
+def test_gradcheck_fp64(layout, D, rotary_dim):
+    q, k = qk(B=1, T=2, HQ=2, HK=1, D=D, dtype=torch.float64)
+    q, k = q.detach().requires_grad_(), k.detach().requires_grad_()
+    cache = K.rope_cache(rotary_dim or D, device=DEVICE)
+    assert torch.autograd.gradcheck(lambda q, k: K.rope_qk(q, k, cache, layout=layout, offsets=2), (q, k), fast_mode=True)
+
+
+def test_backward_is_one_rounding_from_float64_bf16():
+    """The bf16 gradient is the float64 gradient rounded once (torch's own bf16 backward rounds twice)."""
+    q, k = qk(dtype=torch.bfloat16)
+    g = torch.randn(q.shape, dtype=torch.float64).to(DEVICE, torch.bfloat16)
+    a = q.detach().requires_grad_()
+    K.rope_qk(a, k, K.rope_cache(16, device=DEVICE), offsets=4)[0].backward(g)
+    b = q.detach().double().requires_grad_()
+    rb.apply_rope(b, offset=4).backward(g.double())
+    assert_close_dtype(a.grad, b.grad.to(torch.bfloat16))
+
+
+@pytest.mark.parametrize("angles", ANGLES)
+def test_exact_angles_at_a_million_positions(angles):
+    """fp32 outputs stay within a few fp32 roundings of float64 RoPE at positions ~1e6."""
+    q, k = qk(B=2, T=4)
+    offsets = torch.tensor([999_990, 123_456], device=DEVICE)
+    cache = K.rope_cache(16, max_position=1_000_000, device=DEVICE)
+    qr, _ = K.rope_qk(q, k, cache, offsets=offsets, angles=angles)
+    want = rb.apply_rope(q.double(), offset=offsets.view(2, 1, 1))
+    assert (qr.double() - want).abs().max().item() < 2e-6
+    m = offsets.view(2, 1).double() + torch.arange(4, device=DEVICE)  # (B, T)
+    naive = (m.float()[..., None] * rb.rope_frequencies(16).float().to(DEVICE)).double()  # fp32 angles
+    exact = m[..., None] * rb.rope_frequencies(16).to(DEVICE)
+    assert (naive.cos() - exact.cos()).abs().max().item() > 1e-3  # what the kernel avoids
+
+
+@pytest.mark.parametrize("rule", [None, rb.scaling.Linear(4.0), rb.scaling.YaRN(8.0, 64)])
+def test_scaling_rules(rule):
+    q, k = qk(T=6)
+    qr, kr = K.rope_qk(q, k, K.rope_cache(16, scaling=rule, device=DEVICE))
+    assert_close_dtype(qr, rb.apply_rope(q, scaling=rule))
+
+
+# (x shape, positions shape or None, rotary_dim)
+HOOK_CASES = [((5, 16), None, None), ((3, 5, 16), None, 8), ((2, 3, 5, 16), (2, 1, 5), None),
+              ((2, 3, 5, 16), (2, 3, 5), 12), ((2, 2, 3, 5, 16), None, None)]
+
+
+@pytest.mark.parametrize("shape, pshape, rotary_dim", HOOK_CASES)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_apply_rope_backend_triton(shape, pshape, rotary_dim, dtype):
+    x = torch.randn(shape, dtype=torch.float64).to(DEVICE, dtype)
+    pos = None if pshape is None else torch.randint(0, 100, pshape, device=DEVICE)
+    rule = rb.scaling.YaRN(4.0, 32)
+    want = rb.apply_rope(x, pos, rotary_dim=rotary_dim, scaling=rule, layout="interleaved")
+    got = rb.apply_rope(x, pos, rotary_dim=rotary_dim, scaling=rule, layout="interleaved", backend="triton")
+    assert_close_dtype(got, want)
+
+
+def test_apply_rope_backend_triton_gradient():
+    x = torch.randn(2, 1, 3, 8, dtype=torch.float64, device=DEVICE, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x: rb.apply_rope(x, backend="triton", offset=5), (x,), fast_mode=True)
+
+
+def test_auto_backend_picks_triton_only_on_cuda():
+    x = torch.randn(1, 2, 4, 8, device=DEVICE)
+    torch.testing.assert_close(rb.apply_rope(x, backend="auto"), rb.apply_rope(x), rtol=EPS[x.dtype], atol=1e-6)
+
+
+def test_import_ropebook_does_not_import_triton():
+    code = "import sys, ropebook; assert 'triton' not in sys.modules and 'ropebook.kernels' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+BAD = {
+    "layout": (lambda q, k, c: K.rope_qk(q, k, c, layout="neox"), ["layout", "'neox'"]),
+    "angles": (lambda q, k, c: K.rope_qk(q, k, c, angles="fast"), ["angles", "'fast'"]),
+    "no table": (lambda q, k, c: K.rope_qk(q, k, K.rope_cache(16), angles="table"), ["max_position"]),
+    "rotary_dim": (lambda q, k, c: K.rope_qk(q, k, K.rope_cache(32)), ["rotary_dim", "32", "16"]),
+    "k shape": (lambda q, k, c: K.rope_qk(q, k[..., :8], c), ["k must match q", "(2, 1, 5, 8)"]),
+    "offsets": (lambda q, k, c: K.rope_qk(q, k, c, offsets=-1), ["offsets", "-1"]),
+    "offsets shape": (lambda q, k, c: K.rope_qk(q, k, c, offsets=torch.zeros(3, dtype=torch.int32, device=DEVICE)),
+                      ["offsets", "(2,)", "(3,)"]),
+    "table too short": (lambda q, k, c: K.rope_qk(q, k, c, angles="table", offsets=10), ["4 positions", "offsets=10"]),
+    "q ndim": (lambda q, k, c: K.rope_qk(q[0], k, c), ["q must be", "(3, 5, 16)"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_input_message(case):
+    fn, words = BAD[case]
+    q, k = qk()
+    with pytest.raises(ValueError) as info:
+        fn(q, k, K.rope_cache(16, max_position=4, device=DEVICE))
+    for w in words:
+        assert w in str(info.value), (w, str(info.value))
+
+
+@pytest.mark.skipif(DEVICE == "cuda", reason="the CPU-without-interpreter error")
+def test_cpu_without_interpreter_is_a_clear_error(monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET")
+    q, k = qk()
+    with pytest.raises(RuntimeError, match="TRITON_INTERPRET=1"):
+        K.rope_qk(q, k, K.rope_cache(16))
+    with pytest.raises(RuntimeError, match="backend='triton'"):
+        rb.apply_rope(q, backend="triton")
