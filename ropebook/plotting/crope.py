@@ -32,8 +32,7 @@ def offset_task_figure(losses: dict, attention: dict, *, chance: float | None = 
         left.plot(np.arange(1, len(curve) + 1), curve, color=color, label=label, lw=1.5)
     if chance is not None:
         left.axhline(chance, color="0.4", ls=":", lw=1, label="uniform guess")
-    left.set(xlabel="training step", ylabel="loss at the marker (nats)", yscale="symlog", title="Training")
-    left.set_yscale("symlog", linthresh=1e-2)
+    left.set(xlabel="training step", ylabel="loss at the marker (nats, log scale)", yscale="log", title="Training")
     left.legend(frameon=False, fontsize=8)
     width = 0.8 / max(1, len(attention))
     for k, (color, (label, (offsets, weights))) in enumerate(zip(COLORS, attention.items())):
