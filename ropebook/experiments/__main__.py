@@ -8,6 +8,7 @@ import sys
 
 EXPERIMENTS = {
     "compare": "ropebook.experiments.runner",  # position schemes on stdlib bytes (ch-crope)
+    "lrpe-recall": "ropebook.experiments.lrpe_recall",  # LRPE members on a recall task (ch-linear-attention)
 }
 
 
