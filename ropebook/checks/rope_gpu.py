@@ -1,0 +1,56 @@
+"""Checkers for the exercises of ``ch-rope-gpu``: the bytes a RoPE call must move, and fixed-point angles.
+
+>>> check_rope_bytes(lambda B, T, n_q_heads, n_kv_heads, head_dim, itemsize: 0).passed
+False
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ropebook.checks._core import Case, CheckResult, check_function
+
+__all__ = ["check_rope_bytes", "check_fixed_point_angle"]
+
+
+def _rope_bytes_reference(B, T, n_q_heads, n_kv_heads, head_dim, itemsize):
+    return 2 * B * T * (n_q_heads + n_kv_heads) * head_dim * itemsize  # q and k, read once and written once
+
+
+def check_rope_bytes(fn: Any) -> CheckResult:
+    """Check ``rope_bytes(B, T, n_q_heads, n_kv_heads, head_dim, itemsize)``: bytes of q and k read plus written.
+
+    >>> check_rope_bytes(_rope_bytes_reference)
+    Correct: rope_bytes agrees with the reference on all 4 cases.
+    """
+    cases = [Case(a, label=f"(B, T, Hq, Hk, D, itemsize)={a}") for a in
+             [(1, 1024, 32, 8, 128, 2), (64, 1, 32, 8, 128, 2), (2, 7, 4, 4, 64, 4), (1, 16384, 64, 8, 128, 1)]]
+    return check_function("rope_bytes", fn, _rope_bytes_reference, cases,
+                          hint="q has B·T·Hq·D elements, k has B·T·Hk·D; each is read once and written once.")
+
+
+def _turns(theta: float) -> np.uint64:
+    return np.uint64(round(math.fmod(theta / (2 * math.pi), 1.0) * 2.0**64) % 2**64)
+
+
+def _fixed_point_angle_reference(m, theta):
+    prod = np.asarray(m, dtype=np.uint64) * _turns(theta)  # wraps modulo 2^64: the angle modulo 2π, exactly
+    return prod.view(np.int64).astype(np.float64) * (2 * math.pi / 2.0**64)  # in [-π, π)
+
+
+def check_fixed_point_angle(fn: Any) -> CheckResult:
+    """Check ``fixed_point_angle(m, theta)``: m·θ reduced to [-π, π) through 64-bit fixed-point turns.
+
+    Shapes: ``m`` a numpy int64 array of positions, ``theta`` a float → float64 array like m.
+
+    >>> check_fixed_point_angle(_fixed_point_angle_reference)
+    Correct: fixed_point_angle agrees with the reference on all 3 cases.
+    """
+    rng = np.random.default_rng(0)
+    cases = [Case((rng.integers(0, top, 6), theta), label=f"m < {top}, theta={theta}")
+             for top, theta in [(100, 1.0), (1_000_000, 1.0), (2**31, 0.0137)]]
+    return check_function("fixed_point_angle", fn, _fixed_point_angle_reference, cases, atol=1e-12, rtol=0,
+                          hint="turns = round(θ/2π · 2^64) as uint64; m·turns wraps; view as int64 and scale by 2π/2^64.")
