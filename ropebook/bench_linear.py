@@ -3,8 +3,9 @@
 Both run under ``torch.no_grad()`` on the same (B, H, T, D) inputs, with RoPE
 (``lrpe.Rotation``) on queries and keys: ``attention.linear_attention``
 (chunked, O(T)) and ``attention.softmax_attention`` (the T×T reference, O(T²)).
-For each length: warm-up calls, then the two alternate for ``repeats`` rounds
-(a noisy neighbour slows both alike) and the median is kept. Printed: the
+For each length: a warm-up call, then the two alternate for ``repeats`` rounds
+(a noisy neighbour slows both alike) and the fastest call is kept (as ``timeit``
+does: on a shared machine the slower calls measure the neighbours). Printed: the
 times, time(8n)/time(n) for linear attention (≈ 8 when linear, 64 when
 quadratic) and the crossover, the first measured T at which linear attention
 is faster than softmax attention.
@@ -15,7 +16,7 @@ Chapter: ``ch-linear-attention``.
 from __future__ import annotations
 
 import argparse
-import statistics
+import contextlib
 import sys
 import time
 
@@ -27,23 +28,39 @@ from ropebook.attention import linear_attention, softmax_attention
 __all__ = ["time_attention", "crossover", "main"]
 
 
+@contextlib.contextmanager
+def _threads(n: int | None):
+    """Run the body with ``torch.set_num_threads(n)`` (None: leave it), then restore the old value."""
+    old = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
 def time_attention(lengths, *, batch: int = 1, heads: int = 4, head_dim: int = 64, repeats: int = 5,
-                   chunk_size: int = 64, seed: int = 0) -> dict:
-    """Median seconds of causal linear and softmax attention (with RoPE) at each length.
+                   chunk_size: int = 64, seed: int = 0, threads: int | None = 1) -> dict:
+    """Fastest-of-``repeats`` seconds of causal linear and softmax attention (with RoPE) at each length.
+
+    ``threads=1`` (the default) times one CPU thread, which is far steadier on a
+    shared machine than torch's default thread pool; None keeps torch's setting.
 
     Returns ``{"lengths": [...], "linear": [...], "softmax": [...], "shape": ...}``.
 
     >>> r = time_attention([16, 32], repeats=1, heads=1, head_dim=8)
     >>> sorted(r), len(r["linear"])
-    (['chunk_size', 'lengths', 'linear', 'shape', 'softmax'], 2)
+    (['chunk_size', 'lengths', 'linear', 'shape', 'softmax', 'threads'], 2)
     """
     lengths = [int(t) for t in lengths]
     if not lengths or any(t <= 0 for t in lengths) or repeats <= 0:
         raise ValueError(f"time_attention: lengths must be positive and repeats ≥ 1, got lengths={lengths}, repeats={repeats}")
     enc = lrpe.Rotation(head_dim)
     g = torch.Generator().manual_seed(seed)
-    out = {"lengths": lengths, "linear": [], "softmax": [], "shape": [batch, heads, None, head_dim], "chunk_size": chunk_size}
-    with torch.no_grad():
+    out = {"lengths": lengths, "linear": [], "softmax": [], "shape": [batch, heads, None, head_dim], "chunk_size": chunk_size,
+           "threads": threads}
+    with torch.no_grad(), _threads(threads):
         for T in lengths:
             q, k, v = torch.randn(3, batch, heads, T, head_dim, generator=g).unbind(0)  # (B, H, T, D) each
             fns = {"linear": lambda: linear_attention(q, k, v, causal=True, encoding=enc, chunk_size=chunk_size),
@@ -57,7 +74,7 @@ def time_attention(lengths, *, batch: int = 1, heads: int = 4, head_dim: int = 6
                     fn()
                     times[name].append(time.perf_counter() - t0)
             for name in fns:
-                out[name].append(statistics.median(times[name]))
+                out[name].append(min(times[name]))
     return out
 
 
@@ -81,11 +98,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--head-dim", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--chunk-size", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
     args = parser.parse_args(argv)
-    kw = dict(heads=args.heads, head_dim=args.head_dim, repeats=args.repeats, chunk_size=args.chunk_size)
+    kw = dict(heads=args.heads, head_dim=args.head_dim, repeats=args.repeats, chunk_size=args.chunk_size,
+              threads=args.threads or None)
     r = time_attention(args.lengths, **kw)
     print(f"causal attention with RoPE, (B, H, T, D) = (1, {args.heads}, T, {args.head_dim}), "
-          f"{torch.get_num_threads()} threads, median of {args.repeats}")
+          f"{args.threads or torch.get_num_threads()} thread(s), fastest of {args.repeats}")
     print(f"{'T':>7} {'linear ms':>10} {'softmax ms':>11}")
     for T, lin, soft in zip(r["lengths"], r["linear"], r["softmax"]):
         print(f"{T:>7} {lin * 1e3:>10.2f} {soft * 1e3:>11.2f}")
