@@ -111,7 +111,7 @@ def t5_relative_bucket(relative_position, *, bidirectional: bool = True, num_buc
 def alibi_slopes(n_heads: int) -> Tensor:
     """ALiBi's per-head slopes: the geometric sequence 2^(−8/H), 2^(−16/H), …, 2^(−8) (Press et al. 2022, §3).
 
-    For H not a power of two, the paper takes the slopes for the nearest smaller
+    For H not a power of two, the reference implementation takes the slopes for the nearest smaller
     power of two, 2^⌊log₂H⌋, and fills up with every other slope of twice that many.
 
     Shapes: returns ``(n_heads,)`` float64.
