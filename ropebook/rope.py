@@ -12,6 +12,7 @@ Chapter: ``ch-rope-d-dims``.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 
 import torch
@@ -221,7 +222,8 @@ def apply_rope(x: Tensor, positions=None, *, base: float = 10000.0, layout: str 
         rotary_dim: rotate only the first ``rotary_dim`` features (GPT-NeoX partial rotary).
         offset: added to the positions (an int, or a tensor broadcastable to ``(..., T)``).
         seq_len: length for ``DynamicNTK``/``LongRoPE``; default ``max(positions) + 1``.
-        backend: ``"torch"``, ``"auto"`` (currently torch) or ``"triton"`` (``ropebook.kernels``).
+        backend: ``"torch"``, ``"triton"`` (``ropebook.kernels``; CPU tensors only under
+            ``TRITON_INTERPRET=1``) or ``"auto"`` (triton for CUDA tensors when it is installed).
 
     Shapes: ``x (B, H, T, D)``, ``positions (T,)`` or ``(B, 1, T)`` → ``(B, H, T, D)``.
 
@@ -241,7 +243,10 @@ def apply_rope(x: Tensor, positions=None, *, base: float = 10000.0, layout: str 
     positions = _positions(fn, x, positions, offset)  # broadcastable to (..., T)
     seq_len = _seq_len(scaling, positions, seq_len)
     cos, sin = rope_cos_sin(positions, r, base=base, scaling=scaling, seq_len=seq_len, dtype=_compute_dtype(x))
-    return _apply_cos_sin(x, cos, sin, layout=layout, rotary_dim=r, backend="triton" if backend == "triton" else "torch")
+    if backend == "auto":  # the fused kernel where it runs natively and needs no gradient through cos/sin
+        use = x.is_cuda and not cos.requires_grad and not torch.compiler.is_compiling()
+        backend = "triton" if use and importlib.util.find_spec("triton") is not None else "torch"
+    return _apply_cos_sin(x, cos, sin, layout=layout, rotary_dim=r, backend=backend)
 
 
 def apply_rope_complex(x: Tensor, positions=None, *, base: float = 10000.0, layout: str = "half", scaling=None,
