@@ -234,13 +234,13 @@ def sweep(tables) -> list[dict]:
         off = offsets if T == 1 else 0
         if T == 4096:
             continue
-        for bt in ([1] if T == 1 else [4, 8, 16]):
-            for bh in ((2, 4, 8) if T == 1 else (4, 8)):
+        for bt in ([1] if T == 1 else [1, 2, 4]):
+            for bh in (4, 8, 16, 32):
                 for warps in ((1, 2, 4) if T == 1 else (4, 8)):
                     for angles in ("kernel", "table"):
                         cfg = (bt, bh, warps)
                         orig = rope_triton.default_config
-                        rope_triton.default_config = lambda T, H, cfg=cfg: cfg
+                        rope_triton.default_config = lambda T, H, table, cfg=cfg: cfg
                         try:
                             ms = _time(lambda: rope_qk(q, k, tables[0], offsets=off, angles=angles), T == 1, rep=60)
                         finally:
@@ -271,10 +271,10 @@ def gpu(args) -> int:
         results = {}
         for cname, (fn, note, outputs) in contenders.items():
             try:
+                err = _error(outputs, q_mem, k_mem, offsets, T) if outputs is not None else None
                 ms, how = _time_or_eager(fn, decode=T == 1)
                 note = note if how == "graph" else f"{note}; timed {how}"
                 eager = _eager_ms(fn)
-                err = _error(outputs, q_mem, k_mem, offsets, T) if outputs is not None else None
                 host = _host_us(fn) if T == 1 else None
                 results[cname] = dict(us=ms * 1e3, eager_us=eager * 1e3, note=note, max_abs_err=err,
                                       host_us_per_call=host)

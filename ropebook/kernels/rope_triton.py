@@ -158,11 +158,10 @@ def _kernel_for(device: torch.device):
     return _interpreted
 
 
-def default_config(T: int, n_heads: int) -> tuple[int, int, int]:
-    """(BLOCK_T, BLOCK_H, num_warps) for T tokens per sequence, from a sweep on an H100 (see the chapter)."""
-    block_t = min(4, triton.next_power_of_2(max(T, 1)))
-    block_h = min(8 if T == 1 else 4, triton.next_power_of_2(max(n_heads, 1)))
-    return block_t, block_h, 4
+def default_config(T: int, n_heads: int, table: bool) -> tuple[int, int, int]:
+    """(BLOCK_T, BLOCK_H, num_warps): one token and 8 or 16 heads a program, from a sweep on an H100 (ch-rope-gpu)."""
+    block_h = 16 if table and T > 1 else 8
+    return 1, min(block_h, triton.next_power_of_2(max(n_heads, 1))), 4
 
 
 def launch(q: Tensor, q_out: Tensor, k: Tensor | None, k_out: Tensor | None, *, half: int, layout: str,
@@ -193,7 +192,7 @@ def launch(q: Tensor, q_out: Tensor, k: Tensor | None, k_out: Tensor | None, *, 
         else:
             ks = (k.stride(0), k.stride(1), k.stride(2))
             kos = (k_out.stride(0), k_out.stride(1), k_out.stride(2))
-    block_t, block_h, num_warps = config or default_config(T, max(HQ, HK))
+    block_t, block_h, num_warps = config or default_config(T, max(HQ, HK), cos is not None)
     n_q_blocks = triton.cdiv(HQ, block_h)
     grid = (triton.cdiv(T, block_t), n_q_blocks + triton.cdiv(HK, block_h), B)
     tail = D - 2 * half
