@@ -23,7 +23,6 @@ from typing import Callable, Sequence
 import ipywidgets as W
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.layout_engine import PlaceHolderLayoutEngine
 from PIL import Image as PILImage
 
 from ropebook.plotting.decay import decay_curves
@@ -43,7 +42,7 @@ def figure_png(fig: Figure, *, dpi: int = 80, colors: int = 48, margins: dict | 
     True
     """
     if margins is not None:
-        fig.set_layout_engine(PlaceHolderLayoutEngine(adjust_compatible=True, colorbar_gridspec=True))
+        fig.set_layout_engine(None)  # no engine: savefig then draws once, not twice
         fig.subplots_adjust(**margins)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, facecolor="white")

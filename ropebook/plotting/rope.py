@@ -136,5 +136,5 @@ def wavelengths(*, dims=(64, 128), bases=(1e4, 5e5), context_length: float | Non
     ax.set_yscale("log")
     ax.set_xlabel("pair index $i$")
     ax.set_ylabel(r"wavelength $\lambda_i = 2\pi/\theta_i$ (positions)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left")  # the curves rise to the right; "best" costs a search per draw
     return fig
