@@ -10,6 +10,7 @@ Public names are re-exported here; each lives in a module that holds one idea:
 - ``reference``  slow, obviously correct numpy versions (the oracle)
 - ``symbolic``   sympy helpers for the derivation chapters
 - ``checks``     exercise checkers
+- ``decay``      long-term decay: the RoFormer bound, random-score statistics, Men et al.'s base bound
 - ``plotting``   figures; ``widgets`` wraps them
 """
 
