@@ -5,7 +5,11 @@ Both run under ``torch.no_grad()`` on the same (B, H, T, D) inputs, with RoPE
 (chunked, O(T)) and ``attention.softmax_attention`` (the T×T reference, O(T²)).
 For each length: a warm-up call, then the two alternate for ``repeats`` rounds
 (a noisy neighbour slows both alike) and the fastest call is kept (as ``timeit``
-does: on a shared machine the slower calls measure the neighbours). Printed: the
+does). With one thread (the default) the clock is the thread's CPU time
+(``time.thread_time``): on a machine shared with other processes, wall-clock time
+also counts the time slices the scheduler gave to them, which inflates long calls
+more than short ones (we measured time(8n)/time(n) = 14 by wall clock and 6.5 by
+CPU time for the same calls). With several threads it is wall-clock time. Printed: the
 times, time(8n)/time(n) for linear attention (≈ 8 when linear, 64 when
 quadratic; the two lengths alternate call by call) and the crossover, the first
 measured T from which linear attention is faster than softmax attention.
@@ -41,26 +45,32 @@ def _threads(n: int | None):
         torch.set_num_threads(old)
 
 
+def _clock(threads):
+    """CPU time of this thread when torch runs on it alone, else wall-clock time."""
+    return time.thread_time if threads == 1 else time.perf_counter
+
+
 def time_attention(lengths, *, batch: int = 1, heads: int = 4, head_dim: int = 64, repeats: int = 5,
                    chunk_size: int = 64, seed: int = 0, threads: int | None = 1) -> dict:
     """Fastest-of-``repeats`` seconds of causal linear and softmax attention (with RoPE) at each length.
 
-    ``threads=1`` (the default) times one CPU thread, which is far steadier on a
-    shared machine than torch's default thread pool; None keeps torch's setting.
+    ``threads=1`` (the default) times one CPU thread by its CPU time, which is far
+    steadier on a shared machine; None keeps torch's threads and uses wall-clock time.
 
     Returns ``{"lengths": [...], "linear": [...], "softmax": [...], "shape": ...}``.
 
     >>> r = time_attention([16, 32], repeats=1, heads=1, head_dim=8)
     >>> sorted(r), len(r["linear"])
-    (['chunk_size', 'lengths', 'linear', 'shape', 'softmax', 'threads'], 2)
+    (['chunk_size', 'clock', 'lengths', 'linear', 'shape', 'softmax', 'threads'], 2)
     """
     lengths = [int(t) for t in lengths]
     if not lengths or any(t <= 0 for t in lengths) or repeats <= 0:
         raise ValueError(f"time_attention: lengths must be positive and repeats ≥ 1, got lengths={lengths}, repeats={repeats}")
     enc = lrpe.Rotation(head_dim)
     g = torch.Generator().manual_seed(seed)
+    clock = _clock(threads)
     out = {"lengths": lengths, "linear": [], "softmax": [], "shape": [batch, heads, None, head_dim], "chunk_size": chunk_size,
-           "threads": threads}
+           "threads": threads, "clock": clock.__name__}
     with torch.no_grad(), _threads(threads):
         for T in lengths:
             q, k, v = torch.randn(3, batch, heads, T, head_dim, generator=g).unbind(0)  # (B, H, T, D) each
@@ -71,9 +81,9 @@ def time_attention(lengths, *, batch: int = 1, heads: int = 4, head_dim: int = 6
                 fn()  # warm-up
             for _ in range(repeats):
                 for name, fn in fns.items():
-                    t0 = time.perf_counter()
+                    t0 = clock()
                     fn()
-                    times[name].append(time.perf_counter() - t0)
+                    times[name].append(clock() - t0)
             for name in fns:
                 out[name].append(min(times[name]))
     return out
@@ -113,13 +123,14 @@ def scaling_ratio(n: int, *, factor: int = 8, batch: int = 1, heads: int = 4, he
     g = torch.Generator().manual_seed(seed)
     inputs = [torch.randn(3, batch, heads, T, head_dim, generator=g).unbind(0) for T in (n, factor * n)]  # (B, H, T, D)
     best = [math.inf, math.inf]
+    clock = _clock(threads)
     with torch.no_grad(), _threads(threads):
         for i in range(repeats + 1):  # the first round is a warm-up
             for j, (q, k, v) in enumerate(inputs):
-                t0 = time.perf_counter()
+                t0 = clock()
                 linear_attention(q, k, v, causal=True, encoding=enc, chunk_size=chunk_size)
                 if i:
-                    best[j] = min(best[j], time.perf_counter() - t0)
+                    best[j] = min(best[j], clock() - t0)
     return best[1] / best[0]
 
 
@@ -137,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
               threads=args.threads or None)
     r = time_attention(args.lengths, **kw)
     print(f"causal attention with RoPE, (B, H, T, D) = (1, {args.heads}, T, {args.head_dim}), "
-          f"{args.threads or torch.get_num_threads()} thread(s), fastest of {args.repeats}")
+          f"{args.threads or torch.get_num_threads()} thread(s), fastest of {args.repeats}, clock: {r['clock']}")
     print(f"{'T':>7} {'linear ms':>10} {'softmax ms':>11}")
     for T, lin, soft in zip(r["lengths"], r["linear"], r["softmax"]):
         print(f"{T:>7} {lin * 1e3:>10.2f} {soft * 1e3:>11.2f}")
