@@ -131,9 +131,11 @@ class Unitary(_Conjugated):
         _check_head_dim("Unitary", head_dim)
         if isinstance(basis, Tensor):
             P = basis.detach().to(torch.float64)
-            if P.shape != (head_dim, head_dim) or not torch.allclose(P.T @ P, torch.eye(head_dim, dtype=torch.float64), atol=1e-6):
-                raise ValueError(f"Unitary: basis must be an orthogonal ({head_dim}, {head_dim}) matrix, got shape {tuple(P.shape)}"
-                                 f" with max|PᵀP − I| = {float((P.T @ P - torch.eye(P.shape[-1], dtype=P.dtype)).abs().max()) if P.ndim == 2 and P.shape[0] == P.shape[1] else 'n/a'}")
+            eye = torch.eye(head_dim, dtype=torch.float64)
+            if P.shape != (head_dim, head_dim) or not torch.allclose(P.T @ P, eye, atol=1e-6):
+                raise ValueError(f"Unitary: basis must be an orthogonal ({head_dim}, {head_dim}) matrix (PᵀP = I), "
+                                 f"got shape {tuple(P.shape)}" + ("" if P.shape != (head_dim, head_dim) else
+                                 f" with max|PᵀP − I| = {float((P.T @ P - eye).abs().max()):.3g}"))
         elif basis == "dct":
             P = dct_matrix(head_dim)
         elif basis == "householder":
@@ -189,29 +191,26 @@ class Permutation(nn.Module):
         if permutation.shape != (head_dim,) or not torch.equal(permutation.sort().values, torch.arange(head_dim)):
             raise ValueError(f"Permutation: permutation must be a rearrangement of 0..{head_dim - 1}, got {permutation.tolist()}")
         self.head_dim = head_dim
-        cycle_of, place, length = torch.zeros(head_dim, dtype=torch.long), torch.zeros(head_dim, dtype=torch.long), []
-        members: list[list[int]] = []
-        for start in range(head_dim):  # decompose π into cycles: j → π(j) → π(π(j)) → …
-            if any(start in c for c in members):
-                continue
+        # Decompose π into cycles j → π(j) → π(π(j)) → …; then π^m(j) is m steps further along j's cycle.
+        cycles, seen = [], set()
+        for start in range(head_dim):
             cycle, j = [], start
-            while j not in cycle:
+            while j not in seen:
+                seen.add(j)
                 cycle.append(j)
                 j = int(permutation[j])
-            members.append(cycle)
-        flat = torch.zeros(head_dim, dtype=torch.long)
+            if cycle:
+                cycles.append(cycle)
+        start, length, place = torch.zeros(head_dim, dtype=torch.long), torch.zeros(head_dim, dtype=torch.long), torch.zeros(head_dim, dtype=torch.long)
         offset = 0
-        for c_idx, cycle in enumerate(members):
+        for cycle in cycles:
             for p, j in enumerate(cycle):
-                cycle_of[j], place[j] = c_idx, p
-            flat[offset:offset + len(cycle)] = torch.tensor(cycle)
-            length.append(len(cycle))
+                start[j], length[j], place[j] = offset, len(cycle), p
             offset += len(cycle)
-        starts = torch.tensor([0] + length[:-1]).cumsum(0)
         self.register_buffer("permutation", permutation.long())
-        self.register_buffer("_flat", flat)  # cycle members, cycle after cycle
-        self.register_buffer("_start", starts[cycle_of])  # (d,) where j's cycle begins in _flat
-        self.register_buffer("_len", torch.tensor(length)[cycle_of])  # (d,) length of j's cycle
+        self.register_buffer("_flat", torch.tensor([j for cycle in cycles for j in cycle]))  # cycle after cycle
+        self.register_buffer("_start", start)  # (d,) where j's cycle begins in _flat
+        self.register_buffer("_len", length)  # (d,) length of j's cycle
         self.register_buffer("_place", place)  # (d,) j's place in its cycle
 
     def indices(self, positions: Tensor) -> Tensor:
