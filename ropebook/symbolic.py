@@ -148,10 +148,10 @@ def _numerically_nonzero(expr, trials: int = 3) -> bool:
     for _ in range(trials):
         point = {s: _sample(s, rng) for s in symbols}
         try:
-            value = complex(expr.evalf(30, subs=point))
+            value = complex(expr.evalf(50, subs=point))
         except (TypeError, ValueError):  # something sympy cannot evaluate: leave it to the proof
             return False
-        if abs(value) > 1e-20:
+        if abs(value) > 1e-30:  # a true identity leaves ~1e-50 times its magnitude
             return True
     return False
 
@@ -181,7 +181,7 @@ def is_identity(lhs, rhs) -> bool:
     """Whether lhs == rhs for every value of the symbols, decided by simplifying lhs − rhs.
 
     Works for scalars and for matrices of the same shape. A claim that is
-    clearly nonzero at a random point (a counterexample, evaluated to 30 digits)
+    clearly nonzero at a random point (a counterexample, evaluated to 50 digits)
     is rejected at once; otherwise ``True`` needs a symbolic proof. It returns
     ``False`` when sympy cannot prove the identity, so a page's
     ``assert is_identity(...)`` fails loudly rather than passing an unproven claim.

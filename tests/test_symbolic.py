@@ -41,6 +41,7 @@ TRUE_IDENTITIES = [
     ("R(α) = cos α I + sin α J", R(alpha), sp.cos(alpha) * sp.eye(2) + sp.sin(alpha) * J),
     ("relative position", (R(m * theta) * x).dot(R(n * theta) * y), (x.T * R((n - m) * theta) * y)[0]),
     ("Pythagoras", sp.sin(alpha) ** 2 + sp.cos(alpha) ** 2, 1),
+    ("large magnitude", sp.exp(60) * (sp.sin(alpha) ** 2 + sp.cos(alpha) ** 2), sp.exp(60)),
 ]
 
 # (name, lhs, rhs): plausible-looking claims that are false; is_identity must say so.
@@ -71,6 +72,15 @@ def test_false_identities_are_really_false(name, lhs, rhs):
     values |= {s: v for s, v in zip(list(x) + list(y), [0.5, -0.2, 1.5, 0.9])}
     difference = sp.Matrix([lhs - rhs]) if not isinstance(lhs, sp.MatrixBase) else lhs - rhs
     assert max(abs(complex(e.subs(values).evalf())) for e in difference) > 1e-6, name
+
+
+def test_counterexample_search_tells_tiny_differences_from_rounding():
+    """Evaluated to 50 digits: a difference of 1e-25 is a counterexample; a true identity of size e^60 is not."""
+    from ropebook.symbolic import _numerically_nonzero
+
+    assert _numerically_nonzero(sp.sin(alpha + sp.Rational(1, 10**25)) - sp.sin(alpha))
+    assert not _numerically_nonzero(sp.exp(60) * (sp.sin(alpha) ** 2 + sp.cos(alpha) ** 2) - sp.exp(60))
+    assert not is_identity(R(alpha + sp.Rational(1, 10**20)), R(alpha))
 
 
 def test_rotation_matrix_matches_reference():
