@@ -160,15 +160,19 @@ def _seq_len(scaling, positions: Tensor, seq_len):
 # ----------------------------------------------------------------------------- rotation
 
 
-def _rotate(x: Tensor, cos: Tensor, sin: Tensor, layout: str) -> Tensor:
-    """Rotate every pair of x (..., T, r) by cos/sin (..., T, r/2); returns the compute dtype."""
+def _pairs(x: Tensor, layout: str) -> tuple[Tensor, Tensor]:
+    """Views of the first and second feature of every pair: (..., T, r/2) each."""
     if layout == "half":
-        x1, x2 = x.chunk(2, dim=-1)  # (..., T, r/2) each: features i and i + r/2
-    else:
-        x1, x2 = x[..., 0::2], x[..., 1::2]  # features 2i and 2i + 1
-    if not torch.is_grad_enabled() or not (x.requires_grad or cos.requires_grad):
-        if not torch.compiler.is_compiling():
-            return _rotate_no_grad(x, x1, x2, cos, sin, layout)
+        return x.chunk(2, dim=-1)  # features i and i + r/2
+    return x[..., 0::2], x[..., 1::2]  # features 2i and 2i + 1
+
+
+def _rotate(x: Tensor, cos: Tensor, sin: Tensor, layout: str) -> Tensor:
+    """Rotate every pair of x (..., T, r) by cos/sin (..., T, r/2), computing in cos.dtype."""
+    needs_graph = torch.is_grad_enabled() and (x.requires_grad or cos.requires_grad)
+    if not needs_graph and not torch.compiler.is_compiling():
+        return _rotate_no_grad(x, cos, sin, layout)
+    x1, x2 = _pairs(x, layout)
     y1 = x1 * cos - x2 * sin  # (..., T, r/2), promoted to cos.dtype
     y2 = x2 * cos + x1 * sin
     if layout == "half":
@@ -176,16 +180,52 @@ def _rotate(x: Tensor, cos: Tensor, sin: Tensor, layout: str) -> Tensor:
     return torch.stack((y1, y2), dim=-1).flatten(-2)
 
 
-def _rotate_no_grad(x, x1, x2, cos, sin, layout):
-    """Same maths with fewer passes over memory (no autograd): fused multiply-adds into one output."""
-    out = torch.empty(x.shape, dtype=cos.dtype, device=x.device)  # (..., T, r)
-    if layout == "half":
-        o1, o2 = out.chunk(2, dim=-1)
+_CPU_BLOCK_PER_THREAD = 1 << 18  # elements per thread in one CPU block: its fp32 temporaries stay in cache
+
+
+def _rotate_no_grad(x: Tensor, cos: Tensor, sin: Tensor, layout: str) -> Tensor:
+    """The same maths in fewer passes over memory (no autograd); returns x.dtype.
+
+    Multiply-adds write into one output. On the CPU the work goes in blocks of about
+    ``_CPU_BLOCK_PER_THREAD`` elements per thread, so that the fp32 result of a
+    fp16/bf16 input is a cache-resident temporary: main memory sees x and the output once.
+    """
+    *lead, T, r = x.shape
+    out = torch.empty(x.shape, dtype=x.dtype, device=x.device)  # (..., T, r)
+    if x.dtype == cos.dtype and x.device.type != "cpu":
+        _rotate_into(x, cos, sin, out, layout)
+        return out
+    xs, os_ = x.reshape(-1, T, r), out.view(-1, T, r)  # (N, T, r)
+    cs = cos.expand(*lead, T, r // 2).reshape(-1, T, r // 2)  # (N, T, r/2); a view when cos is shared
+    ss = sin.expand(*lead, T, r // 2).reshape(-1, T, r // 2)
+    N, block = xs.shape[0], _CPU_BLOCK_PER_THREAD * torch.get_num_threads()
+    if x.device.type != "cpu" or N * T * r <= block:
+        rows, tokens = N, T  # one block
+    elif T * r <= block:
+        rows, tokens = block // (T * r), T  # several whole rows per block
     else:
-        o1, o2 = out[..., 0::2], out[..., 1::2]
-    torch.mul(x1, cos, out=o1).addcmul_(x2, sin, value=-1)
-    torch.mul(x2, cos, out=o2).addcmul_(x1, sin)
+        rows, tokens = 1, max(1, block // r)  # part of one row per block
+    scratch = None
+    for n in range(0, N, rows):
+        for t in range(0, T, tokens):
+            xb, ob = xs[n : n + rows, t : t + tokens], os_[n : n + rows, t : t + tokens]
+            cb, sb = cs[n : n + rows, t : t + tokens], ss[n : n + rows, t : t + tokens]
+            if x.dtype == cos.dtype:
+                _rotate_into(xb, cb, sb, ob, layout)
+                continue
+            if scratch is None:
+                scratch = torch.empty(xb.shape, dtype=cos.dtype, device=x.device)  # fp32 result of one block
+            of = scratch[: xb.shape[0], : xb.shape[1]]
+            _rotate_into(xb, cb, sb, of, layout)  # reads fp16/bf16, computes and writes fp32
+            ob.copy_(of)  # rounds once, to x.dtype
     return out
+
+
+def _rotate_into(x: Tensor, cos: Tensor, sin: Tensor, out: Tensor, layout: str) -> None:
+    x1, x2 = _pairs(x, layout)
+    o1, o2 = _pairs(out, layout)
+    torch.mul(x1, cos, out=o1).addcmul_(x2, sin, value=-1)  # x1·cos − x2·sin
+    torch.mul(x2, cos, out=o2).addcmul_(x1, sin)  # x2·cos + x1·sin
 
 
 def _apply_cos_sin(x: Tensor, cos: Tensor, sin: Tensor, *, layout: str, rotary_dim: int, backend: str = "torch") -> Tensor:
@@ -270,10 +310,7 @@ def apply_rope_complex(x: Tensor, positions=None, *, base: float = 10000.0, layo
     factor = 1.0 if scaling is None else scaling.attention_factor
     rotation = torch.polar(torch.full_like(angles, factor), angles)  # e^{i m θ}, complex128
     xr = x[..., :r].to(_compute_dtype(x))
-    if layout == "half":
-        a, b = xr.chunk(2, dim=-1)
-    else:
-        a, b = xr[..., 0::2], xr[..., 1::2]
+    a, b = _pairs(xr, layout)
     z = torch.complex(a, b) * rotation.to(torch.complex128 if xr.dtype == torch.float64 else torch.complex64)
     if layout == "half":
         y = torch.cat((z.real, z.imag), dim=-1)  # (..., T, r)

@@ -130,9 +130,12 @@ class RotaryEmbedding(nn.Module):
             _rope._check_x(fn, t, self.rotary_dim)
         if isinstance(offset, Tensor) and offset.ndim == 1 and q.ndim >= 3:
             offset = offset.to(q.device).reshape(-1, *([1] * (q.ndim - 2)))  # (B,) -> (B, 1, 1): one start per row
-        out = []
+        out, shared = [], None
         for t in (q, k):
             pos = _rope._positions(fn, t, positions, offset)  # broadcastable to (..., T)
-            cos, sin = self.cos_sin(pos, dtype=_rope._compute_dtype(t))
+            key = (tuple(pos.shape), _rope._compute_dtype(t))
+            if shared is None or shared[0] != key:  # q and k at the same positions share one lookup
+                shared = (key, self.cos_sin(pos, dtype=key[1]))
+            cos, sin = shared[1]
             out.append(_rope._apply_cos_sin(t, cos, sin, layout=self.layout, rotary_dim=self.rotary_dim))
         return out[0], out[1]
