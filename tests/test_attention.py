@@ -60,7 +60,7 @@ def test_linear_equals_numpy_oracle(name, causal):
 
 
 @pytest.mark.parametrize("name", ENCODINGS)
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=10, deadline=None)
 @given(cut=st.integers(1, 19), seed=st.integers(0, 2**16))
 def test_causal_masking_is_exact(name, cut, seed):
     """Changing tokens at positions ≥ cut leaves outputs before cut bit-for-bit unchanged."""
@@ -74,7 +74,7 @@ def test_causal_masking_is_exact(name, cut, seed):
         a = fn(q, k, v, causal=True, encoding=enc, **kw)[..., :cut, :]
         b = fn(q2, k2, v2, causal=True, encoding=enc, **kw)[..., :cut, :]
         assert torch.equal(a, b), fn.__name__
-        # and the non-causal form does see the change (so the comparison above can fail)
+    # the non-causal form does see the change, so the comparison above can fail
     assert not torch.equal(A.linear_attention(q, k, v, encoding=enc)[..., :cut, :],
                            A.linear_attention(q2, k2, v2, encoding=enc)[..., :cut, :])
 

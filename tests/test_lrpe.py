@@ -136,3 +136,15 @@ BAD = [
 def test_bad_input(make, pattern):
     with pytest.raises(ValueError, match=pattern):
         make()
+
+
+def test_copy_experiment_is_seeded_and_checks_names():
+    from ropebook.experiments import lrpe_recall as L
+
+    cfg = L.TaskConfig(steps=3, seq_len=8, batch_size=4, eval_batches=1)
+    first = L.run(cfg, encodings=("none", "permutation"), seeds=(0,))
+    again = L.run(cfg, encodings=("none", "permutation"), seeds=(0,))
+    assert [r["accuracy"] for r in first["runs"]] == [r["accuracy"] for r in again["runs"]]
+    assert first["chance"] == 1 / cfg.vocab and first["config"]["offset"] == cfg.offset
+    with pytest.raises(ValueError, match=r"encodings must be drawn from .*got 'alibi'"):
+        L.run(cfg, encodings=("alibi",))

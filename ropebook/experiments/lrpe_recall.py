@@ -57,6 +57,9 @@ def make_encoding(name: str, head_dim: int, *, base: float = 100.0) -> nn.Module
     """The encoding a run uses: None, RoPE (P = I), a permutation, or a learned Householder P.
 
     ``base`` is small (100) because T is only 32: with b = 10 000 most pairs barely turn.
+
+    >>> type(make_encoding("permutation", 8)).__name__, make_encoding("none", 8)
+    ('Permutation', None)
     """
     if name == "none":
         return None
@@ -91,7 +94,12 @@ class CopyModel(nn.Module):
 
 
 def copy_batch(cfg: TaskConfig, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Tokens (B, T) and targets (B, T − k): targets[:, j] = tokens[:, j] is predicted at position j + k."""
+    """Tokens (B, T) and targets (B, T − k): targets[:, j] = tokens[:, j] is predicted at position j + k.
+
+    >>> tokens, targets = copy_batch(TaskConfig(offset=3, seq_len=8), torch.Generator().manual_seed(0))
+    >>> tokens.shape, targets.shape, bool((targets == tokens[:, :5]).all())
+    (torch.Size([32, 8]), torch.Size([32, 5]), True)
+    """
     tokens = torch.randint(cfg.vocab, (cfg.batch_size, cfg.seq_len), generator=generator)
     return tokens, tokens[:, : cfg.seq_len - cfg.offset]
 
