@@ -115,7 +115,15 @@ def gpu(args: argparse.Namespace) -> int:
     return kernel_bench.gpu(args)
 
 
-SUBCOMMANDS = {"cpu": cpu, "gpu": gpu}
+def linear(args: argparse.Namespace) -> int:
+    """Causal linear against softmax attention as T grows: time(8n)/time(n) and the crossover (``ropebook.bench_linear``)."""
+    from ropebook import bench_linear
+
+    quick = ["--lengths", "64", "128", "256", "512", "1024", "--n", "128"] if args.quick else []
+    return bench_linear.main(["--repeats", str(args.repeats), "--threads", str(args.threads or 1), *quick])
+
+
+SUBCOMMANDS = {"cpu": cpu, "gpu": gpu, "linear": linear}
 
 
 def main(argv: list[str] | None = None) -> int:
