@@ -110,7 +110,12 @@ class RotaryEmbedding(nn.Module):
         return table
 
     def cos_sin(self, positions: Tensor, *, dtype=torch.float32, seq_len=None) -> tuple[Tensor, Tensor]:
-        """cos and sin for these positions, ``positions.shape + (rotary_dim // 2,)``, from the cache when possible."""
+        """cos and sin for these positions, ``positions.shape + (rotary_dim // 2,)``, from the cache when possible.
+
+        >>> cos, sin = RotaryEmbedding(8).cos_sin(torch.tensor([0, 5]))
+        >>> cos.shape, bool(cos[0].eq(1).all())
+        (torch.Size([2, 4]), True)
+        """
         if self.scaling is not None and self.scaling.uses_seq_len and seq_len is None:
             seq_len = int(positions.max()) + 1
         cacheable = not positions.is_floating_point() and not isinstance(self.scaling, DynamicNTK)
