@@ -85,9 +85,9 @@ def _features(fn, q, k, feature_map_name, encoding, positions):
     dtype = _compute_dtype(q)
     fq = FEATURE_MAPS[feature_map_name](q.to(dtype))  # (..., T, D)
     fk = FEATURE_MAPS[feature_map_name](k.to(dtype))
+    positions = _positions(fn, q, positions)  # validated even when unused, so a wrong shape never passes silently
     if encoding is None:
         return fq, fk, fq, fk
-    positions = _positions(fn, q, positions)
     return fq, fk, encoding(fq, positions), encoding(fk, positions)
 
 
@@ -120,8 +120,8 @@ def softmax_attention(q: Tensor, k: Tensor, v: Tensor, *, causal: bool = False, 
     _check_qkv(fn, q, k, v)
     dtype = _compute_dtype(q)
     q, k, v_ = q.to(dtype), k.to(dtype), v.to(dtype)
+    positions = _positions(fn, q, positions)
     if encoding is not None:
-        positions = _positions(fn, q, positions)
         q, k = encoding(q, positions), encoding(k, positions)
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     scores = (q @ k.transpose(-1, -2)) * scale  # (..., T, T)

@@ -157,12 +157,18 @@ BAD_INPUTS = [  # (kwargs override, message pattern)
 
 
 @pytest.mark.parametrize("override,pattern", BAD_INPUTS)
-def test_bad_input_names_argument(override, pattern):
-    args = {"q": torch.randn(4, 8, dtype=torch.float64), "k": torch.randn(4, 8, dtype=torch.float64),
-            "v": torch.randn(4, 2, dtype=torch.float64), "causal": True, "encoding": lrpe.Rotation(8)}
-    args.update(override)
+@pytest.mark.parametrize("encoding", [None, "rope"])
+def test_bad_input_names_argument(override, pattern, encoding):
+    tensors = {"q": torch.randn(4, 8, dtype=torch.float64), "k": torch.randn(4, 8, dtype=torch.float64),
+               "v": torch.randn(4, 2, dtype=torch.float64)}
+    tensors.update({name: t for name, t in override.items() if name in ("q", "k", "v")})
+    options = {name: value for name, value in override.items() if name not in ("q", "k", "v")}
+    enc = lrpe.Rotation(8) if encoding else None
     with pytest.raises(ValueError, match=pattern):
-        A.linear_attention(args.pop("q"), args.pop("k"), args.pop("v"), **args)
+        A.linear_attention(tensors["q"], tensors["k"], tensors["v"], causal=True, encoding=enc, **options)
+    if not {"chunk_size", "feature_map"} & set(options):  # softmax_attention has neither option
+        with pytest.raises(ValueError, match=pattern):
+            A.softmax_attention(tensors["q"], tensors["k"], tensors["v"], causal=True, encoding=enc, **options)
 
 
 def test_bench_crossover_and_timing_shape():
