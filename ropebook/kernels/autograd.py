@@ -143,11 +143,11 @@ def rope_qk(q: Tensor, k: Tensor | None, cache: RopeCache, *, layout: str = "hal
 
     Returns: ``(q_out, k_out)``, same shapes, dtypes and strides as q and k.
 
-    >>> import os; os.environ.setdefault("TRITON_INTERPRET", "1")  # doctest: +ELLIPSIS
-    '...'
     >>> import ropebook as rb
-    >>> q, k = torch.randn(1, 4, 3, 8), torch.randn(1, 2, 3, 8)
-    >>> qr, kr = rope_qk(q, k, rope_cache(8))
+    >>> from unittest import mock
+    >>> q, k = torch.randn(1, 4, 3, 8), torch.randn(1, 2, 3, 8)   # CPU tensors: Triton's interpreter runs them
+    >>> with mock.patch.dict(os.environ, TRITON_INTERPRET="1"):
+    ...     qr, kr = rope_qk(q, k, rope_cache(8))
     >>> torch.allclose(qr, rb.apply_rope(q), atol=1e-6) and torch.allclose(kr, rb.apply_rope(k), atol=1e-6)
     True
     """

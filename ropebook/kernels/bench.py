@@ -315,7 +315,9 @@ def gpu(args) -> int:
                 versions[pkg] = getattr(__import__(pkg), "__version__", None) or _dist_version(pkg)
         versions["flash_attn_rotary"] = os.environ.get("ROPEBOOK_FLASH_ROTARY_VERSION")
         meta = dict(device=props.name, sm_count=props.multi_processor_count, driver=driver, versions=versions,
-                    command=os.environ.get("ROPEBOOK_BENCH_COMMAND", " ".join(sys.argv)),
+                    command=os.environ.get("ROPEBOOK_BENCH_COMMAND") or " ".join(
+                        [f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("ROPEBOOK_")]
+                        + ["python -m ropebook.bench gpu"]),
                     date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), cases=rows)
         with open(out, "w") as f:
             json.dump(meta, f, indent=1)
