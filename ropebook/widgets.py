@@ -45,9 +45,10 @@ def figure_png(fig: Figure, *, dpi: int = 80, colors: int = 48, margins: dict | 
         fig.set_layout_engine(None)  # no engine: savefig then draws once, not twice
         fig.subplots_adjust(**margins)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, facecolor="white")
-    if colors is None:
+    if colors is None:  # the live path: full colour, light compression (encoding is a third of a redraw)
+        fig.savefig(buf, format="png", dpi=dpi, facecolor="white", pil_kwargs={"compress_level": 1})
         return buf.getvalue()
+    fig.savefig(buf, format="png", dpi=dpi, facecolor="white")
     image = PILImage.open(io.BytesIO(buf.getvalue())).convert("RGB").quantize(colors=colors)
     out = io.BytesIO()
     image.save(out, format="PNG", optimize=True)

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, NullLocator
 
 from ropebook.decay import cos_sum, decay_bound
 from ropebook.plotting._style import COLORS, new_figure
+from ropebook.plotting.rope import _power_of_ten
 
 __all__ = ["decay_curves", "random_score_band", "pair_cosines", "min_base_curve"]
 
@@ -43,22 +45,24 @@ def decay_curves(*, dim: int = 128, base: float = 10000.0, max_distance: float =
 
     >>> fig = decay_curves(dim=128, base=10_000.0, max_distance=256)
     >>> fig.axes[0].get_xlabel()
-    'relative distance $m - n$'
+    'relative distance m − n'
     """
     r = _distance_grid(max_distance, n_points, log=log_x)
     bound = decay_bound(r, dim, base)  # (R,)
     fig, ax = new_figure(width=width, height=height)
     scale_b = (dim / 2 + 1) / 2 if normalise else 1.0  # the bound's value at r = 0
-    ax.plot(r, bound / scale_b, color=COLORS[0], lw=1.4, label=r"bound $\sum_j |S_j|\,/\,(d/2)$")
+    ax.plot(r, bound / scale_b, color=COLORS[0], lw=1.4, label="RoFormer bound")
     if show_ones:
         ones = 2 * cos_sum(r, dim, base)  # score of q = k = 1 at distance r
         scale_o = float(dim) if normalise else 1.0
-        ax.plot(r, ones / scale_o, color=COLORS[1], lw=1.0, alpha=0.85, label=r"score, $\mathbf{q}=\mathbf{k}=\mathbf{1}$")
+        ax.plot(r, ones / scale_o, color=COLORS[1], lw=1.0, alpha=0.85, label="score, q = k = 1")
         ax.axhline(0, color="0.3", lw=0.6)
     if log_x:
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(_power_of_ten))
+        ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xlim(r[0], r[-1])
-    ax.set_xlabel("relative distance $m - n$")
+    ax.set_xlabel("relative distance m − n")  # plain text: the decay explorer redraws this live
     ax.set_ylabel("value / value at 0" if normalise else "relative upper bound")
     ax.set_title(f"b = {base:g}, d = {dim}", fontsize=10)
     ax.legend(fontsize=8, loc="upper right")

@@ -1,7 +1,9 @@
 """Figures of RoPE itself: one 2-D pair rotating with its position, and the wavelength of every pair.
 
 Both are pure: numbers in, a matplotlib ``Figure`` out. The rotation and
-frequency explorers in ``ropebook.widgets`` wrap them.
+frequency explorers in ``ropebook.widgets`` wrap them, so labels are plain text
+(no mathtext): mathtext is parsed again for every new figure, which would cost a
+live redraw tens of milliseconds.
 
 Chapters: ``ch-deriving-rope``, ``ch-rope-d-dims``, ``ch-long-term-decay``.
 """
@@ -14,6 +16,7 @@ from itertools import product
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Arc
+from matplotlib.ticker import FuncFormatter, NullLocator
 
 from ropebook.plotting._style import COLORS, new_figure
 
@@ -64,10 +67,10 @@ def rotation_2d(q, k, m: float, n: float, *, theta: float = 0.5, width: float = 
     t = np.linspace(0, 2 * np.pi, 200)
     ax.plot(np.cos(t), np.sin(t), color="0.6", lw=0.8, ls="--", label="unit circle")
     for vec, colour, alpha, label in (
-        (q, COLORS[0], 0.3, r"$\mathbf{q}$"),
-        (k, COLORS[1], 0.3, r"$\mathbf{k}$"),
-        (qm, COLORS[0], 1.0, r"$R(m\theta)\,\mathbf{q}$"),
-        (kn, COLORS[1], 1.0, r"$R(n\theta)\,\mathbf{k}$"),
+        (q, COLORS[0], 0.3, "q"),
+        (k, COLORS[1], 0.3, "k"),
+        (qm, COLORS[0], 1.0, "R(mθ) q"),
+        (kn, COLORS[1], 1.0, "R(nθ) k"),
     ):
         ax.annotate("", xy=vec, xytext=(0, 0),
                     arrowprops=dict(arrowstyle="-|>", color=colour, alpha=alpha, lw=2.0 if alpha == 1 else 1.2))
@@ -89,10 +92,14 @@ def rotation_2d(q, k, m: float, n: float, *, theta: float = 0.5, width: float = 
     ax.axhline(0, color="0.85", lw=0.6, zorder=0)
     ax.axvline(0, color="0.85", lw=0.6, zorder=0)
     ax.legend(loc="lower left", fontsize=7, framealpha=0.9)
-    ax.set_title(f"m = {m:g}, n = {n:g}, m − n = {m - n:g}\n"
-                 + r"$\langle R(m\theta)\mathbf{q},\,R(n\theta)\mathbf{k}\rangle$" + f" = {score:+.3f}",
-                 fontsize=10)
+    ax.set_title(f"m = {m:g}, n = {n:g}, m − n = {m - n:g}\nscore (R(mθ) q)·(R(nθ) k) = {score:+.3f}", fontsize=10)
     return fig
+
+
+def _power_of_ten(value: float, _pos=None) -> str:
+    """Tick label '1e3' for 1000: plain text, since a mathtext label is re-parsed for every new figure."""
+    exponent = round(math.log10(value)) if value > 0 else 0
+    return f"1e{exponent}" if math.isclose(value, 10.0**exponent) else ""
 
 
 def wavelengths(*, dims=(64, 128), bases=(1e4, 5e5), context_length: float | None = None,
@@ -134,7 +141,9 @@ def wavelengths(*, dims=(64, 128), bases=(1e4, 5e5), context_length: float | Non
     if context_length is not None:
         ax.axhline(context_length, color="0.2", ls=":", lw=1.2, label=f"L = {context_length:g}")
     ax.set_yscale("log")
-    ax.set_xlabel("pair index $i$")
-    ax.set_ylabel(r"wavelength $\lambda_i = 2\pi/\theta_i$ (positions)")
+    ax.yaxis.set_major_formatter(FuncFormatter(_power_of_ten))
+    ax.yaxis.set_minor_locator(NullLocator())
+    ax.set_xlabel("pair index i")
+    ax.set_ylabel("wavelength λ = 2π/θ (positions)")
     ax.legend(fontsize=8, loc="upper left")  # the curves rise to the right; "best" costs a search per draw
     return fig
