@@ -123,7 +123,14 @@ def linear(args: argparse.Namespace) -> int:
     return bench_linear.main(["--repeats", str(args.repeats), "--threads", str(args.threads or 1), *quick])
 
 
-SUBCOMMANDS = {"cpu": cpu, "gpu": gpu, "linear": linear}
+def decay(args: argparse.Namespace) -> int:
+    """The decay bound (d=128, 4,096 distances) and the explorers' live redraw (``ropebook.bench_decay``)."""
+    from ropebook import bench_decay
+
+    return bench_decay.main(["bench", "--repeats", str(args.repeats)])
+
+
+SUBCOMMANDS = {"cpu": cpu, "gpu": gpu, "linear": linear, "decay": decay}
 
 
 def main(argv: list[str] | None = None) -> int:
