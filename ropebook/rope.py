@@ -5,7 +5,8 @@ Pair i of a head vector is rotated by the angle m·θ_i at position m, with
 Hugging Face Llama); ``layout="interleaved"`` pairs 2i and 2i + 1 (RoFormer,
 GPT-J, Meta Llama). Angles are formed in float64, the rotation runs in float32
 (float64 for float64 inputs) and the result is cast back to the input dtype.
-The cached ``nn.Module`` and the layout converters live in ``ropebook.rotary``.
+The cached ``nn.Module`` and the layout converters live in ``ropebook.rotary``, the
+rotation's fast path in ``ropebook._rotation``.
 
 Chapter: ``ch-rope-d-dims``.
 """
@@ -18,6 +19,8 @@ import math
 import torch
 from torch import Tensor
 
+from ropebook._rotation import apply_cos_sin as _apply_cos_sin
+from ropebook._rotation import pairs as _pairs
 from ropebook.scaling import _inv_freq
 
 __all__ = ["LAYOUTS", "rope_frequencies", "rope_angles", "rope_cos_sin", "apply_rope", "apply_rope_complex"]
@@ -155,98 +158,6 @@ def _seq_len(scaling, positions: Tensor, seq_len):
     if seq_len is None and scaling is not None and scaling.uses_seq_len:
         seq_len = int(positions.max()) + 1  # as Hugging Face: max(position_ids) + 1
     return seq_len
-
-
-# ----------------------------------------------------------------------------- rotation
-
-
-def _pairs(x: Tensor, layout: str) -> tuple[Tensor, Tensor]:
-    """Views of the first and second feature of every pair: (..., T, r/2) each."""
-    if layout == "half":
-        return x.chunk(2, dim=-1)  # features i and i + r/2
-    return x[..., 0::2], x[..., 1::2]  # features 2i and 2i + 1
-
-
-def _rotate(x: Tensor, cos: Tensor, sin: Tensor, layout: str) -> Tensor:
-    """Rotate every pair of x (..., T, r) by cos/sin (..., T, r/2), computing in cos.dtype."""
-    needs_graph = torch.is_grad_enabled() and (x.requires_grad or cos.requires_grad)
-    if not needs_graph and not torch.compiler.is_compiling():
-        return _rotate_no_grad(x, cos, sin, layout)
-    x1, x2 = _pairs(x, layout)
-    y1 = x1 * cos - x2 * sin  # (..., T, r/2), promoted to cos.dtype
-    y2 = x2 * cos + x1 * sin
-    if layout == "half":
-        return torch.cat((y1, y2), dim=-1)
-    return torch.stack((y1, y2), dim=-1).flatten(-2)
-
-
-_CPU_BLOCK_PER_THREAD = 1 << 18  # elements per thread in one CPU block: its fp32 temporaries stay in cache
-
-
-def _rotate_no_grad(x: Tensor, cos: Tensor, sin: Tensor, layout: str) -> Tensor:
-    """The same maths in fewer passes over memory (no autograd); returns x.dtype.
-
-    Multiply-adds write into one output. On the CPU the work goes in blocks of about
-    ``_CPU_BLOCK_PER_THREAD`` elements per thread, so that the fp32 result of a
-    fp16/bf16 input is a cache-resident temporary: main memory sees x and the output once.
-    """
-    *lead, T, r = x.shape
-    out = torch.empty(x.shape, dtype=x.dtype, device=x.device)  # (..., T, r)
-    if x.dtype == cos.dtype and x.device.type != "cpu":
-        _rotate_into(x, cos, sin, out, layout)
-        return out
-    xs, os_ = x.reshape(-1, T, r), out.view(-1, T, r)  # (N, T, r)
-    cs = cos.expand(*lead, T, r // 2).reshape(-1, T, r // 2)  # (N, T, r/2); a view when cos is shared
-    ss = sin.expand(*lead, T, r // 2).reshape(-1, T, r // 2)
-    N, block = xs.shape[0], _CPU_BLOCK_PER_THREAD * torch.get_num_threads()
-    if x.device.type != "cpu" or N * T * r <= block:
-        rows, tokens = N, T  # one block
-    elif T * r <= block:
-        rows, tokens = block // (T * r), T  # several whole rows per block
-    else:
-        rows, tokens = 1, max(1, block // r)  # part of one row per block
-    scratch = None
-    for n in range(0, N, rows):
-        for t in range(0, T, tokens):
-            xb, ob = xs[n : n + rows, t : t + tokens], os_[n : n + rows, t : t + tokens]
-            cb, sb = cs[n : n + rows, t : t + tokens], ss[n : n + rows, t : t + tokens]
-            if x.dtype == cos.dtype:
-                _rotate_into(xb, cb, sb, ob, layout)
-                continue
-            if scratch is None:
-                scratch = torch.empty(xb.shape, dtype=cos.dtype, device=x.device)  # fp32 result of one block
-            of = scratch[: xb.shape[0], : xb.shape[1]]
-            _rotate_into(xb, cb, sb, of, layout)  # reads fp16/bf16, computes and writes fp32
-            ob.copy_(of)  # rounds once, to x.dtype
-    return out
-
-
-def _rotate_into(x: Tensor, cos: Tensor, sin: Tensor, out: Tensor, layout: str) -> None:
-    x1, x2 = _pairs(x, layout)
-    o1, o2 = _pairs(out, layout)
-    torch.mul(x1, cos, out=o1).addcmul_(x2, sin, value=-1)  # x1·cos − x2·sin
-    torch.mul(x2, cos, out=o2).addcmul_(x1, sin)  # x2·cos + x1·sin
-
-
-def _apply_cos_sin(x: Tensor, cos: Tensor, sin: Tensor, *, layout: str, rotary_dim: int, backend: str = "torch") -> Tensor:
-    """Rotate the first rotary_dim features of x (..., T, D); the rest pass through."""
-    if backend == "triton":
-        return _apply_triton(x, cos, sin, layout=layout, rotary_dim=rotary_dim)
-    if rotary_dim == x.shape[-1]:
-        return _rotate(x, cos, sin, layout).to(x.dtype)
-    rotated = _rotate(x[..., :rotary_dim], cos, sin, layout)  # (..., T, r)
-    return torch.cat((rotated.to(x.dtype), x[..., rotary_dim:]), dim=-1)
-
-
-def _apply_triton(x, cos, sin, *, layout, rotary_dim):
-    """The hook for the fused kernel in ``ropebook.kernels`` (owned by the kernel chapter)."""
-    try:
-        from ropebook import kernels
-    except ImportError as err:
-        raise RuntimeError(f"apply_rope: backend='triton' needs ropebook.kernels, which could not be imported ({err})") from err
-    if not hasattr(kernels, "apply_cos_sin"):
-        raise RuntimeError("apply_rope: backend='triton' is not wired yet: ropebook.kernels has no apply_cos_sin")
-    return kernels.apply_cos_sin(x, cos, sin, layout=layout, rotary_dim=rotary_dim)
 
 
 def apply_rope(x: Tensor, positions=None, *, base: float = 10000.0, layout: str = "half", scaling=None,

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from ropebook import rope as _rope
+from ropebook._rotation import apply_cos_sin
 from ropebook.scaling import DynamicNTK, LongRoPE
 
 __all__ = ["RotaryEmbedding", "layout_permutation", "interleaved_to_half_weights"]
@@ -142,5 +143,5 @@ class RotaryEmbedding(nn.Module):
             if shared is None or shared[0] != key:  # q and k at the same positions share one lookup
                 shared = (key, self.cos_sin(pos, dtype=key[1]))
             cos, sin = shared[1]
-            out.append(_rope._apply_cos_sin(t, cos, sin, layout=self.layout, rotary_dim=self.rotary_dim))
+            out.append(apply_cos_sin(t, cos, sin, layout=self.layout, rotary_dim=self.rotary_dim))
         return out[0], out[1]

@@ -119,6 +119,13 @@ def test_keeps_shape_dtype_device(dtype, device):
             torch.testing.assert_close(y[..., 4:], x[..., 4:], rtol=0, atol=0)
 
 
+def test_empty_inputs():
+    for shape in [(2, 3, 0, 8), (0, 4, 5, 8)]:
+        x = torch.randn(shape)
+        for layout in LAYOUTS:
+            assert rb.apply_rope(x, layout=layout).shape == shape
+
+
 # ----------------------------------------------------------------------------- layout conversion
 
 
