@@ -78,9 +78,12 @@ def test_bad_run_config_raises():
         RunConfig(steps=0)
 
 
-def test_module_entry_point_rejects_unknown_experiment():
-    proc = subprocess.run([sys.executable, "-m", "ropebook.experiments", "nonsense"], capture_output=True, text=True, cwd=ROOT)
-    assert proc.returncode == 2 and "got nonsense" in proc.stderr
+def test_module_entry_point_rejects_unknown_experiment(capsys):
+    from ropebook.experiments.__main__ import _main
+
+    assert _main(["nonsense"]) == 2
+    err = capsys.readouterr().err
+    assert "must be one of: compare" in err and "got nonsense" in err
 
 
 def test_torchrun_two_cpu_processes(tmp_path):
@@ -98,3 +101,17 @@ def test_torchrun_two_cpu_processes(tmp_path):
     for run in results["runs"]:
         assert len(run["train_loss"]) == 4 and all(math.isfinite(v) for v in run["train_loss"])
         assert run["final_val_loss"] < math.log(256) + 0.5
+
+
+@pytest.mark.parametrize("name", ["crope_comparison.json", "crope_comparison_gpu.json"])
+def test_committed_results_match_the_code(name):
+    """The chapter plots committed results: they must be complete and describe the models this code builds."""
+    results = json.loads((ROOT / "book" / "data" / name).read_text())
+    assert results["complete"] and len(results["seeds"]) >= 3
+    cfg = RunConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in results["config"].items()})
+    assert len(results["runs"]) == len(cfg.positions) * len(cfg.seeds)
+    with torch.device("meta"):
+        counts = {p: parameter_count(TinyLM(cfg.model_config(p))) for p in cfg.positions}
+    for run in results["runs"]:
+        assert run["parameters"]["total"] == counts[run["position"]]
+        assert len(run["train_loss"]) == cfg.steps and run["final_val_loss"] == run["val_loss"][-1]

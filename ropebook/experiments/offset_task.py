@@ -13,8 +13,6 @@ Chapter: ``ch-crope``.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -124,8 +122,3 @@ def train_offset_model(model: OffsetModel, *, steps: int = 400, batch_size: int 
         opt.step()
         losses.append(float(loss.detach()))
     return losses
-
-
-def chance_loss(n_content: int) -> float:
-    """ln(n_content): the loss of a model that guesses uniformly."""
-    return math.log(n_content)

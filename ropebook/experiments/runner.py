@@ -35,7 +35,7 @@ from ropebook.crope import parameter_count
 from ropebook.data import Corpus, random_windows, stdlib_corpus, validation_windows
 from ropebook.model import POSITIONS, ModelConfig, TinyLM
 
-__all__ = ["RunConfig", "train_one", "run_comparison", "main"]
+__all__ = ["RunConfig", "train_one", "run_comparison", "parameter_breakdown", "main"]
 
 
 @dataclass(frozen=True)
