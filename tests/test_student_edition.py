@@ -106,6 +106,14 @@ def index_stems(words) -> set[str]:
 
 # --- fast tests of the stripping itself -------------------------------------------------
 
+
+def test_tool_doctests():
+    """tools/ is outside pytest's doctest paths: run the tool's examples here."""
+    import doctest
+
+    failed, attempted = doctest.testmod(student_edition)
+    assert attempted > 0 and failed == 0
+
 PAGE = """intro
 ```{exercise} Title
 :label: ex-a
