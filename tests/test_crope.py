@@ -7,6 +7,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import ropebook as rb
 from ropebook.checks import crope as crope_checks
@@ -186,3 +188,19 @@ def test_figures_build_with_white_face():
     summary = rb.plotting.summarize_comparison({"runs": runs})
     assert summary["rope"]["mean"] == 3.0 and summary["rope"]["std"] == 1.0
     assert rb.plotting.comparison_figure({"runs": runs}, smooth=2).get_facecolor() == (1.0, 1.0, 1.0, 1.0)
+
+
+@settings(max_examples=25, deadline=None)
+@given(half=st.integers(1, 8), n_heads=st.sampled_from([1, 2]), shift=st.integers(-500, 500), seed=st.integers(0, 2**16))
+def test_property_crope_scores_depend_on_offset_only_and_projection_is_complex_linear(half, n_heads, shift, seed):
+    dim = 2 * half * n_heads
+    torch.manual_seed(seed)
+    attn = CRoPEAttention(dim, n_heads).double()
+    x = torch.randn(1, 5, dim, dtype=torch.float64)
+    pos = torch.arange(5)
+    torch.testing.assert_close(attn.scores(x, pos), attn.scores(x, pos + shift), rtol=1e-9, atol=1e-9)
+    w = complex(*torch.randn(2, dtype=torch.float64).tolist())  # any complex scalar
+    z = torch.view_as_complex(x.reshape(1, 5, -1, 2))
+    scaled = torch.view_as_real(w * z).flatten(-2)  # w·x̃ as a real tensor
+    out = torch.view_as_complex(attn.q_proj(x).reshape(1, 5, -1, 2))
+    torch.testing.assert_close(torch.view_as_complex(attn.q_proj(scaled).reshape(1, 5, -1, 2)), w * out)
