@@ -5,7 +5,7 @@
 and a head tied to the embedding. ``position`` picks one of five schemes:
 
 - ``"none"``        no position information at all (causal masking only)
-- ``"sinusoidal"``  the fixed absolute encoding of Vaswani et al., added to the embeddings
+- ``"sinusoidal"``  the fixed absolute encoding of Vaswani et al. (``ropebook.positions``), added to the embeddings
 - ``"learned"``     a learned absolute embedding per position, added to the embeddings
 - ``"rope"``        RoPE on real Q/K/V projections (``ropebook.crope.RoPEAttention``)
 - ``"crope"``       RoPE on complex-linear Q/K/V (``ropebook.crope.CRoPEAttention``)
@@ -25,8 +25,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ropebook.crope import CRoPEAttention, RoPEAttention
+from ropebook.positions import sinusoidal_encoding
 
-__all__ = ["POSITIONS", "ModelConfig", "TinyLM", "sinusoidal_positions"]
+__all__ = ["POSITIONS", "ModelConfig", "TinyLM"]
 
 POSITIONS = ("none", "sinusoidal", "learned", "rope", "crope")
 
@@ -56,22 +57,6 @@ class ModelConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def sinusoidal_positions(seq_len: int, dim: int, *, base: float = 10000.0) -> Tensor:
-    """The absolute encoding PE[m, 2i] = sin(m θ_i), PE[m, 2i + 1] = cos(m θ_i), θ_i = base^(-2i/dim).
-
-    Shapes: returns ``(seq_len, dim)`` float32.
-
-    >>> sinusoidal_positions(2, 4)
-    tensor([[0.0000, 1.0000, 0.0000, 1.0000],
-            [0.8415, 0.5403, 0.0100, 0.9999]])
-    """
-    if dim % 2:
-        raise ValueError(f"sinusoidal_positions: dim must be even, got dim={dim}")
-    inv_freq = base ** (-torch.arange(0, dim, 2, dtype=torch.float64) / dim)  # (dim/2,)
-    angles = torch.arange(seq_len, dtype=torch.float64)[:, None] * inv_freq  # (T, dim/2)
-    return torch.stack((angles.sin(), angles.cos()), dim=-1).flatten(-2).float()  # (T, dim)
 
 
 class _Block(nn.Module):
@@ -113,7 +98,7 @@ class TinyLM(nn.Module):
             self.pos_embed = nn.Parameter(torch.zeros(cfg.max_seq_len, cfg.dim))
             nn.init.normal_(self.pos_embed, std=0.02)
         elif cfg.position == "sinusoidal":
-            self.register_buffer("pos_table", sinusoidal_positions(cfg.max_seq_len, cfg.dim), persistent=False)
+            self.register_buffer("pos_table", sinusoidal_encoding(cfg.max_seq_len, cfg.dim), persistent=False)
         self.blocks = nn.ModuleList(_Block(cfg) for _ in range(cfg.n_layers))
         self.norm = nn.LayerNorm(cfg.dim)
         nn.init.normal_(self.embed.weight, std=0.02)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch
 
 from ropebook.crope import parameter_count
-from ropebook.model import POSITIONS, ModelConfig, TinyLM, sinusoidal_positions
+from ropebook.model import POSITIONS, ModelConfig, TinyLM
+from ropebook.positions import sinusoidal_encoding
 
 SMALL = dict(dim=32, n_layers=2, n_heads=2, max_seq_len=16)
 
@@ -60,13 +60,14 @@ def test_parameter_differences_follow_from_the_schemes():
     assert counts["rope"] - counts["crope"] == L * 3 * D * D // 2
 
 
-def test_sinusoidal_positions_match_the_formula():
-    T, D = 7, 12
-    pe = sinusoidal_positions(T, D).double().numpy()
-    m, i = np.arange(T)[:, None], np.arange(D // 2)[None, :]
-    angle = m * 10000.0 ** (-2 * i / D)
-    np.testing.assert_allclose(pe[:, 0::2], np.sin(angle), atol=1e-6)
-    np.testing.assert_allclose(pe[:, 1::2], np.cos(angle), atol=1e-6)
+def test_sinusoidal_scheme_adds_the_shared_encoding():
+    """The sinusoidal scheme reuses ropebook.positions (ch-why-position), scaled to the embeddings' RMS."""
+    model = _model("sinusoidal")
+    torch.testing.assert_close(model.pos_table, sinusoidal_encoding(SMALL["max_seq_len"], SMALL["dim"]))
+    idx = torch.randint(0, 256, (1, 5), generator=torch.Generator().manual_seed(4))
+    blind = _model("none")
+    blind.load_state_dict(model.state_dict())  # same weights, no table
+    assert not torch.allclose(model(idx)[0], blind(idx)[0])
 
 
 BAD_CONFIGS = [
