@@ -124,6 +124,9 @@ def open_page(browser, url: str, base: str):
 
 
 def wait_for_mathjax(page) -> None:
+    """Wait until MathJax has typeset the page (Sphinx loads MathJax only on pages with maths)."""
+    if not page.evaluate("() => !!document.querySelector('script[src*=\"mathjax\"]')"):
+        return
     page.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.promise", timeout=20_000)
     page.evaluate("() => MathJax.startup.promise")
 
