@@ -21,7 +21,7 @@ from ropebook import checks, plotting, symbolic
 from ropebook import positions  # ch-why-position
 from ropebook import attention, lrpe
 from ropebook import crope, data, model  # ch-crope
-from ropebook import decay, widgets  # ch-long-term-decay
+from ropebook import decay  # ch-long-term-decay
 from ropebook.decay import decay_bound, min_base  # ch-long-term-decay
 
 __all__ = [
@@ -50,3 +50,12 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """Import ``rb.widgets`` on first use: it needs ipywidgets, which scripts and GPU jobs may lack."""
+    if name == "widgets":
+        import importlib
+
+        return importlib.import_module("ropebook.widgets")
+    raise AttributeError(f"module 'ropebook' has no attribute {name!r}")
