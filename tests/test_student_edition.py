@@ -51,13 +51,17 @@ def squash(text: str) -> str:
     return " ".join(text.split())
 
 
+def _plain(markdown: str) -> str:
+    """Markdown outside code spans as it renders: links keep their text, emphasis marks go."""
+    return re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", markdown).replace("*", "")
+
+
 def prose_fragments(line: str) -> list[str]:
     """Plain-text runs of a markdown line that survive rendering verbatim (no maths, roles, quotes)."""
     line = re.sub(r"\{[\w:-]+\}`[^`]*`", "|", line)     # roles: {cite:p}`key`, {eq}`label`
     line = re.sub(r"\$\$?[^$]*\$\$?", "|", line)         # inline maths
-    line = re.sub(r"\]\([^)]*\)", "", line).replace("[", "")  # links keep their text
-    pieces = re.split(r"(`[^`]*`)", line)                # code spans keep their * and _
-    line = "".join(p[1:-1] if p.startswith("`") else p.replace("*", "") for p in pieces)
+    pieces = re.split(r"(`[^`]*`)", line)                # code spans are kept verbatim
+    line = "".join(p[1:-1] if p.startswith("`") else _plain(p) for p in pieces)
     parts = re.split(r"[|\"'“”‘’—–]|--", line)
     return [squash(p) for p in parts if len(p.split()) >= 4 and len(squash(p)) >= 20]
 
