@@ -235,6 +235,7 @@ def bare(text: str) -> str:
 
 
 @pytest.mark.book
+@pytest.mark.xdist_group("student-edition")  # one worker, one build (make test runs -n 2 --dist loadgroup)
 def test_no_solution_text_survives_anywhere(student_site: Path):
     found = collect()
     texts = site_texts(student_site)
@@ -247,6 +248,7 @@ def test_no_solution_text_survives_anywhere(student_site: Path):
 
 
 @pytest.mark.book
+@pytest.mark.xdist_group("student-edition")  # one worker, one build (make test runs -n 2 --dist loadgroup)
 def test_exercises_and_stubs_remain(student_site: Path):
     """Positive controls: the same matcher finds exercise text in the HTML and stubs in the notebooks."""
     found = collect()
@@ -266,6 +268,7 @@ def test_exercises_and_stubs_remain(student_site: Path):
 
 
 @pytest.mark.book
+@pytest.mark.xdist_group("student-edition")  # one worker, one build (make test runs -n 2 --dist loadgroup)
 def test_search_index_has_no_solution_only_words(student_site: Path):
     found = collect()
     raw = (student_site / "searchindex.js").read_text()
