@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Pages in the table of contents, as HTML paths relative to the site root.
 TOC = yaml.safe_load(Path(os.environ.get("ROPEBOOK_TOC", ROOT / "_toc.yml")).read_text())
-PAGES = [TOC["root"]] + [c["file"] for part in TOC.get("parts", []) for c in part["chapters"]]
+PAGES = [TOC["root"]] + [c["file"] for part in TOC.get("parts", [TOC]) for c in part.get("chapters", [])]
 NOTEBOOK_PAGES = [p for p in PAGES if "kernelspec:" in (ROOT / f"{p}.md").read_text()[:800]]
 
 # --- static checks of the build output (no browser) -------------------------------
@@ -72,6 +72,9 @@ def test_page_offline_typeset_and_clean(browser, site_url: str, page: str):
                     .filter(e => !e.querySelector('mjx-container')).map(e => e.textContent.slice(0, 60))"""
         )
         typeset = tab.evaluate("() => document.querySelectorAll('mjx-container').length")
+        tex_errors = tab.evaluate(
+            "() => Array.from(document.querySelectorAll('mjx-merror')).map(e => e.getAttribute('data-mjx-error') || e.textContent)"
+        )
         has_math = tab.evaluate("() => document.querySelectorAll('span.math, div.math').length")
         widgets_expected = tab.evaluate(
             "() => document.querySelectorAll('script[type=\"application/vnd.jupyter.widget-view+json\"]').length"
@@ -82,6 +85,7 @@ def test_page_offline_typeset_and_clean(browser, site_url: str, page: str):
     assert not offsite, f"{page}: requests left the local server: {offsite}"
     assert not errors, f"{page}: browser errors: {errors}"
     assert not raw, f"{page}: maths left as raw TeX: {raw[:5]}"
+    assert not tex_errors, f"{page}: MathJax could not typeset: {tex_errors[:5]}"
     if has_math:
         assert typeset >= has_math, f"{page}: {has_math} maths elements but only {typeset} typeset by MathJax"
     if widgets_expected:

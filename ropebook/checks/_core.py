@@ -220,9 +220,9 @@ def check_sympy_equal(name: str, yours: Any, expected: Any, *, hint: str = "") -
     if yours is None:
         return CheckResult(False, f"✗ {name}: got None — assign your expression to `{name}`.")
     try:
-        yours_s = sp.sympify(yours) if not isinstance(yours, sp.MatrixBase) else yours
-    except (sp.SympifyError, TypeError) as exc:
-        return CheckResult(False, f"✗ {name}: expected a sympy expression, got {type(yours).__name__}: {exc}")
+        yours_s = sp.sympify(yours, strict=True) if not isinstance(yours, sp.MatrixBase) else yours
+    except Exception as exc:  # tensors, lists, strings...: say what was expected, never raise
+        return CheckResult(False, f"✗ {name}: expected a sympy expression, got {type(yours).__name__}: {_short(yours)}")
     expected_s = sp.sympify(expected) if not isinstance(expected, sp.MatrixBase) else expected
     if isinstance(expected_s, sp.MatrixBase):
         if not isinstance(yours_s, sp.MatrixBase):
@@ -234,6 +234,8 @@ def check_sympy_equal(name: str, yours: Any, expected: Any, *, hint: str = "") -
     else:
         if isinstance(yours_s, sp.MatrixBase):
             return CheckResult(False, f"✗ {name}: expected a scalar expression, got a {yours_s.shape} Matrix")
+        if not isinstance(yours_s, sp.Basic):
+            return CheckResult(False, f"✗ {name}: expected a sympy expression, got {type(yours).__name__}: {_short(yours)}")
         difference = _simplify_fully(yours_s - expected_s)
         zero = difference == 0
     if zero:
