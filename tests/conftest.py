@@ -131,3 +131,18 @@ def wait_for_mathjax(page) -> None:
     page.evaluate("() => MathJax.startup.promise")
 
 
+
+
+# The widget frame a reader sees: the SHA-256 of the one visible <img> (a blob: URL made from
+# the PNG embedded in the widget state), its caption and the first slider readout under `root`.
+VISIBLE_FRAME_JS = """async (root) => {
+    const imgs = Array.from(document.querySelectorAll(root + ' img'));
+    if (imgs.length !== 1) return {error: 'expected one visible image, found ' + imgs.length};
+    const bytes = await (await fetch(imgs[0].src)).arrayBuffer();
+    const digest = await crypto.subtle.digest('SHA-256', bytes);
+    const hex = Array.from(new Uint8Array(digest)).map(b => b.toString(16).padStart(2, '0')).join('');
+    const caption = document.querySelector(root + ' .ropebook-caption');
+    const readout = document.querySelector(root + ' .widget-readout');
+    return {hash: hex, size: bytes.byteLength, caption: caption ? caption.textContent : null,
+            readout: readout ? readout.textContent.trim() : null};
+}"""

@@ -7,28 +7,18 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import open_page
+from conftest import VISIBLE_FRAME_JS, open_page
 
 PAGE = "book/linear-attention"
 ROOT = ".ropebook-linear-weights-explorer"
 
-FRAME = """async (root) => {
-    const imgs = Array.from(document.querySelectorAll(root + ' img'));
-    if (imgs.length !== 1) return {error: 'expected one visible image, found ' + imgs.length};
-    const bytes = await (await fetch(imgs[0].src)).arrayBuffer();
-    const digest = await crypto.subtle.digest('SHA-256', bytes);
-    const hex = Array.from(new Uint8Array(digest)).map(b => b.toString(16).padStart(2, '0')).join('');
-    const caption = document.querySelector(root + ' .ropebook-caption');
-    const readout = document.querySelector(root + ' .widget-readout');
-    return {hash: hex, caption: caption ? caption.textContent : null, readout: readout ? readout.textContent.trim() : null};
-}"""
 
 
 @pytest.mark.browser
 def test_base_slider_switches_frames_without_a_kernel(browser, site_url):
     tab, offsite, errors = open_page(browser, f"{site_url}/{PAGE}.html", site_url)
     tab.wait_for_selector(f"{ROOT} img", timeout=30_000)
-    first = tab.evaluate(FRAME, ROOT)
+    first = tab.evaluate(VISIBLE_FRAME_JS, ROOT)
     assert "error" not in first and first["caption"] == f"base = {first['readout']}", first
     handle = tab.locator(f"{ROOT} .noUi-handle")
     handle.focus()
@@ -38,7 +28,7 @@ def test_base_slider_switches_frames_without_a_kernel(browser, site_url):
                           ".textContent.trim(); }", arg=ROOT, timeout=10_000)
     tab.wait_for_function("(root) => document.querySelector(root + ' .widget-readout').textContent.trim() === '100000'",
                           arg=ROOT, timeout=10_000)
-    last = tab.evaluate(FRAME, ROOT)
+    last = tab.evaluate(VISIBLE_FRAME_JS, ROOT)
     assert last["readout"] == "100000" and last["caption"] == "base = 100000", last
     assert last["hash"] != first["hash"], "moving the base slider did not change the image"
     tab.context.close()

@@ -15,21 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import open_page
+from conftest import VISIBLE_FRAME_JS, open_page
 
 PAGE = "book/long-term-decay"
 EXPLORERS = ["decay-explorer", "rotation-explorer", "frequency-explorer"]
 
-# Hash of the visible frame's bytes (the <img> src is a blob: URL made from the embedded PNG).
-VISIBLE_FRAME = """async (root) => {
-    const imgs = Array.from(document.querySelectorAll(root + ' img'));
-    if (imgs.length !== 1) return {error: 'expected one visible image, found ' + imgs.length};
-    const bytes = await (await fetch(imgs[0].src)).arrayBuffer();
-    const digest = await crypto.subtle.digest('SHA-256', bytes);
-    const hex = Array.from(new Uint8Array(digest)).map(b => b.toString(16).padStart(2, '0')).join('');
-    const caption = document.querySelector(root + ' .ropebook-caption');
-    return {hash: hex, size: bytes.byteLength, caption: caption ? caption.textContent : null};
-}"""
 
 SLIDERS = """(root) => Array.from(document.querySelectorAll(root + ' .widget-slider')).map(s => ({
     name: s.querySelector('.widget-label').textContent.trim(),
@@ -40,7 +30,7 @@ SLIDERS = """(root) => Array.from(document.querySelectorAll(root + ' .widget-sli
 
 
 def _state(tab, root):
-    frame = tab.evaluate(VISIBLE_FRAME, root)
+    frame = tab.evaluate(VISIBLE_FRAME_JS, root)
     assert "error" not in frame, frame
     return frame, tab.evaluate(SLIDERS, root)
 
