@@ -32,6 +32,7 @@ def build_book(out: Path, *, source: Path = ROOT, execute: str = "force", extra_
     return html
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups from the markers
 def pytest_collection_modifyitems(config, items):
     """Keep every test that needs the built site on one xdist worker, so the book is built once.
 
