@@ -61,8 +61,7 @@ browser:
 
 # --- the book ---------------------------------------------------------------
 define print_reports
-	if ls $(1)/html/reports/*.err.log >/dev/null 2>&1; then \
-	  for f in $(1)/html/reports/*.err.log; do echo "=== $$f"; cat "$$f"; done; fi
+	find $(1)/html/reports -name '*.log' 2>/dev/null | sort | while read -r f; do echo "=== $$f"; cat "$$f"; done
 endef
 
 book: setup vendor

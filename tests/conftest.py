@@ -26,7 +26,7 @@ def build_book(out: Path, *, source: Path = ROOT, execute: str = "force", extra_
     )
     html = out / "_build" / "html"
     if proc.returncode != 0:
-        reports = "".join(f"\n=== {p.name}\n{p.read_text()}" for p in sorted((html / "reports").glob("*.log")))
+        reports = "".join(f"\n=== {p.name}\n{p.read_text()}" for p in sorted((html / "reports").rglob("*.log")))
         warnings = "\n".join(line for line in proc.stdout.splitlines() + proc.stderr.splitlines() if "WARNING" in line or "ERROR" in line)
         pytest.fail(f"jupyter-book build failed (exit {proc.returncode}):\n{warnings}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}{reports}", pytrace=False)
     return html

@@ -210,7 +210,7 @@ def build(out: Path, *, source_root: Path = ROOT, execute: str | None = None, to
     proc = subprocess.run(cmd, cwd=work, env=env)
     built = staging / "_build" / "html"
     if proc.returncode != 0:
-        for log in sorted((built / "reports").glob("*.log")) if built.exists() else []:
+        for log in sorted((built / "reports").rglob("*.log")) if built.exists() else []:
             print(f"=== {log.name}\n{log.read_text()}", file=sys.stderr)
         print(f"student_edition: the build failed (exit {proc.returncode})", file=sys.stderr)
         return 1
