@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg", force=False)  # headless by default; Jupyter's inline backend still wins in a notebook
-
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt  # never switches the backend: a reader's notebook keeps its own
+from matplotlib.figure import Figure
 
 __all__ = ["new_figure", "COLORS"]
 
@@ -15,8 +11,8 @@ __all__ = ["new_figure", "COLORS"]
 def _show_figures_in_notebooks() -> None:
     """Let IPython display a returned Figure as PNG whatever the backend.
 
-    ``matplotlib.use("Agg")`` above, and ``MPLBACKEND=Agg`` in ``make book``, keep
-    IPython's inline backend from registering its PNG formatter; without this a
+    ``MPLBACKEND=Agg`` (set by ``make book`` and the tests) keeps IPython's inline
+    backend from registering its PNG formatter; without this a
     page that ends a cell with a Figure shows ``<Figure size ...>`` instead of it.
     """
     try:
