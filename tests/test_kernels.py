@@ -73,6 +73,30 @@ def test_many_tiles_every_element_written(layout, angles):
     assert_close_dtype(kr, rb.apply_rope(k, layout=layout, offset=5))
 
 
+# (BLOCK_T, BLOCK_H, num_warps), on tiles that do not divide the 7 tokens, 5 q heads and 3 k heads
+CONFIGS = [(1, 16, 4), (2, 2, 4), (4, 4, 2), (8, 1, 1)]
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+@pytest.mark.parametrize("varlen", [False, True])
+def test_tile_configurations(monkeypatch, config, varlen):
+    from ropebook.kernels import rope_triton
+
+    monkeypatch.setattr(rope_triton, "default_config", lambda T, H, table: config)
+    q, k = qk(B=2, T=7, HQ=5, HK=3, dtype=torch.bfloat16)
+    offsets = torch.tensor([3, 11], device=DEVICE)
+    cache = K.rope_cache(16, max_position=32, device=DEVICE)
+    if varlen:  # the two sequences packed: (H, 14, D), lengths 7 and 7
+        qp, kp = (x.transpose(0, 1).reshape(x.shape[1], 14, 16) for x in (q, k))
+        cu = torch.tensor([0, 7, 14], device=DEVICE, dtype=torch.int32)
+        qr, kr = K.rope_qk(qp, kp, cache, offsets=offsets, cu_seqlens=cu)
+        qr, kr = (x.reshape(x.shape[0], 2, 7, 16).transpose(0, 1) for x in (qr, kr))
+    else:
+        qr, kr = K.rope_qk(q, k, cache, offsets=offsets)
+    assert_close_dtype(qr, rb.apply_rope(q, offset=offsets.view(2, 1, 1)))
+    assert_close_dtype(kr, rb.apply_rope(k, offset=offsets.view(2, 1, 1)))
+
+
 @pytest.mark.parametrize("D, rotary_dim", ROTARY)
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("inplace", [False, True])
@@ -228,3 +252,90 @@ def test_cpu_without_interpreter_is_a_clear_error(monkeypatch):
         K.rope_qk(q, k, K.rope_cache(16))
     with pytest.raises(RuntimeError, match="backend='triton'"):
         rb.apply_rope(q, backend="triton")
+
+
+def test_launch_key_separates_what_triton_specializes_on():
+    """The direct-launch cache reuses a compiled kernel only for arguments Triton would compile the same."""
+    from ropebook.kernels.rope_triton import _spec_key
+
+    buf = torch.zeros(64, dtype=torch.bfloat16)
+    aligned, shifted = buf[:32], buf[1:33]  # data pointers 16-byte aligned, and 2 bytes past that
+    assert _spec_key((aligned,)) != _spec_key((shifted,))
+    assert _spec_key((aligned,)) != _spec_key((aligned.float(),))
+    keys = [_spec_key((v,)) for v in (1, 16, 17, 2**31, 2**31 + 1)]
+    assert len(set(keys)) == len(keys)
+    assert _spec_key((32,)) == _spec_key((48,)) and _spec_key((3,)) == _spec_key((5,))
+
+
+@pytest.mark.parametrize("angles", ANGLES)
+def test_repeated_launches_with_new_alignment_and_strides(angles):
+    """Same shapes, different pointer alignment and strides: each call must still be right (on CUDA the
+    second and third calls take the direct launch, or must not)."""
+    cache = K.rope_cache(16, max_position=32, device=DEVICE)
+    q, k = qk(B=2, T=5, HQ=4, HK=2, D=16, dtype=torch.bfloat16)
+    storage = torch.randn(1 + q.numel(), dtype=torch.float64).to(DEVICE, torch.bfloat16)
+    q_shifted = storage[1:].view(2, 5, 4, 16).transpose(1, 2)  # 2 bytes off 16-byte alignment
+    q_wide = torch.randn(2, 5, 4, 17, dtype=torch.float64).to(DEVICE, torch.bfloat16)[..., :16].transpose(1, 2)
+    for x in (q, q_shifted, q_wide, q):
+        qr, kr = K.rope_qk(x, k, cache, offsets=2, angles=angles)
+        assert_close_dtype(qr, rb.apply_rope(x, offset=2))
+        assert_close_dtype(kr, rb.apply_rope(k, offset=2))
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("batched", [False, True])
+@pytest.mark.parametrize("inplace", [False, True])
+def test_rope_qk_cos_sin(layout, batched, inplace):
+    """cos/sin formed by the caller, (T, r/2) or per sequence (B, T, r/2), in Hugging Face's bf16 too."""
+    q, k = qk(B=2, T=5, HQ=3, HK=1, D=16, dtype=torch.bfloat16)
+    pos = torch.tensor([[0, 1, 2, 3, 4], [9, 10, 11, 12, 13]]) if batched else torch.arange(5)
+    cos, sin = (t.to(DEVICE) for t in rb.rope_cos_sin(pos, 12))  # r = 12 of D = 16: partial rotary
+    want_q = rb.apply_rope(q, pos.to(DEVICE)[:, None] if batched else pos.to(DEVICE), layout=layout, rotary_dim=12)
+    want_k = rb.apply_rope(k, pos.to(DEVICE)[:, None] if batched else pos.to(DEVICE), layout=layout, rotary_dim=12)
+    qr, kr = K.rope_qk_cos_sin(q.clone() if inplace else q, k.clone() if inplace else k, cos, sin,
+                               layout=layout, inplace=inplace)
+    assert_close_dtype(qr, want_q)
+    assert_close_dtype(kr, want_k)
+    # Hugging Face hands over duplicated (B, T, D) bf16 tensors: their first half is one value per pair
+    cos_hf, sin_hf = (torch.cat((c, c), -1).to(torch.bfloat16) for c in (cos, sin))
+    qh, _ = K.rope_qk_cos_sin(q, None, cos_hf[..., :6], sin_hf[..., :6], layout=layout)
+    assert (qh.double() - want_q.double()).abs().max().item() < 4 * EPS[torch.bfloat16] * want_q.double().abs().max().item()
+
+
+def test_rope_qk_cos_sin_gradient_and_errors():
+    q = torch.randn(1, 2, 3, 8, dtype=torch.float64, device=DEVICE, requires_grad=True)
+    cos, sin = (t.to(DEVICE, torch.float64) for t in rb.rope_cos_sin(torch.arange(3), 8))
+    assert torch.autograd.gradcheck(lambda q: K.rope_qk_cos_sin(q, None, cos, sin)[0], (q,), fast_mode=True)
+    with pytest.raises(ValueError, match=r"cos must be a float tensor of shape \(3, r/2\).*cos.shape=\(4, 4\)"):
+        K.rope_qk_cos_sin(q, None, cos[:, :4].repeat(2, 1)[:4], sin)
+    with pytest.raises(ValueError, match="cos and sin must have the same shape"):
+        K.rope_qk_cos_sin(q, None, cos, sin[:, :2])
+    with pytest.raises(ValueError, match="requires grad"):
+        K.rope_qk_cos_sin(q, None, cos.clone().requires_grad_(), sin)
+
+
+def test_positions_outside_the_table_come_out_nan():
+    """Per-sequence offsets live on the device, so the launcher cannot check them against the table
+    without a sync: the kernel masks the read, and a position outside the table gives NaN, not garbage."""
+    q, k = qk(B=2, T=3)
+    cache = K.rope_cache(16, max_position=8, device=DEVICE)
+    offsets = torch.tensor([2, 6], device=DEVICE)  # sequence 1 reaches positions 6, 7, 8: 8 is outside
+    qr, kr = K.rope_qk(q, k, cache, offsets=offsets, angles="table")
+    want = rb.apply_rope(q, offset=offsets.view(2, 1, 1))
+    assert_close_dtype(qr[0], want[0])
+    assert_close_dtype(qr[1, :, :2], want[1, :, :2])
+    assert qr[1, :, 2].isnan().all() and kr[1, :, 2].isnan().all()
+    qr, _ = K.rope_qk(q, k, cache, offsets=offsets, angles="kernel")  # exact angles: any position
+    assert_close_dtype(qr, want)
+
+
+def test_default_angles_table_for_decoding_kernel_for_prefill(monkeypatch):
+    from ropebook.kernels import rope_triton
+
+    seen = []
+    real = rope_triton.launch
+    monkeypatch.setattr(rope_triton, "launch", lambda *a, **kw: seen.append(kw.get("cos") is not None) or real(*a, **kw))
+    cache = K.rope_cache(16, max_position=64, device=DEVICE)
+    for T in (1, 16, 17):
+        K.rope_qk(*qk(B=1, T=T), cache)
+    assert seen == [True, True, False]

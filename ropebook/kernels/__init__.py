@@ -1,6 +1,7 @@
 """Fused RoPE kernels in Triton (optional: needs ``triton``; CUDA, or the CPU under ``TRITON_INTERPRET=1``).
 
 - ``rope_qk(q, k, cache, ...)``: rotate q and k in one launch, differentiable, in place or not.
+- ``rope_qk_cos_sin(q, k, cos, sin, ...)``: the same, with cos/sin the caller formed (Hugging Face's convention).
 - ``rope_cache(rotary_dim, ...)``: what the kernel reads about the frequencies, built once.
 - ``apply_cos_sin``: the hook behind ``rb.apply_rope(..., backend="triton")``.
 
@@ -9,6 +10,6 @@
 Chapter: ``ch-rope-gpu``.
 """
 
-from ropebook.kernels.autograd import RopeCache, apply_cos_sin, rope_cache, rope_qk
+from ropebook.kernels.autograd import RopeCache, apply_cos_sin, rope_cache, rope_qk, rope_qk_cos_sin
 
-__all__ = ["RopeCache", "rope_cache", "rope_qk", "apply_cos_sin"]
+__all__ = ["RopeCache", "rope_cache", "rope_qk", "rope_qk_cos_sin", "apply_cos_sin"]

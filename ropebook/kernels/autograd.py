@@ -22,10 +22,11 @@ from torch import Tensor
 from ropebook.kernels import rope_triton
 from ropebook.rope import LAYOUTS, rope_cos_sin, rope_frequencies
 
-__all__ = ["RopeCache", "rope_cache", "rope_qk", "apply_cos_sin"]
+__all__ = ["RopeCache", "rope_cache", "rope_qk", "rope_qk_cos_sin", "apply_cos_sin"]
 
 DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 ANGLES = ("kernel", "table")
+TABLE_MAX_TOKENS = 16  # default angles: the table up to this many tokens a sequence (decode measured at 1, prefill at 1024+)
 
 
 @dataclass(frozen=True)
@@ -78,9 +79,7 @@ class _RopeFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q, k, spec: dict):
-        q_out = q if spec["inplace"] else torch.empty_like(q)
-        k_out = None if k is None else (k if spec["inplace"] else torch.empty_like(k))
-        rope_triton.launch(q, q_out, k, k_out, **spec["launch"])
+        q_out, k_out = _forward(q, k, spec["inplace"], spec["launch"])
         if spec["inplace"]:
             ctx.mark_dirty(*(t for t in (q, k) if t is not None))
         ctx.spec = spec
@@ -97,6 +96,13 @@ class _RopeFunction(torch.autograd.Function):
             gk_in = torch.empty_like(gk)
         rope_triton.launch(gq, gq_in, gk, gk_in, **{**spec["launch"], "conj": True})
         return gq_in, gk_in, None
+
+
+def _forward(q: Tensor, k: Tensor | None, inplace: bool, launch: dict) -> tuple[Tensor, Tensor | None]:
+    q_out = q if inplace else torch.empty_like(q)
+    k_out = None if k is None else (k if inplace else torch.empty_like(k))
+    rope_triton.launch(q, q_out, k, k_out, **launch)
+    return q_out, k_out
 
 
 def _feature_contiguous(x: Tensor) -> Tensor:
@@ -122,6 +128,30 @@ def _int_tensor(fn: str, name: str, v, shape, device) -> Tensor:
     return v.contiguous()
 
 
+def _check_qk(fn: str, q, k, layout, varlen: bool) -> None:
+    _check_tensor(fn, "q", q, 3 if varlen else 4)
+    if k is not None:
+        _check_tensor(fn, "k", k, 3 if varlen else 4)
+        same = (k.shape[-2:] == q.shape[-2:]) if varlen else (k.shape[0] == q.shape[0] and k.shape[2:] == q.shape[2:])
+        if not same or k.dtype != q.dtype or k.device != q.device:
+            raise ValueError(f"{fn}: k must match q in batch, tokens, head_dim, dtype and device, got "
+                             f"q.shape={tuple(q.shape)} {q.dtype} {q.device}, k.shape={tuple(k.shape)} {k.dtype} {k.device}")
+    if layout not in LAYOUTS:
+        raise ValueError(f"{fn}: layout must be one of {LAYOUTS}, got layout={layout!r}")
+
+
+def _run(fn: str, q: Tensor, k: Tensor | None, inplace: bool, spec: dict) -> tuple[Tensor, Tensor | None]:
+    """Make the features contiguous, then launch through autograd only when there is a graph to record."""
+    for name, t in (("q", q), ("k", k)):
+        if t is not None and t.stride(-1) != 1 and inplace:
+            raise ValueError(f"{fn}: inplace=True needs {name}.stride(-1) == 1, got {name}.stride()={t.stride()}")
+    q = _feature_contiguous(q)
+    k = None if k is None else _feature_contiguous(k)
+    if torch.is_grad_enabled() and (q.requires_grad or (k is not None and k.requires_grad)):
+        return _RopeFunction.apply(q, k, {"inplace": inplace, "launch": spec})
+    return _forward(q, k, inplace, spec)  # no graph to record: skip autograd's bookkeeping (decode calls)
+
+
 def rope_qk(q: Tensor, k: Tensor | None, cache: RopeCache, *, layout: str = "half", offsets=0, positions=None,
             cu_seqlens: Tensor | None = None, max_seqlen: int | None = None, inplace: bool = False,
             angles: str | None = None) -> tuple[Tensor, Tensor | None]:
@@ -137,9 +167,10 @@ def rope_qk(q: Tensor, k: Tensor | None, cache: RopeCache, *, layout: str = "hal
         positions: explicit integer positions ``(B, T)`` (or ``(N,)`` packed) instead of ``arange + offsets``.
         cu_seqlens: ``(B + 1,)`` int32 starts of the packed sequences; ``max_seqlen`` their longest length.
         inplace: write the result into q and k.
-        angles: ``"table"`` (read ``cache.cos``/``cache.sin``; positions must be below the table's
-            length) or ``"kernel"`` (cos/sin from exact fixed-point angles in the kernel). Default:
-            the table when the cache has one (it measured faster on an H100), else the kernel.
+        angles: ``"table"`` (read ``cache.cos``/``cache.sin``; a position outside the table gives
+            NaN) or ``"kernel"`` (cos/sin from exact fixed-point angles in the kernel, any position).
+            Default: the table for up to 16 tokens a sequence when the cache has one (decoding: it
+            measured faster on an H100), else the kernel (faster there for prefill of 1024+ tokens).
 
     Returns: ``(q_out, k_out)``, same shapes, dtypes and strides as q and k.
 
@@ -153,17 +184,11 @@ def rope_qk(q: Tensor, k: Tensor | None, cache: RopeCache, *, layout: str = "hal
     """
     fn = "rope_qk"
     varlen = cu_seqlens is not None
-    _check_tensor(fn, "q", q, 3 if varlen else 4)
-    if k is not None:
-        _check_tensor(fn, "k", k, 3 if varlen else 4)
-        same = (k.shape[-2:] == q.shape[-2:]) if varlen else (k.shape[0] == q.shape[0] and k.shape[2:] == q.shape[2:])
-        if not same or k.dtype != q.dtype or k.device != q.device:
-            raise ValueError(f"{fn}: k must match q in batch, tokens, head_dim, dtype and device, got "
-                             f"q.shape={tuple(q.shape)} {q.dtype} {q.device}, k.shape={tuple(k.shape)} {k.dtype} {k.device}")
-    if layout not in LAYOUTS:
-        raise ValueError(f"{fn}: layout must be one of {LAYOUTS}, got layout={layout!r}")
-    if angles is None:
-        angles = "table" if getattr(cache, "cos", None) is not None and q.dtype != torch.float64 else "kernel"
+    _check_qk(fn, q, k, layout, varlen)
+    if angles is None:  # measured on an H100: the table is faster for decoding, the arithmetic for prefill
+        n_tokens = max_seqlen if varlen and max_seqlen is not None else q.shape[-2]
+        table = getattr(cache, "cos", None) is not None and q.dtype != torch.float64
+        angles = "table" if table and n_tokens <= TABLE_MAX_TOKENS else "kernel"
     if angles not in ANGLES:
         raise ValueError(f"{fn}: angles must be one of {ANGLES}, got angles={angles!r}")
     if not isinstance(cache, RopeCache):
@@ -179,7 +204,7 @@ def rope_qk(q: Tensor, k: Tensor | None, cache: RopeCache, *, layout: str = "hal
         cos, sin = cache.cos.to(dev), cache.sin.to(dev)
         if q.dtype == torch.float64:
             raise ValueError(f"{fn}: angles='table' holds float32 cos/sin; use angles='kernel' for float64 q, got q.dtype={q.dtype}")
-        spec.update(cos=cos, sin=sin, cos_strides=(0, cos.stride(0)), factor=1.0)  # the table holds cos·factor
+        spec.update(cos=cos, sin=sin, cos_strides=(0, cos.stride(0)), n_pos=cos.shape[0], factor=1.0)  # holds cos·factor
     else:
         spec.update(turns=cache.turns.to(dev))
     if varlen:
@@ -203,13 +228,57 @@ def rope_qk(q: Tensor, k: Tensor | None, cache: RopeCache, *, layout: str = "hal
         if angles == "table" and offsets + (max_seqlen if varlen else q.shape[2]) > cache.cos.shape[0]:
             raise ValueError(f"{fn}: the table holds {cache.cos.shape[0]} positions, got offsets={offsets} and "
                              f"{max_seqlen if varlen else q.shape[2]} tokens")
-    for name, t in (("q", q), ("k", k)):
-        if t is not None and t.stride(-1) != 1:
-            if inplace:
-                raise ValueError(f"{fn}: inplace=True needs {name}.stride(-1) == 1, got {name}.stride()={t.stride()}")
-    q = _feature_contiguous(q)
-    k = None if k is None else _feature_contiguous(k)
-    return _RopeFunction.apply(q, k, {"inplace": inplace, "launch": spec})
+    return _run(fn, q, k, inplace, spec)
+
+
+def rope_qk_cos_sin(q: Tensor, k: Tensor | None, cos: Tensor, sin: Tensor, *, layout: str = "half",
+                    inplace: bool = False) -> tuple[Tensor, Tensor | None]:
+    """Rotate q and k in one launch by cos and sin that the caller has already formed for their positions.
+
+    This is the calling convention of Hugging Face models, where the rotary module forms cos and sin
+    once per forward pass and every layer reuses them: the kernel then reads them directly, with no
+    position lookup. ``rope_qk`` with a cache is the version that needs nothing precomputed.
+
+    Args:
+        q, k: ``(B, Hq, T, D)`` and ``(B, Hk, T, D)``, features contiguous; ``k`` may be None.
+        cos, sin: ``(T, r/2)`` or ``(B, T, r/2)``: one value per rotated pair (``r <= D`` features are
+            rotated). Any float dtype; the kernel computes in float32. Hugging Face's duplicated
+            ``(B, T, D)`` tensors pass as ``cos[..., :D // 2]`` for the half layout (a view, no copy).
+        layout: ``"half"`` or ``"interleaved"``. inplace: write the result into q and k.
+
+    Returns: ``(q_out, k_out)``; differentiable with respect to q and k, not cos and sin.
+
+    >>> import ropebook as rb
+    >>> from unittest import mock
+    >>> q = torch.randn(1, 4, 3, 8)
+    >>> cos, sin = rb.rope_cos_sin(torch.arange(3), 8)   # (T, r/2) float32
+    >>> with mock.patch.dict(os.environ, TRITON_INTERPRET="1"):
+    ...     qr, _ = rope_qk_cos_sin(q, None, cos, sin)
+    >>> torch.allclose(qr, rb.apply_rope(q), atol=1e-6)
+    True
+    """
+    fn = "rope_qk_cos_sin"
+    _check_qk(fn, q, k, layout, False)
+    B, T, D = q.shape[0], q.shape[2], q.shape[3]
+    for name, c in (("cos", cos), ("sin", sin)):
+        ok = (isinstance(c, Tensor) and c.is_floating_point() and c.ndim in (2, 3) and c.shape[-2] == T
+              and (c.ndim == 2 or c.shape[0] == B) and 0 < 2 * c.shape[-1] <= D)
+        if not ok:
+            got = f"{name}.shape={tuple(c.shape)}, {name}.dtype={c.dtype}" if isinstance(c, Tensor) else f"type({name})={type(c).__name__}"
+            raise ValueError(f"{fn}: {name} must be a float tensor of shape ({T}, r/2) or ({B}, {T}, r/2) with "
+                             f"r/2 <= head_dim/2 = {D // 2} (q.shape={tuple(q.shape)}), got {got}")
+        if c.device != q.device:
+            raise ValueError(f"{fn}: {name} must be on {q.device}, got {name}.device={c.device}")
+        if torch.is_grad_enabled() and c.requires_grad:
+            raise ValueError(f"{fn}: the kernel does not differentiate through cos and sin; got {name} that requires grad")
+    if cos.shape != sin.shape:
+        raise ValueError(f"{fn}: cos and sin must have the same shape, got cos.shape={tuple(cos.shape)}, sin.shape={tuple(sin.shape)}")
+    cos3, sin3 = (cos[None] if cos.ndim == 2 else cos), (sin[None] if sin.ndim == 2 else sin)  # (B or 1, T, r/2)
+    if cos3.stride() != sin3.stride() or cos3.stride(-1) != 1:
+        cos3, sin3 = cos3.contiguous(), sin3.contiguous()
+    spec = dict(half=cos3.shape[-1], layout=layout, cos=cos3, sin=sin3,
+                cos_strides=(0 if cos3.shape[0] == 1 else cos3.stride(0), cos3.stride(1)), n_pos=T)
+    return _run(fn, q, k, inplace, spec)
 
 
 # ----------------------------------------------------------------------------- the apply_rope hook
@@ -242,6 +311,9 @@ def apply_cos_sin(x: Tensor, cos: Tensor, sin: Tensor, *, layout: str, rotary_di
     if c3.stride() != s3.stride() or c3.stride(-1) != 1:
         c3, s3 = c3.contiguous(), s3.contiguous()
     x4 = _feature_contiguous(x4)
-    spec = dict(half=half, layout=layout, cos=c3, sin=s3, cos_strides=(c3.stride(0), c3.stride(1)))
-    out, _ = _RopeFunction.apply(x4, None, {"inplace": False, "launch": spec})
+    spec = dict(half=half, layout=layout, cos=c3, sin=s3, cos_strides=(c3.stride(0), c3.stride(1)), n_pos=T)
+    if torch.is_grad_enabled() and x4.requires_grad:
+        out, _ = _RopeFunction.apply(x4, None, {"inplace": False, "launch": spec})
+    else:
+        out, _ = _forward(x4, None, False, spec)
     return out.reshape(x.shape)
