@@ -13,7 +13,8 @@ made them). The eager column is ``triton.testing.do_bench`` (median, L2 flushed)
 which includes Python launch overhead where it exceeds the flush. Optional contenders: Liger-Kernel (imported as
 ``liger_kernel``) and flash-attn's Triton rotary kernel, loaded by path from
 ``$ROPEBOOK_FLASH_ROTARY`` (the file ``flash_attn/ops/triton/rotary.py``).
-Set ``$ROPEBOOK_BENCH_JSON`` to write the results there; ``$ROPEBOOK_BENCH_SWEEP=1``
+Every contender is timed in ``$ROPEBOOK_BENCH_ROUNDS`` rounds (default 3); the
+table gives the median and the range. Set ``$ROPEBOOK_BENCH_JSON`` to write the results there; ``$ROPEBOOK_BENCH_SWEEP=1``
 also times the kernel's tile configurations. Without CUDA it says so and
 checks only the kernel's agreement under the Triton interpreter.
 
@@ -38,6 +39,7 @@ import ropebook as rb
 HQ, HK, D = 32, 8, 128
 PREFILL_T = (1024, 4096, 16384)
 DECODE_B, MAX_OFFSET = 64, 1_000_000
+ROUNDS = int(os.environ.get("ROPEBOOK_BENCH_ROUNDS", "3"))  # rounds over all contenders; `us` is their median
 
 
 def shapes(quick: bool):
@@ -129,6 +131,23 @@ def _contenders(B, T, q_mem, k_mem, offsets, tables):
         out[f"ropebook rope_qk, angles={angles}"] = (f, "one launch, q and k", f)
         g = lambda angles=angles: K.rope_qk(q, k, cache, offsets=off, angles=angles, inplace=True)  # noqa: E731
         out[f"ropebook rope_qk, angles={angles}, in place"] = (g, "one launch, in place", None)
+    h = D // 2  # HF's cos/sin are duplicated, (B, T, D): the first half is one value per pair (a view)
+    f = lambda: K.rope_qk_cos_sin(q, k, c, s)  # noqa: E731
+    out["ropebook rope_qk_cos_sin, float32 cos/sin"] = (f, "cos/sin (B, T, D/2) float32 formed by the caller", f)
+    g = lambda: K.rope_qk_cos_sin(q, k, cos_hf[..., :h], sin_hf[..., :h], inplace=True)  # noqa: E731
+    out["ropebook rope_qk_cos_sin, HF bf16 cos/sin, in place"] = (g, "Liger's inputs and in-place writes", None)
+    if T == 1:  # the same launch, bound by Triton's JIT on every call: what the direct launch saves on the host
+        from ropebook.kernels import rope_triton
+
+        def jit_every_call():
+            rope_triton._direct[0] = False
+            try:
+                return K.rope_qk(q, k, cache, offsets=off, angles="table")
+            finally:
+                rope_triton._direct[0] = True
+
+        out["ropebook rope_qk, angles=table, Triton JIT launch"] = (
+            jit_every_call, "as angles=table, without the direct launch of a compiled kernel", None)
     return out
 
 
@@ -234,9 +253,9 @@ def sweep(tables) -> list[dict]:
         off = offsets if T == 1 else 0
         if T == 4096:
             continue
-        for bt in ([1] if T == 1 else [1, 2, 4]):
-            for bh in ((4, 8, 16) if T == 1 else (8, 16)):
-                for warps in ((2, 4) if T == 1 else (4, 8)):
+        for bt in ([1] if T == 1 else [1, 2]):
+            for bh in (4, 8, 16, 32):
+                for warps in ((1, 2, 4) if T == 1 else (2, 4, 8)):
                     for angles in ("kernel", "table"):
                         cfg = (bt, bh, warps)
                         orig = rope_triton.default_config
@@ -270,33 +289,46 @@ def gpu(args) -> int:
         contenders = _contenders(B, T, q_mem, k_mem, offsets, tables)
         results = {}
         q0, k0 = q_mem.clone(), k_mem.clone()
-        for cname, (fn, note, outputs) in contenders.items():
-            q_mem.copy_(q0)  # fresh inputs: in-place contenders rotate them thousands of times, and with
-            k_mem.copy_(k0)  # bf16 cos/sin each rotation scales the norm by about 1 ± 2^-8
-            try:
-                err = _error(outputs, q_mem, k_mem, offsets, T) if outputs is not None else None
-                ms, how = _time_or_eager(fn, decode=T == 1)
-                note = note if how == "graph" else f"{note}; timed {how}"
-                eager = _eager_ms(fn)
-                host = _host_us(fn) if T == 1 else None
-                results[cname] = dict(us=ms * 1e3, eager_us=eager * 1e3, note=note, max_abs_err=err,
-                                      host_us_per_call=host)
-            except Exception as e:  # a contender that fails here is reported, not hidden
-                results[cname] = dict(us=None, note=f"failed: {type(e).__name__}: {str(e)[:160]}")
+        for rnd in range(ROUNDS):  # every contender once per round: slow drifts of the GPU hit all of them alike
+            for cname, (fn, note, outputs) in contenders.items():
+                if rnd and results[cname]["us"] is None:
+                    continue
+                q_mem.copy_(q0)  # fresh inputs: in-place contenders rotate them thousands of times, and with
+                k_mem.copy_(k0)  # bf16 cos/sin each rotation scales the norm by about 1 ± 2^-8
+                try:
+                    if rnd:
+                        results[cname]["rounds_us"].append(_time_or_eager(fn, decode=T == 1)[0] * 1e3)
+                        continue
+                    err = _error(outputs, q_mem, k_mem, offsets, T) if outputs is not None else None
+                    ms, how = _time_or_eager(fn, decode=T == 1)
+                    note = note if how == "graph" else f"{note}; timed {how}"
+                    eager = _eager_ms(fn)
+                    host = _host_us(fn) if T == 1 else None
+                    results[cname] = dict(rounds_us=[ms * 1e3], eager_us=eager * 1e3, note=note, max_abs_err=err,
+                                          host_us_per_call=host, us=0.0)
+                except Exception as e:  # a contender that fails here is reported, not hidden
+                    results[cname] = dict(us=None, note=f"failed: {type(e).__name__}: {str(e)[:160]}")
+        for r in results.values():
+            if r["us"] is not None:
+                r["us"] = statistics.median(r["rounds_us"])
         copy_us = results["device copy (same bytes)"]["us"]
         print(f"\n{name}: B={B} T={T} Hq={HQ} Hk={HK} D={D} bf16, q+k read+write {nbytes / 1e6:.2f} MB"
               f" ({'CUDA-graph replays, L2-warm' if T == 1 else 'CUDA-graph replays, L2 flushed before each call'})")
-        print(f"{'contender':<44} {'time us':>9} {'GB/s':>7} {'% copy':>7} {'max err':>9} {'eager us':>9}")
+        print(f"{'contender':<52} {'time us':>9} {'range':>15} {'GB/s':>7} {'% copy':>7} {'max err':>9} {'eager us':>9}"
+              + (f" {'host us':>8}" if T == 1 else ""))
         for cname, r in results.items():
             if r["us"] is None:
-                print(f"{cname:<44} {r['note']}")
+                print(f"{cname:<52} {r['note']}")
                 continue
             r["GBps"] = nbytes / (r["us"] * 1e-6) / 1e9
             r["pct_of_copy"] = 100.0 * copy_us / r["us"]
             err = "" if r.get("max_abs_err") is None else f"{r['max_abs_err']:.2e}"
-            print(f"{cname:<44} {r['us']:9.2f} {r['GBps']:7.0f} {r['pct_of_copy']:6.1f}% {err:>9} {r['eager_us']:9.2f}")
+            host = "" if r.get("host_us_per_call") is None else f" {r['host_us_per_call']:8.1f}"
+            spread = f"{min(r['rounds_us']):.2f}-{max(r['rounds_us']):.2f}"
+            print(f"{cname:<52} {r['us']:9.2f} {spread:>15} {r['GBps']:7.0f} {r['pct_of_copy']:6.1f}% {err:>9} {r['eager_us']:9.2f}{host}")
         rows.append(dict(case=name, B=B, T=T, Hq=HQ, Hk=HK, D=D, dtype="bfloat16", bytes=nbytes,
-                         timing=("median GPU time per call from CUDA-graph replays of 20 calls"
+                         rounds=ROUNDS,
+                         timing=(f"median over {ROUNDS} rounds (rounds_us) of the median GPU time per call from CUDA-graph replays of 20 calls"
                                  + (", inputs warm in L2" if T == 1 else ", L2 flushed before each call (flush time subtracted)")
                                  + "; eager_us: triton.testing.do_bench median, Python launch included"),
                          results=results))
