@@ -230,15 +230,18 @@ def _error(outputs, q_mem, k_mem, offsets, T) -> float:
     return err
 
 
-def _host_us(fn, n=200) -> float:
-    """Wall-clock microseconds of Python per call (launch overhead), GPU work queued behind."""
+def _host_us(fn, n=100, batches=7) -> float:
+    """Wall-clock microseconds of Python per call (launch overhead), GPU work queued behind: the median
+    over batches of n calls (one batch alone moved by 3x when the machine's CPU was busy elsewhere)."""
+    per_call = []
+    for _ in range(batches):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        per_call.append((time.perf_counter() - t0) / n * 1e6)
     torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(n):
-        fn()
-    t1 = time.perf_counter()
-    torch.cuda.synchronize()
-    return (t1 - t0) / n * 1e6
+    return statistics.median(per_call)
 
 
 def sweep(tables) -> list[dict]:
