@@ -267,6 +267,17 @@ def test_launch_key_separates_what_triton_specializes_on():
     assert _spec_key((32,)) == _spec_key((48,)) and _spec_key((3,)) == _spec_key((5,))
 
 
+def test_direct_launch_passes_constants_in_the_kernels_order():
+    """On CUDA the direct launch passes the constexprs by position, after the other arguments: their
+    names must be the kernel's last parameters, in order (the interpreter passes them by name)."""
+    import inspect
+
+    from ropebook.kernels.rope_triton import _CONSTEXPRS, _rope_kernel
+
+    params = list(inspect.signature(_rope_kernel).parameters)
+    assert tuple(params[-len(_CONSTEXPRS):]) == _CONSTEXPRS
+
+
 @pytest.mark.parametrize("angles", ANGLES)
 def test_repeated_launches_with_new_alignment_and_strides(angles):
     """Same shapes, different pointer alignment and strides: each call must still be right (on CUDA the

@@ -310,10 +310,6 @@ def apply_cos_sin(x: Tensor, cos: Tensor, sin: Tensor, *, layout: str, rotary_di
         c3, s3 = ce.reshape(-1, T, half), se.reshape(-1, T, half)
     if c3.stride() != s3.stride() or c3.stride(-1) != 1:
         c3, s3 = c3.contiguous(), s3.contiguous()
-    x4 = _feature_contiguous(x4)
     spec = dict(half=half, layout=layout, cos=c3, sin=s3, cos_strides=(c3.stride(0), c3.stride(1)), n_pos=T)
-    if torch.is_grad_enabled() and x4.requires_grad:
-        out, _ = _RopeFunction.apply(x4, None, {"inplace": False, "launch": spec})
-    else:
-        out, _ = _forward(x4, None, False, spec)
+    out, _ = _run(fn, x4, None, False, spec)
     return out.reshape(x.shape)

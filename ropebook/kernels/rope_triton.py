@@ -213,7 +213,6 @@ def launch(q: Tensor, q_out: Tensor, k: Tensor | None, k_out: Tensor | None, *, 
     n_q_blocks = -(-HQ // block_h)
     n_blocks = n_q_blocks + -(-HK // block_h)
     grid = (-(-T // block_t) * n_blocks, B, 1)  # three axes: a compiled kernel's direct launch reads grid[2]
-    tail = D - 2 * half
     if B > 65535:
         raise ValueError(f"ropebook.kernels: at most 65535 sequences a launch (grid axis 1), got {B}")
     tail = D - 2 * half
