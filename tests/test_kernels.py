@@ -21,16 +21,28 @@ from ropebook import kernels as K  # noqa: E402
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 LAYOUTS = ["half", "interleaved"]
-ANGLES = ["kernel", "table"]
+# cos and sin: computed in the kernel (math library), read from the table, or computed with the
+# experimental quadrant reduction (angles="kernel" with rope_triton.SINCOS="quadrant")
+ANGLES = ["kernel", "table", "kernel+quadrant"]
 # (head_dim, rotary_dim): full, half, and a rotary width whose r/2 = 6 is no power of two
 ROTARY = [(16, None), (16, 8), (16, 12)]
 EPS = {torch.float64: 2.0**-52, torch.float32: 2.0**-23, torch.float16: 2.0**-10, torch.bfloat16: 2.0**-7}
 
 
 @pytest.fixture(autouse=True)
-def _interpreter_on_cpu(monkeypatch):
+def _interpreter_on_cpu(monkeypatch, request):
     if DEVICE == "cpu":
         monkeypatch.setenv("TRITON_INTERPRET", "1")
+    callspec = getattr(request.node, "callspec", None)
+    if callspec is not None and callspec.params.get("angles") == "kernel+quadrant":
+        from ropebook.kernels import rope_triton
+
+        monkeypatch.setattr(rope_triton, "SINCOS", "quadrant")
+
+
+def _source(angles: str) -> str:
+    """rope_qk's angles= for a value of ANGLES (the fixture above has set SINCOS for the quadrant one)."""
+    return "kernel" if angles == "kernel+quadrant" else angles
 
 
 def assert_close_dtype(actual, expected):
@@ -54,7 +66,7 @@ def qk(B=2, T=5, HQ=3, HK=1, D=16, dtype=torch.float32, seed=0):
 def test_matches_torch_path(dtype, layout, angles):
     q, k = qk(dtype=dtype)
     cache = K.rope_cache(16, max_position=16, device=DEVICE)
-    qr, kr = K.rope_qk(q, k, cache, layout=layout, offsets=3, angles=angles)
+    qr, kr = K.rope_qk(q, k, cache, layout=layout, offsets=3, angles=_source(angles))
     assert qr.stride() == q.stride() and kr.stride() == k.stride()  # the output keeps the input's layout
     assert_close_dtype(qr, rb.apply_rope(q, layout=layout, offset=3))
     assert_close_dtype(kr, rb.apply_rope(k, layout=layout, offset=3))
@@ -68,7 +80,7 @@ def test_many_tiles_every_element_written(layout, angles):
     cache = K.rope_cache(128, max_position=64, device=DEVICE)
     poison = [torch.full_like(x, float("nan")) for x in (q, k)]  # freed blocks the outputs will likely reuse
     del poison
-    qr, kr = K.rope_qk(q, k, cache, layout=layout, offsets=5, angles=angles)
+    qr, kr = K.rope_qk(q, k, cache, layout=layout, offsets=5, angles=_source(angles))
     assert_close_dtype(qr, rb.apply_rope(q, layout=layout, offset=5))
     assert_close_dtype(kr, rb.apply_rope(k, layout=layout, offset=5))
 
@@ -118,7 +130,7 @@ def test_partial_rotary_and_in_place(D, rotary_dim, layout, inplace):
 def test_per_sequence_offsets(T, angles):
     q, k = qk(B=3, T=T)
     offsets = torch.tensor([0, 7, 40], device=DEVICE, dtype=torch.int32)  # KV-cache lengths
-    qr, kr = K.rope_qk(q, k, K.rope_cache(16, max_position=64, device=DEVICE), offsets=offsets, angles=angles)
+    qr, kr = K.rope_qk(q, k, K.rope_cache(16, max_position=64, device=DEVICE), offsets=offsets, angles=_source(angles))
     assert_close_dtype(qr, rb.apply_rope(q, offset=offsets.view(3, 1, 1)))
     assert_close_dtype(kr, rb.apply_rope(k, offset=offsets.view(3, 1, 1)))
 
@@ -140,7 +152,7 @@ def test_packed_variable_length_batch(layout, angles):
     q = torch.randn(8, 4, 16, generator=g).to(DEVICE).transpose(0, 1)  # (Hq, N, D) view of (N, Hq, D)
     k = torch.randn(8, 2, 16, generator=g).to(DEVICE).transpose(0, 1)
     cache = K.rope_cache(16, max_position=16, device=DEVICE)
-    qr, kr = K.rope_qk(q, k, cache, cu_seqlens=cu, max_seqlen=4, offsets=offsets, layout=layout, angles=angles)
+    qr, kr = K.rope_qk(q, k, cache, cu_seqlens=cu, max_seqlen=4, offsets=offsets, layout=layout, angles=_source(angles))
     for b, (start, n) in enumerate(zip([0, 3, 4], lengths)):
         for x, y in ((q, qr), (k, kr)):
             want = rb.apply_rope(x[:, start:start + n], layout=layout, offset=int(offsets[b]))
@@ -173,13 +185,45 @@ def test_exact_angles_at_a_million_positions(angles):
     q, k = qk(B=2, T=4)
     offsets = torch.tensor([999_990, 123_456], device=DEVICE)
     cache = K.rope_cache(16, max_position=1_000_000, device=DEVICE)
-    qr, _ = K.rope_qk(q, k, cache, offsets=offsets, angles=angles)
+    qr, _ = K.rope_qk(q, k, cache, offsets=offsets, angles=_source(angles))
     want = rb.apply_rope(q.double(), offset=offsets.view(2, 1, 1))
     assert (qr.double() - want).abs().max().item() < 2e-6
     m = offsets.view(2, 1).double() + torch.arange(4, device=DEVICE)  # (B, T)
     naive = (m.float()[..., None] * rb.rope_frequencies(16).float().to(DEVICE)).double()  # fp32 angles
     exact = m[..., None] * rb.rope_frequencies(16).to(DEVICE)
     assert (naive.cos() - exact.cos()).abs().max().item() > 1e-3  # what the kernel avoids
+
+
+@pytest.mark.parametrize("sincos, ulps", [("libdevice", 3.0), ("quadrant", 1.5)])
+def test_computed_cos_sin_error_in_float32_ulps(monkeypatch, sincos, ulps):
+    """cos and sin as the kernel forms them, read off by rotating the pair (1, 0), against float64 cos and
+    sin of the same fixed-point angle. Bounds, in units of 2^-23: the math library converts the angle
+    in [-π, π) to float32 (≤ π·2^-24 ≈ 1.6) and rounds its result (≤ 1): 3. The quadrant reduction
+    converts only the rest in [-π/4, π/4] (≤ 0.4) and its polynomials are within 0.6 of cos and sin
+    on that interval (checked by a dense scan when they were chosen), plus a rounding: 1.5."""
+    import math
+
+    import numpy as np
+
+    from ropebook.kernels import rope_triton
+
+    monkeypatch.setattr(rope_triton, "SINCOS", sincos)
+    r = 128
+    cache = K.rope_cache(r, device=DEVICE)
+    g = torch.Generator().manual_seed(0)
+    m = torch.cat([torch.arange(64), torch.randint(0, 2**31 - 1, (192,), generator=g)])  # (N,) positions
+    x = torch.zeros(1, 1, m.numel(), r, device=DEVICE)
+    x[..., : r // 2] = 1.0  # pair i = (1, 0): its rotation is (cos, sin) in the half layout
+    y, _ = K.rope_qk(x, None, cache, positions=m[None].to(DEVICE), angles="kernel")
+    tau = cache.turns.cpu().numpy().view(np.uint64)
+    wrapped = (m.numpy().astype(np.uint64)[:, None] * tau).view(np.int64)  # exact m·τ_i mod 2^64
+    angle = torch.from_numpy(wrapped.astype(np.float64) * (2 * math.pi / 2**64))  # (N, r/2), error ~1e-16
+    err_cos = (y[0, 0, :, : r // 2].double().cpu() - angle.cos()).abs().max().item()
+    err_sin = (y[0, 0, :, r // 2 :].double().cpu() - angle.sin()).abs().max().item()
+    assert max(err_cos, err_sin) <= ulps * 2.0**-23, (err_cos, err_sin)
+    # float64 inputs compute in float64 whatever SINCOS says (the polynomials are float32's)
+    y64, _ = K.rope_qk(x.double(), None, cache, positions=m[None].to(DEVICE), angles="kernel")
+    assert (y64[0, 0, :, : r // 2].cpu() - angle.cos()).abs().max().item() < 1e-14
 
 
 @pytest.mark.parametrize("rule", [None, rb.scaling.Linear(4.0), rb.scaling.YaRN(8.0, 64)])
@@ -288,7 +332,7 @@ def test_repeated_launches_with_new_alignment_and_strides(angles):
     q_shifted = storage[1:].view(2, 5, 4, 16).transpose(1, 2)  # 2 bytes off 16-byte alignment
     q_wide = torch.randn(2, 5, 4, 17, dtype=torch.float64).to(DEVICE, torch.bfloat16)[..., :16].transpose(1, 2)
     for x in (q, q_shifted, q_wide, q):
-        qr, kr = K.rope_qk(x, k, cache, offsets=2, angles=angles)
+        qr, kr = K.rope_qk(x, k, cache, offsets=2, angles=_source(angles))
         assert_close_dtype(qr, rb.apply_rope(x, offset=2))
         assert_close_dtype(kr, rb.apply_rope(k, offset=2))
 

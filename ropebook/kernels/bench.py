@@ -131,14 +131,25 @@ def _contenders(B, T, q_mem, k_mem, offsets, tables):
         out[f"ropebook rope_qk, angles={angles}"] = (f, "one launch, q and k", f)
         g = lambda angles=angles: K.rope_qk(q, k, cache, offsets=off, angles=angles, inplace=True)  # noqa: E731
         out[f"ropebook rope_qk, angles={angles}, in place"] = (g, "one launch, in place", None)
+    from ropebook.kernels import rope_triton
+
+    def quadrant(inplace):  # the experimental cos/sin of computed angles (rope_triton.SINCOS), to decide on it
+        before, rope_triton.SINCOS = rope_triton.SINCOS, "quadrant"
+        try:
+            return K.rope_qk(q, k, cache, offsets=off, angles="kernel", inplace=inplace)
+        finally:
+            rope_triton.SINCOS = before
+
+    out["ropebook rope_qk, angles=kernel, quadrant sin/cos"] = (
+        lambda: quadrant(False), "computed angles reduced to a quarter turn, polynomial cos/sin", lambda: quadrant(False))
+    out["ropebook rope_qk, angles=kernel, quadrant sin/cos, in place"] = (
+        lambda: quadrant(True), "same, in place", None)
     h = D // 2  # HF's cos/sin are duplicated, (B, T, D): the first half is one value per pair (a view)
     f = lambda: K.rope_qk_cos_sin(q, k, c, s)  # noqa: E731
     out["ropebook rope_qk_cos_sin, float32 cos/sin"] = (f, "cos/sin (B, T, D/2) float32 formed by the caller", f)
     g = lambda: K.rope_qk_cos_sin(q, k, cos_hf[..., :h], sin_hf[..., :h], inplace=True)  # noqa: E731
     out["ropebook rope_qk_cos_sin, HF bf16 cos/sin, in place"] = (g, "Liger's inputs and in-place writes", None)
     if T == 1:  # the same launch, bound by Triton's JIT on every call: what the direct launch saves on the host
-        from ropebook.kernels import rope_triton
-
         def jit_every_call():
             rope_triton._direct[0] = False
             try:
@@ -259,14 +270,16 @@ def sweep(tables) -> list[dict]:
         for bt in ([1] if T == 1 else [1, 2]):
             for bh in (4, 8, 16, 32):
                 for warps in ((1, 2, 4) if T == 1 else (2, 4, 8)):
-                    for angles in ("kernel", "table"):
+                    for angles in ("kernel", "table", "quadrant"):  # quadrant: "kernel" with SINCOS="quadrant"
                         cfg = (bt, bh, warps)
-                        orig = rope_triton.default_config
+                        orig, orig_sincos = rope_triton.default_config, rope_triton.SINCOS
                         rope_triton.default_config = lambda T, H, table, cfg=cfg: cfg
+                        rope_triton.SINCOS = "quadrant" if angles == "quadrant" else orig_sincos
+                        source = "kernel" if angles == "quadrant" else angles
                         try:
-                            ms = _time(lambda: rope_qk(q, k, tables[0], offsets=off, angles=angles), T == 1, rep=60)
+                            ms = _time(lambda: rope_qk(q, k, tables[0], offsets=off, angles=source), T == 1, rep=60)
                         finally:
-                            rope_triton.default_config = orig
+                            rope_triton.default_config, rope_triton.SINCOS = orig, orig_sincos
                         rows.append(dict(case=name, BLOCK_T=bt, BLOCK_H=bh, num_warps=warps, angles=angles, us=ms * 1e3))
         best = sorted((r for r in rows if r["case"] == name), key=lambda r: r["us"])[:6]
         for r in best:

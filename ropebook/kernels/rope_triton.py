@@ -16,6 +16,8 @@ cos and sin come one of two ways (``ANGLES``):
   integer product ``m · turns_i`` wraps modulo 2^64, which is the angle modulo
   2π, exactly, for any integer position. Only the final conversion to float
   rounds (≤ 2^-24 relative to π), so the angle error does not grow with m.
+  cos and sin of it come from the math library, or (``SINCOS`` below, an
+  experiment) from polynomials after an exact reduction to a quarter turn.
 
 Inputs are loaded, upcast to the compute dtype (float32, float64 for float64
 inputs), rotated, and stored in the input dtype. ``CONJ`` rotates by −θ (the
@@ -36,6 +38,10 @@ import triton.language as tl
 from torch import Tensor
 
 TWO_PI_OVER_2_64 = tl.constexpr(2.0 * math.pi / 2.0**64)  # radians per unit of the fixed-point turn
+QUARTER_TURN = tl.constexpr(2**62)  # a quarter turn, π/2, in the same units
+# Minimax polynomials for sin and cos on [-π/4, π/4] in float32 (S. L. Moshier, Cephes ``sinf.c``/``cosf.c``)
+SIN_C1, SIN_C2, SIN_C3 = tl.constexpr(-1.6666654611e-1), tl.constexpr(8.3321608736e-3), tl.constexpr(-1.9515295891e-4)
+COS_C1, COS_C2, COS_C3 = tl.constexpr(4.166664568298827e-2), tl.constexpr(-1.388731625493765e-3), tl.constexpr(2.443315711809948e-5)
 
 
 def _rope_kernel(
@@ -50,7 +56,7 @@ def _rope_kernel(
     HALF: tl.constexpr, TAIL: tl.constexpr,  # r/2 rotated pairs; D - r features passed through
     BLOCK_HALF: tl.constexpr, BLOCK_TAIL: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_H: tl.constexpr,
     INTERLEAVED: tl.constexpr, CONJ: tl.constexpr, ANGLES: tl.constexpr, POS_MODE: tl.constexpr,
-    VARLEN: tl.constexpr, COPY_TAIL: tl.constexpr, COMPUTE: tl.constexpr,
+    VARLEN: tl.constexpr, COPY_TAIL: tl.constexpr, COMPUTE: tl.constexpr, SINCOS: tl.constexpr,
 ):
     # ---- which tokens and heads. The head blocks of one token tile are neighbours in launch order
     # (q's blocks, then k's), so the GPU sweeps each tensor once, front to back. (Token tiles as the
@@ -115,9 +121,25 @@ def _rope_kernel(
                 sin = tl.load(SIN + table, mask=mt, other=float("nan")).to(COMPUTE)
             else:
                 turns = tl.load(TURNS + i, mask=i_mask, other=0)  # (BHALF,) int64
-                angle = (pos[:, None] * turns[None, :]).to(COMPUTE) * TWO_PI_OVER_2_64  # wraps mod 2^64 = mod 2π
-                cos = tl.cos(angle) * factor
-                sin = tl.sin(angle) * factor
+                u = pos[:, None] * turns[None, :]  # (BT, BHALF) the angle in turns · 2^64: wraps mod 2^64 = mod 2π
+                if SINCOS == 0:  # the math library's cos and sin of the angle in [-π, π)
+                    angle = u.to(COMPUTE) * TWO_PI_OVER_2_64
+                    cos = tl.cos(angle)
+                    sin = tl.sin(angle)
+                else:  # exact reduction to the nearest quarter turn k, then polynomials on |x| <= π/4
+                    v = u + QUARTER_TURN // 2  # wraps: fine, only its low 64 bits mean anything
+                    k = (v >> 62) & 3  # (BT, BHALF) quarter turns, 0..3
+                    x = ((v & (QUARTER_TURN - 1)) - QUARTER_TURN // 2).to(COMPUTE) * TWO_PI_OVER_2_64  # the rest
+                    z = x * x
+                    s = x + x * z * (SIN_C1 + z * (SIN_C2 + z * SIN_C3))  # sin x, within 0.4 fp32 ulp of 1
+                    c = 1.0 - 0.5 * z + z * z * (COS_C1 + z * (COS_C2 + z * COS_C3))  # cos x, within 0.6
+                    odd = (k & 1) == 1  # cos(x + kπ/2), sin(x + kπ/2): swap for odd k, then the signs
+                    cos = tl.where(odd, s, c)
+                    sin = tl.where(odd, c, s)
+                    cos = tl.where(((k + 1) & 2) != 0, -cos, cos)  # k = 1, 2
+                    sin = tl.where((k & 2) != 0, -sin, sin)  # k = 2, 3
+                cos = cos * factor
+                sin = sin * factor
             if CONJ:
                 sin = -sin
             cos, sin = cos[None, :, :], sin[None, :, :]  # (1, BT, BHALF): the same for every head
@@ -175,6 +197,15 @@ def _pow2(n: int) -> int:
     return 1 << (n - 1).bit_length()
 
 
+SINCOS = "libdevice"
+"""How computed angles (``ANGLES=1``, float32) become cos and sin: ``"libdevice"``, the math library's
+``cos``/``sin`` of the angle in [-π, π) (measured on an H100, ch-rope-gpu); or ``"quadrant"``, the
+fixed-point angle reduced exactly to the nearest quarter turn and degree-7/8 polynomials on [-π/4, π/4]
+(no range reduction, no slow path; as accurate, by the test in tests/test_kernels.py). The second is
+an experiment that the GPU benchmark times (``ropebook.bench``): it becomes the default only if it
+measures faster. float64 inputs always use the math library."""
+
+
 def default_config(T: int, n_heads: int, table: bool) -> tuple[int, int, int]:
     """(BLOCK_T, BLOCK_H, num_warps): one token and 8 heads a program; 4 warps reading a table, 2 warps
     computing cos/sin (with 4, the angle arithmetic cost 20% at 16k tokens). From a sweep on an H100 (ch-rope-gpu)."""
@@ -225,7 +256,8 @@ def launch(q: Tensor, q_out: Tensor, k: Tensor | None, k_out: Tensor | None, *, 
     consts = (half, tail, _pow2(half), _pow2(max(tail, 1)), block_t, block_h, layout == "interleaved", conj,
               0 if cos is not None else 1, 2 if positions is not None else (1 if offsets is not None else 0),
               cu_seqlens is not None, tail > 0 and q_out.data_ptr() != q.data_ptr(),
-              tl.float64 if q.dtype == torch.float64 else tl.float32)  # in _CONSTEXPRS order
+              tl.float64 if q.dtype == torch.float64 else tl.float32,
+              int(SINCOS == "quadrant" and turns is not None and q.dtype != torch.float64))  # in _CONSTEXPRS order
     if q.is_cuda:
         if q.device.index != torch.cuda.current_device():  # Triton launches on the current device
             with torch.cuda.device(q.device):
@@ -237,7 +269,7 @@ def launch(q: Tensor, q_out: Tensor, k: Tensor | None, k_out: Tensor | None, *, 
 
 
 _CONSTEXPRS = ("HALF", "TAIL", "BLOCK_HALF", "BLOCK_TAIL", "BLOCK_T", "BLOCK_H", "INTERLEAVED", "CONJ", "ANGLES",
-               "POS_MODE", "VARLEN", "COPY_TAIL", "COMPUTE")
+               "POS_MODE", "VARLEN", "COPY_TAIL", "COMPUTE", "SINCOS")
 _compiled: dict = {}  # launch key -> triton CompiledKernel
 _direct = [True]  # False once the direct launch has failed on this Triton: then always through the JIT
 
