@@ -9,6 +9,7 @@ the same tests run natively on the GPU.
 import os
 import subprocess
 import sys
+from unittest import mock
 
 import pytest
 import torch
@@ -394,3 +395,116 @@ def test_default_angles_table_for_decoding_kernel_for_prefill(monkeypatch):
     for T in (1, 16, 17):
         K.rope_qk(*qk(B=1, T=T), cache)
     assert seen == [True, True, False]
+
+
+# ----------------------------------------------------------------------------- inside a Hugging Face model
+
+
+def _tiny_llama(dtype=torch.float32):
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    cfg = transformers.LlamaConfig(vocab_size=97, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
+    return transformers.LlamaForCausalLM(cfg).to(DEVICE, dtype).eval()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("unsqueeze_dim", [1, 2])
+@pytest.mark.parametrize("per_sequence", [False, True])
+def test_hf_drop_in_is_hf_formula_rounded_once(dtype, unsqueeze_dim, per_sequence):
+    """Against Hugging Face's own apply_rotary_pos_emb run in float64 on the same inputs: one rounding."""
+    pytest.importorskip("transformers")
+    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+    q, k = qk(B=2, T=5, HQ=4, HK=2, D=16, dtype=dtype)  # (B, H, T, D) views
+    positions = torch.tensor([[3, 4, 5, 6, 7], [90, 91, 92, 93, 94]] if per_sequence else [[0, 1, 2, 3, 4]])
+    c, s = rb.rope_cos_sin(positions, 16)  # (B or 1, T, 8) float32
+    cos, sin = torch.cat((c, c), -1).to(DEVICE, dtype), torch.cat((s, s), -1).to(DEVICE, dtype)  # HF's (B, T, D)
+    if unsqueeze_dim == 2:
+        q, k = q.transpose(1, 2), k.transpose(1, 2)  # (B, T, H, D)
+    qr, kr = K.hf_apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=unsqueeze_dim)
+    want_q, want_k = apply_rotary_pos_emb(q.double(), k.double(), cos.double(), sin.double(), unsqueeze_dim=unsqueeze_dim)
+    assert_close_dtype(qr, want_q.to(dtype))
+    assert_close_dtype(kr, want_k.to(dtype))
+
+
+def test_patch_hf_in_a_tiny_llama():
+    """A 2-layer Llama with random weights: the same logits, the same greedy tokens through a KV cache
+    (decoding steps, each at its own offset), the same gradients; the module's function restored after."""
+    import transformers.models.llama.modeling_llama as llama
+
+    model = _tiny_llama()
+    ids = torch.randint(0, 97, (2, 9), generator=torch.Generator().manual_seed(1)).to(DEVICE)
+    mask = torch.ones_like(ids)
+    original = llama.apply_rotary_pos_emb
+    launches = []
+    from ropebook.kernels import rope_triton
+
+    real = rope_triton.launch
+
+    def counting(*a, **kw):
+        launches.append(1)
+        return real(*a, **kw)
+
+    with torch.no_grad():
+        want = model(ids).logits
+        want_tokens = model.generate(ids, attention_mask=mask, max_new_tokens=4, do_sample=False, pad_token_id=0)
+    with K.patch_hf(llama), mock.patch.object(rope_triton, "launch", counting):
+        with torch.no_grad():
+            got = model(ids).logits
+            got_tokens = model.generate(ids, attention_mask=mask, max_new_tokens=4, do_sample=False, pad_token_id=0)
+        model(ids, labels=ids).loss.backward()
+        got_grads = [p.grad.clone() for p in model.parameters()]
+    assert llama.apply_rotary_pos_emb is original
+    assert len(launches) >= 2 * (1 + 4) + 2  # 2 layers: the forward, 4 generation steps (prefill + 3), backward
+    model.zero_grad()
+    model(ids, labels=ids).loss.backward()
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert torch.equal(got_tokens, want_tokens)
+    for g, p in zip(got_grads, model.parameters()):
+        torch.testing.assert_close(g, p.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_hf_drop_in_compares_halves_once_per_forward_pass(monkeypatch):
+    """The halves check syncs on CUDA, so it runs once per (cos, sin) pair that a forward pass hands every
+    layer, and again only when they change."""
+    import transformers.models.llama.modeling_llama as llama
+
+    from ropebook.kernels import hf
+
+    calls = []
+    real_equal = torch.equal
+    monkeypatch.setattr(hf.torch, "equal", lambda a, b: calls.append(1) or real_equal(a, b))
+    model = _tiny_llama()
+    ids = torch.randint(0, 97, (1, 6), generator=torch.Generator().manual_seed(2)).to(DEVICE)
+    with torch.no_grad(), K.patch_hf(llama):
+        model(ids)
+        assert len(calls) == 2  # cos and sin, once, for 2 layers
+        model(ids)
+        assert len(calls) == 4  # a new forward pass: new tensors, compared again
+    q, k = qk(B=1, T=3, HQ=2, HK=1, D=8)
+    c, s = rb.rope_cos_sin(torch.arange(3), 8)
+    cos, sin = torch.cat((c, c), -1).to(DEVICE), torch.cat((s, s), -1).to(DEVICE)
+    K.hf_apply_rotary_pos_emb(q, k, cos, sin)
+    cos[:, 0] += 1.0  # changed in place: its version moves on, so it is compared again, and refused
+    with pytest.raises(ValueError, match=r"cos must hold each value twice.*halves differ"):
+        K.hf_apply_rotary_pos_emb(q, k, cos, sin)
+
+
+@pytest.mark.parametrize("case", ["cos-shape", "sin-shape", "unsqueeze", "ndim", "sin-halves", "module"])
+def test_hf_drop_in_bad_input_message(case):
+    q, k = qk(B=1, T=3, HQ=2, HK=1, D=8)
+    c, s = rb.rope_cos_sin(torch.arange(3), 8)
+    cos, sin = torch.cat((c, c), -1).to(DEVICE), torch.cat((s, s), -1).to(DEVICE)  # (T, D)
+    calls = {
+        "cos-shape": (lambda: K.hf_apply_rotary_pos_emb(q, k, cos[:, :4], sin), r"cos and sin must both have shape \(3, 8\).*cos.shape=\(3, 4\)"),
+        "sin-shape": (lambda: K.hf_apply_rotary_pos_emb(q, k, cos, sin[:2]), r"sin.shape=\(2, 8\)"),
+        "unsqueeze": (lambda: K.hf_apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=0), r"unsqueeze_dim must be 1.*got unsqueeze_dim=0"),
+        "ndim": (lambda: K.hf_apply_rotary_pos_emb(q[0], k, cos, sin), r"q and k must be 4-d, got q.shape=\(2, 3, 8\)"),
+        "sin-halves": (lambda: K.hf_apply_rotary_pos_emb(q, k, cos, torch.cat((s, -s), -1).to(DEVICE)), r"sin must hold each value twice"),
+        "module": (lambda: K.patch_hf(os).__enter__(), r"patch_hf: module must define apply_rotary_pos_emb.*'os'"),
+    }
+    fn, pattern = calls[case]
+    with pytest.raises(ValueError, match=pattern):
+        fn()
