@@ -149,6 +149,8 @@ def _contenders(B, T, q_mem, k_mem, offsets, tables):
     out["ropebook rope_qk_cos_sin, float32 cos/sin"] = (f, "cos/sin (B, T, D/2) float32 formed by the caller", f)
     g = lambda: K.rope_qk_cos_sin(q, k, cos_hf[..., :h], sin_hf[..., :h], inplace=True)  # noqa: E731
     out["ropebook rope_qk_cos_sin, HF bf16 cos/sin, in place"] = (g, "Liger's inputs and in-place writes", None)
+    f = lambda: K.hf_apply_rotary_pos_emb(q, k, cos_hf, sin_hf)  # noqa: E731
+    out["ropebook hf_apply_rotary_pos_emb (drop-in)"] = (f, "HF's signature and inputs, out of place, as patch_hf calls it", f)
     if T == 1:  # the same launch, bound by Triton's JIT on every call: what the direct launch saves on the host
         def jit_every_call():
             rope_triton._direct[0] = False
