@@ -113,12 +113,14 @@ def test_tile_configurations(monkeypatch, config, varlen):
 @pytest.mark.parametrize("D, rotary_dim", ROTARY)
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("inplace", [False, True])
-def test_partial_rotary_and_in_place(D, rotary_dim, layout, inplace):
+@pytest.mark.parametrize("angles", ANGLES)
+def test_partial_rotary_and_in_place(D, rotary_dim, layout, inplace, angles):
     q, k = qk(D=D, dtype=torch.bfloat16)
     r = rotary_dim or D
     want_q = rb.apply_rope(q, layout=layout, rotary_dim=rotary_dim)
     want_k = rb.apply_rope(k, layout=layout, rotary_dim=rotary_dim)
-    qr, kr = K.rope_qk(q, k, K.rope_cache(r, device=DEVICE), layout=layout, inplace=inplace)
+    cache = K.rope_cache(r, max_position=8, device=DEVICE)
+    qr, kr = K.rope_qk(q, k, cache, layout=layout, inplace=inplace, angles=_source(angles))
     assert (qr.data_ptr() == q.data_ptr()) == inplace
     assert_close_dtype(qr, want_q)
     assert_close_dtype(kr, want_k)
@@ -509,3 +511,45 @@ def test_hf_drop_in_bad_input_message(case):
     fn, pattern = calls[case]
     with pytest.raises(ValueError, match=pattern):
         fn()
+
+
+# ----------------------------------------------------------------------------- compiled for a GPU that is not here
+
+# every branch of the kernel at least once: dtypes, angle sources, cos/sin ways, position modes, layouts,
+# the backward's CONJ, packed batches, the copied tail, and the tile configurations the launcher picks
+AOT = {
+    "bf16 decode, table": dict(angles="table", config=(1, 8, 4)),
+    "bf16 prefill, computed, library": dict(positions="arange"),
+    "bf16 decode, computed, quadrant": dict(sincos="quadrant"),
+    "fp16 interleaved backward, explicit positions": dict(dtype="fp16", layout="interleaved", conj=True,
+                                                          positions="explicit", angles="table"),
+    "fp32 packed, partial rotary, quadrant": dict(dtype="fp32", varlen=True, half=4, tail=8, positions="arange",
+                                                  sincos="quadrant", config=(2, 4, 4)),
+    "fp64": dict(dtype="fp64", sincos="quadrant", config=(1, 4, 4)),
+}
+
+
+@pytest.mark.parametrize("spec", list(AOT.values()), ids=list(AOT))
+def test_kernel_compiles_for_an_h100_without_spilling(spec):
+    """A real compile for sm_90, disassembled. The interpreter forgives what the compiler does not: this
+    test found a tail-copy index that the quadrant branch had shadowed (pointer + float). Computing in
+    float32, no thread touches local memory (no spills). In float64 the math library's cos and sin keep
+    an array on the stack for huge arguments, which the kernel's angles in [-π, π) never reach."""
+    from ropebook.kernels.aot import compile_kernel, sass_stats
+
+    stats = sass_stats(compile_kernel(**spec))
+    assert stats["instructions"] > 100, stats
+    if spec.get("dtype") != "fp64":
+        assert stats["local"] == 0 and stats["stack_bytes"] == 0, stats
+
+
+def test_quadrant_cos_sin_compiles_to_less_code():
+    """What ch-rope-gpu says of SINCOS="quadrant" without a GPU to time it: fewer instructions and
+    branches (no second range reduction, no slow path) than the math library's cos and sin."""
+    from ropebook.kernels.aot import compile_kernel, sass_stats
+
+    for config in ((1, 8, 2), (1, 8, 4)):
+        library = sass_stats(compile_kernel(config=config))
+        quadrant = sass_stats(compile_kernel(config=config, sincos="quadrant"))
+        assert quadrant["instructions"] < 0.8 * library["instructions"], (library, quadrant)
+        assert quadrant["branches"] < library["branches"], (library, quadrant)

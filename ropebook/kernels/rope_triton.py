@@ -128,16 +128,16 @@ def _rope_kernel(
                     sin = tl.sin(angle)
                 else:  # exact reduction to the nearest quarter turn k, then polynomials on |x| <= π/4
                     v = u + QUARTER_TURN // 2  # wraps: fine, only its low 64 bits mean anything
-                    k = (v >> 62) & 3  # (BT, BHALF) quarter turns, 0..3
-                    x = ((v & (QUARTER_TURN - 1)) - QUARTER_TURN // 2).to(COMPUTE) * TWO_PI_OVER_2_64  # the rest
-                    z = x * x
-                    s = x + x * z * (SIN_C1 + z * (SIN_C2 + z * SIN_C3))  # sin x, within 0.4 fp32 ulp of 1
-                    c = 1.0 - 0.5 * z + z * z * (COS_C1 + z * (COS_C2 + z * COS_C3))  # cos x, within 0.6
-                    odd = (k & 1) == 1  # cos(x + kπ/2), sin(x + kπ/2): swap for odd k, then the signs
-                    cos = tl.where(odd, s, c)
-                    sin = tl.where(odd, c, s)
-                    cos = tl.where(((k + 1) & 2) != 0, -cos, cos)  # k = 1, 2
-                    sin = tl.where((k & 2) != 0, -sin, sin)  # k = 2, 3
+                    quarter = (v >> 62) & 3  # (BT, BHALF) quarter turns, 0..3
+                    rest = ((v & (QUARTER_TURN - 1)) - QUARTER_TURN // 2).to(COMPUTE) * TWO_PI_OVER_2_64  # |rest| <= π/4
+                    z = rest * rest
+                    sin_r = rest + rest * z * (SIN_C1 + z * (SIN_C2 + z * SIN_C3))  # within 0.4 fp32 ulp of 1
+                    cos_r = 1.0 - 0.5 * z + z * z * (COS_C1 + z * (COS_C2 + z * COS_C3))  # within 0.6
+                    odd = (quarter & 1) == 1  # cos, sin of rest + quarter·π/2: swap for odd quarters, then signs
+                    cos = tl.where(odd, sin_r, cos_r)
+                    sin = tl.where(odd, cos_r, sin_r)
+                    cos = tl.where(((quarter + 1) & 2) != 0, -cos, cos)  # quarters 1, 2
+                    sin = tl.where((quarter & 2) != 0, -sin, sin)  # quarters 2, 3
                 cos = cos * factor
                 sin = sin * factor
             if CONJ:
