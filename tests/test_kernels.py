@@ -293,6 +293,14 @@ def test_bad_input_message(case):
 
 
 @pytest.mark.skipif(DEVICE == "cuda", reason="the CPU-without-interpreter error")
+def test_unknown_sincos_is_a_clear_error(monkeypatch):
+    from ropebook.kernels import rope_triton
+
+    monkeypatch.setattr(rope_triton, "SINCOS", "quadrants")
+    with pytest.raises(ValueError, match=r"SINCOS must be 'libdevice' or 'quadrant', got 'quadrants'"):
+        K.rope_qk(*qk(), K.rope_cache(16, device=DEVICE))
+
+
 def test_cpu_without_interpreter_is_a_clear_error(monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET")
     q, k = qk()

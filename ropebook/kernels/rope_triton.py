@@ -246,6 +246,8 @@ def launch(q: Tensor, q_out: Tensor, k: Tensor | None, k_out: Tensor | None, *, 
     grid = (-(-T // block_t) * n_blocks, B, 1)  # three axes: a compiled kernel's direct launch reads grid[2]
     if B > 65535:
         raise ValueError(f"ropebook.kernels: at most 65535 sequences a launch (grid axis 1), got {B}")
+    if SINCOS not in ("libdevice", "quadrant"):
+        raise ValueError(f"ropebook.kernels.rope_triton.SINCOS must be 'libdevice' or 'quadrant', got {SINCOS!r}")
     tail = D - 2 * half
     dummy = q  # any pointer for arguments a mode does not read
     args = (q, q_out, k, k_out,
