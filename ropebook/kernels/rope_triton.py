@@ -201,9 +201,10 @@ SINCOS = "libdevice"
 """How computed angles (``ANGLES=1``, float32) become cos and sin: ``"libdevice"``, the math library's
 ``cos``/``sin`` of the angle in [-π, π) (measured on an H100, ch-rope-gpu); or ``"quadrant"``, the
 fixed-point angle reduced exactly to the nearest quarter turn and degree-7/8 polynomials on [-π/4, π/4]
-(no range reduction, no slow path; as accurate, by the test in tests/test_kernels.py). The second is
-an experiment that the GPU benchmark times (``ropebook.bench``): it becomes the default only if it
-measures faster. float64 inputs always use the math library."""
+(no second range reduction, no slow path, about half the machine code: ``ropebook.kernels.aot``), and
+more accurate: within 1 unit of 2^-23 where the library's way measured 2.5 (tests/test_kernels.py and
+ch-rope-gpu). Its speed on a GPU is not measured yet; the GPU benchmark times it (``ropebook.bench``),
+and it becomes the default only if it measures faster. float64 inputs always use the math library."""
 
 
 def default_config(T: int, n_heads: int, table: bool) -> tuple[int, int, int]:
