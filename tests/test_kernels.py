@@ -523,41 +523,92 @@ def test_hf_drop_in_bad_input_message(case):
 
 # ----------------------------------------------------------------------------- compiled for a GPU that is not here
 
-# every branch of the kernel at least once: dtypes, angle sources, cos/sin ways, position modes, layouts,
-# the backward's CONJ, packed batches, the copied tail, and the tile configurations the launcher picks
-AOT = {
-    "bf16 decode, table": dict(angles="table", config=(1, 8, 4)),
-    "bf16 prefill, computed, library": dict(positions="arange"),
-    "bf16 decode, computed, quadrant": dict(sincos="quadrant"),
-    "fp16 interleaved backward, explicit positions": dict(dtype="fp16", layout="interleaved", conj=True,
-                                                          positions="explicit", angles="table"),
-    "fp32 packed, partial rotary, quadrant": dict(dtype="fp32", varlen=True, half=4, tail=8, positions="arange",
-                                                  sincos="quadrant", config=(2, 4, 4)),
-    "fp64": dict(dtype="fp64", sincos="quadrant", config=(1, 4, 4)),
-}
+
+def _aot_cases():
+    """Calls that together reach every branch of the kernel: dtypes, angle sources, both cos/sin ways,
+    position modes, layouts, the backward's CONJ, packed batches, the copied tail, caller-formed cos/sin."""
+    from ropebook.kernels import rope_triton
+
+    def with_sincos(sincos, call):
+        def run():
+            before, rope_triton.SINCOS = rope_triton.SINCOS, sincos
+            try:
+                call()
+            finally:
+                rope_triton.SINCOS = before
+        return run
+
+    def backward_fp16():
+        q, k = (x.detach().requires_grad_() for x in qk(B=2, T=3, HQ=4, HK=2, D=16, dtype=torch.float16))
+        positions = torch.tensor([[5, 1, 9], [0, 3, 30]], device=DEVICE)
+        qr, kr = K.rope_qk(q, k, K.rope_cache(16, max_position=64), positions=positions, layout="interleaved")
+        (qr.float().sum() + kr.float().sum()).backward()
+
+    def packed_fp32():
+        q, k = torch.randn(4, 10, 24, device=DEVICE), torch.randn(2, 10, 24, device=DEVICE)  # (H, N, D): 16 of 24 rotate
+        cu = torch.tensor([0, 3, 10], dtype=torch.int32, device=DEVICE)
+        K.rope_qk(q, k, K.rope_cache(16), cu_seqlens=cu, max_seqlen=7)
+
+    decode = qk(B=4, T=1, HQ=8, HK=2, D=128, dtype=torch.bfloat16)
+    offsets = torch.tensor([3, 70, 500, 9], dtype=torch.int32, device=DEVICE)
+    table = K.rope_cache(128, max_position=1024)
+    prefill = qk(B=1, T=64, HQ=8, HK=2, D=128, dtype=torch.bfloat16)
+    cos, sin = rb.rope_cos_sin(torch.arange(64), 128)
+    hf = tuple(torch.cat((c, c), -1).to(DEVICE, torch.bfloat16)[..., :64] for c in (cos, sin))  # HF's, as views
+    return {
+        "bf16 decode, table": lambda: K.rope_qk(*decode, table, offsets=offsets, angles="table"),
+        "bf16 prefill, computed, library": lambda: K.rope_qk(*prefill, table, angles="kernel"),
+        "bf16 decode, computed, quadrant": with_sincos("quadrant", lambda: K.rope_qk(*decode, table, offsets=offsets,
+                                                                                   angles="kernel")),
+        "fp16 interleaved, positions, forward and backward": backward_fp16,
+        "fp32 packed, partial rotary, quadrant": with_sincos("quadrant", packed_fp32),
+        "fp64, computed": lambda: K.rope_qk(*qk(D=16, dtype=torch.float64), K.rope_cache(16)),
+        "bf16 caller's HF cos/sin, in place": lambda: K.rope_qk_cos_sin(*prefill, *hf, inplace=True),
+    }
 
 
-@pytest.mark.parametrize("spec", list(AOT.values()), ids=list(AOT))
-def test_kernel_compiles_for_an_h100_without_spilling(spec):
-    """A real compile for sm_90, disassembled. The interpreter forgives what the compiler does not: this
-    test found a tail-copy index that the quadrant branch had shadowed (pointer + float). Computing in
-    float32, no thread touches local memory (no spills). In float64 the math library's cos and sin keep
-    an array on the stack for huge arguments, which the kernel's angles in [-π, π) never reach."""
-    from ropebook.kernels.aot import compile_kernel, sass_stats
+@pytest.mark.parametrize("case", ["bf16 decode, table", "bf16 prefill, computed, library", "bf16 decode, computed, quadrant",
+                                  "fp16 interleaved, positions, forward and backward", "fp32 packed, partial rotary, quadrant",
+                                  "fp64, computed", "bf16 caller's HF cos/sin, in place"])
+def test_kernel_compiles_for_an_h100_without_spilling(case):
+    """A real compile for sm_90 of the launches these calls make, specialized by Triton's own binder, and
+    disassembled. The interpreter forgives what the compiler does not: this test found a tail-copy index
+    that the quadrant branch had shadowed (pointer + float). Computing in float32, no thread touches local
+    memory (no spills). In float64 the math library's cos and sin keep an array on the stack for huge
+    arguments, which the kernel's angles in [-π, π) never reach."""
+    from ropebook.kernels.aot import compile_launches, sass_stats
 
-    stats = sass_stats(compile_kernel(**spec))
-    assert stats["instructions"] > 100, stats
-    if spec.get("dtype") != "fp64":
-        assert stats["local"] == 0 and stats["stack_bytes"] == 0, stats
+    kernels = compile_launches(_aot_cases()[case])
+    assert len(kernels) == (2 if "backward" in case else 1)
+    for kernel in kernels:
+        stats = sass_stats(kernel)
+        assert stats["instructions"] > 100, stats
+        if "fp64" not in case:
+            assert stats["local"] == 0 and stats["stack_bytes"] == 0, stats
 
 
-def test_quadrant_cos_sin_compiles_to_less_code():
-    """What ch-rope-gpu says of SINCOS="quadrant" without a GPU to time it: fewer instructions and
-    branches (no second range reduction, no slow path) than the math library's cos and sin."""
-    from ropebook.kernels.aot import compile_kernel, sass_stats
+def test_benchmark_shapes_compile_to_wide_loads_and_quadrant_to_less_code():
+    """The benchmark's decode and 1k prefill, compiled for an H100: q and k move in 128-bit loads, and
+    SINCOS="quadrant" gives fewer instructions and branches than the math library (ch-rope-gpu says so)."""
+    from ropebook.kernels import rope_triton
+    from ropebook.kernels.aot import compile_launches, sass_stats
 
-    for config in ((1, 8, 2), (1, 8, 4)):
-        library = sass_stats(compile_kernel(config=config))
-        quadrant = sass_stats(compile_kernel(config=config, sincos="quadrant"))
+    cache = K.rope_cache(128, max_position=1024)
+    decode = qk(B=64, T=1, HQ=32, HK=8, D=128, dtype=torch.bfloat16)
+    offsets = torch.randint(0, 1000, (64,), dtype=torch.int32).to(DEVICE)
+    prefill = qk(B=1, T=1024, HQ=32, HK=8, D=128, dtype=torch.bfloat16)
+    for q, k, off in ((*decode, offsets), (*prefill, 0)):
+        stats = {}
+        for sincos in ("libdevice", "quadrant"):
+            rope_triton.SINCOS = sincos
+            try:
+                (kernel,) = compile_launches(lambda: K.rope_qk(q, k, cache, offsets=off, angles="kernel"))
+            finally:
+                rope_triton.SINCOS = "libdevice"
+            stats[sincos] = sass_stats(kernel)
+        (table,) = compile_launches(lambda: K.rope_qk(q, k, cache, offsets=off, angles="table"))
+        for st in (*stats.values(), sass_stats(table)):
+            assert st["widest_load_bits"] == 128, st
+        library, quadrant = stats["libdevice"], stats["quadrant"]
         assert quadrant["instructions"] < 0.8 * library["instructions"], (library, quadrant)
         assert quadrant["branches"] < library["branches"], (library, quadrant)

@@ -261,6 +261,9 @@ def launch(q: Tensor, q_out: Tensor, k: Tensor | None, k_out: Tensor | None, *, 
               cu_seqlens is not None, tail > 0 and q_out.data_ptr() != q.data_ptr(),
               tl.float64 if q.dtype == torch.float64 else tl.float32,
               int(SINCOS == "quadrant" and turns is not None and q.dtype != torch.float64))  # in _CONSTEXPRS order
+    if _capture is not None:  # ropebook.kernels.aot records the launch to compile it for a GPU that is not here
+        _capture.append((grid, num_warps, args, consts))
+        return
     if q.is_cuda:
         if q.device.index != torch.cuda.current_device():  # Triton launches on the current device
             with torch.cuda.device(q.device):
@@ -274,6 +277,7 @@ def launch(q: Tensor, q_out: Tensor, k: Tensor | None, k_out: Tensor | None, *, 
 _CONSTEXPRS = ("HALF", "TAIL", "BLOCK_HALF", "BLOCK_TAIL", "BLOCK_T", "BLOCK_H", "INTERLEAVED", "CONJ", "ANGLES",
                "POS_MODE", "VARLEN", "COPY_TAIL", "COMPUTE", "SINCOS")
 _compiled: dict = {}  # launch key -> triton CompiledKernel
+_capture: list | None = None  # while a list (ropebook.kernels.aot), launch() appends its arguments there and runs nothing
 _direct = [True]  # False once the direct launch has failed on this Triton: then always through the JIT
 
 
