@@ -4,6 +4,8 @@
 - ``rope_qk_cos_sin(q, k, cos, sin, ...)``: the same, with cos/sin the caller formed (Hugging Face's convention).
 - ``rope_cache(rotary_dim, ...)``: what the kernel reads about the frequencies, built once.
 - ``hf_apply_rotary_pos_emb``, ``patch_hf(module)``: the same kernel as a drop-in for a Hugging Face model.
+- ``ropebook.kernels.aot`` (imported on its own): compile the launches a call makes for a GPU that is not
+  here, and count the machine code.
 - ``apply_cos_sin``: the hook behind ``rb.apply_rope(..., backend="triton")``.
 
 ``import ropebook`` never imports this package; ``apply_rope`` imports it lazily.
