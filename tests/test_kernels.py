@@ -494,6 +494,10 @@ def test_hf_drop_in_compares_halves_once_per_forward_pass(monkeypatch):
         assert len(calls) == 2  # cos and sin, once, for 2 layers
         model(ids)
         assert len(calls) == 4  # a new forward pass: new tensors, compared again
+    with torch.inference_mode(), K.patch_hf(llama):  # inference tensors have no version counter
+        want = model(ids).logits
+    torch.testing.assert_close(want, model(ids).logits.detach(), rtol=1e-5, atol=1e-6)
+    assert len(calls) == 6
     q, k = qk(B=1, T=3, HQ=2, HK=1, D=8)
     c, s = rb.rope_cos_sin(torch.arange(3), 8)
     cos, sin = torch.cat((c, c), -1).to(DEVICE), torch.cat((s, s), -1).to(DEVICE)

@@ -37,7 +37,7 @@ def _check_halves(cos: Tensor, sin: Tensor) -> None:
     (a device sync on CUDA) runs once per pass, not once per layer; it is skipped while a CUDA graph is
     being captured, where a sync is not allowed (the eager warm-up before capture has compared them)."""
     c_ref, s_ref, c_ver, s_ver = _checked
-    if c_ref is not None and c_ref() is cos and s_ref() is sin and c_ver == cos._version and s_ver == sin._version:
+    if c_ref is not None and c_ref() is cos and s_ref() is sin and c_ver == _version(cos) and s_ver == _version(sin):
         return
     if cos.is_cuda and torch.cuda.is_current_stream_capturing():
         return
@@ -48,7 +48,14 @@ def _check_halves(cos: Tensor, sin: Tensor) -> None:
                 f"hf_apply_rotary_pos_emb: {name} must hold each value twice, {name}[..., :{h}] == {name}[..., {h}:], "
                 f"as Hugging Face's rotary modules build it (cat((freqs, freqs), -1)); its halves differ, "
                 f"largest difference {(x[..., :h] - x[..., h:]).abs().max().item():.3g}")
-    _checked[:] = [weakref.ref(cos), weakref.ref(sin), cos._version, sin._version]
+    _checked[:] = [weakref.ref(cos), weakref.ref(sin), _version(cos), _version(sin)]
+
+
+def _version(x: Tensor):
+    """The tensor's in-place version counter; None for an inference tensor (torch.inference_mode), which
+    has none: the same inference tensor is then compared once, even if changed in place (no Hugging Face
+    model changes its cos or sin in place)."""
+    return None if x.is_inference() else x._version
 
 
 def hf_apply_rotary_pos_emb(q: Tensor, k: Tensor, cos: Tensor, sin: Tensor, unsqueeze_dim: int = 1) -> tuple[Tensor, Tensor]:
