@@ -42,6 +42,13 @@ def compile_launches(call, *, arch: int = 90) -> list:
     ``call`` runs with the launcher recording, not launching (CPU tensors are fine: their data pointers
     decide alignment as a GPU's would). Returns one Triton compiled kernel per launch, in order; its
     ``.asm`` holds ``ptx`` and ``cubin``.
+
+    >>> import torch
+    >>> from ropebook import kernels as K
+    >>> q = torch.zeros(64, 1, 32, 128, dtype=torch.bfloat16).transpose(1, 2)   # a decoding step, (B, H, T, D)
+    >>> (kernel,) = compile_launches(lambda: K.rope_qk(q, None, K.rope_cache(128)))
+    >>> sass_stats(kernel)["widest_load_bits"]   # q moves in 16-byte loads
+    128
     """
     if rope_triton._capture is not None:
         raise RuntimeError("compile_launches: already recording launches (not re-entrant)")

@@ -72,6 +72,16 @@ def hf_apply_rotary_pos_emb(q: Tensor, k: Tensor, cos: Tensor, sin: Tensor, unsq
 
     Unlike Hugging Face's formula, which multiplies in the input dtype (bf16 for a bf16 model), the
     kernel rotates in float32 and rounds once to the output dtype.
+
+    >>> import os, ropebook as rb
+    >>> from unittest import mock
+    >>> q, k = torch.randn(1, 4, 3, 8), torch.randn(1, 2, 3, 8)     # (B, H, T, D)
+    >>> c, s = rb.rope_cos_sin(torch.arange(3), 8)                   # (T, D/2)
+    >>> cos, sin = torch.cat((c, c), -1), torch.cat((s, s), -1)      # Hugging Face's (T, D)
+    >>> with mock.patch.dict(os.environ, TRITON_INTERPRET="1"):      # CPU tensors: Triton's interpreter
+    ...     qr, kr = hf_apply_rotary_pos_emb(q, k, cos, sin)
+    >>> torch.allclose(qr, rb.apply_rope(q), atol=1e-6) and torch.allclose(kr, rb.apply_rope(k), atol=1e-6)
+    True
     """
     fn = "hf_apply_rotary_pos_emb"
     if unsqueeze_dim not in (1, 2):
