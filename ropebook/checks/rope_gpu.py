@@ -1,4 +1,5 @@
-"""Checkers for the exercises of ``ch-rope-gpu``: the bytes a RoPE call must move, and fixed-point angles.
+"""Checkers for the exercises of ``ch-rope-gpu``: the bytes a RoPE call must move, fixed-point angles, and
+cos and sin after an exact reduction to a quarter turn.
 
 >>> check_rope_bytes(lambda B, T, n_q_heads, n_kv_heads, head_dim, itemsize: 0).passed
 False
@@ -13,7 +14,7 @@ import numpy as np
 
 from ropebook.checks._core import Case, CheckResult, check_function
 
-__all__ = ["check_rope_bytes", "check_fixed_point_angle"]
+__all__ = ["check_rope_bytes", "check_fixed_point_angle", "check_quarter_turn_cos_sin"]
 
 
 def _rope_bytes_reference(B, T, n_q_heads, n_kv_heads, head_dim, itemsize):
@@ -54,3 +55,35 @@ def check_fixed_point_angle(fn: Any) -> CheckResult:
              for top, theta in [(100, 1.0), (1_000_000, 1.0), (2**31, 0.0137)]]
     return check_function("fixed_point_angle", fn, _fixed_point_angle_reference, cases, atol=1e-12, rtol=0,
                           hint="turns = round(θ/2π · 2^64) as uint64; m·turns wraps; view as int64 and scale by 2π/2^64.")
+
+
+def _quarter_turn_cos_sin_reference(u):
+    angle = np.asarray(u, dtype=np.int64).astype(np.float64) * (2 * math.pi / 2.0**64)  # float64: error ~1e-16
+    return np.cos(angle).astype(np.float32), np.sin(angle).astype(np.float32)  # correctly rounded, nearly
+
+
+QUARTER_TURN_ULPS = 1.5  # the tolerance, in units of 2^-23: the reduction passes, a float32 angle does not
+
+
+def check_quarter_turn_cos_sin(fn: Any) -> CheckResult:
+    """Check ``quarter_turn_cos_sin(u)``: float32 cos and sin of the fixed-point angle 2π·u/2^64, accurate
+    to ``QUARTER_TURN_ULPS`` units of 2^-23 (an exact reduction to a quarter turn gets within 0.5 here;
+    converting the whole angle to float32 first is off by over 2 on these cases).
+
+    Shapes: ``u`` a numpy int64 array (wrapped products m·τ) → a tuple of two float32 arrays like u.
+
+    >>> check_quarter_turn_cos_sin(_quarter_turn_cos_sin_reference)
+    Correct: quarter_turn_cos_sin agrees with the reference on all 3 cases.
+    >>> shortcut = lambda u: tuple(f(u.astype(np.float32) * np.float32(2 * math.pi / 2**64)) for f in (np.cos, np.sin))
+    >>> check_quarter_turn_cos_sin(shortcut).passed
+    False
+    """
+    rng = np.random.default_rng(0)
+    edges = np.array([0, 1, -1, 2**61, 2**61 - 1, -(2**61), 2**62, -(2**62), 2**63 - 1, -(2**63)], dtype=np.int64)
+    cases = [Case((np.concatenate([edges, rng.integers(-(2**63), 2**63 - 1, 4096, dtype=np.int64)]),),
+                  label=f"u: 4106 fixed-point angles, draw {i}") for i in range(1, 4)]
+    return check_function("quarter_turn_cos_sin", fn, _quarter_turn_cos_sin_reference, cases,
+                          atol=QUARTER_TURN_ULPS * 2.0**-23, rtol=0,
+                          hint="quarter = ((u + 2^61) >> 62) & 3; rest = ((u + 2^61) & (2^62 - 1)) - 2^61, then float32 "
+                               "and × 2π/2^64; cos and sin of rest in float32; odd quarters swap them; "
+                               "quarters 1, 2 negate cos and 2, 3 negate sin.")

@@ -1,0 +1,107 @@
+"""The ch-rope-gpu checkers: each passes its solution, fails wrong and malformed answers with a clear message, never raises."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from ropebook.checks import rope_gpu as checks
+
+TWO_PI_OVER_2_64 = 2 * math.pi / 2**64
+
+# ----------------------------------------------------------------------------- solutions (as in the book)
+
+
+def rope_bytes(B, T, n_q_heads, n_kv_heads, head_dim, itemsize):
+    return 2 * B * T * (n_q_heads + n_kv_heads) * head_dim * itemsize
+
+
+def fixed_point_angle(m, theta):
+    tau = np.uint64(round(math.fmod(theta / (2 * math.pi), 1.0) * 2.0**64) % 2**64)
+    return (np.asarray(m, dtype=np.uint64) * tau).view(np.int64).astype(np.float64) * TWO_PI_OVER_2_64
+
+
+def quarter_turn_cos_sin(u, *, floor=False, swap=True, signs=True):
+    """The book's solution; the keywords make the plausible mistakes below (floor: the quarter below,
+    not the nearest, which is still right, only less accurate)."""
+    v = u if floor else u + np.int64(2**61)
+    quarter = (v >> 62) & 3
+    low = v & np.int64(2**62 - 1)
+    rest = (low if floor else low - np.int64(2**61)).astype(np.float32) * np.float32(TWO_PI_OVER_2_64)
+    c, s = np.cos(rest), np.sin(rest)
+    cos, sin = (np.where(quarter & 1, s, c), np.where(quarter & 1, c, s)) if swap else (c, s)
+    return (np.where((quarter + 1) & 2, -cos, cos), np.where(quarter & 2, -sin, sin)) if signs else (cos, sin)
+
+
+def _float32_angle(u):
+    angle = u.astype(np.float32) * np.float32(TWO_PI_OVER_2_64)
+    return np.cos(angle), np.sin(angle)
+
+
+def _not_implemented(*args):
+    raise NotImplementedError  # ~8 lines
+
+
+SOLUTIONS = {
+    "rope_bytes": (checks.check_rope_bytes, rope_bytes),
+    "fixed_point_angle": (checks.check_fixed_point_angle, fixed_point_angle),
+    "quarter_turn_cos_sin": (checks.check_quarter_turn_cos_sin, quarter_turn_cos_sin),
+    "quarter_turn_cos_sin, the quarter below": (checks.check_quarter_turn_cos_sin, lambda u: quarter_turn_cos_sin(u, floor=True)),
+}
+
+# (checker, answer, words the message must contain)
+WRONG = {
+    "rope_bytes: reads only": (checks.check_rope_bytes, lambda *a: rope_bytes(*a) // 2, ["rope_bytes", "hint"]),
+    "rope_bytes: q heads for k too": (checks.check_rope_bytes, lambda B, T, hq, hk, d, i: rope_bytes(B, T, hq, hq, d, i), ["rope_bytes"]),
+    "fixed_point_angle: float32 before the scaling": (
+        checks.check_fixed_point_angle,
+        lambda m, t: (np.asarray(m, dtype=np.uint64) * np.uint64(round(math.fmod(t / (2 * math.pi), 1.0) * 2.0**64) % 2**64))
+        .view(np.int64).astype(np.float32).astype(np.float64) * TWO_PI_OVER_2_64,
+        ["fixed_point_angle", "entries differ"]),
+    "fixed_point_angle: float m·θ": (checks.check_fixed_point_angle, lambda m, t: np.remainder(m * t + math.pi, 2 * math.pi) - math.pi,
+                                     ["fixed_point_angle", "case 2/3", "m < 1000000"]),
+    "quarter_turn_cos_sin: the whole angle in float32": (checks.check_quarter_turn_cos_sin, _float32_angle,
+                                                         ["quarter_turn_cos_sin", "entries differ", "hint"]),
+    "quarter_turn_cos_sin: no swap for odd quarters": (checks.check_quarter_turn_cos_sin, lambda u: quarter_turn_cos_sin(u, swap=False),
+                                                       ["entries differ"]),
+    "quarter_turn_cos_sin: no signs": (checks.check_quarter_turn_cos_sin, lambda u: quarter_turn_cos_sin(u, signs=False), ["entries differ"]),
+    "quarter_turn_cos_sin: float64": (checks.check_quarter_turn_cos_sin,
+                                      lambda u: tuple(x.astype(np.float64) for x in quarter_turn_cos_sin(u)), ["wrong dtype", "float64"]),
+    "quarter_turn_cos_sin: not implemented": (checks.check_quarter_turn_cos_sin, _not_implemented, ["not implemented yet"]),
+    "quarter_turn_cos_sin: cos only": (checks.check_quarter_turn_cos_sin, lambda u: quarter_turn_cos_sin(u)[0], ["quarter_turn_cos_sin"]),
+    "fixed_point_angle: not callable": (checks.check_fixed_point_angle, 3.14, ["expected a function", "float"]),
+}
+
+
+@pytest.mark.parametrize("name", SOLUTIONS)
+def test_solution_passes(name):
+    checker, answer = SOLUTIONS[name]
+    result = checker(answer)
+    assert result.passed, f"{name}: a right answer fails its checker:\n{result.message}"
+    result.assert_passed()
+
+
+@pytest.mark.parametrize("name", WRONG)
+def test_wrong_answer_fails_with_a_clear_message(name):
+    checker, answer, words = WRONG[name]
+    result = checker(answer)  # must not raise
+    assert not result.passed, f"{name}: a wrong answer passed:\n{result.message}"
+    assert result.message.startswith("✗"), result.message
+    missing = [w for w in words if w not in result.message]
+    assert not missing, f"{name}: message lacks {missing}:\n{result.message}"
+
+
+def test_quarter_turn_tolerance_separates_the_two_ways():
+    """The checker's tolerance sits between what the exact reduction reaches and what a float32 angle
+    reaches on its cases (units of 2^-23): the claim of the exercise, measured, not assumed."""
+    rng = np.random.default_rng(0)
+    u = rng.integers(-(2**63), 2**63 - 1, 4096, dtype=np.int64)
+    angle = u.astype(np.float64) * TWO_PI_OVER_2_64
+    exact = (np.cos(angle), np.sin(angle))
+
+    def units(answer):
+        return max(np.abs(a.astype(np.float64) - e).max() for a, e in zip(answer, exact)) / 2.0**-23
+
+    assert units(quarter_turn_cos_sin(u)) < 1.0 < checks.QUARTER_TURN_ULPS < 2.0 < units(_float32_angle(u))
