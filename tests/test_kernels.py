@@ -616,3 +616,23 @@ def test_benchmark_shapes_compile_to_wide_loads_and_quadrant_to_less_code():
         library, quadrant = stats["libdevice"], stats["quadrant"]
         assert quadrant["instructions"] < 0.8 * library["instructions"], (library, quadrant)
         assert quadrant["branches"] < library["branches"], (library, quadrant)
+        if isinstance(off, torch.Tensor):  # decoding: the table's row needs the offset, and the compiled code waits for it first
+            assert sass_stats(table)["loads_before_first_wait"] == 1
+            assert quadrant["loads_before_first_wait"] >= 3
+
+
+def test_loads_before_first_wait_reads_sass():
+    """The count stops at the first instruction that reads a register a pending load writes; a 128-bit
+    load writes four registers, and ``R8.64`` in an address is the pair R8, R9."""
+    from ropebook.kernels.aot import _loads_before_first_wait
+
+    def sass(*lines):
+        return "\n".join(f"        /*{16 * i:04x}*/                   {line} ;" for i, line in enumerate(lines))
+
+    assert _loads_before_first_wait(sass("LDG.E R15, desc[UR10][R6.64]", "IADD3 R14, P1, R0, R15, RZ",
+                                         "LDG.E.128 R4, desc[UR10][R20.64]")) == 1
+    assert _loads_before_first_wait(sass("LDG.E.128 R4, desc[UR10][R20.64]", "LDG.E.64 R12, desc[UR10][R2.64]",
+                                         "FMUL R0, R7, R13", "LDG.E R1, desc[UR10][R2.64]")) == 2  # R7 is the 4th of R4
+    assert _loads_before_first_wait(sass("LDG.E R9, desc[UR10][R2.64]", "LDG.E R8, desc[UR10][R8.64]",
+                                         "STG.E desc[UR10][R10.64], R1")) == 1  # R8.64 reads R9 too
+    assert _loads_before_first_wait(sass("@P0 LDG.E R3, desc[UR10][R4.64]", "MOV R6, R5", "EXIT")) == 1

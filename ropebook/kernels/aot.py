@@ -83,10 +83,39 @@ def _cuobjdump() -> Path:
     return Path(nvidia.__file__).parent / "bin" / "cuobjdump"
 
 
+def _registers(operand: str) -> set[int]:
+    """The general registers an operand names; ``R8.64`` is the pair R8, R9 (a 64-bit address)."""
+    out = set()
+    for m in re.finditer(r"\bR(\d+)(\.64)?", operand):
+        out.update((int(m.group(1)), int(m.group(1)) + 1) if m.group(2) else (int(m.group(1)),))
+    return out
+
+
+def _loads_before_first_wait(sass: str) -> int:
+    """Global loads a thread issues before its first instruction that needs the result of one of them:
+    the loads in flight together at the start, before the first memory round trip is waited for.
+    Reads the program in order from its start (the first of the kernel's q-or-k copies)."""
+    pending: set[int] = set()
+    count = 0
+    for m in re.finditer(r"^\s+/\*[0-9a-f]{4}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)\s*(.*?)\s*;", sass, flags=re.M):
+        op, operands = m.group(1), [o.strip() for o in m.group(2).split(",")] if m.group(2) else []
+        name = op.split(".")[0]
+        sources = operands if name in ("STG", "ST", "STS", "RED", "ATOM", "BRA", "EXIT") else operands[1:]
+        if pending & set().union(*map(_registers, sources)):
+            return count
+        if name == "LDG":
+            count += 1
+            bits = int((re.findall(r"\.(\d+)\b", op) or [32])[-1])
+            first = min(_registers(operands[0]))
+            pending.update(range(first, first + max(bits // 32, 1)))
+    return count
+
+
 def sass_stats(kernel) -> dict:
     """Counts from a compiled kernel's SASS: instructions, branches, global loads and the widest of them
-    (bits), special-function (MUFU) instructions, local-memory loads and stores (spills, or a stack
-    array), the registers a thread uses and its stack bytes."""
+    (bits), the loads issued before the first wait for one (``loads_before_first_wait``: how many memory
+    round trips overlap at the start), special-function (MUFU) instructions, local-memory loads and
+    stores (spills, or a stack array), the registers a thread uses and its stack bytes."""
     with tempfile.TemporaryDirectory() as d:
         cubin = Path(d) / "kernel.cubin"
         cubin.write_bytes(kernel.asm["cubin"])
@@ -98,6 +127,7 @@ def sass_stats(kernel) -> dict:
     widths = [int((re.findall(r"\.[SU]?(\d+)\b", op) or [32])[-1]) for op in loads]  # LDG.E is 32 bits
     regs, stack = re.search(r"REG:(\d+)", usage), re.search(r"STACK:(\d+)", usage)
     return dict(instructions=len(names), branches=sum(n in ("BRA", "BRX", "JMP", "CALL") for n in names),
-                global_loads=len(loads), widest_load_bits=max(widths, default=0), mufu=names.count("MUFU"),
+                global_loads=len(loads), widest_load_bits=max(widths, default=0),
+                loads_before_first_wait=_loads_before_first_wait(sass), mufu=names.count("MUFU"),
                 local=sum(n in ("LDL", "STL") for n in names), registers=int(regs.group(1)) if regs else None,
                 stack_bytes=int(stack.group(1)) if stack else None)

@@ -2,8 +2,8 @@
 
 A program owns a tile of ``BLOCK_T`` tokens of one sequence and ``BLOCK_H``
 heads of either q or k; the programs of one token tile are neighbours in launch
-order. A program issues its loads of q (or k) first, then finds the tokens'
-positions (``arange`` plus a per-sequence offset, explicit positions, or a
+order. A program asks for its loads of q (or k) first (the compiler may move them),
+then finds the tokens' positions (``arange`` plus a per-sequence offset, explicit positions, or a
 packed batch's ``cu_seqlens``), forms cos and sin once for the tile, and rotates
 every head in it.
 
@@ -93,8 +93,10 @@ def _rope_kernel(
             o_base = O + b * so_b + h[:, None, None] * so_h + row[None, :, None] * so_t
             m3 = h_mask[:, None, None] & m2[None, :, :]  # (BH, BT, BHALF)
 
-            # loads first: they do not depend on the positions, so they are in flight while the
-            # position (a load, for decoding) and then cos/sin (a second load, or arithmetic) arrive
+            # loads first: they do not depend on the positions, so they can be in flight while the
+            # position (a load, for decoding) and then cos/sin (a second load, or arithmetic) arrive.
+            # The compiler may reorder: with a table at decode it issues them after the offset has
+            # arrived (aot.sass_stats' loads_before_first_wait is 1; see ch-rope-gpu)
             if INTERLEAVED:  # pair i is features 2i, 2i + 1: one contiguous load, split below
                 j = tl.arange(0, 2 * BLOCK_HALF)
                 mj = h_mask[:, None, None] & t_mask[None, :, None] & (j < 2 * HALF)[None, None, :]
