@@ -29,11 +29,21 @@ from pathlib import Path
 import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource, make_backend
-from triton.runtime.jit import JITFunction, create_function_from_signature
+from triton.runtime.jit import JITFunction
 
 from ropebook.kernels import rope_triton
 
-__all__ = ["compile_launches", "sass_stats"]
+try:  # Triton's argument binder: an internal API, as in Triton 3.9 (what requirements.txt pins)
+    from triton.runtime.jit import create_function_from_signature
+except ImportError:
+    create_function_from_signature = None
+
+__all__ = ["compile_launches", "sass_stats", "supported"]
+
+
+def supported() -> bool:
+    """Whether this Triton has the internals ``compile_launches`` uses (its binder and ``_pack_args``)."""
+    return create_function_from_signature is not None and hasattr(JITFunction, "_pack_args")
 
 
 def compile_launches(call, *, arch: int = 90) -> list:
@@ -50,6 +60,9 @@ def compile_launches(call, *, arch: int = 90) -> list:
     >>> sass_stats(kernel)["widest_load_bits"]   # q moves in 16-byte loads
     128
     """
+    if not supported():
+        raise RuntimeError(f"compile_launches: needs Triton's argument binder (create_function_from_signature, "
+                           f"JITFunction._pack_args), as in Triton 3.9; this is Triton {triton.__version__}")
     if rope_triton._capture is not None:
         raise RuntimeError("compile_launches: already recording launches (not re-entrant)")
     rope_triton._capture = captured = []
