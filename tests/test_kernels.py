@@ -293,6 +293,20 @@ def test_bad_input_message(case):
 
 
 @pytest.mark.skipif(DEVICE == "cuda", reason="the CPU-without-interpreter error")
+def test_sincos_block_sets_and_restores():
+    from ropebook.kernels import rope_triton
+
+    before = rope_triton.SINCOS
+    with pytest.raises(RuntimeError, match="inside"):
+        with rope_triton.sincos("quadrant"):
+            assert rope_triton.SINCOS == "quadrant"
+            raise RuntimeError("inside")
+    assert rope_triton.SINCOS == before
+    with pytest.raises(ValueError, match=r"method must be 'libdevice' or 'quadrant', got 'poly'"):
+        with rope_triton.sincos("poly"):
+            pass
+
+
 def test_unknown_sincos_is_a_clear_error(monkeypatch):
     from ropebook.kernels import rope_triton
 
@@ -563,13 +577,10 @@ def _aot_cases():
     position modes, layouts, the backward's CONJ, packed batches, the copied tail, caller-formed cos/sin."""
     from ropebook.kernels import rope_triton
 
-    def with_sincos(sincos, call):
+    def with_sincos(method, call):
         def run():
-            before, rope_triton.SINCOS = rope_triton.SINCOS, sincos
-            try:
+            with rope_triton.sincos(method):
                 call()
-            finally:
-                rope_triton.SINCOS = before
         return run
 
     def backward_fp16():
@@ -635,11 +646,8 @@ def test_benchmark_shapes_compile_to_wide_loads_and_quadrant_to_less_code():
     for q, k, off in ((*decode, offsets), (*prefill, 0)):
         stats = {}
         for sincos in ("libdevice", "quadrant"):
-            rope_triton.SINCOS = sincos
-            try:
+            with rope_triton.sincos(sincos):
                 (kernel,) = compile_launches(lambda: K.rope_qk(q, k, cache, offsets=off, angles="kernel"))
-            finally:
-                rope_triton.SINCOS = "libdevice"
             stats[sincos] = sass_stats(kernel)
         (table,) = compile_launches(lambda: K.rope_qk(q, k, cache, offsets=off, angles="table"))
         for st in (*stats.values(), sass_stats(table)):

@@ -134,11 +134,8 @@ def _contenders(B, T, q_mem, k_mem, offsets, tables):
     from ropebook.kernels import rope_triton
 
     def quadrant(inplace):  # the experimental cos/sin of computed angles (rope_triton.SINCOS), to decide on it
-        before, rope_triton.SINCOS = rope_triton.SINCOS, "quadrant"
-        try:
+        with rope_triton.sincos("quadrant"):
             return K.rope_qk(q, k, cache, offsets=off, angles="kernel", inplace=inplace)
-        finally:
-            rope_triton.SINCOS = before
 
     out["ropebook rope_qk, angles=kernel, quadrant sin/cos"] = (
         lambda: quadrant(False), "computed angles reduced to a quarter turn, polynomial cos/sin", lambda: quadrant(False))
@@ -274,14 +271,14 @@ def sweep(tables) -> list[dict]:
                 for warps in ((1, 2, 4) if T == 1 else (2, 4, 8)):
                     for angles in ("kernel", "table", "quadrant"):  # quadrant: "kernel" with SINCOS="quadrant"
                         cfg = (bt, bh, warps)
-                        orig, orig_sincos = rope_triton.default_config, rope_triton.SINCOS
+                        orig = rope_triton.default_config
                         rope_triton.default_config = lambda T, H, table, cfg=cfg: cfg
-                        rope_triton.SINCOS = "quadrant" if angles == "quadrant" else orig_sincos
                         source = "kernel" if angles == "quadrant" else angles
                         try:
-                            ms = _time(lambda: rope_qk(q, k, tables[0], offsets=off, angles=source), T == 1, rep=60)
+                            with rope_triton.sincos("quadrant" if angles == "quadrant" else rope_triton.SINCOS):
+                                ms = _time(lambda: rope_qk(q, k, tables[0], offsets=off, angles=source), T == 1, rep=60)
                         finally:
-                            rope_triton.default_config, rope_triton.SINCOS = orig, orig_sincos
+                            rope_triton.default_config = orig
                         rows.append(dict(case=name, BLOCK_T=bt, BLOCK_H=bh, num_warps=warps, angles=angles, us=ms * 1e3))
         best = sorted((r for r in rows if r["case"] == name), key=lambda r: r["us"])[:6]
         for r in best:

@@ -29,6 +29,7 @@ Chapter: ``ch-rope-gpu``.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 
@@ -207,6 +208,20 @@ fixed-point angle reduced exactly to the nearest quarter turn and degree-7/8 pol
 more accurate: within 1 unit of 2^-23 where the library's way measured 2.5 (tests/test_kernels.py and
 ch-rope-gpu). Its speed on a GPU is not measured yet; the GPU benchmark times it (``ropebook.bench``),
 and it becomes the default only if it measures faster. float64 inputs always use the math library."""
+
+
+@contextlib.contextmanager
+def sincos(method: str):
+    """``SINCOS`` set to ``method`` for a ``with`` block, then put back: how the benchmark, the tests and
+    ch-rope-gpu compare the two ways. Launches inside the block compile and run with that way."""
+    global SINCOS
+    if method not in ("libdevice", "quadrant"):
+        raise ValueError(f"rope_triton.sincos: method must be 'libdevice' or 'quadrant', got {method!r}")
+    before, SINCOS = SINCOS, method
+    try:
+        yield
+    finally:
+        SINCOS = before
 
 
 def default_config(T: int, n_heads: int, table: bool) -> tuple[int, int, int]:
