@@ -277,6 +277,7 @@ BAD = {
     "offsets": (lambda q, k, c: K.rope_qk(q, k, c, offsets=-1), ["offsets", "-1"]),
     "offsets shape": (lambda q, k, c: K.rope_qk(q, k, c, offsets=torch.zeros(3, dtype=torch.int32, device=DEVICE)),
                       ["offsets", "(2,)", "(3,)"]),
+    "offsets past int64": (lambda q, k, c: K.rope_qk(q, k, c, offsets=2**63 - 4), ["int64", "offsets=9223372036854775804", "5 tokens"]),
     "table too short": (lambda q, k, c: K.rope_qk(q, k, c, angles="table", offsets=10), ["4 positions", "offsets=10"]),
     "q ndim": (lambda q, k, c: K.rope_qk(q[0], k, c), ["q must be", "(3, 5, 16)"]),
 }

@@ -225,9 +225,11 @@ def rope_qk(q: Tensor, k: Tensor | None, cache: RopeCache, *, layout: str = "hal
         raise ValueError(f"{fn}: offsets must be a non-negative int or an integer tensor of shape ({n_seq},), got offsets={offsets!r}")
     else:
         spec.update(offset=offsets)
-        if angles == "table" and offsets + (max_seqlen if varlen else q.shape[2]) > cache.cos.shape[0]:
-            raise ValueError(f"{fn}: the table holds {cache.cos.shape[0]} positions, got offsets={offsets} and "
-                             f"{max_seqlen if varlen else q.shape[2]} tokens")
+        n_tokens = max_seqlen if varlen else q.shape[2]
+        if offsets + n_tokens > 2**63:  # the kernel's positions are int64
+            raise ValueError(f"{fn}: positions must fit in int64: offsets + tokens <= 2**63, got offsets={offsets} and {n_tokens} tokens")
+        if angles == "table" and offsets + n_tokens > cache.cos.shape[0]:
+            raise ValueError(f"{fn}: the table holds {cache.cos.shape[0]} positions, got offsets={offsets} and {n_tokens} tokens")
     return _run(fn, q, k, inplace, spec)
 
 
