@@ -7,6 +7,7 @@ the same tests run natively on the GPU.
 """
 
 import os
+import re
 import subprocess
 import sys
 from unittest import mock
@@ -676,3 +677,47 @@ def test_loads_before_first_wait_reads_sass():
     assert _loads_before_first_wait(sass("LDG.E R9, desc[UR10][R2.64]", "LDG.E R8, desc[UR10][R8.64]",
                                          "STG.E desc[UR10][R10.64], R1")) == 1  # R8.64 reads R9 too
     assert _loads_before_first_wait(sass("@P0 LDG.E R3, desc[UR10][R4.64]", "MOV R6, R5", "EXIT")) == 1
+
+
+@pytest.mark.skipif(DEVICE == "cuda", reason="what the GPU benchmark does on a machine without one")
+def test_gpu_benchmark_without_cuda_says_so_and_checks_the_kernel():
+    """``python -m ropebook.bench gpu`` in CI: it prints no time, says plainly that it measured none, and
+    runs its CPU-safe part (the kernel under the interpreter against rb.apply_rope); without Triton it says that."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    r = subprocess.run([sys.executable, "-m", "ropebook.bench", "gpu", "--quick"], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "GPU numbers were NOT measured" in r.stdout and not re.search(r"\d\s*(us|µs|GB/s)\b", r.stdout), r.stdout
+    assert "kernel under TRITON_INTERPRET=1 agrees with rb.apply_rope" in r.stdout, r.stdout
+    code = "import sys; sys.modules['triton'] = None; from ropebook.bench import main; sys.exit(main(['gpu']))"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert r.returncode == 0 and "triton is not installed" in r.stdout and "NOT measured" in r.stdout, (r.stdout, r.stderr)
+
+
+@pytest.mark.parametrize("source", ["kernel", "table", "quadrant", "cos_sin"])
+@pytest.mark.parametrize("inplace", [False, True])
+def test_sweep_variants_launch_what_they_name(source, inplace):
+    """The GPU sweep forces a tile configuration and an angle source: the launch it makes must carry that
+    configuration and source, and still rotate correctly (it decides the defaults, so it must time what it says)."""
+    from ropebook.kernels import bench, rope_triton
+
+    cache = K.rope_cache(16, max_position=64, device=DEVICE)
+    q, k = qk(B=2, T=1, HQ=4, HK=2, D=16, dtype=torch.bfloat16)
+    off = torch.tensor([3, 40], device=DEVICE)
+    pos = off[:, None] + torch.arange(1, device=DEVICE)  # (B, T)
+    cos, sin = cache.cos[pos], cache.sin[pos]  # (B, T, r/2)
+    q0, k0, default_config = q.clone(), k.clone(), rope_triton.default_config
+    call = bench._variant(q, k, cache, off, cos, sin, source, (1, 2, 1), inplace)
+    rope_triton._capture = captured = []
+    try:
+        call()
+    finally:
+        rope_triton._capture = None
+    ((grid, num_warps, _, consts),) = captured
+    c = dict(zip(rope_triton._CONSTEXPRS, consts))
+    assert (c["BLOCK_T"], c["BLOCK_H"], num_warps) == (1, 2, 1) and grid[0] == 2 + 1  # 4 q heads and 2 k heads, 2 a block
+    assert c["ANGLES"] == (0 if source in ("table", "cos_sin") else 1) and c["SINCOS"] == (source == "quadrant")
+    assert rope_triton.default_config is default_config and rope_triton.SINCOS == "libdevice"  # both put back
+    qr, kr = call()
+    assert_close_dtype(qr, rb.apply_rope(q0, offset=off.view(2, 1, 1)))
+    assert_close_dtype(kr, rb.apply_rope(k0, offset=off.view(2, 1, 1)))
+    assert (qr.data_ptr() == q.data_ptr()) == inplace

@@ -15,7 +15,9 @@ which includes Python launch overhead where it exceeds the flush. Optional conte
 ``$ROPEBOOK_FLASH_ROTARY`` (the file ``flash_attn/ops/triton/rotary.py``).
 Every contender is timed in ``$ROPEBOOK_BENCH_ROUNDS`` rounds (default 3); the
 table gives the median and the range. Set ``$ROPEBOOK_BENCH_JSON`` to write the results there; ``$ROPEBOOK_BENCH_SWEEP=1``
-also times the kernel's tile configurations. Without CUDA it says so and
+also times the kernel's tile configurations and angle sources in one round, then the fastest of them and
+the defaults against Liger-Kernel in ``$ROPEBOOK_SWEEP_ROUNDS`` interleaved rounds (default 5), written to
+``$ROPEBOOK_SWEEP_JSON``. Without CUDA it says so and
 checks only the kernel's agreement under the Triton interpreter.
 
 Chapter: ``ch-rope-gpu``.
@@ -254,36 +256,127 @@ def _host_us(fn, n=100, batches=7) -> float:
     return statistics.median(per_call)
 
 
-def sweep(tables) -> list[dict]:
-    """Time the kernel over tile configurations (BLOCK_T, BLOCK_H, num_warps) and both angle sources."""
-    from ropebook.kernels import rope_triton
-    from ropebook.kernels.autograd import rope_qk
+SOURCES = ("kernel", "table", "quadrant", "cos_sin")
+"""Where the sweep's kernel gets cos and sin: computed (math library), the cache's table, computed with
+``rope_triton.SINCOS="quadrant"``, or ``rope_qk_cos_sin`` reading float32 ``(B, T, r/2)`` values that the
+caller formed for its positions (Liger's and Hugging Face's convention: no position lookup in the kernel)."""
+FINAL_ROUNDS = int(os.environ.get("ROPEBOOK_SWEEP_ROUNDS", "5"))  # interleaved rounds of the finals
 
+
+def default_of(source: str, T: int) -> tuple[int, int, int]:
+    """The tile configuration ``rope_triton.default_config`` gives a source at T tokens (our head counts)."""
+    from ropebook.kernels import rope_triton
+
+    return rope_triton.default_config(T, max(HQ, HK), source in ("table", "cos_sin"))
+
+
+def finalists(rows: list[dict], case: str, n: int = 5) -> list[tuple[str, tuple[int, int, int]]]:
+    """(source, (BLOCK_T, BLOCK_H, num_warps)) worth timing again: the n fastest of the single-round sweep of
+    ``case``, then each source's default configuration (it is what users get, so it is always in the final).
+
+    >>> rows = [dict(case="prefill T=1024", angles=a, BLOCK_T=1, BLOCK_H=h, num_warps=2, us=u)
+    ...         for a, h, u in (("table", 8, 3.0), ("table", 16, 1.0), ("kernel", 8, 2.0))]
+    >>> finalists(rows, "prefill T=1024", n=1)   # the fastest, then the table's and the kernel's defaults
+    [('table', (1, 16, 2)), ('table', (1, 8, 4)), ('kernel', (1, 8, 2))]
+    """
+    mine = sorted((r for r in rows if r["case"] == case and r.get("stage", "sweep") == "sweep"), key=lambda r: r["us"])
+    if not mine:
+        raise ValueError(f"finalists: no sweep rows for case={case!r}")
+    out = [(r["angles"], (r["BLOCK_T"], r["BLOCK_H"], r["num_warps"])) for r in mine[:n]]
+    T = 1 if case.startswith("decode") else int(case.split("=")[1])
+    for source in dict.fromkeys(r["angles"] for r in mine):
+        if (source, default_of(source, T)) not in out:
+            out.append((source, default_of(source, T)))
+    return out
+
+
+def _variant(q, k, cache, off, cos, sin, source: str, cfg, inplace: bool = False):
+    """A zero-argument call of the kernel with one angle source and tile configuration forced."""
+    import contextlib
+
+    from ropebook import kernels as K
+    from ropebook.kernels import rope_triton
+
+    def call():
+        orig = rope_triton.default_config
+        rope_triton.default_config = lambda T, H, table: cfg
+        try:
+            with rope_triton.sincos("quadrant") if source == "quadrant" else contextlib.nullcontext():
+                if source == "cos_sin":
+                    return K.rope_qk_cos_sin(q, k, cos, sin, inplace=inplace)
+                return K.rope_qk(q, k, cache, offsets=off, angles="table" if source == "table" else "kernel",
+                                 inplace=inplace)
+        finally:
+            rope_triton.default_config = orig
+
+    return call
+
+
+def sweep(tables) -> list[dict]:
+    """Time the kernel over tile configurations (BLOCK_T, BLOCK_H, num_warps) and the angle ``SOURCES`` in one
+    round, then time the finalists (out of place and in place) against Liger-Kernel and a copy in
+    ``FINAL_ROUNDS`` interleaved rounds: the run that decides a default (rows with ``stage="final"``)."""
     rows = []
+    cache, cos_t, sin_t = tables
     for name, B, T in shapes(False):
+        if T == 4096:
+            continue
         q_mem, k_mem, offsets = _inputs(B, T)
         q, k = q_mem.transpose(1, 2), k_mem.transpose(1, 2)
         off = offsets if T == 1 else 0
-        if T == 4096:
-            continue
+        pos = offsets[:, None].long() + torch.arange(T, device="cuda")  # (B, T)
+        cos, sin = cos_t[pos], sin_t[pos]  # (B, T, D/2) float32, as rope_qk_cos_sin takes them
         for bt in ([1] if T == 1 else [1, 2]):
             for bh in (4, 8, 16, 32):
                 for warps in ((1, 2, 4) if T == 1 else (2, 4, 8)):
-                    for angles in ("kernel", "table", "quadrant"):  # quadrant: "kernel" with SINCOS="quadrant"
-                        cfg = (bt, bh, warps)
-                        orig = rope_triton.default_config
-                        rope_triton.default_config = lambda T, H, table, cfg=cfg: cfg
-                        source = "kernel" if angles == "quadrant" else angles
-                        try:
-                            with rope_triton.sincos("quadrant" if angles == "quadrant" else rope_triton.SINCOS):
-                                ms = _time(lambda: rope_qk(q, k, tables[0], offsets=off, angles=source), T == 1, rep=60)
-                        finally:
-                            rope_triton.default_config = orig
-                        rows.append(dict(case=name, BLOCK_T=bt, BLOCK_H=bh, num_warps=warps, angles=angles, us=ms * 1e3))
+                    for source in SOURCES:
+                        ms = _time(_variant(q, k, cache, off, cos, sin, source, (bt, bh, warps)), T == 1, rep=60)
+                        rows.append(dict(case=name, stage="sweep", BLOCK_T=bt, BLOCK_H=bh, num_warps=warps, angles=source,
+                                         us=ms * 1e3))
         best = sorted((r for r in rows if r["case"] == name), key=lambda r: r["us"])[:6]
         for r in best:
-            print(f"sweep {name:>16} BT={r['BLOCK_T']:>2} BH={r['BLOCK_H']} w={r['num_warps']} {r['angles']:>6}: {r['us']:8.2f} us")
+            print(f"sweep {name:>16} BT={r['BLOCK_T']:>2} BH={r['BLOCK_H']} w={r['num_warps']} {r['angles']:>8}: {r['us']:8.2f} us")
+        rows += _final(name, T, q_mem, k_mem, q, k, cache, off, cos, sin, finalists(rows, name))
     return rows
+
+
+def _final(name, T, q_mem, k_mem, q, k, cache, off, cos, sin, chosen) -> list[dict]:
+    """Time the chosen variants, out of place and in place, against Liger-Kernel (in place, HF's bf16
+    cos/sin) and a device copy of the same bytes, every contender once per round; print medians and ranges."""
+    contenders = {}
+    src = torch.empty(q_mem.numel() + k_mem.numel(), device="cuda", dtype=torch.bfloat16).normal_()
+    dst = torch.empty_like(src)
+    contenders["device copy (same bytes)"] = (dict(contender="device copy (same bytes)"), lambda: dst.copy_(src))
+    if importlib.util.find_spec("liger_kernel") is not None:
+        from liger_kernel.ops.rope import LigerRopeFunction
+
+        cos_hf = torch.cat((cos, cos), -1).to(torch.bfloat16)  # (B, T, D), what HF's rotary module hands Liger
+        sin_hf = torch.cat((sin, sin), -1).to(torch.bfloat16)
+        contenders["Liger-Kernel rope (in place)"] = (dict(contender="Liger-Kernel rope (in place)"),
+                                                      lambda: LigerRopeFunction.apply(q, k, cos_hf, sin_hf))
+    for source, cfg in chosen:
+        for inplace in (False, True):
+            label = f"ropebook {source:<8} BT={cfg[0]} BH={cfg[1]:<2} w={cfg[2]}{' in place' if inplace else ''}"
+            meta = dict(BLOCK_T=cfg[0], BLOCK_H=cfg[1], num_warps=cfg[2], angles=source, inplace=inplace,
+                        default=cfg == default_of(source, T))
+            contenders[label] = (meta, _variant(q, k, cache, off, cos, sin, source, cfg, inplace))
+    q0, k0 = q_mem.clone(), k_mem.clone()
+    rounds: dict[str, list[float]] = {label: [] for label in contenders}
+    for _ in range(FINAL_ROUNDS):
+        for label, (_, fn) in contenders.items():
+            q_mem.copy_(q0)  # fresh inputs for every contender: in-place ones rotate them many times
+            k_mem.copy_(k0)
+            rounds[label].append(_time(fn, T == 1, rep=60) * 1e3)
+    out = []
+    for label, (meta, _) in contenders.items():
+        out.append(dict(case=name, stage="final", **meta, rounds_us=rounds[label], us=statistics.median(rounds[label])))
+    liger = next((r["us"] for r in out if r.get("contender", "").startswith("Liger")), None)
+    print(f"\nfinal {name}: median of {FINAL_ROUNDS} interleaved rounds" + ("" if liger else " (Liger-Kernel not installed)"))
+    for label, r in sorted(zip(contenders, out), key=lambda lr: lr[1]["us"]):
+        ratio = f"{r['us'] / liger:6.3f}x Liger" if liger else ""
+        print(f"  {label:<44} {r['us']:8.2f} us  {min(r['rounds_us']):7.2f}-{max(r['rounds_us']):<7.2f} {ratio}"
+              + ("  (default)" if r.get("default") else ""))
+    return out
 
 
 def gpu(args) -> int:
