@@ -326,17 +326,74 @@ def test_cpu_without_interpreter_is_a_clear_error(monkeypatch):
         rb.apply_rope(q, backend="triton")
 
 
+def _captured_args(angles="table"):
+    """The argument list of one decode-shaped launch, recorded instead of run."""
+    from ropebook.kernels import rope_triton
+
+    q, k = qk(B=2, T=1, HQ=4, HK=2, D=16, dtype=torch.bfloat16)
+    rope_triton._capture = captured = []
+    try:
+        K.rope_qk(q, k, K.rope_cache(16, max_position=64, device=DEVICE), offsets=torch.tensor([3, 9], device=DEVICE),
+                  angles=angles)
+    finally:
+        rope_triton._capture = None
+    return list(captured[0][2])
+
+
+def _variants(args):
+    """Argument lists that differ from ``args`` in one place: a pointer shifted off 16-byte alignment or of
+    another dtype; an integer set to values on either side of what Triton specializes on; the float changed."""
+    buf = torch.zeros(64, dtype=torch.float32)
+    ints = (0, 1, 2, 16, 17, 48, 2**31 - 16, 2**31 - 1, 2**31, 2**31 + 16, 2**32, 2**63 - 16, 2**63, 2**63 + 16)
+    for i, a in enumerate(args):
+        for b in ((buf[:8], buf[1:9], buf[:8].to(torch.bfloat16), buf[:8].to(torch.int64)) if isinstance(a, torch.Tensor)
+                  else (0.5, 1.0) if isinstance(a, float) else ints):
+            yield args[:i] + [b] + args[i + 1:]
+
+
 def test_launch_key_separates_what_triton_specializes_on():
     """The direct-launch cache reuses a compiled kernel only for arguments Triton would compile the same."""
-    from ropebook.kernels.rope_triton import _spec_key
+    from ropebook.kernels.rope_triton import _POINTERS, _spec_key
+
+    args = _captured_args()
+    assert all(isinstance(a, torch.Tensor) for a in args[:_POINTERS]) and isinstance(args[-1], float)
+    assert all(type(a) is int for a in args[_POINTERS:-1])
+
+    def key_with(i, value):
+        return _spec_key(args[:i] + [value] + args[i + 1:])
 
     buf = torch.zeros(64, dtype=torch.bfloat16)
-    aligned, shifted = buf[:32], buf[1:33]  # data pointers 16-byte aligned, and 2 bytes past that
-    assert _spec_key((aligned,)) != _spec_key((shifted,))
-    assert _spec_key((aligned,)) != _spec_key((aligned.float(),))
-    keys = [_spec_key((v,)) for v in (1, 16, 17, 2**31, 2**31 + 1)]
+    assert key_with(0, buf[:32]) != key_with(0, buf[1:33]) != key_with(0, buf[:32].float())
+    keys = [key_with(_POINTERS, v) for v in (1, 16, 17, 2**31, 2**31 + 1, 2**63)]
     assert len(set(keys)) == len(keys)
-    assert _spec_key((32,)) == _spec_key((48,)) and _spec_key((3,)) == _spec_key((5,))
+    assert key_with(_POINTERS, 32) == key_with(_POINTERS, 48) and key_with(_POINTERS, 3) == key_with(_POINTERS, 5)
+
+
+@pytest.mark.parametrize("angles", ["table", "kernel"])
+def test_launch_key_is_as_fine_as_the_pinned_tritons_specialization(angles):
+    """Equal launch keys must mean equal specialization by Triton's own argument binder, over argument lists
+    that differ in one place from a real launch's (so a cached kernel is never reused where Triton would
+    have compiled another one: say, one that assumes a 16-byte-aligned pointer)."""
+    from ropebook.kernels import aot
+    from ropebook.kernels.rope_triton import _CONSTEXPRS, _rope_kernel, _spec_key
+
+    if not aot.supported():  # only off the pinned Triton: test_aot_works_with_the_pinned_triton fails on it
+        pytest.skip("this Triton has no argument binder to compare with")
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import make_backend
+    from triton.runtime.jit import JITFunction
+
+    fn = JITFunction(_rope_kernel)
+    binder = aot.create_function_from_signature(fn.signature, fn.params, make_backend(GPUTarget("cuda", 90, 32)))
+    consts = dict(zip(_CONSTEXPRS, (8, 0, 8, 1, 1, 2, False, False, 0, 1, False, False, None, 0)))
+    consts["COMPUTE"] = __import__("triton").language.float32
+    seen: dict = {}
+    variants = list(_variants(_captured_args(angles)))
+    for v in variants:
+        _, specialization, _ = binder(*v, **consts, num_warps=4, debug=False)
+        seen.setdefault(_spec_key(v), set()).add(tuple(specialization))
+    assert all(len(specs) == 1 for specs in seen.values()), [s for s in seen.values() if len(s) > 1][:2]
+    assert 10 < len(seen) < len(variants)  # the key does merge argument lists, and does tell many apart
 
 
 def test_direct_launch_passes_constants_in_the_kernels_order():

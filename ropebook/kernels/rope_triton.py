@@ -293,23 +293,20 @@ def launch(q: Tensor, q_out: Tensor, k: Tensor | None, k_out: Tensor | None, *, 
 
 _CONSTEXPRS = ("HALF", "TAIL", "BLOCK_HALF", "BLOCK_TAIL", "BLOCK_T", "BLOCK_H", "INTERLEAVED", "CONJ", "ANGLES",
                "POS_MODE", "VARLEN", "COPY_TAIL", "COMPUTE", "SINCOS")
+_POINTERS = 10  # the kernel's tensor arguments, Q … CU_SEQLENS, come first
 _compiled: dict = {}  # launch key -> triton CompiledKernel
 _capture: list | None = None  # while a list (ropebook.kernels.aot), launch() appends its arguments there and runs nothing
 _direct = [True]  # False once the direct launch has failed on this Triton: then always through the JIT
 
 
 def _spec_key(args) -> tuple:
-    """What Triton specializes a compiled kernel on, per argument: a tensor's dtype and 16-byte alignment;
-    an integer's being 1, its divisibility by 16 and whether it fits 32 bits; a float's type."""
-    key = []
-    for a in args:
-        if isinstance(a, Tensor):
-            key.append((a.dtype, a.data_ptr() % 16 == 0))
-        elif isinstance(a, int):
-            key.append(1 if a == 1 else (a % 16 == 0, -2**31 <= a < 2**31))
-        else:
-            key.append(float)
-    return tuple(key)
+    """What Triton specializes a compiled kernel on, per argument: a pointer's dtype and 16-byte alignment;
+    an integer's being 1, its divisibility by 16, whether it fits 32 bits and whether it needs unsigned 64
+    (tests/test_kernels.py checks this against the pinned Triton's own binder). The kernel's arguments are
+    ``_POINTERS`` tensors, then integers, then one float (``launch`` builds them in that order)."""
+    return (tuple([(a.dtype, a.data_ptr() & 15 == 0) for a in args[:_POINTERS]]),
+            tuple([1 if a == 1 else ((a & 15) == 0, -2147483648 <= a < 2147483648, a >= 9223372036854775808)
+                   for a in args[_POINTERS:-1]]))
 
 
 def _launch_cuda(device: torch.device, grid, num_warps: int, args: tuple, consts: tuple) -> None:
