@@ -326,8 +326,8 @@ def test_cpu_without_interpreter_is_a_clear_error(monkeypatch):
         rb.apply_rope(q, backend="triton")
 
 
-def _captured_args(angles="table"):
-    """The argument list of one decode-shaped launch, recorded instead of run."""
+def _captured_args(angles="table", consts=False):
+    """The argument list of one decode-shaped launch, recorded instead of run (and its constexprs, by name)."""
     from ropebook.kernels import rope_triton
 
     q, k = qk(B=2, T=1, HQ=4, HK=2, D=16, dtype=torch.bfloat16)
@@ -337,7 +337,8 @@ def _captured_args(angles="table"):
                   angles=angles)
     finally:
         rope_triton._capture = None
-    return list(captured[0][2])
+    args = list(captured[0][2])
+    return (args, dict(zip(rope_triton._CONSTEXPRS, captured[0][3]))) if consts else args
 
 
 def _variants(args):
@@ -375,7 +376,7 @@ def test_launch_key_is_as_fine_as_the_pinned_tritons_specialization(angles):
     that differ in one place from a real launch's (so a cached kernel is never reused where Triton would
     have compiled another one: say, one that assumes a 16-byte-aligned pointer)."""
     from ropebook.kernels import aot
-    from ropebook.kernels.rope_triton import _CONSTEXPRS, _rope_kernel, _spec_key
+    from ropebook.kernels.rope_triton import _rope_kernel, _spec_key
 
     if not aot.supported():  # only off the pinned Triton: test_aot_works_with_the_pinned_triton fails on it
         pytest.skip("this Triton has no argument binder to compare with")
@@ -385,15 +386,49 @@ def test_launch_key_is_as_fine_as_the_pinned_tritons_specialization(angles):
 
     fn = JITFunction(_rope_kernel)
     binder = aot.create_function_from_signature(fn.signature, fn.params, make_backend(GPUTarget("cuda", 90, 32)))
-    consts = dict(zip(_CONSTEXPRS, (8, 0, 8, 1, 1, 2, False, False, 0, 1, False, False, None, 0)))
-    consts["COMPUTE"] = __import__("triton").language.float32
+    args, consts = _captured_args(angles, consts=True)
     seen: dict = {}
-    variants = list(_variants(_captured_args(angles)))
+    variants = list(_variants(args))
     for v in variants:
         _, specialization, _ = binder(*v, **consts, num_warps=4, debug=False)
         seen.setdefault(_spec_key(v), set()).add(tuple(specialization))
     assert all(len(specs) == 1 for specs in seen.values()), [s for s in seen.values() if len(s) > 1][:2]
     assert 10 < len(seen) < len(variants)  # the key does merge argument lists, and does tell many apart
+
+
+def test_address_arithmetic_is_32_bit_only_where_every_offset_fits(monkeypatch):
+    """32-bit offsets where the storages of q, k, their outputs and the tables hold fewer than 2^31 elements
+    (a view's offsets are bounded by its storage), 64-bit otherwise; both rotate the same."""
+    import triton.language as tl
+
+    from ropebook.kernels import rope_triton
+
+    fits = rope_triton._fits_int32
+    small = torch.zeros(4, 8)
+    assert fits(small, None, small[:, :2])
+    assert fits(torch.empty(2**31 - 1, dtype=torch.int8, device="meta"))  # meta: a storage size, no memory
+    assert not fits(small, torch.empty(2**31, dtype=torch.int8, device="meta"))
+    assert fits(torch.empty(2**30, dtype=torch.bfloat16, device="meta"))  # elements count, not bytes
+    assert not fits(torch.empty(2**31, dtype=torch.bfloat16, device="meta")[:4])  # a small view of a large storage
+
+    q, k = qk(B=2, T=5, HQ=3, HK=1, D=16, dtype=torch.bfloat16)
+    cache = K.rope_cache(16, max_position=64, device=DEVICE)
+    offsets = torch.tensor([3, 40], device=DEVICE)
+    results = {}
+    for wide in (False, True):
+        if wide:
+            monkeypatch.setattr(rope_triton, "_fits_int32", lambda *tensors: False)
+        rope_triton._capture = captured = []
+        try:
+            K.rope_qk(q, k, cache, offsets=offsets, angles="table")
+        finally:
+            rope_triton._capture = None
+        assert dict(zip(rope_triton._CONSTEXPRS, captured[0][3]))["IDX"] == (tl.int64 if wide else tl.int32)
+        results[wide] = K.rope_qk(q, k, cache, offsets=offsets, angles="table")
+    for x, y in zip(results[False], results[True]):
+        assert torch.equal(x, y)
+    assert_close_dtype(results[True][0], rb.apply_rope(q, offset=offsets.view(2, 1, 1), backend="torch"))
+    assert_close_dtype(results[True][1], rb.apply_rope(k, offset=offsets.view(2, 1, 1), backend="torch"))
 
 
 def test_direct_launch_passes_constants_in_the_kernels_order():
@@ -642,6 +677,12 @@ def _aot_cases():
                 call()
         return run
 
+    def wide(call):  # as for tensors whose storages pass 2^31 elements
+        def run():
+            with mock.patch.object(rope_triton, "_fits_int32", lambda *tensors: False):
+                call()
+        return run
+
     def backward_fp16():
         q, k = (x.detach().requires_grad_() for x in qk(B=2, T=3, HQ=4, HK=2, D=16, dtype=torch.float16))
         positions = torch.tensor([[5, 1, 9], [0, 3, 30]], device=DEVICE)
@@ -668,12 +709,14 @@ def _aot_cases():
         "fp32 packed, partial rotary, quadrant": with_sincos("quadrant", packed_fp32),
         "fp64, computed": lambda: K.rope_qk(*qk(D=16, dtype=torch.float64), K.rope_cache(16)),
         "bf16 caller's HF cos/sin, in place": lambda: K.rope_qk_cos_sin(*prefill, *hf, inplace=True),
+        "bf16 decode, table, 64-bit addresses": wide(lambda: K.rope_qk(*decode, table, offsets=offsets, angles="table")),
     }
 
 
 @pytest.mark.parametrize("case", ["bf16 decode, table", "bf16 prefill, computed, library", "bf16 decode, computed, quadrant",
                                   "fp16 interleaved, positions, forward and backward", "fp32 packed, partial rotary, quadrant",
-                                  "fp64, computed", "bf16 caller's HF cos/sin, in place"])
+                                  "fp64, computed", "bf16 caller's HF cos/sin, in place",
+                                  "bf16 decode, table, 64-bit addresses"])
 def test_kernel_compiles_for_an_h100_without_spilling(case):
     """A real compile for sm_90 of the launches these calls make, specialized by Triton's own binder, and
     disassembled. The interpreter forgives what the compiler does not: this test found a tail-copy index

@@ -14,7 +14,9 @@ which includes Python launch overhead where it exceeds the flush. Optional conte
 ``liger_kernel``) and flash-attn's Triton rotary kernel, loaded by path from
 ``$ROPEBOOK_FLASH_ROTARY`` (the file ``flash_attn/ops/triton/rotary.py``).
 Every contender is timed in ``$ROPEBOOK_BENCH_ROUNDS`` rounds (default 3); the
-table gives the median and the range. Set ``$ROPEBOOK_BENCH_JSON`` to write the results there; ``$ROPEBOOK_BENCH_SWEEP=1``
+table gives the median and the range. Set ``$ROPEBOOK_BENCH_JSON`` to write the results there, with the
+device, driver, versions, command and the SHA-256 of the kernel's source file (``kernel_sha256``: which
+kernel was timed); ``$ROPEBOOK_BENCH_SWEEP=1``
 also times the kernel's tile configurations and angle sources in one round, then the fastest of them and
 the defaults against Liger-Kernel in ``$ROPEBOOK_SWEEP_ROUNDS`` interleaved rounds (default 5), written to
 ``$ROPEBOOK_SWEEP_JSON``. Without CUDA it says so and
@@ -25,6 +27,7 @@ Chapter: ``ch-rope-gpu``.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -33,6 +36,7 @@ import subprocess
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -454,7 +458,11 @@ def gpu(args) -> int:
             if importlib.util.find_spec(pkg) is not None:
                 versions[pkg] = getattr(__import__(pkg), "__version__", None) or _dist_version(pkg)
         versions["flash_attn_rotary"] = os.environ.get("ROPEBOOK_FLASH_ROTARY_VERSION")
+        from ropebook.kernels import rope_triton
+
+        kernel_sha256 = hashlib.sha256(Path(rope_triton.__file__).read_bytes()).hexdigest()  # which kernel was timed
         meta = dict(device=props.name, sm_count=props.multi_processor_count, driver=driver, versions=versions,
+                    kernel_sha256=kernel_sha256,
                     command=os.environ.get("ROPEBOOK_BENCH_COMMAND") or " ".join(
                         [f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("ROPEBOOK_")]
                         + ["python -m ropebook.bench gpu"]),

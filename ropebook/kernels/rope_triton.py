@@ -20,7 +20,10 @@ cos and sin come one of two ways (``ANGLES``):
   experiment) from polynomials after an exact reduction to a quarter turn.
 
 Inputs are loaded, upcast to the compute dtype (float32, float64 for float64
-inputs), rotated, and stored in the input dtype. ``CONJ`` rotates by −θ (the
+inputs), rotated, and stored in the input dtype. The head counts are constants
+of the compile, and offsets are 32-bit unless a storage holds 2^31 elements or
+more (``IDX``): what a program computes before its first load is on the
+critical path of a few-microsecond decoding step. ``CONJ`` rotates by −θ (the
 backward pass). This module holds the kernel and its launcher only; the
 autograd wrapper and the public API are in ``ropebook.kernels.autograd``.
 
@@ -49,34 +52,45 @@ def _rope_kernel(
     Q, QO, K, KO,  # input and output pointers of q and k (output == input in place)
     COS, SIN, TURNS,  # a (P, r/2) table (ANGLES=0) or (r/2,) int64 fixed-point turns (ANGLES=1)
     POS, OFFSETS, CU_SEQLENS,  # (B, T) positions / (B,) offsets / (B + 1,) packed-batch starts
-    n_q_blocks, n_blocks, HQ, HK, T,  # head blocks of q, of q and k together; heads of q and k; tokens
+    T,  # tokens a sequence (the longest, packed)
     sq_b, sq_h, sq_t, sqo_b, sqo_h, sqo_t,  # strides of q and its output (feature stride 1)
     sk_b, sk_h, sk_t, sko_b, sko_h, sko_t,  # strides of k and its output
     cs_b, cs_t, n_pos, sp_b, sp_t,  # strides of the table (batch, position), its positions; strides of positions
     offset, factor,  # a scalar position offset; the scaling rule's attention factor
+    HQ: tl.constexpr, HK: tl.constexpr,  # heads of q and of k (0: no k)
     HALF: tl.constexpr, TAIL: tl.constexpr,  # r/2 rotated pairs; D - r features passed through
     BLOCK_HALF: tl.constexpr, BLOCK_TAIL: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_H: tl.constexpr,
     INTERLEAVED: tl.constexpr, CONJ: tl.constexpr, ANGLES: tl.constexpr, POS_MODE: tl.constexpr,
-    VARLEN: tl.constexpr, COPY_TAIL: tl.constexpr, COMPUTE: tl.constexpr, SINCOS: tl.constexpr,
+    VARLEN: tl.constexpr, COPY_TAIL: tl.constexpr, COMPUTE: tl.constexpr, SINCOS: tl.constexpr, IDX: tl.constexpr,
 ):
     # ---- which tokens and heads. The head blocks of one token tile are neighbours in launch order
     # (q's blocks, then k's), so the GPU sweeps each tensor once, front to back. (Token tiles as the
     # slow index made one sweep per head block, strided: measurably slower, see ch-rope-gpu.)
+    # Head counts are constants of the compile (a model has one pair): the division below is by a
+    # constant, and a mask that is always true is known to be, so the loads carry no predicate.
+    n_q_blocks: tl.constexpr = (HQ + BLOCK_H - 1) // BLOCK_H
+    n_blocks: tl.constexpr = n_q_blocks + (HK + BLOCK_H - 1) // BLOCK_H
     pid = tl.program_id(0)
-    b = tl.program_id(1).to(tl.int64)
+    b = tl.program_id(1).to(IDX)
     pid_t = pid // n_blocks
     pid_h = pid % n_blocks
     t = pid_t * BLOCK_T + tl.arange(0, BLOCK_T)  # (BT,) t counts within the sequence, row indexes memory
     if VARLEN:
-        start = tl.load(CU_SEQLENS + b).to(tl.int64)
-        end = tl.load(CU_SEQLENS + b + 1).to(tl.int64)
+        start = tl.load(CU_SEQLENS + b).to(IDX)
+        end = tl.load(CU_SEQLENS + b + 1).to(IDX)
         t_mask = t < end - start
         row = start + t  # (BT,) token index in the packed tensor
     else:
-        t_mask = t < T
-        row = t.to(tl.int64)
+        if BLOCK_T == 1:  # the grid has exactly T token tiles
+            t_mask = tl.full([BLOCK_T], 1, tl.int1)
+        else:
+            t_mask = t < T
+        row = t.to(IDX)
     i = tl.arange(0, BLOCK_HALF)  # (BHALF,) pair index
-    i_mask = i < HALF
+    if BLOCK_HALF == HALF:
+        i_mask = tl.full([BLOCK_HALF], 1, tl.int1)
+    else:
+        i_mask = i < HALF
     m2 = t_mask[:, None] & i_mask[None, :]  # (BT, BHALF)
 
     # ---- q or k: the body is written once and compiled twice (``which`` is a constant)
@@ -88,8 +102,11 @@ def _rope_kernel(
             X, O, n_heads, h0 = K, KO, HK, (pid_h - n_q_blocks) * BLOCK_H
             sx_b, sx_h, sx_t, so_b, so_h, so_t = sk_b, sk_h, sk_t, sko_b, sko_h, sko_t
         if (pid_h < n_q_blocks) == (which == 0):
-            h = (h0 + tl.arange(0, BLOCK_H)).to(tl.int64)  # (BH,)
-            h_mask = h < n_heads
+            h = (h0 + tl.arange(0, BLOCK_H)).to(IDX)  # (BH,)
+            if n_heads % BLOCK_H == 0:
+                h_mask = tl.full([BLOCK_H], 1, tl.int1)
+            else:
+                h_mask = h < n_heads
             x_base = X + b * sx_b + h[:, None, None] * sx_h + row[None, :, None] * sx_t  # (BH, BT, 1)
             o_base = O + b * so_b + h[:, None, None] * so_h + row[None, :, None] * so_t
             m3 = h_mask[:, None, None] & m2[None, :, :]  # (BH, BT, BHALF)
@@ -118,8 +135,11 @@ def _rope_kernel(
             else:  # explicit positions
                 pos = tl.load(POS + b * sp_b + row * sp_t, mask=t_mask, other=0).to(tl.int64)
             if ANGLES == 0:  # a position outside the table reads nothing and comes out NaN, not garbage
-                table = b * cs_b + pos[:, None] * cs_t + i[None, :]
-                mt = m2 & ((pos >= 0) & (pos < n_pos))[:, None]
+                table = b * cs_b + pos.to(IDX)[:, None] * cs_t + i[None, :]  # masked where pos is out of range
+                if POS_MODE == 0:  # arange + a scalar: the launcher checked the range, the load needs no test
+                    mt = m2
+                else:  # positions from a tensor on the device: checked here, where they are
+                    mt = m2 & ((pos >= 0) & (pos < n_pos))[:, None]
                 cos = tl.load(COS + table, mask=mt, other=float("nan")).to(COMPUTE)  # (BT, BHALF)
                 sin = tl.load(SIN + table, mask=mt, other=float("nan")).to(COMPUTE)
             else:
@@ -195,6 +215,17 @@ def _kernel_for(device: torch.device):
     return _interpreted
 
 
+def _fits_int32(*tensors) -> bool:
+    """Whether every element offset the kernel forms in these tensors (None: skipped) is below 2^31: then
+    its address arithmetic is 32-bit (one multiply-add a term instead of three), else 64-bit. A view lies
+    inside its storage, so the storage's size in elements bounds every offset from the view's start.
+    (0.9 µs a call on a 2-core CI machine; summing (size - 1) · stride over the dimensions took 6.9.)"""
+    for t in tensors:
+        if t is not None and t.untyped_storage().nbytes() >= 2**31 * t.element_size():
+            return False
+    return True
+
+
 def _pow2(n: int) -> int:
     """The smallest power of two >= n (n >= 1); plain Python, cheaper per call than triton's helper."""
     return 1 << (n - 1).bit_length()
@@ -259,8 +290,7 @@ def launch(q: Tensor, q_out: Tensor, k: Tensor | None, k_out: Tensor | None, *, 
         HK = k.shape[1]
         ks, kos = k.stride()[:3], k_out.stride()[:3]
     block_t, block_h, num_warps = config or default_config(T, max(HQ, HK), cos is not None)
-    n_q_blocks = -(-HQ // block_h)
-    n_blocks = n_q_blocks + -(-HK // block_h)
+    n_blocks = -(-HQ // block_h) + -(-HK // block_h)
     grid = (-(-T // block_t) * n_blocks, B, 1)  # three axes: a compiled kernel's direct launch reads grid[2]
     if B > 65535:
         raise ValueError(f"ropebook.kernels: at most 65535 sequences a launch (grid axis 1), got {B}")
@@ -272,12 +302,14 @@ def launch(q: Tensor, q_out: Tensor, k: Tensor | None, k_out: Tensor | None, *, 
             dummy if cos is None else cos, dummy if sin is None else sin, dummy if turns is None else turns,
             dummy if positions is None else positions, dummy if offsets is None else offsets,
             dummy if cu_seqlens is None else cu_seqlens,
-            n_q_blocks, n_blocks, HQ, HK, T, *qs, *qos, *ks, *kos, *cos_strides, n_pos, *pos_strides, offset, factor)
-    consts = (half, tail, _pow2(half), _pow2(max(tail, 1)), block_t, block_h, layout == "interleaved", conj,
+            T, *qs, *qos, *ks, *kos, *cos_strides, n_pos, *pos_strides, offset, factor)
+    consts = (HQ, HK, half, tail, _pow2(half), _pow2(max(tail, 1)), block_t, block_h, layout == "interleaved", conj,
               0 if cos is not None else 1, 2 if positions is not None else (1 if offsets is not None else 0),
               cu_seqlens is not None, tail > 0 and q_out.data_ptr() != q.data_ptr(),
               tl.float64 if q.dtype == torch.float64 else tl.float32,
-              int(SINCOS == "quadrant" and turns is not None and q.dtype != torch.float64))  # in _CONSTEXPRS order
+              int(SINCOS == "quadrant" and turns is not None and q.dtype != torch.float64),
+              # sin is indexed exactly as cos (same shape and strides), offsets and cu_seqlens by sequence only
+              tl.int32 if _fits_int32(q, q_out, k, k_out, cos, positions) else tl.int64)  # in _CONSTEXPRS order
     if _capture is not None:  # ropebook.kernels.aot records the launch to compile it for a GPU that is not here
         _capture.append((grid, num_warps, args, consts))
         return
@@ -291,8 +323,8 @@ def launch(q: Tensor, q_out: Tensor, k: Tensor | None, k_out: Tensor | None, *, 
         _kernel_for(q.device)[grid](*args, **dict(zip(_CONSTEXPRS, consts)), num_warps=num_warps)
 
 
-_CONSTEXPRS = ("HALF", "TAIL", "BLOCK_HALF", "BLOCK_TAIL", "BLOCK_T", "BLOCK_H", "INTERLEAVED", "CONJ", "ANGLES",
-               "POS_MODE", "VARLEN", "COPY_TAIL", "COMPUTE", "SINCOS")
+_CONSTEXPRS = ("HQ", "HK", "HALF", "TAIL", "BLOCK_HALF", "BLOCK_TAIL", "BLOCK_T", "BLOCK_H", "INTERLEAVED", "CONJ", "ANGLES",
+               "POS_MODE", "VARLEN", "COPY_TAIL", "COMPUTE", "SINCOS", "IDX")
 _POINTERS = 10  # the kernel's tensor arguments, Q … CU_SEQLENS, come first
 _compiled: dict = {}  # launch key -> triton CompiledKernel
 _capture: list | None = None  # while a list (ropebook.kernels.aot), launch() appends its arguments there and runs nothing
