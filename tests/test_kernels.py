@@ -88,7 +88,9 @@ def test_many_tiles_every_element_written(layout, angles):
 
 
 # (BLOCK_T, BLOCK_H, num_warps), on tiles that do not divide the 7 tokens, 5 q heads and 3 k heads
-CONFIGS = [(1, 16, 4), (2, 2, 4), (4, 4, 2), (8, 1, 1)]
+# (BLOCK_T, BLOCK_H, num_warps[, together]) for Hq = 5, Hk = 3: tiles that do not divide T or the head
+# counts; together, k's share of 3, 1 (exactly), 1 (two programs with none) and 2 (one short) heads
+CONFIGS = [(1, 16, 4), (2, 2, 4), (4, 4, 2), (8, 1, 1), (1, 8, 2, True), (2, 2, 4, True), (1, 1, 1, True), (4, 4, 2, True)]
 
 
 @pytest.mark.parametrize("config", CONFIGS)
@@ -127,6 +129,35 @@ def test_partial_rotary_and_in_place(D, rotary_dim, layout, inplace, angles):
     assert_close_dtype(kr, want_k)
     if inplace:
         assert_close_dtype(q, want_q)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("inplace", [False, True])
+@pytest.mark.parametrize("angles", ANGLES + ["cos_sin"])
+def test_q_and_k_together_in_every_mode(monkeypatch, layout, inplace, angles):
+    """Programs that rotate q's heads and k's share at once (config ``together``): both layouts, partial
+    rotary with its copied tail, in place, every angle source, and (fp64) the backward pass."""
+    from ropebook.kernels import rope_triton
+
+    monkeypatch.setattr(rope_triton, "default_config", lambda T, H, table: (1, 2, 2, True))
+    q, k = qk(D=16, dtype=torch.bfloat16)  # Hq = 3, Hk = 1: two programs a token, the second with no k head
+    r = 12  # r/2 = 6 pairs in a tile of 8, and 4 features passed through
+    want = [rb.apply_rope(x, layout=layout, rotary_dim=r, offset=2) for x in (q, k)]
+    cache = K.rope_cache(r, max_position=16, device=DEVICE)
+    cos, sin = (c.to(DEVICE) for c in rb.rope_cos_sin(torch.arange(2, 7), r))  # (T, r/2) for positions 2..6
+
+    def run(q, k, inplace=False):
+        if angles == "cos_sin":
+            return K.rope_qk_cos_sin(q, k, cos, sin, layout=layout, inplace=inplace)
+        return K.rope_qk(q, k, cache, layout=layout, offsets=2, inplace=inplace, angles=_source(angles))
+
+    qr, kr = run(q, k, inplace)
+    assert (qr.data_ptr() == q.data_ptr()) == inplace
+    assert_close_dtype(qr, want[0])
+    assert_close_dtype(kr, want[1])
+    if not inplace and angles == "kernel":  # the backward (sin negated) in fp64, once a layout (seconds each, interpreted)
+        q64, k64 = (x.detach().requires_grad_() for x in qk(B=1, T=3, D=16, dtype=torch.float64))
+        assert torch.autograd.gradcheck(run, (q64, k64), fast_mode=True)
 
 
 @pytest.mark.parametrize("T", [1, 3])
@@ -683,6 +714,12 @@ def _aot_cases():
                 call()
         return run
 
+    def together(call):  # programs of q's heads with k's share
+        def run():
+            with mock.patch.object(rope_triton, "default_config", lambda T, H, table: (1, 32, 4, True)):
+                call()
+        return run
+
     def backward_fp16():
         q, k = (x.detach().requires_grad_() for x in qk(B=2, T=3, HQ=4, HK=2, D=16, dtype=torch.float16))
         positions = torch.tensor([[5, 1, 9], [0, 3, 30]], device=DEVICE)
@@ -700,6 +737,7 @@ def _aot_cases():
     prefill = qk(B=1, T=64, HQ=8, HK=2, D=128, dtype=torch.bfloat16)
     cos, sin = rb.rope_cos_sin(torch.arange(64), 128)
     hf = tuple(torch.cat((c, c), -1).to(DEVICE, torch.bfloat16)[..., :64] for c in (cos, sin))  # HF's, as views
+    hf_decode = tuple(c[None, 9:10].expand(4, 1, 64) for c in hf)  # (B, T, r/2): position 9 for every sequence
     return {
         "bf16 decode, table": lambda: K.rope_qk(*decode, table, offsets=offsets, angles="table"),
         "bf16 prefill, computed, library": lambda: K.rope_qk(*prefill, table, angles="kernel"),
@@ -710,13 +748,18 @@ def _aot_cases():
         "fp64, computed": lambda: K.rope_qk(*qk(D=16, dtype=torch.float64), K.rope_cache(16)),
         "bf16 caller's HF cos/sin, in place": lambda: K.rope_qk_cos_sin(*prefill, *hf, inplace=True),
         "bf16 decode, table, 64-bit addresses": wide(lambda: K.rope_qk(*decode, table, offsets=offsets, angles="table")),
+        "bf16 decode, caller's cos/sin, q and k together": together(lambda: K.rope_qk_cos_sin(*decode, *hf_decode)),
+        "fp16 interleaved, positions, together, forward and backward": together(backward_fp16),
+        "fp32 packed, partial rotary, quadrant, together": together(with_sincos("quadrant", packed_fp32)),
     }
 
 
 @pytest.mark.parametrize("case", ["bf16 decode, table", "bf16 prefill, computed, library", "bf16 decode, computed, quadrant",
                                   "fp16 interleaved, positions, forward and backward", "fp32 packed, partial rotary, quadrant",
                                   "fp64, computed", "bf16 caller's HF cos/sin, in place",
-                                  "bf16 decode, table, 64-bit addresses"])
+                                  "bf16 decode, table, 64-bit addresses", "bf16 decode, caller's cos/sin, q and k together",
+                                  "fp16 interleaved, positions, together, forward and backward",
+                                  "fp32 packed, partial rotary, quadrant, together"])
 def test_kernel_compiles_for_an_h100_without_spilling(case):
     """A real compile for sm_90 of the launches these calls make, specialized by Triton's own binder, and
     disassembled. The interpreter forgives what the compiler does not: this test found a tail-copy index
@@ -795,7 +838,8 @@ def test_gpu_benchmark_without_cuda_says_so_and_checks_the_kernel():
 
 @pytest.mark.parametrize("source", ["kernel", "table", "quadrant", "cos_sin"])
 @pytest.mark.parametrize("inplace", [False, True])
-def test_sweep_variants_launch_what_they_name(source, inplace):
+@pytest.mark.parametrize("together", [False, True])
+def test_sweep_variants_launch_what_they_name(source, inplace, together):
     """The GPU sweep forces a tile configuration and an angle source: the launch it makes must carry that
     configuration and source, and still rotate correctly (it decides the defaults, so it must time what it says)."""
     from ropebook.kernels import bench, rope_triton
@@ -806,7 +850,7 @@ def test_sweep_variants_launch_what_they_name(source, inplace):
     pos = off[:, None] + torch.arange(1, device=DEVICE)  # (B, T)
     cos, sin = cache.cos[pos], cache.sin[pos]  # (B, T, r/2)
     q0, k0, default_config = q.clone(), k.clone(), rope_triton.default_config
-    call = bench._variant(q, k, cache, off, cos, sin, source, (1, 2, 1), inplace)
+    call = bench._variant(q, k, cache, off, cos, sin, source, (1, 2, 1, together), inplace)
     rope_triton._capture = captured = []
     try:
         call()
@@ -814,7 +858,8 @@ def test_sweep_variants_launch_what_they_name(source, inplace):
         rope_triton._capture = None
     ((grid, num_warps, _, consts),) = captured
     c = dict(zip(rope_triton._CONSTEXPRS, consts))
-    assert (c["BLOCK_T"], c["BLOCK_H"], num_warps) == (1, 2, 1) and grid[0] == 2 + 1  # 4 q heads and 2 k heads, 2 a block
+    assert (c["BLOCK_T"], c["BLOCK_H"], num_warps, c["TOGETHER"]) == (1, 2, 1, together)
+    assert grid[0] == (2 if together else 2 + 1)  # 4 q heads, 2 a block; and 2 k heads: with q's, or 2 a block
     assert c["ANGLES"] == (0 if source in ("table", "cos_sin") else 1) and c["SINCOS"] == (source == "quadrant")
     assert rope_triton.default_config is default_config and rope_triton.SINCOS == "libdevice"  # both put back
     qr, kr = call()

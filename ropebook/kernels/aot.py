@@ -127,7 +127,9 @@ def _loads_before_first_wait(sass: str) -> int:
 def sass_stats(kernel) -> dict:
     """Counts from a compiled kernel's SASS: instructions, branches, the instructions before the first
     global load (``before_first_load``: the address arithmetic every program does before memory can start
-    working for it, which a decoding step's few microseconds feel), global loads and the widest of them
+    working for it, which a decoding step's few microseconds feel), the global loads placed after the first
+    store (in program order: a kernel compiled in two copies, one for q and one for k, counts the second
+    copy's), global loads and the widest of them
     (bits), the loads issued before the first wait for one (``loads_before_first_wait``: how many memory
     round trips overlap at the start), special-function (MUFU) instructions, local-memory loads and
     stores (spills, or a stack array), the registers a thread uses and its stack bytes."""
@@ -143,6 +145,7 @@ def sass_stats(kernel) -> dict:
     regs, stack = re.search(r"REG:(\d+)", usage), re.search(r"STACK:(\d+)", usage)
     return dict(instructions=len(names), branches=sum(n in ("BRA", "BRX", "JMP", "CALL") for n in names),
                 before_first_load=names.index("LDG") if "LDG" in names else None,
+                loads_after_first_store=names[names.index("STG"):].count("LDG") if "STG" in names else 0,
                 global_loads=len(loads), widest_load_bits=max(widths, default=0),
                 loads_before_first_wait=_loads_before_first_wait(sass), mufu=names.count("MUFU"),
                 local=sum(n in ("LDL", "STL") for n in names), registers=int(regs.group(1)) if regs else None,

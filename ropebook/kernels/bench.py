@@ -19,7 +19,8 @@ device, driver, versions, command and the SHA-256 of the kernel's source file (`
 kernel was timed); ``$ROPEBOOK_BENCH_SWEEP=1``
 also times the kernel's tile configurations and angle sources in one round, then the fastest of them and
 the defaults against Liger-Kernel in ``$ROPEBOOK_SWEEP_ROUNDS`` interleaved rounds (default 5), written to
-``$ROPEBOOK_SWEEP_JSON``. Without CUDA it says so and
+``$ROPEBOOK_SWEEP_JSON`` (``$ROPEBOOK_BENCH_SWEEP=only`` skips the main table; ``$ROPEBOOK_SWEEP_CASES``
+picks cases, and the file keeps the rows of the others). Without CUDA it says so and
 checks only the kernel's agreement under the Triton interpreter.
 
 Chapter: ``ch-rope-gpu``.
@@ -267,26 +268,50 @@ caller formed for its positions (Liger's and Hugging Face's convention: no posit
 FINAL_ROUNDS = int(os.environ.get("ROPEBOOK_SWEEP_ROUNDS", "5"))  # interleaved rounds of the finals
 
 
-def default_of(source: str, T: int) -> tuple[int, int, int]:
-    """The tile configuration ``rope_triton.default_config`` gives a source at T tokens (our head counts)."""
+def default_of(source: str, T: int) -> tuple[int, int, int, bool]:
+    """The configuration ``rope_triton.default_config`` gives a source at T tokens (our head counts), as
+    (BLOCK_T, BLOCK_H, num_warps, together)."""
     from ropebook.kernels import rope_triton
 
-    return rope_triton.default_config(T, max(HQ, HK), source in ("table", "cos_sin"))
+    return (*rope_triton.default_config(T, max(HQ, HK), source in ("table", "cos_sin"))[:3], False)
+
+
+def sweep_configs(T: int) -> list[tuple[int, int, int, bool]]:
+    """The (BLOCK_T, BLOCK_H, num_warps, together) the sweep times at T tokens a sequence: programs of one
+    tensor's heads (4 to 32 of them), and programs of q's heads with k's share (``together``; BLOCK_H = 32
+    is one program a token, Liger-Kernel's layout).
+
+    >>> len(sweep_configs(1)), len(sweep_configs(1024)), sweep_configs(1)[-1]
+    (18, 36, (1, 32, 8, True))
+    """
+    out = []
+    for bt in ([1] if T == 1 else [1, 2]):
+        out += [(bt, bh, w, False) for bh in (4, 8, 16, 32) for w in ((1, 2, 4) if T == 1 else (2, 4, 8))]
+        out += [(bt, bh, w, True) for bh in (8, 32) for w in (2, 4, 8)]
+    return out
+
+
+def _sweep_cases() -> list[tuple[str, int, int]]:
+    """The cases the sweep runs: every case but prefill T=4096, or those that ``$ROPEBOOK_SWEEP_CASES``
+    names (comma-separated parts of a case's name, say ``decode,T=1024``), so a run can fit a time limit."""
+    cases = [c for c in shapes(False) if c[2] != 4096]
+    wanted = [w.strip() for w in os.environ.get("ROPEBOOK_SWEEP_CASES", "").split(",") if w.strip()]
+    return [c for c in cases if not wanted or any(w in c[0] for w in wanted)]
 
 
 def finalists(rows: list[dict], case: str, n: int = 5) -> list[tuple[str, tuple[int, int, int]]]:
     """(source, (BLOCK_T, BLOCK_H, num_warps)) worth timing again: the n fastest of the single-round sweep of
     ``case``, then each source's default configuration (it is what users get, so it is always in the final).
 
-    >>> rows = [dict(case="prefill T=1024", angles=a, BLOCK_T=1, BLOCK_H=h, num_warps=2, us=u)
+    >>> rows = [dict(case="prefill T=1024", angles=a, BLOCK_T=1, BLOCK_H=h, num_warps=2, together=False, us=u)
     ...         for a, h, u in (("table", 8, 3.0), ("table", 16, 1.0), ("kernel", 8, 2.0))]
     >>> finalists(rows, "prefill T=1024", n=1)   # the fastest, then the table's and the kernel's defaults
-    [('table', (1, 16, 2)), ('table', (1, 8, 4)), ('kernel', (1, 8, 2))]
+    [('table', (1, 16, 2, False)), ('table', (1, 8, 4, False)), ('kernel', (1, 8, 2, False))]
     """
     mine = sorted((r for r in rows if r["case"] == case and r.get("stage", "sweep") == "sweep"), key=lambda r: r["us"])
     if not mine:
         raise ValueError(f"finalists: no sweep rows for case={case!r}")
-    out = [(r["angles"], (r["BLOCK_T"], r["BLOCK_H"], r["num_warps"])) for r in mine[:n]]
+    out = [(r["angles"], (r["BLOCK_T"], r["BLOCK_H"], r["num_warps"], r.get("together", False))) for r in mine[:n]]
     T = 1 if case.startswith("decode") else int(case.split("=")[1])
     for source in dict.fromkeys(r["angles"] for r in mine):
         if (source, default_of(source, T)) not in out:
@@ -322,24 +347,21 @@ def sweep(tables) -> list[dict]:
     ``FINAL_ROUNDS`` interleaved rounds: the run that decides a default (rows with ``stage="final"``)."""
     rows = []
     cache, cos_t, sin_t = tables
-    for name, B, T in shapes(False):
-        if T == 4096:
-            continue
+    for name, B, T in _sweep_cases():
         q_mem, k_mem, offsets = _inputs(B, T)
         q, k = q_mem.transpose(1, 2), k_mem.transpose(1, 2)
         off = offsets if T == 1 else 0
         pos = offsets[:, None].long() + torch.arange(T, device="cuda")  # (B, T)
         cos, sin = cos_t[pos], sin_t[pos]  # (B, T, D/2) float32, as rope_qk_cos_sin takes them
-        for bt in ([1] if T == 1 else [1, 2]):
-            for bh in (4, 8, 16, 32):
-                for warps in ((1, 2, 4) if T == 1 else (2, 4, 8)):
-                    for source in SOURCES:
-                        ms = _time(_variant(q, k, cache, off, cos, sin, source, (bt, bh, warps)), T == 1, rep=60)
-                        rows.append(dict(case=name, stage="sweep", BLOCK_T=bt, BLOCK_H=bh, num_warps=warps, angles=source,
-                                         us=ms * 1e3))
+        for cfg in sweep_configs(T):
+            for source in SOURCES:
+                ms = _time(_variant(q, k, cache, off, cos, sin, source, cfg), T == 1, rep=60)
+                rows.append(dict(case=name, stage="sweep", BLOCK_T=cfg[0], BLOCK_H=cfg[1], num_warps=cfg[2],
+                                 together=cfg[3], angles=source, us=ms * 1e3))
         best = sorted((r for r in rows if r["case"] == name), key=lambda r: r["us"])[:6]
         for r in best:
-            print(f"sweep {name:>16} BT={r['BLOCK_T']:>2} BH={r['BLOCK_H']} w={r['num_warps']} {r['angles']:>8}: {r['us']:8.2f} us")
+            print(f"sweep {name:>16} BT={r['BLOCK_T']:>2} BH={r['BLOCK_H']} w={r['num_warps']}"
+                  f"{' together' if r['together'] else ''} {r['angles']:>8}: {r['us']:8.2f} us")
         rows += _final(name, T, q_mem, k_mem, q, k, cache, off, cos, sin, finalists(rows, name))
     return rows
 
@@ -360,9 +382,10 @@ def _final(name, T, q_mem, k_mem, q, k, cache, off, cos, sin, chosen) -> list[di
                                                       lambda: LigerRopeFunction.apply(q, k, cos_hf, sin_hf))
     for source, cfg in chosen:
         for inplace in (False, True):
-            label = f"ropebook {source:<8} BT={cfg[0]} BH={cfg[1]:<2} w={cfg[2]}{' in place' if inplace else ''}"
-            meta = dict(BLOCK_T=cfg[0], BLOCK_H=cfg[1], num_warps=cfg[2], angles=source, inplace=inplace,
-                        default=cfg == default_of(source, T))
+            label = (f"ropebook {source:<8} BT={cfg[0]} BH={cfg[1]:<2} w={cfg[2]}{' together' if cfg[3] else ''}"
+                     f"{' in place' if inplace else ''}")
+            meta = dict(BLOCK_T=cfg[0], BLOCK_H=cfg[1], num_warps=cfg[2], together=cfg[3], angles=source,
+                        inplace=inplace, default=cfg == default_of(source, T))
             contenders[label] = (meta, _variant(q, k, cache, off, cos, sin, source, cfg, inplace))
     q0, k0 = q_mem.clone(), k_mem.clone()
     rounds: dict[str, list[float]] = {label: [] for label in contenders}
@@ -378,7 +401,7 @@ def _final(name, T, q_mem, k_mem, q, k, cache, off, cos, sin, chosen) -> list[di
     print(f"\nfinal {name}: median of {FINAL_ROUNDS} interleaved rounds" + ("" if liger else " (Liger-Kernel not installed)"))
     for label, r in sorted(zip(contenders, out), key=lambda lr: lr[1]["us"]):
         ratio = f"{r['us'] / liger:6.3f}x Liger" if liger else ""
-        print(f"  {label:<44} {r['us']:8.2f} us  {min(r['rounds_us']):7.2f}-{max(r['rounds_us']):<7.2f} {ratio}"
+        print(f"  {label:<54} {r['us']:8.2f} us  {min(r['rounds_us']):7.2f}-{max(r['rounds_us']):<7.2f} {ratio}"
               + ("  (default)" if r.get("default") else ""))
     return out
 
@@ -395,7 +418,8 @@ def gpu(args) -> int:
     _FLUSH[0] = torch.empty(2 * torch.cuda.get_device_properties(0).L2_cache_size // 4, device="cuda", dtype=torch.float32)
     tables = (cache, cache.cos, cache.sin)
     rows = []
-    for name, B, T in shapes(args.quick):
+    sweep_only = os.environ.get("ROPEBOOK_BENCH_SWEEP") == "only"
+    for name, B, T in [] if sweep_only else shapes(args.quick):
         q_mem, k_mem, offsets = _inputs(B, T)
         nbytes = moved_bytes(B, T)
         contenders = _contenders(B, T, q_mem, k_mem, offsets, tables)
@@ -445,7 +469,7 @@ def gpu(args) -> int:
                                  + "; eager_us: triton.testing.do_bench median, Python launch included"),
                          results=results))
     out = os.environ.get("ROPEBOOK_BENCH_JSON")
-    if out:
+    if out and not sweep_only:
         props = torch.cuda.get_device_properties(0)
         try:
             driver = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
@@ -470,11 +494,13 @@ def gpu(args) -> int:
         with open(out, "w") as f:
             json.dump(meta, f, indent=1)
         print(f"wrote {out}")
-    if os.environ.get("ROPEBOOK_BENCH_SWEEP") == "1":
+    if os.environ.get("ROPEBOOK_BENCH_SWEEP") in ("1", "only"):
         swept = sweep(tables)
-        if os.environ.get("ROPEBOOK_SWEEP_JSON"):
-            with open(os.environ["ROPEBOOK_SWEEP_JSON"], "w") as f:
-                json.dump(swept, f, indent=1)
+        path = os.environ.get("ROPEBOOK_SWEEP_JSON")
+        if path:  # rows of the cases not swept this time are kept: the sweep can run one case a call
+            done = {r["case"] for r in swept}
+            kept = [r for r in json.loads(Path(path).read_text()) if r["case"] not in done] if Path(path).exists() else []
+            Path(path).write_text(json.dumps(kept + swept, indent=1))
     return 0
 
 

@@ -40,12 +40,119 @@ import torch
 import triton
 import triton.language as tl
 from torch import Tensor
+from triton.runtime.jit import JITFunction
 
 TWO_PI_OVER_2_64 = tl.constexpr(2.0 * math.pi / 2.0**64)  # radians per unit of the fixed-point turn
 QUARTER_TURN = tl.constexpr(2**62)  # a quarter turn, π/2, in the same units
 # Minimax polynomials for sin and cos on [-π/4, π/4] in float32 (S. L. Moshier, Cephes ``sinf.c``/``cosf.c``)
 SIN_C1, SIN_C2, SIN_C3 = tl.constexpr(-1.6666654611e-1), tl.constexpr(8.3321608736e-3), tl.constexpr(-1.9515295891e-4)
 COS_C1, COS_C2, COS_C3 = tl.constexpr(4.166664568298827e-2), tl.constexpr(-1.388731625493765e-3), tl.constexpr(2.443315711809948e-5)
+
+
+class _DeviceFunction(JITFunction):
+    """A helper the kernel calls: inlined into it by Triton's compiler, and run as plain Python by the
+    interpreter (a ``triton.jit`` function refuses to be called outside a compiled kernel, which is where
+    an interpreted kernel calls it)."""
+
+    def __call__(self, *args, **kwargs):
+        from triton.runtime.interpreter import InterpretedFunction
+
+        return InterpretedFunction(self.fn)(*args, **kwargs)
+
+
+def _load_tile(X, b, h, h_mask, row, t_mask, i, m2, sx_b, sx_h, sx_t,
+               HALF: tl.constexpr, TAIL: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_T: tl.constexpr,
+               BLOCK_HALF: tl.constexpr, BLOCK_TAIL: tl.constexpr, INTERLEAVED: tl.constexpr, COPY_TAIL: tl.constexpr,
+               COMPUTE: tl.constexpr):
+    """Heads ``h`` (BH,) of rows ``row`` (BT,) of X: the two features of every pair, each (BH, BT, BHALF)
+    in the compute dtype, and the features past the rotary ones as stored (x1 when nothing passes through)."""
+    base = X + b * sx_b + h[:, None, None] * sx_h + row[None, :, None] * sx_t  # (BH, BT, 1)
+    if INTERLEAVED:  # pair i is features 2i, 2i + 1: one contiguous load, split into even and odd
+        j = tl.arange(0, 2 * BLOCK_HALF)
+        mj = h_mask[:, None, None] & t_mask[None, :, None] & (j < 2 * HALF)[None, None, :]
+        xx = tl.load(base + j[None, None, :], mask=mj, other=0.0)  # (BH, BT, 2·BHALF)
+        x1, x2 = tl.split(tl.reshape(xx.to(COMPUTE), (BLOCK_H, BLOCK_T, BLOCK_HALF, 2)))
+    else:  # pair i is features i, i + r/2
+        m3 = h_mask[:, None, None] & m2[None, :, :]  # (BH, BT, BHALF)
+        x1 = tl.load(base + i[None, None, :], mask=m3, other=0.0).to(COMPUTE)
+        x2 = tl.load(base + HALF + i[None, None, :], mask=m3, other=0.0).to(COMPUTE)
+    if COPY_TAIL:  # partial rotary, out of place: features r … D-1 pass through
+        c = 2 * HALF + tl.arange(0, BLOCK_TAIL)
+        mc = h_mask[:, None, None] & t_mask[None, :, None] & (tl.arange(0, BLOCK_TAIL) < TAIL)[None, None, :]
+        tail = tl.load(base + c[None, None, :], mask=mc)
+    else:
+        tail = x1
+    return x1, x2, tail
+
+
+def _cos_sin(COS, SIN, TURNS, OFFSETS, POS, b, t, row, t_mask, i, i_mask, m2, cs_b, cs_t, n_pos, sp_b, sp_t,
+             offset, factor, ANGLES: tl.constexpr, POS_MODE: tl.constexpr, SINCOS: tl.constexpr,
+             CONJ: tl.constexpr, COMPUTE: tl.constexpr, IDX: tl.constexpr):
+    """The positions of rows ``t`` of sequence ``b``, then cos and sin of their angles, (1, BT, BHALF) in
+    the compute dtype: the same for every head of the tile. sin is negated for the rotation by −θ."""
+    if POS_MODE == 0:  # positions are arange(T) + a scalar offset
+        pos = t.to(tl.int64) + offset
+    elif POS_MODE == 1:  # + a per-sequence offset (decoding with a KV cache)
+        pos = t.to(tl.int64) + tl.load(OFFSETS + b).to(tl.int64)
+    else:  # explicit positions
+        pos = tl.load(POS + b * sp_b + row * sp_t, mask=t_mask, other=0).to(tl.int64)
+    if ANGLES == 0:  # a position outside the table reads nothing and comes out NaN, not garbage
+        table = b * cs_b + pos.to(IDX)[:, None] * cs_t + i[None, :]  # masked where pos is out of range
+        if POS_MODE == 0:  # arange + a scalar: the launcher checked the range, the load needs no test
+            mt = m2
+        else:  # positions from a tensor on the device: checked here, where they are
+            mt = m2 & ((pos >= 0) & (pos < n_pos))[:, None]
+        cos = tl.load(COS + table, mask=mt, other=float("nan")).to(COMPUTE)  # (BT, BHALF)
+        sin = tl.load(SIN + table, mask=mt, other=float("nan")).to(COMPUTE)
+    else:
+        turns = tl.load(TURNS + i, mask=i_mask, other=0)  # (BHALF,) int64
+        u = pos[:, None] * turns[None, :]  # (BT, BHALF) the angle in turns · 2^64: wraps mod 2^64 = mod 2π
+        if SINCOS == 0:  # the math library's cos and sin of the angle in [-π, π)
+            angle = u.to(COMPUTE) * TWO_PI_OVER_2_64
+            cos = tl.cos(angle)
+            sin = tl.sin(angle)
+        else:  # exact reduction to the nearest quarter turn k, then polynomials on |x| <= π/4
+            v = u + QUARTER_TURN // 2  # wraps: fine, only its low 64 bits mean anything
+            quarter = (v >> 62) & 3  # (BT, BHALF) quarter turns, 0..3
+            rest = ((v & (QUARTER_TURN - 1)) - QUARTER_TURN // 2).to(COMPUTE) * TWO_PI_OVER_2_64  # |rest| <= π/4
+            z = rest * rest
+            sin_r = rest + rest * z * (SIN_C1 + z * (SIN_C2 + z * SIN_C3))  # within 0.4 fp32 ulp of 1
+            cos_r = 1.0 - 0.5 * z + z * z * (COS_C1 + z * (COS_C2 + z * COS_C3))  # within 0.6
+            odd = (quarter & 1) == 1  # cos, sin of rest + quarter·π/2: swap for odd quarters, then signs
+            cos = tl.where(odd, sin_r, cos_r)
+            sin = tl.where(odd, cos_r, sin_r)
+            cos = tl.where(((quarter + 1) & 2) != 0, -cos, cos)  # quarters 1, 2
+            sin = tl.where((quarter & 2) != 0, -sin, sin)  # quarters 2, 3
+        cos = cos * factor
+        sin = sin * factor
+    if CONJ:
+        sin = -sin
+    return cos[None, :, :], sin[None, :, :]
+
+
+def _store_tile(O, b, h, h_mask, row, t_mask, i, m2, so_b, so_h, so_t, x1, x2, tail, cos, sin,
+                HALF: tl.constexpr, TAIL: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_T: tl.constexpr,
+                BLOCK_HALF: tl.constexpr, BLOCK_TAIL: tl.constexpr, INTERLEAVED: tl.constexpr, COPY_TAIL: tl.constexpr):
+    """Rotate the pairs (x1, x2) by (cos, sin) and store them, and the tail, into heads ``h`` of O."""
+    base = O + b * so_b + h[:, None, None] * so_h + row[None, :, None] * so_t  # (BH, BT, 1)
+    y1 = x1 * cos - x2 * sin
+    y2 = x2 * cos + x1 * sin
+    if INTERLEAVED:
+        j = tl.arange(0, 2 * BLOCK_HALF)
+        mj = h_mask[:, None, None] & t_mask[None, :, None] & (j < 2 * HALF)[None, None, :]
+        yy = tl.reshape(tl.join(y1, y2), (BLOCK_H, BLOCK_T, 2 * BLOCK_HALF))
+        tl.store(base + j[None, None, :], yy.to(O.dtype.element_ty), mask=mj)
+    else:
+        m3 = h_mask[:, None, None] & m2[None, :, :]
+        tl.store(base + i[None, None, :], y1.to(O.dtype.element_ty), mask=m3)
+        tl.store(base + HALF + i[None, None, :], y2.to(O.dtype.element_ty), mask=m3)
+    if COPY_TAIL:
+        c = 2 * HALF + tl.arange(0, BLOCK_TAIL)
+        mc = h_mask[:, None, None] & t_mask[None, :, None] & (tl.arange(0, BLOCK_TAIL) < TAIL)[None, None, :]
+        tl.store(base + c[None, None, :], tail, mask=mc)
+
+
+_load_tile, _cos_sin, _store_tile = (_DeviceFunction(f) for f in (_load_tile, _cos_sin, _store_tile))
 
 
 def _rope_kernel(
@@ -62,6 +169,7 @@ def _rope_kernel(
     BLOCK_HALF: tl.constexpr, BLOCK_TAIL: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_H: tl.constexpr,
     INTERLEAVED: tl.constexpr, CONJ: tl.constexpr, ANGLES: tl.constexpr, POS_MODE: tl.constexpr,
     VARLEN: tl.constexpr, COPY_TAIL: tl.constexpr, COMPUTE: tl.constexpr, SINCOS: tl.constexpr, IDX: tl.constexpr,
+    TOGETHER: tl.constexpr, BLOCK_HK: tl.constexpr,  # one program for q's heads and k's (then k's tile width)
 ):
     # ---- which tokens and heads. The head blocks of one token tile are neighbours in launch order
     # (q's blocks, then k's), so the GPU sweeps each tensor once, front to back. (Token tiles as the
@@ -69,7 +177,7 @@ def _rope_kernel(
     # Head counts are constants of the compile (a model has one pair): the division below is by a
     # constant, and a mask that is always true is known to be, so the loads carry no predicate.
     n_q_blocks: tl.constexpr = (HQ + BLOCK_H - 1) // BLOCK_H
-    n_blocks: tl.constexpr = n_q_blocks + (HK + BLOCK_H - 1) // BLOCK_H
+    n_blocks: tl.constexpr = n_q_blocks + (1 - TOGETHER) * ((HK + BLOCK_H - 1) // BLOCK_H)
     pid = tl.program_id(0)
     b = tl.program_id(1).to(IDX)
     pid_t = pid // n_blocks
@@ -93,95 +201,54 @@ def _rope_kernel(
         i_mask = i < HALF
     m2 = t_mask[:, None] & i_mask[None, :]  # (BT, BHALF)
 
-    # ---- q or k: the body is written once and compiled twice (``which`` is a constant)
-    for which in tl.static_range(2):
-        if which == 0:
-            X, O, n_heads, h0 = Q, QO, HQ, pid_h * BLOCK_H
-            sx_b, sx_h, sx_t, so_b, so_h, so_t = sq_b, sq_h, sq_t, sqo_b, sqo_h, sqo_t
+    if TOGETHER:  # ---- one program rotates BLOCK_H heads of q and the K_PER heads of k that go with them
+        K_PER: tl.constexpr = (HK + n_q_blocks - 1) // n_q_blocks  # (BLOCK_H >= HQ: all of k, Liger-Kernel's layout)
+        hq = (pid_h * BLOCK_H + tl.arange(0, BLOCK_H)).to(IDX)  # (BH,)
+        if HQ % BLOCK_H == 0:
+            hq_mask = tl.full([BLOCK_H], 1, tl.int1)
         else:
-            X, O, n_heads, h0 = K, KO, HK, (pid_h - n_q_blocks) * BLOCK_H
-            sx_b, sx_h, sx_t, so_b, so_h, so_t = sk_b, sk_h, sk_t, sko_b, sko_h, sko_t
-        if (pid_h < n_q_blocks) == (which == 0):
-            h = (h0 + tl.arange(0, BLOCK_H)).to(IDX)  # (BH,)
-            if n_heads % BLOCK_H == 0:
-                h_mask = tl.full([BLOCK_H], 1, tl.int1)
+            hq_mask = hq < HQ
+        hk = (pid_h * K_PER + tl.arange(0, BLOCK_HK)).to(IDX)  # (BHK,)
+        if BLOCK_HK == K_PER and n_q_blocks * K_PER == HK:
+            hk_mask = tl.full([BLOCK_HK], 1, tl.int1)
+        else:
+            hk_mask = (tl.arange(0, BLOCK_HK) < K_PER) & (hk < HK)
+        # every load of q and k first, then the positions and cos/sin, then the stores: a store to q
+        # could alias k as far as the compiler knows, so a load of k after it would have to wait
+        q1, q2, q_tail = _load_tile(Q, b, hq, hq_mask, row, t_mask, i, m2, sq_b, sq_h, sq_t, HALF, TAIL, BLOCK_H,
+                                    BLOCK_T, BLOCK_HALF, BLOCK_TAIL, INTERLEAVED, COPY_TAIL, COMPUTE)
+        k1, k2, k_tail = _load_tile(K, b, hk, hk_mask, row, t_mask, i, m2, sk_b, sk_h, sk_t, HALF, TAIL, BLOCK_HK,
+                                    BLOCK_T, BLOCK_HALF, BLOCK_TAIL, INTERLEAVED, COPY_TAIL, COMPUTE)
+        cos, sin = _cos_sin(COS, SIN, TURNS, OFFSETS, POS, b, t, row, t_mask, i, i_mask, m2, cs_b, cs_t, n_pos,
+                            sp_b, sp_t, offset, factor, ANGLES, POS_MODE, SINCOS, CONJ, COMPUTE, IDX)
+        _store_tile(QO, b, hq, hq_mask, row, t_mask, i, m2, sqo_b, sqo_h, sqo_t, q1, q2, q_tail, cos, sin, HALF, TAIL,
+                    BLOCK_H, BLOCK_T, BLOCK_HALF, BLOCK_TAIL, INTERLEAVED, COPY_TAIL)
+        _store_tile(KO, b, hk, hk_mask, row, t_mask, i, m2, sko_b, sko_h, sko_t, k1, k2, k_tail, cos, sin, HALF, TAIL,
+                    BLOCK_HK, BLOCK_T, BLOCK_HALF, BLOCK_TAIL, INTERLEAVED, COPY_TAIL)
+    else:  # ---- a program rotates BLOCK_H heads of q or of k: written once, compiled twice (``which``)
+        for which in tl.static_range(2):
+            if which == 0:
+                X, O, n_heads, h0 = Q, QO, HQ, pid_h * BLOCK_H
+                sx_b, sx_h, sx_t, so_b, so_h, so_t = sq_b, sq_h, sq_t, sqo_b, sqo_h, sqo_t
             else:
-                h_mask = h < n_heads
-            x_base = X + b * sx_b + h[:, None, None] * sx_h + row[None, :, None] * sx_t  # (BH, BT, 1)
-            o_base = O + b * so_b + h[:, None, None] * so_h + row[None, :, None] * so_t
-            m3 = h_mask[:, None, None] & m2[None, :, :]  # (BH, BT, BHALF)
-
-            # loads first: they do not depend on the positions, so they can be in flight while the
-            # position (a load, for decoding) and then cos/sin (a second load, or arithmetic) arrive.
-            # The compiler may reorder: with a table at decode it issues them after the offset has
-            # arrived (aot.sass_stats' loads_before_first_wait is 1; see ch-rope-gpu)
-            if INTERLEAVED:  # pair i is features 2i, 2i + 1: one contiguous load, split below
-                j = tl.arange(0, 2 * BLOCK_HALF)
-                mj = h_mask[:, None, None] & t_mask[None, :, None] & (j < 2 * HALF)[None, None, :]
-                xx = tl.load(x_base + j[None, None, :], mask=mj, other=0.0)  # (BH, BT, 2·BHALF)
-            else:  # pair i is features i, i + r/2
-                x1 = tl.load(x_base + i[None, None, :], mask=m3, other=0.0)  # (BH, BT, BHALF)
-                x2 = tl.load(x_base + HALF + i[None, None, :], mask=m3, other=0.0)
-            if COPY_TAIL:  # partial rotary, out of place: features r … D-1 pass through
-                c = 2 * HALF + tl.arange(0, BLOCK_TAIL)
-                mc = h_mask[:, None, None] & t_mask[None, :, None] & (tl.arange(0, BLOCK_TAIL) < TAIL)[None, None, :]
-                tail = tl.load(x_base + c[None, None, :], mask=mc)
-
-            # ---- the positions, then cos and sin for the tile: once for all its heads
-            if POS_MODE == 0:  # positions are arange(T) + a scalar offset
-                pos = t.to(tl.int64) + offset
-            elif POS_MODE == 1:  # + a per-sequence offset (decoding with a KV cache)
-                pos = t.to(tl.int64) + tl.load(OFFSETS + b).to(tl.int64)
-            else:  # explicit positions
-                pos = tl.load(POS + b * sp_b + row * sp_t, mask=t_mask, other=0).to(tl.int64)
-            if ANGLES == 0:  # a position outside the table reads nothing and comes out NaN, not garbage
-                table = b * cs_b + pos.to(IDX)[:, None] * cs_t + i[None, :]  # masked where pos is out of range
-                if POS_MODE == 0:  # arange + a scalar: the launcher checked the range, the load needs no test
-                    mt = m2
-                else:  # positions from a tensor on the device: checked here, where they are
-                    mt = m2 & ((pos >= 0) & (pos < n_pos))[:, None]
-                cos = tl.load(COS + table, mask=mt, other=float("nan")).to(COMPUTE)  # (BT, BHALF)
-                sin = tl.load(SIN + table, mask=mt, other=float("nan")).to(COMPUTE)
-            else:
-                turns = tl.load(TURNS + i, mask=i_mask, other=0)  # (BHALF,) int64
-                u = pos[:, None] * turns[None, :]  # (BT, BHALF) the angle in turns · 2^64: wraps mod 2^64 = mod 2π
-                if SINCOS == 0:  # the math library's cos and sin of the angle in [-π, π)
-                    angle = u.to(COMPUTE) * TWO_PI_OVER_2_64
-                    cos = tl.cos(angle)
-                    sin = tl.sin(angle)
-                else:  # exact reduction to the nearest quarter turn k, then polynomials on |x| <= π/4
-                    v = u + QUARTER_TURN // 2  # wraps: fine, only its low 64 bits mean anything
-                    quarter = (v >> 62) & 3  # (BT, BHALF) quarter turns, 0..3
-                    rest = ((v & (QUARTER_TURN - 1)) - QUARTER_TURN // 2).to(COMPUTE) * TWO_PI_OVER_2_64  # |rest| <= π/4
-                    z = rest * rest
-                    sin_r = rest + rest * z * (SIN_C1 + z * (SIN_C2 + z * SIN_C3))  # within 0.4 fp32 ulp of 1
-                    cos_r = 1.0 - 0.5 * z + z * z * (COS_C1 + z * (COS_C2 + z * COS_C3))  # within 0.6
-                    odd = (quarter & 1) == 1  # cos, sin of rest + quarter·π/2: swap for odd quarters, then signs
-                    cos = tl.where(odd, sin_r, cos_r)
-                    sin = tl.where(odd, cos_r, sin_r)
-                    cos = tl.where(((quarter + 1) & 2) != 0, -cos, cos)  # quarters 1, 2
-                    sin = tl.where((quarter & 2) != 0, -sin, sin)  # quarters 2, 3
-                cos = cos * factor
-                sin = sin * factor
-            if CONJ:
-                sin = -sin
-            cos, sin = cos[None, :, :], sin[None, :, :]  # (1, BT, BHALF): the same for every head
-
-            # ---- rotate in the compute dtype, store in the output's
-            if INTERLEAVED:
-                x1, x2 = tl.split(tl.reshape(xx.to(COMPUTE), (BLOCK_H, BLOCK_T, BLOCK_HALF, 2)))
-                y1 = x1 * cos - x2 * sin
-                y2 = x2 * cos + x1 * sin
-                yy = tl.reshape(tl.join(y1, y2), (BLOCK_H, BLOCK_T, 2 * BLOCK_HALF))
-                tl.store(o_base + j[None, None, :], yy.to(O.dtype.element_ty), mask=mj)
-            else:
-                x1, x2 = x1.to(COMPUTE), x2.to(COMPUTE)
-                y1 = x1 * cos - x2 * sin
-                y2 = x2 * cos + x1 * sin
-                tl.store(o_base + i[None, None, :], y1.to(O.dtype.element_ty), mask=m3)
-                tl.store(o_base + HALF + i[None, None, :], y2.to(O.dtype.element_ty), mask=m3)
-            if COPY_TAIL:
-                tl.store(o_base + c[None, None, :], tail, mask=mc)
+                X, O, n_heads, h0 = K, KO, HK, (pid_h - n_q_blocks) * BLOCK_H
+                sx_b, sx_h, sx_t, so_b, so_h, so_t = sk_b, sk_h, sk_t, sko_b, sko_h, sko_t
+            if (pid_h < n_q_blocks) == (which == 0):
+                h = (h0 + tl.arange(0, BLOCK_H)).to(IDX)  # (BH,)
+                if n_heads % BLOCK_H == 0:
+                    h_mask = tl.full([BLOCK_H], 1, tl.int1)
+                else:
+                    h_mask = h < n_heads
+                # loads first: they do not depend on the positions, so they can be in flight while the
+                # position (a load, for decoding) and then cos/sin (a second load, or arithmetic) arrive.
+                # The compiler may reorder: with a table at decode it issues them after the offset has
+                # arrived (aot.sass_stats' loads_before_first_wait is 1; see ch-rope-gpu)
+                x1, x2, tail = _load_tile(X, b, h, h_mask, row, t_mask, i, m2, sx_b, sx_h, sx_t, HALF, TAIL, BLOCK_H,
+                                          BLOCK_T, BLOCK_HALF, BLOCK_TAIL, INTERLEAVED, COPY_TAIL, COMPUTE)
+                cos, sin = _cos_sin(COS, SIN, TURNS, OFFSETS, POS, b, t, row, t_mask, i, i_mask, m2, cs_b, cs_t,
+                                    n_pos, sp_b, sp_t, offset, factor, ANGLES, POS_MODE, SINCOS, CONJ, COMPUTE, IDX)
+                _store_tile(O, b, h, h_mask, row, t_mask, i, m2, so_b, so_h, so_t, x1, x2, tail, cos, sin, HALF,
+                            TAIL, BLOCK_H, BLOCK_T, BLOCK_HALF, BLOCK_TAIL, INTERLEAVED, COPY_TAIL)
 
 
 def interpreting() -> bool:
@@ -265,8 +332,12 @@ def launch(q: Tensor, q_out: Tensor, k: Tensor | None, k_out: Tensor | None, *, 
            conj: bool = False, cos: Tensor | None = None, sin: Tensor | None = None, cos_strides=(0, 0), n_pos: int = 0,
            turns: Tensor | None = None, factor: float = 1.0, offset: int = 0, offsets: Tensor | None = None,
            positions: Tensor | None = None, pos_strides=(0, 0), cu_seqlens: Tensor | None = None,
-           max_seqlen: int | None = None, config: tuple[int, int, int] | None = None) -> None:
+           max_seqlen: int | None = None, config: tuple | None = None) -> None:
     """Launch the kernel. No checks: ``ropebook.kernels.autograd`` validates and prepares.
+
+    ``config``: ``(BLOCK_T, BLOCK_H, num_warps)``, or with a fourth element ``together``: each program then
+    rotates BLOCK_H heads of q *and* its share of k's heads (BLOCK_H >= Hq: one program a token tile, as
+    Liger-Kernel does) instead of BLOCK_H heads of one of them. Default: ``default_config``.
 
     Shapes: q, q_out ``(B, Hq, T, D)`` or, packed, ``(Hq, N, D)`` with ``cu_seqlens (B + 1,)``; k likewise
     with Hk heads; feature stride 1. The first ``2 * half`` features are rotated. Plain Python
@@ -289,8 +360,11 @@ def launch(q: Tensor, q_out: Tensor, k: Tensor | None, k_out: Tensor | None, *, 
     else:
         HK = k.shape[1]
         ks, kos = k.stride()[:3], k_out.stride()[:3]
-    block_t, block_h, num_warps = config or default_config(T, max(HQ, HK), cos is not None)
-    n_blocks = -(-HQ // block_h) + -(-HK // block_h)
+    block_t, block_h, num_warps, *rest = config or default_config(T, max(HQ, HK), cos is not None)
+    together = bool(rest and rest[0]) and HK > 0
+    n_q_blocks = -(-HQ // block_h)
+    n_blocks = n_q_blocks if together else n_q_blocks + -(-HK // block_h)
+    block_hk = _pow2(-(-HK // n_q_blocks)) if together else 1
     grid = (-(-T // block_t) * n_blocks, B, 1)  # three axes: a compiled kernel's direct launch reads grid[2]
     if B > 65535:
         raise ValueError(f"ropebook.kernels: at most 65535 sequences a launch (grid axis 1), got {B}")
@@ -309,7 +383,8 @@ def launch(q: Tensor, q_out: Tensor, k: Tensor | None, k_out: Tensor | None, *, 
               tl.float64 if q.dtype == torch.float64 else tl.float32,
               int(SINCOS == "quadrant" and turns is not None and q.dtype != torch.float64),
               # sin is indexed exactly as cos (same shape and strides), offsets and cu_seqlens by sequence only
-              tl.int32 if _fits_int32(q, q_out, k, k_out, cos, positions) else tl.int64)  # in _CONSTEXPRS order
+              tl.int32 if _fits_int32(q, q_out, k, k_out, cos, positions) else tl.int64,
+              int(together), block_hk)  # in _CONSTEXPRS order
     if _capture is not None:  # ropebook.kernels.aot records the launch to compile it for a GPU that is not here
         _capture.append((grid, num_warps, args, consts))
         return
@@ -324,7 +399,8 @@ def launch(q: Tensor, q_out: Tensor, k: Tensor | None, k_out: Tensor | None, *, 
 
 
 _CONSTEXPRS = ("HQ", "HK", "HALF", "TAIL", "BLOCK_HALF", "BLOCK_TAIL", "BLOCK_T", "BLOCK_H", "INTERLEAVED", "CONJ", "ANGLES",
-               "POS_MODE", "VARLEN", "COPY_TAIL", "COMPUTE", "SINCOS", "IDX")
+               "POS_MODE", "VARLEN", "COPY_TAIL", "COMPUTE", "SINCOS", "IDX",
+               "TOGETHER", "BLOCK_HK")
 _POINTERS = 10  # the kernel's tensor arguments, Q … CU_SEQLENS, come first
 _compiled: dict = {}  # launch key -> triton CompiledKernel
 _capture: list | None = None  # while a list (ropebook.kernels.aot), launch() appends its arguments there and runs nothing
