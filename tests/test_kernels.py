@@ -194,6 +194,28 @@ def test_packed_variable_length_batch(layout, angles):
             assert_close_dtype(y[:, start:start + n], want)
 
 
+@pytest.mark.parametrize("inplace", [False, True])
+@pytest.mark.parametrize("config", [(1, 4, 2), (2, 2, 1), (1, 4, 2, True), (4, 1, 1, True)])
+def test_packed_tokens_past_a_too_small_max_seqlen_come_out_nan(monkeypatch, inplace, config):
+    """No program is launched for tokens past max_seqlen, and checking it would cost a device sync: the
+    program of the last token tile writes NaN over them, in every head of q and k, in place or not."""
+    from ropebook.kernels import rope_triton
+
+    monkeypatch.setattr(rope_triton, "default_config", lambda T, H, table: config)
+    cu = torch.tensor([0, 3, 4, 9], device=DEVICE, dtype=torch.int32)  # lengths 3, 1, 5: max_seqlen=3 misses 2
+    g = torch.Generator().manual_seed(2)
+    q = torch.randn(9, 4, 16, generator=g).to(DEVICE).transpose(0, 1)  # (Hq, N, D)
+    k = torch.randn(9, 2, 16, generator=g).to(DEVICE).transpose(0, 1)
+    want = [rb.apply_rope(x[:, 4:7]) for x in (q, k)]  # the third sequence's first 3 tokens
+    qr, kr = K.rope_qk(q, k, K.rope_cache(16), cu_seqlens=cu, max_seqlen=3, inplace=inplace)
+    for y, w in zip((qr, kr), want):
+        assert torch.isnan(y[:, 7:9]).all()  # tokens 4 and 5 of the third sequence, every head and feature
+        assert not torch.isnan(y[:, :7]).any()
+        assert_close_dtype(y[:, 4:7], w)
+    with pytest.raises(ValueError, match=r"max_seqlen must be a positive int.*got max_seqlen=0"):
+        K.rope_qk(q, k, K.rope_cache(16), cu_seqlens=cu, max_seqlen=0)
+
+
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("D, rotary_dim", [(8, None), (8, 4)])
 def test_gradcheck_fp64(layout, D, rotary_dim):

@@ -165,7 +165,9 @@ def rope_qk(q: Tensor, k: Tensor | None, cache: RopeCache, *, layout: str = "hal
         layout: ``"half"`` or ``"interleaved"``.
         offsets: position of each sequence's first token: an int, or an integer tensor ``(B,)``.
         positions: explicit integer positions ``(B, T)`` (or ``(N,)`` packed) instead of ``arange + offsets``.
-        cu_seqlens: ``(B + 1,)`` int32 starts of the packed sequences; ``max_seqlen`` their longest length.
+        cu_seqlens: ``(B + 1,)`` int32 starts of the packed sequences; ``max_seqlen`` their longest length
+            (computed if None, at the cost of a device synchronization). Not checked against ``cu_seqlens``,
+            which would cost the same: tokens past a too small ``max_seqlen`` come out NaN.
         inplace: write the result into q and k.
         angles: ``"table"`` (read ``cache.cos``/``cache.sin``; a position outside the table gives
             NaN) or ``"kernel"`` (cos/sin from exact fixed-point angles in the kernel, any position).
@@ -211,8 +213,10 @@ def rope_qk(q: Tensor, k: Tensor | None, cache: RopeCache, *, layout: str = "hal
         cu_seqlens = _int_tensor(fn, "cu_seqlens", cu_seqlens, (cu_seqlens.numel(),), dev)
         if cu_seqlens.ndim != 1 or cu_seqlens.numel() < 2:
             raise ValueError(f"{fn}: cu_seqlens must have shape (B + 1,) with B >= 1, got cu_seqlens.shape={tuple(cu_seqlens.shape)}")
-        if max_seqlen is None:
+        if max_seqlen is None:  # a device synchronization: pass max_seqlen to avoid it
             max_seqlen = int((cu_seqlens[1:] - cu_seqlens[:-1]).max())
+        elif isinstance(max_seqlen, bool) or not isinstance(max_seqlen, int) or max_seqlen < 1:
+            raise ValueError(f"{fn}: max_seqlen must be a positive int (the longest sequence's length), got max_seqlen={max_seqlen!r}")
         spec.update(cu_seqlens=cu_seqlens, max_seqlen=int(max_seqlen))
     n_seq = cu_seqlens.numel() - 1 if varlen else q.shape[0]
     if positions is not None:

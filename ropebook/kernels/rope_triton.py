@@ -152,7 +152,23 @@ def _store_tile(O, b, h, h_mask, row, t_mask, i, m2, so_b, so_h, so_t, x1, x2, t
         tl.store(base + c[None, None, :], tail, mask=mc)
 
 
-_load_tile, _cos_sin, _store_tile = (_DeviceFunction(f) for f in (_load_tile, _cos_sin, _store_tile))
+def _nan_past_max_seqlen(O, b, h, h_mask, i, pid_t, start, end, T, so_b, so_h, so_t,
+                         HALF: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_HALF: tl.constexpr):
+    """A packed sequence longer than ``max_seqlen`` (T) has tokens that no program is launched for. If this
+    one has any (``max_seqlen`` was too small), the program of its last token tile writes NaN over their
+    rotated features in heads ``h`` of O: the mistake shows instead of leaving them unrotated (or, out of
+    place, as whatever memory held). Checking on the host would cost a device synchronization a call."""
+    if pid_t == (T - 1) // BLOCK_T:
+        nan = tl.full([BLOCK_H, BLOCK_HALF], float("nan"), O.dtype.element_ty)
+        m = h_mask[:, None] & (i < HALF)[None, :]
+        for r in range(start + T, end):  # no iteration when max_seqlen covers the sequence
+            base = O + b * so_b + h[:, None] * so_h + r * so_t  # (BH, 1)
+            tl.store(base + i[None, :], nan, mask=m)
+            tl.store(base + HALF + i[None, :], nan, mask=m)
+
+
+_load_tile, _cos_sin, _store_tile, _nan_past_max_seqlen = (
+    _DeviceFunction(f) for f in (_load_tile, _cos_sin, _store_tile, _nan_past_max_seqlen))
 
 
 def _rope_kernel(
@@ -225,6 +241,11 @@ def _rope_kernel(
                     BLOCK_H, BLOCK_T, BLOCK_HALF, BLOCK_TAIL, INTERLEAVED, COPY_TAIL)
         _store_tile(KO, b, hk, hk_mask, row, t_mask, i, m2, sko_b, sko_h, sko_t, k1, k2, k_tail, cos, sin, HALF, TAIL,
                     BLOCK_HK, BLOCK_T, BLOCK_HALF, BLOCK_TAIL, INTERLEAVED, COPY_TAIL)
+        if VARLEN:
+            _nan_past_max_seqlen(QO, b, hq, hq_mask, i, pid_t, start, end, T, sqo_b, sqo_h, sqo_t, HALF, BLOCK_H,
+                                 BLOCK_T, BLOCK_HALF)
+            _nan_past_max_seqlen(KO, b, hk, hk_mask, i, pid_t, start, end, T, sko_b, sko_h, sko_t, HALF, BLOCK_HK,
+                                 BLOCK_T, BLOCK_HALF)
     else:  # ---- a program rotates BLOCK_H heads of q or of k: written once, compiled twice (``which``)
         for which in tl.static_range(2):
             if which == 0:
@@ -249,6 +270,9 @@ def _rope_kernel(
                                     n_pos, sp_b, sp_t, offset, factor, ANGLES, POS_MODE, SINCOS, CONJ, COMPUTE, IDX)
                 _store_tile(O, b, h, h_mask, row, t_mask, i, m2, so_b, so_h, so_t, x1, x2, tail, cos, sin, HALF,
                             TAIL, BLOCK_H, BLOCK_T, BLOCK_HALF, BLOCK_TAIL, INTERLEAVED, COPY_TAIL)
+                if VARLEN:
+                    _nan_past_max_seqlen(O, b, h, h_mask, i, pid_t, start, end, T, so_b, so_h, so_t, HALF, BLOCK_H,
+                                         BLOCK_T, BLOCK_HALF)
 
 
 def interpreting() -> bool:
