@@ -299,8 +299,8 @@ def _sweep_cases() -> list[tuple[str, int, int]]:
     return [c for c in cases if not wanted or any(w in c[0] for w in wanted)]
 
 
-def finalists(rows: list[dict], case: str, n: int = 5) -> list[tuple[str, tuple[int, int, int]]]:
-    """(source, (BLOCK_T, BLOCK_H, num_warps)) worth timing again: the n fastest of the single-round sweep of
+def finalists(rows: list[dict], case: str, n: int = 5) -> list[tuple[str, tuple[int, int, int, bool]]]:
+    """(source, (BLOCK_T, BLOCK_H, num_warps, together)) worth timing again: the n fastest of the single-round sweep of
     ``case``, then each source's default configuration (it is what users get, so it is always in the final).
 
     >>> rows = [dict(case="prefill T=1024", angles=a, BLOCK_T=1, BLOCK_H=h, num_warps=2, together=False, us=u)
@@ -342,7 +342,7 @@ def _variant(q, k, cache, off, cos, sin, source: str, cfg, inplace: bool = False
 
 
 def sweep(tables) -> list[dict]:
-    """Time the kernel over tile configurations (BLOCK_T, BLOCK_H, num_warps) and the angle ``SOURCES`` in one
+    """Time the kernel over ``sweep_configs`` (BLOCK_T, BLOCK_H, num_warps, together) and the angle ``SOURCES`` in one
     round, then time the finalists (out of place and in place) against Liger-Kernel and a copy in
     ``FINAL_ROUNDS`` interleaved rounds: the run that decides a default (rows with ``stage="final"``)."""
     rows = []
