@@ -159,12 +159,14 @@ def _nan_past_max_seqlen(O, b, h, h_mask, i, pid_t, start, end, T, so_b, so_h, s
     rotated features in heads ``h`` of O: the mistake shows instead of leaving them unrotated (or, out of
     place, as whatever memory held). Checking on the host would cost a device synchronization a call."""
     if pid_t == (T - 1) // BLOCK_T:
-        nan = tl.full([BLOCK_H, BLOCK_HALF], float("nan"), O.dtype.element_ty)
+        nan = tl.full([BLOCK_H, BLOCK_HALF], float("nan"), tl.float32).to(O.dtype.element_ty)  # (3.6's interpreter has no bf16 constants)
         m = h_mask[:, None] & (i < HALF)[None, :]
-        for r in range(start + T, end):  # no iteration when max_seqlen covers the sequence
+        r = start + T
+        while r < end:  # no iteration when max_seqlen covers the sequence
             base = O + b * so_b + h[:, None] * so_h + r * so_t  # (BH, 1)
             tl.store(base + i[None, :], nan, mask=m)
             tl.store(base + HALF + i[None, :], nan, mask=m)
+            r += 1
 
 
 _load_tile, _cos_sin, _store_tile, _nan_past_max_seqlen = (
