@@ -726,23 +726,20 @@ def _aot_cases():
     position modes, layouts, the backward's CONJ, packed batches, the copied tail, caller-formed cos/sin."""
     from ropebook.kernels import rope_triton
 
-    def with_sincos(method, call):
+    def patched(call, **attrs):  # call() with some of rope_triton's module attributes set
         def run():
-            with rope_triton.sincos(method):
+            with mock.patch.multiple(rope_triton, **attrs):
                 call()
         return run
+
+    def with_sincos(method, call):
+        return patched(call, SINCOS=method)
 
     def wide(call):  # as for tensors whose storages pass 2^31 elements
-        def run():
-            with mock.patch.object(rope_triton, "_fits_int32", lambda *tensors: False):
-                call()
-        return run
+        return patched(call, _fits_int32=lambda *tensors: False)
 
     def together(call):  # programs of q's heads with k's share
-        def run():
-            with mock.patch.object(rope_triton, "default_config", lambda T, H, table: (1, 32, 4, True)):
-                call()
-        return run
+        return patched(call, default_config=lambda T, H, table: (1, 32, 4, True))
 
     def backward_fp16():
         q, k = (x.detach().requires_grad_() for x in qk(B=2, T=3, HQ=4, HK=2, D=16, dtype=torch.float16))

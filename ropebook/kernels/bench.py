@@ -28,6 +28,7 @@ Chapter: ``ch-rope-gpu``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -321,8 +322,6 @@ def finalists(rows: list[dict], case: str, n: int = 5) -> list[tuple[str, tuple[
 
 def _variant(q, k, cache, off, cos, sin, source: str, cfg, inplace: bool = False):
     """A zero-argument call of the kernel with one angle source and tile configuration forced."""
-    import contextlib
-
     from ropebook import kernels as K
     from ropebook.kernels import rope_triton
 

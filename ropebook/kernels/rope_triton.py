@@ -193,7 +193,9 @@ def _rope_kernel(
     # (q's blocks, then k's), so the GPU sweeps each tensor once, front to back. (Token tiles as the
     # slow index made one sweep per head block, strided: measurably slower, see ch-rope-gpu.)
     # Head counts are constants of the compile (a model has one pair): the division below is by a
-    # constant, and a mask that is always true is known to be, so the loads carry no predicate.
+    # constant, and a mask that is always true is known to be, so the loads carry no predicate. (Each
+    # such mask is written out where it is used: a helper taking the bound it may not use fails to
+    # compile in Triton 3.6, the GPU machine's.)
     n_q_blocks: tl.constexpr = (HQ + BLOCK_H - 1) // BLOCK_H
     n_blocks: tl.constexpr = n_q_blocks + (1 - TOGETHER) * ((HK + BLOCK_H - 1) // BLOCK_H)
     pid = tl.program_id(0)
