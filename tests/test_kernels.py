@@ -450,6 +450,33 @@ def test_launch_key_is_as_fine_as_the_pinned_tritons_specialization(angles):
     assert 10 < len(seen) < len(variants)  # the key does merge argument lists, and does tell many apart
 
 
+def test_a_plans_kernel_key_is_as_fine_as_the_pinned_tritons_specialization():
+    """A plan fixes the pointers' dtypes and every integer argument but the offset; its key for a compiled
+    kernel adds the rest. Over argument lists that differ from a real launch's in a pointer's alignment or
+    in the offset, equal keys must mean equal specialization by Triton's own binder."""
+    from ropebook.kernels import aot
+    from ropebook.kernels.rope_triton import _POINTERS, _plan_key, _rope_kernel
+
+    if not aot.supported():
+        pytest.skip("this Triton has no argument binder to compare with")
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import make_backend
+    from triton.runtime.jit import JITFunction
+
+    fn = JITFunction(_rope_kernel)
+    binder = aot.create_function_from_signature(fn.signature, fn.params, make_backend(GPUTarget("cuda", 90, 32)))
+    args, consts = _captured_args("table", consts=True)
+    offset = len(args) - 2
+    seen: dict = {}
+    variants = [v for v in _variants(args) if all(  # what the plan fixes, kept: dtypes, integers but the offset
+        (x.dtype == y.dtype) if i < _POINTERS else (x == y or i == offset) for i, (x, y) in enumerate(zip(v, args)))]
+    for v in variants:
+        _, specialization, _ = binder(*v, **consts, num_warps=4, debug=False)
+        seen.setdefault(_plan_key(True, v[:_POINTERS], v[offset]), set()).add(tuple(specialization))
+    assert all(len(specs) == 1 for specs in seen.values()), [s for s in seen.values() if len(s) > 1][:2]
+    assert 5 < len(seen) < len(variants)
+
+
 def test_address_arithmetic_is_32_bit_only_where_every_offset_fits(monkeypatch):
     """32-bit offsets where the storages of q, k, their outputs and the tables hold fewer than 2^31 elements
     (a view's offsets are bounded by its storage), 64-bit otherwise; both rotate the same."""
@@ -485,6 +512,167 @@ def test_address_arithmetic_is_32_bit_only_where_every_offset_fits(monkeypatch):
     assert_close_dtype(results[True][1], rb.apply_rope(k, offset=offsets.view(2, 1, 1), backend="torch"))
 
 
+def _signature_variants():
+    """Calls that each differ from the first in one thing a launch's plan depends on (a shape, a stride, a
+    dtype, an option, the cache, the kind of offsets, module state), plus int offsets either side of what
+    Triton specializes on. In-place calls rotate a fresh copy, so every call can be repeated."""
+    from ropebook.kernels import rope_triton
+
+    q, k = qk(B=2, T=5, HQ=4, HK=2, D=16, dtype=torch.bfloat16)
+    q32, k32 = qk(B=2, T=5, HQ=4, HK=2, D=16, dtype=torch.float32, seed=1)
+    q_padded = torch.randn(2, 5, 4, 18, dtype=torch.float64).to(DEVICE, torch.bfloat16)[..., :16].transpose(1, 2)
+    q_strided = torch.randn(2, 4, 5, 32, dtype=torch.float64).to(DEVICE, torch.bfloat16)[..., ::2]  # stride(-1) 2
+    cache, cache12 = K.rope_cache(16, max_position=64, device=DEVICE), K.rope_cache(12, max_position=64, device=DEVICE)
+    off32, off64 = (torch.tensor([3, 9], device=DEVICE, dtype=dt) for dt in (torch.int32, torch.int64))
+    pos = torch.tensor([[0, 1, 2, 3, 4], [7, 8, 9, 10, 30]], device=DEVICE)
+    qp, kp = q.transpose(1, 2).reshape(10, 4, 16).transpose(0, 1), k.transpose(1, 2).reshape(10, 2, 16).transpose(0, 1)
+    cu = torch.tensor([0, 4, 10], device=DEVICE, dtype=torch.int32)
+    c, s = (t.to(DEVICE) for t in rb.rope_cos_sin(torch.arange(5), 16))  # (T, 8)
+    cb, sb = (t.to(DEVICE) for t in rb.rope_cos_sin(torch.tensor([[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]), 16))  # (B, T, 8)
+
+    def fresh(x):
+        return x.clone()  # keeps the strides
+
+    def quadrant():
+        with rope_triton.sincos("quadrant"):
+            return K.rope_qk(q, k, cache, offsets=3, angles="kernel")
+
+    def config(T, H, table):
+        return 2, 2, 1, True
+
+    def configured():
+        with mock.patch.object(rope_triton, "default_config", config):
+            return K.rope_qk(q, k, cache, offsets=3)
+
+    calls = {f"offsets={o}": (lambda o=o: K.rope_qk(q, k, cache, offsets=o)) for o in (3, 0, 1, 16, 17, 59)}
+    calls.update({
+        "no k": lambda: K.rope_qk(q, None, cache, offsets=3),
+        "float32": lambda: K.rope_qk(q32, k32, cache, offsets=3),
+        "(B, H, T, D) memory": lambda: K.rope_qk(q.contiguous(), k, cache, offsets=3),
+        "padded heads": lambda: K.rope_qk(q_padded, k, cache, offsets=3),
+        "strided features": lambda: K.rope_qk(q_strided, k, cache, offsets=3),
+        "interleaved": lambda: K.rope_qk(q, k, cache, offsets=3, layout="interleaved"),
+        "in place": lambda: K.rope_qk(fresh(q), fresh(k), cache, offsets=3, inplace=True),
+        "kernel angles": lambda: K.rope_qk(q, k, cache, offsets=3, angles="kernel"),
+        "quadrant": quadrant,
+        "another config": configured,
+        "partial rotary cache": lambda: K.rope_qk(q, k, cache12, offsets=3),
+        "int32 offsets": lambda: K.rope_qk(q, k, cache, offsets=off32),
+        "int64 offsets": lambda: K.rope_qk(q, k, cache, offsets=off64),
+        "positions": lambda: K.rope_qk(q, k, cache, positions=pos),
+        "packed": lambda: K.rope_qk(qp, kp, cache, cu_seqlens=cu, max_seqlen=6),
+        "packed, max_seqlen 7": lambda: K.rope_qk(qp, kp, cache, cu_seqlens=cu, max_seqlen=7),
+        "cos_sin (T, r/2)": lambda: K.rope_qk_cos_sin(q, k, c, s),
+        "cos_sin (B, T, r/2)": lambda: K.rope_qk_cos_sin(q, k, cb, sb),
+        "cos_sin bf16": lambda: K.rope_qk_cos_sin(q, k, c.bfloat16(), s.bfloat16()),
+        "cos_sin, cos alone bf16": lambda: K.rope_qk_cos_sin(q, k, c.bfloat16(), s),
+        "cos_sin (1, T, r/2)": lambda: K.rope_qk_cos_sin(q, k, c[None], s[None]),
+        "hf drop-in (B, T, D)": lambda: K.hf_apply_rotary_pos_emb(q, k, *(torch.cat((x, x), -1) for x in (cb, sb))),
+        "hf drop-in (1, T, D)": lambda: K.hf_apply_rotary_pos_emb(q, k, *(torch.cat((x, x), -1)[None] for x in (c, s))),
+        "cos_sin r/2 = 6": lambda: K.rope_qk_cos_sin(q, k, c[:, :6], s[:, :6]),
+        "cos_sin no k": lambda: K.rope_qk_cos_sin(q, None, c, s),
+        "cos_sin in place": lambda: K.rope_qk_cos_sin(fresh(q), fresh(k), c, s, inplace=True),
+    })
+    return calls
+
+
+def _launch_and_result(call):
+    """What ``call`` launches (grid, warps, constexprs, its integers (strides among them) and float, each
+    pointer's dtype and alignment, whether the outputs are the inputs), recorded; then its outputs from a
+    real run."""
+    from ropebook.kernels import rope_triton
+
+    rope_triton._capture = captured = []
+    try:
+        call()
+    finally:
+        rope_triton._capture = None
+    (grid, num_warps, args, consts), = captured
+    described = tuple((a.dtype, a.data_ptr() % 16) if isinstance(a, torch.Tensor) else a for a in args)  # pointers
+    in_place = (args[1] is args[0], args[3] is args[2])
+    return (grid, num_warps, consts, described, in_place), call()
+
+
+def test_a_repeated_call_signature_launches_what_a_first_call_works_out():
+    """A call whose signature was seen before launches through the remembered plan: with every signature
+    of _signature_variants in the cache at once, each call must launch exactly what it does from an empty
+    cache, and rotate the same (a key that missed something would hand one call another's plan)."""
+    from ropebook.kernels import autograd, rope_triton
+
+    calls = _signature_variants()
+    first = {}
+    for name, call in calls.items():
+        autograd._plans.clear()
+        first[name] = _launch_and_result(call)
+    # each variant launches differently, but two: the strided features, copied to (B, H, T, D) memory
+    # first, and cos of (1, T, r/2), read as (T, r/2) is (both with a batch stride of 0)
+    assert len({launch for launch, _ in first.values()}) == len(calls) - 2
+    # On CUDA a plan keeps its compiled kernels by what it does not fix, so it must always be run with
+    # the pointer dtypes it was made with (the interpreter would run a wrong pairing correctly)
+    dtypes_of: dict = {}
+    real_run = rope_triton.Plan.run
+
+    def run(plan, q, q_out, k, k_out, tensors, offset, compiled=None):
+        dtypes = tuple(None if t is None else t.dtype for t in (q, q_out, k, k_out, *tensors))
+        assert dtypes_of.setdefault(plan, dtypes) == dtypes
+        return real_run(plan, q, q_out, k, k_out, tensors, offset, compiled)
+
+    with mock.patch.object(rope_triton.Plan, "run", run):
+        for _ in range(2):  # the second round: every call a repeat
+            for name, call in calls.items():
+                launch, outputs = _launch_and_result(call)
+                assert launch == first[name][0], name
+                for got, want in zip(outputs, first[name][1]):
+                    assert (got is None and want is None) or torch.equal(got, want), name
+    assert len(autograd._plans) == len(calls) - 5  # one signature for the six int offsets
+
+
+def test_a_repeated_signature_still_checks_what_it_does_not_fix():
+    """The cache fixes shapes, strides and dtypes; an int offset's range, and anything else that changes the
+    signature, is still checked on every call."""
+    from ropebook.kernels import autograd
+
+    q, k = qk(B=2, T=5, HQ=4, HK=2, D=16, dtype=torch.bfloat16)
+    cache = K.rope_cache(16, max_position=64, device=DEVICE)
+    K.rope_qk(q, k, cache, offsets=3, angles="table")
+    K.rope_qk(q, k, cache, offsets=torch.tensor([3, 9], device=DEVICE))
+    assert len(autograd._plans) >= 2
+    with pytest.raises(ValueError, match="the table holds 64 positions, got offsets=60 and 5 tokens"):
+        K.rope_qk(q, k, cache, offsets=60, angles="table")
+    with pytest.raises(ValueError, match="offsets must be a non-negative int"):
+        K.rope_qk(q, k, cache, offsets=-1, angles="table")
+    with pytest.raises(ValueError, match="offsets must be a non-negative int"):
+        K.rope_qk(q, k, cache, offsets=True, angles="table")
+    with pytest.raises(ValueError, match=r"offsets must be an integer tensor of shape \(2,\)"):
+        K.rope_qk(q, k, cache, offsets=torch.tensor([3.0, 9.0], device=DEVICE))
+    with pytest.raises(ValueError, match="positions must fit in int64"):
+        K.rope_qk(q, k, cache, offsets=2**63 - 3, angles="kernel")
+
+
+def test_a_packed_batch_without_max_seqlen_is_not_repeated_from_a_plan():
+    """Without max_seqlen, the longest sequence is read from cu_seqlens's data, which the signature does not
+    hold: two batches of the same shapes but other lengths must each be rotated in full."""
+    g = torch.Generator().manual_seed(3)
+    q = torch.randn(8, 2, 16, generator=g).to(DEVICE).transpose(0, 1)  # (H, N, D)
+    cache = K.rope_cache(16, device=DEVICE)
+    for lengths in ([2, 6], [6, 2], [1, 7]):
+        cu = torch.tensor([0, lengths[0], 8], device=DEVICE, dtype=torch.int32)
+        qr, _ = K.rope_qk(q, None, cache, cu_seqlens=cu)
+        for start, n in ((0, lengths[0]), (lengths[0], lengths[1])):
+            assert_close_dtype(qr[:, start:start + n], rb.apply_rope(q[:, start:start + n]))
+
+
+def test_the_plan_cache_is_bounded(monkeypatch):
+    from ropebook.kernels import autograd
+
+    monkeypatch.setattr(autograd, "PLANS_MAX", 3)
+    cache = K.rope_cache(16, device=DEVICE)
+    for T in range(1, 8):
+        q, k = qk(B=1, T=T, HQ=2, HK=1, D=16)
+        K.rope_qk(q, k, cache)
+        assert 1 <= len(autograd._plans) <= 3
+
+
 def test_direct_launch_passes_constants_in_the_kernels_order():
     """On CUDA the direct launch passes the constexprs by position, after the other arguments: their
     names must be the kernel's last parameters, in order (the interpreter passes them by name)."""
@@ -509,6 +697,16 @@ def test_repeated_launches_with_new_alignment_and_strides(angles):
         qr, kr = K.rope_qk(x, k, cache, offsets=2, angles=_source(angles))
         assert_close_dtype(qr, rb.apply_rope(x, offset=2))
         assert_close_dtype(kr, rb.apply_rope(k, offset=2))
+
+
+def test_rope_qk_cos_sin_broadcasts_one_set_of_positions():
+    """cos/sin of shape (1, T, r/2) serve every sequence of the batch, as (T, r/2) does."""
+    q, k = qk(B=3, T=5, HQ=2, HK=1, D=16, dtype=torch.bfloat16)
+    c, s = (t.to(DEVICE) for t in rb.rope_cos_sin(torch.arange(5), 16))
+    for got, want in zip(K.rope_qk_cos_sin(q, k, c[None], s[None]), (rb.apply_rope(q), rb.apply_rope(k))):
+        assert_close_dtype(got, want)
+    with pytest.raises(ValueError, match=r"cos must be a float tensor of shape \(5, r/2\) or \(3 or 1, 5, r/2\)"):
+        K.rope_qk_cos_sin(q, k, c[None].expand(2, 5, 8), s[None].expand(2, 5, 8))
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -611,19 +809,24 @@ def test_patch_hf_in_a_tiny_llama():
     ids = torch.randint(0, 97, (2, 9), generator=torch.Generator().manual_seed(1)).to(DEVICE)
     mask = torch.ones_like(ids)
     original = llama.apply_rotary_pos_emb
-    launches = []
+    launches, plans = [], []  # every launch runs a plan; a call that repeats a signature reuses one
     from ropebook.kernels import rope_triton
 
-    real = rope_triton.launch
+    real_run, real_launch = rope_triton.Plan.run, rope_triton.launch
 
     def counting(*a, **kw):
         launches.append(1)
-        return real(*a, **kw)
+        return real_run(*a, **kw)
+
+    def planning(*a, **kw):
+        plans.append(1)
+        return real_launch(*a, **kw)
 
     with torch.no_grad():
         want = model(ids).logits
         want_tokens = model.generate(ids, attention_mask=mask, max_new_tokens=4, do_sample=False, pad_token_id=0)
-    with K.patch_hf(llama), mock.patch.object(rope_triton, "launch", counting):
+    with K.patch_hf(llama), mock.patch.object(rope_triton.Plan, "run", counting), \
+            mock.patch.object(rope_triton, "launch", planning):
         with torch.no_grad():
             got = model(ids).logits
             got_tokens = model.generate(ids, attention_mask=mask, max_new_tokens=4, do_sample=False, pad_token_id=0)
@@ -631,6 +834,7 @@ def test_patch_hf_in_a_tiny_llama():
         got_grads = [p.grad.clone() for p in model.parameters()]
     assert llama.apply_rotary_pos_emb is original
     assert len(launches) >= 2 * (1 + 4) + 2  # 2 layers: the forward, 4 generation steps (prefill + 3), backward
+    assert len(plans) < len(launches) - 2  # the second layer, and decoding steps after the first, repeat a plan
     model.zero_grad()
     model(ids, labels=ids).loss.backward()
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
@@ -846,12 +1050,19 @@ def test_loads_before_first_wait_reads_sass():
 
 @pytest.mark.skipif(DEVICE == "cuda", reason="what the GPU benchmark does on a machine without one")
 def test_gpu_benchmark_without_cuda_says_so_and_checks_the_kernel():
-    """``python -m ropebook.bench gpu`` in CI: it prints no time, says plainly that it measured none, and
-    runs its CPU-safe part (the kernel under the interpreter against rb.apply_rope); without Triton it says that."""
+    """``python -m ropebook.bench gpu`` in CI: it prints no GPU time, says plainly that it measured none, and
+    runs its CPU-safe parts: the host time of a decoding call up to the launch, labelled as this machine's
+    CPU's, and the kernel under the interpreter against rb.apply_rope; without Triton it says that."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     r = subprocess.run([sys.executable, "-m", "ropebook.bench", "gpu", "--quick"], capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
     assert "GPU numbers were NOT measured" in r.stdout and not re.search(r"\d\s*(us|µs|GB/s)\b", r.stdout), r.stdout
+    head, table = r.stdout.split("host µs a decoding call, up to the launch (this machine's CPU: ")
+    table = table.split("kernel under TRITON_INTERPRET=1 agrees with rb.apply_rope")[0].splitlines()[2:]
+    assert [line.rsplit(None, 2)[0] for line in table] == ["rope_qk, angles=table", "rope_qk, angles=kernel",
+                                                           "rope_qk, angles=table, in place", "rope_qk_cos_sin",
+                                                           "hf_apply_rotary_pos_emb"], r.stdout
+    assert all(0 < float(x) < 1e5 for line in table for x in line.rsplit(None, 2)[1:]), r.stdout
     assert "kernel under TRITON_INTERPRET=1 agrees with rb.apply_rope" in r.stdout, r.stdout
     code = "import sys; sys.modules['triton'] = None; from ropebook.bench import main; sys.exit(main(['gpu']))"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)

@@ -1,4 +1,5 @@
-"""The public face of the fused kernel: argument checks, ``torch.autograd`` and the frequency cache.
+"""The public face of the fused kernel: argument checks, ``torch.autograd``, the frequency cache, and the
+plans remembered per call signature, with which a repeated call skips the checks and the launch's arithmetic.
 
 ``rope_qk`` rotates q and k in one launch; its backward pass is the same kernel
 rotating the incoming gradients by −θ (a rotation's inverse is its transpose).
@@ -79,7 +80,7 @@ class _RopeFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q, k, spec: dict):
-        q_out, k_out = _forward(q, k, spec["inplace"], spec["launch"])
+        q_out, k_out, _ = _forward(q, k, spec["inplace"], spec["launch"])
         if spec["inplace"]:
             ctx.mark_dirty(*(t for t in (q, k) if t is not None))
         ctx.spec = spec
@@ -98,11 +99,11 @@ class _RopeFunction(torch.autograd.Function):
         return gq_in, gk_in, None
 
 
-def _forward(q: Tensor, k: Tensor | None, inplace: bool, launch: dict) -> tuple[Tensor, Tensor | None]:
+def _forward(q: Tensor, k: Tensor | None, inplace: bool, launch: dict):
+    """Outputs (q itself in place), then the launch; returns ``(q_out, k_out, the launch's plan)``."""
     q_out = q if inplace else torch.empty_like(q)
     k_out = None if k is None else (k if inplace else torch.empty_like(k))
-    rope_triton.launch(q, q_out, k, k_out, **launch)
-    return q_out, k_out
+    return q_out, k_out, rope_triton.launch(q, q_out, k, k_out, **launch)
 
 
 def _feature_contiguous(x: Tensor) -> Tensor:
@@ -140,16 +141,68 @@ def _check_qk(fn: str, q, k, layout, varlen: bool) -> None:
         raise ValueError(f"{fn}: layout must be one of {LAYOUTS}, got layout={layout!r}")
 
 
-def _run(fn: str, q: Tensor, k: Tensor | None, inplace: bool, spec: dict) -> tuple[Tensor, Tensor | None]:
-    """Make the features contiguous, then launch through autograd only when there is a graph to record."""
+def _run(fn: str, q: Tensor, k: Tensor | None, inplace: bool, spec: dict, key=None, again=None):
+    """Make the features contiguous, then launch through autograd only when there is a graph to record.
+    Without one, and given a ``key`` (the call's signature, ``_signature``), remember the launch's plan
+    under it for ``_repeat``, with ``again``: what a repeat needs besides the tensors it is handed."""
     for name, t in (("q", q), ("k", k)):
         if t is not None and t.stride(-1) != 1 and inplace:
             raise ValueError(f"{fn}: inplace=True needs {name}.stride(-1) == 1, got {name}.stride()={t.stride()}")
     q = _feature_contiguous(q)
     k = None if k is None else _feature_contiguous(k)
-    if torch.is_grad_enabled() and (q.requires_grad or (k is not None and k.requires_grad)):
+    if _records_graph(q, k):
         return _RopeFunction.apply(q, k, {"inplace": inplace, "launch": spec})
-    return _forward(q, k, inplace, spec)  # no graph to record: skip autograd's bookkeeping (decode calls)
+    q_out, k_out, plan = _forward(q, k, inplace, spec)  # no graph to record: skip autograd's bookkeeping (decode calls)
+    if key is not None:
+        if len(_plans) >= PLANS_MAX:  # a bound, not a policy: a model makes a handful of signatures
+            _plans.clear()
+        _plans[key] = (plan, inplace, *again)
+    return q_out, k_out
+
+
+def _records_graph(q: Tensor, k: Tensor | None) -> bool:
+    return torch.is_grad_enabled() and (q.requires_grad or (k is not None and k.requires_grad))
+
+
+# ----------------------------------------------------------------------------- repeated calls
+# A model calls the kernel with the same shapes, strides, dtypes and options in every layer and at every
+# decoding step; only the data (and an int offset) changes. The first such call is checked and worked
+# out in full; its plan (rope_triton.Plan: grid, integer arguments, constexprs) is kept under the call's
+# signature, and a later call with the same signature checks only what the signature does not fix (an
+# int offset's range) and launches through the plan: a fraction of the host time (ch-rope-gpu).
+# Calls that record an autograd graph are not cached (autograd's own bookkeeping dominates there).
+
+PLANS_MAX = 512  # signatures kept; more, and the cache starts over
+_plans: dict = {}  # signature -> (plan, inplace, what a repeat needs: see rope_qk and rope_qk_cos_sin)
+
+
+def _meta(x):
+    """What a launch's plan depends on in an argument: a tensor's shape, strides, dtype and device; for
+    anything else, its type (an int offset's value is checked on each call)."""
+    return (x.shape, x.stride(), x.dtype, x.device) if isinstance(x, Tensor) else type(x)
+
+
+def _signature(*parts) -> tuple:
+    """A call's key into ``_plans``: its options and tensors' ``_meta``, plus what the launcher reads from
+    module state (``SINCOS``, ``default_config``: the tests and the benchmark set them)."""
+    return (*parts, rope_triton.SINCOS, rope_triton.default_config)
+
+
+def _repeat(hit: tuple, q: Tensor, k: Tensor | None, tensors: tuple, offset: int) -> tuple[Tensor, Tensor | None]:
+    """Launch again through a remembered plan, for tensors with the signature it was made for."""
+    plan = hit[0]
+    if hit[1]:  # in place (then the features are contiguous: checked when the plan was made)
+        plan.run(q, q, k, k, tensors, offset)
+        return q, k
+    q = q if q.stride(-1) == 1 else q.contiguous()
+    q_out = torch.empty_like(q)
+    if k is None:
+        plan.run(q, q_out, None, None, tensors, offset)
+        return q_out, None
+    k = k if k.stride(-1) == 1 else k.contiguous()
+    k_out = torch.empty_like(k)
+    plan.run(q, q_out, k, k_out, tensors, offset)
+    return q_out, k_out
 
 
 def rope_qk(q: Tensor, k: Tensor | None, cache: RopeCache, *, layout: str = "half", offsets=0, positions=None,
@@ -186,6 +239,20 @@ def rope_qk(q: Tensor, k: Tensor | None, cache: RopeCache, *, layout: str = "hal
     """
     fn = "rope_qk"
     varlen = cu_seqlens is not None
+    key = None  # not for a packed batch without max_seqlen: that is read from cu_seqlens's data
+    if (isinstance(q, Tensor) and isinstance(k, (Tensor, type(None))) and not _records_graph(q, k)
+            and not (varlen and max_seqlen is None)):
+        key = _signature(fn, _meta(q), _meta(k), id(cache), layout, inplace, angles, _meta(offsets),
+                         _meta(positions), _meta(cu_seqlens), type(max_seqlen), max_seqlen)
+        hit = _plans.get(key)
+        if hit is not None and hit[2] is cache:  # (plan, inplace, cache, (cos, sin, turns), tokens, position limit)
+            tensors = (*hit[3], None if positions is None else positions.contiguous(),
+                       offsets.contiguous() if positions is None and isinstance(offsets, Tensor) else None,
+                       None if cu_seqlens is None else cu_seqlens.contiguous())
+            if positions is not None or tensors[4] is not None:
+                return _repeat(hit, q, k, tensors, 0)
+            if 0 <= offsets and offsets + hit[4] <= hit[5]:  # else the checks below say what is wrong
+                return _repeat(hit, q, k, tensors, offsets)
     _check_qk(fn, q, k, layout, varlen)
     if angles is None:  # measured on an H100: the table is faster for decoding, the arithmetic for prefill
         n_tokens = max_seqlen if varlen and max_seqlen is not None else q.shape[-2]
@@ -234,7 +301,12 @@ def rope_qk(q: Tensor, k: Tensor | None, cache: RopeCache, *, layout: str = "hal
             raise ValueError(f"{fn}: positions must fit in int64: offsets + tokens <= 2**63, got offsets={offsets} and {n_tokens} tokens")
         if angles == "table" and offsets + n_tokens > cache.cos.shape[0]:
             raise ValueError(f"{fn}: the table holds {cache.cos.shape[0]} positions, got offsets={offsets} and {n_tokens} tokens")
-    return _run(fn, q, k, inplace, spec)
+    fixed = tuple(spec.get(name) for name in ("cos", "sin", "turns"))
+    if any(t is not None and t is not getattr(cache, name) for t, name in zip(fixed, ("cos", "sin", "turns"))):
+        key = None  # the cache is on another device: its tables were copied over for this call only
+    limit = cache.cos.shape[0] if angles == "table" else 2**63
+    n_tokens = max_seqlen if varlen else q.shape[2]
+    return _run(fn, q, k, inplace, spec, key, (cache, fixed, n_tokens, limit))
 
 
 def rope_qk_cos_sin(q: Tensor, k: Tensor | None, cos: Tensor, sin: Tensor, *, layout: str = "half",
@@ -247,7 +319,7 @@ def rope_qk_cos_sin(q: Tensor, k: Tensor | None, cos: Tensor, sin: Tensor, *, la
 
     Args:
         q, k: ``(B, Hq, T, D)`` and ``(B, Hk, T, D)``, features contiguous; ``k`` may be None.
-        cos, sin: ``(T, r/2)`` or ``(B, T, r/2)``: one value per rotated pair (``r <= D`` features are
+        cos, sin: ``(T, r/2)``, ``(B, T, r/2)`` or ``(1, T, r/2)``: one value per rotated pair (``r <= D`` features are
             rotated). Any float dtype; the kernel computes in float32. Hugging Face's duplicated
             ``(B, T, D)`` tensors pass as ``cos[..., :D // 2]`` for the half layout (a view, no copy).
         layout: ``"half"`` or ``"interleaved"``. inplace: write the result into q and k.
@@ -263,15 +335,28 @@ def rope_qk_cos_sin(q: Tensor, k: Tensor | None, cos: Tensor, sin: Tensor, *, la
     >>> torch.allclose(qr, rb.apply_rope(q), atol=1e-6)
     True
     """
-    fn = "rope_qk_cos_sin"
+    return _rope_qk_cos_sin("rope_qk_cos_sin", q, k, cos, sin, layout, inplace)
+
+
+def _rope_qk_cos_sin(fn: str, q, k, cos, sin, layout, inplace, pairs: int | None = None):
+    """``rope_qk_cos_sin``; with ``pairs``, the rotation reads the first ``pairs`` values of each row of cos
+    and sin, which may be wider (Hugging Face's duplicated ``(…, T, D)`` tensors, read without a slicing
+    view: ``hf_apply_rotary_pos_emb``)."""
+    key = None
+    if isinstance(q, Tensor) and isinstance(k, (Tensor, type(None))) and not _records_graph(q, k):
+        key = _signature(fn, _meta(q), _meta(k), _meta(cos), _meta(sin), layout, inplace, pairs)
+        hit = _plans.get(key)
+        if hit is not None and not (torch.is_grad_enabled() and (cos.requires_grad or sin.requires_grad)):
+            return _repeat(hit, q, k, (cos, sin, None, None, None, None), 0)  # cos, sin: the (B or 1, T, ·) views' data
     _check_qk(fn, q, k, layout, False)
     B, T, D = q.shape[0], q.shape[2], q.shape[3]
     for name, c in (("cos", cos), ("sin", sin)):
         ok = (isinstance(c, Tensor) and c.is_floating_point() and c.ndim in (2, 3) and c.shape[-2] == T
-              and (c.ndim == 2 or c.shape[0] == B) and 0 < 2 * c.shape[-1] <= D)
+              and (c.ndim == 2 or c.shape[0] in (1, B))
+              and (0 < 2 * c.shape[-1] <= D if pairs is None else 0 < 2 * pairs <= D and pairs <= c.shape[-1]))
         if not ok:
             got = f"{name}.shape={tuple(c.shape)}, {name}.dtype={c.dtype}" if isinstance(c, Tensor) else f"type({name})={type(c).__name__}"
-            raise ValueError(f"{fn}: {name} must be a float tensor of shape ({T}, r/2) or ({B}, {T}, r/2) with "
+            raise ValueError(f"{fn}: {name} must be a float tensor of shape ({T}, r/2) or ({B} or 1, {T}, r/2) with "
                              f"r/2 <= head_dim/2 = {D // 2} (q.shape={tuple(q.shape)}), got {got}")
         if c.device != q.device:
             raise ValueError(f"{fn}: {name} must be on {q.device}, got {name}.device={c.device}")
@@ -282,9 +367,10 @@ def rope_qk_cos_sin(q: Tensor, k: Tensor | None, cos: Tensor, sin: Tensor, *, la
     cos3, sin3 = (cos[None] if cos.ndim == 2 else cos), (sin[None] if sin.ndim == 2 else sin)  # (B or 1, T, r/2)
     if cos3.stride() != sin3.stride() or cos3.stride(-1) != 1:
         cos3, sin3 = cos3.contiguous(), sin3.contiguous()
-    spec = dict(half=cos3.shape[-1], layout=layout, cos=cos3, sin=sin3,
+        key = None  # copies made for this call: a repeat would have to make them too
+    spec = dict(half=cos3.shape[-1] if pairs is None else pairs, layout=layout, cos=cos3, sin=sin3,
                 cos_strides=(0 if cos3.shape[0] == 1 else cos3.stride(0), cos3.stride(1)), n_pos=T)
-    return _run(fn, q, k, inplace, spec)
+    return _run(fn, q, k, inplace, spec, key, ())
 
 
 # ----------------------------------------------------------------------------- the apply_rope hook

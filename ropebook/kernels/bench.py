@@ -15,13 +15,14 @@ which includes Python launch overhead where it exceeds the flush. Optional conte
 ``$ROPEBOOK_FLASH_ROTARY`` (the file ``flash_attn/ops/triton/rotary.py``).
 Every contender is timed in ``$ROPEBOOK_BENCH_ROUNDS`` rounds (default 3); the
 table gives the median and the range. Set ``$ROPEBOOK_BENCH_JSON`` to write the results there, with the
-device, driver, versions, command and the SHA-256 of the kernel's source file (``kernel_sha256``: which
-kernel was timed); ``$ROPEBOOK_BENCH_SWEEP=1``
+device, driver, versions, command, the SHA-256 of the kernel's source file (``kernel_sha256``: which
+kernel was timed) and the host time of a decoding call up to the launch (``host_us``, on the machine's
+CPU, no GPU involved; without CUDA that is all it times); ``$ROPEBOOK_BENCH_SWEEP=1``
 also times the kernel's tile configurations and angle sources in one round, then the fastest of them and
 the defaults against Liger-Kernel in ``$ROPEBOOK_SWEEP_ROUNDS`` interleaved rounds (default 5), written to
 ``$ROPEBOOK_SWEEP_JSON`` (``$ROPEBOOK_BENCH_SWEEP=only`` skips the main table; ``$ROPEBOOK_SWEEP_CASES``
-picks cases, and the file keeps the rows of the others). Without CUDA it says so and
-checks only the kernel's agreement under the Triton interpreter.
+picks cases, and the file keeps the rows of the others). Without CUDA it says so, times ``host_us`` and
+checks the kernel's agreement under the Triton interpreter.
 
 Chapter: ``ch-rope-gpu``.
 """
@@ -61,6 +62,66 @@ def moved_bytes(B: int, T: int, itemsize: int = 2) -> int:
     return 2 * B * T * (HQ + HK) * D * itemsize
 
 
+def host_us(batches: int = 30, calls: int = 200) -> dict:
+    """Host time of a decoding step's call (B=64, our head counts, bf16, offsets per sequence), up to the
+    GPU launch: the launcher records the launch instead of making it (``rope_triton._capture``), so this
+    runs on CPU tensors, with or without a GPU, and leaves out only Triton's launch itself. ``first``: the
+    call's signature is new (the plan cache emptied before every call: all checks, all of the launch's
+    arithmetic); ``repeat``: seen before (``ropebook.kernels.autograd``'s plans). Microseconds a call, the
+    fastest of ``batches`` batches of ``calls`` calls (the least disturbed by the rest of the machine)."""
+    from ropebook import kernels as K
+    from ropebook.kernels import autograd, rope_triton
+
+    q = torch.randn(DECODE_B, 1, HQ, D, dtype=torch.bfloat16).transpose(1, 2)  # (B, H, 1, D) views, as benchmarked
+    k = torch.randn(DECODE_B, 1, HK, D, dtype=torch.bfloat16).transpose(1, 2)
+    cache = K.rope_cache(D, max_position=4096)
+    offsets = torch.randint(0, 4095, (DECODE_B,), dtype=torch.int32)
+    c, s = cache.cos[offsets.long()][:, None], cache.sin[offsets.long()][:, None]  # (B, 1, D/2)
+    c_hf, s_hf = torch.cat((c, c), -1).bfloat16(), torch.cat((s, s), -1).bfloat16()  # Hugging Face's (B, 1, D)
+    cases = {
+        "rope_qk, angles=table": lambda: K.rope_qk(q, k, cache, offsets=offsets, angles="table"),
+        "rope_qk, angles=kernel": lambda: K.rope_qk(q, k, cache, offsets=offsets, angles="kernel"),
+        "rope_qk, angles=table, in place": lambda: K.rope_qk(q, k, cache, offsets=offsets, angles="table", inplace=True),
+        "rope_qk_cos_sin": lambda: K.rope_qk_cos_sin(q, k, c, s),
+        "hf_apply_rotary_pos_emb": lambda: K.hf_apply_rotary_pos_emb(q, k, c_hf, s_hf),
+    }
+    out = {name: {"first": float("inf"), "repeat": float("inf")} for name in cases}
+    before, rope_triton._capture = rope_triton._capture, []
+    try:
+        with torch.no_grad():
+            for _ in range(batches):  # round-robin: a slow spell of the machine spreads over every row
+                for name, call in cases.items():
+                    for kind in ("first", "repeat"):
+                        autograd._plans.clear()
+                        call()  # a first call (its signature new); every repeat below finds its plan
+                        t0 = time.perf_counter()
+                        for _ in range(calls):
+                            if kind == "first":
+                                autograd._plans.clear()
+                            call()
+                            rope_triton._capture.clear()
+                        out[name][kind] = min(out[name][kind], (time.perf_counter() - t0) / calls * 1e6)
+    finally:
+        rope_triton._capture = before
+        autograd._plans.clear()
+    return out
+
+
+def _print_host_us(rows: dict) -> None:
+    print(f"\nhost µs a decoding call, up to the launch (this machine's CPU: {_cpu_name()})")
+    print(f"{'call':<36} {'first':>8} {'repeat':>8}")
+    for name, r in rows.items():
+        print(f"{name:<36} {r['first']:8.1f} {r['repeat']:8.1f}")
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
 def _cpu_part(args) -> int:
     print("ropebook.bench gpu: no CUDA device here: GPU numbers were NOT measured.")
     for name, B, T in shapes(args.quick):
@@ -68,6 +129,7 @@ def _cpu_part(args) -> int:
     if importlib.util.find_spec("triton") is None:
         print("triton is not installed: the kernel was not run.")
         return 0
+    _print_host_us(host_us(batches=10 if args.quick else 30))
     code = ("import torch, ropebook as rb; from ropebook import kernels as K; q, k = torch.randn(1, 4, 5, 16), torch.randn(1, 2, 5, 16);"
             "a, b = K.rope_qk(q, k, K.rope_cache(16), offsets=7);"
             "torch.testing.assert_close(a, rb.apply_rope(q, offset=7)); torch.testing.assert_close(b, rb.apply_rope(k, offset=7));"
@@ -325,9 +387,11 @@ def _variant(q, k, cache, off, cos, sin, source: str, cfg, inplace: bool = False
     from ropebook import kernels as K
     from ropebook.kernels import rope_triton
 
+    fixed = lambda T, H, table: cfg  # noqa: E731  (one function for every call: part of the launch signature)
+
     def call():
         orig = rope_triton.default_config
-        rope_triton.default_config = lambda T, H, table: cfg
+        rope_triton.default_config = fixed
         try:
             with rope_triton.sincos("quadrant") if source == "quadrant" else contextlib.nullcontext():
                 if source == "cos_sin":
@@ -467,6 +531,9 @@ def gpu(args) -> int:
                                  + (", inputs warm in L2" if T == 1 else ", L2 flushed before each call (flush time subtracted)")
                                  + "; eager_us: triton.testing.do_bench median, Python launch included"),
                          results=results))
+    host = None if sweep_only else host_us()  # this machine's CPU: the host side of the decode rows' host us
+    if host is not None:
+        _print_host_us(host)
     out = os.environ.get("ROPEBOOK_BENCH_JSON")
     if out and not sweep_only:
         props = torch.cuda.get_device_properties(0)
@@ -485,7 +552,7 @@ def gpu(args) -> int:
 
         kernel_sha256 = hashlib.sha256(Path(rope_triton.__file__).read_bytes()).hexdigest()  # which kernel was timed
         meta = dict(device=props.name, sm_count=props.multi_processor_count, driver=driver, versions=versions,
-                    kernel_sha256=kernel_sha256,
+                    kernel_sha256=kernel_sha256, cpu=_cpu_name(), host_to_launch_us=host,
                     command=os.environ.get("ROPEBOOK_BENCH_COMMAND") or " ".join(
                         [f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("ROPEBOOK_")]
                         + ["python -m ropebook.bench gpu"]),

@@ -23,7 +23,7 @@ import weakref
 import torch
 from torch import Tensor
 
-from ropebook.kernels.autograd import rope_qk_cos_sin
+from ropebook.kernels.autograd import _rope_qk_cos_sin
 
 __all__ = ["hf_apply_rotary_pos_emb", "patch_hf"]
 
@@ -100,9 +100,9 @@ def hf_apply_rotary_pos_emb(q: Tensor, k: Tensor, cos: Tensor, sin: Tensor, unsq
                          f"(B, H, T, D) = {tuple(q.shape)} (an even D), got cos.shape={tuple(cos.shape)}, "
                          f"sin.shape={tuple(sin.shape)}")
     _check_halves(cos, sin)  # on the very tensors the model hands every layer (what its cache keys on)
-    if cos.ndim == 3 and cos.shape[0] == 1:
-        cos, sin = cos[0], sin[0]  # one set of positions for the whole batch: (T, D)
-    qr, kr = rope_qk_cos_sin(q, k, cos[..., : D // 2], sin[..., : D // 2])
+    # the kernel reads the first half of each row (D/2 pairs), straight from Hugging Face's tensors: a
+    # slicing view would cost more host time than the rest of a repeated call's checks (ch-rope-gpu)
+    qr, kr = _rope_qk_cos_sin(fn, q, k, cos, sin, "half", False, pairs=D // 2)
     if unsqueeze_dim == 2:
         qr, kr = qr.transpose(1, 2), kr.transpose(1, 2)
     return qr, kr

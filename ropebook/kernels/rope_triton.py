@@ -24,7 +24,8 @@ inputs), rotated, and stored in the input dtype. The head counts are constants
 of the compile, and offsets are 32-bit unless a storage holds 2^31 elements or
 more (``IDX``): what a program computes before its first load is on the
 critical path of a few-microsecond decoding step. ``CONJ`` rotates by −θ (the
-backward pass). This module holds the kernel and its launcher only; the
+backward pass). This module holds the kernel and its launcher only (``launch``
+works a launch out as a ``Plan``, which a caller can keep and run again); the
 autograd wrapper and the public API are in ``ropebook.kernels.autograd``.
 
 Chapter: ``ch-rope-gpu``.
@@ -360,7 +361,7 @@ def launch(q: Tensor, q_out: Tensor, k: Tensor | None, k_out: Tensor | None, *, 
            conj: bool = False, cos: Tensor | None = None, sin: Tensor | None = None, cos_strides=(0, 0), n_pos: int = 0,
            turns: Tensor | None = None, factor: float = 1.0, offset: int = 0, offsets: Tensor | None = None,
            positions: Tensor | None = None, pos_strides=(0, 0), cu_seqlens: Tensor | None = None,
-           max_seqlen: int | None = None, config: tuple | None = None) -> None:
+           max_seqlen: int | None = None, config: tuple | None = None) -> Plan:
     """Launch the kernel. No checks: ``ropebook.kernels.autograd`` validates and prepares.
 
     ``config``: ``(BLOCK_T, BLOCK_H, num_warps)``, or with a fourth element ``together``: each program then
@@ -368,94 +369,149 @@ def launch(q: Tensor, q_out: Tensor, k: Tensor | None, k_out: Tensor | None, *, 
     Liger-Kernel does) instead of BLOCK_H heads of one of them. Default: ``default_config``.
 
     Shapes: q, q_out ``(B, Hq, T, D)`` or, packed, ``(Hq, N, D)`` with ``cu_seqlens (B + 1,)``; k likewise
-    with Hk heads; feature stride 1. The first ``2 * half`` features are rotated. Plain Python
-    arithmetic throughout: this runs on every call, and decode calls are a few microseconds of GPU work.
+    with Hk heads; feature stride 1. The first ``2 * half`` features are rotated.
+
+    Returns the :class:`Plan` it launched with: what the launch worked out from shapes, strides, dtypes and
+    options. A caller that will launch again with tensors like these (``ropebook.kernels.autograd``'s
+    per-signature cache) calls ``plan.run`` and skips that work.
     """
-    if cu_seqlens is not None:
-        B, T = cu_seqlens.shape[0] - 1, max_seqlen
-        HQ, _, D = q.shape
-        sq, sqo = q.stride(), q_out.stride()
-        qs, qos = (0, sq[0], sq[1]), (0, sqo[0], sqo[1])
-    else:
-        B, HQ, T, D = q.shape
-        qs, qos = q.stride()[:3], q_out.stride()[:3]
-    if k is None:
-        k, k_out, ks, kos, HK = q, q_out, qs, qos, 0
-    elif cu_seqlens is not None:
-        HK = k.shape[0]
-        sk, sko = k.stride(), k_out.stride()
-        ks, kos = (0, sk[0], sk[1]), (0, sko[0], sko[1])
-    else:
-        HK = k.shape[1]
-        ks, kos = k.stride()[:3], k_out.stride()[:3]
-    block_t, block_h, num_warps, *rest = config or default_config(T, max(HQ, HK), cos is not None)
-    together = bool(rest and rest[0]) and HK > 0
-    n_q_blocks = -(-HQ // block_h)
-    n_blocks = n_q_blocks if together else n_q_blocks + -(-HK // block_h)
-    block_hk = _pow2(-(-HK // n_q_blocks)) if together else 1
-    grid = (-(-T // block_t) * n_blocks, B, 1)  # three axes: a compiled kernel's direct launch reads grid[2]
-    if B > 65535:
-        raise ValueError(f"ropebook.kernels: at most 65535 sequences a launch (grid axis 1), got {B}")
-    if SINCOS not in ("libdevice", "quadrant"):
-        raise ValueError(f"ropebook.kernels.rope_triton.SINCOS must be 'libdevice' or 'quadrant', got {SINCOS!r}")
-    tail = D - 2 * half
-    dummy = q  # any pointer for arguments a mode does not read
-    args = (q, q_out, k, k_out,
-            dummy if cos is None else cos, dummy if sin is None else sin, dummy if turns is None else turns,
-            dummy if positions is None else positions, dummy if offsets is None else offsets,
-            dummy if cu_seqlens is None else cu_seqlens,
-            T, *qs, *qos, *ks, *kos, *cos_strides, n_pos, *pos_strides, offset, factor)
-    consts = (HQ, HK, half, tail, _pow2(half), _pow2(max(tail, 1)), block_t, block_h, layout == "interleaved", conj,
-              0 if cos is not None else 1, 2 if positions is not None else (1 if offsets is not None else 0),
-              cu_seqlens is not None, tail > 0 and q_out.data_ptr() != q.data_ptr(),
-              tl.float64 if q.dtype == torch.float64 else tl.float32,
-              int(SINCOS == "quadrant" and turns is not None and q.dtype != torch.float64),
-              # sin is indexed exactly as cos (same shape and strides), offsets and cu_seqlens by sequence only
-              tl.int32 if _fits_int32(q, q_out, k, k_out, cos, positions) else tl.int64,
-              int(together), block_hk)  # in _CONSTEXPRS order
-    if _capture is not None:  # ropebook.kernels.aot records the launch to compile it for a GPU that is not here
-        _capture.append((grid, num_warps, args, consts))
-        return
-    if q.is_cuda:
+    tensors = (cos, sin, turns, positions, offsets, cu_seqlens)
+    plan = Plan(q, q_out, k, k_out, half=half, layout=layout, conj=conj, tensors=tensors, cos_strides=cos_strides,
+                n_pos=n_pos, factor=factor, pos_strides=pos_strides, max_seqlen=max_seqlen, config=config)
+    plan.run(q, q_out, k, k_out, tensors, offset, _compiled)
+    return plan
+
+
+class Plan:
+    """One launch worked out from everything but the data: grid, warps, the integer arguments (strides,
+    token count, table size), the float factor and the constexprs (both ways of ``IDX``). Plain Python
+    arithmetic, done once; :meth:`run` then only gathers pointers, decides ``IDX`` and launches. A
+    decoding step is a few microseconds of GPU work, so what runs on the host for each call matters."""
+
+    __slots__ = ("grid", "num_warps", "ints", "factor", "consts", "kernels")
+
+    def __init__(self, q, q_out, k, k_out, *, half, layout, conj, tensors, cos_strides, n_pos, factor, pos_strides,
+                 max_seqlen, config):
+        cos, _, turns, positions, offsets, cu_seqlens = tensors
+        if cu_seqlens is not None:
+            B, T = cu_seqlens.shape[0] - 1, max_seqlen
+            HQ, _, D = q.shape
+            sq, sqo = q.stride(), q_out.stride()
+            qs, qos = (0, sq[0], sq[1]), (0, sqo[0], sqo[1])
+        else:
+            B, HQ, T, D = q.shape
+            qs, qos = q.stride()[:3], q_out.stride()[:3]
+        if k is None:
+            ks, kos, HK = qs, qos, 0
+        elif cu_seqlens is not None:
+            HK = k.shape[0]
+            sk, sko = k.stride(), k_out.stride()
+            ks, kos = (0, sk[0], sk[1]), (0, sko[0], sko[1])
+        else:
+            HK = k.shape[1]
+            ks, kos = k.stride()[:3], k_out.stride()[:3]
+        block_t, block_h, num_warps, *rest = config or default_config(T, max(HQ, HK), cos is not None)
+        together = bool(rest and rest[0]) and HK > 0
+        n_q_blocks = -(-HQ // block_h)
+        n_blocks = n_q_blocks if together else n_q_blocks + -(-HK // block_h)
+        block_hk = _pow2(-(-HK // n_q_blocks)) if together else 1
+        if B > 65535:
+            raise ValueError(f"ropebook.kernels: at most 65535 sequences a launch (grid axis 1), got {B}")
+        if SINCOS not in ("libdevice", "quadrant"):
+            raise ValueError(f"ropebook.kernels.rope_triton.SINCOS must be 'libdevice' or 'quadrant', got {SINCOS!r}")
+        tail = D - 2 * half
+        self.grid = (-(-T // block_t) * n_blocks, B, 1)  # three axes: a compiled kernel's direct launch reads grid[2]
+        self.num_warps = num_warps
+        self.ints = (T, *qs, *qos, *ks, *kos, *cos_strides, n_pos, *pos_strides)  # then offset, then factor
+        self.factor = factor
+        consts = (HQ, HK, half, tail, _pow2(half), _pow2(max(tail, 1)), block_t, block_h, layout == "interleaved", conj,
+                  0 if cos is not None else 1, 2 if positions is not None else (1 if offsets is not None else 0),
+                  cu_seqlens is not None, tail > 0 and q_out.data_ptr() != q.data_ptr(),
+                  tl.float64 if q.dtype == torch.float64 else tl.float32,
+                  int(SINCOS == "quadrant" and turns is not None and q.dtype != torch.float64))
+        # in _CONSTEXPRS order; IDX, 32- or 64-bit offsets, is decided for each call (True: 32-bit)
+        self.consts = {fits: (*consts, tl.int32 if fits else tl.int64, int(together), block_hk) for fits in (True, False)}
+        self.kernels: dict = {}  # compiled kernels launched directly, by what a call's data adds to the plan
+
+    def run(self, q: Tensor, q_out: Tensor, k: Tensor | None, k_out: Tensor | None, tensors: tuple, offset: int,
+            compiled: dict | None = None) -> None:
+        """Launch on these tensors, shaped as the plan's were: ``tensors`` is ``(cos, sin, turns, positions,
+        offsets, cu_seqlens)`` (None: not read), ``offset`` the scalar position offset. ``compiled``: where
+        to keep compiled kernels, keyed by everything they are specialized on (default: the plan's own
+        dict, whose key need only add what the plan does not fix)."""
+        cos, sin, turns, positions, offsets, cu_seqlens = tensors
+        if k is None:
+            k, k_out = q, q_out
+        dummy = q  # any pointer for arguments a mode does not read
+        ptrs = (q, q_out, k, k_out, dummy if cos is None else cos, dummy if sin is None else sin,
+                dummy if turns is None else turns, dummy if positions is None else positions,
+                dummy if offsets is None else offsets, dummy if cu_seqlens is None else cu_seqlens)
+        # sin is indexed exactly as cos (same shape and strides), offsets and cu_seqlens by sequence only
+        fits = _fits_int32(q, q_out, k, k_out, cos, positions)
+        consts = self.consts[fits]
+        args = (*ptrs, *self.ints, offset, self.factor)
+        # the compiled kernel's key, formed before the recording below returns, so that a recorded launch costs
+        # the host what a CUDA one does short of the driver (ropebook.kernels.bench.host_us times that)
+        if compiled is None:  # the plan fixes dtypes and integers but the offset: add pointer alignment and those
+            compiled, key = self.kernels, _plan_key(fits, ptrs, offset)
+        else:
+            key = (q.device.index, self.num_warps, consts, _spec_key(args))
+        if _capture is not None:  # ropebook.kernels.aot records the launch to compile it for a GPU that is not here
+            _capture.append((self.grid, self.num_warps, args, consts))
+            return
+        if not q.is_cuda:
+            _kernel_for(q.device)[self.grid](*args, **dict(zip(_CONSTEXPRS, consts)), num_warps=self.num_warps)
+            return
         if q.device.index != torch.cuda.current_device():  # Triton launches on the current device
             with torch.cuda.device(q.device):
-                _launch_cuda(q.device, grid, num_warps, args, consts)
+                _launch_cuda(q.device, self.grid, self.num_warps, args, consts, compiled, key)
         else:
-            _launch_cuda(q.device, grid, num_warps, args, consts)
-    else:
-        _kernel_for(q.device)[grid](*args, **dict(zip(_CONSTEXPRS, consts)), num_warps=num_warps)
+            _launch_cuda(q.device, self.grid, self.num_warps, args, consts, compiled, key)
 
 
 _CONSTEXPRS = ("HQ", "HK", "HALF", "TAIL", "BLOCK_HALF", "BLOCK_TAIL", "BLOCK_T", "BLOCK_H", "INTERLEAVED", "CONJ", "ANGLES",
                "POS_MODE", "VARLEN", "COPY_TAIL", "COMPUTE", "SINCOS", "IDX",
                "TOGETHER", "BLOCK_HK")
 _POINTERS = 10  # the kernel's tensor arguments, Q … CU_SEQLENS, come first
-_compiled: dict = {}  # launch key -> triton CompiledKernel
+_compiled: dict = {}  # launch key -> triton CompiledKernel, for launch() (a Plan keeps its own)
 _capture: list | None = None  # while a list (ropebook.kernels.aot), launch() appends its arguments there and runs nothing
 _direct = [True]  # False once the direct launch has failed on this Triton: then always through the JIT
 
 
+def _int_spec(a: int):
+    """What Triton specializes an integer argument on: its being 1, its divisibility by 16, whether it fits
+    32 bits and whether it needs unsigned 64 (tests/test_kernels.py checks this against the pinned
+    Triton's own binder)."""
+    return 1 if a == 1 else ((a & 15) == 0, -2147483648 <= a < 2147483648, a >= 9223372036854775808)
+
+
+def _plan_key(fits: bool, ptrs: tuple, offset: int) -> tuple:
+    """A launch's key among the compiled kernels of its plan, which fixes the pointers' dtypes and every
+    integer but the offset: what remains that Triton specializes on, the pointers' 16-byte alignment and
+    the offset's ``_int_spec``, plus ``IDX`` (``fits``: 32-bit offsets)."""
+    return fits, tuple([p.data_ptr() & 15 == 0 for p in ptrs]), _int_spec(offset)
+
+
 def _spec_key(args) -> tuple:
     """What Triton specializes a compiled kernel on, per argument: a pointer's dtype and 16-byte alignment;
-    an integer's being 1, its divisibility by 16, whether it fits 32 bits and whether it needs unsigned 64
-    (tests/test_kernels.py checks this against the pinned Triton's own binder). The kernel's arguments are
-    ``_POINTERS`` tensors, then integers, then one float (``launch`` builds them in that order)."""
+    an integer's ``_int_spec``. The kernel's arguments are ``_POINTERS`` tensors, then integers, then one
+    float (``launch`` builds them in that order)."""
     return (tuple([(a.dtype, a.data_ptr() & 15 == 0) for a in args[:_POINTERS]]),
             tuple([1 if a == 1 else ((a & 15) == 0, -2147483648 <= a < 2147483648, a >= 9223372036854775808)
-                   for a in args[_POINTERS:-1]]))
+                   for a in args[_POINTERS:-1]]))  # _int_spec written out: a call per integer costs 2 µs
 
 
-def _launch_cuda(device: torch.device, grid, num_warps: int, args: tuple, consts: tuple) -> None:
+def _launch_cuda(device: torch.device, grid, num_warps: int, args: tuple, consts: tuple, compiled: dict, key) -> None:
     """Launch on CUDA, skipping Triton's per-call argument binding where it can.
 
     ``kernel[grid](...)`` binds and specializes every argument on each call: about 50 µs of Python
     on the H100 machine of ch-rope-gpu, against a 2 µs decode kernel. The first call with a given
-    specialization goes through it and keeps the compiled kernel; later calls with the same key launch
-    that kernel directly (``CompiledKernel[grid]``). If this Triton's compiled kernel cannot be launched
-    that way, every call goes through the JIT.
+    ``key`` (it must tell apart every specialization Triton would compile) goes through it and keeps
+    the compiled kernel in ``compiled``; later calls with the same key launch that kernel directly
+    (``CompiledKernel[grid]``). If this Triton's compiled kernel cannot be launched that way, every
+    call goes through the JIT.
     """
-    key = (device.index, num_warps, consts, _spec_key(args))
-    kernel = _compiled.get(key) if _direct[0] else None
+    kernel = compiled.get(key) if _direct[0] else None
     if kernel is not None:
         try:
             kernel[grid](*args, *consts)
@@ -464,4 +520,4 @@ def _launch_cuda(device: torch.device, grid, num_warps: int, args: tuple, consts
             _direct[0] = False
     kernel = _kernel_for(device)[grid](*args, **dict(zip(_CONSTEXPRS, consts)), num_warps=num_warps)
     if _direct[0] and kernel is not None:
-        _compiled[key] = kernel
+        compiled[key] = kernel
