@@ -662,6 +662,26 @@ def test_a_packed_batch_without_max_seqlen_is_not_repeated_from_a_plan():
             assert_close_dtype(qr[:, start:start + n], rb.apply_rope(q[:, start:start + n]))
 
 
+def test_a_remembered_plan_does_not_keep_the_cache_alive():
+    """A model's cos/sin table can be hundreds of MB: once the caller drops the cache, a plan made for it
+    must not hold it; a new cache (perhaps at the same address) gets a plan of its own."""
+    import gc
+    import weakref
+
+    q, k = qk(B=2, T=1, HQ=4, HK=2, D=16, dtype=torch.bfloat16)
+    cache = K.rope_cache(16, max_position=64, device=DEVICE)
+    table = weakref.ref(cache.cos)
+    for _ in range(2):
+        K.rope_qk(q, k, cache, offsets=5, angles="table")
+    del cache
+    gc.collect()
+    assert table() is None
+    other = K.rope_cache(16, base=500.0, max_position=64, device=DEVICE)
+    for _ in range(2):
+        qr, _ = K.rope_qk(q, k, other, offsets=5, angles="table")
+        assert_close_dtype(qr, rb.apply_rope(q, offset=5, base=500.0))
+
+
 def test_the_plan_cache_is_bounded(monkeypatch):
     from ropebook.kernels import autograd
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -245,8 +246,9 @@ def rope_qk(q: Tensor, k: Tensor | None, cache: RopeCache, *, layout: str = "hal
         key = _signature(fn, _meta(q), _meta(k), id(cache), layout, inplace, angles, _meta(offsets),
                          _meta(positions), _meta(cu_seqlens), type(max_seqlen), max_seqlen)
         hit = _plans.get(key)
-        if hit is not None and hit[2] is cache:  # (plan, inplace, cache, (cos, sin, turns), tokens, position limit)
-            tensors = (*hit[3], None if positions is None else positions.contiguous(),
+        if hit is not None and hit[2]() is cache:  # (plan, inplace, weakref to cache, table?, tokens, position limit)
+            tensors = (*((cache.cos, cache.sin, None) if hit[3] else (None, None, cache.turns)),
+                       None if positions is None else positions.contiguous(),
                        offsets.contiguous() if positions is None and isinstance(offsets, Tensor) else None,
                        None if cu_seqlens is None else cu_seqlens.contiguous())
             if positions is not None or tensors[4] is not None:
@@ -306,7 +308,8 @@ def rope_qk(q: Tensor, k: Tensor | None, cache: RopeCache, *, layout: str = "hal
         key = None  # the cache is on another device: its tables were copied over for this call only
     limit = cache.cos.shape[0] if angles == "table" else 2**63
     n_tokens = max_seqlen if varlen else q.shape[2]
-    return _run(fn, q, k, inplace, spec, key, (cache, fixed, n_tokens, limit))
+    # the cache by weak reference: a remembered plan must not keep a dropped model's tables in memory
+    return _run(fn, q, k, inplace, spec, key, (weakref.ref(cache), angles == "table", n_tokens, limit))
 
 
 def rope_qk_cos_sin(q: Tensor, k: Tensor | None, cos: Tensor, sin: Tensor, *, layout: str = "half",
