@@ -208,7 +208,7 @@ def test_packed_tokens_past_a_too_small_max_seqlen_come_out_nan(monkeypatch, inp
     q = torch.randn(9, 4, 16, generator=g).to(DEVICE).transpose(0, 1)  # (Hq, N, D)
     k = torch.randn(9, 2, 16, generator=g).to(DEVICE).transpose(0, 1)
     want = [rb.apply_rope(x[:, 4:7]) for x in (q, k)]  # the third sequence's first 3 tokens
-    qr, kr = K.rope_qk(q, k, K.rope_cache(16), cu_seqlens=cu, max_seqlen=3, inplace=inplace)
+    qr, kr = K.rope_qk(q, k, K.rope_cache(16, device=DEVICE), cu_seqlens=cu, max_seqlen=3, inplace=inplace)
     for y, w in zip((qr, kr), want):
         assert torch.isnan(y[:, 7:9]).all()  # tokens 4 and 5 of the third sequence, every head and feature
         assert not torch.isnan(y[:, :7]).any()
@@ -682,6 +682,25 @@ def test_a_remembered_plan_does_not_keep_the_cache_alive():
         assert_close_dtype(qr, rb.apply_rope(q, offset=5, base=500.0))
 
 
+def test_a_cache_on_another_device_than_q_is_copied_with_a_warning():
+    """A cache left on the CPU for q on a GPU works, but copies its tables on every call: say so, and
+    remember no plan for it. (q on the meta device stands in for another device; the launch is recorded.)"""
+    from ropebook.kernels import autograd, rope_triton
+
+    q = torch.empty(2, 4, 1, 16, device="meta")
+    for angles, nbytes in (("table", 2 * 64 * 8 * 4), ("kernel", 8 * 8)):
+        cache = K.rope_cache(16, max_position=64)
+        autograd._plans.clear()
+        rope_triton._capture = []
+        try:
+            with pytest.warns(RuntimeWarning, match=rf"rope_qk: cache is on cpu and q on meta, so {nbytes} bytes of it "
+                                                    r"are copied to meta on every call; .*device='meta'"):
+                K.rope_qk(q, None, cache, offsets=3, angles=angles)
+        finally:
+            rope_triton._capture = None
+        assert not autograd._plans
+
+
 def test_the_plan_cache_is_bounded(monkeypatch):
     from ropebook.kernels import autograd
 
@@ -968,17 +987,17 @@ def _aot_cases():
     def backward_fp16():
         q, k = (x.detach().requires_grad_() for x in qk(B=2, T=3, HQ=4, HK=2, D=16, dtype=torch.float16))
         positions = torch.tensor([[5, 1, 9], [0, 3, 30]], device=DEVICE)
-        qr, kr = K.rope_qk(q, k, K.rope_cache(16, max_position=64), positions=positions, layout="interleaved")
+        qr, kr = K.rope_qk(q, k, K.rope_cache(16, max_position=64, device=DEVICE), positions=positions, layout="interleaved")
         (qr.float().sum() + kr.float().sum()).backward()
 
     def packed_fp32():
         q, k = torch.randn(4, 10, 24, device=DEVICE), torch.randn(2, 10, 24, device=DEVICE)  # (H, N, D): 16 of 24 rotate
         cu = torch.tensor([0, 3, 10], dtype=torch.int32, device=DEVICE)
-        K.rope_qk(q, k, K.rope_cache(16), cu_seqlens=cu, max_seqlen=7)
+        K.rope_qk(q, k, K.rope_cache(16, device=DEVICE), cu_seqlens=cu, max_seqlen=7)
 
     decode = qk(B=4, T=1, HQ=8, HK=2, D=128, dtype=torch.bfloat16)
     offsets = torch.tensor([3, 70, 500, 9], dtype=torch.int32, device=DEVICE)
-    table = K.rope_cache(128, max_position=1024)
+    table = K.rope_cache(128, max_position=1024, device=DEVICE)
     prefill = qk(B=1, T=64, HQ=8, HK=2, D=128, dtype=torch.bfloat16)
     cos, sin = rb.rope_cos_sin(torch.arange(64), 128)
     hf = tuple(torch.cat((c, c), -1).to(DEVICE, torch.bfloat16)[..., :64] for c in (cos, sin))  # HF's, as views
@@ -990,7 +1009,7 @@ def _aot_cases():
                                                                                    angles="kernel")),
         "fp16 interleaved, positions, forward and backward": backward_fp16,
         "fp32 packed, partial rotary, quadrant": with_sincos("quadrant", packed_fp32),
-        "fp64, computed": lambda: K.rope_qk(*qk(D=16, dtype=torch.float64), K.rope_cache(16)),
+        "fp64, computed": lambda: K.rope_qk(*qk(D=16, dtype=torch.float64), K.rope_cache(16, device=DEVICE)),
         "bf16 caller's HF cos/sin, in place": lambda: K.rope_qk_cos_sin(*prefill, *hf, inplace=True),
         "bf16 decode, table, 64-bit addresses": wide(lambda: K.rope_qk(*decode, table, offsets=offsets, angles="table")),
         "bf16 decode, caller's cos/sin, q and k together": together(lambda: K.rope_qk_cos_sin(*decode, *hf_decode)),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 import weakref
 from dataclasses import dataclass
 
@@ -306,6 +307,10 @@ def rope_qk(q: Tensor, k: Tensor | None, cache: RopeCache, *, layout: str = "hal
     fixed = tuple(spec.get(name) for name in ("cos", "sin", "turns"))
     if any(t is not None and t is not getattr(cache, name) for t, name in zip(fixed, ("cos", "sin", "turns"))):
         key = None  # the cache is on another device: its tables were copied over for this call only
+        copied = sum(t.numel() * t.element_size() for t in fixed if t is not None)
+        warnings.warn(f"{fn}: cache is on {cache.turns.device} and q on {dev}, so {copied} bytes of it are copied to "
+                      f"{dev} on every call; build it there once: rope_cache(..., device={str(dev)!r})",
+                      RuntimeWarning, stacklevel=2)
     limit = cache.cos.shape[0] if angles == "table" else 2**63
     n_tokens = max_seqlen if varlen else q.shape[2]
     # the cache by weak reference: a remembered plan must not keep a dropped model's tables in memory
