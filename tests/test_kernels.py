@@ -701,6 +701,20 @@ def test_a_cache_on_another_device_than_q_is_copied_with_a_warning():
         assert not autograd._plans
 
 
+def test_a_call_that_records_a_graph_is_not_cached():
+    """Training calls go through torch.autograd every time (its bookkeeping dominates there): no plan."""
+    from ropebook.kernels import autograd
+
+    q, k = qk(B=1, T=3, HQ=2, HK=1, D=16)
+    cache = K.rope_cache(16, device=DEVICE)
+    autograd._plans.clear()
+    K.rope_qk(q.requires_grad_(), k, cache)[0].sum().backward()
+    assert not autograd._plans
+    with torch.no_grad():
+        K.rope_qk(q, k, cache)
+    assert len(autograd._plans) == 1
+
+
 def test_the_plan_cache_is_bounded(monkeypatch):
     from ropebook.kernels import autograd
 

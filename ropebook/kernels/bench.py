@@ -16,12 +16,12 @@ which includes Python launch overhead where it exceeds the flush. Optional conte
 Every contender is timed in ``$ROPEBOOK_BENCH_ROUNDS`` rounds (default 3); the
 table gives the median and the range. Set ``$ROPEBOOK_BENCH_JSON`` to write the results there, with the
 device, driver, versions, command, the SHA-256 of the kernel's source file (``kernel_sha256``: which
-kernel was timed) and the host time of a decoding call up to the launch (``host_us``, on the machine's
-CPU, no GPU involved; without CUDA that is all it times); ``$ROPEBOOK_BENCH_SWEEP=1``
+kernel was timed) and the host time of a decoding call up to the launch (``host_to_launch_us``, on the
+machine's CPU, no GPU involved; without CUDA that is all it times); ``$ROPEBOOK_BENCH_SWEEP=1``
 also times the kernel's tile configurations and angle sources in one round, then the fastest of them and
 the defaults against Liger-Kernel in ``$ROPEBOOK_SWEEP_ROUNDS`` interleaved rounds (default 5), written to
 ``$ROPEBOOK_SWEEP_JSON`` (``$ROPEBOOK_BENCH_SWEEP=only`` skips the main table; ``$ROPEBOOK_SWEEP_CASES``
-picks cases, and the file keeps the rows of the others). Without CUDA it says so, times ``host_us`` and
+picks cases, and the file keeps the rows of the others). Without CUDA it says so, times ``host_to_launch_us`` and
 checks the kernel's agreement under the Triton interpreter.
 
 Chapter: ``ch-rope-gpu``.
@@ -62,7 +62,7 @@ def moved_bytes(B: int, T: int, itemsize: int = 2) -> int:
     return 2 * B * T * (HQ + HK) * D * itemsize
 
 
-def host_us(batches: int = 30, calls: int = 200) -> dict:
+def host_to_launch_us(batches: int = 30, calls: int = 200) -> dict:
     """Host time of a decoding step's call (B=64, our head counts, bf16, offsets per sequence), up to the
     GPU launch: the launcher records the launch instead of making it (``rope_triton._capture``), so this
     runs on CPU tensors, with or without a GPU, and leaves out only Triton's launch itself. ``first``: the
@@ -107,7 +107,7 @@ def host_us(batches: int = 30, calls: int = 200) -> dict:
     return out
 
 
-def _print_host_us(rows: dict) -> None:
+def _print_host_to_launch(rows: dict) -> None:
     print(f"\nhost µs a decoding call, up to the launch (this machine's CPU: {_cpu_name()})")
     print(f"{'call':<36} {'first':>8} {'repeat':>8}")
     for name, r in rows.items():
@@ -129,7 +129,7 @@ def _cpu_part(args) -> int:
     if importlib.util.find_spec("triton") is None:
         print("triton is not installed: the kernel was not run.")
         return 0
-    _print_host_us(host_us(batches=10 if args.quick else 30))
+    _print_host_to_launch(host_to_launch_us(batches=10 if args.quick else 30))
     code = ("import torch, ropebook as rb; from ropebook import kernels as K; q, k = torch.randn(1, 4, 5, 16), torch.randn(1, 2, 5, 16);"
             "a, b = K.rope_qk(q, k, K.rope_cache(16), offsets=7);"
             "torch.testing.assert_close(a, rb.apply_rope(q, offset=7)); torch.testing.assert_close(b, rb.apply_rope(k, offset=7));"
@@ -531,9 +531,9 @@ def gpu(args) -> int:
                                  + (", inputs warm in L2" if T == 1 else ", L2 flushed before each call (flush time subtracted)")
                                  + "; eager_us: triton.testing.do_bench median, Python launch included"),
                          results=results))
-    host = None if sweep_only else host_us()  # this machine's CPU: the host side of the decode rows' host us
+    host = None if sweep_only else host_to_launch_us()  # this machine's CPU: the host side of the decode rows' host us
     if host is not None:
-        _print_host_us(host)
+        _print_host_to_launch(host)
     out = os.environ.get("ROPEBOOK_BENCH_JSON")
     if out and not sweep_only:
         props = torch.cuda.get_device_properties(0)

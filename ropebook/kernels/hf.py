@@ -100,8 +100,8 @@ def hf_apply_rotary_pos_emb(q: Tensor, k: Tensor, cos: Tensor, sin: Tensor, unsq
                          f"(B, H, T, D) = {tuple(q.shape)} (an even D), got cos.shape={tuple(cos.shape)}, "
                          f"sin.shape={tuple(sin.shape)}")
     _check_halves(cos, sin)  # on the very tensors the model hands every layer (what its cache keys on)
-    # the kernel reads the first half of each row (D/2 pairs), straight from Hugging Face's tensors: a
-    # slicing view would cost more host time than the rest of a repeated call's checks (ch-rope-gpu)
+    # the kernel reads the first half of each row (D/2 pairs) straight from Hugging Face's tensors: a
+    # slice would be one more tensor object for Python to build on every call (ch-rope-gpu)
     qr, kr = _rope_qk_cos_sin(fn, q, k, cos, sin, "half", False, pairs=D // 2)
     if unsqueeze_dim == 2:
         qr, kr = qr.transpose(1, 2), kr.transpose(1, 2)

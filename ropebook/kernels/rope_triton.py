@@ -451,7 +451,7 @@ class Plan:
         consts = self.consts[fits]
         args = (*ptrs, *self.ints, offset, self.factor)
         # the compiled kernel's key, formed before the recording below returns, so that a recorded launch costs
-        # the host what a CUDA one does short of the driver (ropebook.kernels.bench.host_us times that)
+        # the host what a CUDA one does short of the driver (ropebook.kernels.bench.host_to_launch_us times that)
         if compiled is None:  # the plan fixes dtypes and integers but the offset: add pointer alignment and those
             compiled, key = self.kernels, _plan_key(fits, ptrs, offset)
         else:
