@@ -1152,3 +1152,192 @@ def test_sweep_variants_launch_what_they_name(source, inplace, together):
     assert_close_dtype(qr, rb.apply_rope(q0, offset=off.view(2, 1, 1)))
     assert_close_dtype(kr, rb.apply_rope(k0, offset=off.view(2, 1, 1)))
     assert (qr.data_ptr() == q.data_ptr()) == inplace
+
+
+# ----------------------------------------------------------------------------- torch.compile
+
+
+def _compile_cases():
+    """Calls of the public functions, each a function of (q, k) with everything else fixed: the variants
+    that take different paths to the operator (angles, offsets, positions, packed, k None, in place, cos/sin)."""
+    cache = K.rope_cache(16, max_position=64, device=DEVICE)
+    off = torch.tensor([3, 40], device=DEVICE)
+    pos = torch.tensor([[5, 1, 9, 2, 7], [0, 30, 31, 32, 60]], device=DEVICE)
+    cu = torch.tensor([0, 3, 5], device=DEVICE, dtype=torch.int32)
+    c, s = rb.rope_cos_sin(pos.cpu(), 12)
+    c, s = c.to(DEVICE), s.to(DEVICE)  # (B, T, 6): partial rotary
+    hc, hs = torch.cat((c, c), -1).to(DEVICE), torch.cat((s, s), -1).to(DEVICE)  # Hugging Face's (B, T, 12)
+    return {
+        "table, int offset": lambda q, k: K.rope_qk(q, k, cache, offsets=7, angles="table"),
+        "kernel angles, offsets tensor": lambda q, k: K.rope_qk(q, k, cache, offsets=off, angles="kernel"),
+        "interleaved, positions": lambda q, k: K.rope_qk(q, k, cache, positions=pos, layout="interleaved"),
+        "k None": lambda q, k: (K.rope_qk(q, None, cache, offsets=2)[0], k * 1),
+        "packed": lambda q, k: K.rope_qk(q.transpose(0, 1).flatten(1, 2)[:, :5], k.transpose(0, 1).flatten(1, 2)[:, :5],
+                                         cache, cu_seqlens=cu, max_seqlen=3),
+        "in place": lambda q, k: K.rope_qk(q * 1, k * 1, cache, offsets=off, inplace=True),
+        "cos_sin, partial": lambda q, k: K.rope_qk_cos_sin(q, k, c, s),
+        "hf drop-in, partial": lambda q, k: K.hf_apply_rotary_pos_emb(q[..., :12], k[..., :12], hc, hs),
+    }
+
+
+@pytest.mark.parametrize("case", list(_compile_cases()))
+def test_torch_compile_traces_the_kernel_into_one_graph(case):
+    """Under torch.compile(fullgraph=True) each public function becomes one graph around the custom operator
+    (ropebook::rope): the same outputs as the eager call, bit for bit (the same launch runs), and the
+    same gradients through the operator's registered backward."""
+    from torch._dynamo.testing import CompileCounterWithBackend
+
+    fn = _compile_cases()[case]
+    q, k = qk(B=2, T=5, HQ=3, HK=1, D=16)
+    q.requires_grad_(True)
+    k.requires_grad_(True)
+    want = fn(q, k)
+    gq, gk = torch.autograd.grad((want[0] * 1.5).sum() + (want[1] * 0.5).sum(), (q, k))
+    counter = CompileCounterWithBackend("aot_eager")
+    torch._dynamo.reset()
+    compiled = torch.compile(fn, backend=counter, fullgraph=True)
+    got = compiled(q, k)
+    assert counter.frame_count == 1
+    (graph,) = counter.graphs
+    ops = [n.target for n in graph.graph.nodes if n.op == "call_function" and isinstance(n.target, torch._ops.OpOverload)]
+    assert ops.count(torch.ops.ropebook.rope.default) == 1  # one launch: q and k together
+    for a, b in zip(got, want):
+        assert torch.equal(a, b)
+    hq, hk = torch.autograd.grad((got[0] * 1.5).sum() + (got[1] * 0.5).sum(), (q, k))
+    assert torch.equal(hq, gq) and torch.equal(hk, gk)
+
+
+def _op_args(mode: str):
+    """Arguments of torch.ops.ropebook.rope for each way it reads positions and angles (q, k require grad),
+    and the positions of q's tokens for rb.apply_rope (broadcastable to (..., T))."""
+    q, k = qk(B=2, T=5, HQ=3, HK=1, D=16)
+    q.requires_grad_(True)
+    k.requires_grad_(True)
+    cache = K.rope_cache(12, max_position=64, device=DEVICE)
+    none = dict(cos=None, sin=None, turns=None, positions=None, offsets=None, cu_seqlens=None, offset=0, max_seqlen=None)
+    if mode == "table, offset":
+        a = {**none, "cos": cache.cos, "sin": cache.sin, "offset": 9}
+        ref = torch.arange(5) + 9
+    elif mode == "turns, offsets":
+        a = {**none, "turns": cache.turns, "offsets": torch.tensor([3, 40], device=DEVICE)}
+        ref = torch.tensor([3, 40]).view(2, 1, 1) + torch.arange(5)
+    elif mode == "turns, positions, k None":
+        ref = torch.tensor([[5, 1, 9, 2, 7], [0, 30, 31, 32, 60]])
+        a = {**none, "turns": cache.turns, "positions": ref.to(DEVICE)}
+        ref, k = ref.view(2, 1, 5), None
+    elif mode == "packed":
+        q = q.detach().transpose(0, 1).flatten(1, 2)[:, :5].requires_grad_(True)  # (H, N, D), features contiguous
+        k = k.detach().transpose(0, 1).flatten(1, 2)[:, :5].requires_grad_(True)
+        a = {**none, "turns": cache.turns, "cu_seqlens": torch.tensor([0, 3, 5], device=DEVICE, dtype=torch.int32),
+             "max_seqlen": 3}
+        ref = torch.tensor([0, 1, 2, 0, 1])
+    else:  # per-sequence cos/sin, shared by the batch
+        c, s = rb.rope_cos_sin(torch.arange(5), 12)
+        a = {**none, "cos": c[None].to(DEVICE), "sin": s[None].to(DEVICE)}
+        ref = torch.arange(5)
+    return (q, k, a["cos"], a["sin"], a["turns"], a["positions"], a["offsets"], a["cu_seqlens"], 6, "half",
+            1.0, a["offset"], a["max_seqlen"], False), ref.to(DEVICE)
+
+
+@pytest.mark.parametrize("mode", ["table, offset", "turns, offsets", "turns, positions, k None", "packed", "cos_sin"])
+def test_the_custom_operator_passes_torch_library_opcheck(mode):
+    """torch.library.opcheck: the schema matches what the operator does (no mutation, no aliasing), the fake
+    implementation gives the real outputs' shapes, strides and dtypes, the autograd registration is used,
+    and AOT dispatch traces it; then the outputs against the eager path."""
+    from ropebook.kernels.op import rope
+
+    args, positions = _op_args(mode)
+    torch.library.opcheck(torch.ops.ropebook.rope.default, args)
+    q_out, k_out = rope(*args)
+    assert q_out.stride() == args[0].stride()
+    assert_close_dtype(q_out.detach(), rb.apply_rope(args[0].detach(), positions, rotary_dim=12))
+    if args[1] is None:
+        assert k_out.numel() == 0
+    else:
+        assert_close_dtype(k_out.detach(), rb.apply_rope(args[1].detach(), positions, rotary_dim=12))
+
+
+def test_a_compiled_decoding_loop_is_not_recompiled_for_each_offset():
+    """A decoding loop passes a new int offset at every step: torch.compile makes it symbolic after the
+    first change (its automatic dynamic shapes), so the loop runs on at most two graphs, each step exact."""
+    from torch._dynamo.testing import CompileCounterWithBackend
+
+    cache = K.rope_cache(16, max_position=64, device=DEVICE)
+    q, k = qk(B=2, T=1, HQ=4, HK=2, D=16, dtype=torch.bfloat16)
+    counter = CompileCounterWithBackend("aot_eager")
+    torch._dynamo.reset()
+    step = torch.compile(lambda q, k, offset: K.rope_qk(q, k, cache, offsets=offset), backend=counter, fullgraph=True)
+    compiled = []
+    for offset in range(3, 10):
+        got, want = step(q, k, offset), K.rope_qk(q, k, cache, offsets=offset)
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+        compiled.append(counter.frame_count)
+    assert compiled[1] == compiled[-1]  # compiled for the first offset and the second (symbolic), then never
+    with pytest.raises(ValueError, match="the table holds 64 positions"):  # the checks run in the graph too
+        step(q, k, 64)
+
+
+def test_a_compiled_function_with_dynamic_shapes_serves_every_length():
+    """dynamic=True: one graph for prompts of any length; the checks become guards on symbolic sizes."""
+    from torch._dynamo.testing import CompileCounterWithBackend
+
+    cache = K.rope_cache(16, device=DEVICE)
+    counter = CompileCounterWithBackend("aot_eager")
+    torch._dynamo.reset()
+    f = torch.compile(lambda q, k: K.rope_qk(q, k, cache, angles="kernel"), backend=counter, fullgraph=True,
+                      dynamic=True)
+    compiled = []
+    for T in (5, 7, 9):  # none equal to another size: torch would guard on the equality (duck sizing)
+        q, k = qk(B=2, T=T, HQ=3, HK=1, D=16)
+        got, want = f(q, k), K.rope_qk(q, k, cache, angles="kernel")
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+        compiled.append(counter.frame_count)
+    assert compiled[0] >= 1 and compiled[-1] == compiled[0]  # the first length compiled; no other did
+
+
+def test_hf_drop_in_asserts_the_halves_inside_a_compiled_graph():
+    """Under torch.compile the halves check cannot branch in Python: it is an assertion in the graph, and
+    cos or sin whose halves differ still fail, when the compiled code runs."""
+    q, k = qk(B=1, T=3, HQ=2, HK=1, D=8)
+    c, s = rb.rope_cos_sin(torch.arange(3), 8)
+    cos, sin = torch.cat((c, c), -1).to(DEVICE), torch.cat((s, s), -1).to(DEVICE)
+    torch._dynamo.reset()
+    f = torch.compile(K.hf_apply_rotary_pos_emb, backend="aot_eager", fullgraph=True)
+    torch.testing.assert_close(f(q, k, cos, sin)[0], rb.apply_rope(q))
+    bad = cos.clone()
+    bad[..., -1] += 0.5
+    with pytest.raises(RuntimeError, match="must hold each value twice"):
+        f(q, k, bad, sin)
+        if DEVICE == "cuda":
+            torch.cuda.synchronize()
+
+
+def test_patch_hf_in_a_tiny_llama_under_torch_compile():
+    """The real compiler (Inductor) on a whole patched Llama: one graph (fullgraph=True), a ropebook::rope
+    node per layer, the logits of the unpatched eager model; and training through the operator's backward
+    (aot_eager) gives eager's gradients."""
+    import transformers.models.llama.modeling_llama as llama
+    from torch._dynamo.testing import CompileCounterWithBackend
+
+    model = _tiny_llama()
+    ids = torch.randint(0, 97, (2, 9), generator=torch.Generator().manual_seed(1)).to(DEVICE)
+    with torch.no_grad():
+        want = model(ids, use_cache=False).logits
+    model(ids, labels=ids, use_cache=False).loss.backward()
+    want_grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    counter = CompileCounterWithBackend("inductor")
+    torch._dynamo.reset()
+    with K.patch_hf(llama):
+        with torch.no_grad():
+            got = torch.compile(lambda ids: model(ids, use_cache=False).logits, backend=counter, fullgraph=True)(ids)
+        torch._dynamo.reset()
+        loss = torch.compile(lambda ids: model(ids, labels=ids, use_cache=False).loss, backend="aot_eager",
+                             fullgraph=True)(ids)
+        loss.backward()
+    assert counter.frame_count == 1
+    ops = [n.target for n in counter.graphs[0].graph.nodes if n.op == "call_function"]
+    assert ops.count(torch.ops.ropebook.rope.default) == 2  # 2 layers, q and k in one launch each
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    for g, p in zip(want_grads, model.parameters()):
+        torch.testing.assert_close(p.grad, g, rtol=1e-4, atol=1e-6)

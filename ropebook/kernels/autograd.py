@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ropebook.kernels import rope_triton
+from ropebook.kernels import op, rope_triton
 from ropebook.rope import LAYOUTS, rope_cos_sin, rope_frequencies
 
 __all__ = ["RopeCache", "rope_cache", "rope_qk", "rope_qk_cos_sin", "apply_cos_sin"]
@@ -152,6 +152,8 @@ def _run(fn: str, q: Tensor, k: Tensor | None, inplace: bool, spec: dict, key=No
             raise ValueError(f"{fn}: inplace=True needs {name}.stride(-1) == 1, got {name}.stride()={t.stride()}")
     q = _feature_contiguous(q)
     k = None if k is None else _feature_contiguous(k)
+    if torch.compiler.is_compiling():  # torch.compile traces: the custom operator, which it can (ropebook.kernels.op)
+        return op.call(q, k, inplace, spec)
     if _records_graph(q, k):
         return _RopeFunction.apply(q, k, {"inplace": inplace, "launch": spec})
     q_out, k_out, plan = _forward(q, k, inplace, spec)  # no graph to record: skip autograd's bookkeeping (decode calls)
@@ -243,7 +245,7 @@ def rope_qk(q: Tensor, k: Tensor | None, cache: RopeCache, *, layout: str = "hal
     varlen = cu_seqlens is not None
     key = None  # not for a packed batch without max_seqlen: that is read from cu_seqlens's data
     if (isinstance(q, Tensor) and isinstance(k, (Tensor, type(None))) and not _records_graph(q, k)
-            and not (varlen and max_seqlen is None)):
+            and not (varlen and max_seqlen is None) and not torch.compiler.is_compiling()):
         key = _signature(fn, _meta(q), _meta(k), id(cache), layout, inplace, angles, _meta(offsets),
                          _meta(positions), _meta(cu_seqlens), type(max_seqlen), max_seqlen)
         hit = _plans.get(key)
@@ -276,7 +278,7 @@ def rope_qk(q: Tensor, k: Tensor | None, cache: RopeCache, *, layout: str = "hal
         cos, sin = cache.cos.to(dev), cache.sin.to(dev)
         if q.dtype == torch.float64:
             raise ValueError(f"{fn}: angles='table' holds float32 cos/sin; use angles='kernel' for float64 q, got q.dtype={q.dtype}")
-        spec.update(cos=cos, sin=sin, cos_strides=(0, cos.stride(0)), n_pos=cos.shape[0], factor=1.0)  # holds cos·factor
+        spec.update(cos=cos, sin=sin, factor=1.0, **op.table_args(cos, None))  # the table holds cos·factor
     else:
         spec.update(turns=cache.turns.to(dev))
     if varlen:
@@ -292,25 +294,24 @@ def rope_qk(q: Tensor, k: Tensor | None, cache: RopeCache, *, layout: str = "hal
     if positions is not None:
         shape = (q.shape[1],) if varlen else (n_seq, q.shape[2])
         positions = _int_tensor(fn, "positions", positions, shape, dev)
-        spec.update(positions=positions, pos_strides=(0, 1) if varlen else (positions.stride(0), positions.stride(1)))
+        spec.update(positions=positions, **op.table_args(None, positions))
     elif isinstance(offsets, Tensor):
         spec.update(offsets=_int_tensor(fn, "offsets", offsets, (n_seq,), dev))
-    elif isinstance(offsets, bool) or not isinstance(offsets, int) or offsets < 0:
+    elif isinstance(offsets, bool) or not isinstance(offsets, int):
         raise ValueError(f"{fn}: offsets must be a non-negative int or an integer tensor of shape ({n_seq},), got offsets={offsets!r}")
     else:
         spec.update(offset=offsets)
-        n_tokens = max_seqlen if varlen else q.shape[2]
-        if offsets + n_tokens > 2**63:  # the kernel's positions are int64
-            raise ValueError(f"{fn}: positions must fit in int64: offsets + tokens <= 2**63, got offsets={offsets} and {n_tokens} tokens")
-        if angles == "table" and offsets + n_tokens > cache.cos.shape[0]:
-            raise ValueError(f"{fn}: the table holds {cache.cos.shape[0]} positions, got offsets={offsets} and {n_tokens} tokens")
-    fixed = tuple(spec.get(name) for name in ("cos", "sin", "turns"))
-    if any(t is not None and t is not getattr(cache, name) for t, name in zip(fixed, ("cos", "sin", "turns"))):
+        if not torch.compiler.is_compiling():  # compiled, the operator checks the value when it runs (no guard on it)
+            op.check_offset(fn, offsets, max_seqlen if varlen else q.shape[2], n_seq,
+                            cache.cos.shape[0] if angles == "table" else None)
+    if any(getattr(cache, name).device != dev for name in ("cos", "sin", "turns") if name in spec):
         key = None  # the cache is on another device: its tables were copied over for this call only
-        copied = sum(t.numel() * t.element_size() for t in fixed if t is not None)
+        copied = sum(spec[name].numel() * spec[name].element_size() for name in ("cos", "sin", "turns") if name in spec)
         warnings.warn(f"{fn}: cache is on {cache.turns.device} and q on {dev}, so {copied} bytes of it are copied to "
                       f"{dev} on every call; build it there once: rope_cache(..., device={str(dev)!r})",
                       RuntimeWarning, stacklevel=2)
+    if key is None:
+        return _run(fn, q, k, inplace, spec)
     limit = cache.cos.shape[0] if angles == "table" else 2**63
     n_tokens = max_seqlen if varlen else q.shape[2]
     # the cache by weak reference: a remembered plan must not keep a dropped model's tables in memory
@@ -351,7 +352,8 @@ def _rope_qk_cos_sin(fn: str, q, k, cos, sin, layout, inplace, pairs: int | None
     and sin, which may be wider (Hugging Face's duplicated ``(…, T, D)`` tensors, read without a slicing
     view: ``hf_apply_rotary_pos_emb``)."""
     key = None
-    if isinstance(q, Tensor) and isinstance(k, (Tensor, type(None))) and not _records_graph(q, k):
+    if (isinstance(q, Tensor) and isinstance(k, (Tensor, type(None))) and not _records_graph(q, k)
+            and not torch.compiler.is_compiling()):
         key = _signature(fn, _meta(q), _meta(k), _meta(cos), _meta(sin), layout, inplace, pairs)
         hit = _plans.get(key)
         if hit is not None and not (torch.is_grad_enabled() and (cos.requires_grad or sin.requires_grad)):
@@ -377,7 +379,7 @@ def _rope_qk_cos_sin(fn: str, q, k, cos, sin, layout, inplace, pairs: int | None
         cos3, sin3 = cos3.contiguous(), sin3.contiguous()
         key = None  # copies made for this call: a repeat would have to make them too
     spec = dict(half=cos3.shape[-1] if pairs is None else pairs, layout=layout, cos=cos3, sin=sin3,
-                cos_strides=(0 if cos3.shape[0] == 1 else cos3.stride(0), cos3.stride(1)), n_pos=T)
+                **op.table_args(cos3, None))
     return _run(fn, q, k, inplace, spec, key, ())
 
 
@@ -410,6 +412,6 @@ def apply_cos_sin(x: Tensor, cos: Tensor, sin: Tensor, *, layout: str, rotary_di
         c3, s3 = ce.reshape(-1, T, half), se.reshape(-1, T, half)
     if c3.stride() != s3.stride() or c3.stride(-1) != 1:
         c3, s3 = c3.contiguous(), s3.contiguous()
-    spec = dict(half=half, layout=layout, cos=c3, sin=s3, cos_strides=(c3.stride(0), c3.stride(1)), n_pos=T)
+    spec = dict(half=half, layout=layout, cos=c3, sin=s3, **op.table_args(c3, None))
     out, _ = _run(fn, x4, None, False, spec)
     return out.reshape(x.shape)

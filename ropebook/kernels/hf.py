@@ -51,6 +51,17 @@ def _check_halves(cos: Tensor, sin: Tensor) -> None:
     _checked[:] = [weakref.ref(cos), weakref.ref(sin), _version(cos), _version(sin)]
 
 
+def _assert_halves(cos: Tensor, sin: Tensor) -> None:
+    """``_check_halves`` for a graph that ``torch.compile`` traces, where Python cannot read a comparison's
+    result: an assertion node (``torch._assert_async``) that fails when the compiled code runs, without
+    a device sync on CUDA (a device-side assert there: the error surfaces at the next synchronization)."""
+    h = cos.shape[-1] // 2
+    for x in (cos, sin):
+        torch._assert_async((x[..., :h] == x[..., h:]).all(),
+                            "hf_apply_rotary_pos_emb: cos and sin must hold each value twice, x[..., :D/2] == "
+                            "x[..., D/2:], as Hugging Face's rotary modules build them (cat((freqs, freqs), -1))")
+
+
 def _version(x: Tensor):
     """The tensor's in-place version counter; None for an inference tensor (torch.inference_mode), which
     has none: the same inference tensor is then compared once, even if changed in place (no Hugging Face
@@ -99,7 +110,10 @@ def hf_apply_rotary_pos_emb(q: Tensor, k: Tensor, cos: Tensor, sin: Tensor, unsq
         raise ValueError(f"{fn}: cos and sin must both have shape ({T}, {D}) or (B, {T}, {D}) for q of "
                          f"(B, H, T, D) = {tuple(q.shape)} (an even D), got cos.shape={tuple(cos.shape)}, "
                          f"sin.shape={tuple(sin.shape)}")
-    _check_halves(cos, sin)  # on the very tensors the model hands every layer (what its cache keys on)
+    if torch.compiler.is_compiling():  # a graph cannot branch on data: the check becomes an assertion in it
+        _assert_halves(cos, sin)
+    else:
+        _check_halves(cos, sin)  # on the very tensors the model hands every layer (what its cache keys on)
     # the kernel reads the first half of each row (D/2 pairs) straight from Hugging Face's tensors: a
     # slice would be one more tensor object for Python to build on every call (ch-rope-gpu)
     qr, kr = _rope_qk_cos_sin(fn, q, k, cos, sin, "half", False, pairs=D // 2)
