@@ -1114,7 +1114,8 @@ def test_gpu_benchmark_without_cuda_says_so_and_checks_the_kernel():
     table = table.split("kernel under TRITON_INTERPRET=1 agrees with rb.apply_rope")[0].splitlines()[2:]
     assert [line.rsplit(None, 2)[0] for line in table] == ["rope_qk, angles=table", "rope_qk, angles=kernel",
                                                            "rope_qk, angles=table, in place", "rope_qk_cos_sin",
-                                                           "hf_apply_rotary_pos_emb"], r.stdout
+                                                           "hf_apply_rotary_pos_emb",
+                                                           "torch.ops.ropebook.rope (compiled)"], r.stdout
     assert all(0 < float(x) < 1e5 for line in table for x in line.rsplit(None, 2)[1:]), r.stdout
     assert "kernel under TRITON_INTERPRET=1 agrees with rb.apply_rope" in r.stdout, r.stdout
     code = "import sys; sys.modules['triton'] = None; from ropebook.bench import main; sys.exit(main(['gpu']))"
@@ -1244,11 +1245,9 @@ def test_the_custom_operator_passes_torch_library_opcheck(mode):
     """torch.library.opcheck: the schema matches what the operator does (no mutation, no aliasing), the fake
     implementation gives the real outputs' shapes, strides and dtypes, the autograd registration is used,
     and AOT dispatch traces it; then the outputs against the eager path."""
-    from ropebook.kernels.op import rope
-
     args, positions = _op_args(mode)
     torch.library.opcheck(torch.ops.ropebook.rope.default, args)
-    q_out, k_out = rope(*args)
+    q_out, k_out = torch.ops.ropebook.rope.default(*args)
     assert q_out.stride() == args[0].stride()
     assert_close_dtype(q_out.detach(), rb.apply_rope(args[0].detach(), positions, rotary_dim=12))
     if args[1] is None:
@@ -1341,3 +1340,55 @@ def test_patch_hf_in_a_tiny_llama_under_torch_compile():
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
     for g, p in zip(want_grads, model.parameters()):
         torch.testing.assert_close(p.grad, g, rtol=1e-4, atol=1e-6)
+
+
+def test_the_operators_remembered_plans_launch_what_a_first_call_does():
+    """The operator's body remembers a plan per signature of its arguments, as eager calls do: with every
+    mode's plan in the cache at once, each call gives exactly what it gives from an empty cache."""
+    from ropebook.kernels import op
+
+    modes = ["table, offset", "turns, offsets", "turns, positions, k None", "packed", "cos_sin"]
+    calls = [_op_args(mode)[0] for mode in modes]
+    with torch.no_grad():
+        cold = []
+        for args in calls:
+            op._plans.clear()
+            cold.append(torch.ops.ropebook.rope.default(*args))
+        assert len(op._plans) == 1
+        for _ in range(2):
+            for args, want in zip(calls, cold):
+                got = torch.ops.ropebook.rope.default(*args)
+                assert all(torch.equal(a, b) for a, b in zip(got, want))
+    assert len(op._plans) == len(modes)
+
+
+def test_the_operator_skips_the_dispatcher_only_for_plain_tensors():
+    """Without a gradient to record, the operator's autograd kernel calls its body directly for plain tensors;
+    a dispatch mode, or fake tensors, must still see the operator (torch.compile's tracing relies on it)."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from ropebook.kernels import op
+
+    class Seen(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops.append(func)
+            return func(*args, **(kwargs or {}))
+
+    args, _ = _op_args("turns, offsets")
+    args = (args[0].detach(), args[1].detach(), *args[2:])
+    with torch.no_grad(), mock.patch.object(op, "rope", wraps=op.rope) as body:
+        want = torch.ops.ropebook.rope.default(*args)
+        assert body.call_count == 1  # plain tensors: straight to the body
+        with Seen() as seen:
+            got = torch.ops.ropebook.rope.default(*args)
+        assert seen.ops == [torch.ops.ropebook.rope.default]  # (the mode runs the registered body, not the mock)
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+        with FakeTensorMode() as mode:
+            fake = [mode.from_tensor(a) if isinstance(a, torch.Tensor) else a for a in args]
+            out = torch.ops.ropebook.rope.default(*fake)
+        assert body.call_count == 1 and out[0].shape == want[0].shape  # the fake implementation, not the body

@@ -180,10 +180,7 @@ PLANS_MAX = 512  # signatures kept; more, and the cache starts over
 _plans: dict = {}  # signature -> (plan, inplace, what a repeat needs: see rope_qk and rope_qk_cos_sin)
 
 
-def _meta(x):
-    """What a launch's plan depends on in an argument: a tensor's shape, strides, dtype and device; for
-    anything else, its type (an int offset's value is checked on each call)."""
-    return (x.shape, x.stride(), x.dtype, x.device) if isinstance(x, Tensor) else type(x)
+_meta = op.meta  # what a plan depends on in an argument (an int offset's value is checked on each call)
 
 
 def _signature(*parts) -> tuple:

@@ -62,15 +62,20 @@ def moved_bytes(B: int, T: int, itemsize: int = 2) -> int:
     return 2 * B * T * (HQ + HK) * D * itemsize
 
 
+OPERATOR_ROW = "torch.ops.ropebook.rope (compiled)"
+
+
 def host_to_launch_us(batches: int = 30, calls: int = 200) -> dict:
     """Host time of a decoding step's call (B=64, our head counts, bf16, offsets per sequence), up to the
     GPU launch: the launcher records the launch instead of making it (``rope_triton._capture``), so this
     runs on CPU tensors, with or without a GPU, and leaves out only Triton's launch itself. ``first``: the
     call's signature is new (the plan cache emptied before every call: all checks, all of the launch's
-    arithmetic); ``repeat``: seen before (``ropebook.kernels.autograd``'s plans). Microseconds a call, the
-    fastest of ``batches`` batches of ``calls`` calls (the least disturbed by the rest of the machine)."""
+    arithmetic); ``repeat``: seen before (``ropebook.kernels.autograd``'s plans). The last row calls the
+    custom operator as code compiled by ``torch.compile`` does, through PyTorch's dispatcher
+    (``ropebook.kernels.op``; its body keeps plans too). Microseconds a call, the fastest of ``batches``
+    batches of ``calls`` calls (the least disturbed by the rest of the machine)."""
     from ropebook import kernels as K
-    from ropebook.kernels import autograd, rope_triton
+    from ropebook.kernels import autograd, op, rope_triton
 
     q = torch.randn(DECODE_B, 1, HQ, D, dtype=torch.bfloat16).transpose(1, 2)  # (B, H, 1, D) views, as benchmarked
     k = torch.randn(DECODE_B, 1, HK, D, dtype=torch.bfloat16).transpose(1, 2)
@@ -84,6 +89,9 @@ def host_to_launch_us(batches: int = 30, calls: int = 200) -> dict:
         "rope_qk, angles=table, in place": lambda: K.rope_qk(q, k, cache, offsets=offsets, angles="table", inplace=True),
         "rope_qk_cos_sin": lambda: K.rope_qk_cos_sin(q, k, c, s),
         "hf_apply_rotary_pos_emb": lambda: K.hf_apply_rotary_pos_emb(q, k, c_hf, s_hf),
+        # what code compiled by torch.compile calls in each layer: the operator, through PyTorch's dispatcher
+        OPERATOR_ROW: lambda: torch.ops.ropebook.rope.default(q, k, cache.cos, cache.sin, None, None, offsets, None,
+                                                              D // 2, "half", 1.0, 0, None, False),
     }
     out = {name: {"first": float("inf"), "repeat": float("inf")} for name in cases}
     before, rope_triton._capture = rope_triton._capture, []
@@ -93,17 +101,20 @@ def host_to_launch_us(batches: int = 30, calls: int = 200) -> dict:
                 for name, call in cases.items():
                     for kind in ("first", "repeat"):
                         autograd._plans.clear()
+                        op._plans.clear()
                         call()  # a first call (its signature new); every repeat below finds its plan
                         t0 = time.perf_counter()
                         for _ in range(calls):
                             if kind == "first":
                                 autograd._plans.clear()
+                                op._plans.clear()
                             call()
                             rope_triton._capture.clear()
                         out[name][kind] = min(out[name][kind], (time.perf_counter() - t0) / calls * 1e6)
     finally:
         rope_triton._capture = before
         autograd._plans.clear()
+        op._plans.clear()
     return out
 
 

@@ -24,7 +24,7 @@ from torch import Tensor
 
 from ropebook.kernels import rope_triton
 
-__all__ = ["rope", "call"]
+__all__ = ["rope", "call", "check_offset", "table_args", "meta"]
 
 
 def table_args(cos: Tensor | None, positions: Tensor | None) -> dict:
@@ -55,31 +55,58 @@ def check_offset(fn: str, offset: int, n_tokens: int, n_seq: int, n_pos: int | N
         raise ValueError(f"{fn}: the table holds {n_pos} positions, got offsets={offset} and {n_tokens} tokens")
 
 
-@torch.library.custom_op("ropebook::rope", mutates_args=())
+SCHEMA = ("rope(Tensor q, Tensor? k, Tensor? cos, Tensor? sin, Tensor? turns, Tensor? positions, Tensor? offsets, "
+          "Tensor? cu_seqlens, SymInt half, str layout, float factor, SymInt offset, SymInt? max_seqlen, bool conj) "
+          "-> (Tensor, Tensor)")
+# Defined with torch.library.Library rather than the @custom_op decorator: the same schema, fake and
+# autograd, with less Python between the dispatcher and the launch (about 8 µs a call on the build
+# machine's CPU; see the chapter's section on torch.compile)
+_lib = torch.library.Library("ropebook", "DEF")
+_lib.define(SCHEMA)
+PLANS_MAX = 512  # signatures kept, as in ropebook.kernels.autograd
+_plans: dict = {}  # the operator's arguments but the data and the offset -> rope_triton.Plan
+
+
 def rope(q: Tensor, k: Tensor | None, cos: Tensor | None, sin: Tensor | None, turns: Tensor | None,
          positions: Tensor | None, offsets: Tensor | None, cu_seqlens: Tensor | None, half: int, layout: str,
          factor: float, offset: int, max_seqlen: int | None, conj: bool) -> tuple[Tensor, Tensor]:
-    """Rotate q and k (k may be None: its output is then an empty tensor) into new tensors; the arguments
-    are ``rope_triton.launch``'s, already checked by the public function that calls this. The features
-    of q and k must be contiguous (the callers make them so)."""
-    for name, x in (("q", q), ("k", k)):
-        if x is not None and x.stride(-1) != 1:
-            raise ValueError(f"ropebook::rope: {name} must have contiguous features, got {name}.stride()={x.stride()}")
+    """The operator's body: rotate q and k (k may be None: its output is then an empty tensor) into new
+    tensors. The arguments are ``rope_triton.launch``'s, already checked by the public function that
+    calls the operator; the features of q and k must be contiguous (the callers make them so). A launch's
+    plan is remembered per signature of the arguments, as eager calls' are."""
+    if q.stride(-1) != 1 or (k is not None and k.stride(-1) != 1):
+        raise ValueError(f"ropebook::rope: q and k must have contiguous features, got q.stride()={q.stride()}, "
+                         f"k.stride()={None if k is None else k.stride()}")
     if cos is not None and (cos.stride() != sin.stride() or cos.stride(-1) != 1):
         cos, sin = cos.contiguous(), sin.contiguous()  # the kernel indexes sin with cos's strides
     if offset:  # only rope_qk passes one, and checks it here under torch.compile, where its value is symbolic
         n_tokens, n_seq = (max_seqlen, cu_seqlens.numel() - 1) if cu_seqlens is not None else (q.shape[-2], q.shape[0])
         check_offset("rope_qk", offset, n_tokens, n_seq, cos.shape[0] if cos is not None and cos.ndim == 2 else None)
+    tensors = (cos, sin, turns, positions, offsets, cu_seqlens)
+    key = (meta(q), meta(k), *[meta(t) for t in tensors], half, layout, factor, max_seqlen, conj,
+           rope_triton.SINCOS, rope_triton.default_config)
     q_out = torch.empty_like(q)
     k_out = q.new_empty(0) if k is None else torch.empty_like(k)
-    rope_triton.launch(q, q_out, k, None if k is None else k_out, half=half, layout=layout, conj=conj, cos=cos,
-                       sin=sin, turns=turns, factor=factor, offset=offset, offsets=offsets, positions=positions,
-                       cu_seqlens=cu_seqlens, max_seqlen=max_seqlen, **table_args(cos, positions))
+    plan = _plans.get(key)
+    if plan is not None:
+        plan.run(q, q_out, k, None if k is None else k_out, tensors, offset)
+        return q_out, k_out
+    plan = rope_triton.launch(q, q_out, k, None if k is None else k_out, half=half, layout=layout, conj=conj, cos=cos,
+                              sin=sin, turns=turns, factor=factor, offset=offset, offsets=offsets, positions=positions,
+                              cu_seqlens=cu_seqlens, max_seqlen=max_seqlen, **table_args(cos, positions))
+    if len(_plans) >= PLANS_MAX:
+        _plans.clear()
+    _plans[key] = plan
     return q_out, k_out
 
 
-@rope.register_fake
-def _(q, k, cos, sin, turns, positions, offsets, cu_seqlens, half, layout, factor, offset, max_seqlen, conj):
+def meta(x):
+    """What a launch's plan depends on in an argument: a tensor's shape, strides, dtype and device; for
+    anything else, its type."""
+    return (x.shape, x.stride(), x.dtype, x.device) if isinstance(x, Tensor) else type(x)
+
+
+def _fake(q, k, cos, sin, turns, positions, offsets, cu_seqlens, half, layout, factor, offset, max_seqlen, conj):
     return torch.empty_like(q), (q.new_empty(0) if k is None else torch.empty_like(k))
 
 
@@ -95,17 +122,57 @@ def _backward(ctx, gq, gk):
     gq = gq if gq.stride(-1) == 1 else gq.contiguous()
     if gk is not None and gk.stride(-1) != 1:
         gk = gk.contiguous()
-    gq_in, gk_in = rope(gq, gk, *ctx.saved, *ctx.options, True)
-    return gq_in, (gk_in if ctx.has_k else None), None, None, None, None, None, None, None, None, None, None, None, None
+    gq_in, gk_in = torch.ops.ropebook.rope.default(gq, gk, *ctx.saved, *ctx.options, True)
+    return gq_in, (gk_in if ctx.has_k else None), *([None] * 12)
 
 
-rope.register_autograd(_backward, setup_context=_setup_context)
+class _Rope(torch.autograd.Function):
+    """The operator's derivative: ``_backward``."""
+
+    @staticmethod
+    def forward(keyset, *args):
+        with torch._C._AutoDispatchBelowAutograd():
+            return torch.ops.ropebook.rope.default.redispatch(keyset & torch._C._after_autograd_keyset, *args)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _setup_context(ctx, inputs[1:], output)
+
+    @staticmethod
+    def backward(ctx, gq, gk):
+        return None, *_backward(ctx, gq, gk)
+
+
+_D = torch._C.DispatchKey
+# below autograd, the dispatch keys of plain CPU and CUDA tensors with no mode active: for these the
+# dispatcher's next stop is the operator's body itself
+_PLAIN = {torch._C.DispatchKeySet(key).raw_repr() for key in (_D.CPU, _D.CUDA)}
+
+
+def _autograd(keyset, *args):
+    """The operator at the Autograd key: record the derivative only when q or k needs one (the generic
+    ``torch.library.register_autograd`` does the same but looks for a gradient in every argument through
+    pytree). Without one, plain tensors go straight to the body, sparing a second pass through the
+    dispatcher; anything else (fake or functional tensors while torch.compile traces, a dispatch mode)
+    is handed on to the keys below autograd."""
+    q, k = args[0], args[1]
+    if torch.is_grad_enabled() and (q.requires_grad or (k is not None and k.requires_grad)):
+        return _Rope.apply(keyset, *args)
+    below = keyset & torch._C._after_autograd_keyset
+    if below.raw_repr() in _PLAIN:
+        return rope(*args)
+    return torch.ops.ropebook.rope.default.redispatch(below, *args)
+
+
+_lib.impl("rope", rope, "CompositeExplicitAutograd")
+_lib.impl("rope", _autograd, "Autograd", with_keyset=True)
+torch.library.register_fake("ropebook::rope", _fake, lib=_lib)
 
 
 def call(q: Tensor, k: Tensor | None, inplace: bool, spec: dict) -> tuple[Tensor, Tensor | None]:
     """What ``_run`` does under ``torch.compile``: the operator on a launch's ``spec`` (features already
     contiguous), copied back into q and k for ``inplace``."""
-    q_out, k_out = rope(q, k, spec.get("cos"), spec.get("sin"), spec.get("turns"), spec.get("positions"),
+    q_out, k_out = torch.ops.ropebook.rope.default(q, k, spec.get("cos"), spec.get("sin"), spec.get("turns"), spec.get("positions"),
                         spec.get("offsets"), spec.get("cu_seqlens"), spec["half"], spec["layout"],
                         spec.get("factor", 1.0), spec.get("offset", 0), spec.get("max_seqlen"), spec.get("conj", False))
     if k is None:
