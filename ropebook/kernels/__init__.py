@@ -7,6 +7,8 @@
 - ``ropebook.kernels.aot`` (imported on its own): compile the launches a call makes for a GPU that is not
   here, and count the machine code.
 - ``apply_cos_sin``: the hook behind ``rb.apply_rope(..., backend="triton")``.
+- ``torch.ops.ropebook.rope`` (``ropebook.kernels.op``): the kernel as a custom operator, which the functions
+  above call while ``torch.compile`` traces them, so a compiled model keeps one graph.
 
 ``import ropebook`` never imports this package; ``apply_rope`` imports it lazily.
 
