@@ -5,10 +5,10 @@ per call signature). Neither of those can be traced: Dynamo stops at the launche
 pointer arithmetic, so a compiled model that called the kernel directly would break its graph in every
 attention layer, or fail. While ``torch.compile`` traces (``torch.compiler.is_compiling()``), the same
 public functions check their arguments as usual (on fake tensors: shapes, dtypes, devices) and then
-call this operator instead. To the compiler it is one opaque node with a declared output (``register_fake``)
-and a declared derivative (``register_autograd``: the same operator with ``conj=True``, a rotation by
-−θ), so a whole model compiles into one graph, ``fullgraph=True`` included. When the compiled code runs,
-the operator's body launches the kernel.
+call this operator instead. To the compiler it is one opaque node with a declared output (a fake
+implementation, ``register_fake``) and a declared derivative (an autograd kernel: the same operator
+with ``conj=True``, a rotation by −θ), so a whole model compiles into one graph, ``fullgraph=True``
+included. When the compiled code runs, the operator's body launches the kernel.
 
 Its body keeps a launch plan per signature of its arguments, as the eager path does, and its autograd
 kernel hands plain tensors straight to that body: code compiled by Inductor calls the operator in every
@@ -177,9 +177,10 @@ torch.library.register_fake("ropebook::rope", _fake, lib=_lib)
 def call(q: Tensor, k: Tensor | None, inplace: bool, spec: dict) -> tuple[Tensor, Tensor | None]:
     """What ``_run`` does under ``torch.compile``: the operator on a launch's ``spec`` (features already
     contiguous), copied back into q and k for ``inplace``."""
-    q_out, k_out = torch.ops.ropebook.rope.default(q, k, spec.get("cos"), spec.get("sin"), spec.get("turns"), spec.get("positions"),
-                        spec.get("offsets"), spec.get("cu_seqlens"), spec["half"], spec["layout"],
-                        spec.get("factor", 1.0), spec.get("offset", 0), spec.get("max_seqlen"), spec.get("conj", False))
+    q_out, k_out = torch.ops.ropebook.rope.default(
+        q, k, spec.get("cos"), spec.get("sin"), spec.get("turns"), spec.get("positions"), spec.get("offsets"),
+        spec.get("cu_seqlens"), spec["half"], spec["layout"], spec.get("factor", 1.0), spec.get("offset", 0),
+        spec.get("max_seqlen"), spec.get("conj", False))
     if k is None:
         k_out = None
     if inplace:
