@@ -1178,6 +1178,7 @@ def _compile_cases():
         "in place": lambda q, k: K.rope_qk(q * 1, k * 1, cache, offsets=off, inplace=True),
         "cos_sin, partial": lambda q, k: K.rope_qk_cos_sin(q, k, c, s),
         "hf drop-in, partial": lambda q, k: K.hf_apply_rotary_pos_emb(q[..., :12], k[..., :12], hc, hs),
+        "apply_rope, backend=triton": lambda q, k: (rb.apply_rope(q, pos[:, None], backend="triton"), k * 1),
     }
 
 
@@ -1392,3 +1393,19 @@ def test_the_operator_skips_the_dispatcher_only_for_plain_tensors():
             fake = [mode.from_tensor(a) if isinstance(a, torch.Tensor) else a for a in args]
             out = torch.ops.ropebook.rope.default(*fake)
         assert body.call_count == 1 and out[0].shape == want[0].shape  # the fake implementation, not the body
+
+
+@pytest.mark.skipif(DEVICE != "cuda", reason="needs a CUDA device")
+def test_a_compiled_decoding_step_replays_in_a_cuda_graph():
+    """mode="reduce-overhead": Inductor's code, with the operator inside, captured in a CUDA graph and
+    replayed at each step (new offsets in the same buffer each time); every step as the eager call."""
+    cache = K.rope_cache(128, max_position=4096, device=DEVICE)
+    q, k = qk(B=64, T=1, HQ=32, HK=8, D=128, dtype=torch.bfloat16)
+    offsets = torch.randint(0, 4000, (64,), generator=torch.Generator().manual_seed(3)).to(DEVICE, torch.int32)
+    torch._dynamo.reset()
+    step = torch.compile(lambda q, k, o: K.rope_qk(q, k, cache, offsets=o), mode="reduce-overhead", fullgraph=True)
+    for i in range(5):
+        o = offsets + i
+        got = [t.clone() for t in step(q, k, o)]  # a replay's outputs live in the graph's memory: copy them out
+        want = K.rope_qk(q, k, cache, offsets=o)
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
