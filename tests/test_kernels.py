@@ -1409,3 +1409,25 @@ def test_a_compiled_decoding_step_replays_in_a_cuda_graph():
         got = [t.clone() for t in step(q, k, o)]  # a replay's outputs live in the graph's memory: copy them out
         want = K.rope_qk(q, k, cache, offsets=o)
         assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+
+
+def test_torch_export_keeps_the_operator_in_the_exported_program():
+    """torch.export traces as torch.compile does: the exported program holds one ropebook::rope node and
+    runs as the eager module does (a program loaded elsewhere needs ropebook.kernels imported, which registers it)."""
+
+    class Rotate(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.cache = K.rope_cache(16, max_position=64, device=DEVICE)
+
+        def forward(self, q, k, offsets):
+            return K.rope_qk(q, k, self.cache, offsets=offsets)
+
+    q, k = qk(B=2, T=5, HQ=3, HK=1, D=16)
+    offsets = torch.tensor([3, 9], device=DEVICE)
+    module = Rotate()
+    program = torch.export.export(module, (q, k, offsets))
+    targets = [n.target for n in program.graph.nodes if n.op == "call_function"]
+    assert targets.count(torch.ops.ropebook.rope.default) == 1
+    got, want = program.module()(q, k, offsets), module(q, k, offsets)
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
