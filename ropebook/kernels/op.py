@@ -115,24 +115,9 @@ def _fake(q, k, cos, sin, turns, positions, offsets, cu_seqlens, half, layout, f
     return torch.empty_like(q), (q.new_empty(0) if k is None else torch.empty_like(k))
 
 
-def _setup_context(ctx, inputs, output):
-    ctx.has_k = inputs[1] is not None
-    ctx.saved = inputs[2:8]  # cos, sin, turns, positions, offsets, cu_seqlens: read again, not differentiated
-    ctx.options = inputs[8:13]  # half, layout, factor, offset, max_seqlen
-
-
-def _backward(ctx, gq, gk):
-    """The rotation by −θ of the incoming gradients (a rotation's inverse is its transpose)."""
-    gk = gk if ctx.has_k else None
-    gq = gq if gq.stride(-1) == 1 else gq.contiguous()
-    if gk is not None and gk.stride(-1) != 1:
-        gk = gk.contiguous()
-    gq_in, gk_in = torch.ops.ropebook.rope.default(gq, gk, *ctx.saved, *ctx.options, True)
-    return gq_in, (gk_in if ctx.has_k else None), *([None] * 12)
-
-
 class _Rope(torch.autograd.Function):
-    """The operator's derivative: ``_backward``."""
+    """The operator's derivative: the rotation by −θ of the incoming gradients (a rotation's inverse is its
+    transpose), by the same operator with ``conj=True``. ``apply(keyset, *the operator's arguments)``."""
 
     @staticmethod
     def forward(keyset, *args):
@@ -141,11 +126,18 @@ class _Rope(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        _setup_context(ctx, inputs[1:], output)
+        ctx.has_k = inputs[2] is not None
+        ctx.saved = inputs[3:9]  # cos, sin, turns, positions, offsets, cu_seqlens: read again, not differentiated
+        ctx.options = inputs[9:14]  # half, layout, factor, offset, max_seqlen
 
     @staticmethod
     def backward(ctx, gq, gk):
-        return None, *_backward(ctx, gq, gk)
+        gk = gk if ctx.has_k else None
+        gq = gq if gq.stride(-1) == 1 else gq.contiguous()
+        if gk is not None and gk.stride(-1) != 1:
+            gk = gk.contiguous()
+        gq_in, gk_in = torch.ops.ropebook.rope.default(gq, gk, *ctx.saved, *ctx.options, True)
+        return None, gq_in, (gk_in if ctx.has_k else None), *([None] * 12)
 
 
 _D = torch._C.DispatchKey
