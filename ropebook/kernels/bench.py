@@ -229,6 +229,12 @@ def _contenders(B, T, q_mem, k_mem, offsets, tables):
     out["ropebook rope_qk_cos_sin, HF bf16 cos/sin, in place"] = (g, "Liger's inputs and in-place writes", None)
     f = lambda: K.hf_apply_rotary_pos_emb(q, k, cos_hf, sin_hf)  # noqa: E731
     out["ropebook hf_apply_rotary_pos_emb (drop-in)"] = (f, "HF's signature and inputs, out of place, as patch_hf calls it", f)
+    # the drop-in as a compiled model runs it: the operator (ropebook.kernels.op) in a graph, called through
+    # PyTorch's dispatcher; beside torch.compile(HF formula), where Inductor fuses the formula itself
+    cd = torch.compile(K.hf_apply_rotary_pos_emb)
+    out["torch.compile(ropebook drop-in)"] = (lambda: cd(q, k, cos_hf, sin_hf),
+                                             "the drop-in compiled: torch.ops.ropebook.rope in the graph",
+                                             lambda: cd(q, k, cos_hf, sin_hf))
     if T == 1:  # the same launch, bound by Triton's JIT on every call: what the direct launch saves on the host
         def jit_every_call():
             rope_triton._direct[0] = False
