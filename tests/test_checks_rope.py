@@ -75,11 +75,21 @@ WRONG = {
     "to_half: whole matrix, not per head": (checks.check_interleaved_to_half, lambda w, h: torch.cat((w[0::2], w[1::2])), ["to_half", "case 2/3", "entries differ"]),
     "to_half: half to interleaved": (checks.check_interleaved_to_half, lambda w, h: w.reshape(h, 2, -1, w.shape[1]).transpose(1, 2).reshape(w.shape), ["to_half", "entries differ"]),
     "rope_half: interleaved pairs": (checks.check_rope_elementwise, lambda x, p, b: rb.apply_rope(x, p, base=b, layout="interleaved"), ["rope_half", "entries differ"]),
-    "rope_half: ignores base": (checks.check_rope_elementwise, lambda x, p, b: rope_half(x, p, 10_000.0), ["rope_half", "case 2/3", "base=500"]),
+    "rope_half: ignores base": (checks.check_rope_elementwise, lambda x, p, b: rope_half(x, p, 10_000.0), ["rope_half", "case 2/4", "base=500"]),
     "rope_half: angles in float32": (checks.check_rope_elementwise, lambda x, p, b: _float32_angles(x, p, b), ["rope_half", "entries differ"]),
+    "rope_half: angles in x's dtype": (checks.check_rope_elementwise, lambda x, p, b: _dtype_angles(x, p, b), ["rope_half", "case 4/4", "bfloat16"]),
     "rope_matrix_sym: transposed blocks": (checks.check_rope_matrix_sym, lambda m, ts: rope_matrix_sym(m, ts).T, ["rope_matrix_sym", "d=2", "not identically equal"]),
     "rope_matrix_sym: one frequency for all": (checks.check_rope_matrix_sym, lambda m, ts: rope_matrix_sym(m, [ts[0]] * len(ts)), ["rope_matrix_sym", "d=4"]),
 }
+
+
+def _dtype_angles(x, positions, base):
+    """Angles formed in x's dtype: exact enough in float64 and float32 at the small positions, wrong by radians in bfloat16."""
+    D = x.shape[-1]
+    inv = (base ** (-2 * torch.arange(D // 2, dtype=torch.float64) / D)).to(x.dtype)
+    angles = positions.to(x.dtype)[:, None] * inv
+    x1, x2 = x[..., : D // 2], x[..., D // 2 :]
+    return torch.cat((x1 * angles.cos() - x2 * angles.sin(), x2 * angles.cos() + x1 * angles.sin()), dim=-1)
 
 
 def _float32_angles(x, positions, base):
@@ -122,7 +132,7 @@ MALFORMED = {
     "wavelengths: a list": (checks.check_wavelengths, lambda d, b: wavelengths(d, b).tolist(), ["expected a numpy array", "list"]),
     "wavelengths: a tensor": (checks.check_wavelengths, lambda d, b: torch.from_numpy(wavelengths(d, b)), ["expected a numpy array", "Tensor"]),
     "to_half: numpy": (checks.check_interleaved_to_half, lambda w, h: to_half(w, h).numpy(), ["expected a torch.Tensor", "ndarray"]),
-    "rope_half: always float64": (checks.check_rope_elementwise, lambda x, p, b: rope_half(x.double(), p, b), ["case 2/3", "wrong dtype"]),
+    "rope_half: always float64": (checks.check_rope_elementwise, lambda x, p, b: rope_half(x.double(), p, b), ["case 2/4", "wrong dtype"]),
     "rope_matrix_sym: numpy": (checks.check_rope_matrix_sym, lambda m, ts: np.eye(2 * len(ts)), ["expected a sympy Matrix", "ndarray"]),
     "score: a function": (checks.check_relative_score, lambda: SCORE, ["function", "call it"]),
     "score: a string that is not maths": (checks.check_relative_score, "q1 *", ["expected a sympy expression"]),

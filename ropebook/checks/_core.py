@@ -41,6 +41,8 @@ class Case:
     args: tuple  # positional arguments passed to both functions
     kwargs: dict = field(default_factory=dict)  # keyword arguments passed to both
     label: str = ""  # what the reader sees about this input, e.g. "x.shape=(2, 8)"
+    rtol: float | None = None  # this case's tolerances, where they differ from the checker's
+    atol: float | None = None
 
 
 @dataclass(frozen=True)
@@ -196,7 +198,8 @@ def check_function(
             return CheckResult(False, f"✗ {name}: not implemented yet — replace the `raise NotImplementedError` line with your code.")
         except Exception as exc:  # the reader's code failed: report it, never re-raise
             return CheckResult(False, f"✗ {name}: {where}: your function raised {type(exc).__name__}: {exc}")
-        problem = _compare(yours, expected, rtol, atol)
+        problem = _compare(yours, expected, rtol if case.rtol is None else case.rtol,
+                           atol if case.atol is None else case.atol)
         if problem:
             lines = [f"✗ {name}: {where}: {problem}", f"  yours:    {_short(yours)}", f"  expected: {_short(expected)}"]
             if hint:

@@ -186,7 +186,7 @@ def check_rope_elementwise(fn: Any) -> CheckResult:
 
     >>> import ropebook as rb
     >>> check_rope_elementwise(lambda x, positions, base: rb.apply_rope(x, positions, base=base))
-    Correct: rope_half agrees with the reference on all 3 cases.
+    Correct: rope_half agrees with the reference on all 4 cases.
     """
     g = torch.Generator().manual_seed(_SEED)
     cases = []
@@ -195,8 +195,17 @@ def check_rope_elementwise(fn: Any) -> CheckResult:
         x = torch.randn(*shape, generator=g, dtype=torch.float64).to(dtype)
         pos = torch.randint(0, top, (shape[-2],), generator=g)
         cases.append(Case((x, pos, base), label=f"x.shape={shape}, x.dtype={str(dtype)[6:]}, base={base:g}"))
+    # bfloat16 at positions up to 4095: angles formed in x's dtype are wrong by radians there. A correct
+    # version may still multiply in bfloat16 (as Hugging Face's does): cos and sin rounded (u each, u = 2^-8
+    # the unit roundoff), two products and a difference rounded, then the reference's own rounding of y:
+    # at most 8u·max|x| per entry, the case's absolute tolerance
+    x = torch.randn(2, 16, 64, generator=g, dtype=torch.float64).to(torch.bfloat16)
+    pos = torch.randint(0, 4096, (16,), generator=g)
+    cases.append(Case((x, pos, 10_000.0), label="x.shape=(2, 16, 64), x.dtype=bfloat16, positions up to 4095",
+                      rtol=0.0, atol=8 * 2.0**-8 * float(x.abs().max())))
     return check_function("rope_half", fn, _rope_half_reference, cases,
-                          hint="pair i is (x[..., i], x[..., i + D/2]); its angle is positions·base**(-2i/D).")
+                          hint="pair i is (x[..., i], x[..., i + D/2]); its angle is positions·base**(-2i/D), formed "
+                               "in float64 (or float32) whatever x's dtype.")
 
 
 # ----------------------------------------------------------------------------- R_{Θ,m} in sympy (ch-rope-d-dims)
