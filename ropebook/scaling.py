@@ -7,7 +7,8 @@ formulas follow Hugging Face ``transformers.modeling_rope_utils``
 (``ROPE_INIT_FUNCTIONS``) operation by operation, so that in float32 they give
 the same bits; in float64 (the default here) they are the exact values.
 
-Chapter: ``ch-context-extension``.
+Chapter: none yet (the plan's context-extension chapter is not written); ``ch-rope-d-dims`` introduces
+the wavelengths these rules act on.
 
 >>> import ropebook as rb
 >>> rb.scaling.Linear(4.0).inv_freq(4, base=10000.0)
@@ -236,7 +237,7 @@ class Llama3:
 class LongRoPE:
     """LongRoPE: one searched factor per pair, a short set and a long set.
 
-    θ_i' = θ_i / λ_i with λ = ``long_factor`` when seq_len > L_train, else
+    θ_i' = θ_i / a_i with a = ``long_factor`` when seq_len > L_train, else
     ``short_factor`` (``seq_len=None`` counts as short). attention_factor =
     sqrt(1 + ln s / ln L_train) with s = ``factor`` or, if not given,
     ``max_positions / original_max_positions`` (1 when s ≤ 1), unless given.
@@ -249,8 +250,8 @@ class LongRoPE:
     1.1902
     """
 
-    short_factor: tuple[float, ...]  # λ_i used up to L_train (one per pair)
-    long_factor: tuple[float, ...]  # λ_i used beyond L_train (one per pair)
+    short_factor: tuple[float, ...]  # a_i used up to L_train (one per pair)
+    long_factor: tuple[float, ...]  # a_i used beyond L_train (one per pair)
     original_max_positions: int  # L_train
     max_positions: int | None = None  # extended context; s = max_positions / L_train if factor is None
     factor: float | None = None  # s for the attention factor
