@@ -1277,6 +1277,22 @@ def test_a_compiled_decoding_loop_is_not_recompiled_for_each_offset():
         step(q, k, 64)
 
 
+def test_a_compiled_call_past_the_tables_end_raises_at_offset_zero_too():
+    """Compiled, the int offset's range is checked in the operator's body, and it must be checked at 0 as
+    well: T tokens from position 0 read rows 0..T-1 of the table, unmasked, so a table shorter than T
+    would be read past its end (garbage, not NaN) instead of raising as the eager call does."""
+    cache = K.rope_cache(16, max_position=4, device=DEVICE)
+    q = qk(B=1, T=8, HQ=2, HK=1, D=16)[0]
+    with pytest.raises(ValueError, match="the table holds 4 positions, got offsets=0 and 8 tokens"):
+        K.rope_qk(q, None, cache, angles="table")  # eager
+    torch._dynamo.reset()
+    f = torch.compile(lambda q: K.rope_qk(q, None, cache, angles="table")[0], backend="aot_eager", fullgraph=True)
+    with pytest.raises(ValueError, match="the table holds 4 positions, got offsets=0 and 8 tokens"):
+        f(q)
+    short = qk(B=1, T=4, HQ=2, HK=1, D=16)[0]  # the whole table, from 0: allowed, and exact
+    assert torch.equal(f(short), K.rope_qk(short, None, cache, angles="table")[0])
+
+
 def test_a_compiled_function_with_dynamic_shapes_serves_every_length():
     """dynamic=True: one graph for prompts of any length; the checks become guards on symbolic sizes."""
     from torch._dynamo.testing import CompileCounterWithBackend

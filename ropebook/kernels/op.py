@@ -84,9 +84,13 @@ def rope(q: Tensor, k: Tensor | None, cos: Tensor | None, sin: Tensor | None, tu
                          f"k.stride()={None if k is None else k.stride()}")
     if cos is not None and (cos.stride() != sin.stride() or cos.stride(-1) != 1):
         cos, sin = cos.contiguous(), sin.contiguous()  # the kernel indexes sin with cos's strides
-    if offset:  # only rope_qk passes one, and checks it here under torch.compile, where its value is symbolic
+    table = cos is not None and cos.ndim == 2  # rope_qk's (P, r/2) table (rope_qk_cos_sin passes (B or 1, T, r/2))
+    if offset or (table and positions is None and offsets is None):
+        # rope_qk's int offset, checked here under torch.compile, where its value is symbolic while tracing; with
+        # a table it is checked even when 0: the kernel reads arange(T) + offset from the table unmasked (the
+        # range check is the launcher's), so T past the table's end would read memory beyond it
         n_tokens, n_seq = (max_seqlen, cu_seqlens.numel() - 1) if cu_seqlens is not None else (q.shape[-2], q.shape[0])
-        check_offset("rope_qk", offset, n_tokens, n_seq, cos.shape[0] if cos is not None and cos.ndim == 2 else None)
+        check_offset("rope_qk", offset, n_tokens, n_seq, cos.shape[0] if table else None)
     tensors = (cos, sin, turns, positions, offsets, cu_seqlens)
     key = (meta(q), meta(k), *[meta(t) for t in tensors], half, layout, factor, max_seqlen, conj,
            rope_triton.SINCOS, rope_triton.default_config)
