@@ -60,6 +60,7 @@ def test_runner_writes_complete_seeded_results(tmp_path):
     results = _run(tmp_path, "a.json", ["--positions", "rope", "crope", "--seeds", "0", "1"])
     again = _run(tmp_path, "b.json", ["--positions", "rope", "crope", "--seeds", "0", "1"])
     assert results["complete"] and results["seeds"] == [0, 1] and results["environment"]["world_size"] == 1
+    assert results["environment"]["device"] == "cpu" and results["environment"]["device_name"]  # which machine ran it
     assert [(r["position"], r["seed"]) for r in results["runs"]] == [("rope", 0), ("crope", 0), ("rope", 1), ("crope", 1)]
     cfg = RunConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in results["config"].items()})
     for run, rerun in zip(results["runs"], again["runs"]):

@@ -188,6 +188,7 @@ def run_comparison(cfg: RunConfig, *, device=None, progress: bool = False, on_ru
         "corpus": {"source": corpus.source, "n_files": corpus.n_files, "train_bytes": len(corpus.train),
                    "val_bytes": len(corpus.val), "python": corpus.python_version},
         "environment": {"torch": torch.__version__, "platform": platform.platform(), "device": str(device),
+                        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
                         "world_size": world_size, "backend": dist.get_backend() if world_size > 1 else None,
                         "threads": torch.get_num_threads()},
         "runs": runs,
