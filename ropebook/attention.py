@@ -192,7 +192,7 @@ def linear_attention(q: Tensor, k: Tensor, v: Tensor, *, causal: bool = False, f
         feature_map: ``"elu"`` (1 + elu) or ``"relu"``.
         encoding: ``(x, positions) -> x``, e.g. a member of ``ropebook.lrpe``; applied to φ(q), φ(k).
         positions: ``(T,)``, default ``arange(T)``.
-        chunk_size: tokens per chunk in the causal form (time O(T·(chunk_size·D + D·Dv))).
+        chunk_size: tokens per chunk in the causal form (time O(T·(chunk_size·(D + Dv) + D·Dv))).
 
     Shapes: ``(B, H, T, D)``, ``(B, H, T, Dv)`` → ``(B, H, T, Dv)``.
 

@@ -3,8 +3,10 @@
 Qin et al. (2023) show that a position encoding x ↦ M_m x whose scores
 (M_m q)ᴴ(M_n k) = qᴴ M_{n−m} k depend only on n − m, with M_0 invertible, must be
 unitary and a power of one matrix, M_m = M_1^m = P Λ^m Pᴴ with P unitary and Λ
-diagonal of unit-modulus entries. In real arithmetic Λ^m is a block of 2×2
-rotations (RoPE's R_m) and P is orthogonal. Members here, each an ``nn.Module``
+diagonal of unit-modulus entries. In real arithmetic an orthogonal M_1 is
+P·diag(2×2 rotations, ±1)·Pᵀ with P orthogonal; its powers with rotations only
+are M_m = P R_m Pᵀ (RoPE's R_m when P = I), while a permutation of odd sign
+has a −1 among them (det M_1 = −1). Members here, each an ``nn.Module``
 called as ``encoding(x, positions)`` and accepted by ``ropebook.attention``:
 
 - ``Rotation``: P = I, M_m = R_m (RoPE).
