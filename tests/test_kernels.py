@@ -256,10 +256,12 @@ def test_exact_angles_at_a_million_positions(angles):
 def test_computed_cos_sin_error_in_float32_ulps(monkeypatch, sincos, ulps):
     """cos and sin as the kernel forms them, read off by rotating the pair (1, 0), against float64 cos and
     sin of the same fixed-point angle. Bounds, in units of 2^-23: the math library's way converts the
-    angle in [-π, π) to float32 (≤ π·2^-24 ≈ 1.6), then cosf/sinf add up to 2 ulps (CUDA's documented
-    bound; numpy's under the interpreter is tighter): 4 (2.5 measured here). The quadrant reduction
-    converts only the rest in [-π/4, π/4] (≤ 0.4) and its polynomials are within 0.6 of cos and sin
-    on that interval (checked by a dense scan when they were chosen), plus a rounding: 1.5."""
+    angle in [-π, π) to float32 and scales it by the float32 constant 2π/2^64, three roundings of at
+    most 2^-24 relative each (≤ 2.5·π·2^-24 ≈ 3.9 at |α| = π, where sin's value and so its own error
+    are small), then cosf/sinf add up to 2 ulps of their value (CUDA's documented bound; numpy's under
+    the interpreter is tighter): 4 (2.5 measured here). The quadrant reduction forms only the rest in
+    [-π/4, π/4] that way (≤ 0.7 once weighted by the other function's value) and its polynomials are
+    within 0.6 of cos and sin on that interval (checked by a dense scan when they were chosen): 1.5."""
     import math
 
     import numpy as np

@@ -15,7 +15,8 @@ cos and sin come one of two ways (``ANGLES``):
   fixed-point fraction of a turn, ``turns_i = round(θ_i / 2π · 2^64)``. The
   integer product ``m · turns_i`` wraps modulo 2^64, which is the angle modulo
   2π, exactly, for any integer position. Only the final conversion to float
-  rounds (≤ 2^-24 relative to π), so the angle error does not grow with m.
+  and the scaling by 2π/2^64 (a float32 constant) round: three roundings,
+  ≤ 2.5·2^-24·π in all, so the angle error does not grow with m.
   cos and sin of it come from the math library, or (``SINCOS`` below, an
   experiment) from polynomials after an exact reduction to a quarter turn.
 
