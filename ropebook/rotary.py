@@ -69,7 +69,11 @@ class RotaryEmbedding(nn.Module):
     For decoding with a KV cache pass ``offset`` (an int, or a tensor ``(B,)`` with
     one start position per batch row): the positions are ``offset + arange(T)``.
     Integer positions read the table; float positions and ``DynamicNTK`` (whose
-    frequencies depend on the length) are computed directly.
+    frequencies depend on the length) are computed directly. ``DynamicNTK`` takes its
+    length from each call (``max(positions) + 1``, or ``seq_len`` when given); Hugging
+    Face's rotary module instead keeps the longest length it has seen until one drops
+    below the training length, so the two differ when a shorter call (still past the
+    training length) follows a longer one (``cos_sin(..., seq_len=...)`` can match it).
 
     >>> rope = RotaryEmbedding(8)
     >>> q, k = torch.randn(2, 4, 5, 8), torch.randn(2, 1, 5, 8)

@@ -78,7 +78,7 @@ class NTKAware:
 
     The lowest frequency is interpolated by exactly s, the highest is kept.
     bloc97, "NTK-Aware Scaled RoPE" (r/LocalLLaMA, 2023); it is Hugging Face's
-    dynamic rule frozen at one length (see :class:`DynamicNTK`).
+    dynamic rule frozen at the length L = (2 − 1/s)·L_train (see :class:`DynamicNTK`).
 
     >>> NTKAware(4.0).inv_freq(4, base=100.0)   # b' = 100 · 4² = 1600
     tensor([1.0000, 0.0250], dtype=torch.float64)
@@ -138,7 +138,9 @@ class YaRN:
 
     With r_i = L_train·θ_i / 2π rotations per training context, pairs with
     r_i > β_fast keep θ_i, pairs with r_i < β_slow get θ_i / s, and a linear ramp
-    over pair index in between (boundaries floored/ceiled when ``truncate``).
+    over pair index in between (boundaries floored/ceiled when ``truncate``). The paper
+    writes the ramp γ(r) as linear in the rotation count r_i; this follows the reference
+    code and Hugging Face, which ramp linearly in the pair index between the bounds.
     attention_factor = 0.1·ln s + 1 (or the DeepSeek ratio
     mscale(s, mscale)/mscale(s, mscale_all_dim)), unless given.
     Peng et al. 2023, "YaRN" (arXiv 2309.00071) §3.2–3.4; Hugging Face ``rope_type="yarn"``.
