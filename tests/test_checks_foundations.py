@@ -63,6 +63,7 @@ WRONG = [
     (checks.check_rotate_2d, lambda x, a: x, "entries differ"),
     (checks.check_rotation_composition, rotation_matrix(alpha + beta), "not identically equal"),
     (checks.check_rotation_composition, rotation_matrix(2 * alpha + beta), "not identically equal"),
+    (checks.check_rotation_composition, rotation_matrix(alpha).T * rotation_matrix(beta) * rotation_matrix(alpha), "not simplified"),
 ]
 
 # (checker, malformed answer, text the message must contain)

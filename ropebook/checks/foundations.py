@@ -121,12 +121,17 @@ def check_rotation_composition(M: Any) -> CheckResult:
     Correct: M equals the expected expression.
     >>> check_rotation_composition(rotation_matrix(a + b)).passed
     False
+    >>> print(check_rotation_composition(rotation_matrix(a).T * rotation_matrix(b) * rotation_matrix(a)))
+    ✗ M: equal to R(alpha)ᵀ R(beta) R(alpha), but not simplified: a single rotation has no alpha left in it
     """
     alpha, beta = sp.symbols("alpha beta", real=True)
     expected = rotation_matrix(alpha).T * rotation_matrix(beta) * rotation_matrix(alpha)
     result = check_sympy_equal("M", M, expected,
                                hint="R(α)ᵀ = R(−α) and R(a)R(b) = R(a + b); use sp.symbols('alpha beta', real=True).")
     if result.passed:
+        if alpha in sp.Matrix(M).free_symbols:  # the exercise asks for the product simplified to one rotation
+            return CheckResult(False, "✗ M: equal to R(alpha)ᵀ R(beta) R(alpha), but not simplified: a single "
+                                      "rotation has no alpha left in it")
         return result
     # Show the target as the product it is, not as sympy's expanded (and answer-revealing) entries.
     lines = ["  expected: a matrix equal to R(alpha).T * R(beta) * R(alpha)" if line.startswith("  expected:") else line
