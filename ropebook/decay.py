@@ -7,7 +7,8 @@ S_j = Σ_{k<j} e^{i r θ_k}. ``decay_bound`` is the factor (1/(d/2)) Σ_j |S_j|
 that the paper plots. Men et al. ask instead that a key equal to the query
 (plus noise) outscore a random key at every distance below the context length L;
 for zero-mean q, k that margin is 2σ² B_r with B_r = Σ_i cos(r θ_i), and
-``min_base`` finds the smallest base b for which B_r ≥ 0 for all r < L.
+``min_base`` finds the first base b on a fine geometric grid (refined by bisection) for which
+B_r ≥ 0 for all r < L. The passing bases have gaps, so narrow windows below it can pass too.
 
 Everything here is numpy float64.
 
@@ -178,7 +179,7 @@ def _check_context(fn: str, context_length) -> int:
 
 def min_base(context_length: int, dim: int = 128, *, per_decade: int = 96, rtol: float = 1e-3,
              max_base: float = 1e12) -> float:
-    """The smallest base b with B_r ≥ 0 for all r < L, found by search (Men et al.'s lower bound).
+    """The first base b on a fine grid with B_r ≥ 0 for all r < L (Men et al.'s lower bound, as computed).
 
     The set of passing bases is not an interval (near the edge, windows of passing
     and failing bases alternate), so "smallest" is relative to a grid: a coarse
