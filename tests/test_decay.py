@@ -177,7 +177,8 @@ def test_check_decay_bound_never_raises_on_a_stub():
 def test_check_base_ok():
     assert check_base_ok(decay.satisfies_base_bound).passed
     for wrong in (lambda b, L, d: True, lambda b, L, d: False,
-                  lambda b, L, d: bool(decay.cos_sum(np.arange(float(L // 2)), d, b).min() >= 0)):  # half the range
+                  lambda b, L, d: bool(decay.cos_sum(np.arange(float(L // 2)), d, b).min() >= 0),  # half the range
+                  lambda b, L, d: bool(decay.cos_sum(np.arange(float(L + 1)), d, b).min() >= 0)):  # r <= L
         assert not check_base_ok(wrong).passed
 
 

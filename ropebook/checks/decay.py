@@ -35,11 +35,12 @@ def check_base_ok(fn) -> CheckResult:
     The cases sit on both sides of the boundary, so "always True" or "always False" fails.
 
     >>> check_base_ok(satisfies_base_bound)
-    Correct: base_ok agrees with the reference on all 6 cases.
+    Correct: base_ok agrees with the reference on all 7 cases.
     """
+    # (1e4, 1707, 128): the sum first turns negative at r = 1707, so r < L passes and r <= L would not
     cases = [Case((float(b), L, d), label=f"base={b:g}, context_length={L}, dim={d}")
              for b, L, d in [(1e4, 1024, 128), (1e4, 4096, 128), (5e5, 8192, 128),
-                             (3e3, 1024, 128), (2e4, 1000, 64), (1e4, 1000, 64)]]
+                             (3e3, 1024, 128), (2e4, 1000, 64), (1e4, 1000, 64), (1e4, 1707, 128)]]
     return check_function("base_ok", fn, satisfies_base_bound, cases,
                           hint="evaluate the sum at every integer distance 0 … L − 1 and take the minimum.")
 
