@@ -189,6 +189,11 @@ def test_check_abel_sum():
     assert check_abel_sum(sum(S[i + 1] * (he[i] - he[i + 1]) for i in range(4)), h, z).passed
     assert not check_abel_sum(sum(S[i + 1] * (he[i] + he[i + 1]) for i in range(4)), h, z).passed
     assert not check_abel_sum(sum(S[i] * (he[i] - he[i + 1]) for i in range(4)), h, z).passed
+    # in the S basis: the summation by parts passes; Σ h z itself, or an expression still in z, does not
+    Ss = sp.symbols("S1:5")
+    assert check_abel_sum(sum(Ss[i] * (he[i] - he[i + 1]) for i in range(4)), h, z, Ss).passed
+    assert not check_abel_sum(sum(hj * zj for hj, zj in zip(h, z)), h, z, Ss).passed
+    assert not check_abel_sum(sum(Ss[i] * (he[i] + he[i + 1]) for i in range(4)), h, z, Ss).passed
     assert not check_abel_sum(None, h, z).passed
 
 
