@@ -56,21 +56,21 @@ def check_abel_sum(expr, h, z, S=None) -> CheckResult:
 
     >>> h, z, S = sp.symbols("h0:3"), sp.symbols("z0:3"), sp.symbols("S1:4")
     >>> check_abel_sum(sum(S[j] * (h[j] - (h[j + 1] if j + 1 < 3 else 0)) for j in range(3)), h, z, S)
-    Correct: abel_sum equals the expected expression.
+    Correct: abel equals the expected expression.
     >>> print(check_abel_sum(sum(hj * zj for hj, zj in zip(h, z)), h, z, S))
-    ✗ abel_sum: write it with the partial sums S and h alone; it contains z0, z1, z2
+    ✗ abel: write it with the partial sums S and h alone; it contains z0, z1, z2
     """
     if len(h) != len(z) or not h or (S is not None and len(S) != len(h)):
-        return CheckResult(False, f"✗ abel_sum: h, z (and S) must be non-empty and of one length, got {len(h)}, {len(z)}"
+        return CheckResult(False, f"✗ abel: h, z (and S) must be non-empty and of one length, got {len(h)}, {len(z)}"
                                   + ("" if S is None else f" and {len(S)}"))
     target = sum(hj * zj for hj, zj in zip(h, z))
     hint = "with h_N = 0: Σ_j h_j (S_{j+1} − S_j) = Σ_j S_{j+1} (h_j − h_{j+1})."
     if S is None:
-        return check_sympy_equal("abel_sum", expr, target, hint=hint)
+        return check_sympy_equal("abel", expr, target, hint=hint)
     if isinstance(expr, sp.Basic):
         used = sorted(expr.free_symbols & set(z), key=str)
         if used:
-            return CheckResult(False, f"✗ abel_sum: write it with the partial sums S and h alone; it contains "
+            return CheckResult(False, f"✗ abel: write it with the partial sums S and h alone; it contains "
                                       f"{', '.join(map(str, used))}")
         expr = expr.subs({S[j]: sum(z[: j + 1], sp.Integer(0)) for j in range(len(S))})  # S_{j+1} = z_0 + … + z_j
-    return check_sympy_equal("abel_sum", expr, target, hint=hint)
+    return check_sympy_equal("abel", expr, target, hint=hint)
