@@ -8,8 +8,8 @@ For each length: a warm-up call, then the two alternate for ``repeats`` rounds
 does). With one thread (the default) the clock is the thread's CPU time
 (``time.thread_time``): on a machine shared with other processes, wall-clock time
 also counts the time slices the scheduler gave to them, which inflates long calls
-more than short ones (we measured time(8n)/time(n) = 14 by wall clock and 6.5 by
-CPU time for the same calls). With several threads it is wall-clock time. Printed: the
+more than short ones and so the ratio below. With several threads it is
+wall-clock time. Printed: the
 times, time(8n)/time(n) for linear attention (≈ 8 when linear, 64 when
 quadratic; the two lengths alternate call by call) and the crossover, the first
 measured T from which linear attention is faster than softmax attention.
