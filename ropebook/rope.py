@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import numbers
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -47,6 +49,12 @@ def _check_layout(fn: str, layout) -> None:
         raise ValueError(f"{fn}: layout must be one of {LAYOUTS}, got layout={layout!r}")
 
 
+def _check_scaling(fn: str, scaling) -> None:
+    if scaling is not None and not callable(getattr(scaling, "inv_freq", None)):
+        raise ValueError(f"{fn}: scaling must be None or a rule from ropebook.scaling (Linear, NTKAware, DynamicNTK, "
+                         f"YaRN, Llama3, LongRoPE), got scaling={scaling!r}")
+
+
 def _check_x(fn: str, x, rotary_dim) -> int:
     """Validate x of shape (..., T, D) and return the number of rotated features."""
     if not isinstance(x, Tensor) or x.ndim < 2 or not x.is_floating_point():
@@ -67,30 +75,51 @@ def _check_x(fn: str, x, rotary_dim) -> int:
     return rotary_dim
 
 
+def _check_position_values(fn: str, name: str, t: Tensor) -> None:
+    """Integers or finite real floats (the check of values is skipped while a compiler traces)."""
+    if t.dtype == torch.bool or t.is_complex():
+        raise ValueError(f"{fn}: {name} must be integers or real floats, got {name}.dtype={t.dtype}")
+    if t.is_floating_point() and not torch.compiler.is_compiling():
+        finite = torch.isfinite(t)
+        if not bool(finite.all()):
+            bad = t[~finite].flatten()[0].item()
+            raise ValueError(f"{fn}: {name} must be finite, got {bad} in {name} of shape {tuple(t.shape)}")
+
+
+def _wide(t: Tensor) -> Tensor:
+    """int64 or float64: a sum of positions in int8 wraps, in float16 it rounds (angles in fp32 or better)."""
+    return t.to(torch.float64 if t.is_floating_point() else torch.int64)
+
+
 def _positions(fn: str, x: Tensor, positions, offset) -> Tensor:
-    """Positions broadcastable to x.shape[:-1] (default arange(T)), plus offset."""
+    """Positions broadcastable to x.shape[:-1] (default arange(T)), plus offset, in int64 or float64."""
     target = tuple(x.shape[:-1])
+
+    def check_shape(name: str, shape) -> None:
+        try:
+            fits = torch.broadcast_shapes(shape, target) == target
+        except RuntimeError:
+            fits = False
+        if not fits:
+            hint = ""
+            if name == "offset" and len(shape) == 1 and x.ndim >= 3:  # one offset per sequence of (B, ..., T, D)
+                hint = f"; for one offset per sequence pass offset[:, {', '.join(['None'] * (x.ndim - 2))}]"
+            raise ValueError(f"{fn}: {name} must broadcast to x.shape[:-1]={target}, "
+                             f"got {name}.shape={tuple(shape)}{hint}")
+
     if positions is None:
         positions = torch.arange(x.shape[-2], device=x.device)  # (T,)
     else:
         positions = torch.as_tensor(positions, device=x.device)
-        if positions.dtype == torch.bool or positions.is_complex():
-            raise ValueError(f"{fn}: positions must be integers or real floats, got positions.dtype={positions.dtype}")
-        try:
-            fits = torch.broadcast_shapes(positions.shape, target) == target
-        except RuntimeError:
-            fits = False
-        if not fits:
-            raise ValueError(
-                f"{fn}: positions must broadcast to x.shape[:-1]={target}, got positions.shape={tuple(positions.shape)}"
-            )
-        if positions.is_floating_point() and not torch.compiler.is_compiling():
-            finite = torch.isfinite(positions)
-            if not bool(finite.all()):
-                bad = positions[~finite].flatten()[0].item()
-                raise ValueError(f"{fn}: positions must be finite, got {bad} in positions of shape {tuple(positions.shape)}")
+        _check_position_values(fn, "positions", positions)
+        check_shape("positions", positions.shape)
+    if isinstance(offset, Tensor):
+        _check_position_values(fn, "offset", offset)
+        check_shape("offset", offset.shape)
+    elif isinstance(offset, (bool, np.bool_)) or not isinstance(offset, numbers.Real) or not math.isfinite(offset):
+        raise ValueError(f"{fn}: offset must be an int, a finite float or a tensor, got offset={offset!r}")
     if isinstance(offset, Tensor) or offset != 0:
-        positions = positions + offset
+        positions = _wide(positions) + (_wide(offset.to(positions.device)) if isinstance(offset, Tensor) else offset)
     return positions
 
 
@@ -114,6 +143,9 @@ def rope_frequencies(dim: int, *, base: float = 10000.0, scaling=None, seq_len=N
     """
     _check_dim("rope_frequencies", dim)
     _check_base("rope_frequencies", base)
+    if dtype not in (torch.float32, torch.float64):  # angles in fp32 or better
+        raise ValueError(f"rope_frequencies: dtype must be torch.float32 or torch.float64, got dtype={dtype}")
+    _check_scaling("rope_frequencies", scaling)
     if scaling is None:
         return _inv_freq(dim, base, dtype, device)
     return scaling.inv_freq(dim, base=base, seq_len=seq_len, dtype=dtype, device=device)
@@ -141,6 +173,7 @@ def rope_cos_sin(positions, dim: int, *, base: float = 10000.0, scaling=None, se
     (torch.Size([3, 2]), torch.float32)
     """
     positions = torch.as_tensor(positions)
+    _check_position_values("rope_cos_sin", "positions", positions)
     inv_freq = rope_frequencies(dim, base=base, scaling=scaling, seq_len=seq_len, device=positions.device)
     angles = rope_angles(positions, inv_freq)  # (..., T, d/2) float64
     factor = 1.0 if scaling is None else scaling.attention_factor
@@ -155,7 +188,7 @@ def _compute_dtype(x: Tensor) -> torch.dtype:
 
 
 def _seq_len(scaling, positions: Tensor, seq_len):
-    if seq_len is None and scaling is not None and scaling.uses_seq_len:
+    if seq_len is None and scaling is not None and scaling.uses_seq_len and positions.numel():
         seq_len = int(positions.max()) + 1  # as Hugging Face: max(position_ids) + 1
     return seq_len
 
@@ -189,6 +222,7 @@ def apply_rope(x: Tensor, positions=None, *, base: float = 10000.0, layout: str 
     r = _check_x(fn, x, rotary_dim)
     _check_layout(fn, layout)
     _check_base(fn, base)
+    _check_scaling(fn, scaling)
     if backend not in BACKENDS:
         raise ValueError(f"{fn}: backend must be one of {BACKENDS}, got backend={backend!r}")
     positions = _positions(fn, x, positions, offset)  # broadcastable to (..., T)
@@ -214,6 +248,7 @@ def apply_rope_complex(x: Tensor, positions=None, *, base: float = 10000.0, layo
     r = _check_x(fn, x, rotary_dim)
     _check_layout(fn, layout)
     _check_base(fn, base)
+    _check_scaling(fn, scaling)
     positions = _positions(fn, x, positions, offset)
     seq_len = _seq_len(scaling, positions, seq_len)
     inv_freq = rope_frequencies(r, base=base, scaling=scaling, seq_len=seq_len, device=x.device)

@@ -86,6 +86,8 @@ class RotaryEmbedding(nn.Module):
     True
     """
 
+    TABLE_LIMIT = 1 << 20  # the longest table grown on demand: 2^20 positions
+
     def __init__(self, dim: int, *, base: float = 10000.0, layout: str = "half", scaling=None,
                  rotary_dim: int | None = None, max_positions: int = 2048):
         super().__init__()
@@ -96,6 +98,9 @@ class RotaryEmbedding(nn.Module):
         _rope._check_dim("RotaryEmbedding", r, "rotary_dim")
         if r > dim:
             raise ValueError(f"RotaryEmbedding: rotary_dim must be at most dim={dim}, got rotary_dim={r}")
+        _rope._check_scaling("RotaryEmbedding", scaling)
+        if isinstance(max_positions, bool) or not isinstance(max_positions, int) or max_positions <= 0:
+            raise ValueError(f"RotaryEmbedding: max_positions must be a positive integer, got max_positions={max_positions!r}")
         self.dim, self.base, self.layout, self.scaling, self.rotary_dim = dim, base, layout, scaling, r
         self.max_positions = max_positions
         self._cache: dict[tuple, tuple[Tensor, Tensor]] = {}  # (device, dtype, long?) -> cos, sin (L, r/2)
@@ -121,12 +126,19 @@ class RotaryEmbedding(nn.Module):
         >>> cos.shape, bool(cos[0].eq(1).all())
         (torch.Size([2, 4]), True)
         """
-        if self.scaling is not None and self.scaling.uses_seq_len and seq_len is None:
+        positions = torch.as_tensor(positions)
+        _rope._check_position_values("RotaryEmbedding.cos_sin", "positions", positions)
+        if self.scaling is not None and self.scaling.uses_seq_len and seq_len is None and positions.numel():
             seq_len = int(positions.max()) + 1
         cacheable = not positions.is_floating_point() and not isinstance(self.scaling, DynamicNTK)
         if cacheable and positions.numel() and int(positions.min()) >= 0:
-            cos, sin = self._table(int(positions.max()) + 1, dtype=dtype, device=positions.device, seq_len=seq_len)
-            return cos[positions], sin[positions]
+            length = int(positions.max()) + 1
+            # the table doubles as positions grow, up to a bound; a far position (a huge offset) is computed
+            # directly, exact all the same, instead of allocating a table of every position below it
+            if length <= max(self.max_positions, self.TABLE_LIMIT):
+                cos, sin = self._table(length, dtype=dtype, device=positions.device, seq_len=seq_len)
+                positions = positions.long()  # int8/int16/uint8 cannot index
+                return cos[positions], sin[positions]
         return _rope.rope_cos_sin(positions, self.rotary_dim, base=self.base, scaling=self.scaling,
                                   seq_len=seq_len, dtype=dtype)
 
@@ -138,7 +150,13 @@ class RotaryEmbedding(nn.Module):
                 got = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
                 raise ValueError(f"{fn}: {name} must have shape (..., T, dim={self.dim}), got {name}.shape={got}")
             _rope._check_x(fn, t, self.rotary_dim)
+        if q.ndim != k.ndim or q.shape[:-3] != k.shape[:-3] or q.shape[-2] != k.shape[-2]:
+            raise ValueError(f"{fn}: q (B, H, T, D) and k (B, H_kv, T, D) must share B and T, got "
+                             f"q.shape={tuple(q.shape)}, k.shape={tuple(k.shape)}")
         if isinstance(offset, Tensor) and offset.ndim == 1 and q.ndim >= 3:
+            if offset.shape[0] not in (1, q.shape[0]):
+                raise ValueError(f"{fn}: a 1-d offset holds one start position per batch row, B={q.shape[0]}, "
+                                 f"got offset.shape={tuple(offset.shape)}")
             offset = offset.to(q.device).reshape(-1, *([1] * (q.ndim - 2)))  # (B,) -> (B, 1, 1): one start per row
         out, shared = [], None
         for t in (q, k):

@@ -48,7 +48,62 @@ BAD_INPUTS = {
         ["short_factor", "dim // 2 = 4", "got 3"],
     ),
     "unknown backend": (lambda: rb.apply_rope(X, backend="cuda"), ["backend", "('auto', 'torch', 'triton')", "'cuda'"]),
+    # offset: once added unchecked (a (3, 1) offset on (4, 8) gave uninitialised memory; NaN gave all NaN)
+    "offset shape": (lambda: rb.apply_rope(torch.zeros(4, 8), offset=torch.zeros(3, 1, dtype=torch.long)),
+                     ["offset", "x.shape[:-1]=(4,)", "offset.shape=(3, 1)"]),
+    "offset per sequence": (lambda: rb.apply_rope(X, offset=torch.tensor([3, 5])),
+                            ["offset", "x.shape[:-1]=(2, 4, 16)", "offset.shape=(2,)", "offset[:, None, None]"]),
+    "NaN offset": (lambda: rb.apply_rope(X, offset=math.nan), ["offset", "finite", "offset=nan"]),
+    "NaN offset tensor": (lambda: rb.apply_rope(X, offset=torch.tensor(math.nan)), ["offset", "finite", "nan"]),
+    "string offset": (lambda: rb.apply_rope(X, offset="3"), ["offset", "an int", "offset='3'"]),
+    "bf16 frequencies": (lambda: rb.rope_frequencies(64, dtype=torch.bfloat16),
+                         ["dtype", "torch.float32 or torch.float64", "torch.bfloat16"]),
+    "scaling by name": (lambda: rb.apply_rope(X, scaling="linear"), ["scaling", "ropebook.scaling", "'linear'"]),
+    "cos_sin NaN positions": (lambda: rb.rope_cos_sin(torch.tensor([0.0, math.nan]), 8), ["positions", "finite", "nan"]),
+    "cos_sin bool positions": (lambda: rb.rope_cos_sin(torch.tensor([True]), 8), ["positions", "torch.bool"]),
+    "module: offset per batch row": (
+        lambda: rb.RotaryEmbedding(8)(torch.zeros(1, 2, 3, 8), torch.zeros(1, 1, 3, 8), offset=torch.tensor([4, 7])),
+        ["offset", "B=1", "offset.shape=(2,)"]),
+    "module: q and k tokens": (lambda: rb.RotaryEmbedding(8)(torch.zeros(1, 5, 4, 8), torch.zeros(1, 5, 1, 8)),
+                               ["share B and T", "q.shape=(1, 5, 4, 8)", "k.shape=(1, 5, 1, 8)"]),
+    "module: q and k batch": (lambda: rb.RotaryEmbedding(8)(torch.zeros(2, 5, 4, 8), torch.zeros(1, 5, 4, 8)),
+                              ["share B and T", "k.shape=(1, 5, 4, 8)"]),
+    "module: max_positions": (lambda: rb.RotaryEmbedding(8, max_positions=None), ["max_positions", "positive", "None"]),
 }
+
+
+@pytest.mark.parametrize("positions, offset", [
+    (torch.arange(4, dtype=torch.int8) + 120, 100),         # int8 + 100 wrapped
+    (torch.arange(4, dtype=torch.int32), 2**31),            # int32 + 2^31 wrapped
+    (torch.arange(4, dtype=torch.float16) + 0.5, 4001),     # float16: 4001.5 rounds to 4000
+    (torch.arange(4, dtype=torch.bfloat16), 1001),          # bfloat16: 1001 rounds to 1000
+])
+def test_offset_is_added_in_64_bits(positions, offset):
+    """positions + offset once ran in the positions' dtype: wrapped or rounded, errors of 1.4 to 3.3."""
+    x = torch.randn(4, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    exact = positions.to(torch.float64 if positions.is_floating_point() else torch.int64) + offset
+    torch.testing.assert_close(rb.apply_rope(x, positions, offset=offset), rb.apply_rope(x, exact), rtol=0, atol=0)
+    q, k = x[None, None], x[None, None, :, :4].repeat(1, 1, 1, 2)
+    got = rb.RotaryEmbedding(8)(q, k, positions, offset=offset)[0]
+    torch.testing.assert_close(got, rb.apply_rope(q, exact), rtol=0, atol=1e-6)
+
+
+def test_module_small_integer_positions_and_far_offsets():
+    """int8 positions index the table (IndexError before); a far offset is computed, not a 2^40-row table."""
+    rope = rb.RotaryEmbedding(8)
+    q, k = torch.randn(1, 2, 3, 8), torch.randn(1, 1, 3, 8)
+    for positions in (torch.tensor([0, 1, 2], dtype=torch.int8), torch.tensor([0, 1, 2], dtype=torch.uint8)):
+        torch.testing.assert_close(rope(q, k, positions)[0], rb.apply_rope(q), rtol=0, atol=1e-6)
+    q1, _ = rope(q, k, offset=2**40)
+    torch.testing.assert_close(q1, rb.apply_rope(q, offset=2**40), rtol=0, atol=1e-6)
+    assert all(cos.shape[0] <= rb.RotaryEmbedding.TABLE_LIMIT for cos, _ in rope._cache.values())
+
+
+def test_empty_inputs_with_a_length_dependent_rule():
+    x = torch.zeros(1, 2, 0, 8)
+    assert rb.apply_rope(x, scaling=scaling.DynamicNTK(2.0, original_max_positions=4)).shape == x.shape
+    assert rb.RotaryEmbedding(8, scaling=scaling.DynamicNTK(2.0, original_max_positions=4)).cos_sin(
+        torch.arange(0))[0].shape == (0, 4)
 
 
 def meta_precompute_freqs_cis(dim: int, end: int, theta: float = 10000.0) -> torch.Tensor:
