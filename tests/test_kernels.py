@@ -337,7 +337,50 @@ BAD = {
     "offsets past int64": (lambda q, k, c: K.rope_qk(q, k, c, offsets=2**63 - 4), ["int64", "offsets=9223372036854775804", "5 tokens"]),
     "table too short": (lambda q, k, c: K.rope_qk(q, k, c, angles="table", offsets=10), ["4 positions", "offsets=10"]),
     "q ndim": (lambda q, k, c: K.rope_qk(q[0], k, c), ["q must be", "(3, 5, 16)"]),
+    # positions and offsets together: offsets was silently ignored
+    "positions and offsets": (lambda q, k, c: K.rope_qk(q, k, c, positions=torch.zeros(2, 5, dtype=torch.int64, device=DEVICE),
+                                                        offsets=100), ["positions or offsets, not both", "offsets=100"]),
+    # the same tensor as q and k in place: rotated twice (error 4.9)
+    "q is k in place": (lambda q, k, c: K.rope_qk(q, q, c, inplace=True), ["inplace=True", "separate memory"]),
+    "q is k in place, cos/sin": (lambda q, k, c: K.rope_qk_cos_sin(q, q, *rb.rope_cos_sin(torch.arange(5, device=DEVICE), 16),
+                                                                   inplace=True), ["inplace=True", "separate memory"]),
+    "cache rotary_dim": (lambda q, k, c: K.rope_cache(15), ["rope_cache", "rotary_dim", "rotary_dim=15"]),
 }
+
+CU_BAD = [[0, 3, 6], [2, 5, 8], [0, 6, 3, 8], [0, 4, 12]]  # short of N; not from 0; not monotone; past N (wrote out of bounds)
+
+
+@pytest.mark.parametrize("cu", CU_BAD)
+@pytest.mark.parametrize("max_seqlen", [None, 6])
+def test_bad_cu_seqlens_is_an_error(cu, max_seqlen):
+    if DEVICE == "cuda" and max_seqlen is not None:
+        pytest.skip("a CUDA cu_seqlens with max_seqlen given is not checked (it would cost a synchronization)")
+    q, k = torch.randn(2, 8, 16, device=DEVICE), torch.randn(1, 8, 16, device=DEVICE)
+    with pytest.raises(ValueError, match=r"cu_seqlens must start at 0, be non-decreasing and end at q.shape\[1\]=8"):
+        K.rope_qk(q, k, K.rope_cache(16, device=DEVICE), cu_seqlens=torch.tensor(cu, dtype=torch.int32, device=DEVICE),
+                  max_seqlen=max_seqlen)
+
+
+def test_in_place_on_views_of_one_fused_projection():
+    """q and k sliced from one qkv tensor share storage but not elements: in place is allowed and right."""
+    qkv = torch.randn(1, 4, 2 * 2 * 16, device=DEVICE)  # (B, T, (Hq + Hk) · D)
+    q = qkv[..., :32].view(1, 4, 2, 16).transpose(1, 2)
+    k = qkv[..., 32:].view(1, 4, 2, 16).transpose(1, 2)
+    want_q, want_k = rb.apply_rope(q.clone()), rb.apply_rope(k.clone())
+    K.rope_qk(q, k, K.rope_cache(16, device=DEVICE), inplace=True)
+    assert_close_dtype(q, want_q)
+    assert_close_dtype(k, want_k)
+
+
+def test_apply_cos_sin_checks_its_arguments():
+    x = torch.randn(1, 2, 4, 16, device=DEVICE)
+    cos, sin = rb.rope_cos_sin(torch.arange(4, device=DEVICE), 16)
+    with pytest.raises(ValueError, match=r"layout must be one of .*got layout='neox'"):
+        K.apply_cos_sin(x, cos, sin, layout="neox", rotary_dim=16)  # ran the half layout
+    with pytest.raises(ValueError, match=r"rotary_dim must be .* at most x.shape\[-1\]=16, got rotary_dim=18"):
+        K.apply_cos_sin(x, cos, sin, layout="half", rotary_dim=18)
+    with pytest.raises(ValueError, match=r"cos must broadcast to .*\(1, 2, 4, 8\), got cos.shape=\(3, 8\)"):
+        K.apply_cos_sin(x, cos[:3], sin[:3], layout="half", rotary_dim=16)
 
 
 @pytest.mark.parametrize("case", list(BAD))

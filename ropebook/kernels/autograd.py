@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from ropebook.kernels import op, rope_triton
-from ropebook.rope import LAYOUTS, rope_cos_sin, rope_frequencies
+from ropebook.rope import LAYOUTS, _check_base, _check_dim, _check_scaling, rope_cos_sin, rope_frequencies
 
 __all__ = ["RopeCache", "rope_cache", "rope_qk", "rope_qk_cos_sin", "apply_cos_sin"]
 
@@ -63,6 +63,9 @@ def rope_cache(rotary_dim: int, *, base: float = 10000.0, scaling=None, seq_len=
     >>> c.turns.shape, c.cos.shape, c.attention_factor
     (torch.Size([4]), torch.Size([4, 4]), 1.0)
     """
+    _check_dim("rope_cache", rotary_dim, "rotary_dim")
+    _check_base("rope_cache", base)
+    _check_scaling("rope_cache", scaling)
     inv_freq = rope_frequencies(rotary_dim, base=base, scaling=scaling, seq_len=seq_len)  # (r/2,) float64
     factor = 1.0 if scaling is None else float(scaling.attention_factor)
     cos = sin = None
@@ -143,6 +146,27 @@ def _check_qk(fn: str, q, k, layout, varlen: bool) -> None:
         raise ValueError(f"{fn}: layout must be one of {LAYOUTS}, got layout={layout!r}")
 
 
+def _check_cu_seqlens(fn: str, cu_seqlens: Tensor, n_tokens: int | None) -> int:
+    """Packed starts: from 0, non-decreasing, ending at the token count; returns the longest length. Reads
+    the values, so a device synchronization for a CUDA tensor."""
+    cu = cu_seqlens.flatten().tolist()
+    lengths = [b - a for a, b in zip(cu, cu[1:])]
+    if not cu or cu[0] != 0 or min(lengths, default=0) < 0 or (n_tokens is not None and cu[-1] != n_tokens):
+        shown = cu if len(cu) <= 8 else [*cu[:4], "...", *cu[-2:]]
+        raise ValueError(f"{fn}: cu_seqlens must start at 0, be non-decreasing and end at q.shape[1]={n_tokens}, "
+                         f"got cu_seqlens={shown}")
+    return max(lengths, default=0)
+
+
+def _check_not_aliased(fn: str, q, k, inplace: bool) -> None:
+    """In place, q and k must be separate memory: the same tensor twice would be rotated twice. (Views of
+    one fused qkv projection are separate and pass; only a shared first element is detected.)"""
+    if (inplace and isinstance(q, Tensor) and isinstance(k, Tensor) and not torch.compiler.is_compiling()
+            and q.numel() and q.data_ptr() == k.data_ptr()):  # (a compiler cannot trace a pointer comparison)
+        raise ValueError(f"{fn}: inplace=True needs q and k in separate memory, got k that starts where q does "
+                         f"(the same tensor passed twice would be rotated twice)")
+
+
 def _run(fn: str, q: Tensor, k: Tensor | None, inplace: bool, spec: dict, key=None, again=None):
     """Make the features contiguous, then launch through autograd only when there is a graph to record.
     Without one, and given a ``key`` (the call's signature, ``_signature``), remember the launch's plan
@@ -220,8 +244,9 @@ def rope_qk(q: Tensor, k: Tensor | None, cache: RopeCache, *, layout: str = "hal
         offsets: position of each sequence's first token: an int, or an integer tensor ``(B,)``.
         positions: explicit integer positions ``(B, T)`` (or ``(N,)`` packed) instead of ``arange + offsets``.
         cu_seqlens: ``(B + 1,)`` int32 starts of the packed sequences; ``max_seqlen`` their longest length
-            (computed if None, at the cost of a device synchronization). Not checked against ``cu_seqlens``,
-            which would cost the same: tokens past a too small ``max_seqlen`` come out NaN.
+            (computed if None, at the cost of a device synchronization, and cu_seqlens then checked: from
+            0, non-decreasing, ending at N). A CUDA ``cu_seqlens`` with ``max_seqlen`` given is not checked,
+            which would cost the same synchronization: tokens past a too small ``max_seqlen`` come out NaN.
         inplace: write the result into q and k.
         angles: ``"table"`` (read ``cache.cos``/``cache.sin``; a position outside the table gives
             NaN) or ``"kernel"`` (cos/sin from exact fixed-point angles in the kernel, any position).
@@ -240,6 +265,12 @@ def rope_qk(q: Tensor, k: Tensor | None, cache: RopeCache, *, layout: str = "hal
     """
     fn = "rope_qk"
     varlen = cu_seqlens is not None
+    if positions is not None and not (type(offsets) is int and offsets == 0):
+        raise ValueError(f"{fn}: pass positions or offsets, not both, got positions and offsets={offsets!r}")
+    _check_not_aliased(fn, q, k, inplace)
+    if (varlen and isinstance(cu_seqlens, Tensor) and not cu_seqlens.is_cuda and isinstance(q, Tensor)
+            and not torch.compiler.is_compiling()):  # compiled: values are not known while tracing
+        _check_cu_seqlens(fn, cu_seqlens, q.shape[1] if q.ndim == 3 else None)  # free on the CPU, even on a repeat
     key = None  # not for a packed batch without max_seqlen: that is read from cu_seqlens's data
     if (isinstance(q, Tensor) and isinstance(k, (Tensor, type(None))) and not _records_graph(q, k)
             and not (varlen and max_seqlen is None) and not torch.compiler.is_compiling()):
@@ -282,8 +313,8 @@ def rope_qk(q: Tensor, k: Tensor | None, cache: RopeCache, *, layout: str = "hal
         cu_seqlens = _int_tensor(fn, "cu_seqlens", cu_seqlens, (cu_seqlens.numel(),), dev)
         if cu_seqlens.ndim != 1 or cu_seqlens.numel() < 2:
             raise ValueError(f"{fn}: cu_seqlens must have shape (B + 1,) with B >= 1, got cu_seqlens.shape={tuple(cu_seqlens.shape)}")
-        if max_seqlen is None:  # a device synchronization: pass max_seqlen to avoid it
-            max_seqlen = int((cu_seqlens[1:] - cu_seqlens[:-1]).max())
+        if max_seqlen is None:  # a device synchronization (pass max_seqlen to avoid it), so check cu_seqlens too
+            max_seqlen = _check_cu_seqlens(fn, cu_seqlens, q.shape[1])
         elif isinstance(max_seqlen, bool) or not isinstance(max_seqlen, int) or max_seqlen < 1:
             raise ValueError(f"{fn}: max_seqlen must be a positive int (the longest sequence's length), got max_seqlen={max_seqlen!r}")
         spec.update(cu_seqlens=cu_seqlens, max_seqlen=int(max_seqlen))
@@ -349,6 +380,7 @@ def _rope_qk_cos_sin(fn: str, q, k, cos, sin, layout, inplace, pairs: int | None
     and sin, which may be wider (Hugging Face's duplicated ``(…, T, D)`` tensors, read without a slicing
     view: ``hf_apply_rotary_pos_emb``)."""
     key = None
+    _check_not_aliased(fn, q, k, inplace)
     if (isinstance(q, Tensor) and isinstance(k, (Tensor, type(None))) and not _records_graph(q, k)
             and not torch.compiler.is_compiling()):
         key = _signature(fn, _meta(q), _meta(k), _meta(cos), _meta(sin), layout, inplace, pairs)
@@ -390,6 +422,19 @@ def apply_cos_sin(x: Tensor, cos: Tensor, sin: Tensor, *, layout: str, rotary_di
     broadcast to x's leading dimensions; they carry no gradient.
     """
     fn = "apply_rope"
+    if layout not in LAYOUTS:
+        raise ValueError(f"{fn}: layout must be one of {LAYOUTS}, got layout={layout!r}")
+    if isinstance(rotary_dim, bool) or not isinstance(rotary_dim, int) or not 0 < rotary_dim <= x.shape[-1] or rotary_dim % 2:
+        raise ValueError(f"{fn}: rotary_dim must be a positive even integer at most x.shape[-1]={x.shape[-1]}, "
+                         f"got rotary_dim={rotary_dim!r}")
+    for name, c in (("cos", cos), ("sin", sin)):
+        try:
+            fits = torch.broadcast_shapes(c.shape, (*x.shape[:-1], rotary_dim // 2)) == (*x.shape[:-1], rotary_dim // 2)
+        except RuntimeError:
+            fits = False
+        if not fits:
+            raise ValueError(f"{fn}: {name} must broadcast to x.shape[:-1] + (rotary_dim/2,) = "
+                             f"{(*x.shape[:-1], rotary_dim // 2)}, got {name}.shape={tuple(c.shape)}")
     if not x.is_cuda and not rope_triton.interpreting():
         raise RuntimeError(f"{fn}: backend='triton' runs on CUDA tensors, or on CPU tensors only under TRITON_INTERPRET=1; "
                            f"got x.device={x.device} and TRITON_INTERPRET={os.environ.get('TRITON_INTERPRET')!r}")

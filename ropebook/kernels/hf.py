@@ -106,8 +106,9 @@ def hf_apply_rotary_pos_emb(q: Tensor, k: Tensor, cos: Tensor, sin: Tensor, unsq
     if unsqueeze_dim == 2:  # (B, T, H, D) -> the (B, H, T, D) view the kernel takes
         q, k = q.transpose(1, 2), k.transpose(1, 2)
     T, D = q.shape[2], q.shape[3]
-    if cos.shape != sin.shape or cos.ndim not in (2, 3) or cos.shape[-2] != T or cos.shape[-1] != D or D % 2:
-        raise ValueError(f"{fn}: cos and sin must both have shape ({T}, {D}) or (B, {T}, {D}) for q of "
+    if (cos.shape != sin.shape or cos.ndim not in (2, 3) or cos.shape[-2] != T or cos.shape[-1] != D or D % 2
+            or (cos.ndim == 3 and cos.shape[0] not in (1, q.shape[0]))):
+        raise ValueError(f"{fn}: cos and sin must both have shape ({T}, {D}) or (B or 1, {T}, {D}) for q of "
                          f"(B, H, T, D) = {tuple(q.shape)} (an even D), got cos.shape={tuple(cos.shape)}, "
                          f"sin.shape={tuple(sin.shape)}")
     if torch.compiler.is_compiling():  # a graph cannot branch on data: the check becomes an assertion in it
