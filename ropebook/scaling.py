@@ -18,6 +18,7 @@ tensor([0.2500, 0.0025], dtype=torch.float64)
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -41,6 +42,36 @@ def _check_factor(rule: str, factor: float, name: str = "factor") -> None:
 def _check_positive_int(rule: str, value, name: str) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ValueError(f"{rule}: {name} must be a positive integer, got {name}={value!r}")
+
+
+def _check_positive_number(fn: str, value, name: str, *, optional: bool = False, zero: bool = False) -> None:
+    """A real, finite number > 0 (>= 0 with ``zero``; None passes with ``optional``), never a bool."""
+    if optional and value is None:
+        return
+    ok = not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
+    if not (ok and (value >= 0 if zero else value > 0)):
+        what = "a finite number >= 0" if zero else "a positive finite number"
+        raise ValueError(f"{fn}: {name} must be {'None or ' if optional else ''}{what}, got {name}={value!r}")
+
+
+def _check_dim_base(fn: str, dim, base) -> None:
+    """The checks ``rope_frequencies`` makes, for callers of a rule's ``inv_freq`` directly."""
+    from ropebook.rope import _check_base, _check_dim  # imported here: ropebook.rope imports this module
+
+    _check_dim(fn, dim)
+    _check_base(fn, base)
+
+
+def _seq_len(fn: str, seq_len):
+    """None, or the current length as a Python number (a one-element tensor is read out)."""
+    if seq_len is None:
+        return None
+    value = seq_len.item() if isinstance(seq_len, Tensor) and seq_len.numel() == 1 else seq_len
+    if isinstance(value, (int, torch.SymInt)) and not isinstance(value, bool):
+        return value  # ints are finite (and a SymInt under torch.compile cannot be inspected)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{fn}: seq_len must be None or a finite number, got seq_len={seq_len!r}")
+    return value
 
 
 def _ntk_exponent(rule: str, dim: int) -> float:
@@ -68,6 +99,7 @@ class Linear:
         _check_factor("Linear", self.factor)
 
     def inv_freq(self, dim: int, *, base: float = 10000.0, seq_len=None, dtype=torch.float64, device=None) -> Tensor:
+        _check_dim_base("Linear.inv_freq", dim, base)
         inv_freq = _inv_freq(dim, base, dtype, device)  # (dim/2,)
         return inv_freq / self.factor
 
@@ -92,6 +124,7 @@ class NTKAware:
         _check_factor("NTKAware", self.factor)
 
     def inv_freq(self, dim: int, *, base: float = 10000.0, seq_len=None, dtype=torch.float64, device=None) -> Tensor:
+        _check_dim_base("NTKAware.inv_freq", dim, base)
         new_base = base * self.factor ** _ntk_exponent("NTKAware", dim)
         return _inv_freq(dim, new_base, dtype, device)
 
@@ -122,6 +155,8 @@ class DynamicNTK:
         _check_positive_int("DynamicNTK", self.original_max_positions, "original_max_positions")
 
     def inv_freq(self, dim: int, *, base: float = 10000.0, seq_len=None, dtype=torch.float64, device=None) -> Tensor:
+        _check_dim_base("DynamicNTK.inv_freq", dim, base)
+        seq_len = _seq_len("DynamicNTK.inv_freq", seq_len)
         L = self.original_max_positions if seq_len is None else max(int(seq_len), self.original_max_positions)
         s = self.factor
         new_base = base * ((s * L / self.original_max_positions) - (s - 1)) ** _ntk_exponent("DynamicNTK", dim)
@@ -142,7 +177,9 @@ class YaRN:
     writes the ramp γ(r) as linear in the rotation count r_i; this follows the reference
     code and Hugging Face, which ramp linearly in the pair index between the bounds.
     attention_factor = 0.1·ln s + 1 (or the DeepSeek ratio
-    mscale(s, mscale)/mscale(s, mscale_all_dim)), unless given.
+    mscale(s, mscale)/mscale(s, mscale_all_dim)), unless given. As in Hugging Face
+    (``beta_fast or 32``), ``beta_fast``/``beta_slow`` of None or 0 mean the defaults 32/1,
+    and ``mscale``/``mscale_all_dim`` of None or 0 mean "not given"; the rule needs base > 1.
     Peng et al. 2023, "YaRN" (arXiv 2309.00071) §3.2–3.4; Hugging Face ``rope_type="yarn"``.
 
     >>> rule = YaRN(4.0, original_max_positions=4096)
@@ -154,8 +191,8 @@ class YaRN:
 
     factor: float  # s
     original_max_positions: int  # L_train
-    beta_fast: float = 32.0  # rotations above which a pair is extrapolated (kept)
-    beta_slow: float = 1.0  # rotations below which a pair is interpolated (θ/s)
+    beta_fast: float = 32.0  # rotations above which a pair is extrapolated (kept); None or 0: 32
+    beta_slow: float = 1.0  # rotations below which a pair is interpolated (θ/s); None or 0: 1
     mscale: float | None = None  # DeepSeek-style numerator of the attention factor
     mscale_all_dim: float | None = None  # DeepSeek-style denominator
     truncate: bool = True  # floor/ceil the ramp boundaries (Hugging Face default)
@@ -165,6 +202,18 @@ class YaRN:
     def __post_init__(self):
         _check_factor("YaRN", self.factor)
         _check_positive_int("YaRN", self.original_max_positions, "original_max_positions")
+        for name, default in (("beta_fast", 32.0), ("beta_slow", 1.0)):
+            value = getattr(self, name)
+            if value is None or (value == 0 and not isinstance(value, bool)):  # Hugging Face reads `beta or default`
+                object.__setattr__(self, name, default)
+            _check_positive_number("YaRN", getattr(self, name), name)
+        if self.beta_slow > self.beta_fast:
+            raise ValueError(f"YaRN: need beta_fast >= beta_slow > 0, got beta_fast={self.beta_fast!r}, beta_slow={self.beta_slow!r}")
+        for name in ("mscale", "mscale_all_dim"):
+            _check_positive_number("YaRN", getattr(self, name), name, optional=True, zero=True)
+        if not (self.truncate is None or isinstance(self.truncate, bool)):  # None: no truncation, as in Hugging Face
+            raise ValueError(f"YaRN: truncate must be True or False, got truncate={self.truncate!r}")
+        _check_positive_number("YaRN", self.attention_factor, "attention_factor", optional=True)
         if self.attention_factor is None:
             s = self.factor
             if self.mscale and self.mscale_all_dim:
@@ -174,10 +223,14 @@ class YaRN:
             object.__setattr__(self, "attention_factor", af)
 
     def inv_freq(self, dim: int, *, base: float = 10000.0, seq_len=None, dtype=torch.float64, device=None) -> Tensor:
+        _check_dim_base("YaRN.inv_freq", dim, base)
+        if base <= 1:
+            raise ValueError(f"YaRN.inv_freq: base must be > 1 (the ramp bounds divide by ln base), got base={base!r}")
+
         def correction_dim(rotations: float) -> float:  # pair index (in units of dim) with this many rotations
             return (dim * math.log(self.original_max_positions / (rotations * 2 * math.pi))) / (2 * math.log(base))
 
-        low, high = correction_dim(self.beta_fast or 32), correction_dim(self.beta_slow or 1)
+        low, high = correction_dim(self.beta_fast), correction_dim(self.beta_slow)
         if self.truncate:
             low, high = math.floor(low), math.ceil(high)
         low, high = max(low, 0), min(high, dim - 1)  # dim - 1, not dim/2 - 1: as Hugging Face clamps
@@ -217,6 +270,8 @@ class Llama3:
     def __post_init__(self):
         _check_factor("Llama3", self.factor)
         _check_positive_int("Llama3", self.original_max_positions, "original_max_positions")
+        for name in ("low_freq_factor", "high_freq_factor"):
+            _check_positive_number("Llama3", getattr(self, name), name)
         if not self.high_freq_factor > self.low_freq_factor > 0:
             raise ValueError(
                 "Llama3: need high_freq_factor > low_freq_factor > 0, got "
@@ -224,6 +279,7 @@ class Llama3:
             )
 
     def inv_freq(self, dim: int, *, base: float = 10000.0, seq_len=None, dtype=torch.float64, device=None) -> Tensor:
+        _check_dim_base("Llama3.inv_freq", dim, base)
         inv_freq = _inv_freq(dim, base, dtype, device)  # (dim/2,)
         s, L = self.factor, self.original_max_positions
         low_freq_wavelen, high_freq_wavelen = L / self.low_freq_factor, L / self.high_freq_factor
@@ -261,20 +317,37 @@ class LongRoPE:
     uses_seq_len: ClassVar[bool] = True
 
     def __post_init__(self):
-        object.__setattr__(self, "short_factor", tuple(float(f) for f in self.short_factor))
-        object.__setattr__(self, "long_factor", tuple(float(f) for f in self.long_factor))
-        _check_positive_int("LongRoPE", self.original_max_positions, "original_max_positions")
         for name in ("short_factor", "long_factor"):
-            if not all(f > 0 and math.isfinite(f) for f in getattr(self, name)):
-                raise ValueError(f"LongRoPE: {name} entries must be positive and finite, got {name}={getattr(self, name)}")
+            value = getattr(self, name)
+            try:
+                factors = tuple(float(f) for f in value)
+            except (TypeError, ValueError):
+                raise ValueError(f"LongRoPE: {name} must be a sequence of numbers, got {name}={value!r}") from None
+            if not all(f > 0 and math.isfinite(f) for f in factors):
+                raise ValueError(f"LongRoPE: {name} entries must be positive and finite, got {name}={factors}")
+            object.__setattr__(self, name, factors)
+        _check_positive_int("LongRoPE", self.original_max_positions, "original_max_positions")
+        if self.max_positions is not None:
+            _check_positive_int("LongRoPE", self.max_positions, "max_positions")
+        if self.factor is not None:
+            _check_factor("LongRoPE", self.factor)
+        _check_positive_number("LongRoPE", self.attention_factor, "attention_factor", optional=True)
         if self.attention_factor is None:
             s = self.factor
             if s is None:
                 s = (self.max_positions or self.original_max_positions) / self.original_max_positions
+            if s > 1.0 and self.original_max_positions < 2:  # ln(L_train) = 0 in the denominator
+                raise ValueError(
+                    "LongRoPE: original_max_positions must be >= 2 to derive attention_factor = "
+                    f"sqrt(1 + ln s / ln original_max_positions), got original_max_positions={self.original_max_positions} "
+                    f"(s={s}); pass attention_factor"
+                )
             af = 1.0 if s <= 1.0 else math.sqrt(1 + math.log(s) / math.log(self.original_max_positions))
             object.__setattr__(self, "attention_factor", af)
 
     def inv_freq(self, dim: int, *, base: float = 10000.0, seq_len=None, dtype=torch.float64, device=None) -> Tensor:
+        _check_dim_base("LongRoPE.inv_freq", dim, base)
+        seq_len = _seq_len("LongRoPE.inv_freq", seq_len)
         for name in ("short_factor", "long_factor"):
             if len(getattr(self, name)) != dim // 2:
                 n = len(getattr(self, name))

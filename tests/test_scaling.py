@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -133,3 +134,75 @@ def test_bad_rule_message(make, words):
         make()
     for word in words:
         assert word in str(info.value), f"{word!r} not in {str(info.value)!r}"
+
+
+NAN = math.nan
+
+# (constructor or call, pattern): fields that used to pass silently (NaN/zero outputs) or fail with a raw error
+BAD_FIELDS = [
+    (lambda: scaling.YaRN(2.0, 16, attention_factor=NAN), r"YaRN: attention_factor must be None or a positive finite number, got attention_factor=nan"),
+    (lambda: scaling.YaRN(2.0, 16, attention_factor=0.0), r"YaRN: attention_factor must be .* got attention_factor=0\.0"),
+    (lambda: scaling.YaRN(2.0, 16, attention_factor="x"), r"YaRN: attention_factor must be .* got attention_factor='x'"),
+    (lambda: scaling.YaRN(2.0, 16, beta_fast=2.0, beta_slow=4.0), r"YaRN: need beta_fast >= beta_slow > 0, got beta_fast=2\.0, beta_slow=4\.0"),
+    (lambda: scaling.YaRN(2.0, 16, beta_fast=-1), r"YaRN: beta_fast must be a positive finite number, got beta_fast=-1"),
+    (lambda: scaling.YaRN(2.0, 16, beta_fast=NAN), r"YaRN: beta_fast must be a positive finite number, got beta_fast=nan"),
+    (lambda: scaling.YaRN(2.0, 16, beta_slow=math.inf), r"YaRN: beta_slow must be a positive finite number, got beta_slow=inf"),
+    (lambda: scaling.YaRN(2.0, 16, mscale=NAN, mscale_all_dim=1.0), r"YaRN: mscale must be None or a finite number >= 0, got mscale=nan"),
+    (lambda: scaling.YaRN(2.0, 16, mscale=1.0, mscale_all_dim=-0.7), r"YaRN: mscale_all_dim must be .* got mscale_all_dim=-0\.7"),
+    (lambda: scaling.YaRN(2.0, 16, truncate="no"), r"YaRN: truncate must be True or False, got truncate='no'"),
+    (lambda: scaling.YaRN(2.0, 16).inv_freq(16, base=1.0), r"YaRN\.inv_freq: base must be > 1 .* got base=1\.0"),
+    (lambda: scaling.LongRoPE([1.0] * 4, [1.0] * 4, 16, factor=NAN), r"LongRoPE: factor must be a finite number >= 1, got factor=nan"),
+    (lambda: scaling.LongRoPE([1.0] * 4, [1.0] * 4, 16, attention_factor=-1.0), r"LongRoPE: attention_factor must be .* got attention_factor=-1\.0"),
+    (lambda: scaling.LongRoPE([1.0] * 4, [1.0] * 4, 1, max_positions=4), r"LongRoPE: original_max_positions must be >= 2 .* got original_max_positions=1"),
+    (lambda: scaling.LongRoPE([1.0] * 4, [1.0] * 4, 16, max_positions=0), r"LongRoPE: max_positions must be a positive integer, got max_positions=0"),
+    (lambda: scaling.LongRoPE("ab", [1.0] * 2, 16), r"LongRoPE: short_factor must be a sequence of numbers, got short_factor='ab'"),
+    (lambda: scaling.LongRoPE([1.0] * 4, [1.0] * 4, 16).inv_freq(8, seq_len=NAN), r"LongRoPE\.inv_freq: seq_len must be None or a finite number, got seq_len=nan"),
+    (lambda: scaling.Llama3(8.0, 8192, low_freq_factor="1"), r"Llama3: low_freq_factor must be a positive finite number, got low_freq_factor='1'"),
+    (lambda: scaling.DynamicNTK(2.0, 16).inv_freq(8, seq_len="abc"), r"DynamicNTK\.inv_freq: seq_len must be None or a finite number, got seq_len='abc'"),
+    (lambda: scaling.DynamicNTK(2.0, 16).inv_freq(8, seq_len=NAN), r"DynamicNTK\.inv_freq: seq_len must be None or a finite number, got seq_len=nan"),
+]
+
+
+@pytest.mark.parametrize("make, pattern", BAD_FIELDS)
+def test_bad_field_names_rule_argument_and_value(make, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        make()
+
+
+@pytest.mark.parametrize("rule", RULES, ids=lambda r: type(r).__name__)
+def test_inv_freq_checks_dim_and_base_like_rope_frequencies(rule):
+    name = type(rule).__name__
+    with pytest.raises(ValueError, match=rf"{name}\.inv_freq: dim must be a positive even integer, got dim=5"):
+        rule.inv_freq(5)
+    with pytest.raises(ValueError, match=rf"{name}\.inv_freq: base must be a positive finite number, got base=-1\.0"):
+        rule.inv_freq(DIM, base=-1.0)
+
+
+def test_values_hugging_face_accepts_keep_their_meaning():
+    # Hugging Face reads `beta_fast or 32`, `beta_slow or 1`: None and 0 mean the defaults, now visibly so
+    default = scaling.YaRN(2.0, 16)
+    for beta_fast, beta_slow in ((None, None), (0, 0), (32, 1)):
+        rule = scaling.YaRN(2.0, 16, beta_fast=beta_fast, beta_slow=beta_slow)
+        assert rule == default and (rule.beta_fast, rule.beta_slow) == (32.0, 1.0)
+    equal = scaling.YaRN(4.0, 64, beta_fast=2.0, beta_slow=2.0)  # Hugging Face warns only for beta_fast < beta_slow
+    assert torch.isfinite(equal.inv_freq(DIM)).all()
+    # truncate=None (a null in a config) is falsy in Hugging Face: no truncation, as before
+    torch.testing.assert_close(scaling.YaRN(4.0, 64, truncate=None).inv_freq(DIM),
+                               scaling.YaRN(4.0, 64, truncate=False).inv_freq(DIM), rtol=0, atol=0)
+    rule = scaling.DynamicNTK(2.0, 16)  # seq_len as a tensor (Hugging Face passes max(position_ids) + 1) or numpy int
+    for L in (torch.tensor(40), np.int64(40), 40.0):
+        torch.testing.assert_close(rule.inv_freq(8, seq_len=L), rule.inv_freq(8, seq_len=40), rtol=0, atol=0)
+
+
+def test_yarn_beta_none_and_zero_match_hugging_face_bit_for_bit():
+    pytest.importorskip("transformers")
+    from transformers import LlamaConfig
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+    params = {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 2048, "beta_fast": 0, "beta_slow": None}
+    config = LlamaConfig(hidden_size=256, num_attention_heads=4, head_dim=64, max_position_embeddings=8192,
+                         rope_parameters={"rope_theta": 10000.0, **params})
+    hf_inv, hf_factor = ROPE_INIT_FUNCTIONS["yarn"](config, "cpu")
+    rule = scaling.YaRN(4.0, 2048, beta_fast=0, beta_slow=None)
+    assert torch.equal(rb.rope_frequencies(64, scaling=rule, dtype=torch.float32), hf_inv)
+    assert rule.attention_factor == hf_factor
