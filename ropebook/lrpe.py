@@ -26,15 +26,14 @@ import math
 import torch
 from torch import Tensor, nn
 
-from ropebook.rope import apply_rope
+from ropebook.rope import _check_base, _check_dim, _check_layout, apply_rope
 from ropebook.reference import rope_matrix
 
 __all__ = ["Rotation", "Permutation", "Unitary", "LearnedHouseholder", "dct_matrix", "householder_matrix"]
 
 
 def _check_head_dim(fn: str, head_dim) -> None:
-    if isinstance(head_dim, bool) or not isinstance(head_dim, int) or head_dim <= 0 or head_dim % 2:
-        raise ValueError(f"{fn}: head_dim must be a positive even integer, got head_dim={head_dim!r}")
+    _check_dim(fn, head_dim, "head_dim")
 
 
 def _check_input(name: str, x, positions, head_dim: int) -> Tensor:
@@ -88,6 +87,8 @@ class Rotation(nn.Module):
     def __init__(self, head_dim: int, *, base: float = 10000.0, layout: str = "half"):
         super().__init__()
         _check_head_dim("Rotation", head_dim)
+        _check_base("Rotation", base)
+        _check_layout("Rotation", layout)
         self.head_dim, self.base, self.layout = head_dim, base, layout
 
     def forward(self, x: Tensor, positions=None) -> Tensor:  # (..., T, D) -> (..., T, D)
@@ -131,6 +132,7 @@ class Unitary(_Conjugated):
     def __init__(self, head_dim: int, *, basis="dct", base: float = 10000.0, seed: int = 0):
         super().__init__()
         _check_head_dim("Unitary", head_dim)
+        _check_base("Unitary", base)
         if isinstance(basis, Tensor):
             P = basis.detach().to(torch.float64)
             eye = torch.eye(head_dim, dtype=torch.float64)
@@ -162,6 +164,7 @@ class LearnedHouseholder(_Conjugated):
     def __init__(self, head_dim: int, *, base: float = 10000.0, seed: int = 0):
         super().__init__()
         _check_head_dim("LearnedHouseholder", head_dim)
+        _check_base("LearnedHouseholder", base)
         self.head_dim, self.base = head_dim, base
         self.v = nn.Parameter(torch.randn(head_dim, generator=torch.Generator().manual_seed(seed)))  # (d,)
 

@@ -13,6 +13,10 @@ Chapter: ``ch-rope-d-dims``.
 from __future__ import annotations
 
 import numpy as np
+import torch
+
+from ropebook.rope import _check_base, _check_dim, _check_layout, _check_x, _positions
+from ropebook.scaling import _check_positive_number
 
 __all__ = [
     "LAYOUTS",
@@ -40,8 +44,8 @@ def rope_frequencies(dim: int, *, base: float = 10000.0, scaling=None, seq_len=N
     >>> rope_frequencies(4, base=100.0)
     array([1. , 0.1])
     """
-    if dim <= 0 or dim % 2:
-        raise ValueError(f"rope_frequencies: dim must be a positive even integer, got dim={dim!r}")
+    _check_dim("reference.rope_frequencies", dim)
+    _check_base("reference.rope_frequencies", base)
     if scaling is not None:
         return _array(scaling.inv_freq(dim, base=base, seq_len=seq_len))
     return np.array([base ** (-2.0 * i / dim) for i in range(dim // 2)])
@@ -80,6 +84,8 @@ def rope_matrix(m: float, dim: int, *, base: float = 10000.0, layout: str = "hal
     >>> np.allclose(R[:2, :2], rotation_matrix_2d(3.0)), np.allclose(R.T @ R, np.eye(4))
     (True, True)
     """
+    _check_dim("rope_matrix", dim)
+    _check_layout("rope_matrix", layout)
     theta = rope_frequencies(dim, base=base) if inv_freq is None else _array(inv_freq)
     if theta.shape != (dim // 2,):
         raise ValueError(f"rope_matrix: inv_freq must have shape ({dim // 2},), got {theta.shape}")
@@ -110,10 +116,20 @@ def apply_rope_reference(x, positions=None, *, base: float = 10000.0, layout: st
     array([[1.    , 0.    ],
            [0.5403, 0.8415]])
     """
+    fn = "apply_rope_reference"
     x = _array(x)
-    D = x.shape[-1]
-    r = D if rotary_dim is None else rotary_dim
-    pos = np.arange(x.shape[-2], dtype=np.float64) if positions is None else _array(positions)
+    shape_only = torch.empty((), dtype=torch.float64).expand(x.shape)  # the torch path's checks read shape and dtype only
+    r = _check_x(fn, shape_only, rotary_dim)
+    _check_layout(fn, layout)
+    _check_base(fn, base)
+    _check_positive_number(fn, attention_factor, "attention_factor", optional=True)
+    if positions is None:
+        pos = np.arange(x.shape[-2], dtype=np.float64)
+    else:  # the torch path's checks (dtype, shape, finite) on the exact float64 values
+        exact = positions.detach().cpu() if isinstance(positions, torch.Tensor) else np.array(positions)  # a copy: writable
+        if not isinstance(exact, torch.Tensor) and exact.dtype.kind not in "biuf":
+            raise ValueError(f"{fn}: positions must be integers or real floats, got positions.dtype={exact.dtype}")
+        pos = _positions(fn, shape_only, torch.as_tensor(exact), 0).double().numpy()
     pos = np.broadcast_to(pos, x.shape[:-1])
     if inv_freq is None:
         if scaling is not None and seq_len is None and getattr(scaling, "uses_seq_len", False):

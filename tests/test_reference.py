@@ -80,3 +80,34 @@ def test_apply_rope_reference_options():
     np.testing.assert_allclose(reference.apply_rope_reference(x, attention_factor=2.0), 2 * reference.apply_rope_reference(x))
     np.testing.assert_allclose(np.linalg.norm(reference.apply_rope_reference(x, scaling=scaling.YaRN(4.0, 8)), axis=-1),
                                scaling.YaRN(4.0, 8).attention_factor * np.linalg.norm(x, axis=-1))
+
+
+# (call, pattern): the checks the torch path makes (ropebook.rope), named after the reference function
+BAD_INPUTS = [
+    (lambda: reference.rope_frequencies(8, base=-1.0), r"reference\.rope_frequencies: base must be a positive finite number, got base=-1\.0"),
+    (lambda: reference.rope_frequencies(4.0), r"reference\.rope_frequencies: dim must be a positive even integer, got dim=4\.0"),
+    (lambda: reference.apply_rope_reference(np.ones((3, 4)), base=-1.0), r"apply_rope_reference: base must be a positive finite number, got base=-1\.0"),
+    (lambda: reference.apply_rope_reference(np.ones((3, 4)), [0.0, np.nan, 2.0]), r"apply_rope_reference: positions must be finite, got nan"),
+    (lambda: reference.apply_rope_reference(np.ones((3, 4)), [0, 1j, 2]), r"apply_rope_reference: positions must be integers or real floats, got positions.dtype="),
+    (lambda: reference.apply_rope_reference(np.ones((3, 8)), rotary_dim=10), r"apply_rope_reference: rotary_dim must be at most head_dim=8, got rotary_dim=10"),
+    (lambda: reference.apply_rope_reference(np.ones((3, 8)), rotary_dim=3), r"apply_rope_reference: rotary_dim must be a positive even integer, got rotary_dim=3"),
+    (lambda: reference.apply_rope_reference(np.ones((3, 8)), np.arange(5)), r"apply_rope_reference: positions must broadcast to x.shape\[:-1\]=\(3,\), got positions.shape=\(5,\)"),
+    (lambda: reference.apply_rope_reference(np.ones(8)), r"apply_rope_reference: x must be .* of shape \(\.\.\., T, D\), got x.shape=\(8,\)"),
+    (lambda: reference.apply_rope_reference(np.ones((3, 5))), r"apply_rope_reference: head_dim must be even, got x.shape=\(3, 5\)"),
+    (lambda: reference.apply_rope_reference(np.ones((3, 4)), layout="neox"), r"apply_rope_reference: layout must be one of .* got layout='neox'"),
+    (lambda: reference.apply_rope_reference(np.ones((3, 4)), attention_factor=np.nan), r"apply_rope_reference: attention_factor must be .* got attention_factor=nan"),
+    (lambda: reference.rope_matrix(1, 4, layout="neox"), r"rope_matrix: layout must be one of .* got layout='neox'"),
+]
+
+
+@pytest.mark.parametrize("make, pattern", BAD_INPUTS)
+def test_bad_input_names_function_argument_and_value(make, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        make()
+
+
+def test_positions_keep_their_float64_values():
+    x = np.ones((2, 2))
+    big = [0.0, 2.0**40 + 0.5]  # not a float32 number: the checks must not round the positions
+    y = reference.apply_rope_reference(x, big)
+    np.testing.assert_array_equal(y[1], reference.rope_matrix(big[1], 2) @ x[1])
