@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ropebook.scaling import _check_positive_number
+
 __all__ = ["FEATURE_MAPS", "feature_map", "softmax_attention", "linear_attention_weights",
            "linear_attention_quadratic", "linear_attention"]
 
@@ -74,6 +76,12 @@ def _positions(fn: str, x: Tensor, positions) -> Tensor:
     return positions
 
 
+def _check_encoding(fn: str, encoding) -> None:
+    if encoding is not None and not callable(encoding):
+        raise ValueError(f"{fn}: encoding must be None or a callable (x, positions) -> x such as "
+                         f"ropebook.lrpe.Rotation(d), got encoding={encoding!r}")
+
+
 def _compute_dtype(x: Tensor) -> torch.dtype:
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
@@ -82,6 +90,7 @@ def _features(fn, q, k, feature_map_name, encoding, positions):
     """φ(q), φ(k) in the compute dtype, and their encoded copies M_m φ(q_m), M_n φ(k_n)."""
     if feature_map_name not in FEATURE_MAPS:
         raise ValueError(f"{fn}: feature_map must be one of {tuple(FEATURE_MAPS)}, got feature_map={feature_map_name!r}")
+    _check_encoding(fn, encoding)
     dtype = _compute_dtype(q)
     fq = FEATURE_MAPS[feature_map_name](q.to(dtype))  # (..., T, D)
     fk = FEATURE_MAPS[feature_map_name](k.to(dtype))
@@ -108,7 +117,7 @@ def softmax_attention(q: Tensor, k: Tensor, v: Tensor, *, causal: bool = False, 
         causal: query m sees keys n ≤ m only.
         encoding: a callable ``(x, positions) -> x`` such as ``ropebook.lrpe.Rotation``; None for none.
         positions: ``(T,)``, default ``arange(T)``.
-        scale: default ``1 / sqrt(D)``.
+        scale: a positive finite number; default ``1 / sqrt(D)``.
 
     Shapes: ``(B, H, T, D)``, ``(B, H, T, Dv)`` → ``(B, H, T, Dv)``.
 
@@ -118,6 +127,8 @@ def softmax_attention(q: Tensor, k: Tensor, v: Tensor, *, causal: bool = False, 
     """
     fn = "softmax_attention"
     _check_qkv(fn, q, k, v)
+    _check_encoding(fn, encoding)
+    _check_positive_number(fn, scale, "scale", optional=True)
     dtype = _compute_dtype(q)
     q, k, v_ = q.to(dtype), k.to(dtype), v.to(dtype)
     positions = _positions(fn, q, positions)

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ropebook.rope import apply_rope, apply_rope_complex
+from ropebook.rope import _check_base, _check_dim, apply_rope, apply_rope_complex
 
 __all__ = ["ComplexLinear", "RoPEAttention", "CRoPEAttention", "parameter_count"]
 
@@ -36,8 +36,7 @@ def parameter_count(module: nn.Module) -> int:
 
 
 def _check_positive_even(fn: str, name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0 or value % 2:
-        raise ValueError(f"{fn}: {name} must be a positive even integer, got {name}={value!r}")
+    _check_dim(fn, value, name)
 
 
 class ComplexLinear(nn.Module):
@@ -103,6 +102,7 @@ class _Attention(nn.Module):
         _check_positive_even(name, "dim", dim)
         if isinstance(n_heads, bool) or not isinstance(n_heads, int) or n_heads <= 0 or dim % (2 * n_heads):
             raise ValueError(f"{name}: n_heads must be a positive integer with dim/n_heads even, got dim={dim}, n_heads={n_heads!r}")
+        _check_base(name, base)
         self.dim, self.n_heads, self.head_dim = dim, n_heads, dim // n_heads
         self.base, self.rope, self.causal = float(base), rope, causal
         self.q_proj, self.k_proj, self.v_proj = (self._make_projection(dim) for _ in range(3))
@@ -118,10 +118,14 @@ class _Attention(nn.Module):
         B, T, _ = x.shape
         return x.view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, hd)
 
+    def _check_x(self, fn: str, x) -> None:
+        if not isinstance(x, Tensor) or x.ndim != 3 or x.shape[-1] != self.dim:
+            got = f"x.shape={tuple(x.shape)}" if isinstance(x, Tensor) else f"type(x)={type(x).__name__}"
+            raise ValueError(f"{type(self).__name__}.{fn}: expected x of shape (B, T, {self.dim}), got {got}")
+
     def forward(self, x: Tensor, positions=None) -> Tensor:
         """x ``(B, T, D)`` → ``(B, T, D)``; positions default to ``arange(T)``."""
-        if x.ndim != 3 or x.shape[-1] != self.dim:
-            raise ValueError(f"{type(self).__name__}: expected x of shape (B, T, {self.dim}), got x.shape={tuple(x.shape)}")
+        self._check_x("forward", x)
         B, T, D = x.shape
         q, k, v = (self._heads(proj(x)) for proj in (self.q_proj, self.k_proj, self.v_proj))  # (B, H, T, hd)
         if self.rope:
@@ -131,6 +135,7 @@ class _Attention(nn.Module):
 
     def scores(self, x: Tensor, positions=None) -> Tensor:
         """The pre-softmax scores q_m·k_n/√hd, ``(B, H, T, T)`` (no mask): for figures and tests."""
+        self._check_x("scores", x)
         q, k = self._heads(self.q_proj(x)), self._heads(self.k_proj(x))
         if self.rope:
             q, k = self._rotate(q, positions), self._rotate(k, positions)

@@ -171,6 +171,24 @@ def test_bad_input_names_argument(override, pattern, encoding):
             A.softmax_attention(tensors["q"], tensors["k"], tensors["v"], causal=True, encoding=enc, **options)
 
 
+@pytest.mark.parametrize("options, pattern", [
+    ({"encoding": "rope"}, r"softmax_attention: encoding must be None or a callable .* got encoding='rope'"),
+    ({"scale": "x"}, r"softmax_attention: scale must be None or a positive finite number, got scale='x'"),
+    ({"scale": float("nan")}, r"softmax_attention: scale must be None or a positive finite number, got scale=nan"),
+    ({"scale": 0.0}, r"softmax_attention: scale must be .* got scale=0\.0"),
+])
+def test_softmax_attention_checks_encoding_and_scale(options, pattern):
+    q, k, v = _qkv(4)
+    with pytest.raises(ValueError, match=pattern):
+        A.softmax_attention(q, k, v, **options)
+    if "encoding" in options:  # the linear forms apply the encoding too
+        for fn in (A.linear_attention, A.linear_attention_quadratic):
+            with pytest.raises(ValueError, match=r"linear_attention\w*: encoding must be None or a callable"):
+                fn(q, k, v, **options)
+    else:  # a valid scale still works: twice the default scale is the default on 2q
+        torch.testing.assert_close(A.softmax_attention(q, k, v, scale=2 / math.sqrt(D)), A.softmax_attention(2 * q, k, v))
+
+
 def test_bench_crossover_and_timing_shape():
     from ropebook import bench_linear
 

@@ -146,6 +146,17 @@ def test_bad_input_names_argument_expected_and_actual(make, message):
     assert message in str(err.value)
 
 
+@pytest.mark.parametrize("cls", [RoPEAttention, CRoPEAttention])
+def test_scores_checks_x_like_forward(cls):
+    attn = cls(16, 2)
+    with pytest.raises(ValueError, match=rf"{cls.__name__}\.scores: expected x of shape \(B, T, 16\), got x.shape=\(3, 16\)"):
+        attn.scores(torch.randn(3, 16))
+    with pytest.raises(ValueError, match=rf"{cls.__name__}\.forward: expected x of shape \(B, T, 16\), got x.shape=\(1, 3, 8\)"):
+        attn(torch.randn(1, 3, 8))
+    with pytest.raises(ValueError, match=rf"{cls.__name__}: base must be a positive finite number, got base=-1\.0"):
+        cls(16, 2, base=-1.0)
+
+
 def test_constructed_offset_model_solves_the_task():
     for n_content in (4, 8):
         model = constructed_offset_model(n_content)
