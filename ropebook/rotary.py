@@ -47,6 +47,10 @@ def interleaved_to_half_weights(w: Tensor, n_heads: int) -> Tensor:
     >>> interleaved_to_half_weights(w, 2).flatten()
     tensor([0., 2., 1., 3., 4., 6., 5., 7.])
     """
+    if not isinstance(w, Tensor) or w.ndim < 1:
+        got = f"w.shape={tuple(w.shape)}" if isinstance(w, Tensor) else f"type(w)={type(w).__name__}"
+        raise ValueError(f"interleaved_to_half_weights: w must be a weight (n_heads * head_dim, in_features) or a "
+                         f"bias (n_heads * head_dim,), got {got}")
     rows = w.shape[0]
     if isinstance(n_heads, bool) or not isinstance(n_heads, int) or n_heads <= 0 or rows % n_heads:
         raise ValueError(

@@ -68,6 +68,7 @@ BAD_INPUTS = {
                                ["share B and T", "q.shape=(1, 5, 4, 8)", "k.shape=(1, 5, 1, 8)"]),
     "module: q and k batch": (lambda: rb.RotaryEmbedding(8)(torch.zeros(2, 5, 4, 8), torch.zeros(1, 5, 4, 8)),
                               ["share B and T", "k.shape=(1, 5, 4, 8)"]),
+    "weights: a scalar": (lambda: rb.interleaved_to_half_weights(torch.tensor(1.0), 1), ["w must be", "w.shape=()"]),
     "module: max_positions": (lambda: rb.RotaryEmbedding(8, max_positions=None), ["max_positions", "positive", "None"]),
 }
 
