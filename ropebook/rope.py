@@ -116,7 +116,8 @@ def _positions(fn: str, x: Tensor, positions, offset) -> Tensor:
     if isinstance(offset, Tensor):
         _check_position_values(fn, "offset", offset)
         check_shape("offset", offset.shape)
-    elif isinstance(offset, (bool, np.bool_)) or not isinstance(offset, numbers.Real) or not math.isfinite(offset):
+    elif not torch.compiler.is_compiling() and (  # traced, an int offset may be symbolic: no value to check
+            isinstance(offset, (bool, np.bool_)) or not isinstance(offset, numbers.Real) or not math.isfinite(offset)):
         raise ValueError(f"{fn}: offset must be an int, a finite float or a tensor, got offset={offset!r}")
     if isinstance(offset, Tensor) or offset != 0:
         positions = _wide(positions) + (_wide(offset.to(positions.device)) if isinstance(offset, Tensor) else offset)

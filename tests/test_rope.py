@@ -366,6 +366,16 @@ def test_torch_compile_fullgraph(layout, device):
     torch.testing.assert_close(compiled(x, layout=layout), rb.apply_rope(x, layout=layout))
 
 
+def test_torch_compile_with_a_changing_int_offset():
+    """A decoding loop's offset changes every step: Dynamo makes it a symbolic int after the first
+    recompile, and the offset's check must not inspect its value then (it did, and failed to trace)."""
+    torch._dynamo.reset()
+    compiled = torch.compile(lambda x, o: rb.apply_rope(x, offset=o), fullgraph=True)
+    x = torch.randn(2, 4, 8)
+    for offset in (3, 4, 5):
+        torch.testing.assert_close(compiled(x, offset), rb.apply_rope(x, offset=offset))
+
+
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("device", DEVICES)
 def test_gradcheck_fp64(layout, device):
