@@ -55,6 +55,14 @@ def _check_scaling(fn: str, scaling) -> None:
                          f"YaRN, Llama3, LongRoPE), got scaling={scaling!r}")
 
 
+def _broadcasts_to(shape, target) -> bool:
+    """Whether a tensor of ``shape`` broadcasts to exactly ``target`` (no dimension of its own grows it)."""
+    try:
+        return torch.broadcast_shapes(shape, target) == tuple(target)
+    except RuntimeError:
+        return False
+
+
 def _check_x(fn: str, x, rotary_dim) -> int:
     """Validate x of shape (..., T, D) and return the number of rotated features."""
     if not isinstance(x, Tensor) or x.ndim < 2 or not x.is_floating_point():
@@ -96,11 +104,7 @@ def _positions(fn: str, x: Tensor, positions, offset) -> Tensor:
     target = tuple(x.shape[:-1])
 
     def check_shape(name: str, shape) -> None:
-        try:
-            fits = torch.broadcast_shapes(shape, target) == target
-        except RuntimeError:
-            fits = False
-        if not fits:
+        if not _broadcasts_to(shape, target):
             hint = ""
             if name == "offset" and len(shape) == 1 and x.ndim >= 3:  # one offset per sequence of (B, ..., T, D)
                 hint = f"; for one offset per sequence pass offset[:, {', '.join(['None'] * (x.ndim - 2))}]"

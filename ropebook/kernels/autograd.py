@@ -23,7 +23,8 @@ import torch
 from torch import Tensor
 
 from ropebook.kernels import op, rope_triton
-from ropebook.rope import LAYOUTS, _check_base, _check_dim, _check_scaling, rope_cos_sin, rope_frequencies
+from ropebook.rope import (_broadcasts_to, _check_base, _check_dim, _check_layout, _check_scaling, _check_x,
+                           rope_cos_sin, rope_frequencies)
 
 __all__ = ["RopeCache", "rope_cache", "rope_qk", "rope_qk_cos_sin", "apply_cos_sin"]
 
@@ -142,8 +143,7 @@ def _check_qk(fn: str, q, k, layout, varlen: bool) -> None:
         if not same or k.dtype != q.dtype or k.device != q.device:
             raise ValueError(f"{fn}: k must match q in batch, tokens, head_dim, dtype and device, got "
                              f"q.shape={tuple(q.shape)} {q.dtype} {q.device}, k.shape={tuple(k.shape)} {k.dtype} {k.device}")
-    if layout not in LAYOUTS:
-        raise ValueError(f"{fn}: layout must be one of {LAYOUTS}, got layout={layout!r}")
+    _check_layout(fn, layout)
 
 
 def _check_cu_seqlens(fn: str, cu_seqlens: Tensor, n_tokens: int | None) -> int:
@@ -268,9 +268,10 @@ def rope_qk(q: Tensor, k: Tensor | None, cache: RopeCache, *, layout: str = "hal
     if positions is not None and not (type(offsets) is int and offsets == 0):
         raise ValueError(f"{fn}: pass positions or offsets, not both, got positions and offsets={offsets!r}")
     _check_not_aliased(fn, q, k, inplace)
+    cu_max = None  # the longest packed sequence, once cu_seqlens is checked
     if (varlen and isinstance(cu_seqlens, Tensor) and not cu_seqlens.is_cuda and isinstance(q, Tensor)
             and not torch.compiler.is_compiling()):  # compiled: values are not known while tracing
-        _check_cu_seqlens(fn, cu_seqlens, q.shape[1] if q.ndim == 3 else None)  # free on the CPU, even on a repeat
+        cu_max = _check_cu_seqlens(fn, cu_seqlens, q.shape[1] if q.ndim == 3 else None)  # free on the CPU, even on a repeat
     key = None  # not for a packed batch without max_seqlen: that is read from cu_seqlens's data
     if (isinstance(q, Tensor) and isinstance(k, (Tensor, type(None))) and not _records_graph(q, k)
             and not (varlen and max_seqlen is None) and not torch.compiler.is_compiling()):
@@ -314,7 +315,7 @@ def rope_qk(q: Tensor, k: Tensor | None, cache: RopeCache, *, layout: str = "hal
         if cu_seqlens.ndim != 1 or cu_seqlens.numel() < 2:
             raise ValueError(f"{fn}: cu_seqlens must have shape (B + 1,) with B >= 1, got cu_seqlens.shape={tuple(cu_seqlens.shape)}")
         if max_seqlen is None:  # a device synchronization (pass max_seqlen to avoid it), so check cu_seqlens too
-            max_seqlen = _check_cu_seqlens(fn, cu_seqlens, q.shape[1])
+            max_seqlen = cu_max if cu_max is not None else _check_cu_seqlens(fn, cu_seqlens, q.shape[1])
         elif isinstance(max_seqlen, bool) or not isinstance(max_seqlen, int) or max_seqlen < 1:
             raise ValueError(f"{fn}: max_seqlen must be a positive int (the longest sequence's length), got max_seqlen={max_seqlen!r}")
         spec.update(cu_seqlens=cu_seqlens, max_seqlen=int(max_seqlen))
@@ -422,17 +423,10 @@ def apply_cos_sin(x: Tensor, cos: Tensor, sin: Tensor, *, layout: str, rotary_di
     broadcast to x's leading dimensions; they carry no gradient.
     """
     fn = "apply_rope"
-    if layout not in LAYOUTS:
-        raise ValueError(f"{fn}: layout must be one of {LAYOUTS}, got layout={layout!r}")
-    if isinstance(rotary_dim, bool) or not isinstance(rotary_dim, int) or not 0 < rotary_dim <= x.shape[-1] or rotary_dim % 2:
-        raise ValueError(f"{fn}: rotary_dim must be a positive even integer at most x.shape[-1]={x.shape[-1]}, "
-                         f"got rotary_dim={rotary_dim!r}")
+    _check_layout(fn, layout)
+    _check_x(fn, x, rotary_dim)
     for name, c in (("cos", cos), ("sin", sin)):
-        try:
-            fits = torch.broadcast_shapes(c.shape, (*x.shape[:-1], rotary_dim // 2)) == (*x.shape[:-1], rotary_dim // 2)
-        except RuntimeError:
-            fits = False
-        if not fits:
+        if not _broadcasts_to(c.shape, (*x.shape[:-1], rotary_dim // 2)):
             raise ValueError(f"{fn}: {name} must broadcast to x.shape[:-1] + (rotary_dim/2,) = "
                              f"{(*x.shape[:-1], rotary_dim // 2)}, got {name}.shape={tuple(c.shape)}")
     if not x.is_cuda and not rope_triton.interpreting():
