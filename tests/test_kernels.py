@@ -361,6 +361,27 @@ def test_bad_cu_seqlens_is_an_error(cu, max_seqlen):
                   max_seqlen=max_seqlen)
 
 
+@pytest.mark.parametrize("cu", CU_BAD + [[-3, 4, 8], [0, 8, 5]])
+def test_an_unchecked_cu_seqlens_stays_inside_q_and_k(cu, monkeypatch):
+    """The case the launcher leaves unchecked (on CUDA, max_seqlen given; simulated here by switching the
+    check off): the kernel clamps each sequence to the packed tensor, so the values may be wrong but
+    nothing outside q and k is read or written. Before the clamp, [0, 4, 12] wrote past q, [-3, 4, 8] before it."""
+    from ropebook.kernels import autograd
+
+    monkeypatch.setattr(autograd, "_check_cu_seqlens", lambda fn, cu_seqlens, n_tokens: 6)
+    pad, n = 16, 8
+    qb = torch.full((2, pad + n + pad, 16), 7.0, device=DEVICE)  # q is rows pad … pad + n - 1 of each head
+    kb = torch.full((1, pad + n + pad, 16), 7.0, device=DEVICE)
+    q, k = qb[:, pad:pad + n], kb[:, pad:pad + n]
+    q.copy_(torch.randn_like(q))
+    k.copy_(torch.randn_like(k))
+    K.rope_qk(q, k, K.rope_cache(16, device=DEVICE), cu_seqlens=torch.tensor(cu, dtype=torch.int32, device=DEVICE),
+              max_seqlen=6, inplace=True)
+    for buf in (qb, kb):
+        outside = torch.cat([buf[:, :pad], buf[:, pad + n:]], dim=1)
+        assert (outside == 7.0).all(), f"cu_seqlens={cu}: rows outside q/k written"
+
+
 def test_in_place_on_views_of_one_fused_projection():
     """q and k sliced from one qkv tensor share storage but not elements: in place is allowed and right."""
     qkv = torch.randn(1, 4, 2 * 2 * 16, device=DEVICE)  # (B, T, (Hq + Hk) · D)

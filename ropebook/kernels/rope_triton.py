@@ -179,7 +179,7 @@ def _rope_kernel(
     Q, QO, K, KO,  # input and output pointers of q and k (output == input in place)
     COS, SIN, TURNS,  # a (P, r/2) table (ANGLES=0) or (r/2,) int64 fixed-point turns (ANGLES=1)
     POS, OFFSETS, CU_SEQLENS,  # (B, T) positions / (B,) offsets / (B + 1,) packed-batch starts
-    T,  # tokens a sequence (the longest, packed)
+    T, n_rows,  # tokens a sequence (the longest, packed); the packed tensor's tokens N (0: not packed)
     sq_b, sq_h, sq_t, sqo_b, sqo_h, sqo_t,  # strides of q and its output (feature stride 1)
     sk_b, sk_h, sk_t, sko_b, sko_h, sko_t,  # strides of k and its output
     cs_b, cs_t, n_pos, sp_b, sp_t,  # strides of the table (batch, position), its positions; strides of positions
@@ -205,9 +205,10 @@ def _rope_kernel(
     pid_t = pid // n_blocks
     pid_h = pid % n_blocks
     t = pid_t * BLOCK_T + tl.arange(0, BLOCK_T)  # (BT,) t counts within the sequence, row indexes memory
-    if VARLEN:
-        start = tl.load(CU_SEQLENS + b).to(IDX)
-        end = tl.load(CU_SEQLENS + b + 1).to(IDX)
+    if VARLEN:  # clamped to [0, N]: a wrong cu_seqlens (unchecked on CUDA with max_seqlen given) gives wrong
+        # values, but no access outside q and k and no endless NaN loop past max_seqlen
+        start = tl.minimum(tl.maximum(tl.load(CU_SEQLENS + b).to(IDX), 0), n_rows)
+        end = tl.minimum(tl.load(CU_SEQLENS + b + 1).to(IDX), n_rows)
         t_mask = t < end - start
         row = start + t  # (BT,) token index in the packed tensor
     else:
@@ -423,7 +424,8 @@ class Plan:
         tail = D - 2 * half
         self.grid = (-(-T // block_t) * n_blocks, B, 1)  # three axes: a compiled kernel's direct launch reads grid[2]
         self.num_warps = num_warps
-        self.ints = (T, *qs, *qos, *ks, *kos, *cos_strides, n_pos, *pos_strides)  # then offset, then factor
+        n_rows = q.shape[1] if cu_seqlens is not None else 0
+        self.ints = (T, n_rows, *qs, *qos, *ks, *kos, *cos_strides, n_pos, *pos_strides)  # then offset, then factor
         self.factor = factor
         consts = (HQ, HK, half, tail, _pow2(half), _pow2(max(tail, 1)), block_t, block_h, layout == "interleaved", conj,
                   0 if cos is not None else 1, 2 if positions is not None else (1 if offsets is not None else 0),
