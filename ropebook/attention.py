@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ropebook.scaling import _check_positive_number
+from ropebook.rope import _as_tensor, _check_position_values
+from ropebook.scaling import _check_bool, _check_positive_number
 
 __all__ = ["FEATURE_MAPS", "feature_map", "softmax_attention", "linear_attention_weights",
            "linear_attention_quadratic", "linear_attention"]
@@ -45,6 +46,9 @@ def feature_map(x: Tensor, name: str = "elu") -> Tensor:
     """
     if name not in FEATURE_MAPS:
         raise ValueError(f"feature_map: name must be one of {tuple(FEATURE_MAPS)}, got name={name!r}")
+    if not isinstance(x, Tensor) or not x.is_floating_point():
+        got = f"x.dtype={x.dtype}" if isinstance(x, Tensor) else f"type(x)={type(x).__name__}"
+        raise ValueError(f"feature_map: x must be a floating-point tensor, got {got}")
     return FEATURE_MAPS[name](x)
 
 
@@ -70,7 +74,8 @@ def _positions(fn: str, x: Tensor, positions) -> Tensor:
     T = x.shape[-2]
     if positions is None:
         return torch.arange(T, device=x.device)  # (T,)
-    positions = torch.as_tensor(positions, device=x.device)
+    positions = _as_tensor(fn, "positions", positions, x.device)
+    _check_position_values(fn, "positions", positions)  # integers or finite floats, even when no encoding reads them
     if positions.shape != (T,):
         raise ValueError(f"{fn}: positions must have shape (T,)=({T},), got positions.shape={tuple(positions.shape)}")
     return positions
@@ -127,6 +132,7 @@ def softmax_attention(q: Tensor, k: Tensor, v: Tensor, *, causal: bool = False, 
     """
     fn = "softmax_attention"
     _check_qkv(fn, q, k, v)
+    _check_bool(fn, causal, "causal")
     _check_encoding(fn, encoding)
     _check_positive_number(fn, scale, "scale", optional=True)
     dtype = _compute_dtype(q)
@@ -161,6 +167,7 @@ def linear_attention_weights(q: Tensor, k: Tensor, *, causal: bool = False, feat
     """
     fn = "linear_attention_weights"
     _check_qkv(fn, q, k, None)
+    _check_bool(fn, causal, "causal")
     fq, fk, eq, ek = _features(fn, q, k, feature_map, encoding, positions)
     numerator = eq @ ek.transpose(-1, -2)  # (..., T, T)
     denominator = fq @ fk.transpose(-1, -2)  # (..., T, T), entries > 0 for φ = 1 + elu
@@ -180,6 +187,7 @@ def linear_attention_quadratic(q: Tensor, k: Tensor, v: Tensor, *, causal: bool 
     True
     """
     _check_qkv("linear_attention_quadratic", q, k, v)
+    _check_bool("linear_attention_quadratic", causal, "causal")
     a = linear_attention_weights(q, k, causal=causal, feature_map=feature_map, encoding=encoding, positions=positions)
     return (a @ v.to(a.dtype)).to(v.dtype)  # (..., T, Dv)
 
@@ -213,6 +221,7 @@ def linear_attention(q: Tensor, k: Tensor, v: Tensor, *, causal: bool = False, f
     """
     fn = "linear_attention"
     _check_qkv(fn, q, k, v)
+    _check_bool(fn, causal, "causal")
     _check_chunk(fn, chunk_size)
     fq, fk, eq, ek = _features(fn, q, k, feature_map, encoding, positions)  # (..., T, D) each
     vv = v.to(fq.dtype)  # (..., T, Dv)

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ropebook.rope import _check_base, _check_dim, apply_rope, apply_rope_complex
+from ropebook.scaling import _check_bool
 
 __all__ = ["ComplexLinear", "RoPEAttention", "CRoPEAttention", "parameter_count"]
 
@@ -32,6 +33,8 @@ def parameter_count(module: nn.Module) -> int:
     >>> parameter_count(ComplexLinear(8, 8))      # 4 × 4 complex = 32 real numbers
     32
     """
+    if not isinstance(module, nn.Module):
+        raise ValueError(f"parameter_count: module must be a torch.nn.Module, got type(module)={type(module).__name__}")
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
@@ -80,6 +83,10 @@ class ComplexLinear(nn.Module):
         return torch.stack((top, bottom), dim=1).reshape(self.out_features, self.in_features)
 
     def forward(self, x: Tensor) -> Tensor:
+        if not isinstance(x, Tensor) or x.ndim < 1 or not x.is_floating_point():
+            got = f"x.shape={tuple(x.shape)}, x.dtype={x.dtype}" if isinstance(x, Tensor) else f"type(x)={type(x).__name__}"
+            raise ValueError(f"ComplexLinear: x must be a floating-point tensor of shape (..., {self.in_features}), "
+                             f"got {got}")
         if x.shape[-1] != self.in_features:
             raise ValueError(f"ComplexLinear: expected x.shape[-1]={self.in_features}, got x.shape={tuple(x.shape)}")
         x_re, x_im = x[..., 0::2], x[..., 1::2]  # (..., in/2) each
@@ -103,6 +110,8 @@ class _Attention(nn.Module):
         if isinstance(n_heads, bool) or not isinstance(n_heads, int) or n_heads <= 0 or dim % (2 * n_heads):
             raise ValueError(f"{name}: n_heads must be a positive integer with dim/n_heads even, got dim={dim}, n_heads={n_heads!r}")
         _check_base(name, base)
+        _check_bool(name, rope, "rope")
+        _check_bool(name, causal, "causal")
         self.dim, self.n_heads, self.head_dim = dim, n_heads, dim // n_heads
         self.base, self.rope, self.causal = float(base), rope, causal
         self.q_proj, self.k_proj, self.v_proj = (self._make_projection(dim) for _ in range(3))
@@ -122,6 +131,8 @@ class _Attention(nn.Module):
         if not isinstance(x, Tensor) or x.ndim != 3 or x.shape[-1] != self.dim:
             got = f"x.shape={tuple(x.shape)}" if isinstance(x, Tensor) else f"type(x)={type(x).__name__}"
             raise ValueError(f"{type(self).__name__}.{fn}: expected x of shape (B, T, {self.dim}), got {got}")
+        if not x.is_floating_point():
+            raise ValueError(f"{type(self).__name__}.{fn}: x must be floating-point, got x.dtype={x.dtype}")
 
     def forward(self, x: Tensor, positions=None) -> Tensor:
         """x ``(B, T, D)`` → ``(B, T, D)``; positions default to ``arange(T)``."""

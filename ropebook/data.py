@@ -20,10 +20,28 @@ import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
+import math
+import numbers
+
 import torch
 from torch import Tensor
 
+from ropebook.scaling import _check_positive_int
+
 __all__ = ["Corpus", "stdlib_corpus", "random_windows", "validation_windows", "next_token_task"]
+
+
+def _check_data(fn: str, data) -> None:
+    tokens = isinstance(data, Tensor) and not (data.is_floating_point() or data.is_complex() or data.dtype == torch.bool)
+    if not tokens or data.ndim != 1:
+        got = (f"data.shape={tuple(data.shape)}, data.dtype={data.dtype}" if isinstance(data, Tensor)
+               else f"type(data)={type(data).__name__}")
+        raise ValueError(f"{fn}: data must be a 1-d tensor of integer tokens (N,), got {got}")
+
+
+def _check_generator(fn: str, generator) -> None:
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise ValueError(f"{fn}: generator must be a torch.Generator, got generator={generator!r}")
 
 
 @dataclass(frozen=True)
@@ -50,7 +68,8 @@ def stdlib_corpus(*, val_fraction: float = 0.1, max_bytes: int | None = None) ->
     >>> len(corpus.train), len(corpus.val), corpus.vocab_size
     (9000, 1000, 256)
     """
-    if not 0.0 < val_fraction < 1.0:
+    ok = not isinstance(val_fraction, bool) and isinstance(val_fraction, numbers.Real) and math.isfinite(val_fraction)
+    if not (ok and 0.0 < val_fraction < 1.0):
         raise ValueError(f"stdlib_corpus: val_fraction must be in (0, 1), got val_fraction={val_fraction!r}")
     if max_bytes is not None and (isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 2):
         raise ValueError(f"stdlib_corpus: max_bytes must be an integer ≥ 2 or None, got max_bytes={max_bytes!r}")
@@ -79,6 +98,11 @@ def random_windows(data: Tensor, batch_size: int, seq_len: int, *, generator: to
     >>> bool((y[:, :-1] == x[:, 1:]).all())
     True
     """
+    fn = "random_windows"
+    _check_data(fn, data)
+    _check_positive_int(fn, batch_size, "batch_size")
+    _check_positive_int(fn, seq_len, "seq_len")
+    _check_generator(fn, generator)
     if len(data) < seq_len + 1:
         raise ValueError(f"random_windows: data must hold more than seq_len={seq_len} tokens, got len(data)={len(data)}")
     starts = torch.randint(0, len(data) - seq_len, (batch_size,), generator=generator)  # (B,)
@@ -94,6 +118,10 @@ def validation_windows(data: Tensor, n_windows: int, seq_len: int) -> tuple[Tens
     >>> x[:, 0].tolist()
     [0, 47, 95]
     """
+    fn = "validation_windows"
+    _check_data(fn, data)
+    _check_positive_int(fn, n_windows, "n_windows")
+    _check_positive_int(fn, seq_len, "seq_len")
     if len(data) < seq_len + 1:
         raise ValueError(f"validation_windows: data must hold more than seq_len={seq_len} tokens, got len(data)={len(data)}")
     starts = torch.linspace(0, len(data) - seq_len - 1, n_windows).long()  # (n,)
@@ -118,6 +146,10 @@ def next_token_task(batch_size: int, seq_len: int, n_content: int, *, generator:
     >>> bool((answer == tokens[b, pos + 1 + (tokens[b, pos] == 6).long()]).all())
     True
     """
+    fn = "next_token_task"
+    for name, value in (("batch_size", batch_size), ("seq_len", seq_len), ("n_content", n_content)):
+        _check_positive_int(fn, value, name)
+    _check_generator(fn, generator)
     if seq_len < 3 or n_content < 2:
         raise ValueError(f"next_token_task: need seq_len ≥ 3 and n_content ≥ 2, got seq_len={seq_len}, n_content={n_content}")
     tokens = torch.randint(0, n_content, (batch_size, seq_len), generator=generator)  # (B, T)

@@ -21,6 +21,8 @@ import math
 
 import numpy as np
 
+from ropebook.rope import _short_repr
+
 __all__ = ["decay_bound", "relative_scores", "random_score_stats", "cos_sum", "satisfies_base_bound", "min_base"]
 
 
@@ -39,8 +41,18 @@ def _check_base(fn: str, base) -> float:
     return float(base)
 
 
+def _real_array(fn: str, name: str, value) -> np.ndarray:
+    """value as a float64 array; an error naming the argument for strings, complex numbers, ragged lists."""
+    try:
+        if np.iscomplexobj(value):
+            raise TypeError("complex")
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{fn}: {name} must be real numbers, got {name}={_short_repr(value)}") from err
+
+
 def _distances(fn: str, distance) -> np.ndarray:
-    r = np.asarray(distance, dtype=np.float64)
+    r = _real_array(fn, "distance", distance)
     if not np.all(np.isfinite(r)):
         raise ValueError(f"{fn}: distance must be finite real numbers, got distance={distance!r}")
     return r
@@ -99,9 +111,13 @@ def relative_scores(q, k, distance, *, base: float = 10000.0) -> np.ndarray:
     array([ 2., -2.])
     """
     fn = "relative_scores"
-    q, k = np.asarray(q, dtype=np.float64), np.asarray(k, dtype=np.float64)
+    q, k = _real_array(fn, "q", q), _real_array(fn, "k", k)
     if q.ndim < 1 or k.ndim < 1 or q.shape[-1] != k.shape[-1] or q.shape[-1] % 2 or q.shape[-1] == 0:
         raise ValueError(f"relative_scores: q and k must share an even last dimension d, got q.shape={q.shape}, k.shape={k.shape}")
+    try:
+        np.broadcast_shapes(q.shape, k.shape)
+    except ValueError:
+        raise ValueError(f"relative_scores: q and k must broadcast, got q.shape={q.shape}, k.shape={k.shape}") from None
     dim, base = q.shape[-1], _check_base(fn, base)
     r = np.atleast_1d(_distances(fn, distance))
     if r.ndim != 1:
@@ -126,7 +142,9 @@ def random_score_stats(distance, dim: int, *, base: float = 10000.0, n_samples: 
     (True, array([8., 8.]))
     """
     fn = "random_score_stats"
-    dim = _check_dim(fn, dim)
+    dim, base = _check_dim(fn, dim), _check_base(fn, base)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"{fn}: seed must be a non-negative integer, got seed={seed!r}")
     if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 2:
         raise ValueError(f"{fn}: n_samples must be an integer >= 2, got n_samples={n_samples!r}")
     rng = np.random.default_rng(seed)
@@ -206,6 +224,9 @@ def min_base(context_length: int, dim: int = 128, *, per_decade: int = 96, rtol:
         raise ValueError(f"{fn}: rtol must be a float in (0, 0.5), got rtol={rtol!r}")
     if isinstance(per_decade, bool) or not isinstance(per_decade, int) or per_decade < 1:
         raise ValueError(f"{fn}: per_decade must be a positive integer, got per_decade={per_decade!r}")
+    if isinstance(max_base, bool) or not isinstance(max_base, (int, float, np.integer, np.floating)) or not max_base > 0:
+        # (NaN fails too: it would lift the limit, every comparison with it being False; inf means no limit)
+        raise ValueError(f"{fn}: max_base must be a positive number (inf: no limit), got max_base={max_base!r}")
     step = 10 ** (1 / per_decade)
     hi = _first_passing(2.0, 10 ** (1 / 6), L, dim, max_base, fn)  # coarse: 6 per decade
     lo, hi = None, max(2.0, hi / 10)  # fine scan over the decade below the coarse hit

@@ -22,12 +22,13 @@ Chapter: ``ch-linear-attention``.
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 from torch import Tensor, nn
 
-from ropebook.rope import _check_base, _check_dim, _check_layout, apply_rope
-from ropebook.reference import rope_matrix
+from ropebook.rope import _as_tensor, _check_base, _check_dim, _check_layout, apply_rope
+from ropebook.reference import _real, rope_matrix
 
 __all__ = ["Rotation", "Permutation", "Unitary", "LearnedHouseholder", "dct_matrix", "householder_matrix"]
 
@@ -42,11 +43,24 @@ def _check_input(name: str, x, positions, head_dim: int) -> Tensor:
         raise ValueError(f"{name}: x must be a floating-point tensor of shape (..., T, {head_dim}), got {got}")
     if positions is None:
         return torch.arange(x.shape[-2], device=x.device)  # (T,)
-    positions = torch.as_tensor(positions, device=x.device)
+    positions = _as_tensor(name, "positions", positions, x.device)
     if positions.shape != (x.shape[-2],) or positions.is_floating_point() or positions.dtype == torch.bool:
         raise ValueError(f"{name}: positions must be integers of shape (T,)=({x.shape[-2]},), "
                          f"got positions.shape={tuple(positions.shape)}, dtype={positions.dtype}")
     return positions
+
+
+def _check_seed(fn: str, seed) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"{fn}: seed must be an integer, got seed={seed!r}")
+
+
+def _check_m(fn: str, m) -> int:
+    """A power m of Π: an integer (a 0-d integer tensor too), never a bool."""
+    value = m.item() if isinstance(m, Tensor) and m.ndim == 0 and not m.is_floating_point() else m
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{fn}: m must be an integer, got m={m!r}")
+    return int(value)
 
 
 def dct_matrix(head_dim: int) -> Tensor:
@@ -70,9 +84,13 @@ def householder_matrix(v: Tensor) -> Tensor:
     tensor([[-1.,  0.],
             [ 0.,  1.]])
     """
-    if not isinstance(v, Tensor) or v.ndim != 1 or not v.is_floating_point() or not bool(v.ne(0).any()):
+    ok = isinstance(v, Tensor) and v.ndim == 1 and v.is_floating_point()
+    nonzero, finite = torch.stack((v.ne(0).any(), v.isfinite().all())).tolist() if ok else (False, True)  # one sync
+    if not nonzero:
         got = f"v.shape={tuple(v.shape)}, v.dtype={v.dtype}" if isinstance(v, Tensor) else f"type(v)={type(v).__name__}"
         raise ValueError(f"householder_matrix: v must be a non-zero floating-point vector of shape (d,), got {got}")
+    if not finite:  # NaN or inf: every entry of P would be NaN
+        raise ValueError(f"householder_matrix: v must be finite, got v={v.tolist() if v.numel() <= 8 else v}")
     return torch.eye(v.numel(), dtype=v.dtype, device=v.device) - 2.0 * torch.outer(v, v) / (v @ v)
 
 
@@ -97,6 +115,7 @@ class Rotation(nn.Module):
 
     def matrix(self, m: int):
         """M_m = R_m as a float64 numpy array (d, d)."""
+        m = _real("Rotation.matrix", "m", m)
         return rope_matrix(m, self.head_dim, base=self.base, layout=self.layout)
 
 
@@ -111,6 +130,7 @@ class _Conjugated(nn.Module):
 
     def matrix(self, m: int):
         """M_m = P R_m Pᵀ as a float64 numpy array (d, d)."""
+        m = _real(f"{type(self).__name__}.matrix", "m", m)
         P = self._p(torch.float64).detach().cpu().numpy()
         return P @ rope_matrix(m, self.head_dim, base=self.base, layout="half") @ P.T
 
@@ -133,6 +153,7 @@ class Unitary(_Conjugated):
         super().__init__()
         _check_head_dim("Unitary", head_dim)
         _check_base("Unitary", base)
+        _check_seed("Unitary", seed)
         if isinstance(basis, Tensor):
             P = basis.detach().to(torch.float64)
             eye = torch.eye(head_dim, dtype=torch.float64)
@@ -165,6 +186,7 @@ class LearnedHouseholder(_Conjugated):
         super().__init__()
         _check_head_dim("LearnedHouseholder", head_dim)
         _check_base("LearnedHouseholder", base)
+        _check_seed("LearnedHouseholder", seed)
         self.head_dim, self.base = head_dim, base
         self.v = nn.Parameter(torch.randn(head_dim, generator=torch.Generator().manual_seed(seed)))  # (d,)
 
@@ -190,9 +212,10 @@ class Permutation(nn.Module):
         super().__init__()
         if isinstance(head_dim, bool) or not isinstance(head_dim, int) or head_dim <= 0:
             raise ValueError(f"Permutation: head_dim must be a positive integer, got head_dim={head_dim!r}")
+        _check_seed("Permutation", seed)
         if permutation is None:
             permutation = torch.randperm(head_dim, generator=torch.Generator().manual_seed(seed))
-        permutation = torch.as_tensor(permutation)
+        permutation = _as_tensor("Permutation", "permutation", permutation)
         if permutation.shape != (head_dim,) or not torch.equal(permutation.sort().values, torch.arange(head_dim)):
             raise ValueError(f"Permutation: permutation must be a rearrangement of 0..{head_dim - 1}, got {permutation.tolist()}")
         self.head_dim = head_dim
@@ -220,7 +243,10 @@ class Permutation(nn.Module):
 
     def indices(self, positions: Tensor) -> Tensor:
         """idx with (Π^m x)_j = x[idx[m, j]] = x_{π^m(j)}: shape ``positions.shape + (d,)``."""
-        positions = torch.as_tensor(positions, device=self._flat.device).long()
+        positions = _as_tensor("Permutation.indices", "positions", positions, self._flat.device)
+        if positions.is_floating_point() or positions.is_complex() or positions.dtype == torch.bool:
+            raise ValueError(f"Permutation.indices: positions must be integers, got positions.dtype={positions.dtype}")
+        positions = positions.long()
         step = (self._place + positions[..., None]) % self._len  # (..., d)
         return self._flat[self._start + step]
 
@@ -231,5 +257,5 @@ class Permutation(nn.Module):
 
     def matrix(self, m: int):
         """M_m = Π^m as a float64 numpy array (d, d): row j has its 1 in column π^m(j)."""
-        idx = self.indices(torch.tensor(m)).cpu()
+        idx = self.indices(torch.tensor(_check_m("Permutation.matrix", m))).cpu()
         return torch.eye(self.head_dim, dtype=torch.float64)[idx].numpy()

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from ropebook.crope import CRoPEAttention, RoPEAttention
 from ropebook.positions import sinusoidal_encoding
+from ropebook.rope import _check_base
 
 __all__ = ["POSITIONS", "ModelConfig", "TinyLM"]
 
@@ -52,11 +53,30 @@ class ModelConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"ModelConfig: {name} must be a positive integer, got {name}={value!r}")
+        _check_base("ModelConfig", self.base)
         if self.dim % (2 * self.n_heads):
             raise ValueError(f"ModelConfig: dim / n_heads must be an even integer, got dim={self.dim}, n_heads={self.n_heads}")
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def _check_tokens(name: str, t, dtypes: tuple, shape, vocab_size) -> None:
+    """Integer tokens (B, T) of one of ``dtypes`` (of ``shape`` when given). With ``vocab_size``, their range too,
+    on the CPU (where it costs no device sync; out-of-range indices on a GPU fail in the embedding with a
+    device-side assert)."""
+    if not isinstance(t, Tensor) or t.ndim != 2 or t.dtype not in dtypes:
+        got = (f"{name}.shape={tuple(t.shape)}, {name}.dtype={t.dtype}" if isinstance(t, Tensor)
+               else f"type({name})={type(t).__name__}")
+        raise ValueError(f"TinyLM: {name} must be a tensor of shape (B, T) and dtype in {[str(d) for d in dtypes]}, "
+                         f"got {got}")
+    if shape is not None and t.shape != shape:
+        raise ValueError(f"TinyLM: {name} must have the shape of idx {tuple(shape)}, got {name}.shape={tuple(t.shape)}")
+    if vocab_size is not None and t.device.type == "cpu" and t.numel() and not torch.compiler.is_compiling():
+        low, high = int(t.min()), int(t.max())
+        if low < 0 or high >= vocab_size:
+            raise ValueError(f"TinyLM: {name} must hold tokens in [0, vocab_size={vocab_size}), "
+                             f"got values in [{low}, {high}] ({name}.shape={tuple(t.shape)})")
 
 
 class _Block(nn.Module):
@@ -92,6 +112,8 @@ class TinyLM(nn.Module):
 
     def __init__(self, config: ModelConfig):
         super().__init__()
+        if not isinstance(config, ModelConfig):
+            raise ValueError(f"TinyLM: config must be a ModelConfig, got type(config)={type(config).__name__}")
         self.config = cfg = config
         self.embed = nn.Embedding(cfg.vocab_size, cfg.dim)
         if cfg.position == "learned":
@@ -104,9 +126,12 @@ class TinyLM(nn.Module):
         nn.init.normal_(self.embed.weight, std=0.02)
 
     def forward(self, idx: Tensor, targets: Tensor | None = None):
+        _check_tokens("idx", idx, (torch.int64, torch.int32), None, self.config.vocab_size)  # what nn.Embedding takes
         B, T = idx.shape
         if T > self.config.max_seq_len:
             raise ValueError(f"TinyLM: sequence length must be at most max_seq_len={self.config.max_seq_len}, got idx.shape={tuple(idx.shape)}")
+        if targets is not None:
+            _check_tokens("targets", targets, (torch.int64, torch.uint8), idx.shape, None)  # what cross_entropy takes
         x = self.embed(idx)  # (B, T, D)
         if self.config.position == "learned":
             x = x + self.pos_embed[:T]

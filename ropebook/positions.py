@@ -17,6 +17,9 @@ import math
 import torch
 from torch import Tensor
 
+from ropebook.rope import _as_tensor, _check_float_dtype
+from ropebook.scaling import _check_bool
+
 __all__ = ["sinusoidal_encoding", "shaw_relative_index", "t5_relative_bucket", "alibi_slopes", "alibi_bias"]
 
 
@@ -43,6 +46,7 @@ def sinusoidal_encoding(seq_len: int, dim: int, *, base: float = 10000.0, dtype:
     _check_positive_int(fn, "dim", dim, even=True)
     if isinstance(base, bool) or not isinstance(base, (int, float)) or not (math.isfinite(base) and base > 0):
         raise ValueError(f"{fn}: base must be a positive finite number, got base={base!r}")
+    _check_float_dtype(fn, dtype)
     theta = base ** (-torch.arange(0, dim, 2, dtype=torch.float64) / dim)  # (D/2,)
     angles = torch.arange(seq_len, dtype=torch.float64)[:, None] * theta  # (T, D/2)
     return torch.stack((angles.sin(), angles.cos()), dim=-1).flatten(-2).to(dtype)  # (T, D)
@@ -86,9 +90,10 @@ def t5_relative_bucket(relative_position, *, bidirectional: bool = True, num_buc
     tensor([15, 10,  3,  0, 19, 26, 31])
     """
     fn = "t5_relative_bucket"
-    relative_position = torch.as_tensor(relative_position)
+    relative_position = _as_tensor(fn, "relative_position", relative_position)
     if relative_position.is_floating_point() or relative_position.is_complex() or relative_position.dtype == torch.bool:
         raise ValueError(f"{fn}: relative_position must hold integers, got dtype={relative_position.dtype}")
+    _check_bool(fn, bidirectional, "bidirectional")
     _check_positive_int(fn, "num_buckets", num_buckets, even=bidirectional)
     _check_positive_int(fn, "max_distance", max_distance)
     buckets = torch.zeros_like(relative_position, dtype=torch.int64)
@@ -143,6 +148,7 @@ def alibi_bias(seq_len: int, n_heads: int) -> Tensor:
             [-0.0078, -0.0039,  0.0000]], dtype=torch.float64)
     """
     _check_positive_int("alibi_bias", "seq_len", seq_len)
+    _check_positive_int("alibi_bias", "n_heads", n_heads)
     slopes = alibi_slopes(n_heads)  # (H,)
     pos = torch.arange(seq_len, dtype=torch.float64)
     offset = pos[None, :] - pos[:, None]  # (T, T): n − m, ≤ 0 for the keys a causal query sees

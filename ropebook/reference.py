@@ -12,10 +12,14 @@ Chapter: ``ch-rope-d-dims``.
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import numpy as np
 import torch
 
-from ropebook.rope import _check_base, _check_dim, _check_layout, _check_x, _positions
+from ropebook.rope import (_check_base, _check_dim, _check_layout, _check_scaling, _check_seq_len, _check_x,
+                           _positions, _short_repr)
 from ropebook.scaling import _check_positive_number
 
 __all__ = [
@@ -36,6 +40,29 @@ def _array(x) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
+def _real(fn: str, name: str, value):
+    """A finite real number (a numpy scalar or a 0-d array or tensor too), never a bool; returned as a number."""
+    if isinstance(value, (np.ndarray, np.generic, torch.Tensor)) and value.ndim == 0:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{fn}: {name} must be a finite real number, got {name}={_short_repr(value)}")
+    return value
+
+
+def _inv_freq_array(fn: str, inv_freq, half: int) -> np.ndarray:
+    """Explicit frequencies: real, finite, shape (half,)."""
+    try:
+        theta = _array(inv_freq)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{fn}: inv_freq must be real numbers of shape ({half},), "
+                         f"got inv_freq={_short_repr(inv_freq)}") from err
+    if theta.shape != (half,):
+        raise ValueError(f"{fn}: inv_freq must have shape ({half},), got {theta.shape}")
+    if not np.all(np.isfinite(theta)):
+        raise ValueError(f"{fn}: inv_freq must be finite, got inv_freq={theta}")
+    return theta
+
+
 def rope_frequencies(dim: int, *, base: float = 10000.0, scaling=None, seq_len=None) -> np.ndarray:
     """θ_i = base^(-2i/dim) for i = 0 … dim/2 − 1, shape ``(dim // 2,)``.
 
@@ -44,8 +71,11 @@ def rope_frequencies(dim: int, *, base: float = 10000.0, scaling=None, seq_len=N
     >>> rope_frequencies(4, base=100.0)
     array([1. , 0.1])
     """
-    _check_dim("reference.rope_frequencies", dim)
-    _check_base("reference.rope_frequencies", base)
+    fn = "reference.rope_frequencies"
+    _check_dim(fn, dim)
+    _check_base(fn, base)
+    _check_scaling(fn, scaling)
+    _check_seq_len(fn, seq_len)
     if scaling is not None:
         return _array(scaling.inv_freq(dim, base=base, seq_len=seq_len))
     return np.array([base ** (-2.0 * i / dim) for i in range(dim // 2)])
@@ -57,6 +87,7 @@ def rotation_matrix_2d(angle: float) -> np.ndarray:
     >>> rotation_matrix_2d(np.pi / 2).round(12) @ np.array([1.0, 0.0])
     array([0., 1.])
     """
+    angle = _real("rotation_matrix_2d", "angle", angle)
     c, s = np.cos(angle), np.sin(angle)
     return np.array([[c, -s], [s, c]], dtype=np.float64)
 
@@ -67,11 +98,14 @@ def pair_indices(i: int, dim: int, layout: str = "half") -> tuple[int, int]:
     >>> pair_indices(1, 8, "half"), pair_indices(1, 8, "interleaved")
     ((1, 5), (2, 3))
     """
+    fn = "pair_indices"
+    _check_dim(fn, dim)
+    _check_layout(fn, layout)
+    if isinstance(i, bool) or not isinstance(i, numbers.Integral) or not 0 <= i < dim // 2:
+        raise ValueError(f"{fn}: i must be an integer in [0, dim/2) = [0, {dim // 2}), got i={i!r}")
     if layout == "half":
         return i, i + dim // 2
-    if layout == "interleaved":
-        return 2 * i, 2 * i + 1
-    raise ValueError(f"pair_indices: layout must be one of {LAYOUTS}, got layout={layout!r}")
+    return 2 * i, 2 * i + 1
 
 
 def rope_matrix(m: float, dim: int, *, base: float = 10000.0, layout: str = "half", inv_freq=None) -> np.ndarray:
@@ -84,11 +118,12 @@ def rope_matrix(m: float, dim: int, *, base: float = 10000.0, layout: str = "hal
     >>> np.allclose(R[:2, :2], rotation_matrix_2d(3.0)), np.allclose(R.T @ R, np.eye(4))
     (True, True)
     """
-    _check_dim("rope_matrix", dim)
-    _check_layout("rope_matrix", layout)
-    theta = rope_frequencies(dim, base=base) if inv_freq is None else _array(inv_freq)
-    if theta.shape != (dim // 2,):
-        raise ValueError(f"rope_matrix: inv_freq must have shape ({dim // 2},), got {theta.shape}")
+    fn = "rope_matrix"
+    m = _real(fn, "m", m)
+    _check_dim(fn, dim)
+    _check_base(fn, base)
+    _check_layout(fn, layout)
+    theta = rope_frequencies(dim, base=base) if inv_freq is None else _inv_freq_array(fn, inv_freq, dim // 2)
     R = np.zeros((dim, dim))
     for i in range(dim // 2):
         a, b = pair_indices(i, dim, layout)
@@ -117,12 +152,22 @@ def apply_rope_reference(x, positions=None, *, base: float = 10000.0, layout: st
            [0.5403, 0.8415]])
     """
     fn = "apply_rope_reference"
-    x = _array(x)
+    if (isinstance(x, torch.Tensor) and x.is_complex()) or (isinstance(x, np.ndarray) and np.iscomplexobj(x)):
+        raise ValueError(f"{fn}: x must hold real numbers, got x.dtype={x.dtype}")
+    try:
+        x = _array(x)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{fn}: x must be real numbers of shape (..., T, D) (an array, a tensor or nested lists), "
+                         f"got x={_short_repr(x)}") from err
     shape_only = torch.empty((), dtype=torch.float64).expand(x.shape)  # the torch path's checks read shape and dtype only
     r = _check_x(fn, shape_only, rotary_dim)
     _check_layout(fn, layout)
     _check_base(fn, base)
     _check_positive_number(fn, attention_factor, "attention_factor", optional=True)
+    _check_scaling(fn, scaling)
+    _check_seq_len(fn, seq_len)
+    if inv_freq is not None:
+        inv_freq = _inv_freq_array(fn, inv_freq, r // 2)
     if positions is None:
         pos = np.arange(x.shape[-2], dtype=np.float64)
     else:  # the torch path's checks (dtype, shape, finite) on the exact float64 values

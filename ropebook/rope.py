@@ -24,6 +24,7 @@ from torch import Tensor
 from ropebook._rotation import apply_cos_sin as _apply_cos_sin
 from ropebook._rotation import pairs as _pairs
 from ropebook.scaling import _inv_freq
+from ropebook.scaling import _seq_len as _scaling_seq_len
 
 __all__ = ["LAYOUTS", "rope_frequencies", "rope_angles", "rope_cos_sin", "apply_rope", "apply_rope_complex"]
 
@@ -63,24 +64,63 @@ def _broadcasts_to(shape, target) -> bool:
         return False
 
 
-def _check_x(fn: str, x, rotary_dim) -> int:
+def _check_x(fn: str, x, rotary_dim, name: str = "x") -> int:
     """Validate x of shape (..., T, D) and return the number of rotated features."""
     if not isinstance(x, Tensor) or x.ndim < 2 or not x.is_floating_point():
-        got = f"x.shape={tuple(x.shape)}, x.dtype={x.dtype}" if isinstance(x, Tensor) else f"type(x)={type(x).__name__}"
-        raise ValueError(f"{fn}: x must be a floating-point tensor of shape (..., T, D), got {got}")
+        got = (f"{name}.shape={tuple(x.shape)}, {name}.dtype={x.dtype}" if isinstance(x, Tensor)
+               else f"type({name})={type(x).__name__}")
+        raise ValueError(f"{fn}: {name} must be a floating-point tensor of shape (..., T, D), got {got}")
     head_dim = x.shape[-1]
     if rotary_dim is None:
         if head_dim % 2:
-            raise ValueError(f"{fn}: head_dim must be even, got x.shape={tuple(x.shape)}")
+            raise ValueError(f"{fn}: head_dim must be even, got {name}.shape={tuple(x.shape)}")
         return head_dim
     if isinstance(rotary_dim, bool) or not isinstance(rotary_dim, int) or rotary_dim <= 0 or rotary_dim % 2:
         raise ValueError(f"{fn}: rotary_dim must be a positive even integer, got rotary_dim={rotary_dim!r}")
     if rotary_dim > head_dim:
         raise ValueError(
             f"{fn}: rotary_dim must be at most head_dim={head_dim}, got rotary_dim={rotary_dim} "
-            f"(x.shape={tuple(x.shape)})"
+            f"({name}.shape={tuple(x.shape)})"
         )
     return rotary_dim
+
+
+def _short_repr(value, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _as_tensor(fn: str, name: str, value, device=None) -> Tensor:
+    """``torch.as_tensor``, with an error naming the argument when value is no numeric data (a str, a ragged list)."""
+    try:
+        return torch.as_tensor(value, device=device)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise ValueError(f"{fn}: {name} must be a tensor, an array or a list of integers or real floats, "
+                         f"got {name}={_short_repr(value)}") from err
+
+
+def _check_float_dtype(fn: str, dtype, *, name: str = "dtype", angles: bool = False) -> None:
+    """A floating torch dtype; with ``angles``, float32 or float64 only (angles in fp32 or better)."""
+    if angles:
+        ok = dtype in (torch.float32, torch.float64)
+    else:
+        ok = isinstance(dtype, torch.dtype) and dtype.is_floating_point
+    if not ok:
+        want = "torch.float32 or torch.float64" if angles else "a floating-point torch dtype"
+        raise ValueError(f"{fn}: {name} must be {want}, got {name}={dtype!r}")
+
+
+def _check_seq_len(fn: str, seq_len) -> None:
+    """None, a finite number or a one-element tensor (whose value is not read here: no device sync).
+    A rule that uses the length checks its value again (``scaling._seq_len``)."""
+    if seq_len is None or (type(seq_len) is int):
+        return
+    if isinstance(seq_len, Tensor):
+        if seq_len.numel() != 1 or seq_len.dtype == torch.bool or seq_len.is_complex():
+            raise ValueError(f"{fn}: seq_len must be None, a finite number or a one-element real tensor, "
+                             f"got seq_len.shape={tuple(seq_len.shape)}, seq_len.dtype={seq_len.dtype}")
+        return
+    _scaling_seq_len(fn, seq_len)
 
 
 def _check_position_values(fn: str, name: str, t: Tensor) -> None:
@@ -114,7 +154,7 @@ def _positions(fn: str, x: Tensor, positions, offset) -> Tensor:
     if positions is None:
         positions = torch.arange(x.shape[-2], device=x.device)  # (T,)
     else:
-        positions = torch.as_tensor(positions, device=x.device)
+        positions = _as_tensor(fn, "positions", positions, x.device)
         _check_position_values(fn, "positions", positions)
         check_shape("positions", positions.shape)
     if isinstance(offset, Tensor):
@@ -146,11 +186,16 @@ def rope_frequencies(dim: int, *, base: float = 10000.0, scaling=None, seq_len=N
     >>> rope_frequencies(8, base=10000.0)
     tensor([1.0000, 0.1000, 0.0100, 0.0010], dtype=torch.float64)
     """
-    _check_dim("rope_frequencies", dim)
-    _check_base("rope_frequencies", base)
-    if dtype not in (torch.float32, torch.float64):  # angles in fp32 or better
-        raise ValueError(f"rope_frequencies: dtype must be torch.float32 or torch.float64, got dtype={dtype}")
-    _check_scaling("rope_frequencies", scaling)
+    return _frequencies("rope_frequencies", dim, base, scaling, seq_len, dtype, device)
+
+
+def _frequencies(fn: str, dim, base, scaling, seq_len, dtype, device) -> Tensor:
+    """``rope_frequencies`` for a caller whose name the errors carry."""
+    _check_dim(fn, dim)
+    _check_base(fn, base)
+    _check_float_dtype(fn, dtype, angles=True)  # angles in fp32 or better
+    _check_scaling(fn, scaling)
+    _check_seq_len(fn, seq_len)
     if scaling is None:
         return _inv_freq(dim, base, dtype, device)
     return scaling.inv_freq(dim, base=base, seq_len=seq_len, dtype=dtype, device=device)
@@ -177,9 +222,11 @@ def rope_cos_sin(positions, dim: int, *, base: float = 10000.0, scaling=None, se
     >>> cos.shape, cos.dtype
     (torch.Size([3, 2]), torch.float32)
     """
-    positions = torch.as_tensor(positions)
-    _check_position_values("rope_cos_sin", "positions", positions)
-    inv_freq = rope_frequencies(dim, base=base, scaling=scaling, seq_len=seq_len, device=positions.device)
+    fn = "rope_cos_sin"
+    positions = _as_tensor(fn, "positions", positions)
+    _check_position_values(fn, "positions", positions)
+    _check_float_dtype(fn, dtype)
+    inv_freq = _frequencies(fn, dim, base, scaling, seq_len, torch.float64, positions.device)
     angles = rope_angles(positions, inv_freq)  # (..., T, d/2) float64
     factor = 1.0 if scaling is None else scaling.attention_factor
     cos, sin = angles.cos(), angles.sin()
@@ -230,6 +277,7 @@ def apply_rope(x: Tensor, positions=None, *, base: float = 10000.0, layout: str 
     _check_scaling(fn, scaling)
     if backend not in BACKENDS:
         raise ValueError(f"{fn}: backend must be one of {BACKENDS}, got backend={backend!r}")
+    _check_seq_len(fn, seq_len)
     positions = _positions(fn, x, positions, offset)  # broadcastable to (..., T)
     seq_len = _seq_len(scaling, positions, seq_len)
     cos, sin = rope_cos_sin(positions, r, base=base, scaling=scaling, seq_len=seq_len, dtype=_compute_dtype(x))
@@ -254,9 +302,10 @@ def apply_rope_complex(x: Tensor, positions=None, *, base: float = 10000.0, layo
     _check_layout(fn, layout)
     _check_base(fn, base)
     _check_scaling(fn, scaling)
+    _check_seq_len(fn, seq_len)
     positions = _positions(fn, x, positions, offset)
     seq_len = _seq_len(scaling, positions, seq_len)
-    inv_freq = rope_frequencies(r, base=base, scaling=scaling, seq_len=seq_len, device=x.device)
+    inv_freq = _frequencies(fn, r, base, scaling, seq_len, torch.float64, x.device)
     angles = rope_angles(positions, inv_freq)  # (..., T, r/2) float64
     factor = 1.0 if scaling is None else scaling.attention_factor
     rotation = torch.polar(torch.full_like(angles, factor), angles)  # e^{i m θ}, complex128

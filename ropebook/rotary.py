@@ -57,6 +57,9 @@ def interleaved_to_half_weights(w: Tensor, n_heads: int) -> Tensor:
             f"interleaved_to_half_weights: n_heads must be a positive divisor of w.shape[0]={rows}, got n_heads={n_heads!r}"
         )
     head_dim = rows // n_heads
+    if head_dim % 2:
+        raise ValueError(f"interleaved_to_half_weights: head_dim = w.shape[0] / n_heads must be even (pairs of "
+                         f"features), got head_dim={head_dim} from w.shape={tuple(w.shape)}, n_heads={n_heads}")
     p = layout_permutation(head_dim).to(w.device)
     return w.reshape(n_heads, head_dim, *w.shape[1:])[:, p].reshape(w.shape)
 
@@ -130,8 +133,11 @@ class RotaryEmbedding(nn.Module):
         >>> cos.shape, bool(cos[0].eq(1).all())
         (torch.Size([2, 4]), True)
         """
-        positions = torch.as_tensor(positions)
-        _rope._check_position_values("RotaryEmbedding.cos_sin", "positions", positions)
+        fn = "RotaryEmbedding.cos_sin"
+        positions = _rope._as_tensor(fn, "positions", positions)
+        _rope._check_position_values(fn, "positions", positions)
+        _rope._check_float_dtype(fn, dtype)
+        _rope._check_seq_len(fn, seq_len)
         if self.scaling is not None and self.scaling.uses_seq_len and seq_len is None and positions.numel():
             seq_len = int(positions.max()) + 1
         cacheable = not positions.is_floating_point() and not isinstance(self.scaling, DynamicNTK)
@@ -153,7 +159,7 @@ class RotaryEmbedding(nn.Module):
             if not isinstance(t, Tensor) or t.ndim < 2 or t.shape[-1] != self.dim:
                 got = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
                 raise ValueError(f"{fn}: {name} must have shape (..., T, dim={self.dim}), got {name}.shape={got}")
-            _rope._check_x(fn, t, self.rotary_dim)
+            _rope._check_x(fn, t, self.rotary_dim, name)
         if q.ndim != k.ndim or q.shape[:-3] != k.shape[:-3] or q.shape[-2] != k.shape[-2]:
             raise ValueError(f"{fn}: q (B, H, T, D) and k (B, H_kv, T, D) must share B and T, got "
                              f"q.shape={tuple(q.shape)}, k.shape={tuple(k.shape)}")

@@ -35,7 +35,7 @@ def _inv_freq(dim: int, base: float, dtype: torch.dtype, device=None) -> Tensor:
 
 
 def _check_factor(rule: str, factor: float, name: str = "factor") -> None:
-    if not (isinstance(factor, (int, float)) and math.isfinite(factor) and factor >= 1.0):
+    if isinstance(factor, bool) or not (isinstance(factor, numbers.Real) and math.isfinite(factor) and factor >= 1.0):
         raise ValueError(f"{rule}: {name} must be a finite number >= 1, got {name}={factor!r}")
 
 
@@ -54,12 +54,19 @@ def _check_positive_number(fn: str, value, name: str, *, optional: bool = False,
         raise ValueError(f"{fn}: {name} must be {'None or ' if optional else ''}{what}, got {name}={value!r}")
 
 
-def _check_dim_base(fn: str, dim, base) -> None:
+def _check_bool(fn: str, value, name: str) -> None:
+    """True or False: not 1, "yes" or None, which would pass an ``if`` silently."""
+    if value is not True and value is not False:
+        raise ValueError(f"{fn}: {name} must be True or False, got {name}={value!r}")
+
+
+def _check_dim_base(fn: str, dim, base, dtype) -> None:
     """The checks ``rope_frequencies`` makes, for callers of a rule's ``inv_freq`` directly."""
-    from ropebook.rope import _check_base, _check_dim  # imported here: ropebook.rope imports this module
+    from ropebook.rope import _check_base, _check_dim, _check_float_dtype  # here: ropebook.rope imports this module
 
     _check_dim(fn, dim)
     _check_base(fn, base)
+    _check_float_dtype(fn, dtype, angles=True)  # frequencies in fp32 or better
 
 
 def _seq_len(fn: str, seq_len):
@@ -99,7 +106,7 @@ class Linear:
         _check_factor("Linear", self.factor)
 
     def inv_freq(self, dim: int, *, base: float = 10000.0, seq_len=None, dtype=torch.float64, device=None) -> Tensor:
-        _check_dim_base("Linear.inv_freq", dim, base)
+        _check_dim_base("Linear.inv_freq", dim, base, dtype)
         inv_freq = _inv_freq(dim, base, dtype, device)  # (dim/2,)
         return inv_freq / self.factor
 
@@ -124,7 +131,7 @@ class NTKAware:
         _check_factor("NTKAware", self.factor)
 
     def inv_freq(self, dim: int, *, base: float = 10000.0, seq_len=None, dtype=torch.float64, device=None) -> Tensor:
-        _check_dim_base("NTKAware.inv_freq", dim, base)
+        _check_dim_base("NTKAware.inv_freq", dim, base, dtype)
         new_base = base * self.factor ** _ntk_exponent("NTKAware", dim)
         return _inv_freq(dim, new_base, dtype, device)
 
@@ -155,7 +162,7 @@ class DynamicNTK:
         _check_positive_int("DynamicNTK", self.original_max_positions, "original_max_positions")
 
     def inv_freq(self, dim: int, *, base: float = 10000.0, seq_len=None, dtype=torch.float64, device=None) -> Tensor:
-        _check_dim_base("DynamicNTK.inv_freq", dim, base)
+        _check_dim_base("DynamicNTK.inv_freq", dim, base, dtype)
         seq_len = _seq_len("DynamicNTK.inv_freq", seq_len)
         L = self.original_max_positions if seq_len is None else max(int(seq_len), self.original_max_positions)
         s = self.factor
@@ -211,8 +218,8 @@ class YaRN:
             raise ValueError(f"YaRN: need beta_fast >= beta_slow > 0, got beta_fast={self.beta_fast!r}, beta_slow={self.beta_slow!r}")
         for name in ("mscale", "mscale_all_dim"):
             _check_positive_number("YaRN", getattr(self, name), name, optional=True, zero=True)
-        if not (self.truncate is None or isinstance(self.truncate, bool)):  # None: no truncation, as in Hugging Face
-            raise ValueError(f"YaRN: truncate must be True or False, got truncate={self.truncate!r}")
+        if self.truncate is not None:  # None: no truncation, as in Hugging Face
+            _check_bool("YaRN", self.truncate, "truncate")
         _check_positive_number("YaRN", self.attention_factor, "attention_factor", optional=True)
         if self.attention_factor is None:
             s = self.factor
@@ -223,7 +230,7 @@ class YaRN:
             object.__setattr__(self, "attention_factor", af)
 
     def inv_freq(self, dim: int, *, base: float = 10000.0, seq_len=None, dtype=torch.float64, device=None) -> Tensor:
-        _check_dim_base("YaRN.inv_freq", dim, base)
+        _check_dim_base("YaRN.inv_freq", dim, base, dtype)
         if base <= 1:
             raise ValueError(f"YaRN.inv_freq: base must be > 1 (the ramp bounds divide by ln base), got base={base!r}")
 
@@ -279,7 +286,7 @@ class Llama3:
             )
 
     def inv_freq(self, dim: int, *, base: float = 10000.0, seq_len=None, dtype=torch.float64, device=None) -> Tensor:
-        _check_dim_base("Llama3.inv_freq", dim, base)
+        _check_dim_base("Llama3.inv_freq", dim, base, dtype)
         inv_freq = _inv_freq(dim, base, dtype, device)  # (dim/2,)
         s, L = self.factor, self.original_max_positions
         low_freq_wavelen, high_freq_wavelen = L / self.low_freq_factor, L / self.high_freq_factor
@@ -319,10 +326,14 @@ class LongRoPE:
     def __post_init__(self):
         for name in ("short_factor", "long_factor"):
             value = getattr(self, name)
-            try:
-                factors = tuple(float(f) for f in value)
-            except (TypeError, ValueError):
-                raise ValueError(f"LongRoPE: {name} must be a sequence of numbers, got {name}={value!r}") from None
+            try:  # a tensor iterates as 0-d tensors: read out its numbers first
+                entries = list(value.tolist() if isinstance(value, Tensor) else value)
+            except TypeError:
+                entries = None
+            if (entries is None or isinstance(value, (str, bytes))
+                    or not all(isinstance(f, numbers.Real) and not isinstance(f, bool) for f in entries)):
+                raise ValueError(f"LongRoPE: {name} must be a sequence of numbers, got {name}={value!r}")
+            factors = tuple(float(f) for f in entries)
             if not all(f > 0 and math.isfinite(f) for f in factors):
                 raise ValueError(f"LongRoPE: {name} entries must be positive and finite, got {name}={factors}")
             object.__setattr__(self, name, factors)
@@ -346,7 +357,7 @@ class LongRoPE:
             object.__setattr__(self, "attention_factor", af)
 
     def inv_freq(self, dim: int, *, base: float = 10000.0, seq_len=None, dtype=torch.float64, device=None) -> Tensor:
-        _check_dim_base("LongRoPE.inv_freq", dim, base)
+        _check_dim_base("LongRoPE.inv_freq", dim, base, dtype)
         seq_len = _seq_len("LongRoPE.inv_freq", seq_len)
         for name in ("short_factor", "long_factor"):
             if len(getattr(self, name)) != dim // 2:

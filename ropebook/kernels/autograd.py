@@ -23,8 +23,8 @@ import torch
 from torch import Tensor
 
 from ropebook.kernels import op, rope_triton
-from ropebook.rope import (_broadcasts_to, _check_base, _check_dim, _check_layout, _check_scaling, _check_x,
-                           rope_cos_sin, rope_frequencies)
+from ropebook.rope import (_broadcasts_to, _check_base, _check_dim, _check_layout, _check_scaling, _check_seq_len,
+                           _check_x, rope_cos_sin, rope_frequencies)
 
 __all__ = ["RopeCache", "rope_cache", "rope_qk", "rope_qk_cos_sin", "apply_cos_sin"]
 
@@ -67,6 +67,7 @@ def rope_cache(rotary_dim: int, *, base: float = 10000.0, scaling=None, seq_len=
     _check_dim("rope_cache", rotary_dim, "rotary_dim")
     _check_base("rope_cache", base)
     _check_scaling("rope_cache", scaling)
+    _check_seq_len("rope_cache", seq_len)
     inv_freq = rope_frequencies(rotary_dim, base=base, scaling=scaling, seq_len=seq_len)  # (r/2,) float64
     factor = 1.0 if scaling is None else float(scaling.attention_factor)
     cos = sin = None
@@ -159,8 +160,11 @@ def _check_cu_seqlens(fn: str, cu_seqlens: Tensor, n_tokens: int | None) -> int:
 
 
 def _check_not_aliased(fn: str, q, k, inplace: bool) -> None:
-    """In place, q and k must be separate memory: the same tensor twice would be rotated twice. (Views of
-    one fused qkv projection are separate and pass; only a shared first element is detected.)"""
+    """``inplace`` is True or False, and in place, q and k must be separate memory: the same tensor twice would
+    be rotated twice. (Views of one fused qkv projection are separate and pass; only a shared first element is
+    detected.) Every call makes this check, a plan's repeat included: "yes" or 1 must not pass as True."""
+    if inplace is not True and inplace is not False:
+        raise ValueError(f"{fn}: inplace must be True or False, got inplace={inplace!r}")
     if (inplace and isinstance(q, Tensor) and isinstance(k, Tensor) and not torch.compiler.is_compiling()
             and q.numel() and q.data_ptr() == k.data_ptr()):  # (a compiler cannot trace a pointer comparison)
         raise ValueError(f"{fn}: inplace=True needs q and k in separate memory, got k that starts where q does "
@@ -296,6 +300,9 @@ def rope_qk(q: Tensor, k: Tensor | None, cache: RopeCache, *, layout: str = "hal
         raise ValueError(f"{fn}: angles must be one of {ANGLES}, got angles={angles!r}")
     if not isinstance(cache, RopeCache):
         raise ValueError(f"{fn}: cache must be a RopeCache from rope_cache(...), got type(cache)={type(cache).__name__}")
+    if not varlen and max_seqlen is not None:
+        raise ValueError(f"{fn}: max_seqlen is the longest packed sequence and goes with cu_seqlens, "
+                         f"got max_seqlen={max_seqlen!r} without cu_seqlens")
     D, r = q.shape[-1], cache.rotary_dim
     if r > D:
         raise ValueError(f"{fn}: cache.rotary_dim must be at most head_dim={D}, got rotary_dim={r}")
@@ -426,6 +433,9 @@ def apply_cos_sin(x: Tensor, cos: Tensor, sin: Tensor, *, layout: str, rotary_di
     _check_layout(fn, layout)
     _check_x(fn, x, rotary_dim)
     for name, c in (("cos", cos), ("sin", sin)):
+        if not isinstance(c, Tensor) or not c.is_floating_point():
+            got = f"{name}.dtype={c.dtype}" if isinstance(c, Tensor) else f"type({name})={type(c).__name__}"
+            raise ValueError(f"{fn}: {name} must be a floating-point tensor, got {got}")
         if not _broadcasts_to(c.shape, (*x.shape[:-1], rotary_dim // 2)):
             raise ValueError(f"{fn}: {name} must broadcast to x.shape[:-1] + (rotary_dim/2,) = "
                              f"{(*x.shape[:-1], rotary_dim // 2)}, got {name}.shape={tuple(c.shape)}")

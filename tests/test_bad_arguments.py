@@ -1,0 +1,714 @@
+"""Bad arguments to the public API: each one raises an error that names it, never a silent answer.
+
+The project's standard: bad input gets a ValueError (or TypeError) whose message starts with the
+function's name and says which argument was wrong, what was expected and what it got
+(``apply_rope: head_dim must be even, got x.shape=(2, 4, 16, 63)``). A call that returns, or that
+fails with a raw error from torch or numpy internals (an IndexError, "could not convert string to
+float"), fails its row here.
+
+Two tables:
+
+- ``SPECS``: a valid call per function and the kind of each scalar argument. One row per (function,
+  argument) states a property: every bad value of that kind (``BAD``: a str for a number, a float or
+  a bool for an int, NaN, inf, zero, negative, an unknown option, an int where a bool is meant, ...)
+  substituted for it raises, and the message holds ``"<function>: "`` and ``"<argument>=<repr>"``.
+  The valid call itself must return (``test_valid_baseline``), so a row tests only its argument.
+- ``ROWS``: hand-written cases for tensors, shapes, dtypes and arguments that disagree with each other:
+  (id, callable, args builder, exception types, words the message must contain).
+
+Values a documented contract accepts are left out (``_bad_values``): ``truncate=None`` in YaRN,
+``max_base=inf`` in ``min_base``; ``beta_fast``/``beta_slow`` of None or 0 (Hugging Face's defaults) and
+a 1-d ``offset`` in ``apply_rope`` (broadcast over T) are not in the table at all.
+
+Kernel rows (``ropebook.kernels``) run under Triton's interpreter on the CPU, as in ``test_kernels.py``;
+they are few and small, and they fail before any launch.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import ropebook as rb
+from ropebook import attention, crope, data, decay, lrpe, model, positions, reference, scaling
+
+NAN, INF = math.nan, math.inf
+HAS_TRITON = importlib.util.find_spec("triton") is not None
+CUDA = torch.cuda.is_available()
+DEVICE = "cuda" if CUDA else "cpu"
+ERRORS = (ValueError, TypeError)  # what bad input may raise
+
+
+@pytest.fixture(autouse=True)
+def _interpreter_on_cpu(monkeypatch):
+    """As in test_kernels.py: without CUDA the kernel rows run under Triton's interpreter."""
+    if not CUDA:
+        monkeypatch.setenv("TRITON_INTERPRET", "1")
+
+
+# ----------------------------------------------------------------------------- bad values by kind
+
+BAD = {
+    "positive int": [("str", "8"), ("float", 8.0), ("zero", 0), ("negative", -2), ("bool", True)],
+    "even int": [("str", "8"), ("float", 8.0), ("zero", 0), ("negative", -2), ("bool", True), ("odd", 7)],
+    "base": [("str", "1e4"), ("nan", NAN), ("inf", INF), ("zero", 0.0), ("negative", -1.0), ("bool", True)],
+    "positive number": [("str", "1"), ("nan", NAN), ("inf", INF), ("zero", 0.0), ("negative", -1.0), ("bool", True)],
+    "factor": [("str", "2"), ("nan", NAN), ("inf", INF), ("below one", 0.5), ("bool", True)],
+    "layout": [("neox", "neox"), ("None", None), ("upper case", "HALF")],
+    "flag": [("str", "yes"), ("int", 1), ("None", None)],
+    "seq_len": [("str", "16"), ("nan", NAN), ("inf", INF), ("bool", True)],
+    "scaling": [("by name", "linear"), ("number", 2.0)],
+    "float dtype": [("int64", torch.int64), ("bool", torch.bool), ("str", "float32")],
+    "freq dtype": [("bf16", torch.bfloat16), ("fp16", torch.float16), ("int64", torch.int64), ("str", "float32")],
+    "finite real": [("str", "1"), ("nan", NAN), ("inf", INF), ("bool", True), ("complex", 1j)],
+    "seed": [("str", "0"), ("float", 1.5), ("bool", True)],
+}
+
+
+def _x(*shape, dtype=torch.float32):
+    return torch.randn(*shape, dtype=dtype, generator=torch.Generator().manual_seed(0))
+
+
+@functools.lru_cache(maxsize=None)
+def _tiny_lm():
+    torch.manual_seed(0)
+    return model.TinyLM(model.ModelConfig(vocab_size=10, dim=16, n_layers=1, n_heads=2, max_seq_len=8))
+
+
+def _generator():
+    return torch.Generator().manual_seed(0)
+
+
+_DYN = scaling.DynamicNTK(2.0, original_max_positions=4)
+
+# (function label as its messages name it, callable, valid keyword arguments, {argument: kind})
+SPECS = [
+    # ropebook.rope
+    ("rope_frequencies", rb.rope_frequencies, lambda: dict(dim=8),
+     {"dim": "even int", "base": "base", "dtype": "freq dtype", "scaling": "scaling"}),
+    ("rope_frequencies", rb.rope_frequencies, lambda: dict(dim=8, scaling=_DYN), {"seq_len": "seq_len"}),
+    ("rope_cos_sin", rb.rope_cos_sin, lambda: dict(positions=torch.arange(3), dim=8),
+     {"dim": "even int", "base": "base", "dtype": "float dtype", "scaling": "scaling", "seq_len": "seq_len"}),
+    ("apply_rope", rb.apply_rope, lambda: dict(x=_x(2, 3, 8)),
+     {"base": "base", "layout": "layout", "scaling": "scaling", "rotary_dim": "even int", "seq_len": "seq_len"}),
+    ("apply_rope_complex", rb.apply_rope_complex, lambda: dict(x=_x(2, 3, 8)),
+     {"base": "base", "layout": "layout", "scaling": "scaling", "rotary_dim": "even int", "seq_len": "seq_len"}),
+    # ropebook.rotary
+    ("RotaryEmbedding", rb.RotaryEmbedding, lambda: dict(dim=8),
+     {"dim": "even int", "base": "base", "layout": "layout", "scaling": "scaling", "rotary_dim": "even int",
+      "max_positions": "positive int"}),
+    ("RotaryEmbedding.cos_sin", lambda **kw: rb.RotaryEmbedding(8).cos_sin(**kw), lambda: dict(positions=torch.arange(3)),
+     {"dtype": "float dtype", "seq_len": "seq_len"}),
+    ("layout_permutation", rb.layout_permutation, lambda: dict(head_dim=8), {"head_dim": "even int"}),
+    ("interleaved_to_half_weights", rb.interleaved_to_half_weights, lambda: dict(w=_x(16, 3), n_heads=2),
+     {"n_heads": "positive int"}),
+    # ropebook.scaling
+    ("Linear", scaling.Linear, lambda: dict(factor=2.0), {"factor": "factor"}),
+    ("Linear.inv_freq", lambda **kw: scaling.Linear(2.0).inv_freq(**kw), lambda: dict(dim=8),
+     {"dim": "even int", "base": "base", "dtype": "freq dtype"}),
+    ("NTKAware", scaling.NTKAware, lambda: dict(factor=2.0), {"factor": "factor"}),
+    ("DynamicNTK", scaling.DynamicNTK, lambda: dict(factor=2.0, original_max_positions=4),
+     {"factor": "factor", "original_max_positions": "positive int"}),
+    ("DynamicNTK.inv_freq", lambda **kw: _DYN.inv_freq(**kw), lambda: dict(dim=8),
+     {"seq_len": "seq_len", "dtype": "freq dtype"}),
+    ("YaRN", scaling.YaRN, lambda: dict(factor=2.0, original_max_positions=64),
+     {"factor": "factor", "original_max_positions": "positive int", "attention_factor": "positive number",
+      "truncate": "flag"}),
+    ("Llama3", scaling.Llama3, lambda: dict(factor=2.0, original_max_positions=64),
+     {"factor": "factor", "original_max_positions": "positive int"}),
+    ("LongRoPE", scaling.LongRoPE, lambda: dict(short_factor=[1.0, 1.0], long_factor=[1.0, 2.0], original_max_positions=4),
+     {"original_max_positions": "positive int", "max_positions": "positive int", "factor": "factor",
+      "attention_factor": "positive number"}),
+    # ropebook.reference
+    ("reference.rope_frequencies", reference.rope_frequencies, lambda: dict(dim=8),
+     {"dim": "even int", "base": "base", "scaling": "scaling"}),
+    ("rotation_matrix_2d", reference.rotation_matrix_2d, lambda: dict(angle=0.5), {"angle": "finite real"}),
+    ("pair_indices", reference.pair_indices, lambda: dict(i=1, dim=8), {"dim": "even int", "layout": "layout"}),
+    ("rope_matrix", reference.rope_matrix, lambda: dict(m=3, dim=8),
+     {"m": "finite real", "dim": "even int", "base": "base", "layout": "layout"}),
+    ("apply_rope_reference", reference.apply_rope_reference, lambda: dict(x=np.ones((3, 8))),
+     {"base": "base", "layout": "layout", "rotary_dim": "even int", "attention_factor": "positive number",
+      "scaling": "scaling"}),
+    # ropebook.positions
+    ("sinusoidal_encoding", positions.sinusoidal_encoding, lambda: dict(seq_len=4, dim=8),
+     {"seq_len": "positive int", "dim": "even int", "base": "base", "dtype": "float dtype"}),
+    ("shaw_relative_index", positions.shaw_relative_index, lambda: dict(seq_len=4, max_relative_position=2),
+     {"seq_len": "positive int", "max_relative_position": "positive int"}),
+    ("t5_relative_bucket", positions.t5_relative_bucket, lambda: dict(relative_position=torch.arange(-3, 4)),
+     {"bidirectional": "flag", "num_buckets": "even int", "max_distance": "positive int"}),
+    ("alibi_slopes", positions.alibi_slopes, lambda: dict(n_heads=4), {"n_heads": "positive int"}),
+    ("alibi_bias", positions.alibi_bias, lambda: dict(seq_len=4, n_heads=2),
+     {"seq_len": "positive int", "n_heads": "positive int"}),
+    # ropebook.attention
+    ("softmax_attention", attention.softmax_attention, lambda: dict(q=_x(5, 4), k=_x(5, 4), v=_x(5, 3)),
+     {"causal": "flag", "scale": "positive number"}),
+    ("linear_attention_weights", attention.linear_attention_weights, lambda: dict(q=_x(5, 4), k=_x(5, 4)),
+     {"causal": "flag"}),
+    ("linear_attention", attention.linear_attention, lambda: dict(q=_x(5, 4), k=_x(5, 4), v=_x(5, 3), causal=True),
+     {"causal": "flag", "chunk_size": "positive int"}),
+    # ropebook.lrpe
+    ("dct_matrix", lrpe.dct_matrix, lambda: dict(head_dim=4), {"head_dim": "even int"}),
+    ("Rotation", lrpe.Rotation, lambda: dict(head_dim=4), {"head_dim": "even int", "base": "base", "layout": "layout"}),
+    ("Rotation.matrix", lambda **kw: lrpe.Rotation(4).matrix(**kw), lambda: dict(m=2), {"m": "finite real"}),
+    ("Unitary", lrpe.Unitary, lambda: dict(head_dim=4, basis="householder"),
+     {"head_dim": "even int", "base": "base", "seed": "seed"}),
+    ("LearnedHouseholder", lrpe.LearnedHouseholder, lambda: dict(head_dim=4), {"head_dim": "even int", "seed": "seed"}),
+    ("Permutation", lrpe.Permutation, lambda: dict(head_dim=3), {"head_dim": "positive int", "seed": "seed"}),
+    # ropebook.crope
+    ("ComplexLinear", crope.ComplexLinear, lambda: dict(in_features=4, out_features=4),
+     {"in_features": "even int", "out_features": "even int"}),
+    ("RoPEAttention", crope.RoPEAttention, lambda: dict(dim=8, n_heads=2),
+     {"dim": "even int", "n_heads": "positive int", "base": "base", "rope": "flag", "causal": "flag"}),
+    ("CRoPEAttention", crope.CRoPEAttention, lambda: dict(dim=8, n_heads=2), {"rope": "flag", "causal": "flag"}),
+    # ropebook.data
+    ("stdlib_corpus", data.stdlib_corpus, lambda: dict(max_bytes=1000), {"max_bytes": "positive int"}),
+    ("random_windows", data.random_windows,
+     lambda: dict(data=torch.arange(20), batch_size=2, seq_len=4, generator=_generator()),
+     {"batch_size": "positive int", "seq_len": "positive int"}),
+    ("validation_windows", data.validation_windows, lambda: dict(data=torch.arange(20), n_windows=3, seq_len=4),
+     {"n_windows": "positive int", "seq_len": "positive int"}),
+    ("next_token_task", data.next_token_task,
+     lambda: dict(batch_size=2, seq_len=6, n_content=4, generator=_generator()),
+     {"batch_size": "positive int", "seq_len": "positive int", "n_content": "positive int"}),
+    # ropebook.model
+    ("ModelConfig", model.ModelConfig, lambda: dict(),
+     {"vocab_size": "positive int", "dim": "positive int", "n_heads": "positive int", "position": "layout",
+      "base": "base"}),
+    # ropebook.decay
+    ("decay_bound", rb.decay_bound, lambda: dict(distance=[0, 10], dim=8), {"dim": "even int", "base": "base"}),
+    ("relative_scores", decay.relative_scores, lambda: dict(q=[1.0, 1.0], k=[1.0, 0.0], distance=[0.0, 1.0]),
+     {"base": "base"}),
+    ("random_score_stats", decay.random_score_stats, lambda: dict(distance=[0, 10], dim=8, n_samples=10),
+     {"dim": "even int", "base": "base", "n_samples": "positive int", "seed": "seed"}),
+    ("cos_sum", decay.cos_sum, lambda: dict(distance=[0, 10], dim=8), {"dim": "even int", "base": "base"}),
+    ("satisfies_base_bound", decay.satisfies_base_bound, lambda: dict(base=1e4, context_length=64, dim=8),
+     {"base": "base", "context_length": "positive int", "dim": "even int"}),
+    ("min_base", rb.min_base, lambda: dict(context_length=64, dim=8),
+     {"context_length": "positive int", "dim": "even int", "per_decade": "positive int", "max_base": "positive number"}),
+]
+
+
+def _bad_values(fn_label: str, arg: str, kind: str):
+    """BAD[kind], adjusted where an argument's contract is narrower or wider than its kind."""
+    values = BAD[kind]
+    if (fn_label, arg) == ("ModelConfig", "position"):
+        return [("unknown", "alibi"), ("None", None), ("upper case", "ROPE")]
+    if (fn_label, arg) == ("YaRN", "truncate"):
+        return [v for v in values if v[0] != "None"]  # None: no truncation, as in Hugging Face
+    if kind == "base" and fn_label in ("decay_bound", "cos_sum", "satisfies_base_bound", "relative_scores",
+                                       "random_score_stats"):
+        return values + [("one", 1.0)]  # the decay module needs base > 1
+    if (fn_label, arg) == ("random_score_stats", "seed"):
+        return values + [("negative", -1)]  # numpy seeds are non-negative
+    if fn_label == "next_token_task" and arg in ("seq_len", "n_content"):
+        return [v for v in values if v[0] != "zero"] + [("too small", 2 if arg == "seq_len" else 1)]
+    if (fn_label, arg) == ("min_base", "max_base"):
+        return [v for v in values if v[0] != "inf"]  # inf: no limit
+    if (fn_label, arg) == ("stdlib_corpus", "max_bytes"):
+        return [v for v in values if v[0] != "zero"] + [("one", 1)]
+    return values
+
+
+def _spec_rows():
+    """One row per (function, argument): its args builder takes the bad value, and the row's values are all of
+    that argument's kind, each of which must be rejected with ``"<function>: "`` and ``"<argument>=<repr>"``."""
+    rows = []
+    for label, fn, valid, kinds in SPECS:
+        for arg, kind in kinds.items():
+            def args(value, valid=valid, arg=arg):
+                return (), {**valid(), arg: value}
+
+            values = _bad_values(label, arg, kind)
+            rows.append(pytest.param(fn, args, values, (f"{label}: ", f"{arg}={{value!r}}"), id=f"{label}-{arg}"))
+    return rows
+
+
+@pytest.mark.parametrize("label, fn, valid", [pytest.param(s[0], s[1], s[2], id=f"{s[0]}-{i}") for i, s in enumerate(SPECS)])
+def test_valid_baseline(label, fn, valid):
+    """The call every crossed row starts from is itself valid: a row then tests only the argument it replaces."""
+    fn(**valid())
+
+
+# ----------------------------------------------------------------------------- hand-written rows
+
+X = lambda: _x(2, 3, 8)  # noqa: E731  (B·H, T, D)
+Q4 = lambda: _x(1, 2, 3, 8)  # noqa: E731  (B, H, T, D)
+K4 = lambda: _x(1, 1, 3, 8)  # noqa: E731
+QKV = lambda: (_x(5, 4), _x(5, 4), _x(5, 3))  # noqa: E731
+I64 = torch.int64
+
+
+def call(*args, **kwargs):
+    """An args builder for arguments made once, with the table (no row changes its inputs)."""
+    return lambda: (args, kwargs)
+
+
+def lazy(fn):
+    """An args builder that makes its arguments when the row runs: ``lambda: (args, kwargs)``."""
+    return fn
+
+
+def _rotary_forward(q, k, positions=None, **kw):
+    return rb.RotaryEmbedding(8)(q, k, positions, **kw)
+
+
+def _lm(idx, targets=None):
+    return _tiny_lm()(idx, targets)
+
+
+# (id, callable, args builder, exception types, words the message must contain)
+ROWS = [
+    # --- apply_rope / apply_rope_complex: x, positions, offset, rotary_dim against x
+    ("apply_rope x str", rb.apply_rope, call("abc"), ERRORS, ("apply_rope: ", "x must", "type(x)=str")),
+    ("apply_rope x int", rb.apply_rope, lazy(lambda: ((torch.zeros(2, 3, 8, dtype=I64),), {})), ERRORS,
+     ("apply_rope: ", "x must", "torch.int64")),
+    ("apply_rope x 1-d", rb.apply_rope, lazy(lambda: ((_x(8),), {})), ERRORS, ("apply_rope: ", "x.shape=(8,)")),
+    ("apply_rope x complex", rb.apply_rope, lazy(lambda: ((torch.zeros(3, 8, dtype=torch.complex64),), {})), ERRORS,
+     ("apply_rope: ", "x must", "complex64")),
+    ("apply_rope odd head_dim", rb.apply_rope, lazy(lambda: ((torch.zeros(2, 4, 16, 63),), {})), ERRORS,
+     ("apply_rope: head_dim must be even", "x.shape=(2, 4, 16, 63)")),
+    ("apply_rope rotary_dim > head_dim", rb.apply_rope, lazy(lambda: ((X(),), dict(rotary_dim=10))), ERRORS,
+     ("apply_rope: ", "rotary_dim=10", "head_dim=8")),
+    ("apply_rope positions shape", rb.apply_rope, lazy(lambda: ((X(), torch.arange(5)), {})), ERRORS,
+     ("apply_rope: ", "positions.shape=(5,)")),
+    ("apply_rope positions nan", rb.apply_rope, lazy(lambda: ((X(), torch.tensor([0.0, NAN, 2.0])), {})), ERRORS,
+     ("apply_rope: ", "positions must be finite", "nan")),
+    ("apply_rope positions inf list", rb.apply_rope, call(_x(2, 3, 8), [0.0, 1.0, INF]), ERRORS,
+     ("apply_rope: ", "positions must be finite", "inf")),
+    ("apply_rope positions bool", rb.apply_rope, lazy(lambda: ((X(), torch.ones(3, dtype=torch.bool)), {})), ERRORS,
+     ("apply_rope: ", "positions", "torch.bool")),
+    ("apply_rope positions complex", rb.apply_rope, lazy(lambda: ((X(), torch.zeros(3, dtype=torch.complex64)), {})),
+     ERRORS, ("apply_rope: ", "positions", "complex64")),
+    ("apply_rope positions str", rb.apply_rope, call(_x(2, 3, 8), "abc"), ERRORS, ("apply_rope: ", "positions='abc'")),
+    ("apply_rope positions ragged list", rb.apply_rope, call(_x(2, 3, 8), [[0, 1], [2]]), ERRORS,
+     ("apply_rope: ", "positions=")),
+    ("apply_rope offset str", rb.apply_rope, call(_x(2, 3, 8), offset="3"), ERRORS, ("apply_rope: ", "offset='3'")),
+    ("apply_rope offset nan", rb.apply_rope, call(_x(2, 3, 8), offset=NAN), ERRORS, ("apply_rope: ", "offset=nan")),
+    ("apply_rope offset inf", rb.apply_rope, call(_x(2, 3, 8), offset=-INF), ERRORS, ("apply_rope: ", "offset=-inf")),
+    ("apply_rope offset bool", rb.apply_rope, call(_x(2, 3, 8), offset=True), ERRORS, ("apply_rope: ", "offset=True")),
+    ("apply_rope offset None", rb.apply_rope, call(_x(2, 3, 8), offset=None), ERRORS, ("apply_rope: ", "offset=None")),
+    ("apply_rope offset shape", rb.apply_rope, lazy(lambda: ((X(),), dict(offset=torch.zeros(4, 1, dtype=I64)))),
+     ERRORS, ("apply_rope: ", "offset.shape=(4, 1)")),
+    ("apply_rope offset bool tensor", rb.apply_rope, lazy(lambda: ((X(),), dict(offset=torch.tensor(True)))), ERRORS,
+     ("apply_rope: ", "offset", "torch.bool")),
+    ("apply_rope offset nan tensor", rb.apply_rope, lazy(lambda: ((X(),), dict(offset=torch.tensor(NAN)))), ERRORS,
+     ("apply_rope: ", "offset must be finite")),
+    ("apply_rope backend", rb.apply_rope, call(_x(2, 3, 8), backend="cuda"), ERRORS, ("apply_rope: ", "backend='cuda'")),
+    ("apply_rope backend None", rb.apply_rope, call(_x(2, 3, 8), backend=None), ERRORS, ("apply_rope: ", "backend=None")),
+    ("apply_rope seq_len list", rb.apply_rope, call(_x(2, 3, 8), seq_len=[3]), ERRORS, ("apply_rope: ", "seq_len=[3]")),
+    ("apply_rope seq_len tensor of 2", rb.apply_rope, lazy(lambda: ((X(),), dict(seq_len=torch.tensor([3, 4])))), ERRORS,
+     ("apply_rope: ", "seq_len")),
+    ("apply_rope_complex x int", rb.apply_rope_complex, lazy(lambda: ((torch.zeros(3, 8, dtype=I64),), {})), ERRORS,
+     ("apply_rope_complex: ", "x must", "torch.int64")),
+    ("apply_rope_complex odd head_dim", rb.apply_rope_complex, lazy(lambda: ((torch.zeros(3, 5),), {})), ERRORS,
+     ("apply_rope_complex: head_dim must be even", "x.shape=(3, 5)")),
+    ("apply_rope_complex positions shape", rb.apply_rope_complex, lazy(lambda: ((X(), torch.arange(4)), {})), ERRORS,
+     ("apply_rope_complex: ", "positions.shape=(4,)")),
+    ("apply_rope_complex positions str", rb.apply_rope_complex, call(_x(2, 3, 8), "abc"), ERRORS,
+     ("apply_rope_complex: ", "positions='abc'")),
+    ("apply_rope_complex offset nan", rb.apply_rope_complex, call(_x(2, 3, 8), offset=NAN), ERRORS,
+     ("apply_rope_complex: ", "offset=nan")),
+    # --- rope_cos_sin
+    ("rope_cos_sin positions str", rb.rope_cos_sin, call("abc", 8), ERRORS, ("rope_cos_sin: ", "positions='abc'")),
+    ("rope_cos_sin positions nan", rb.rope_cos_sin, call([0.0, NAN], 8), ERRORS, ("rope_cos_sin: ", "positions must be finite")),
+    ("rope_cos_sin positions bool", rb.rope_cos_sin, lazy(lambda: ((torch.tensor([True]), 8), {})), ERRORS,
+     ("rope_cos_sin: ", "positions", "torch.bool")),
+    # --- RotaryEmbedding
+    ("RotaryEmbedding rotary_dim > dim", rb.RotaryEmbedding, call(8, rotary_dim=10), ERRORS,
+     ("RotaryEmbedding: ", "rotary_dim=10", "dim=8")),
+    ("RotaryEmbedding.cos_sin positions str", lambda p: rb.RotaryEmbedding(8).cos_sin(p), call("abc"), ERRORS,
+     ("RotaryEmbedding.cos_sin: ", "positions='abc'")),
+    ("RotaryEmbedding.cos_sin positions nan", lambda p: rb.RotaryEmbedding(8).cos_sin(p), call([0.0, NAN]), ERRORS,
+     ("RotaryEmbedding.cos_sin: ", "positions must be finite")),
+    ("RotaryEmbedding q str", _rotary_forward, lazy(lambda: (("abc", K4()), {})), ERRORS, ("RotaryEmbedding: ", "q")),
+    ("RotaryEmbedding q int", _rotary_forward, lazy(lambda: ((torch.zeros(1, 2, 3, 8, dtype=I64), K4()), {})), ERRORS,
+     ("RotaryEmbedding: ", "q", "torch.int64")),
+    ("RotaryEmbedding q head_dim", _rotary_forward, lazy(lambda: ((_x(1, 2, 3, 6), K4()), {})), ERRORS,
+     ("RotaryEmbedding: ", "q.shape=(1, 2, 3, 6)")),
+    ("RotaryEmbedding k tokens", _rotary_forward, lazy(lambda: ((Q4(), _x(1, 1, 4, 8)), {})), ERRORS,
+     ("RotaryEmbedding: ", "k.shape=(1, 1, 4, 8)")),
+    ("RotaryEmbedding positions shape", _rotary_forward, lazy(lambda: ((Q4(), K4(), torch.arange(4)), {})), ERRORS,
+     ("RotaryEmbedding: ", "positions.shape=(4,)")),
+    ("RotaryEmbedding positions str", _rotary_forward, lazy(lambda: ((Q4(), K4(), "abc"), {})), ERRORS,
+     ("RotaryEmbedding: ", "positions='abc'")),
+    ("RotaryEmbedding offset per row", _rotary_forward, lazy(lambda: ((Q4(), K4()), dict(offset=torch.tensor([1, 2])))),
+     ERRORS, ("RotaryEmbedding: ", "offset.shape=(2,)")),
+    ("RotaryEmbedding offset nan", _rotary_forward, lazy(lambda: ((Q4(), K4()), dict(offset=NAN))), ERRORS,
+     ("RotaryEmbedding: ", "offset=nan")),
+    # --- layout converters
+    ("interleaved_to_half_weights w str", rb.interleaved_to_half_weights, call("w", 2), ERRORS,
+     ("interleaved_to_half_weights: ", "type(w)=str")),
+    ("interleaved_to_half_weights w 0-d", rb.interleaved_to_half_weights, lazy(lambda: ((torch.tensor(1.0), 1), {})),
+     ERRORS, ("interleaved_to_half_weights: ", "w.shape=()")),
+    ("interleaved_to_half_weights not a divisor", rb.interleaved_to_half_weights, lazy(lambda: ((_x(16, 3), 3), {})),
+     ERRORS, ("interleaved_to_half_weights: ", "n_heads=3", "w.shape[0]=16")),
+    ("interleaved_to_half_weights odd head_dim", rb.interleaved_to_half_weights, lazy(lambda: ((_x(6, 4), 2), {})),
+     ERRORS, ("interleaved_to_half_weights: ", "head_dim", "w.shape=(6, 4)", "n_heads=2")),
+    # --- scaling rules
+    ("NTKAware.inv_freq dim 2", lambda **kw: scaling.NTKAware(2.0).inv_freq(**kw), call(dim=2), ERRORS,
+     ("NTKAware", "dim=2")),
+    ("YaRN beta_fast str", scaling.YaRN, call(2.0, 64, beta_fast="32"), ERRORS, ("YaRN: ", "beta_fast='32'")),
+    ("YaRN beta_slow nan", scaling.YaRN, call(2.0, 64, beta_slow=NAN), ERRORS, ("YaRN: ", "beta_slow=nan")),
+    ("YaRN beta_slow > beta_fast", scaling.YaRN, call(2.0, 64, beta_fast=2.0, beta_slow=4.0), ERRORS,
+     ("YaRN: ", "beta_fast=2.0", "beta_slow=4.0")),
+    ("YaRN mscale negative", scaling.YaRN, call(2.0, 64, mscale=-1.0), ERRORS, ("YaRN: ", "mscale=-1.0")),
+    ("YaRN.inv_freq base 1", lambda **kw: scaling.YaRN(2.0, 64).inv_freq(**kw), call(dim=8, base=1.0), ERRORS,
+     ("YaRN.inv_freq: ", "base=1.0")),
+    ("Llama3 low_freq_factor str", scaling.Llama3, call(2.0, 64, low_freq_factor="1"), ERRORS,
+     ("Llama3: ", "low_freq_factor='1'")),
+    ("Llama3 high <= low", scaling.Llama3, call(2.0, 64, low_freq_factor=4.0, high_freq_factor=2.0), ERRORS,
+     ("Llama3: ", "low_freq_factor=4.0", "high_freq_factor=2.0")),
+    ("LongRoPE short_factor str", scaling.LongRoPE, call("abc", [1.0], 4), ERRORS, ("LongRoPE: ", "short_factor='abc'")),
+    ("LongRoPE short_factor entries str", scaling.LongRoPE, call(["1.0", "2.0"], [1.0, 1.0], 4), ERRORS,
+     ("LongRoPE: ", "short_factor")),
+    ("LongRoPE short_factor bool entry", scaling.LongRoPE, call([True, 1.0], [1.0, 1.0], 4), ERRORS,
+     ("LongRoPE: ", "short_factor")),
+    ("LongRoPE long_factor zero", scaling.LongRoPE, call([1.0], [0.0], 4), ERRORS, ("LongRoPE: ", "long_factor")),
+    ("LongRoPE long_factor nan", scaling.LongRoPE, call([1.0], [NAN], 4), ERRORS, ("LongRoPE: ", "long_factor")),
+    ("LongRoPE long_factor number", scaling.LongRoPE, call([1.0], 2.0, 4), ERRORS, ("LongRoPE: ", "long_factor=2.0")),
+    ("LongRoPE.inv_freq factor count", lambda **kw: scaling.LongRoPE([1.0] * 3, [1.0] * 3, 4).inv_freq(**kw),
+     call(dim=8), ERRORS, ("LongRoPE", "short_factor", "dim // 2 = 4")),
+    # --- reference
+    ("pair_indices i past the pairs", reference.pair_indices, call(4, 8), ERRORS, ("pair_indices: ", "i=4")),
+    ("pair_indices i negative", reference.pair_indices, call(-1, 8), ERRORS, ("pair_indices: ", "i=-1")),
+    ("pair_indices i float", reference.pair_indices, call(1.5, 8), ERRORS, ("pair_indices: ", "i=1.5")),
+    ("pair_indices i bool", reference.pair_indices, call(True, 8), ERRORS, ("pair_indices: ", "i=True")),
+    ("rope_matrix inv_freq shape", reference.rope_matrix, call(1, 8, inv_freq=[1.0, 0.1]), ERRORS,
+     ("rope_matrix: ", "inv_freq", "(4,)")),
+    ("rope_matrix inv_freq nan", reference.rope_matrix, call(1, 4, inv_freq=[NAN, 1.0]), ERRORS,
+     ("rope_matrix: ", "inv_freq", "finite")),
+    ("reference.rope_frequencies seq_len", reference.rope_frequencies, call(8, scaling=_DYN, seq_len="x"), ERRORS,
+     ("seq_len='x'",)),
+    ("apply_rope_reference x str", reference.apply_rope_reference, call("abc"), ERRORS,
+     ("apply_rope_reference: ", "x")),
+    ("apply_rope_reference x complex", reference.apply_rope_reference,
+     lazy(lambda: ((torch.ones(3, 4, dtype=torch.complex64),), {})), ERRORS, ("apply_rope_reference: ", "x", "complex")),
+    ("apply_rope_reference x complex array", reference.apply_rope_reference, call(np.ones((3, 4), dtype=complex)),
+     ERRORS, ("apply_rope_reference: ", "x", "complex")),
+    ("apply_rope_reference x 1-d", reference.apply_rope_reference, call(np.ones(4)), ERRORS,
+     ("apply_rope_reference: ", "x.shape=(4,)")),
+    ("apply_rope_reference odd head_dim", reference.apply_rope_reference, call(np.ones((3, 5))), ERRORS,
+     ("apply_rope_reference: head_dim must be even", "(3, 5)")),
+    ("apply_rope_reference positions shape", reference.apply_rope_reference, call(np.ones((3, 4)), [0, 1]), ERRORS,
+     ("apply_rope_reference: ", "positions.shape=(2,)")),
+    ("apply_rope_reference positions nan", reference.apply_rope_reference, call(np.ones((3, 4)), [0.0, NAN, 1.0]),
+     ERRORS, ("apply_rope_reference: ", "positions must be finite")),
+    ("apply_rope_reference positions str", reference.apply_rope_reference, call(np.ones((3, 4)), "abc"), ERRORS,
+     ("apply_rope_reference: ", "positions")),
+    ("apply_rope_reference inv_freq shape", reference.apply_rope_reference, call(np.ones((3, 4)), inv_freq=[1.0]),
+     ERRORS, ("apply_rope_reference: ", "inv_freq", "(2,)")),
+    ("apply_rope_reference inv_freq nan", reference.apply_rope_reference, call(np.ones((3, 4)), inv_freq=[1.0, NAN]),
+     ERRORS, ("apply_rope_reference: ", "inv_freq", "finite")),
+    ("apply_rope_reference seq_len", reference.apply_rope_reference, call(np.ones((3, 4)), scaling=_DYN, seq_len="x"),
+     ERRORS, ("apply_rope_reference: ", "seq_len='x'")),
+    # --- positions
+    ("t5_relative_bucket float", positions.t5_relative_bucket, lazy(lambda: ((torch.tensor([0.5]),), {})), ERRORS,
+     ("t5_relative_bucket: ", "relative_position", "float32")),
+    ("t5_relative_bucket bool", positions.t5_relative_bucket, lazy(lambda: ((torch.tensor([True]),), {})), ERRORS,
+     ("t5_relative_bucket: ", "relative_position", "torch.bool")),
+    ("t5_relative_bucket str", positions.t5_relative_bucket, call("abc"), ERRORS,
+     ("t5_relative_bucket: ", "relative_position='abc'")),
+    ("t5_relative_bucket max_distance small", positions.t5_relative_bucket, call([1], num_buckets=32, max_distance=8),
+     ERRORS, ("t5_relative_bucket: ", "max_distance=8")),
+    # --- attention
+    ("feature_map x str", attention.feature_map, call("abc"), ERRORS, ("feature_map: ", "x")),
+    ("feature_map x int", attention.feature_map, lazy(lambda: ((torch.arange(3),), {})), ERRORS,
+     ("feature_map: ", "x", "torch.int64")),
+    ("feature_map name", attention.feature_map, lazy(lambda: ((_x(3),), dict(name="softmax"))), ERRORS,
+     ("feature_map: ", "name='softmax'")),
+    ("softmax_attention q str", attention.softmax_attention, lazy(lambda: (("q", *QKV()[1:]), {})), ERRORS,
+     ("softmax_attention: ", "type(q)=str")),
+    ("softmax_attention k int", attention.softmax_attention,
+     lazy(lambda: ((QKV()[0], torch.zeros(5, 4, dtype=I64), QKV()[2]), {})), ERRORS, ("softmax_attention: ", "k.dtype=torch.int64")),
+    ("softmax_attention q k shapes", attention.softmax_attention, lazy(lambda: ((_x(5, 4), _x(5, 6), _x(5, 3)), {})),
+     ERRORS, ("softmax_attention: ", "k.shape=(5, 6)")),
+    ("softmax_attention v tokens", attention.softmax_attention, lazy(lambda: ((_x(5, 4), _x(5, 4), _x(4, 3)), {})),
+     ERRORS, ("softmax_attention: ", "v.shape=(4, 3)")),
+    ("softmax_attention v dtype", attention.softmax_attention,
+     lazy(lambda: ((_x(5, 4), _x(5, 4), _x(5, 3, dtype=torch.float64)), {})), ERRORS, ("softmax_attention: ", "torch.float64")),
+    ("softmax_attention encoding", attention.softmax_attention, lazy(lambda: (QKV(), dict(encoding="rope"))), ERRORS,
+     ("softmax_attention: ", "encoding='rope'")),
+    ("softmax_attention positions shape", attention.softmax_attention, lazy(lambda: (QKV(), dict(positions=torch.arange(4)))),
+     ERRORS, ("softmax_attention: ", "positions.shape=(4,)")),
+    ("softmax_attention positions bool", attention.softmax_attention,
+     lazy(lambda: (QKV(), dict(positions=torch.ones(5, dtype=torch.bool)))), ERRORS,
+     ("softmax_attention: ", "positions", "torch.bool")),
+    ("softmax_attention positions str", attention.softmax_attention, lazy(lambda: (QKV(), dict(positions="abcde"))), ERRORS,
+     ("softmax_attention: ", "positions='abcde'")),
+    ("linear_attention_weights feature_map", attention.linear_attention_weights,
+     lazy(lambda: (QKV()[:2], dict(feature_map="softmax"))), ERRORS, ("linear_attention_weights: ", "feature_map='softmax'")),
+    ("linear_attention_weights positions shape", attention.linear_attention_weights,
+     lazy(lambda: (QKV()[:2], dict(positions=torch.arange(6)))), ERRORS, ("linear_attention_weights: ", "positions.shape=(6,)")),
+    ("linear_attention_quadratic v str", attention.linear_attention_quadratic, lazy(lambda: ((*QKV()[:2], "v"), {})),
+     ERRORS, ("linear_attention_quadratic: ", "type(v)=str")),
+    ("linear_attention_quadratic causal", attention.linear_attention_quadratic, lazy(lambda: (QKV(), dict(causal="no"))),
+     ERRORS, ("linear_attention_quadratic: ", "causal='no'")),
+    ("linear_attention encoding", attention.linear_attention, lazy(lambda: (QKV(), dict(encoding=3))), ERRORS,
+     ("linear_attention: ", "encoding=3")),
+    # --- lrpe
+    ("householder_matrix v str", lrpe.householder_matrix, call("v"), ERRORS, ("householder_matrix: ", "type(v)=str")),
+    ("householder_matrix v 2-d", lrpe.householder_matrix, lazy(lambda: ((_x(2, 2),), {})), ERRORS,
+     ("householder_matrix: ", "v.shape=(2, 2)")),
+    ("householder_matrix v int", lrpe.householder_matrix, lazy(lambda: ((torch.tensor([1, 0]),), {})), ERRORS,
+     ("householder_matrix: ", "v.dtype=torch.int64")),
+    ("householder_matrix v zero", lrpe.householder_matrix, lazy(lambda: ((torch.zeros(3),), {})), ERRORS,
+     ("householder_matrix: ", "non-zero")),
+    ("householder_matrix v nan", lrpe.householder_matrix, lazy(lambda: ((torch.tensor([NAN, 1.0]),), {})), ERRORS,
+     ("householder_matrix: ", "v", "finite")),
+    ("Rotation x head_dim", lambda x, p=None: lrpe.Rotation(4)(x, p), lazy(lambda: ((_x(3, 6),), {})), ERRORS,
+     ("Rotation: ", "x.shape=(3, 6)")),
+    ("Rotation positions float", lambda x, p=None: lrpe.Rotation(4)(x, p),
+     lazy(lambda: ((_x(3, 4), torch.tensor([0.0, 1.5, 2.0])), {})), ERRORS, ("Rotation: ", "positions", "torch.float32")),
+    ("Rotation positions str", lambda x, p=None: lrpe.Rotation(4)(x, p), lazy(lambda: ((_x(3, 4), "abc"), {})), ERRORS,
+     ("Rotation: ", "positions='abc'")),
+    ("Unitary basis name", lrpe.Unitary, call(4, basis="fourier"), ERRORS, ("Unitary: ", "basis='fourier'")),
+    ("Unitary basis not orthogonal", lrpe.Unitary, lazy(lambda: ((4,), dict(basis=2 * torch.eye(4)))), ERRORS,
+     ("Unitary: ", "basis", "orthogonal")),
+    ("Unitary basis shape", lrpe.Unitary, lazy(lambda: ((4,), dict(basis=torch.eye(3)))), ERRORS,
+     ("Unitary: ", "basis", "(3, 3)")),
+    ("Unitary.forward x int", lambda x: lrpe.Unitary(4)(x), lazy(lambda: ((torch.zeros(3, 4, dtype=I64),), {})), ERRORS,
+     ("Unitary: ", "x", "torch.int64")),
+    ("Permutation not a permutation", lrpe.Permutation, lazy(lambda: ((3,), dict(permutation=torch.tensor([0, 0, 1])))),
+     ERRORS, ("Permutation: ", "permutation")),
+    ("Permutation permutation str", lrpe.Permutation, call(3, permutation="abc"), ERRORS,
+     ("Permutation: ", "permutation='abc'")),
+    ("Permutation forward positions float", lambda x, p: lrpe.Permutation(3)(x, p),
+     lazy(lambda: ((_x(2, 3), torch.tensor([0.5, 1.0])), {})), ERRORS, ("Permutation: ", "positions", "torch.float32")),
+    ("Permutation.indices positions float", lambda p: lrpe.Permutation(3).indices(p), lazy(lambda: ((torch.tensor([0.5]),), {})),
+     ERRORS, ("Permutation.indices: ", "positions", "torch.float32")),
+    ("Permutation.matrix m float", lambda m: lrpe.Permutation(3).matrix(m), call(1.5), ERRORS,
+     ("Permutation.matrix: ", "m=1.5")),
+    ("Unitary.matrix m nan", lambda m: lrpe.Unitary(4).matrix(m), call(NAN), ERRORS, ("Unitary.matrix: ", "m=nan")),
+    # --- crope
+    ("parameter_count module str", crope.parameter_count, call("model"), ERRORS, ("parameter_count: ", "module")),
+    ("ComplexLinear.forward x str", lambda x: crope.ComplexLinear(4, 4)(x), call("x"), ERRORS,
+     ("ComplexLinear: ", "type(x)=str")),
+    ("ComplexLinear.forward x 0-d", lambda x: crope.ComplexLinear(4, 4)(x), lazy(lambda: ((torch.tensor(1.0),), {})),
+     ERRORS, ("ComplexLinear: ", "x.shape=()")),
+    ("ComplexLinear.forward x int", lambda x: crope.ComplexLinear(4, 4)(x),
+     lazy(lambda: ((torch.zeros(2, 4, dtype=I64),), {})), ERRORS, ("ComplexLinear: ", "torch.int64")),
+    ("ComplexLinear.forward in_features", lambda x: crope.ComplexLinear(4, 4)(x), lazy(lambda: ((_x(2, 6),), {})),
+     ERRORS, ("ComplexLinear: ", "x.shape=(2, 6)")),
+    ("RoPEAttention n_heads not a divisor", crope.RoPEAttention, call(8, 3), ERRORS, ("RoPEAttention: ", "n_heads=3")),
+    ("RoPEAttention.forward x 2-d", lambda x: crope.RoPEAttention(8, 2)(x), lazy(lambda: ((_x(3, 8),), {})), ERRORS,
+     ("RoPEAttention.forward: ", "x.shape=(3, 8)")),
+    ("RoPEAttention.forward x int", lambda x: crope.RoPEAttention(8, 2)(x),
+     lazy(lambda: ((torch.zeros(1, 3, 8, dtype=I64),), {})), ERRORS, ("RoPEAttention.forward: ", "torch.int64")),
+    ("RoPEAttention.forward positions shape", lambda x, p: crope.RoPEAttention(8, 2)(x, p),
+     lazy(lambda: ((_x(1, 3, 8), torch.arange(4)), {})), ERRORS, ("positions.shape=(4,)",)),
+    ("CRoPEAttention.scores x str", lambda x: crope.CRoPEAttention(8, 2).scores(x), call("x"), ERRORS,
+     ("CRoPEAttention.scores: ", "type(x)=str")),
+    # --- data
+    ("stdlib_corpus val_fraction str", data.stdlib_corpus, call(val_fraction="0.1"), ERRORS,
+     ("stdlib_corpus: ", "val_fraction='0.1'")),
+    ("stdlib_corpus val_fraction nan", data.stdlib_corpus, call(val_fraction=NAN), ERRORS,
+     ("stdlib_corpus: ", "val_fraction=nan")),
+    ("stdlib_corpus val_fraction one", data.stdlib_corpus, call(val_fraction=1.0), ERRORS,
+     ("stdlib_corpus: ", "val_fraction=1.0")),
+    ("stdlib_corpus val_fraction bool", data.stdlib_corpus, call(val_fraction=True), ERRORS,
+     ("stdlib_corpus: ", "val_fraction=True")),
+    ("random_windows data list", data.random_windows, lazy(lambda: ((list(range(20)), 2, 4), dict(generator=_generator()))),
+     ERRORS, ("random_windows: ", "type(data)=list")),
+    ("random_windows data float", data.random_windows, lazy(lambda: ((torch.rand(20), 2, 4), dict(generator=_generator()))),
+     ERRORS, ("random_windows: ", "data", "torch.float32")),
+    ("random_windows data 2-d", data.random_windows,
+     lazy(lambda: ((torch.zeros(4, 20, dtype=I64), 2, 4), dict(generator=_generator()))), ERRORS,
+     ("random_windows: ", "data.shape=(4, 20)")),
+    ("random_windows data short", data.random_windows, lazy(lambda: ((torch.arange(4), 2, 4), dict(generator=_generator()))),
+     ERRORS, ("random_windows: ", "len(data)=4")),
+    ("random_windows generator str", data.random_windows, call(torch.arange(20), 2, 4, generator="seed"), ERRORS,
+     ("random_windows: ", "generator='seed'")),
+    ("validation_windows data float", data.validation_windows, lazy(lambda: ((torch.rand(20), 3, 4), {})), ERRORS,
+     ("validation_windows: ", "data", "torch.float32")),
+    ("next_token_task generator int", data.next_token_task, call(2, 6, 4, generator=0), ERRORS,
+     ("next_token_task: ", "generator=0")),
+    # --- model
+    ("ModelConfig head_dim odd", model.ModelConfig, call(dim=12, n_heads=4), ERRORS, ("ModelConfig: ", "n_heads=4")),
+    ("TinyLM config dict", model.TinyLM, call({"dim": 16}), ERRORS, ("TinyLM: ", "config")),
+    ("TinyLM idx float", _lm, lazy(lambda: ((torch.zeros(1, 4),), {})), ERRORS, ("TinyLM: ", "idx", "torch.float32")),
+    ("TinyLM idx 1-d", _lm, lazy(lambda: ((torch.zeros(4, dtype=I64),), {})), ERRORS, ("TinyLM: ", "idx.shape=(4,)")),
+    ("TinyLM idx str", _lm, call("abc"), ERRORS, ("TinyLM: ", "type(idx)=str")),
+    ("TinyLM idx out of vocabulary", _lm, lazy(lambda: ((torch.full((1, 4), 10),), {})), ERRORS,
+     ("TinyLM: ", "idx", "vocab_size=10")),
+    ("TinyLM idx negative", _lm, lazy(lambda: ((torch.full((1, 4), -1),), {})), ERRORS, ("TinyLM: ", "idx")),
+    ("TinyLM idx too long", _lm, lazy(lambda: ((torch.zeros(1, 9, dtype=I64),), {})), ERRORS,
+     ("TinyLM: ", "max_seq_len=8", "idx.shape=(1, 9)")),
+    ("TinyLM targets shape", _lm, lazy(lambda: ((torch.zeros(1, 4, dtype=I64), torch.zeros(1, 3, dtype=I64)), {})),
+     ERRORS, ("TinyLM: ", "targets.shape=(1, 3)")),
+    ("TinyLM targets float", _lm, lazy(lambda: ((torch.zeros(1, 4, dtype=I64), torch.zeros(1, 4)), {})), ERRORS,
+     ("TinyLM: ", "targets", "torch.float32")),
+    ("TinyLM targets int32", _lm, lazy(lambda: ((torch.zeros(1, 4, dtype=I64), torch.zeros(1, 4, dtype=torch.int32)), {})),
+     ERRORS, ("TinyLM: ", "targets.dtype=torch.int32")),
+    ("TinyLM idx uint8", _lm, lazy(lambda: ((torch.zeros(1, 4, dtype=torch.uint8),), {})), ERRORS,
+     ("TinyLM: ", "idx.dtype=torch.uint8")),
+    # --- decay
+    ("decay_bound distance str", rb.decay_bound, call("far", 8), ERRORS, ("decay_bound: ", "distance='far'")),
+    ("decay_bound distance nan", rb.decay_bound, call([0.0, NAN], 8), ERRORS, ("decay_bound: ", "distance")),
+    ("decay_bound distance complex", rb.decay_bound, call(1j, 8), ERRORS, ("decay_bound: ", "distance=1j")),
+    ("cos_sum distance str", decay.cos_sum, call("far", 8), ERRORS, ("cos_sum: ", "distance='far'")),
+    ("relative_scores q str", decay.relative_scores, call("q", [1.0, 1.0], [0.0]), ERRORS, ("relative_scores: ", "q")),
+    ("relative_scores odd d", decay.relative_scores, call([1.0, 2.0, 3.0], [1.0, 2.0, 3.0], [0.0]), ERRORS,
+     ("relative_scores: ", "q.shape=(3,)")),
+    ("relative_scores q k rows", decay.relative_scores, call(np.ones((3, 4)), np.ones((2, 4)), [0.0]), ERRORS,
+     ("relative_scores: ", "q.shape=(3, 4)", "k.shape=(2, 4)")),
+    ("relative_scores distance 2-d", decay.relative_scores, call([1.0, 1.0], [1.0, 1.0], [[0.0]]), ERRORS,
+     ("relative_scores: ", "distance.shape=(1, 1)")),
+    ("min_base rtol zero", rb.min_base, call(64, 8, rtol=0.0), ERRORS, ("min_base: ", "rtol=0.0")),
+    ("min_base rtol nan", rb.min_base, call(64, 8, rtol=NAN), ERRORS, ("min_base: ", "rtol=nan")),
+]
+
+
+def _kernel_rows():
+    """Kernel rows: checks before the launch, so each is fast even under the interpreter."""
+    if not HAS_TRITON:
+        return []
+    from ropebook import kernels as K
+
+    def q4(dtype=torch.float32, *shape):
+        return _x(*(shape or (1, 2, 3, 8)), dtype=dtype).to(DEVICE)
+
+    def k4():
+        return _x(1, 1, 3, 8).to(DEVICE)
+
+    def cache():
+        return K.rope_cache(8, max_position=16, device=DEVICE)
+
+    def cs(T=3, half=4, dtype=torch.float32):
+        c, s = rb.rope_cos_sin(torch.arange(T), 2 * half, dtype=dtype)
+        return c.to(DEVICE), s.to(DEVICE)
+
+    def hf_cs(T=3, D=8):
+        c, s = cs(T, D // 2)
+        return torch.cat((c, c), -1), torch.cat((s, s), -1)
+
+    rows = [
+        ("rope_cache max_position", K.rope_cache, call(8, max_position=0), ERRORS, ("rope_cache: ", "max_position=0")),
+        ("rope_cache max_position float", K.rope_cache, call(8, max_position=16.0), ERRORS,
+         ("rope_cache: ", "max_position=16.0")),
+        ("rope_cache seq_len", K.rope_cache, call(8, seq_len="x"), ERRORS, ("rope_cache: ", "seq_len='x'")),
+        ("rope_qk q 3-d", K.rope_qk, lazy(lambda: ((q4(torch.float32, 2, 3, 8), None, cache()), {})), ERRORS,
+         ("rope_qk: ", "q.shape=(2, 3, 8)")),
+        ("rope_qk q int", K.rope_qk, lazy(lambda: ((torch.zeros(1, 2, 3, 8, dtype=I64, device=DEVICE), None, cache()), {})),
+         ERRORS, ("rope_qk: ", "q.dtype=torch.int64")),
+        ("rope_qk k dtype", K.rope_qk, lazy(lambda: ((q4(), k4().double(), cache()), {})), ERRORS,
+         ("rope_qk: ", "k must match q", "torch.float64")),
+        ("rope_qk cache str", K.rope_qk, lazy(lambda: ((q4(), k4(), "cache"), {})), ERRORS,
+         ("rope_qk: ", "type(cache)=str")),
+        ("rope_qk cache too narrow", K.rope_qk, lazy(lambda: ((q4(), k4(), K.rope_cache(16)), {})), ERRORS,
+         ("rope_qk: ", "rotary_dim=16", "head_dim=8")),
+        ("rope_qk layout", K.rope_qk, lazy(lambda: ((q4(), k4(), cache()), dict(layout="neox"))), ERRORS,
+         ("rope_qk: ", "layout='neox'")),
+        ("rope_qk offsets float", K.rope_qk, lazy(lambda: ((q4(), k4(), cache()), dict(offsets=1.5))), ERRORS,
+         ("rope_qk: ", "offsets=1.5")),
+        ("rope_qk offsets bool", K.rope_qk, lazy(lambda: ((q4(), k4(), cache()), dict(offsets=True))), ERRORS,
+         ("rope_qk: ", "offsets=True")),
+        ("rope_qk offsets negative", K.rope_qk, lazy(lambda: ((q4(), k4(), cache()), dict(offsets=-1))), ERRORS,
+         ("rope_qk: ", "offsets=-1")),
+        ("rope_qk offsets shape", K.rope_qk,
+         lazy(lambda: ((q4(), k4(), cache()), dict(offsets=torch.tensor([0, 1], device=DEVICE)))), ERRORS,
+         ("rope_qk: ", "offsets.shape=(2,)")),
+        ("rope_qk positions float", K.rope_qk,
+         lazy(lambda: ((q4(), k4(), cache()), dict(positions=torch.zeros(1, 3, device=DEVICE)))), ERRORS,
+         ("rope_qk: ", "positions.dtype=torch.float32")),
+        ("rope_qk angles", K.rope_qk, lazy(lambda: ((q4(), k4(), cache()), dict(angles="tables"))), ERRORS,
+         ("rope_qk: ", "angles='tables'")),
+        ("rope_qk inplace str", K.rope_qk, lazy(lambda: ((q4(), k4(), cache()), dict(inplace="yes"))), ERRORS,
+         ("rope_qk: ", "inplace='yes'")),
+        ("rope_qk max_seqlen without cu_seqlens", K.rope_qk, lazy(lambda: ((q4(), k4(), cache()), dict(max_seqlen=3))),
+         ERRORS, ("rope_qk: ", "max_seqlen=3", "cu_seqlens")),
+        ("rope_qk max_seqlen zero", K.rope_qk,
+         lazy(lambda: ((q4(torch.float32, 2, 3, 8), None, cache()),
+                       dict(cu_seqlens=torch.tensor([0, 3], dtype=torch.int32, device=DEVICE), max_seqlen=0))),
+         ERRORS, ("rope_qk: ", "max_seqlen=0")),
+        ("rope_qk cu_seqlens float", K.rope_qk,
+         lazy(lambda: ((q4(torch.float32, 2, 3, 8), None, cache()), dict(cu_seqlens=torch.tensor([0.0, 3.0], device=DEVICE)))),
+         ERRORS, ("rope_qk: ", "cu_seqlens")),
+        ("rope_qk_cos_sin cos int", K.rope_qk_cos_sin,
+         lazy(lambda: ((q4(), k4(), torch.ones(3, 4, dtype=I64, device=DEVICE), cs()[1]), {})), ERRORS,
+         ("rope_qk_cos_sin: ", "cos.dtype=torch.int64")),
+        ("rope_qk_cos_sin cos tokens", K.rope_qk_cos_sin, lazy(lambda: ((q4(), k4(), *cs(T=4)), {})), ERRORS,
+         ("rope_qk_cos_sin: ", "cos.shape=(4, 4)")),
+        ("rope_qk_cos_sin sin shape", K.rope_qk_cos_sin, lazy(lambda: ((q4(), k4(), cs()[0], cs(half=2)[1]), {})), ERRORS,
+         ("rope_qk_cos_sin: ", "sin.shape=(3, 2)")),
+        ("rope_qk_cos_sin cos wider than head", K.rope_qk_cos_sin, lazy(lambda: ((q4(), k4(), *cs(half=8)), {})), ERRORS,
+         ("rope_qk_cos_sin: ", "cos.shape=(3, 8)")),
+        ("rope_qk_cos_sin inplace str", K.rope_qk_cos_sin, lazy(lambda: ((q4(), k4(), *cs()), dict(inplace=1))), ERRORS,
+         ("rope_qk_cos_sin: ", "inplace=1")),
+        ("rope_qk_cos_sin layout", K.rope_qk_cos_sin, lazy(lambda: ((q4(), k4(), *cs()), dict(layout=None))), ERRORS,
+         ("rope_qk_cos_sin: ", "layout=None")),
+        ("apply_cos_sin cos str", K.apply_cos_sin, lazy(lambda: ((q4(), "cos", cs()[1]), dict(layout="half", rotary_dim=8))),
+         ERRORS, ("apply_rope: ", "type(cos)=str")),
+        ("apply_cos_sin cos int", K.apply_cos_sin,
+         lazy(lambda: ((q4(), torch.ones(3, 4, dtype=I64, device=DEVICE), cs()[1]), dict(layout="half", rotary_dim=8))),
+         ERRORS, ("apply_rope: ", "cos.dtype=torch.int64")),
+        ("apply_cos_sin rotary_dim", K.apply_cos_sin, lazy(lambda: ((q4(), *cs()), dict(layout="half", rotary_dim=10))),
+         ERRORS, ("apply_rope: ", "rotary_dim=10")),
+        ("hf_apply_rotary_pos_emb q 3-d", K.hf_apply_rotary_pos_emb,
+         lazy(lambda: ((q4(torch.float32, 2, 3, 8), k4(), *hf_cs()), {})), ERRORS,
+         ("hf_apply_rotary_pos_emb: ", "q.shape=(2, 3, 8)")),
+        ("hf_apply_rotary_pos_emb cos D", K.hf_apply_rotary_pos_emb, lazy(lambda: ((q4(), k4(), *hf_cs(D=4)), {})), ERRORS,
+         ("hf_apply_rotary_pos_emb: ", "cos.shape=(3, 4)")),
+        ("hf_apply_rotary_pos_emb unsqueeze_dim bool", K.hf_apply_rotary_pos_emb,
+         lazy(lambda: ((q4(), k4(), *hf_cs()), dict(unsqueeze_dim=True))), ERRORS,
+         ("hf_apply_rotary_pos_emb: ", "unsqueeze_dim=True")),
+        ("hf_apply_rotary_pos_emb unsqueeze_dim float", K.hf_apply_rotary_pos_emb,
+         lazy(lambda: ((q4(), k4(), *hf_cs()), dict(unsqueeze_dim=1.0))), ERRORS,
+         ("hf_apply_rotary_pos_emb: ", "unsqueeze_dim=1.0")),
+    ]
+    return [pytest.param(*row[1:], id=f"kernels: {row[0]}") for row in rows]
+
+
+RAW = (IndexError, KeyError, AttributeError, RuntimeError, NotImplementedError, ZeroDivisionError, OverflowError)
+
+
+def _problem(fn, a, kw, exc, words) -> str | None:
+    """None if the call raises one of ``exc`` whose message holds every word; else what went wrong instead."""
+    try:
+        result = fn(*a, **kw)
+    except exc as err:
+        message = str(err)
+        missing = [w for w in words if w not in message]
+        return f"the message lacks {missing}: {type(err).__name__}: {message}" if missing else None
+    except RAW as err:
+        return f"a raw {type(err).__name__} that does not say which argument was wrong: {err}"
+    return f"returned silently: {type(result).__name__}"
+
+
+@pytest.mark.parametrize("fn, args, values, words", _spec_rows())
+def test_bad_values_of_each_argument(fn, args, values, words):
+    """Every bad value of the argument's kind raises an error that names the function, the argument and the value."""
+    problems = []
+    for value_label, value in values:
+        a, kw = args(value)
+        problem = _problem(fn, a, kw, ERRORS, [w.format(value=value) for w in words])
+        if problem:
+            problems.append(f"{value_label} ({value!r}): {problem}")
+    assert not problems, "\n".join(problems)
+
+
+def _rows():
+    return [pytest.param(*row[1:], id=row[0]) for row in ROWS] + _kernel_rows()
+
+
+@pytest.mark.parametrize("fn, args, exc, words", _rows())
+def test_bad_argument_is_named(fn, args, exc, words):
+    """The call raises one of ``exc`` whose message holds every word: never a silent answer, never a raw error."""
+    a, kw = args()
+    problem = _problem(fn, a, kw, exc, words)
+    assert problem is None, problem
+
+
+def test_table_is_broad():
+    """Breadth is part of the point: the rows cover the public surface, without duplicate ids."""
+    ids = [p.id for p in _spec_rows() + _rows()]
+    assert len(set(ids)) == len(ids), "duplicate row ids"
+    assert len(ids) >= 150
+    covered = {words[0].split(":")[0].split(".")[0] for _, _, _, words in (p.values for p in _spec_rows() + _rows())}
+    for name in ["apply_rope", "apply_rope_complex", "rope_cos_sin", "rope_frequencies", "RotaryEmbedding",
+                 "layout_permutation", "interleaved_to_half_weights", "decay_bound", "min_base"]:
+        assert name in covered, f"no row for {name}"
