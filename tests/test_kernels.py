@@ -287,6 +287,19 @@ def test_computed_cos_sin_error_in_float32_ulps(monkeypatch, sincos, ulps):
     assert (y64[0, 0, :, : r // 2].cpu() - angle.cos()).abs().max().item() < 1e-14
 
 
+@pytest.mark.parametrize("rule", [None, rb.scaling.YaRN(8.0, 64)])
+def test_turns_are_the_nearest_integer_to_the_exact_turn(rule):
+    """τ_i = round(2^64 θ_i / 2π) mod 2^64 for the float64 θ_i, exactly (sympy's π): then the frequency
+    adds at most m·π/2^64 to the angle. Formed in float64 instead, τ was up to 182 units off (θ_0 = 1)."""
+    import sympy as sp
+
+    inv_freq = rb.rope_frequencies(128, scaling=rule)
+    tau = K.rope_cache(128, scaling=rule).turns.numpy().view("uint64")
+    for i, theta in enumerate(inv_freq.tolist()):
+        nearest = sp.floor(sp.Rational(theta) * 2**63 / sp.pi + sp.Rational(1, 2))  # 2^64 θ / 2π, rounded
+        assert int(tau[i]) == int(nearest) % 2**64, (i, theta)
+
+
 @pytest.mark.parametrize("rule", [None, rb.scaling.Linear(4.0), rb.scaling.YaRN(8.0, 64)])
 def test_scaling_rules(rule):
     q, k = qk(T=6)
