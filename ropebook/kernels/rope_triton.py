@@ -355,7 +355,7 @@ def sincos(method: str):
 
 def default_config(T: int, n_heads: int, table: bool) -> tuple[int, int, int]:
     """(BLOCK_T, BLOCK_H, num_warps): one token and 8 heads a program; 4 warps reading a table, 2 warps
-    computing cos/sin (with 4, the angle arithmetic cost 20% at 16k tokens). From a sweep on an H100 (ch-rope-gpu)."""
+    computing cos/sin (with 4, the angle arithmetic cost 22% at 16k tokens). From a sweep on an H100 (ch-rope-gpu)."""
     return 1, min(8, _pow2(max(n_heads, 1))), 4 if table else 2
 
 
