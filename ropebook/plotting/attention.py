@@ -99,7 +99,7 @@ def plot_copy_results(results: dict, *, names: dict | None = None) -> Figure:
         ax.axhline(run["chance"], color="gray", ls="--", lw=1)
         ax.text(len(encodings) - 0.5, run["chance"], "chance", ha="right", va="bottom", fontsize=8, color="gray")
         ax.set_xticks(range(len(encodings)), [names.get(e, e) for e in encodings], fontsize=8, rotation=20)
-        ax.set_title(f"offset s = {offset}", fontsize=10)
+        ax.set_title(f"offset Δ = {offset}", fontsize=10)
         ax.set_ylim(0, 1.05)
     axes[0].set_ylabel("held-out accuracy")
     return fig
