@@ -198,11 +198,13 @@ def test_packed_variable_length_batch(layout, angles):
 @pytest.mark.parametrize("inplace", [False, True])
 @pytest.mark.parametrize("config", [(1, 4, 2), (2, 2, 1), (1, 4, 2, True), (4, 1, 1, True)])
 def test_packed_tokens_past_a_too_small_max_seqlen_come_out_nan(monkeypatch, inplace, config):
-    """No program is launched for tokens past max_seqlen, and checking it would cost a device sync: the
-    program of the last token tile writes NaN over them, in every head of q and k, in place or not."""
-    from ropebook.kernels import rope_triton
+    """No program is launched for tokens past max_seqlen, and on CUDA checking it would cost a device sync:
+    the program of the last token tile writes NaN over them, in every head of q and k, in place or not. (On
+    the CPU the launcher compares max_seqlen with cu_seqlens first; that comparison is switched off here.)"""
+    from ropebook.kernels import autograd, op, rope_triton
 
     monkeypatch.setattr(rope_triton, "default_config", lambda T, H, table: config)
+    monkeypatch.setattr(autograd, "_check_cu_seqlens", lambda fn, cu, n, max_seqlen=None: op.check_cu_seqlens(fn, cu, n))
     cu = torch.tensor([0, 3, 4, 9], device=DEVICE, dtype=torch.int32)  # lengths 3, 1, 5: max_seqlen=3 misses 2
     g = torch.Generator().manual_seed(2)
     q = torch.randn(9, 4, 16, generator=g).to(DEVICE).transpose(0, 1)  # (Hq, N, D)
@@ -381,7 +383,7 @@ def test_an_unchecked_cu_seqlens_stays_inside_q_and_k(cu, monkeypatch):
     nothing outside q and k is read or written. Before the clamp, [0, 4, 12] wrote past q, [-3, 4, 8] before it."""
     from ropebook.kernels import autograd
 
-    monkeypatch.setattr(autograd, "_check_cu_seqlens", lambda fn, cu_seqlens, n_tokens: 6)
+    monkeypatch.setattr(autograd, "_check_cu_seqlens", lambda fn, cu_seqlens, n_tokens, max_seqlen=None: 6)
     pad, n = 16, 8
     qb = torch.full((2, pad + n + pad, 16), 7.0, device=DEVICE)  # q is rows pad … pad + n - 1 of each head
     kb = torch.full((1, pad + n + pad, 16), 7.0, device=DEVICE)
@@ -1370,6 +1372,41 @@ def test_a_compiled_call_past_the_tables_end_raises_at_offset_zero_too():
         f(q)
     short = qk(B=1, T=4, HQ=2, HK=1, D=16)[0]  # the whole table, from 0: allowed, and exact
     assert torch.equal(f(short), K.rope_qk(short, None, cache, angles="table")[0])
+
+
+def test_compiled_packed_calls_check_a_cpu_cu_seqlens_and_need_max_seqlen():
+    """Compiled, cu_seqlens's values are unknown while tracing: a CPU one is checked in the operator's body
+    when the code runs (it used to pass silently, [0, 5, 3] giving a NaN row), and a packed call without
+    max_seqlen is a named error (it was Dynamo's "Could not guard on data-dependent expression")."""
+    if DEVICE == "cuda":
+        pytest.skip("a CUDA cu_seqlens with max_seqlen given is not checked (it would cost a synchronization)")
+    cache = K.rope_cache(16)
+    q, k = torch.randn(2, 5, 16), torch.randn(1, 5, 16)  # (H, N, D), packed
+    torch._dynamo.reset()
+    f = torch.compile(lambda q, k, cu: K.rope_qk(q, k, cache, cu_seqlens=cu, max_seqlen=3), backend="aot_eager",
+                      fullgraph=True)
+    good = torch.tensor([0, 3, 5], dtype=torch.int32)
+    for a, b in zip(f(q, k, good), K.rope_qk(q, k, cache, cu_seqlens=good, max_seqlen=3)):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match=r"cu_seqlens must start at 0, be non-decreasing .* got cu_seqlens=\[0, 5, 3\]"):
+        f(q, k, torch.tensor([0, 5, 3], dtype=torch.int32))
+    with pytest.raises(ValueError, match=r"max_seqlen must be at least the longest packed sequence, 4 tokens"):
+        f(q, k, torch.tensor([0, 4, 5], dtype=torch.int32))
+    torch._dynamo.reset()
+    g = torch.compile(lambda q, k: K.rope_qk(q, k, cache, cu_seqlens=good), backend="aot_eager", fullgraph=True)
+    with pytest.raises(Exception, match=r"under torch.compile, pass max_seqlen with cu_seqlens"):
+        g(q, k)
+
+
+def test_a_max_seqlen_shorter_than_a_cpu_sequence_is_an_error():
+    """On the CPU the values are read anyway: a too small max_seqlen is an error there (it gave NaN rows, and
+    out of place with partial rotary, unwritten features). On CUDA it stays the NaN guard (no synchronization)."""
+    if DEVICE == "cuda":
+        pytest.skip("a CUDA cu_seqlens with max_seqlen given is not checked (it would cost a synchronization)")
+    q = torch.randn(2, 8, 16)
+    with pytest.raises(ValueError, match=r"rope_qk: max_seqlen must be at least the longest packed sequence, 5 tokens "
+                                         r"\(from cu_seqlens\), got max_seqlen=2"):
+        K.rope_qk(q, None, K.rope_cache(8), cu_seqlens=torch.tensor([0, 3, 8], dtype=torch.int32), max_seqlen=2)
 
 
 def test_a_compiled_function_with_dynamic_shapes_serves_every_length():

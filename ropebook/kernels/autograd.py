@@ -154,16 +154,7 @@ def _check_qk(fn: str, q, k, layout, varlen: bool) -> None:
     _check_layout(fn, layout)
 
 
-def _check_cu_seqlens(fn: str, cu_seqlens: Tensor, n_tokens: int | None) -> int:
-    """Packed starts: from 0, non-decreasing, ending at the token count; returns the longest length. Reads
-    the values, so a device synchronization for a CUDA tensor."""
-    cu = cu_seqlens.flatten().tolist()
-    lengths = [b - a for a, b in zip(cu, cu[1:])]
-    if not cu or cu[0] != 0 or min(lengths, default=0) < 0 or (n_tokens is not None and cu[-1] != n_tokens):
-        shown = cu if len(cu) <= 8 else [*cu[:4], "...", *cu[-2:]]
-        raise ValueError(f"{fn}: cu_seqlens must start at 0, be non-decreasing and end at q.shape[1]={n_tokens}, "
-                         f"got cu_seqlens={shown}")
-    return max(lengths, default=0)
+_check_cu_seqlens = op.check_cu_seqlens  # (a module global, so that a test can switch it off)
 
 
 def _check_not_aliased(fn: str, q, k, inplace: bool) -> None:
@@ -208,7 +199,8 @@ def _records_graph(q: Tensor, k: Tensor | None) -> bool:
 # decoding step; only the data (and an int offset) changes. The first such call is checked and worked
 # out in full; its plan (rope_triton.Plan: grid, integer arguments, constexprs) is kept under the call's
 # signature, and a later call with the same signature checks only what the signature does not fix (an
-# int offset's range) and launches through the plan: a fraction of the host time (ch-rope-gpu).
+# int offset's range, in-place aliasing, positions with offsets, a CPU cu_seqlens) and launches through
+# the plan: a fraction of the host time (ch-rope-gpu).
 # Calls that record an autograd graph are not cached (autograd's own bookkeeping dominates there).
 
 PLANS_MAX = 512  # signatures kept; more, and the cache starts over
@@ -256,8 +248,11 @@ def rope_qk(q: Tensor, k: Tensor | None, cache: RopeCache, *, layout: str = "hal
         positions: explicit integer positions ``(B, T)`` (or ``(N,)`` packed) instead of ``arange + offsets``.
         cu_seqlens: ``(B + 1,)`` int32 starts of the packed sequences; ``max_seqlen`` their longest length
             (computed if None, at the cost of a device synchronization, and cu_seqlens then checked: from
-            0, non-decreasing, ending at N). A CUDA ``cu_seqlens`` with ``max_seqlen`` given is not checked,
-            which would cost the same synchronization: tokens past a too small ``max_seqlen`` come out NaN.
+            0, non-decreasing, ending at N; a CPU ``cu_seqlens`` is always checked, ``max_seqlen`` against it
+            too). A CUDA ``cu_seqlens`` with ``max_seqlen`` given is not checked, which would cost the same
+            synchronization: the rotated features of tokens past a too small ``max_seqlen`` come out NaN, and
+            a wrong ``cu_seqlens`` gives wrong values, but the kernel never reads or writes outside q and k.
+            Under ``torch.compile`` a packed call needs ``max_seqlen``.
         inplace: write the result into q and k.
         angles: ``"table"`` (read ``cache.cos``/``cache.sin``; a position outside the table gives
             NaN) or ``"kernel"`` (cos/sin from exact fixed-point angles in the kernel, any position).
@@ -282,7 +277,10 @@ def rope_qk(q: Tensor, k: Tensor | None, cache: RopeCache, *, layout: str = "hal
     cu_max = None  # the longest packed sequence, once cu_seqlens is checked
     if (varlen and isinstance(cu_seqlens, Tensor) and not cu_seqlens.is_cuda and isinstance(q, Tensor)
             and not torch.compiler.is_compiling()):  # compiled: values are not known while tracing
-        cu_max = _check_cu_seqlens(fn, cu_seqlens, q.shape[1] if q.ndim == 3 else None)  # free on the CPU, even on a repeat
+        cu_max = _check_cu_seqlens(fn, cu_seqlens, q.shape[1] if q.ndim == 3 else None, max_seqlen)  # free on the CPU, even on a repeat
+    if varlen and max_seqlen is None and torch.compiler.is_compiling():
+        raise ValueError(f"{fn}: under torch.compile, pass max_seqlen with cu_seqlens (reading it from cu_seqlens's "
+                         f"values cannot be traced), got max_seqlen=None")
     key = None  # not for a packed batch without max_seqlen: that is read from cu_seqlens's data
     if (isinstance(q, Tensor) and isinstance(k, (Tensor, type(None))) and not _records_graph(q, k)
             and not (varlen and max_seqlen is None) and not torch.compiler.is_compiling()):

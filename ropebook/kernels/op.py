@@ -28,7 +28,7 @@ from torch import Tensor
 
 from ropebook.kernels import rope_triton
 
-__all__ = ["rope", "call", "check_offset", "table_args", "meta"]
+__all__ = ["rope", "call", "check_offset", "check_cu_seqlens", "table_args", "meta"]
 
 
 def table_args(cos: Tensor | None, positions: Tensor | None) -> dict:
@@ -57,6 +57,22 @@ def check_offset(fn: str, offset: int, n_tokens: int, n_seq: int, n_pos: int | N
         raise ValueError(f"{fn}: positions must fit in int64: offsets + tokens <= 2**63, got offsets={offset} and {n_tokens} tokens")
     if n_pos is not None and offset + n_tokens > n_pos:
         raise ValueError(f"{fn}: the table holds {n_pos} positions, got offsets={offset} and {n_tokens} tokens")
+
+
+def check_cu_seqlens(fn: str, cu_seqlens: Tensor, n_tokens: int | None, max_seqlen=None) -> int:
+    """Packed starts: from 0, non-decreasing, ending at the token count, and no sequence longer than an int
+    ``max_seqlen``; returns the longest length. Reads the values: a device synchronization for a CUDA tensor."""
+    cu = cu_seqlens.flatten().tolist()
+    lengths = [b - a for a, b in zip(cu, cu[1:])]
+    if not cu or cu[0] != 0 or min(lengths, default=0) < 0 or (n_tokens is not None and cu[-1] != n_tokens):
+        shown = cu if len(cu) <= 8 else [*cu[:4], "...", *cu[-2:]]
+        raise ValueError(f"{fn}: cu_seqlens must start at 0, be non-decreasing and end at q.shape[1]={n_tokens}, "
+                         f"got cu_seqlens={shown}")
+    longest = max(lengths, default=0)
+    if type(max_seqlen) is int and max_seqlen < longest:
+        raise ValueError(f"{fn}: max_seqlen must be at least the longest packed sequence, {longest} tokens "
+                         f"(from cu_seqlens), got max_seqlen={max_seqlen}")
+    return longest
 
 
 SCHEMA = ("rope(Tensor q, Tensor? k, Tensor? cos, Tensor? sin, Tensor? turns, Tensor? positions, Tensor? offsets, "
@@ -91,6 +107,8 @@ def rope(q: Tensor, k: Tensor | None, cos: Tensor | None, sin: Tensor | None, tu
         # range check is the launcher's), so T past the table's end would read memory beyond it
         n_tokens, n_seq = (max_seqlen, cu_seqlens.numel() - 1) if cu_seqlens is not None else (q.shape[-2], q.shape[0])
         check_offset("rope_qk", offset, n_tokens, n_seq, cos.shape[0] if table else None)
+    if cu_seqlens is not None and not cu_seqlens.is_cuda:  # checked in eager calls too; here the values are known
+        check_cu_seqlens("rope_qk", cu_seqlens, q.shape[1], max_seqlen)
     tensors = (cos, sin, turns, positions, offsets, cu_seqlens)
     key = (meta(q), meta(k), *[meta(t) for t in tensors], half, layout, factor, max_seqlen, conj,
            rope_triton.SINCOS, rope_triton.default_config)
