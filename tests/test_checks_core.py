@@ -1,5 +1,7 @@
 """The checker machinery: right answers pass, wrong and malformed ones fail with a message, nothing raises."""
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 import sympy as sp
@@ -90,3 +92,81 @@ def test_sympy_checker_matrices():
     assert not check_sympy_equal("RaRb", R(a) * R(b), R(a - b)).passed
     result = check_sympy_equal("RaRb", sp.Matrix([1, 2]), R(a))
     assert not result.passed and "wrong shape" in result.message
+
+
+# ----------------------------------------------------------------------------- regressions (review of the checkers)
+
+
+def test_inputs_are_copied_between_the_reference_and_the_answer():
+    """A reference that returns its own input, and an answer that zeroes its input after reading it: without
+    a copy per call the answer would overwrite the expected value and a right answer would fail."""
+    def wipe_after(x):
+        out = x.clone()
+        x.zero_()
+        return out
+
+    cases = [Case((torch.arange(1.0, 4.0),), label="x=[1, 2, 3]")]
+    assert check_function("same", wipe_after, lambda x: x, cases).passed
+
+
+def test_bool_expected_and_an_array_answer_gives_a_message_not_a_traceback():
+    """base_ok-style exercises: returning the array of conditions instead of its reduction crashed _compare
+    ("truth value of an array ... is ambiguous")."""
+    cases = [Case((np.arange(4.0),), label="x.shape=(4,)")]
+    reference = lambda x: bool((x >= 0).all())  # noqa: E731
+    for answer in (lambda x: x >= 0, lambda x: torch.from_numpy(x) >= 0):
+        result = check_function("all_positive", answer, reference, cases)  # must not raise
+        assert not result.passed and "expected True or False, got" in result.message, result.message
+    for right in (lambda x: np.bool_(True), lambda x: torch.tensor(True), lambda x: np.all(x >= 0)):
+        assert check_function("all_positive", right, reference, cases).passed
+    assert "yours False, expected True" in check_function("all_positive", lambda x: False, reference, cases).message
+
+
+@pytest.mark.parametrize("answer", [Fraction(3, 8), sp.Rational(3, 8), sp.Float(0.375), np.float64(0.375),
+                                    torch.tensor(0.375, dtype=torch.float64), np.array(0.375)])
+def test_any_kind_of_number_is_a_number(answer):
+    """A Fraction or a sympy number was refused with "expected a number, got Rational" (yours 3/8, expected 0.375)."""
+    assert check_function("f", lambda: answer, lambda: 0.375, [Case(())]).passed
+
+
+@pytest.mark.parametrize("answer, words", [("0.375", ["expected a number", "'0.375'"]),
+                                           (np.array([0.375]), ["expected a number", "shape=(1,)"]),
+                                           (sp.Symbol("r") / 8, ["expected a number", "r/8"])])
+def test_what_is_not_one_number_is_named(answer, words):
+    result = check_function("f", lambda: answer, lambda: 0.375, [Case(())])
+    assert not result.passed and all(w in result.message for w in words), result.message
+
+
+def test_close_values_are_shown_with_enough_digits_to_differ():
+    """The diff printed "yours -0.535669, expected -0.535669" for values 1.9e-7 apart."""
+    cases = [Case((torch.tensor([-0.5356690],  dtype=torch.float64),))]
+    result = check_function("f", lambda x: x + 2e-7, lambda x: x, cases)
+    line = result.message.splitlines()[0]
+    yours, expected = line.split("yours ")[1].split(", expected ")
+    assert not result.passed and yours != expected, line
+    result = check_function("f", lambda: 1073741824 + 1, lambda: 1073741824, [Case(())], rtol=0, atol=0)
+    assert "yours 1073741825, expected 1073741824" in result.message, result.message
+
+
+def test_an_answer_the_comparison_cannot_handle_is_reported():
+    class Weird:
+        def __eq__(self, other):
+            raise RuntimeError("no comparing me")
+
+    result = check_function("f", lambda: Weird(), lambda: "text", [Case(())])
+    assert not result.passed and "✗ f" in result.message
+
+
+@pytest.mark.parametrize("answer, words", [(sp.Eq(a, b), ["an equation"]), ({a}, ["expected a sympy expression", "set"]),
+                                           ((a, b), ["expected a sympy expression", "tuple"]), (True, ["expected a sympy expression"])])
+def test_sympy_checker_never_raises_on_non_expressions(answer, words):
+    """Eq, sets, tuples and booleans raised TypeError from `yours - expected` (check_abel_sum showed the traceback)."""
+    result = check_sympy_equal("angle_sum", answer, sp.cos(a + b))
+    assert not result.passed and all(w in result.message for w in words), result.message
+
+
+def test_sympy_checker_takes_matrix_expressions_and_names_what_is_not_a_matrix():
+    R = lambda t: sp.Matrix([[sp.cos(t), -sp.sin(t)], [sp.sin(t), sp.cos(t)]])  # noqa: E731
+    assert check_sympy_equal("blocks", sp.BlockDiagMatrix(R(a), R(b)), sp.diag(R(a), R(b))).passed
+    result = check_sympy_equal("R", [[sp.cos(a), -sp.sin(a)], [sp.sin(a), sp.cos(a)]], R(a))
+    assert not result.passed and "expected a 2×2 sympy Matrix, got list" in result.message, result.message

@@ -89,7 +89,9 @@ MALFORMED = [
     (checks.check_rotation_composition, None, "got None"),
     (checks.check_rotation_composition, alpha + beta, "expected a 2×2 sympy Matrix"),
     (checks.check_rotation_composition, sp.eye(3), "wrong shape: yours (3, 3), expected (2, 2)"),
-    (checks.check_rotation_composition, lambda: 0, "expected a sympy expression"),
+    (checks.check_rotation_composition, lambda: 0, "expected a 2×2 sympy Matrix, got function"),
+    (checks.check_rotation_composition, [[1, 0], [0, 1]], "expected a 2×2 sympy Matrix, got list"),
+    (checks.check_rotation_composition, rotation_matrix(sp.Symbol("b")), "your matrix uses ['b']"),
 ]
 
 
@@ -118,11 +120,21 @@ def test_malformed_answer_gets_a_clear_message(checker, answer, expected):
         result.assert_passed()
 
 
-def test_checkers_do_not_mutate_reader_inputs_between_cases():
-    """A reader who rotates in place must not corrupt the reference's inputs (the core deep-copies)."""
+def test_an_answer_that_works_in_place_passes():
+    """A reader who rotates x in place and returns it is right (the core's copies are tested in test_checks_core)."""
     def in_place(x, angle):
         y = rotate_2d(x, angle)
         x.copy_(y)
         return x
 
     checks.check_rotate_2d(in_place).assert_passed()
+
+
+def test_rotation_composition_matches_symbols_by_name():
+    """sp.symbols("alpha beta") without real=True was refused, with yours and expected printed alike."""
+    plain_alpha, plain_beta = sp.symbols("alpha beta")
+    assert checks.check_rotation_composition(rotation_matrix(plain_beta)).passed
+    assert checks.check_rotation_composition(rotation_matrix(sp.Symbol("beta", positive=True))).passed
+    unsimplified = rotation_matrix(plain_alpha).T * rotation_matrix(plain_beta) * rotation_matrix(plain_alpha)
+    assert "not simplified" in checks.check_rotation_composition(unsimplified).message
+    assert not checks.check_rotation_composition(rotation_matrix(-plain_beta)).passed

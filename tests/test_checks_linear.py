@@ -84,3 +84,42 @@ def test_reference_equals_package():
     for causal in (False, True):
         np.testing.assert_allclose(L.linear_attention_reference(q, k, v, causal=causal, matrices=enc.matrix),
                                    rb.attention.linear_attention(q, k, v, causal=causal, encoding=enc).numpy(), rtol=1e-12)
+
+
+# ----------------------------------------------------------------------------- regressions (review of the checkers)
+
+
+def _power_by_loop(perm, m):
+    """Starts from Π and multiplies |m| − 1 more times: right for m ≠ 0, Π instead of I for m = 0."""
+    P = np.eye(len(perm))[perm]
+    if m < 0:
+        P, m = P.T, -m
+    result = P
+    for _ in range(m - 1):
+        result = result @ P
+    return result
+
+
+def test_permutation_power_catches_the_off_by_one_at_m_zero():
+    """No case had m = 0, so this loop passed."""
+    result = L.check_permutation_power(_power_by_loop)
+    assert not result.passed and "m=0" in result.message, result.message
+
+
+def test_permutation_period_accepts_a_sympy_integer():
+    """sympy's Permutation(perm).order() returns an Integer: refused as "expected a number, got Integer"."""
+    from sympy.combinatorics import Permutation
+
+    assert L.check_permutation_period(lambda perm: Permutation(perm).order()).passed
+    assert L.check_permutation_period(lambda perm: np.int64(permutation_period(perm))).passed
+    result = L.check_permutation_period(lambda perm: [permutation_period(perm)])
+    assert not result.passed and "expected a number, got list" in result.message, result.message
+
+
+def test_causal_linear_attention_accepts_a_numpy_answer():
+    """The exercise names no output type (and the page's own oracle returns numpy): a float64 array is right."""
+    assert L.check_causal_linear_attention(lambda q, k, v: causal_recurrence(q, k, v).numpy()).passed
+    result = L.check_causal_linear_attention(lambda q, k, v: causal_recurrence(q, k, v).numpy().astype(np.float32))
+    assert not result.passed and "wrong dtype: yours float32, expected float64" in result.message, result.message
+    result = L.check_causal_linear_attention(lambda q, k, v: causal_recurrence(q, k, v).numpy()[:, :1])
+    assert not result.passed and "wrong shape" in result.message, result.message

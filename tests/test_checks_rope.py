@@ -61,6 +61,11 @@ SOLUTIONS = {
     "to_half": (checks.check_interleaved_to_half, to_half),
     "rope_half": (checks.check_rope_elementwise, rope_half),
     "rope_matrix_sym": (checks.check_rope_matrix_sym, rope_matrix_sym),
+    # other right answers, refused before the review of the checkers
+    "rope_matrix_sym: BlockDiagMatrix": (checks.check_rope_matrix_sym, lambda m, ts: sp.BlockDiagMatrix(
+        *[sp.Matrix([[sp.cos(m * t), -sp.sin(m * t)], [sp.sin(m * t), sp.cos(m * t)]]) for t in ts])),
+    "relative_score: the real part of the complex product": (
+        checks.check_relative_score, sp.re((q1 + sp.I * q2) * (k1 - sp.I * k2) * sp.exp(sp.I * r * theta))),
 }
 
 WRONG = {
@@ -76,7 +81,8 @@ WRONG = {
     "to_half: half to interleaved": (checks.check_interleaved_to_half, lambda w, h: w.reshape(h, 2, -1, w.shape[1]).transpose(1, 2).reshape(w.shape), ["to_half", "entries differ"]),
     "rope_half: interleaved pairs": (checks.check_rope_elementwise, lambda x, p, b: rb.apply_rope(x, p, base=b, layout="interleaved"), ["rope_half", "entries differ"]),
     "rope_half: ignores base": (checks.check_rope_elementwise, lambda x, p, b: rope_half(x, p, 10_000.0), ["rope_half", "case 2/4", "base=500"]),
-    "rope_half: angles in float32": (checks.check_rope_elementwise, lambda x, p, b: _float32_angles(x, p, b), ["rope_half", "entries differ"]),
+    "rope_half: angles in float32": (checks.check_rope_elementwise, lambda x, p, b: _float32_angles(x, p, b),
+                                     ["rope_half", "case 3/4", "entries differ", "formed in float64 whatever x's dtype"]),
     "rope_half: angles in x's dtype": (checks.check_rope_elementwise, lambda x, p, b: _dtype_angles(x, p, b), ["rope_half", "case 4/4", "bfloat16"]),
     "rope_matrix_sym: transposed blocks": (checks.check_rope_matrix_sym, lambda m, ts: rope_matrix_sym(m, ts).T, ["rope_matrix_sym", "d=2", "not identically equal"]),
     "rope_matrix_sym: one frequency for all": (checks.check_rope_matrix_sym, lambda m, ts: rope_matrix_sym(m, [ts[0]] * len(ts)), ["rope_matrix_sym", "d=4"]),
@@ -125,7 +131,7 @@ MALFORMED = {
     "to_half: flattened": (checks.check_interleaved_to_half, lambda w, h: to_half(w, h).flatten(), ["wrong shape"]),
     "rope_half: drops the batch": (checks.check_rope_elementwise, lambda x, p, b: rope_half(x, p, b)[..., :-1], ["wrong shape"]),
     "rope_matrix_sym: 2×2 only": (checks.check_rope_matrix_sym, lambda m, ts: rope_matrix_sym(m, ts[:1]), ["d=4", "wrong shape"]),
-    "score: a matrix": (checks.check_relative_score, sp.Matrix([SCORE]), ["scalar"]),
+    "score: a matrix": (checks.check_relative_score, sp.Matrix([SCORE]), ["scalar", "1×1 Matrix", "[0, 0]"]),
     # wrong dtype or type
     "rope_2d: returns float32 for float64": (checks.check_rope_2d, lambda x, m, t: rope_2d(x, m, t).float(), ["wrong dtype", "yours float32", "expected float64"]),
     "wavelengths: float32": (checks.check_wavelengths, lambda d, b: wavelengths(d, b).astype(np.float32), ["wrong dtype", "float32"]),
@@ -183,8 +189,9 @@ def test_checkers_are_deterministic():
     assert checks.check_rope_2d(wrong).message == checks.check_rope_2d(wrong).message
 
 
-def test_checkers_do_not_mutate_through_the_reference():
-    """A function that modifies its input in place cannot change the reference's answer."""
+def test_an_answer_that_zeroes_its_input_fails_and_the_next_check_is_unaffected():
+    """An answer that zeroes w in place and returns it is wrong; the right answer still passes after it
+    (the core's copies are tested in test_checks_core)."""
 
     def in_place(w, n_heads):
         w.zero_()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -105,3 +106,35 @@ def test_quarter_turn_tolerance_separates_the_two_ways():
         return max(np.abs(a.astype(np.float64) - e).max() for a, e in zip(answer, exact)) / 2.0**-23
 
     assert units(quarter_turn_cos_sin(u)) < 1.0 < checks.QUARTER_TURN_ULPS < 2.0 < units(_float32_angle(u))
+
+
+# ----------------------------------------------------------------------------- regressions (review of the checkers)
+
+
+def _fixed_point_angle_with(turns_of):
+    def answer(m, theta):
+        tau = np.uint64(turns_of(theta) % 2**64)
+        return (np.asarray(m, dtype=np.uint64) * tau).view(np.int64).astype(np.float64) * TWO_PI_OVER_2_64
+    return answer
+
+
+@pytest.mark.parametrize("turns_of", [
+    lambda theta: round(theta * (2**64 / (2 * math.pi))),  # the constant 2^64/2π formed first: τ 8 units off at θ = 0.0137
+    lambda theta: round(Fraction(theta) * 2**64 / Fraction(2 * math.pi)),  # the float θ/2π rounded exactly: 67 units off at θ = 1
+], ids=["constant first", "exact rounding"])
+def test_fixed_point_angle_accepts_every_rounding_of_tau(turns_of):
+    """τ = round(2^64 θ/2π) formed another way was refused ("yours -1.55544, expected -1.55544")."""
+    result = checks.check_fixed_point_angle(_fixed_point_angle_with(turns_of))
+    assert result.passed, result.message
+
+
+def test_fixed_point_angle_still_refuses_a_tau_that_is_not_one():
+    result = checks.check_fixed_point_angle(_fixed_point_angle_with(lambda theta: round(theta / (2 * math.pi) * 2**64) + 2**20))
+    assert not result.passed and "entries differ" in result.message, result.message
+
+
+def test_fixed_point_angle_diff_tells_the_values_apart():
+    """At atol 1e-12 the two values printed to 6 digits looked the same."""
+    result = checks.check_fixed_point_angle(WRONG["fixed_point_angle: float m·θ"][1])
+    yours, expected = result.message.splitlines()[0].split("yours ")[1].split(", expected ")
+    assert yours != expected, result.message

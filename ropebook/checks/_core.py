@@ -11,6 +11,7 @@ that build :class:`Case` lists and call :func:`check_function`.
 from __future__ import annotations
 
 import copy
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -71,22 +72,63 @@ class CheckResult:
 
 
 def _short(value: Any, limit: int = 6) -> str:
-    """A one-line preview of a value: type, shape, dtype and the first few entries."""
+    """A one-line preview of a value: type, shape, dtype and the first few entries (never raises)."""
+    try:
+        return _preview(value, limit)
+    except Exception:  # a sparse tensor, an object whose repr fails...: name its type at least
+        return f"<{type(value).__name__}>"
+
+
+def _preview(value: Any, limit: int) -> str:
     if isinstance(value, torch.Tensor):
-        flat = value.detach().reshape(-1)[:limit].to(torch.float64 if not value.is_complex() else torch.complex128)
+        flat = value.detach().reshape(-1)[:limit].cpu()
         more = ", ..." if value.numel() > limit else ""
-        entries = ", ".join(f"{v:.4g}" for v in flat.cpu().tolist())
+        if value.dtype == torch.bool:
+            entries = ", ".join(map(str, flat.tolist()))
+        else:
+            flat = flat.to(torch.float64 if not value.is_complex() else torch.complex128)
+            entries = ", ".join(f"{v:.4g}" for v in flat.tolist())
         return f"tensor(shape={tuple(value.shape)}, dtype={str(value.dtype).removeprefix('torch.')}, [{entries}{more}])"
     if isinstance(value, np.ndarray):
         flat = value.reshape(-1)[:limit]
         more = ", ..." if value.size > limit else ""
-        entries = ", ".join(f"{v:.4g}" for v in flat.tolist()) if value.dtype.kind in "fciub" else ", ".join(map(str, flat))
+        entries = ", ".join(f"{v:.4g}" for v in flat.tolist()) if value.dtype.kind in "fciu" else ", ".join(map(str, flat))
         return f"array(shape={value.shape}, dtype={value.dtype}, [{entries}{more}])"
     if isinstance(value, (tuple, list)):
         inner = ", ".join(_short(v, limit=3) for v in value[:4])
         return f"{type(value).__name__}({inner}{', ...' if len(value) > 4 else ''})"
     text = repr(value)
     return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _as_number(value: Any) -> complex | None:
+    """``value`` as a complex number when it is one number (Python, numpy, sympy, Fraction, 0-d array or tensor)."""
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        if value.ndim != 0:
+            return None
+        value = value.item()
+    if isinstance(value, sp.Basic):
+        if not value.is_number:  # an expression with free symbols
+            return None
+    elif isinstance(value, (str, bytes)) or not isinstance(value, numbers.Number):
+        return None
+    try:
+        return complex(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def _pair(yours: Any, expected: Any) -> tuple[str, str]:
+    """Two numbers written with as many digits as it takes to tell them apart (up to 17)."""
+    def fmt(v: Any, digits: int) -> str:
+        v = complex(v)
+        return f"{v.real:.{digits}g}" if v.imag == 0 else f"{v:.{digits}g}"
+
+    for digits in (6, 9, 12, 17):
+        a, b = fmt(yours, digits), fmt(expected, digits)
+        if a != b:
+            break
+    return a, b
 
 
 def _dtype_name(value: Any) -> str:
@@ -133,23 +175,36 @@ def _compare(yours: Any, expected: Any, rtol: float | None, atol: float | None) 
             diff = (y.to(torch.complex128 if y.is_complex() else torch.float64) - e.to(torch.complex128 if e.is_complex() else torch.float64)).abs()
             index = tuple(int(i) for i in np.unravel_index(int(diff.reshape(-1).argmax()), tuple(e.shape))) if e.dim() else ()
             bad = int((~close).sum())
+            y_at, e_at = _pair(y[index].item(), e[index].item())
             return (
                 f"{bad} of {e.numel()} entries differ (rtol={rtol:g}, atol={atol:g}); "
                 f"largest difference {diff.max().item():.3g} at index {index}: "
-                f"yours {y[index].item():.6g}, expected {e[index].item():.6g}"
+                f"yours {y_at}, expected {e_at}"
             )
         return None
-    if isinstance(expected, (int, float, complex, np.number)) and not isinstance(expected, bool):
-        if not isinstance(yours, (int, float, complex, np.number)) and not (
-            isinstance(yours, (torch.Tensor, np.ndarray)) and getattr(yours, "ndim", 1) == 0
-        ):
-            return f"expected a number, got {type(yours).__name__}"
+    if isinstance(expected, (bool, np.bool_)):
+        if isinstance(yours, (torch.Tensor, np.ndarray)) and yours.ndim == 0:
+            yours = yours.item()
+        if not isinstance(yours, (bool, np.bool_, int, np.integer)):
+            return f"expected True or False, got {_short(yours)}"
+        if bool(yours) != bool(expected) or yours not in (0, 1):
+            return f"yours {yours!r}, expected {bool(expected)}"
+        return None
+    if isinstance(expected, (int, float, complex, np.number)):
+        value = _as_number(yours)
+        if value is None:
+            return f"expected a number, got {_short(yours)}"
         tol_r = 1e-9 if rtol is None else rtol
         tol_a = 1e-12 if atol is None else atol
-        if not (abs(complex(yours) - complex(expected)) <= tol_a + tol_r * abs(complex(expected))):
-            return f"yours {complex(yours).real if complex(yours).imag == 0 else complex(yours):.8g}, expected {expected:.8g}"
+        if not (abs(value - complex(expected)) <= tol_a + tol_r * abs(complex(expected))):
+            y_text, e_text = _pair(value, expected)
+            return f"yours {y_text}, expected {e_text}"
         return None
-    if yours != expected:
+    try:
+        same = bool(yours == expected)
+    except Exception:  # an array or tensor of many values, where one value was expected
+        same = False
+    if not same:
         return f"yours {_short(yours)}, expected {_short(expected)}"
     return None
 
@@ -198,8 +253,11 @@ def check_function(
             return CheckResult(False, f"✗ {name}: not implemented yet — replace the `raise NotImplementedError` line with your code.")
         except Exception as exc:  # the reader's code failed: report it, never re-raise
             return CheckResult(False, f"✗ {name}: {where}: your function raised {type(exc).__name__}: {exc}")
-        problem = _compare(yours, expected, rtol if case.rtol is None else case.rtol,
-                           atol if case.atol is None else case.atol)
+        try:
+            problem = _compare(yours, expected, rtol if case.rtol is None else case.rtol,
+                               atol if case.atol is None else case.atol)
+        except Exception as exc:  # an answer of a kind the comparison did not foresee: report, never raise
+            problem = f"could not compare your answer with the expected one ({type(exc).__name__}: {exc})"
         if problem:
             lines = [f"✗ {name}: {where}: {problem}", f"  yours:    {_short(yours)}", f"  expected: {_short(expected)}"]
             if hint:
@@ -222,25 +280,41 @@ def check_sympy_equal(name: str, yours: Any, expected: Any, *, hint: str = "") -
     """
     if yours is None:
         return CheckResult(False, f"✗ {name}: got None — assign your expression to `{name}`.")
-    try:
-        yours_s = sp.sympify(yours, strict=True) if not isinstance(yours, sp.MatrixBase) else yours
-    except Exception as exc:  # tensors, lists, strings...: say what was expected, never raise
-        return CheckResult(False, f"✗ {name}: expected a sympy expression, got {type(yours).__name__}: {_short(yours)}")
     expected_s = sp.sympify(expected) if not isinstance(expected, sp.MatrixBase) else expected
+    if isinstance(yours, sp.MatrixExpr) and not isinstance(yours, sp.MatrixBase):
+        try:  # a BlockDiagMatrix, a product of MatrixSymbols...: its entries
+            yours = yours.as_explicit()
+        except Exception:
+            pass
     if isinstance(expected_s, sp.MatrixBase):
-        if not isinstance(yours_s, sp.MatrixBase):
-            return CheckResult(False, f"✗ {name}: expected a {expected_s.shape[0]}×{expected_s.shape[1]} sympy Matrix, got {type(yours).__name__}")
+        rows, cols = expected_s.shape
+        if not isinstance(yours, sp.MatrixBase):
+            return CheckResult(False, f"✗ {name}: expected a {rows}×{cols} sympy Matrix, got {type(yours).__name__}: "
+                                      f"{_short(yours)} (build it with sp.Matrix(...))")
+        yours_s = yours
         if yours_s.shape != expected_s.shape:
             return CheckResult(False, f"✗ {name}: wrong shape: yours {yours_s.shape}, expected {expected_s.shape}")
-        difference = (yours_s - expected_s).applyfunc(_simplify_fully)
-        zero = all(entry == 0 for entry in difference)
     else:
+        try:
+            yours_s = sp.sympify(yours, strict=True)
+        except Exception:  # tensors, lists, strings...: say what was expected, never raise
+            return CheckResult(False, f"✗ {name}: expected a sympy expression, got {type(yours).__name__}: {_short(yours)}")
         if isinstance(yours_s, sp.MatrixBase):
             return CheckResult(False, f"✗ {name}: expected a scalar expression, got a {yours_s.shape} Matrix")
-        if not isinstance(yours_s, sp.Basic):
+        if isinstance(yours_s, sp.Equality):
+            return CheckResult(False, f"✗ {name}: expected an expression, got an equation ({yours_s}); "
+                                      "give only the side that is asked for")
+        if not isinstance(yours_s, sp.Expr):  # sets, tuples, booleans, lists
             return CheckResult(False, f"✗ {name}: expected a sympy expression, got {type(yours).__name__}: {_short(yours)}")
-        difference = _simplify_fully(yours_s - expected_s)
-        zero = difference == 0
+    try:
+        if isinstance(expected_s, sp.MatrixBase):
+            difference = (yours_s - expected_s).applyfunc(_simplify_fully)
+            zero = all(entry == 0 for entry in difference)
+        else:
+            zero = _simplify_fully(yours_s - expected_s) == 0
+    except Exception as exc:  # entries sympy cannot subtract or simplify (strings, tensors, booleans)
+        return CheckResult(False, f"✗ {name}: sympy could not compare your answer with the expected one "
+                                  f"({type(exc).__name__}: {exc}); yours: {_short(yours_s)}")
     if zero:
         return CheckResult(True, f"Correct: {name} equals the expected expression.")
     lines = [f"✗ {name}: not identically equal to the expected expression", f"  yours:    {yours_s}", f"  expected: {expected_s}"]

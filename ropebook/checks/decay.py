@@ -35,12 +35,13 @@ def check_base_ok(fn) -> CheckResult:
     The cases sit on both sides of the boundary, so "always True" or "always False" fails.
 
     >>> check_base_ok(satisfies_base_bound)
-    Correct: base_ok agrees with the reference on all 7 cases.
+    Correct: base_ok agrees with the reference on all 8 cases.
     """
-    # (1e4, 1707, 128): the sum first turns negative at r = 1707, so r < L passes and r <= L would not
+    # the sum first turns negative at r = 1707 for (1e4, ·, 128): L = 1707 is True and catches r <= L;
+    # L = 1708 is False and catches r < L − 1 (range(context_length - 1))
     cases = [Case((float(b), L, d), label=f"base={b:g}, context_length={L}, dim={d}")
              for b, L, d in [(1e4, 1024, 128), (1e4, 4096, 128), (5e5, 8192, 128),
-                             (3e3, 1024, 128), (2e4, 1000, 64), (1e4, 1000, 64), (1e4, 1707, 128)]]
+                             (3e3, 1024, 128), (2e4, 1000, 64), (1e4, 1000, 64), (1e4, 1707, 128), (1e4, 1708, 128)]]
     return check_function("base_ok", fn, satisfies_base_bound, cases,
                           hint="evaluate the sum at every integer distance 0 … L − 1 and take the minimum.")
 
@@ -60,6 +61,11 @@ def check_abel_sum(expr, h, z, S=None) -> CheckResult:
     >>> print(check_abel_sum(sum(hj * zj for hj, zj in zip(h, z)), h, z, S))
     ✗ abel: write it with the partial sums S and h alone; it contains z0, z1, z2
     """
+    try:
+        h, z, S = list(h), list(z), (None if S is None else list(S))
+    except TypeError:
+        return CheckResult(False, f"✗ abel: h, z (and S) must be lists of sympy symbols, got {type(h).__name__}, "
+                                  f"{type(z).__name__}" + ("" if S is None else f" and {type(S).__name__}"))
     if len(h) != len(z) or not h or (S is not None and len(S) != len(h)):
         return CheckResult(False, f"✗ abel: h, z (and S) must be non-empty and of one length, got {len(h)}, {len(z)}"
                                   + ("" if S is None else f" and {len(S)}"))

@@ -117,6 +117,8 @@ def check_rotate_2d(fn: Any) -> CheckResult:
 def check_rotation_composition(M: Any) -> CheckResult:
     """Check a 2×2 sympy Matrix equal to R(α)ᵀ R(β) R(α) (symbols ``alpha``, ``beta``, real).
 
+    Symbols are matched by name, so ``sp.symbols("alpha beta")`` without ``real=True`` passes too.
+
     >>> a, b = sp.symbols("alpha beta", real=True)
     >>> check_rotation_composition(rotation_matrix(b))
     Correct: M equals the expected expression.
@@ -127,6 +129,17 @@ def check_rotation_composition(M: Any) -> CheckResult:
     """
     alpha, beta = sp.symbols("alpha beta", real=True)
     expected = rotation_matrix(alpha).T * rotation_matrix(beta) * rotation_matrix(alpha)
+    if isinstance(M, (sp.Basic, sp.MatrixBase)):
+        # symbols are matched by name: sp.symbols("alpha beta") without real=True is the same answer
+        names = {"alpha": alpha, "beta": beta}
+        try:
+            free = M.free_symbols
+            M = M.xreplace({s: names[s.name] for s in free if getattr(s, "name", None) in names})
+        except Exception:  # leave an answer sympy cannot walk to check_sympy_equal, which reports it
+            free = set()
+        others = sorted(str(s) for s in free if getattr(s, "name", None) not in names)
+        if others and isinstance(M, sp.MatrixBase):
+            return CheckResult(False, f"✗ M: your matrix uses {others}; write it with the symbols alpha and beta only")
     result = check_sympy_equal("M", M, expected,
                                hint="R(α)ᵀ = R(−α) and R(a)R(b) = R(a + b); use sp.symbols('alpha beta', real=True).")
     if result.passed:

@@ -62,7 +62,7 @@ def check_causal_linear_attention(fn) -> CheckResult:
     """Check ``fn(q, k, v)`` = causal linear attention with φ = 1 + elu, no position encoding.
 
     Inputs are float64 tensors q, k ``(T, D)`` and v ``(T, Dv)``; the answer is a
-    ``(T, Dv)`` float64 tensor.
+    ``(T, Dv)`` float64 tensor (or numpy array: the exercise does not say which).
 
     >>> import ropebook as rb
     >>> check_causal_linear_attention(lambda q, k, v: rb.attention.linear_attention(q, k, v, causal=True))
@@ -71,7 +71,13 @@ def check_causal_linear_attention(fn) -> CheckResult:
     def reference(q, k, v):
         return torch.from_numpy(linear_attention_reference(q, k, v, causal=True))
 
-    return check_function("causal_linear_attention", fn, reference, _qkv_cases(),
+    answer = fn
+    if callable(fn):  # the exercise names no output type: a numeric numpy array (like the page's oracle's) is as good
+        def answer(q, k, v):
+            out = fn(q, k, v)
+            return torch.from_numpy(out) if isinstance(out, np.ndarray) and out.dtype.kind in "fc" else out
+
+    return check_function("causal_linear_attention", answer, reference, _qkv_cases(),
                           hint="keep S = Σ φ(k_n) v_nᵀ and z = Σ φ(k_n); update them before reading out token m.")
 
 
@@ -80,8 +86,9 @@ def _permutation_matrix(perm) -> np.ndarray:
 
 
 def _permutation_cases() -> list[Case]:
-    perms = ([1, 2, 0], [1, 0, 3, 4, 2], [3, 0, 1, 2, 5, 4], [0, 1], [2, 4, 0, 1, 5, 3, 6])
-    ms = (2, 3, -1, 5, 7)
+    # m = 0 (Π⁰ = I) catches a loop that starts from Π and multiplies m − 1 more times
+    perms = ([1, 2, 0], [1, 0, 3, 4, 2], [3, 0, 1, 2, 5, 4], [0, 1], [2, 4, 0, 1, 5, 3, 6], [3, 1, 0, 2])
+    ms = (2, 3, -1, 5, 7, 0)
     return [Case((list(p), m), label=f"perm={p}, m={m}") for p, m in zip(perms, ms)]
 
 
@@ -89,7 +96,7 @@ def check_permutation_power(fn) -> CheckResult:
     """Check ``fn(perm, m)`` = the (d, d) float64 array Π^m, where (Π x)_j = x_{perm[j]}; m may be negative.
 
     >>> check_permutation_power(lambda perm, m: np.linalg.matrix_power(np.eye(len(perm))[perm], m))
-    Correct: permutation_power agrees with the reference on all 5 cases.
+    Correct: permutation_power agrees with the reference on all 6 cases.
     """
     def reference(perm, m):
         return np.linalg.matrix_power(_permutation_matrix(perm), m)

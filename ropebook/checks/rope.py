@@ -111,6 +111,9 @@ def check_relative_score(expr: Any) -> CheckResult:
         expr = sp.sympify(expr)
     except Exception as exc:  # SympifyError, TypeError, or ValueError from a tensor's __float__
         return CheckResult(False, f"✗ {name}: expected a sympy expression, got {type(expr).__name__}: {exc}")
+    if isinstance(expr, sp.MatrixBase) and expr.shape == (1, 1):
+        return CheckResult(False, f"✗ {name}: expected a scalar sympy expression, got a 1×1 Matrix; take its entry: "
+                                  "score = (...)[0, 0]")
     if not isinstance(expr, sp.Expr):
         return CheckResult(False, f"✗ {name}: expected a scalar sympy expression, got {type(expr).__name__}")
     S = _score_symbols()
@@ -205,7 +208,8 @@ def check_rope_elementwise(fn: Any) -> CheckResult:
                       rtol=0.0, atol=8 * 2.0**-8 * float(x.abs().max())))
     return check_function("rope_half", fn, _rope_half_reference, cases,
                           hint="pair i is (x[..., i], x[..., i + D/2]); its angle is positions·base**(-2i/D), formed "
-                               "in float64 (or float32) whatever x's dtype.")
+                               "in float64 whatever x's dtype (float32 angles are enough for bfloat16 x, not for a "
+                               "float64 x at positions in the thousands).")
 
 
 # ----------------------------------------------------------------------------- R_{Θ,m} in sympy (ch-rope-d-dims)
@@ -236,6 +240,11 @@ def check_rope_matrix_sym(fn: Any) -> CheckResult:
             return CheckResult(False, f"✗ {name}: d={d}: your function raised {type(exc).__name__}: {exc}")
         if yours is None:
             return CheckResult(False, f"✗ {name}: d={d}: your function returned None (is a `return` missing?)")
+        if isinstance(yours, sp.MatrixExpr) and not isinstance(yours, sp.MatrixBase):
+            try:  # sp.BlockDiagMatrix(*blocks) is the same matrix, written by blocks
+                yours = yours.as_explicit()
+            except Exception:
+                pass
         if not isinstance(yours, sp.MatrixBase):
             return CheckResult(False, f"✗ {name}: d={d}: expected a sympy Matrix, got {type(yours).__name__}")
         result = _safe_sympy_equal(name, yours, _rope_matrix_sym_reference(m, thetas),
