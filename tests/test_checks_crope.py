@@ -9,6 +9,7 @@ import sympy as sp
 import torch
 
 from ropebook.checks import crope as checks
+from checker_cases import assert_right, assert_wrong
 
 J = sp.Matrix([[0, -1], [1, 0]])
 
@@ -56,16 +57,9 @@ WRONG = {
 
 @pytest.mark.parametrize("name", SOLUTIONS)
 def test_solution_passes(name):
-    checker, answer = SOLUTIONS[name]
-    result = checker(answer)
-    assert result.passed, f"{name}: a right answer fails its checker:\n{result.message}"
+    assert_right(name, *SOLUTIONS[name])
 
 
 @pytest.mark.parametrize("name", WRONG)
 def test_wrong_answer_fails_with_a_clear_message(name):
-    checker, answer, words = WRONG[name]
-    result = checker(answer)  # must not raise
-    assert not result.passed, f"{name}: a wrong answer passed:\n{result.message}"
-    assert result.message.startswith("✗"), result.message
-    missing = [w for w in words if w not in result.message]
-    assert not missing, f"{name}: message lacks {missing}:\n{result.message}"
+    assert_wrong(name, *WRONG[name])

@@ -9,6 +9,7 @@ import torch
 
 import ropebook as rb
 from ropebook.checks import rope as checks
+from checker_cases import assert_right, assert_wrong
 
 # ----------------------------------------------------------------------------- solutions (as in the book)
 
@@ -149,23 +150,12 @@ MALFORMED = {
 
 @pytest.mark.parametrize("name", SOLUTIONS)
 def test_solution_passes(name):
-    checker, answer = SOLUTIONS[name]
-    result = checker(answer)
-    assert result.passed, f"{name}: the book's solution fails its checker:\n{result.message}"
-    assert result.message.startswith("Correct")
-    result.assert_passed()  # what the solution cells call
+    assert_right(name, *SOLUTIONS[name])
 
 
 @pytest.mark.parametrize("name", list(WRONG) + list(MALFORMED))
 def test_wrong_answer_fails_with_a_clear_message(name):
-    checker, answer, words = {**WRONG, **MALFORMED}[name]
-    result = checker(answer)  # must not raise
-    assert not result.passed, f"{name}: a wrong answer passed:\n{result.message}"
-    assert result.message.startswith("✗"), result.message
-    missing = [w for w in words if w not in result.message]
-    assert not missing, f"{name}: message lacks {missing}:\n{result.message}"
-    with pytest.raises(AssertionError):
-        result.assert_passed()
+    assert_wrong(name, *{**WRONG, **MALFORMED}[name])
 
 
 def test_score_accepts_symbols_without_assumptions():

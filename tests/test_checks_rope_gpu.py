@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from ropebook.checks import rope_gpu as checks
+from checker_cases import assert_right, assert_wrong
 
 TWO_PI_OVER_2_64 = 2 * math.pi / 2**64
 
@@ -78,20 +79,12 @@ WRONG = {
 
 @pytest.mark.parametrize("name", SOLUTIONS)
 def test_solution_passes(name):
-    checker, answer = SOLUTIONS[name]
-    result = checker(answer)
-    assert result.passed, f"{name}: a right answer fails its checker:\n{result.message}"
-    result.assert_passed()
+    assert_right(name, *SOLUTIONS[name])
 
 
 @pytest.mark.parametrize("name", WRONG)
 def test_wrong_answer_fails_with_a_clear_message(name):
-    checker, answer, words = WRONG[name]
-    result = checker(answer)  # must not raise
-    assert not result.passed, f"{name}: a wrong answer passed:\n{result.message}"
-    assert result.message.startswith("✗"), result.message
-    missing = [w for w in words if w not in result.message]
-    assert not missing, f"{name}: message lacks {missing}:\n{result.message}"
+    assert_wrong(name, *WRONG[name])
 
 
 def test_quarter_turn_tolerance_separates_the_two_ways():
