@@ -22,3 +22,18 @@ def assert_wrong(name: str, checker, answer, words) -> None:
     assert not missing, f"{name}: message lacks {missing}:\n{result.message}"
     with pytest.raises(AssertionError):
         result.assert_passed()
+
+
+def checker_tests(solutions: dict, wrong: dict):
+    """The two tests of a checker module, parametrized over its tables: ``{name: (checker, answer)}`` of right
+    answers and ``{name: (checker, answer, words)}`` of wrong ones. A module binds them to ``test_*`` names."""
+
+    @pytest.mark.parametrize("name", solutions)
+    def test_solution_passes(name):
+        assert_right(name, *solutions[name])
+
+    @pytest.mark.parametrize("name", wrong)
+    def test_wrong_answer_fails_with_a_clear_message(name):
+        assert_wrong(name, *wrong[name])
+
+    return test_solution_passes, test_wrong_answer_fails_with_a_clear_message

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-import pytest
 import sympy as sp
 import torch
 
 from ropebook.checks import crope as checks
-from checker_cases import assert_right, assert_wrong
+from checker_cases import checker_tests
 
 J = sp.Matrix([[0, -1], [1, 0]])
 
@@ -55,11 +54,4 @@ WRONG = {
 }
 
 
-@pytest.mark.parametrize("name", SOLUTIONS)
-def test_solution_passes(name):
-    assert_right(name, *SOLUTIONS[name])
-
-
-@pytest.mark.parametrize("name", WRONG)
-def test_wrong_answer_fails_with_a_clear_message(name):
-    assert_wrong(name, *WRONG[name])
+test_solution_passes, test_wrong_answer_fails_with_a_clear_message = checker_tests(SOLUTIONS, WRONG)

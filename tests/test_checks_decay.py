@@ -7,7 +7,7 @@ import pytest
 import sympy as sp
 
 from ropebook.checks import decay as checks
-from checker_cases import assert_right, assert_wrong
+from checker_cases import checker_tests
 
 # ----------------------------------------------------------------------------- solutions (as in the book)
 
@@ -74,14 +74,7 @@ WRONG = {
 }
 
 
-@pytest.mark.parametrize("name", SOLUTIONS)
-def test_solution_passes(name):
-    assert_right(name, *SOLUTIONS[name])
-
-
-@pytest.mark.parametrize("name", WRONG)
-def test_wrong_answer_fails_with_a_clear_message(name):
-    assert_wrong(name, *WRONG[name])
+test_solution_passes, test_wrong_answer_fails_with_a_clear_message = checker_tests(SOLUTIONS, WRONG)
 
 
 @pytest.mark.parametrize("h, z, s, words", [

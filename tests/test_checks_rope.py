@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import sympy as sp
 import torch
 
 import ropebook as rb
 from ropebook.checks import rope as checks
-from checker_cases import assert_right, assert_wrong
+from checker_cases import checker_tests
 
 # ----------------------------------------------------------------------------- solutions (as in the book)
 
@@ -148,14 +147,7 @@ MALFORMED = {
 }
 
 
-@pytest.mark.parametrize("name", SOLUTIONS)
-def test_solution_passes(name):
-    assert_right(name, *SOLUTIONS[name])
-
-
-@pytest.mark.parametrize("name", list(WRONG) + list(MALFORMED))
-def test_wrong_answer_fails_with_a_clear_message(name):
-    assert_wrong(name, *{**WRONG, **MALFORMED}[name])
+test_solution_passes, test_wrong_answer_fails_with_a_clear_message = checker_tests(SOLUTIONS, {**WRONG, **MALFORMED})
 
 
 def test_score_accepts_symbols_without_assumptions():

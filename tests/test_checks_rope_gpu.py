@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from ropebook.checks import rope_gpu as checks
-from checker_cases import assert_right, assert_wrong
+from checker_cases import checker_tests
 
 TWO_PI_OVER_2_64 = 2 * math.pi / 2**64
 
@@ -77,14 +77,7 @@ WRONG = {
 }
 
 
-@pytest.mark.parametrize("name", SOLUTIONS)
-def test_solution_passes(name):
-    assert_right(name, *SOLUTIONS[name])
-
-
-@pytest.mark.parametrize("name", WRONG)
-def test_wrong_answer_fails_with_a_clear_message(name):
-    assert_wrong(name, *WRONG[name])
+test_solution_passes, test_wrong_answer_fails_with_a_clear_message = checker_tests(SOLUTIONS, WRONG)
 
 
 def test_quarter_turn_tolerance_separates_the_two_ways():
