@@ -18,6 +18,7 @@ Chapter: ``ch-long-term-decay``.
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
@@ -143,8 +144,9 @@ def random_score_stats(distance, dim: int, *, base: float = 10000.0, n_samples: 
     """
     fn = "random_score_stats"
     dim, base = _check_dim(fn, dim), _check_base(fn, base)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"{fn}: seed must be a non-negative integer, got seed={seed!r}")
+    if seed is not None and not isinstance(seed, np.random.Generator) and (  # what np.random.default_rng takes
+            isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+        raise ValueError(f"{fn}: seed must be None, a non-negative integer or a numpy Generator, got seed={seed!r}")
     if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 2:
         raise ValueError(f"{fn}: n_samples must be an integer >= 2, got n_samples={n_samples!r}")
     rng = np.random.default_rng(seed)
@@ -224,9 +226,10 @@ def min_base(context_length: int, dim: int = 128, *, per_decade: int = 96, rtol:
         raise ValueError(f"{fn}: rtol must be a float in (0, 0.5), got rtol={rtol!r}")
     if isinstance(per_decade, bool) or not isinstance(per_decade, int) or per_decade < 1:
         raise ValueError(f"{fn}: per_decade must be a positive integer, got per_decade={per_decade!r}")
-    if isinstance(max_base, bool) or not isinstance(max_base, (int, float, np.integer, np.floating)) or not max_base > 0:
+    if isinstance(max_base, bool) or not isinstance(max_base, numbers.Real) or not max_base > 0:
         # (NaN fails too: it would lift the limit, every comparison with it being False; inf means no limit)
         raise ValueError(f"{fn}: max_base must be a positive number (inf: no limit), got max_base={max_base!r}")
+    max_base = float(max_base)  # (a Fraction, say, formats and compares as a float below)
     step = 10 ** (1 / per_decade)
     hi = _first_passing(2.0, 10 ** (1 / 6), L, dim, max_base, fn)  # coarse: 6 per decade
     lo, hi = None, max(2.0, hi / 10)  # fine scan over the decade below the coarse hit

@@ -50,9 +50,11 @@ def _check_input(name: str, x, positions, head_dim: int) -> Tensor:
     return positions
 
 
-def _check_seed(fn: str, seed) -> None:
-    if isinstance(seed, bool) or not isinstance(seed, int):
+def _check_seed(fn: str, seed) -> int:
+    """An integer (numpy's too, never a bool), as the Python int that torch's ``manual_seed`` takes."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise ValueError(f"{fn}: seed must be an integer, got seed={seed!r}")
+    return int(seed)
 
 
 def _check_m(fn: str, m) -> int:
@@ -153,7 +155,7 @@ class Unitary(_Conjugated):
         super().__init__()
         _check_head_dim("Unitary", head_dim)
         _check_base("Unitary", base)
-        _check_seed("Unitary", seed)
+        seed = _check_seed("Unitary", seed)
         if isinstance(basis, Tensor):
             P = basis.detach().to(torch.float64)
             eye = torch.eye(head_dim, dtype=torch.float64)
@@ -186,7 +188,7 @@ class LearnedHouseholder(_Conjugated):
         super().__init__()
         _check_head_dim("LearnedHouseholder", head_dim)
         _check_base("LearnedHouseholder", base)
-        _check_seed("LearnedHouseholder", seed)
+        seed = _check_seed("LearnedHouseholder", seed)
         self.head_dim, self.base = head_dim, base
         self.v = nn.Parameter(torch.randn(head_dim, generator=torch.Generator().manual_seed(seed)))  # (d,)
 
@@ -212,7 +214,7 @@ class Permutation(nn.Module):
         super().__init__()
         if isinstance(head_dim, bool) or not isinstance(head_dim, int) or head_dim <= 0:
             raise ValueError(f"Permutation: head_dim must be a positive integer, got head_dim={head_dim!r}")
-        _check_seed("Permutation", seed)
+        seed = _check_seed("Permutation", seed)
         if permutation is None:
             permutation = torch.randperm(head_dim, generator=torch.Generator().manual_seed(seed))
         permutation = _as_tensor("Permutation", "permutation", permutation)

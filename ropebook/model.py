@@ -131,7 +131,9 @@ class TinyLM(nn.Module):
         if T > self.config.max_seq_len:
             raise ValueError(f"TinyLM: sequence length must be at most max_seq_len={self.config.max_seq_len}, got idx.shape={tuple(idx.shape)}")
         if targets is not None:
-            _check_tokens("targets", targets, (torch.int64, torch.uint8), idx.shape, None)  # what cross_entropy takes
+            flat = targets.ndim == 1 if isinstance(targets, Tensor) else False  # (B·T,): the loss flattens them anyway
+            _check_tokens("targets", targets.view(idx.shape) if flat and targets.numel() == idx.numel() else targets,
+                          (torch.int64, torch.uint8), idx.shape, None)  # what cross_entropy takes
         x = self.embed(idx)  # (B, T, D)
         if self.config.position == "learned":
             x = x + self.pos_embed[:T]

@@ -45,8 +45,14 @@ def _real(fn: str, name: str, value):
     if isinstance(value, (np.ndarray, np.generic, torch.Tensor)) and value.ndim == 0:
         value = value.item()
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ValueError(f"{fn}: {name} must be a finite real number, got {name}={_short_repr(value)}")
-    return value
+        try:  # a sympy number (sp.pi / 2, sp.Integer(3)) is real but no numbers.Real: take its float value
+            as_float = float(value) if not isinstance(value, (bool, str, complex)) else None
+        except (TypeError, ValueError):
+            as_float = None
+        if as_float is None or not math.isfinite(as_float):
+            raise ValueError(f"{fn}: {name} must be a finite real number, got {name}={_short_repr(value)}")
+        return as_float
+    return float(value) if not isinstance(value, numbers.Integral) else int(value)
 
 
 def _inv_freq_array(fn: str, inv_freq, half: int) -> np.ndarray:

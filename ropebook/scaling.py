@@ -22,6 +22,7 @@ import numbers
 from dataclasses import dataclass
 from typing import ClassVar
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -35,12 +36,14 @@ def _inv_freq(dim: int, base: float, dtype: torch.dtype, device=None) -> Tensor:
 
 
 def _check_factor(rule: str, factor: float, name: str = "factor") -> None:
-    if isinstance(factor, bool) or not (isinstance(factor, numbers.Real) and math.isfinite(factor) and factor >= 1.0):
+    # a Python int or float (numpy's float64 is one): a Fraction or a sympy number would pass a Real check here
+    # and then fail inside torch arithmetic with an error that does not name the factor
+    if isinstance(factor, bool) or not (isinstance(factor, (int, float)) and math.isfinite(factor) and factor >= 1.0):
         raise ValueError(f"{rule}: {name} must be a finite number >= 1, got {name}={factor!r}")
 
 
 def _check_positive_int(rule: str, value, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:  # numpy's ints too
         raise ValueError(f"{rule}: {name} must be a positive integer, got {name}={value!r}")
 
 
@@ -55,8 +58,8 @@ def _check_positive_number(fn: str, value, name: str, *, optional: bool = False,
 
 
 def _check_bool(fn: str, value, name: str) -> None:
-    """True or False: not 1, "yes" or None, which would pass an ``if`` silently."""
-    if value is not True and value is not False:
+    """True or False (numpy's too): not 1, "yes" or None, which would pass an ``if`` silently."""
+    if value is not True and value is not False and not isinstance(value, np.bool_):
         raise ValueError(f"{fn}: {name} must be True or False, got {name}={value!r}")
 
 

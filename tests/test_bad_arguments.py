@@ -27,11 +27,14 @@ they are few and small, and they fail before any launch.
 from __future__ import annotations
 
 import functools
+import importlib
 import importlib.util
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
+import sympy as sp
 import torch
 
 import ropebook as rb
@@ -58,7 +61,7 @@ BAD = {
     "even int": [("str", "8"), ("float", 8.0), ("zero", 0), ("negative", -2), ("bool", True), ("odd", 7)],
     "base": [("str", "1e4"), ("nan", NAN), ("inf", INF), ("zero", 0.0), ("negative", -1.0), ("bool", True)],
     "positive number": [("str", "1"), ("nan", NAN), ("inf", INF), ("zero", 0.0), ("negative", -1.0), ("bool", True)],
-    "factor": [("str", "2"), ("nan", NAN), ("inf", INF), ("below one", 0.5), ("bool", True)],
+    "factor": [("str", "2"), ("nan", NAN), ("inf", INF), ("below one", 0.5), ("bool", True), ("Fraction", Fraction(2))],
     "layout": [("neox", "neox"), ("None", None), ("upper case", "HALF")],
     "flag": [("str", "yes"), ("int", 1), ("None", None)],
     "seq_len": [("str", "16"), ("nan", NAN), ("inf", INF), ("bool", True)],
@@ -712,3 +715,30 @@ def test_table_is_broad():
     for name in ["apply_rope", "apply_rope_complex", "rope_cos_sin", "rope_frequencies", "RotaryEmbedding",
                  "layout_permutation", "interleaved_to_half_weights", "decay_bound", "min_base"]:
         assert name in covered, f"no row for {name}"
+
+
+def _tinylm():
+    cfg = model.ModelConfig(vocab_size=8, dim=16, n_layers=1, n_heads=2, max_seq_len=8)
+    idx = torch.randint(0, 8, (2, 5), generator=torch.Generator().manual_seed(0))
+    return model.TinyLM(cfg), idx
+
+
+GOOD = {  # legitimate values the checks must let through (a review found the first version refused each)
+    "numpy int sizes": lambda: data.validation_windows(torch.arange(100, dtype=torch.uint8), np.int64(3), np.int64(8)),
+    "numpy int seed": lambda: lrpe.Unitary(8, seed=np.int64(1)).matrix(1),
+    "seed None": lambda: decay.random_score_stats([0, 10], 8, n_samples=10, seed=None),
+    "seed Generator": lambda: decay.random_score_stats([0, 10], 8, n_samples=10, seed=np.random.default_rng(0)),
+    "numpy bool": lambda: attention.softmax_attention(*torch.randn(3, 4, 8), causal=np.True_),
+    "numpy int unsqueeze_dim": lambda: importlib.import_module("ropebook.kernels").hf_apply_rotary_pos_emb(
+        torch.randn(1, 2, 3, 8), torch.randn(1, 1, 3, 8),
+        *[torch.cat([c, c], -1)[None] for c in rb.rope_cos_sin(torch.arange(3), 8)], unsqueeze_dim=np.int64(1)),
+    "Fraction max_base": lambda: decay.min_base(64, 16, max_base=Fraction(10**6)),
+    "sympy angle": lambda: reference.rotation_matrix_2d(sp.pi / 2),
+    "sympy position": lambda: reference.rope_matrix(sp.Integer(3), 4),
+    "flat targets": lambda: (lambda lm, idx: lm(idx, idx.flatten()))(*_tinylm()),
+}
+
+
+@pytest.mark.parametrize("name", GOOD)
+def test_legitimate_values_pass(name):
+    GOOD[name]()  # returns: no error

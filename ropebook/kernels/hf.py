@@ -18,6 +18,7 @@ Chapter: ``ch-rope-gpu``.
 from __future__ import annotations
 
 import contextlib
+import numbers
 import weakref
 
 import torch
@@ -95,7 +96,7 @@ def hf_apply_rotary_pos_emb(q: Tensor, k: Tensor, cos: Tensor, sin: Tensor, unsq
     True
     """
     fn = "hf_apply_rotary_pos_emb"
-    if isinstance(unsqueeze_dim, bool) or not isinstance(unsqueeze_dim, int) or unsqueeze_dim not in (1, 2):
+    if isinstance(unsqueeze_dim, bool) or not isinstance(unsqueeze_dim, numbers.Integral) or unsqueeze_dim not in (1, 2):
         raise ValueError(f"{fn}: unsqueeze_dim must be 1 (q is (B, H, T, D)) or 2 (q is (B, T, H, D)), "
                          f"got unsqueeze_dim={unsqueeze_dim!r}")
     for name, x in (("q", q), ("k", k), ("cos", cos), ("sin", sin)):
