@@ -22,7 +22,7 @@ import numbers
 
 import numpy as np
 
-from ropebook.rope import _short_repr
+from ropebook._validate import _short_repr
 
 __all__ = ["decay_bound", "relative_scores", "random_score_stats", "cos_sum", "satisfies_base_bound", "min_base"]
 

@@ -27,7 +27,8 @@ import numbers
 import torch
 from torch import Tensor, nn
 
-from ropebook.rope import _as_tensor, _check_base, _check_dim, _check_layout, apply_rope
+from ropebook._validate import _as_tensor, _check_base, _check_dim, _check_layout
+from ropebook.rope import apply_rope
 from ropebook.reference import _real, rope_matrix
 
 __all__ = ["Rotation", "Permutation", "Unitary", "LearnedHouseholder", "dct_matrix", "householder_matrix"]

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from ropebook.crope import CRoPEAttention, RoPEAttention
 from ropebook.positions import sinusoidal_encoding
-from ropebook.rope import _check_base
+from ropebook._validate import _check_base
 
 __all__ = ["POSITIONS", "ModelConfig", "TinyLM"]
 

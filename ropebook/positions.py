@@ -17,7 +17,7 @@ import math
 import torch
 from torch import Tensor
 
-from ropebook.rope import _as_tensor, _check_float_dtype
+from ropebook._validate import _as_tensor, _check_float_dtype
 from ropebook.scaling import _check_bool
 
 __all__ = ["sinusoidal_encoding", "shaw_relative_index", "t5_relative_bucket", "alibi_slopes", "alibi_bias"]

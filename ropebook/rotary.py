@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ropebook import _validate
 from ropebook import rope as _rope
 from ropebook._rotation import apply_cos_sin
 from ropebook.scaling import DynamicNTK, LongRoPE
@@ -29,7 +30,7 @@ def layout_permutation(head_dim: int) -> Tensor:
     >>> layout_permutation(6)
     tensor([0, 2, 4, 1, 3, 5])
     """
-    _rope._check_dim("layout_permutation", head_dim, "head_dim")
+    _validate._check_dim("layout_permutation", head_dim, "head_dim")
     return torch.cat((torch.arange(0, head_dim, 2), torch.arange(1, head_dim, 2)))
 
 
@@ -98,14 +99,14 @@ class RotaryEmbedding(nn.Module):
     def __init__(self, dim: int, *, base: float = 10000.0, layout: str = "half", scaling=None,
                  rotary_dim: int | None = None, max_positions: int = 2048):
         super().__init__()
-        _rope._check_dim("RotaryEmbedding", dim)
-        _rope._check_base("RotaryEmbedding", base)
-        _rope._check_layout("RotaryEmbedding", layout)
+        _validate._check_dim("RotaryEmbedding", dim)
+        _validate._check_base("RotaryEmbedding", base)
+        _validate._check_layout("RotaryEmbedding", layout)
         r = dim if rotary_dim is None else rotary_dim
-        _rope._check_dim("RotaryEmbedding", r, "rotary_dim")
+        _validate._check_dim("RotaryEmbedding", r, "rotary_dim")
         if r > dim:
             raise ValueError(f"RotaryEmbedding: rotary_dim must be at most dim={dim}, got rotary_dim={r}")
-        _rope._check_scaling("RotaryEmbedding", scaling)
+        _validate._check_scaling("RotaryEmbedding", scaling)
         if isinstance(max_positions, bool) or not isinstance(max_positions, int) or max_positions <= 0:
             raise ValueError(f"RotaryEmbedding: max_positions must be a positive integer, got max_positions={max_positions!r}")
         self.dim, self.base, self.layout, self.scaling, self.rotary_dim = dim, base, layout, scaling, r
@@ -134,10 +135,10 @@ class RotaryEmbedding(nn.Module):
         (torch.Size([2, 4]), True)
         """
         fn = "RotaryEmbedding.cos_sin"
-        positions = _rope._as_tensor(fn, "positions", positions)
-        _rope._check_position_values(fn, "positions", positions)
-        _rope._check_float_dtype(fn, dtype)
-        _rope._check_seq_len(fn, seq_len)
+        positions = _validate._as_tensor(fn, "positions", positions)
+        _validate._check_position_values(fn, "positions", positions)
+        _validate._check_float_dtype(fn, dtype)
+        _validate._check_seq_len(fn, seq_len)
         if self.scaling is not None and self.scaling.uses_seq_len and seq_len is None and positions.numel():
             seq_len = int(positions.max()) + 1
         cacheable = not positions.is_floating_point() and not isinstance(self.scaling, DynamicNTK)
@@ -159,7 +160,7 @@ class RotaryEmbedding(nn.Module):
             if not isinstance(t, Tensor) or t.ndim < 2 or t.shape[-1] != self.dim:
                 got = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
                 raise ValueError(f"{fn}: {name} must have shape (..., T, dim={self.dim}), got {name}.shape={got}")
-            _rope._check_x(fn, t, self.rotary_dim, name)
+            _validate._check_x(fn, t, self.rotary_dim, name)
         if q.ndim != k.ndim or q.shape[:-3] != k.shape[:-3] or q.shape[-2] != k.shape[-2]:
             raise ValueError(f"{fn}: q (B, H, T, D) and k (B, H_kv, T, D) must share B and T, got "
                              f"q.shape={tuple(q.shape)}, k.shape={tuple(k.shape)}")

@@ -65,7 +65,7 @@ def _check_bool(fn: str, value, name: str) -> None:
 
 def _check_dim_base(fn: str, dim, base, dtype) -> None:
     """The checks ``rope_frequencies`` makes, for callers of a rule's ``inv_freq`` directly."""
-    from ropebook.rope import _check_base, _check_dim, _check_float_dtype  # here: ropebook.rope imports this module
+    from ropebook._validate import _check_base, _check_dim, _check_float_dtype  # here: ropebook._validate imports this module
 
     _check_dim(fn, dim)
     _check_base(fn, base)

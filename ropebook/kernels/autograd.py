@@ -23,8 +23,9 @@ import torch
 from torch import Tensor
 
 from ropebook.kernels import op, rope_triton
-from ropebook.rope import (_broadcasts_to, _check_base, _check_dim, _check_layout, _check_scaling, _check_seq_len,
-                           _check_x, rope_cos_sin, rope_frequencies)
+from ropebook._validate import (_broadcasts_to, _check_base, _check_dim, _check_layout, _check_scaling, _check_seq_len,
+                                _check_x)
+from ropebook.rope import rope_cos_sin, rope_frequencies
 
 __all__ = ["RopeCache", "rope_cache", "rope_qk", "rope_qk_cos_sin", "apply_cos_sin"]
 
