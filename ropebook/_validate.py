@@ -2,17 +2,18 @@
 what was expected and what it got (``apply_rope: head_dim must be even, got x.shape=(2, 4, 16, 63)``).
 
 Checks that read tensor values (finiteness) are skipped while ``torch.compile`` traces, and none reads a
-CUDA tensor's values on a hot path but the finiteness of float positions.
+CUDA tensor's values on a hot path but the finiteness of float positions. The module imports no other
+part of the package at load time, so every module (``scaling`` included) can import its checks from here.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 
+import numpy as np
 import torch
 from torch import Tensor
-
-from ropebook.scaling import _seq_len as _scaling_seq_len
 
 LAYOUTS = ("half", "interleaved")
 
@@ -102,7 +103,9 @@ def _check_seq_len(fn: str, seq_len) -> None:
             raise ValueError(f"{fn}: seq_len must be None, a finite number or a one-element real tensor, "
                              f"got seq_len.shape={tuple(seq_len.shape)}, seq_len.dtype={seq_len.dtype}")
         return
-    _scaling_seq_len(fn, seq_len)
+    from ropebook.scaling import _seq_len  # here: ropebook.scaling imports this module
+
+    _seq_len(fn, seq_len)
 
 
 def _check_position_values(fn: str, name: str, t: Tensor) -> None:
@@ -114,3 +117,26 @@ def _check_position_values(fn: str, name: str, t: Tensor) -> None:
         if not bool(finite.all()):
             bad = t[~finite].flatten()[0].item()
             raise ValueError(f"{fn}: {name} must be finite, got {bad} in {name} of shape {tuple(t.shape)}")
+
+
+def _check_positive_int(fn: str, value, name: str, *, even: bool = False) -> None:
+    """An integer > 0 (numpy's too, never a bool); even, with ``even``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0 or (even and value % 2):
+        kind = "a positive even integer" if even else "a positive integer"
+        raise ValueError(f"{fn}: {name} must be {kind}, got {name}={value!r}")
+
+
+def _check_positive_number(fn: str, value, name: str, *, optional: bool = False, zero: bool = False) -> None:
+    """A real, finite number > 0 (>= 0 with ``zero``; None passes with ``optional``), never a bool."""
+    if optional and value is None:
+        return
+    ok = not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
+    if not (ok and (value >= 0 if zero else value > 0)):
+        what = "a finite number >= 0" if zero else "a positive finite number"
+        raise ValueError(f"{fn}: {name} must be {'None or ' if optional else ''}{what}, got {name}={value!r}")
+
+
+def _check_bool(fn: str, value, name: str) -> None:
+    """True or False (numpy's too): not 1, "yes" or None, which would pass an ``if`` silently."""
+    if value is not True and value is not False and not isinstance(value, np.bool_):
+        raise ValueError(f"{fn}: {name} must be True or False, got {name}={value!r}")

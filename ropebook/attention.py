@@ -26,8 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ropebook._validate import _as_tensor, _check_position_values
-from ropebook.scaling import _check_bool, _check_positive_number
+from ropebook._validate import _as_tensor, _check_bool, _check_position_values, _check_positive_number
 
 __all__ = ["FEATURE_MAPS", "feature_map", "softmax_attention", "linear_attention_weights",
            "linear_attention_quadratic", "linear_attention"]

@@ -21,9 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ropebook._validate import _check_base, _check_dim
+from ropebook._validate import _check_base, _check_bool, _check_dim
 from ropebook.rope import apply_rope, apply_rope_complex
-from ropebook.scaling import _check_bool
 
 __all__ = ["ComplexLinear", "RoPEAttention", "CRoPEAttention", "parameter_count"]
 

@@ -26,7 +26,7 @@ import numbers
 import torch
 from torch import Tensor
 
-from ropebook.scaling import _check_positive_int
+from ropebook._validate import _check_positive_int
 
 __all__ = ["Corpus", "stdlib_corpus", "random_windows", "validation_windows", "next_token_task"]
 

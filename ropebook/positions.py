@@ -17,16 +17,9 @@ import math
 import torch
 from torch import Tensor
 
-from ropebook._validate import _as_tensor, _check_float_dtype
-from ropebook.scaling import _check_bool
+from ropebook._validate import _as_tensor, _check_base, _check_bool, _check_float_dtype, _check_positive_int
 
 __all__ = ["sinusoidal_encoding", "shaw_relative_index", "t5_relative_bucket", "alibi_slopes", "alibi_bias"]
-
-
-def _check_positive_int(fn: str, name: str, value, *, even: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0 or (even and value % 2):
-        kind = "a positive even integer" if even else "a positive integer"
-        raise ValueError(f"{fn}: {name} must be {kind}, got {name}={value!r}")
 
 
 def sinusoidal_encoding(seq_len: int, dim: int, *, base: float = 10000.0, dtype: torch.dtype = torch.float32) -> Tensor:
@@ -42,10 +35,9 @@ def sinusoidal_encoding(seq_len: int, dim: int, *, base: float = 10000.0, dtype:
             [0.8415, 0.5403, 0.0998, 0.9950]])
     """
     fn = "sinusoidal_encoding"
-    _check_positive_int(fn, "seq_len", seq_len)
-    _check_positive_int(fn, "dim", dim, even=True)
-    if isinstance(base, bool) or not isinstance(base, (int, float)) or not (math.isfinite(base) and base > 0):
-        raise ValueError(f"{fn}: base must be a positive finite number, got base={base!r}")
+    _check_positive_int(fn, seq_len, "seq_len")
+    _check_positive_int(fn, dim, "dim", even=True)
+    _check_base(fn, base)
     _check_float_dtype(fn, dtype)
     theta = base ** (-torch.arange(0, dim, 2, dtype=torch.float64) / dim)  # (D/2,)
     angles = torch.arange(seq_len, dtype=torch.float64)[:, None] * theta  # (T, D/2)
@@ -66,8 +58,8 @@ def shaw_relative_index(seq_len: int, max_relative_position: int) -> Tensor:
             [0, 0, 0, 1]])
     """
     fn = "shaw_relative_index"
-    _check_positive_int(fn, "seq_len", seq_len)
-    _check_positive_int(fn, "max_relative_position", max_relative_position)
+    _check_positive_int(fn, seq_len, "seq_len")
+    _check_positive_int(fn, max_relative_position, "max_relative_position")
     pos = torch.arange(seq_len)
     relative = pos[None, :] - pos[:, None]  # (T, T): n − m
     k = max_relative_position
@@ -94,8 +86,8 @@ def t5_relative_bucket(relative_position, *, bidirectional: bool = True, num_buc
     if relative_position.is_floating_point() or relative_position.is_complex() or relative_position.dtype == torch.bool:
         raise ValueError(f"{fn}: relative_position must hold integers, got dtype={relative_position.dtype}")
     _check_bool(fn, bidirectional, "bidirectional")
-    _check_positive_int(fn, "num_buckets", num_buckets, even=bidirectional)
-    _check_positive_int(fn, "max_distance", max_distance)
+    _check_positive_int(fn, num_buckets, "num_buckets", even=bidirectional)
+    _check_positive_int(fn, max_distance, "max_distance")
     buckets = torch.zeros_like(relative_position, dtype=torch.int64)
     if bidirectional:
         num_buckets //= 2
@@ -124,7 +116,7 @@ def alibi_slopes(n_heads: int) -> Tensor:
     >>> alibi_slopes(4)
     tensor([0.2500, 0.0625, 0.0156, 0.0039], dtype=torch.float64)
     """
-    _check_positive_int("alibi_slopes", "n_heads", n_heads)
+    _check_positive_int("alibi_slopes", n_heads, "n_heads")
 
     def geometric(h: int) -> list[float]:
         return [2.0 ** (-8.0 * (j + 1) / h) for j in range(h)]
@@ -147,8 +139,8 @@ def alibi_bias(seq_len: int, n_heads: int) -> Tensor:
             [-0.0039,  0.0000,    -inf],
             [-0.0078, -0.0039,  0.0000]], dtype=torch.float64)
     """
-    _check_positive_int("alibi_bias", "seq_len", seq_len)
-    _check_positive_int("alibi_bias", "n_heads", n_heads)
+    _check_positive_int("alibi_bias", seq_len, "seq_len")
+    _check_positive_int("alibi_bias", n_heads, "n_heads")
     slopes = alibi_slopes(n_heads)  # (H,)
     pos = torch.arange(seq_len, dtype=torch.float64)
     offset = pos[None, :] - pos[:, None]  # (T, T): n − m, ≤ 0 for the keys a causal query sees

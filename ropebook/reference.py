@@ -18,10 +18,9 @@ import numbers
 import numpy as np
 import torch
 
-from ropebook._validate import (_check_base, _check_dim, _check_layout, _check_scaling, _check_seq_len, _check_x,
-                                _short_repr)
+from ropebook._validate import (_check_base, _check_dim, _check_layout, _check_positive_number, _check_scaling,
+                                _check_seq_len, _check_x, _short_repr)
 from ropebook.rope import _positions
-from ropebook.scaling import _check_positive_number
 
 __all__ = [
     "LAYOUTS",

@@ -22,9 +22,11 @@ import numbers
 from dataclasses import dataclass
 from typing import ClassVar
 
-import numpy as np
 import torch
 from torch import Tensor
+
+from ropebook._validate import (_check_base, _check_bool, _check_dim, _check_float_dtype, _check_positive_int,
+                                _check_positive_number)
 
 __all__ = ["Linear", "NTKAware", "DynamicNTK", "YaRN", "Llama3", "LongRoPE"]
 
@@ -42,31 +44,8 @@ def _check_factor(rule: str, factor: float, name: str = "factor") -> None:
         raise ValueError(f"{rule}: {name} must be a finite number >= 1, got {name}={factor!r}")
 
 
-def _check_positive_int(rule: str, value, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:  # numpy's ints too
-        raise ValueError(f"{rule}: {name} must be a positive integer, got {name}={value!r}")
-
-
-def _check_positive_number(fn: str, value, name: str, *, optional: bool = False, zero: bool = False) -> None:
-    """A real, finite number > 0 (>= 0 with ``zero``; None passes with ``optional``), never a bool."""
-    if optional and value is None:
-        return
-    ok = not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
-    if not (ok and (value >= 0 if zero else value > 0)):
-        what = "a finite number >= 0" if zero else "a positive finite number"
-        raise ValueError(f"{fn}: {name} must be {'None or ' if optional else ''}{what}, got {name}={value!r}")
-
-
-def _check_bool(fn: str, value, name: str) -> None:
-    """True or False (numpy's too): not 1, "yes" or None, which would pass an ``if`` silently."""
-    if value is not True and value is not False and not isinstance(value, np.bool_):
-        raise ValueError(f"{fn}: {name} must be True or False, got {name}={value!r}")
-
-
 def _check_dim_base(fn: str, dim, base, dtype) -> None:
     """The checks ``rope_frequencies`` makes, for callers of a rule's ``inv_freq`` directly."""
-    from ropebook._validate import _check_base, _check_dim, _check_float_dtype  # here: ropebook._validate imports this module
-
     _check_dim(fn, dim)
     _check_base(fn, base)
     _check_float_dtype(fn, dtype, angles=True)  # frequencies in fp32 or better

@@ -1374,10 +1374,9 @@ def test_a_compiled_call_past_the_tables_end_raises_at_offset_zero_too():
     assert torch.equal(f(short), K.rope_qk(short, None, cache, angles="table")[0])
 
 
-def test_compiled_packed_calls_check_a_cpu_cu_seqlens_and_need_max_seqlen():
+def test_compiled_packed_calls_check_a_cpu_cu_seqlens():
     """Compiled, cu_seqlens's values are unknown while tracing: a CPU one is checked in the operator's body
-    when the code runs (it used to pass silently, [0, 5, 3] giving a NaN row), and a packed call without
-    max_seqlen is a named error (it was Dynamo's "Could not guard on data-dependent expression")."""
+    when the code runs (it used to pass silently, [0, 5, 3] giving a NaN row)."""
     if DEVICE == "cuda":
         pytest.skip("a CUDA cu_seqlens with max_seqlen given is not checked (it would cost a synchronization)")
     cache = K.rope_cache(16)
@@ -1392,8 +1391,31 @@ def test_compiled_packed_calls_check_a_cpu_cu_seqlens_and_need_max_seqlen():
         f(q, k, torch.tensor([0, 5, 3], dtype=torch.int32))
     with pytest.raises(ValueError, match=r"max_seqlen must be at least the longest packed sequence, 4 tokens"):
         f(q, k, torch.tensor([0, 4, 5], dtype=torch.int32))
+
+
+def test_compiled_in_place_with_q_as_k_rotates_once():
+    """ch-rope-gpu: eager, the same tensor as q and k in place is refused (it would be rotated twice); compiled,
+    the pointer comparison cannot be traced, and the functional operator reads the tensor once: rotated once."""
+    cache = K.rope_cache(16, device=DEVICE)
+    x = torch.randn(1, 2, 5, 16, device=DEVICE)
+    z = x.clone()
+    with pytest.raises(ValueError, match="inplace=True needs q and k in separate memory"):
+        K.rope_qk(z, z, cache, inplace=True)
     torch._dynamo.reset()
-    g = torch.compile(lambda q, k: K.rope_qk(q, k, cache, cu_seqlens=good), backend="aot_eager", fullgraph=True)
+    f = torch.compile(lambda x: K.rope_qk(x, x, cache, inplace=True), backend="aot_eager", fullgraph=True)
+    y = x.clone()
+    f(y)
+    assert_close_dtype(y, rb.apply_rope(x))
+
+
+def test_a_compiled_packed_call_needs_max_seqlen():
+    """On any device: finding max_seqlen means reading cu_seqlens, which the tracer cannot (it was Dynamo's
+    "Could not guard on data-dependent expression"; now an error that says what to pass)."""
+    cache = K.rope_cache(16, device=DEVICE)
+    q, k = torch.randn(2, 5, 16, device=DEVICE), torch.randn(1, 5, 16, device=DEVICE)  # (H, N, D), packed
+    cu = torch.tensor([0, 3, 5], dtype=torch.int32, device=DEVICE)
+    torch._dynamo.reset()
+    g = torch.compile(lambda q, k: K.rope_qk(q, k, cache, cu_seqlens=cu), backend="aot_eager", fullgraph=True)
     with pytest.raises(Exception, match=r"under torch.compile, pass max_seqlen with cu_seqlens"):
         g(q, k)
 
