@@ -13,12 +13,13 @@ export TRANSFORMERS_OFFLINE := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 export MPLBACKEND := Agg
 
-.PHONY: help setup vendor book book-student test lab serve browser clean
+.PHONY: help setup vendor book book-student test mutate lab serve browser clean
 
 help:
 	@echo "make book          build the reader's edition into _build/html (executes pages, uses the cache)"
 	@echo "make book-student  build the student edition (no solutions anywhere) into _build/student/html"
 	@echo "make test          run every test: package, identities, both book builds, headless browser"
+	@echo "make mutate        run every page against deliberately wrong copies of the package (minutes)"
 	@echo "make lab           JupyterLab with jupytext: open book/*.md as notebooks"
 	@echo "make serve         serve the built site on http://127.0.0.1:8000"
 
@@ -77,6 +78,10 @@ book-student: setup vendor
 # --- tests ------------------------------------------------------------------
 test: setup vendor browser
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
+
+# Not part of `make test` (it executes pages once per mutant); CI checks that the table still applies.
+mutate: setup
+	$(BIN)/python tools/mutate.py run $(MUTATE_ARGS)
 
 # --- local use ----------------------------------------------------------------
 lab: setup

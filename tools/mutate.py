@@ -1,0 +1,334 @@
+"""Mutation testing for the book: does some page fail when the package is wrong?
+
+Every page checks its claims against ``ropebook`` (agreement cells, sympy asserts). A
+check that passes for a wrong package checks nothing. This tool makes each *mutant* in
+:data:`MUTANTS` (a copy of the package with one deliberate, plausible mistake: a sign, an
+exponent, a swapped layout), executes pages against it, and reports which page's cell
+caught it. A mutant no page catches is a claim the book makes without checking it.
+
+How a page is run: its MyST source is read with jupytext and executed with nbclient in a
+kernel whose ``PYTHONPATH`` starts with the mutant's copy; a first cell asserts that
+``ropebook`` really is imported from that copy. Cells tagged ``raises-exception`` may
+raise, as in the build. The unmutated copy runs first (the baseline): a page that fails
+there would "catch" every mutant, so the run stops.
+
+Usage::
+
+    python tools/mutate.py list                        # the mutants and the pages that should catch them
+    python tools/mutate.py run                         # every mutant (make mutate)
+    python tools/mutate.py run sin-sign yarn-ramp -j 4 # some, four at a time
+    python tools/mutate.py run --pages crope           # only these pages (for a survivor, all pages)
+    python tools/mutate.py run --tests                 # also run each mutant's test files with pytest
+    python tools/mutate.py run --table new.py          # try new mutants (a file defining MUTANTS; Mutant is given)
+
+A mutant is run against its own ``pages`` first and stops at the first page that
+catches it; only if none does are the other pages tried, so the report tells a gap in
+one page from a gap in the whole book. Exit status: 0 if every mutant was caught
+(with ``--tests``: also by its tests), 1 if any survived, 2 if the baseline failed.
+
+The table is checked in CI (``tests/test_mutate.py``): every edit must still apply to the
+package exactly once and leave valid Python, so the mutants follow the code as it changes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".ipynb_checkpoints", "_build", ".jupyter_cache", "*.ipynb")
+
+
+@dataclass(frozen=True)
+class Mutant:
+    """One deliberate mistake: ``edits`` are (file under the repository, old text, new text)."""
+
+    name: str
+    why: str
+    edits: tuple[tuple[str, str, str], ...]
+    pages: tuple[str, ...]
+    tests: tuple[str, ...] = ()
+
+
+_ROTATE_DOC = '    """Rotate the first rotary_dim features of x (..., T, D); the rest pass through."""\n'
+
+MUTANTS: tuple[Mutant, ...] = (
+    Mutant("sin-sign", "rotate by -θ instead of θ (the transposed rotation matrix)",
+           (("ropebook/_rotation.py", _ROTATE_DOC, _ROTATE_DOC + "    sin = -sin\n"),),
+           ("preface", "deriving-rope", "complex-rotations"), ("tests/test_rope.py",)),
+    Mutant("sin-sign-and-oracle", "the same wrong sign in the package and in its numpy oracle",
+           (("ropebook/_rotation.py", _ROTATE_DOC, _ROTATE_DOC + "    sin = -sin\n"),
+            ("ropebook/reference.py", "return np.array([[c, -s], [s, c]], dtype=np.float64)",
+             "return np.array([[c, s], [-s, c]], dtype=np.float64)")),
+           ("deriving-rope", "complex-rotations"), ("tests/test_rope.py",)),
+    Mutant("theta-exponent", "θ_i = b^(-i/d) instead of b^(-2i/d)",
+           (("ropebook/scaling.py",
+             "exponent = torch.arange(0, dim, 2, dtype=torch.int64, device=device).to(dtype) / dim  # (dim/2,)",
+             "exponent = torch.arange(0, dim // 2, dtype=torch.int64, device=device).to(dtype) / dim  # (dim/2,)"),),
+           ("rope-d-dims", "long-term-decay"), ("tests/test_rope.py",)),
+    Mutant("layout-swap", "pairs (2i, 2i+1) where the layout says (i, i + d/2), and back",
+           (("ropebook/_rotation.py", '    if layout == "half":\n        return x.chunk(2, dim=-1)',
+             '    if layout != "half":\n        return x.chunk(2, dim=-1)'),),
+           ("rope-d-dims", "preface"), ("tests/test_rope.py",)),
+    Mutant("float32-angles", "angles m·θ formed in float32, then widened",
+           (("ropebook/rope.py", "return positions.to(torch.float64)[..., None] * inv_freq.to(torch.float64)",
+             "return (positions.to(torch.float32)[..., None] * inv_freq.to(torch.float32)).to(torch.float64)"),),
+           ("rope-d-dims", "rope-gpu"), ("tests/test_rope.py",)),
+    Mutant("decay-sum", "the decay bound's mean taken as a sum",
+           (("ropebook/decay.py", "(np.abs(partial).mean(axis=-1))", "(np.abs(partial).sum(axis=-1))"),),
+           ("long-term-decay",), ("tests/test_decay.py",)),
+    Mutant("yarn-ramp", "YaRN interpolates the fast pairs and keeps the slow ones",
+           (("ropebook/scaling.py", "extrapolation = 1 - ramp  #", "extrapolation = ramp  #"),),
+           ("rope-d-dims",), ("tests/test_scaling.py",)),
+    Mutant("yarn-factor", "YaRN's attention factor 0.2 ln s + 1 instead of 0.1 ln s + 1",
+           (("ropebook/scaling.py", "else 0.1 * mscale * math.log(scale) + 1.0",
+             "else 0.2 * mscale * math.log(scale) + 1.0"),),
+           ("rope-d-dims", "rope-gpu"), ("tests/test_scaling.py",)),
+    Mutant("linear-unrotated", "linear attention with the rotated features in the denominator too",
+           (("ropebook/attention.py",
+             "    fq, fk, eq, ek = _features(fn, q, k, feature_map, encoding, positions)  # (..., T, D) each\n",
+             "    fq, fk, eq, ek = _features(fn, q, k, feature_map, encoding, positions); fq, fk = eq, ek  # MUT\n"),),
+           ("linear-attention",), ("tests/test_attention.py",)),
+    Mutant("lrpe-transpose", "LRPE conjugates by Pᵀ R P instead of P R Pᵀ",
+           (("ropebook/lrpe.py", "        P = self._p(x.dtype)  # (D, D)\n", "        P = self._p(x.dtype).T  # (D, D)\n"),),
+           ("linear-attention",), ("tests/test_lrpe.py",)),
+    Mutant("crope-conjugate", "CRoPE's complex projection multiplies by the conjugate weight",
+           (("ropebook/crope.py",
+             "y_re = F.linear(x_re, self.weight_real) - F.linear(x_im, self.weight_imag)",
+             "y_re = F.linear(x_re, self.weight_real) + F.linear(x_im, self.weight_imag)"),
+            ("ropebook/crope.py",
+             "y_im = F.linear(x_re, self.weight_imag) + F.linear(x_im, self.weight_real)",
+             "y_im = -F.linear(x_re, self.weight_imag) + F.linear(x_im, self.weight_real)")),
+           ("crope",), ("tests/test_crope.py",)),
+    Mutant("alibi-slope", "ALiBi slopes 2^(-8h/H) from h = 0 instead of h = 1",
+           (("ropebook/positions.py", "2.0 ** (-8.0 * (j + 1) / h)", "2.0 ** (-8.0 * j / h)"),),
+           ("why-position",), ("tests/test_positions.py",)),
+    Mutant("sinusoid-swap", "the sinusoidal encoding with cos and sin swapped",
+           (("ropebook/positions.py", "torch.stack((angles.sin(), angles.cos()), dim=-1)",
+             "torch.stack((angles.cos(), angles.sin()), dim=-1)"),),
+           ("why-position",), ("tests/test_positions.py",)),
+    Mutant("kernel-backward", "the kernel's backward rotates by +θ (CONJ ignored)",
+           (("ropebook/kernels/rope_triton.py", "    if CONJ:\n        sin = -sin\n", "    if CONJ:\n        sin = sin\n"),),
+           ("rope-gpu",), ("tests/test_kernels.py",)),
+    Mutant("turns-scale", "fixed-point turns at half the scale (2^62 where 2^63 is meant)",
+           (("ropebook/kernels/autograd.py", "round(Fraction(theta) * 2**63 / _PI)",
+             "round(Fraction(theta) * 2**62 / _PI)"),),
+           ("rope-gpu",), ("tests/test_kernels.py",)),
+)
+
+
+def _pages() -> list[str]:
+    """The executed pages, in the order of the table of contents."""
+    import yaml
+
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [toc["root"]] + [c["file"] for part in toc.get("parts", []) for c in part["chapters"]]
+    return [Path(f).name for f in files if "{code-cell}" in (ROOT / f"{f}.md").read_text()]
+
+
+def apply(mutant: Mutant, tree: Path) -> None:
+    """Apply ``mutant``'s edits to the copy at ``tree``; each old text must occur exactly once."""
+    for rel, old, new in mutant.edits:
+        path = tree / rel
+        text = path.read_text()
+        if text.count(old) != 1:
+            raise ValueError(f"mutant {mutant.name!r}: expected the text to replace once in {rel}, "
+                             f"found it {text.count(old)} times: {old[:80]!r}")
+        path.write_text(text.replace(old, new))
+
+
+def make_copy(dest: Path, mutant: Mutant | None, *, with_tests: bool = False) -> Path:
+    """Copy what pages (and tests) read into ``dest`` and apply ``mutant`` (None: the baseline)."""
+    parts = ["ropebook", "book"] + (["tests", "pyproject.toml"] if with_tests else [])
+    for part in parts:
+        src = ROOT / part
+        if src.is_dir():
+            shutil.copytree(src, dest / part, ignore=_IGNORE)
+        else:
+            shutil.copy2(src, dest / part)
+    if mutant is not None:
+        apply(mutant, dest)
+    return dest
+
+
+def _env(tree: Path) -> dict[str, str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tree), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "MPLBACKEND": "Agg",
+           "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
+    env.pop("ROPEBOOK_SITE", None)
+    return env
+
+
+def execute_page(tree: Path, page: str, *, timeout: int = 900) -> dict:
+    """Execute ``tree/book/page.md`` in a fresh kernel (run in a child process with ``_env(tree)``)."""
+    proc = subprocess.run([sys.executable, __file__, "_page", str(tree), page, str(timeout)],
+                          env=_env(tree), capture_output=True, text=True, cwd=tree / "book")
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        return {"page": page, "status": "error", "cell": None, "source": "",
+                "error": (proc.stderr or proc.stdout)[-600:], "seconds": None}
+    return json.loads(lines[-1])
+
+
+def _page_child(tree: str, page: str, timeout: str) -> None:
+    """In the child: read the page, prepend the import guard, execute, print one JSON line."""
+    import jupytext
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    book = Path(tree) / "book"
+    nb = jupytext.read(book / f"{page}.md")
+    guard = (f"import os, ropebook as _rb\nassert _rb.__file__.startswith({tree!r}), _rb.__file__\n"
+             f"assert os.getcwd() == {str(book)!r}, os.getcwd()\ndel _rb")
+    nb.cells.insert(0, nbformat.v4.new_code_cell(guard))
+    client = NotebookClient(nb, timeout=int(timeout), kernel_name="python3",
+                            resources={"metadata": {"path": str(book)}}, allow_errors=False)
+    start = time.perf_counter()
+    result = {"page": page, "status": "pass", "cell": None, "source": "", "error": ""}
+    try:
+        client.execute()
+    except CellExecutionError:
+        code_cells = [c for c in nb.cells if c.cell_type == "code"]
+        for index, cell in enumerate(code_cells):
+            errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+            if errors:
+                first = next((line for line in cell.source.splitlines() if line.strip()), "")
+                result.update(status="fail", cell=index, source=first[:120],
+                              error=f"{errors[0]['ename']}: {errors[0]['evalue']}"[:400])
+                break
+        else:
+            result.update(status="fail", error="a cell failed (no error output found)")
+    result["seconds"] = round(time.perf_counter() - start, 1)
+    print(json.dumps(result), flush=True)
+
+
+def run_tests(tree: Path, files: tuple[str, ...]) -> dict:
+    """Run ``files`` with pytest inside the copy (its ``ropebook`` comes first on the path)."""
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *files],
+                          env={**_env(tree), "PYTHONPATH": str(tree)}, cwd=tree, capture_output=True, text=True)
+    tail = [line for line in proc.stdout.splitlines() if line.strip()][-1:] or [proc.stderr[-200:]]
+    # pytest exits 1 when a test failed (caught); 0 is a survivor; anything else is an error.
+    status = {0: "pass", 1: "fail"}.get(proc.returncode, "error")
+    return {"status": status, "summary": tail[0][:200], "seconds": round(time.perf_counter() - start, 1)}
+
+
+def run_mutant(mutant: Mutant, pages: list[str], workdir: Path, *, tests: bool) -> dict:
+    """Run ``mutant`` against its own pages, then (while it survives) the others in ``pages``."""
+    tree = make_copy(workdir / mutant.name, mutant, with_tests=tests)
+    order = [p for p in mutant.pages if p in pages] + [p for p in pages if p not in mutant.pages]
+    outcome: dict = {"name": mutant.name, "why": mutant.why, "runs": [], "caught_by": None}
+    for page in order:
+        run = execute_page(tree, page)
+        outcome["runs"].append(run)
+        if run["status"] == "fail":
+            outcome["caught_by"] = run
+            break
+    if tests and mutant.tests:
+        outcome["tests"] = run_tests(tree, mutant.tests)
+    return outcome
+
+
+def _report(outcome: dict, own_pages: tuple[str, ...]) -> str:
+    caught = outcome["caught_by"]
+    errors = [r for r in outcome["runs"] if r["status"] == "error"]
+    if caught:
+        where = "" if caught["page"] in own_pages else "  (not by its own pages)"
+        line = (f"CAUGHT    {outcome['name']}: {caught['page']}, code cell {caught['cell']} "
+                f"`{caught['source']}`{where}\n          {caught['error'].splitlines()[0][:160]}")
+    else:
+        line = f"SURVIVED  {outcome['name']}: {outcome['why']}; ran {', '.join(r['page'] for r in outcome['runs'])}"
+    for run in errors:
+        line += f"\n          error running {run['page']}: {run['error'][-300:]}"
+    if "tests" in outcome:
+        t = outcome["tests"]
+        line += f"\n          tests: {'caught' if t['status'] == 'fail' else t['status']} ({t['summary']})"
+    return line
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="print the mutants")
+    run = sub.add_parser("run", help="run mutants against the pages")
+    run.add_argument("names", nargs="*", help="mutants to run (default: all)")
+    run.add_argument("--pages", nargs="+", help="pages to run (default: every executed page)")
+    run.add_argument("-j", "--jobs", type=int, default=2, help="mutants run at once (default 2)")
+    run.add_argument("--tests", action="store_true", help="also run each mutant's test files")
+    run.add_argument("--json", type=Path, help="write every run's result to this file")
+    run.add_argument("--no-baseline", action="store_true", help="skip the unmutated run (trust it passes)")
+    run.add_argument("--table", type=Path, help="a Python file whose MUTANTS replace the built-in table (trying new ones)")
+    child = sub.add_parser("_page")
+    child.add_argument("tree")
+    child.add_argument("page")
+    child.add_argument("timeout")
+    args = parser.parse_args(argv)
+
+    if args.command == "_page":
+        _page_child(args.tree, args.page, args.timeout)
+        return 0
+    if args.command == "list":
+        for m in MUTANTS:
+            print(f"{m.name:22} {m.why}\n{'':22} pages: {', '.join(m.pages)}; tests: {', '.join(m.tests) or '-'}")
+        return 0
+
+    table = MUTANTS
+    if args.table:
+        namespace: dict = {"Mutant": Mutant}
+        exec(compile(args.table.read_text(), str(args.table), "exec"), namespace)
+        table = tuple(namespace["MUTANTS"])
+    by_name = {m.name: m for m in table}
+    unknown = [n for n in args.names if n not in by_name]
+    all_pages = _pages()
+    bad_pages = [p for p in args.pages or [] if p not in all_pages]
+    if unknown or bad_pages:
+        parser.error(f"unknown mutants {unknown} or pages {bad_pages}; "
+                     f"mutants: {', '.join(by_name)}; pages: {', '.join(all_pages)}")
+    mutants = [by_name[n] for n in args.names] if args.names else list(table)
+    pages = args.pages or all_pages
+    with tempfile.TemporaryDirectory(prefix="ropebook-mutate-") as tmp:
+        workdir = Path(tmp)
+        start = time.perf_counter()
+        if not args.no_baseline:
+            needed = sorted({p for m in mutants for p in m.pages if p in pages} or pages) if args.names else pages
+            base = make_copy(workdir / "_baseline", None)
+            with ThreadPoolExecutor(max(1, args.jobs)) as pool:
+                runs = list(pool.map(lambda p: execute_page(base, p), needed))
+            failed = [r for r in runs if r["status"] != "pass"]
+            for r in failed:
+                print(f"BASELINE  {r['page']} does not pass unmutated: cell {r['cell']} `{r['source']}`\n"
+                      f"          {r['error'][-400:]}")
+            if failed:
+                return 2
+            print(f"baseline: {len(runs)} pages pass unmutated ({time.perf_counter() - start:.0f} s)", flush=True)
+        with ThreadPoolExecutor(max(1, args.jobs)) as pool:
+            futures = [pool.submit(run_mutant, m, pages, workdir, tests=args.tests) for m in mutants]
+            outcomes = []
+            for m, future in zip(mutants, futures):
+                outcome = future.result()
+                outcomes.append(outcome)
+                print(_report(outcome, m.pages), flush=True)
+    survived = [o["name"] for o in outcomes if o["caught_by"] is None]
+    missed = [o["name"] for o in outcomes if o.get("tests", {}).get("status", "fail") != "fail"]
+    print(f"\n{len(outcomes) - len(survived)}/{len(outcomes)} mutants caught by a page"
+          + (f"; survived: {', '.join(survived)}" if survived else "")
+          + (f"; not caught by their tests: {', '.join(missed)}" if missed else "")
+          + f" ({time.perf_counter() - start:.0f} s)")
+    if args.json:
+        args.json.write_text(json.dumps(outcomes, indent=1))
+    return 1 if survived or missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
