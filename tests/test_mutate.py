@@ -70,3 +70,18 @@ def test_the_tool_reports_a_real_mutant_caught_and_a_comment_survived(tmp_path, 
     assert mutate.main(["run", "--table", str(table), "--pages", "preface", "-j", "1", "--no-baseline"]) == 1
     out = capsys.readouterr().out
     assert "SURVIVED  comment" in out and "0/1 mutants caught by a page; survived: comment" in out, out
+
+
+def test_a_page_that_fails_unmutated_catches_nothing(monkeypatch, capsys):
+    """A failing page is a catch only if it passes on the unmutated copy; otherwise exit 2."""
+    calls = []
+
+    def fails_everywhere(tree, page, timeout=900):
+        calls.append((Path(tree).name, page))
+        return {"page": page, "status": "fail", "cell": 3, "source": "x = 1", "error": "AssertionError: load"}
+
+    monkeypatch.setattr(mutate, "execute_page", fails_everywhere)
+    assert mutate.main(["run", "sin-sign", "--pages", "preface", "-j", "1"]) == 2
+    out = capsys.readouterr().out
+    assert calls == [("sin-sign", "preface"), ("_baseline", "preface")], calls
+    assert "SURVIVED  sin-sign" in out and "fails unmutated too" in out and "pages failing unmutated: preface" in out, out

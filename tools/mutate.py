@@ -9,8 +9,9 @@ caught it. A mutant no page catches is a claim the book makes without checking i
 How a page is run: its MyST source is read with jupytext and executed with nbclient in a
 kernel whose ``PYTHONPATH`` starts with the mutant's copy; a first cell asserts that
 ``ropebook`` really is imported from that copy. Cells tagged ``raises-exception`` may
-raise, as in the build. The unmutated copy runs first (the baseline): a page that fails
-there would "catch" every mutant, so the run stops.
+raise, as in the build. A page that fails on a mutant is then run on the unmutated copy
+(once per page): only if it passes there does it count as a catch. A page that fails
+unmutated (a broken page, a timing check under load) would otherwise "catch" anything.
 
 Usage::
 
@@ -24,7 +25,7 @@ Usage::
 A mutant is run against its own ``pages`` first and stops at the first page that
 catches it; only if none does are the other pages tried, so the report tells a gap in
 one page from a gap in the whole book. Exit status: 0 if every mutant was caught
-(with ``--tests``: also by its tests), 1 if any survived, 2 if the baseline failed.
+(with ``--tests``: also by its tests), 1 if any survived, 2 if a page failed unmutated.
 
 The table is checked in CI (``tests/test_mutate.py``): every edit must still apply to the
 package exactly once and leave valid Python, so the mutants follow the code as it changes.
@@ -40,6 +41,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -224,7 +226,29 @@ def run_tests(tree: Path, files: tuple[str, ...]) -> dict:
     return {"status": status, "summary": tail[0][:200], "seconds": round(time.perf_counter() - start, 1)}
 
 
-def run_mutant(mutant: Mutant, pages: list[str], workdir: Path, *, tests: bool) -> dict:
+class Baseline:
+    """Each page's result on the unmutated copy, run once on first request (thread-safe)."""
+
+    def __init__(self, workdir: Path, *, trust: bool = False):
+        self.tree, self.trust = workdir / "_baseline", trust
+        self.results: dict[str, dict] = {}
+        self._lock = threading.Lock()
+        self._page_locks: dict[str, threading.Lock] = {}
+
+    def result(self, page: str) -> dict:
+        if self.trust:
+            return {"page": page, "status": "pass"}
+        with self._lock:
+            if not self.tree.exists():
+                make_copy(self.tree, None)
+            page_lock = self._page_locks.setdefault(page, threading.Lock())
+        with page_lock:
+            if page not in self.results:
+                self.results[page] = execute_page(self.tree, page)
+            return self.results[page]
+
+
+def run_mutant(mutant: Mutant, pages: list[str], workdir: Path, baseline: Baseline, *, tests: bool) -> dict:
     """Run ``mutant`` against its own pages, then (while it survives) the others in ``pages``."""
     tree = make_copy(workdir / mutant.name, mutant, with_tests=tests)
     order = [p for p in mutant.pages if p in pages] + [p for p in pages if p not in mutant.pages]
@@ -233,8 +257,12 @@ def run_mutant(mutant: Mutant, pages: list[str], workdir: Path, *, tests: bool) 
         run = execute_page(tree, page)
         outcome["runs"].append(run)
         if run["status"] == "fail":
-            outcome["caught_by"] = run
-            break
+            unmutated = baseline.result(page)
+            if unmutated["status"] == "pass":
+                outcome["caught_by"] = run
+                break
+            run["status"] = "error"
+            run["error"] = f"fails unmutated too (cell {unmutated.get('cell')}): {unmutated.get('error', '')}"
     if tests and mutant.tests:
         outcome["tests"] = run_tests(tree, mutant.tests)
     return outcome
@@ -267,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("-j", "--jobs", type=int, default=2, help="mutants run at once (default 2)")
     run.add_argument("--tests", action="store_true", help="also run each mutant's test files")
     run.add_argument("--json", type=Path, help="write every run's result to this file")
-    run.add_argument("--no-baseline", action="store_true", help="skip the unmutated run (trust it passes)")
+    run.add_argument("--no-baseline", action="store_true", help="count a failing page as a catch without running it unmutated")
     run.add_argument("--table", type=Path, help="a Python file whose MUTANTS replace the built-in table (trying new ones)")
     child = sub.add_parser("_page")
     child.add_argument("tree")
@@ -300,34 +328,25 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="ropebook-mutate-") as tmp:
         workdir = Path(tmp)
         start = time.perf_counter()
-        if not args.no_baseline:
-            needed = sorted({p for m in mutants for p in m.pages if p in pages} or pages) if args.names else pages
-            base = make_copy(workdir / "_baseline", None)
-            with ThreadPoolExecutor(max(1, args.jobs)) as pool:
-                runs = list(pool.map(lambda p: execute_page(base, p), needed))
-            failed = [r for r in runs if r["status"] != "pass"]
-            for r in failed:
-                print(f"BASELINE  {r['page']} does not pass unmutated: cell {r['cell']} `{r['source']}`\n"
-                      f"          {r['error'][-400:]}")
-            if failed:
-                return 2
-            print(f"baseline: {len(runs)} pages pass unmutated ({time.perf_counter() - start:.0f} s)", flush=True)
+        baseline = Baseline(workdir, trust=args.no_baseline)
         with ThreadPoolExecutor(max(1, args.jobs)) as pool:
-            futures = [pool.submit(run_mutant, m, pages, workdir, tests=args.tests) for m in mutants]
+            futures = [pool.submit(run_mutant, m, pages, workdir, baseline, tests=args.tests) for m in mutants]
             outcomes = []
             for m, future in zip(mutants, futures):
                 outcome = future.result()
                 outcomes.append(outcome)
                 print(_report(outcome, m.pages), flush=True)
+    broken = sorted(p for p, r in baseline.results.items() if r["status"] != "pass")
     survived = [o["name"] for o in outcomes if o["caught_by"] is None]
     missed = [o["name"] for o in outcomes if o.get("tests", {}).get("status", "fail") != "fail"]
     print(f"\n{len(outcomes) - len(survived)}/{len(outcomes)} mutants caught by a page"
           + (f"; survived: {', '.join(survived)}" if survived else "")
           + (f"; not caught by their tests: {', '.join(missed)}" if missed else "")
+          + (f"; pages failing unmutated: {', '.join(broken)}" if broken else "")
           + f" ({time.perf_counter() - start:.0f} s)")
     if args.json:
         args.json.write_text(json.dumps(outcomes, indent=1))
-    return 1 if survived or missed else 0
+    return 2 if broken else 1 if survived or missed else 0
 
 
 if __name__ == "__main__":
