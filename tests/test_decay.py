@@ -218,8 +218,23 @@ def test_figures_are_figures():
 def test_figure_bad_input():
     with pytest.raises(ValueError, match="pairs"):
         rb.plotting.pair_cosines(dim=16, pairs=(8,))
-    with pytest.raises(ValueError, match="max_distance"):
+    with pytest.raises(ValueError, match=r"^decay_curves: max_distance must be a positive finite number, got max_distance=-1$"):
         rb.plotting.decay_curves(max_distance=-1)
+    # each function names itself, not the one it shares the distance grid with
+    for bad, message in [
+        (dict(max_distance=-1), r"^pair_cosines: max_distance must be .* got max_distance=-1$"),
+        (dict(max_distance=float("inf")), r"^pair_cosines: max_distance .* got max_distance=inf$"),
+        (dict(n_points="many"), r"^pair_cosines: n_points must be a positive integer, got n_points='many'$"),
+        (dict(dim=15), r"^pair_cosines: dim must be a positive even integer, got dim=15$"),
+        (dict(base=1.0), r"^pair_cosines: base must be a finite number > 1, got base=1.0$"),
+        (dict(pairs=("a",)), r"^pair_cosines: pairs must be .* in \[0, 8\), got pairs=\('a',\)$"),
+        (dict(pairs=(1.5,)), r"^pair_cosines: pairs must be .* got pairs=\(1.5,\)$"),
+        (dict(pairs=3), r"^pair_cosines: pairs must be .* got pairs=3$"),
+        (dict(pairs=()), r"^pair_cosines: pairs must be a non-empty .* got pairs=\(\)$"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            rb.plotting.pair_cosines(**{"dim": 16, "pairs": (0, 7), "max_distance": 50, **bad})
+    assert isinstance(rb.plotting.pair_cosines(dim=16, pairs=np.array([0, 7]), max_distance=50), Figure)
     with pytest.raises(ValueError, match=r"q must be 2 finite numbers, got q=\[1, 2, 3\]"):
         rb.plotting.rotation_2d([1, 2, 3], [0, 1], 0, 0)
     with pytest.raises(ValueError, match="dims"):

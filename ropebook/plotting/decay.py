@@ -12,16 +12,20 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullLocator
 
-from ropebook.decay import cos_sum, decay_bound
+from ropebook._validate import _check_positive_int
+from ropebook.decay import _check_base, _check_dim, cos_sum, decay_bound
 from ropebook.plotting._style import COLORS, new_figure
 from ropebook.plotting.rope import _power_of_ten
 
 __all__ = ["decay_curves", "random_score_band", "pair_cosines", "min_base_curve"]
 
 
-def _distance_grid(max_distance: float, n_points: int, *, log: bool = False) -> np.ndarray:
-    if not (isinstance(max_distance, (int, float, np.integer, np.floating)) and max_distance > 0):
-        raise ValueError(f"decay_curves: max_distance must be a positive number, got max_distance={max_distance!r}")
+def _distance_grid(fn: str, max_distance: float, n_points: int, *, log: bool = False) -> np.ndarray:
+    """Integer distances in [0, max_distance] (from 1 with ``log``), at most about ``n_points`` of them."""
+    if isinstance(max_distance, bool) or not (isinstance(max_distance, (int, float, np.integer, np.floating))
+                                              and np.isfinite(max_distance) and max_distance > 0):
+        raise ValueError(f"{fn}: max_distance must be a positive finite number, got max_distance={max_distance!r}")
+    _check_positive_int(fn, n_points, "n_points")
     if max_distance + 1 <= n_points:
         r = np.arange(int(max_distance) + 1, dtype=np.float64)  # every integer distance
         return r[r > 0] if log else r
@@ -47,7 +51,7 @@ def decay_curves(*, dim: int = 128, base: float = 10000.0, max_distance: float =
     >>> fig.axes[0].get_xlabel()
     'relative distance m − n'
     """
-    r = _distance_grid(max_distance, n_points, log=log_x)
+    r = _distance_grid("decay_curves", max_distance, n_points, log=log_x)
     bound = decay_bound(r, dim, base)  # (R,)
     fig, ax = new_figure(width=width, height=height)
     scale_b = (dim / 2 + 1) / 2 if normalise else 1.0  # the bound's value at r = 0
@@ -103,10 +107,15 @@ def pair_cosines(*, dim: int = 128, base: float = 10000.0, pairs=(0, 8, 32, 63),
     >>> len(fig.axes)
     2
     """
+    dim, base = _check_dim("pair_cosines", dim), _check_base("pair_cosines", base)
+    given = pairs
+    pairs = tuple(pairs) if isinstance(pairs, (tuple, list, range, np.ndarray)) else ()
+    if not pairs or not all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) and 0 <= i < dim // 2
+                            for i in pairs):
+        raise ValueError(f"pair_cosines: pairs must be a non-empty sequence of integer indices in [0, {dim // 2}), "
+                         f"got pairs={given!r}")
     pairs = tuple(int(i) for i in pairs)
-    if not pairs or any(i < 0 or i >= dim // 2 for i in pairs):
-        raise ValueError(f"pair_cosines: pairs must be indices in [0, {dim // 2}), got pairs={pairs!r}")
-    r = _distance_grid(max_distance, n_points)
+    r = _distance_grid("pair_cosines", max_distance, n_points)
     theta = base ** (-2.0 * np.arange(dim // 2) / dim)  # (d/2,)
     fig, axes = new_figure(len(pairs), 1, width=width, height=height, sharex=True)
     axes = np.atleast_1d(axes)
