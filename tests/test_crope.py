@@ -62,6 +62,34 @@ def test_complex_linear_commutes_with_multiplication_by_i():
     assert not torch.allclose(real(times_i(x)), times_i(real(x)))
 
 
+def test_complex_weight_is_the_matrix_forward_multiplies_by():
+    """complex_weight W = A + iB is the map forward applies: y = W x̃ in complex arithmetic (not its conjugate)."""
+    torch.manual_seed(6)
+    layer = ComplexLinear(8, 6).double()
+    x = torch.randn(4, 8, dtype=torch.float64)
+    z = torch.view_as_complex(x.reshape(4, 4, 2))  # (4, in/2)
+    torch.testing.assert_close(layer(x), torch.view_as_real(z @ layer.complex_weight.T).flatten(-2))
+    assert not torch.allclose(layer(x), torch.view_as_real(z @ layer.complex_weight.conj().T).flatten(-2))
+
+
+def test_init_gives_the_output_variance_of_nn_linear():
+    """"Same per-entry range as nn.Linear(in, out): Re y_j then has the variance a real layer gives."
+
+    For x ~ N(0, I), Var(Re y_j) = Σ_k (A_jk² + B_jk²) over in/2 columns and Var(y_j) = Σ_k W_jk² over in
+    columns for nn.Linear; with entries uniform on ±1/√in both have expectation in · (1/in)/3 = 1/3. The
+    tolerance is six standard errors of the mean over rows, estimated from the rows themselves.
+    """
+    torch.manual_seed(7)
+    D = 512
+    layer, real = ComplexLinear(D, D), torch.nn.Linear(D, D, bias=False)
+    with torch.no_grad():
+        complex_var = (layer.weight_real**2 + layer.weight_imag**2).sum(-1).double()  # (D/2,) Var Re y_j per row
+        real_var = (real.weight**2).sum(-1).double()  # (D,) Var y_j per row
+    for var in (complex_var, real_var):
+        sem = float(var.std() / math.sqrt(len(var)))
+        assert abs(float(var.mean()) - 1 / 3) < 6 * sem, (float(var.mean()), sem)
+
+
 @pytest.mark.parametrize("dim, n_heads", ATTENTION_CASES)
 def test_parameter_counts_match_the_formulas(dim, n_heads):
     crope, rope = CRoPEAttention(dim, n_heads), RoPEAttention(dim, n_heads)

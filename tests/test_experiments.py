@@ -116,3 +116,12 @@ def test_committed_results_match_the_code(name):
     for run in results["runs"]:
         assert run["parameters"]["total"] == counts[run["position"]]
         assert len(run["train_loss"]) == cfg.steps and run["final_val_loss"] == run["val_loss"][-1]
+
+
+def test_stdlib_corpus_is_the_sorted_files_train_then_validation():
+    """Train, then validation, is the sorted top-level *.py files' bytes in order: validation is the last 10 %."""
+    corpus = stdlib_corpus(max_bytes=50_000)
+    files = sorted(Path(corpus.source).glob("*.py"))[: corpus.n_files]
+    text = b"".join(f.read_bytes() for f in files)[:50_000]
+    assert torch.cat((corpus.train, corpus.val)).numpy().tobytes() == text
+    assert len(corpus.val) == round(0.1 * len(text))

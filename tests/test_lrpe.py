@@ -154,3 +154,18 @@ def test_copy_experiment_is_seeded_and_checks_names():
     assert first["chance"] == 1 / cfg.vocab and first["config"]["offset"] == cfg.offset
     with pytest.raises(ValueError, match=r"encodings must be drawn from .*got 'alibi'"):
         L.run(cfg, encodings=("alibi",))
+
+
+def test_copy_task_scores_the_token_k_places_back():
+    """The logits at position t are scored against x_{t−k}: a model that outputs x_{t−k} is always right, one that
+    echoes the current token x_t only where x_t happens to equal x_{t−k}."""
+    from ropebook.experiments import lrpe_recall as L
+
+    cfg = L.TaskConfig(offset=3, seq_len=16, batch_size=64)
+    tokens, targets = L.copy_batch(cfg, torch.Generator().manual_seed(0))  # (B, T), (B, T − k)
+    one_hot = lambda t: torch.nn.functional.one_hot(t, cfg.vocab).float()  # noqa: E731  (B, T, V) logits
+    _, oracle = L._loss_acc(lambda t: one_hot(t.roll(cfg.offset, dims=1)), cfg, tokens, targets)  # x_{t−k} at t ≥ k
+    _, echo = L._loss_acc(one_hot, cfg, tokens, targets)
+    assert oracle == 1.0
+    coincide = (tokens[:, cfg.offset:] == targets).float().mean().item()  # x_t = x_{t−k}: about 1/V
+    assert echo == pytest.approx(coincide) and coincide < 0.5

@@ -103,6 +103,24 @@ def test_live_explorer_redraws_on_every_change():
     assert "n = 36" in caption.value
 
 
+def test_rotation_explorer_draws_the_positions_its_sliders_show(monkeypatch):
+    """Every frame is rotation_2d at the (m, n) its sliders and caption name, with the θ given (the pages say 0.6)."""
+    drawn, real = [], rb.widgets.rotation_2d
+
+    def spy(q, k, m, n, **kwargs):
+        drawn.append((m, n, kwargs["theta"]))
+        return real(q, k, m, n, **kwargs)
+
+    monkeypatch.setattr(rb.widgets, "rotation_2d", spy)
+    rb.widgets.rotation_explorer(positions=range(3), dpi=20)
+    assert drawn == [(m, n, 0.6) for m in range(3) for n in range(3)]  # nested: m outer, n inner
+    drawn.clear()
+    box = rb.widgets.rotation_explorer(live=True, dpi=20)
+    m, n = box.children[0].children
+    m.value, n.value = 5, 3
+    assert drawn == [(2, 0, 0.6), (5, 0, 0.6), (5, 3, 0.6)]
+
+
 @pytest.mark.parametrize("make", [rb.widgets.decay_explorer, rb.widgets.rotation_explorer, rb.widgets.frequency_explorer])
 def test_live_explorers_build(make):
     box = make(live=True)
