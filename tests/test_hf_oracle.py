@@ -56,6 +56,10 @@ CONFIGS = {
     "yarn-given-attention": (64, 10000.0, 8192, {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 2048,
                                                  "attention_factor": 0.9},
                              scaling.YaRN(4.0, 2048, attention_factor=0.9), [None]),
+    # the slowest pair turns ~1.3 times within L_train, more than beta_slow = 1: the ramp's upper bound falls
+    # past the last pair (index 33 of 32 pairs) and is clamped at dim - 1, as Hugging Face clamps, not at dim/2 - 1
+    "yarn-long-train": (64, 10000.0, 262144, {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 65536},
+                        scaling.YaRN(4.0, 65536), [None]),
     "llama3.1": (128, 500000.0, 131072, {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
                                          "original_max_position_embeddings": 8192}, scaling.Llama3(8.0, 8192), [None]),
     "llama3-small": (64, 10000.0, 8192, {"rope_type": "llama3", "factor": 4.0, "low_freq_factor": 2.0, "high_freq_factor": 8.0,

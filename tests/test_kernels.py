@@ -128,8 +128,9 @@ def test_partial_rotary_and_in_place(D, rotary_dim, layout, inplace, angles):
     assert (qr.data_ptr() == q.data_ptr()) == inplace
     assert_close_dtype(qr, want_q)
     assert_close_dtype(kr, want_k)
-    if inplace:
+    if inplace:  # rotated in their own storage, q and k alike
         assert_close_dtype(q, want_q)
+        assert_close_dtype(k, want_k)
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -1243,6 +1244,7 @@ def _compile_cases():
     """Calls of the public functions, each a function of (q, k) with everything else fixed: the variants
     that take different paths to the operator (angles, offsets, positions, packed, k None, in place, cos/sin)."""
     cache = K.rope_cache(16, max_position=64, device=DEVICE)
+    yarn = K.rope_cache(16, scaling=rb.scaling.YaRN(4.0, 16), device=DEVICE)  # factor 0.1 ln 4 + 1, in the kernel
     off = torch.tensor([3, 40], device=DEVICE)
     pos = torch.tensor([[5, 1, 9, 2, 7], [0, 30, 31, 32, 60]], device=DEVICE)
     cu = torch.tensor([0, 3, 5], device=DEVICE, dtype=torch.int32)
@@ -1252,6 +1254,7 @@ def _compile_cases():
     return {
         "table, int offset": lambda q, k: K.rope_qk(q, k, cache, offsets=7, angles="table"),
         "kernel angles, offsets tensor": lambda q, k: K.rope_qk(q, k, cache, offsets=off, angles="kernel"),
+        "kernel angles, YaRN's factor": lambda q, k: K.rope_qk(q, k, yarn, offsets=off, angles="kernel"),
         "interleaved, positions": lambda q, k: K.rope_qk(q, k, cache, positions=pos, layout="interleaved"),
         "k None": lambda q, k: (K.rope_qk(q, None, cache, offsets=2)[0], k * 1),
         "packed": lambda q, k: K.rope_qk(q.transpose(0, 1).flatten(1, 2)[:, :5], k.transpose(0, 1).flatten(1, 2)[:, :5],

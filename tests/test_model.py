@@ -70,6 +70,25 @@ def test_sinusoidal_scheme_adds_the_shared_encoding():
     assert not torch.allclose(model(idx)[0], blind(idx)[0])
 
 
+def test_sinusoidal_table_is_added_at_the_scale_of_the_token_embeddings():
+    """The table's sin and cos of one angle have sin² + cos² = 1, so its entries have RMS 1/√2; TinyLM scales it
+    by 0.02·√2 to the RMS of the token embeddings at initialisation (std 0.02), which ch-crope's comparison
+    relies on ("added at the scale of the token embeddings")."""
+    model = _model("sinusoidal")
+    blind = _model("none")
+    blind.load_state_dict(model.state_dict())  # same weights, no table
+    seen = {}
+    for name, m in (("with", model), ("without", blind)):
+        m.blocks[0].register_forward_pre_hook(lambda mod, args, name=name: seen.__setitem__(name, args[0]))
+    idx = torch.randint(0, 256, (2, SMALL["max_seq_len"]), generator=torch.Generator().manual_seed(5))
+    model(idx), blind(idx)
+    added = seen["with"] - seen["without"]  # (B, T, D): the scaled table, in every row
+    init_std = 0.02  # nn.init.normal_(embed.weight, std=0.02)
+    assert math.isclose(added.pow(2).mean().sqrt().item(), init_std, rel_tol=1e-5)
+    n = model.embed.weight.numel()  # its RMS is init_std up to sampling error, ~1/√(2n) relative
+    assert abs(model.embed.weight.pow(2).mean().sqrt().item() / init_std - 1) < 5 / math.sqrt(2 * n)
+
+
 BAD_CONFIGS = [
     (dict(position="alibi"), "position must be one of"),
     (dict(dim=30, n_heads=4), "dim / n_heads must be an even integer, got dim=30, n_heads=4"),

@@ -396,6 +396,32 @@ def test_no_grad_fast_path_equals_autograd_path(device):
         torch.testing.assert_close(fast, slow.detach(), rtol=0, atol=1e-6)
 
 
+# (elements a block, the path it takes) for x of (B, H, T, D) = (3, 2, 7, 16): 6 rows of T·D = 112 elements
+CPU_BLOCKS = [(448, "4 whole rows a block, the last block 2 rows"), (224, "2 whole rows a block"),
+              (48, "3 of a row's 7 tokens a block, the last block 1 token")]
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("block, path", CPU_BLOCKS, ids=[p for _, p in CPU_BLOCKS])
+def test_cpu_blocks_of_low_precision_input_read_their_own_cos_sin(monkeypatch, dtype, block, path):
+    """bf16/fp16 on the CPU rotate in blocks (_rotation._CPU_BLOCK_PER_THREAD elements a thread) so that the fp32
+    temporaries stay in cache; with one position offset per sequence every block must read its own rows' and
+    tokens' cos and sin. Real inputs take several blocks only from 2^18 elements a thread on, so the block is
+    made small here; the result must be the single block's (the same fp32 arithmetic, element by element).
+    2^-24: fp16's subnormal spacing."""
+    from ropebook import _rotation
+
+    x = torch.randn(3, 2, 7, 16, generator=torch.Generator().manual_seed(0)).to(dtype)  # (B, H, T, D)
+    offset = torch.tensor([0, 5, 300]).view(3, 1, 1)  # a different start per sequence
+    with torch.no_grad():
+        one_block = rb.apply_rope(x, offset=offset)
+        monkeypatch.setattr(_rotation.torch, "get_num_threads", lambda: 1)
+        monkeypatch.setattr(_rotation, "_CPU_BLOCK_PER_THREAD", block)
+        blocked = rb.apply_rope(x, offset=offset)
+    # one unit in the last place of dtype (2u) at most, should a vectorized tail round an fp32 product differently
+    torch.testing.assert_close(blocked, one_block, rtol=2 * UNIT_ROUNDOFF[dtype], atol=2.0**-24)
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_backend_triton_is_a_clear_error_or_works(device):
     x = torch.randn(1, 1, 4, 8, device=device)
