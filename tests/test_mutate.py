@@ -84,4 +84,4 @@ def test_a_page_that_fails_unmutated_catches_nothing(monkeypatch, capsys):
     assert mutate.main(["run", "sin-sign", "--pages", "preface", "-j", "1"]) == 2
     out = capsys.readouterr().out
     assert calls == [("sin-sign", "preface"), ("_baseline", "preface")], calls
-    assert "SURVIVED  sin-sign" in out and "fails unmutated too" in out and "pages failing unmutated: preface" in out, out
+    assert "SURVIVED  sin-sign" in out and "fails unmutated too" in out and "failing unmutated: preface" in out, out

@@ -93,7 +93,9 @@ def test_yarn_ramp_keeps_fast_pairs_and_interpolates_slow_ones():
     inv = rule.inv_freq(128, base=BASE)
     plain = rb.rope_frequencies(128, base=BASE)
     rotations = 4096 * plain / (2 * math.pi)  # turns of each pair over the training context
-    fast, slow = rotations > 32 * 2, rotations < 1 / 2  # well outside the (truncated) ramp
+    # exactly at β = 32 and α = 1 turns: the truncated ramp's ends are floor and ceil of those pairs' indices
+    fast, slow = rotations > rule.beta_fast, rotations < rule.beta_slow
+    assert (rule.beta_fast, rule.beta_slow) == (32, 1) and int(fast.sum()) > 0 and int(slow.sum()) > 0
     torch.testing.assert_close(inv[fast], plain[fast], rtol=1e-14, atol=0)
     torch.testing.assert_close(inv[slow], plain[slow] / 16, rtol=1e-14, atol=0)
     assert rule.attention_factor == pytest.approx(0.1 * math.log(16) + 1)

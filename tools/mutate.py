@@ -25,7 +25,7 @@ Usage::
 A mutant is run against its own ``pages`` first and stops at the first page that
 catches it; only if none does are the other pages tried, so the report tells a gap in
 one page from a gap in the whole book. Exit status: 0 if every mutant was caught
-(with ``--tests``: also by its tests), 1 if any survived, 2 if a page failed unmutated.
+(with ``--tests``: also by its tests), 1 if any survived, 2 if a page (or a test file) failed unmutated.
 
 The table is checked in CI (``tests/test_mutate.py``): every edit must still apply to the
 package exactly once and leave valid Python, so the mutants follow the code as it changes.
@@ -126,6 +126,47 @@ MUTANTS: tuple[Mutant, ...] = (
            (("ropebook/kernels/autograd.py", "round(Fraction(theta) * 2**63 / _PI)",
              "round(Fraction(theta) * 2**62 / _PI)"),),
            ("rope-gpu",), ("tests/test_kernels.py",)),
+    Mutant("yarn-bound-pi", "YaRN's ramp bounds from rotations·π instead of rotations·2π (bounds off by 2x in turns)",
+           (("ropebook/scaling.py", "(rotations * 2 * math.pi)", "(rotations * math.pi)"),),
+           ("rope-d-dims",), ("tests/test_scaling.py", "tests/test_hf_oracle.py")),
+    Mutant("cos-sin-factor-dropped", "rope_cos_sin drops the rule's attention factor (YaRN's 0.1 ln s + 1)",
+           (("ropebook/rope.py",
+             "    factor = 1.0 if scaling is None else scaling.attention_factor\n    cos, sin = angles.cos(), angles.sin()\n",
+             "    factor = 1.0\n    cos, sin = angles.cos(), angles.sin()\n"),),
+           ("rope-d-dims", "rope-gpu"), ("tests/test_scaling.py", "tests/test_rope.py")),
+    Mutant("partial-rotary-head-dim-freqs", "partial rotary: θ_i = b^(-2i/D) from head_dim D instead of rotary_dim r",
+           (("ropebook/rope.py",
+             "cos, sin = rope_cos_sin(positions, r, base=base, scaling=scaling, seq_len=seq_len, dtype=_compute_dtype(x))",
+             "cos, sin = (t[..., : r // 2] for t in rope_cos_sin(positions, x.shape[-1], base=base, scaling=scaling, "
+             "seq_len=seq_len, dtype=_compute_dtype(x)))"),),
+           ("rope-gpu",), ("tests/test_rope.py", "tests/test_hf_oracle.py")),
+    Mutant("weights-inverse-perm", "the checkpoint converter permutes rows by argsort(p) instead of p",
+           (("ropebook/rotary.py", "p = layout_permutation(head_dim).to(w.device)",
+             "p = torch.argsort(layout_permutation(head_dim)).to(w.device)"),),
+           ("rope-d-dims",), ("tests/test_rope.py",)),
+    Mutant("reference-freq-off-by-one", "the numpy oracle gives pair i the frequency of pair i + 1",
+           (("ropebook/reference.py", "base ** (-2.0 * i / dim) for i in range(dim // 2)",
+             "base ** (-2.0 * (i + 1) / dim) for i in range(dim // 2)"),),
+           ("rope-d-dims",), ("tests/test_reference.py", "tests/test_rope.py")),
+    Mutant("symbolic-transpose", "sympy's rotation_matrix returns R(α)ᵀ, the rotation by −α",
+           (("ropebook/symbolic.py",
+             "return sp.Matrix([[sp.cos(angle), -sp.sin(angle)], [sp.sin(angle), sp.cos(angle)]])",
+             "return sp.Matrix([[sp.cos(angle), sp.sin(angle)], [-sp.sin(angle), sp.cos(angle)]])"),),
+           ("deriving-rope", "rope-d-dims"), ("tests/test_symbolic.py",)),
+    Mutant("kernel-k-inplace", "rope_qk(inplace=True) writes k's result to a new tensor, leaving k unrotated",
+           (("ropebook/kernels/autograd.py",
+             "k_out = None if k is None else (k if inplace else torch.empty_like(k))",
+             "k_out = None if k is None else torch.empty_like(k)"),),
+           ("rope-gpu",), ("tests/test_kernels.py",)),
+    Mutant("kernel-factor-dropped", "rope_qk with computed angles ignores the cache's attention factor",
+           (("ropebook/kernels/autograd.py",
+             "spec = dict(half=r // 2, layout=layout, factor=cache.attention_factor)",
+             "spec = dict(half=r // 2, layout=layout, factor=1.0)"),),
+           ("rope-gpu",), ("tests/test_kernels.py",)),
+    Mutant("turns-truncate", "fixed-point turns truncated (int) instead of rounded to the nearest integer",
+           (("ropebook/kernels/autograd.py", "v = round(Fraction(theta) * 2**63 / _PI) % 2**64",
+             "v = int(Fraction(theta) * 2**63 / _PI) % 2**64"),),
+           ("rope-gpu",), ("tests/test_kernels.py",)),
     Mutant("causal-mask-leak", "softmax attention's causal mask lets query m see key m + 1 (triu(2) for triu(1))",
            (("ropebook/attention.py", "future = torch.ones(T, T, dtype=torch.bool, device=q.device).triu(1)  # (T, T)",
              "future = torch.ones(T, T, dtype=torch.bool, device=q.device).triu(2)  # (T, T)"),),
@@ -213,8 +254,12 @@ def apply(mutant: Mutant, tree: Path) -> None:
 
 
 def make_copy(dest: Path, mutant: Mutant | None, *, with_tests: bool = False) -> Path:
-    """Copy what pages (and tests) read into ``dest`` and apply ``mutant`` (None: the baseline)."""
-    parts = ["ropebook", "book"] + (["tests", "pyproject.toml"] if with_tests else [])
+    """Copy what pages read (with ``with_tests``: every tracked top-level file and folder, which tests may read)
+    into ``dest`` and apply ``mutant`` (None: the unmutated copy)."""
+    parts = ["ropebook", "book"]
+    if with_tests:
+        tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+        parts = sorted({line.split("/")[0] for line in tracked.splitlines() if line})
     for part in parts:
         src = ROOT / part
         if src.is_dir():
@@ -298,6 +343,21 @@ class Baseline:
         self._lock = threading.Lock()
         self._page_locks: dict[str, threading.Lock] = {}
 
+    def tests_result(self, files: tuple[str, ...]) -> dict:
+        """``files`` run with pytest on an unmutated copy with the tests (once per set of files)."""
+        if self.trust:
+            return {"status": "pass"}
+        with self._lock:
+            tree = self.tree.with_name("_baseline_tests")
+            if not tree.exists():
+                make_copy(tree, None, with_tests=True)
+            page_lock = self._page_locks.setdefault(" ".join(files), threading.Lock())
+        with page_lock:
+            key = " ".join(files)
+            if key not in self.results:
+                self.results[key] = run_tests(tree, files)
+            return self.results[key]
+
     def result(self, page: str) -> dict:
         if self.trust:
             return {"page": page, "status": "pass"}
@@ -328,6 +388,11 @@ def run_mutant(mutant: Mutant, pages: list[str], workdir: Path, baseline: Baseli
             run["error"] = f"fails unmutated too (cell {unmutated.get('cell')}): {unmutated.get('error', '')}"
     if tests and mutant.tests:
         outcome["tests"] = run_tests(tree, mutant.tests)
+        if outcome["tests"]["status"] == "fail":
+            unmutated = baseline.tests_result(mutant.tests)
+            if unmutated["status"] != "pass":
+                outcome["tests"] = {**outcome["tests"], "status": "error",
+                                    "summary": f"fail unmutated too: {unmutated['summary']}"}
     return outcome
 
 
@@ -399,13 +464,13 @@ def main(argv: list[str] | None = None) -> int:
                 outcome = future.result()
                 outcomes.append(outcome)
                 print(_report(outcome, m.pages), flush=True)
-    broken = sorted(p for p, r in baseline.results.items() if r["status"] != "pass")
+    broken = sorted(p for p, r in baseline.results.items() if r["status"] != "pass")  # pages or test files
     survived = [o["name"] for o in outcomes if o["caught_by"] is None]
     missed = [o["name"] for o in outcomes if o.get("tests", {}).get("status", "fail") != "fail"]
     print(f"\n{len(outcomes) - len(survived)}/{len(outcomes)} mutants caught by a page"
           + (f"; survived: {', '.join(survived)}" if survived else "")
           + (f"; not caught by their tests: {', '.join(missed)}" if missed else "")
-          + (f"; pages failing unmutated: {', '.join(broken)}" if broken else "")
+          + (f"; failing unmutated: {', '.join(broken)}" if broken else "")
           + f" ({time.perf_counter() - start:.0f} s)")
     if args.json:
         args.json.write_text(json.dumps(outcomes, indent=1))
