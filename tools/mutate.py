@@ -335,40 +335,39 @@ def run_tests(tree: Path, files: tuple[str, ...]) -> dict:
 
 
 class Baseline:
-    """Each page's result on the unmutated copy, run once on first request (thread-safe)."""
+    """Results on the unmutated copies (a page, or a set of test files), each run once on first request.
+
+    Thread-safe: mutants run in parallel may ask for the same page; it runs once and the others wait.
+    """
 
     def __init__(self, workdir: Path, *, trust: bool = False):
-        self.tree, self.trust = workdir / "_baseline", trust
+        self.workdir, self.trust = workdir, trust
         self.results: dict[str, dict] = {}
         self._lock = threading.Lock()
-        self._page_locks: dict[str, threading.Lock] = {}
+        self._key_locks: dict[str, threading.Lock] = {}
 
-    def tests_result(self, files: tuple[str, ...]) -> dict:
-        """``files`` run with pytest on an unmutated copy with the tests (once per set of files)."""
-        if self.trust:
-            return {"status": "pass"}
+    def _once(self, key: str, with_tests: bool, run) -> dict:
+        tree = self.workdir / ("_baseline_tests" if with_tests else "_baseline")
         with self._lock:
-            tree = self.tree.with_name("_baseline_tests")
             if not tree.exists():
-                make_copy(tree, None, with_tests=True)
-            page_lock = self._page_locks.setdefault(" ".join(files), threading.Lock())
-        with page_lock:
-            key = " ".join(files)
+                make_copy(tree, None, with_tests=with_tests)
+            key_lock = self._key_locks.setdefault(key, threading.Lock())
+        with key_lock:
             if key not in self.results:
-                self.results[key] = run_tests(tree, files)
+                self.results[key] = run(tree)
             return self.results[key]
 
     def result(self, page: str) -> dict:
+        """``page`` executed on the unmutated copy."""
         if self.trust:
             return {"page": page, "status": "pass"}
-        with self._lock:
-            if not self.tree.exists():
-                make_copy(self.tree, None)
-            page_lock = self._page_locks.setdefault(page, threading.Lock())
-        with page_lock:
-            if page not in self.results:
-                self.results[page] = execute_page(self.tree, page)
-            return self.results[page]
+        return self._once(page, False, lambda tree: execute_page(tree, page))
+
+    def tests_result(self, files: tuple[str, ...]) -> dict:
+        """``files`` run with pytest on an unmutated copy with the tests."""
+        if self.trust:
+            return {"status": "pass"}
+        return self._once(" ".join(files), True, lambda tree: run_tests(tree, files))
 
 
 def run_mutant(mutant: Mutant, pages: list[str], workdir: Path, baseline: Baseline, *, tests: bool) -> dict:
