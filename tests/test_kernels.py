@@ -6,7 +6,10 @@ kernel module reads it at launch, so import order does not matter). With CUDA
 the same tests run natively on the GPU.
 """
 
+import itertools
+import math
 import os
+import random
 import re
 import subprocess
 import sys
@@ -361,6 +364,18 @@ BAD = {
     "q is k in place, cos/sin": (lambda q, k, c: K.rope_qk_cos_sin(q, q, *rb.rope_cos_sin(torch.arange(5, device=DEVICE), 16),
                                                                    inplace=True), ["inplace=True", "separate memory"]),
     "cache rotary_dim": (lambda q, k, c: K.rope_cache(15), ["rope_cache", "rotary_dim", "rotary_dim=15"]),
+    # k a view of q's heads 1 and 2 in place: a shared first element was the only overlap refused
+    "k inside q in place": (lambda q, k, c: K.rope_qk(q, q[:, 1:], c, inplace=True),
+                            ["inplace=True", "separate memory", "share elements", "storage_offset() = 16"]),
+    # an expanded k (GQA heads repeated by expand) in place: each element rotated three times
+    "expanded k in place": (lambda q, k, c: K.rope_qk(q, k.expand(-1, 3, -1, -1), c, inplace=True),
+                            ["inplace=True", "each element of k", "stride 0 over dimension 1", "rotated 3 times"]),
+    "expanded q in place, cos/sin": (
+        lambda q, k, c: K.rope_qk_cos_sin(k.expand(-1, 3, -1, -1), None, *rb.rope_cos_sin(torch.arange(5, device=DEVICE), 16),
+                                          inplace=True), ["each element of q", "stride 0 over dimension 1"]),
+    # one storage, strides that differ, memory ranges that cross: not worked out, so refused rather than guessed
+    "crossing layouts in place": (lambda q, k, c: K.rope_qk(q, q.transpose(2, 1).reshape(-1)[:160].view(2, 1, 5, 16), c, inplace=True),
+                                  ["separate memory", "different strides", "not worked out"]),
 }
 
 CU_BAD = [[0, 3, 6], [2, 5, 8], [0, 6, 3, 8], [0, 4, 12]]  # short of N; not from 0; not monotone; past N (wrote out of bounds)
@@ -407,6 +422,50 @@ def test_in_place_on_views_of_one_fused_projection():
     K.rope_qk(q, k, K.rope_cache(16, device=DEVICE), inplace=True)
     assert_close_dtype(q, want_q)
     assert_close_dtype(k, want_k)
+
+
+def test_in_place_overlap_is_checked_on_every_call_of_a_plan():
+    """A plan's signature holds shapes and strides but not where q and k start: views of one buffer with the
+    same layout may be apart in one call and overlap in the next, which a repeat must refuse too."""
+    buf = torch.randn(1, 4, 5 * 16, device=DEVICE)  # (B, T, 5 heads · D)
+    q = buf[..., :48].view(1, 4, 3, 16).transpose(1, 2)
+    cache = K.rope_cache(16, device=DEVICE)
+    apart = buf[..., 48:64].view(1, 4, 1, 16).transpose(1, 2)
+    inside = buf[..., 32:48].view(1, 4, 1, 16).transpose(1, 2)  # q's third head
+    assert (apart.stride(), apart.shape) == (inside.stride(), inside.shape)
+    K.rope_qk(q, apart, cache, inplace=True)
+    with pytest.raises(ValueError, match=r"share elements .*storage_offset\(\) = 32"):
+        K.rope_qk(q, inside, cache, inplace=True)
+
+
+def _element_offsets(shape, stride, offset) -> set:
+    return {offset + sum(i * s for i, s in zip(index, stride)) for index in itertools.product(*map(range, shape))}
+
+
+def test_shared_elements_against_every_element():
+    """The in-place overlap test (``_solve_shared``) against the sets of memory offsets themselves, on random
+    strided layouts without a repeated element: never wrong; "not worked out" only where strides differ."""
+    from ropebook.kernels.autograd import _solve_shared
+
+    rng = random.Random(0)
+    checked = unsure = 0
+    for _ in range(2000):
+        ndim = rng.randint(1, 4)
+        q_shape, k_shape = [rng.randint(1, 4) for _ in range(ndim)], [rng.randint(1, 4) for _ in range(ndim)]
+        q_stride = [rng.randint(1, 12) for _ in range(ndim)]
+        k_stride = q_stride if rng.random() < 0.7 else [rng.randint(1, 12) for _ in range(ndim)]
+        q_off, k_off = rng.randint(0, 60), rng.randint(0, 60)
+        q_set, k_set = _element_offsets(q_shape, q_stride, q_off), _element_offsets(k_shape, k_stride, k_off)
+        if len(q_set) != math.prod(q_shape) or len(k_set) != math.prod(k_shape):
+            continue  # a repeated element: refused before this test is asked
+        verdict = _solve_shared(tuple(q_shape), tuple(q_stride), tuple(k_shape), tuple(k_stride), k_off - q_off)
+        if verdict is None:
+            unsure += 1
+            assert any(a > 1 and b > 1 and s != t for a, s, b, t in zip(q_shape, q_stride, k_shape, k_stride))
+        else:
+            checked += 1
+            assert verdict == bool(q_set & k_set), (q_shape, q_stride, k_shape, k_stride, q_off, k_off)
+    assert checked > 1000 and unsure < checked / 4, (checked, unsure)
 
 
 def test_apply_cos_sin_checks_its_arguments():
@@ -933,6 +992,7 @@ def test_hf_drop_in_is_hf_formula_rounded_once(dtype, unsqueeze_dim, per_sequenc
     want_q, want_k = apply_rotary_pos_emb(q.double(), k.double(), cos.double(), sin.double(), unsqueeze_dim=unsqueeze_dim)
     assert_close_dtype(qr, want_q.to(dtype))
     assert_close_dtype(kr, want_k.to(dtype))
+    assert (qr.stride(), kr.stride()) == (q.stride(), k.stride())  # in q's layout: the model's next view is no copy
 
 
 def test_patch_hf_in_a_tiny_llama():
