@@ -58,6 +58,13 @@ def _positions(fn: str, x: Tensor, positions, offset) -> Tensor:
     if isinstance(offset, Tensor):
         _check_position_values(fn, "offset", offset)
         check_shape("offset", offset.shape)
+        if offset.ndim == 1 and x.ndim >= 3 and 1 < offset.shape[0] == x.shape[0] == x.shape[-2]:
+            # broadcasting reads a (T,) offset per token; with B == T, one start per sequence (as
+            # RotaryEmbedding reads a (B,) offset) would pass silently and come out wrong
+            per_row = ", ".join(["None"] * (x.ndim - 2))
+            raise ValueError(f"{fn}: offset.shape={tuple(offset.shape)} is ambiguous for x.shape={tuple(x.shape)}, "
+                             f"where x.shape[0] == T == {x.shape[0]}: pass offset[:, {per_row}] for one start per sequence, "
+                             f"or offset.view({', '.join(['1'] * (x.ndim - 2))}, -1) for one per token")
     elif not torch.compiler.is_compiling() and (  # traced, an int offset may be symbolic: no value to check
             isinstance(offset, (bool, np.bool_)) or not isinstance(offset, numbers.Real) or not math.isfinite(offset)):
         raise ValueError(f"{fn}: offset must be an int, a finite float or a tensor, got offset={offset!r}")

@@ -53,6 +53,10 @@ BAD_INPUTS = {
                      ["offset", "x.shape[:-1]=(4,)", "offset.shape=(3, 1)"]),
     "offset per sequence": (lambda: rb.apply_rope(X, offset=torch.tensor([3, 5])),
                             ["offset", "x.shape[:-1]=(2, 4, 16)", "offset.shape=(2,)", "offset[:, None, None]"]),
+    # B == T: a (B,) offset broadcast over the tokens instead (RotaryEmbedding reads (B,) as one start per row)
+    "offset per sequence, B == T": (lambda: rb.apply_rope(torch.zeros(3, 2, 3, 8), offset=torch.tensor([3, 5, 7])),
+                                    ["offset.shape=(3,)", "ambiguous", "x.shape=(3, 2, 3, 8)", "offset[:, None, None]",
+                                     "offset.view(1, 1, -1)"]),
     "NaN offset": (lambda: rb.apply_rope(X, offset=math.nan), ["offset", "finite", "offset=nan"]),
     "NaN offset tensor": (lambda: rb.apply_rope(X, offset=torch.tensor(math.nan)), ["offset", "finite", "nan"]),
     "string offset": (lambda: rb.apply_rope(X, offset="3"), ["offset", "an int", "offset='3'"]),
