@@ -165,6 +165,8 @@ def apply_rope(x: Tensor, positions=None, *, base: float = 10000.0, layout: str 
         seq_len: length for ``DynamicNTK``/``LongRoPE``; default ``max(positions) + 1``.
         backend: ``"torch"``, ``"triton"`` (``ropebook.kernels``; CPU tensors only under
             ``TRITON_INTERPRET=1``) or ``"auto"`` (triton for CUDA tensors when it is installed).
+            Either way cos and sin are formed afresh on every call; a model builds
+            ``ropebook.kernels.rope_cache`` once and calls ``rope_qk`` (ch-rope-gpu).
 
     Shapes: ``x (B, H, T, D)``, ``positions (T,)`` or ``(B, 1, T)`` → ``(B, H, T, D)``.
 
