@@ -20,6 +20,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 stage=${1:?"usage: bash tools/gpu_session.sh tests|bench|sweep CASES"}
 out=${OUT:?"OUT must name the folder whose files come back"}
+mkdir -p "$out"
 python=${PYTHON:-python3}
 
 "$python" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no CUDA device: these stages measure a GPU')"
