@@ -13,13 +13,14 @@ export TRANSFORMERS_OFFLINE := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 export MPLBACKEND := Agg
 
-.PHONY: help setup vendor book book-student test mutate lab serve browser clean
+.PHONY: help setup vendor book book-student test mutate mutate-tests lab serve browser clean
 
 help:
 	@echo "make book          build the reader's edition into _build/html (executes pages, uses the cache)"
 	@echo "make book-student  build the student edition (no solutions anywhere) into _build/student/html"
 	@echo "make test          run every test: package, identities, both book builds, headless browser"
 	@echo "make mutate        run every page against deliberately wrong copies of the package (minutes)"
+	@echo "make mutate-tests  run the test files against the wrong copies that only tests catch (minutes)"
 	@echo "make lab           JupyterLab with jupytext: open book/*.md as notebooks"
 	@echo "make serve         serve the built site on http://127.0.0.1:8000"
 
@@ -82,6 +83,10 @@ test: setup vendor browser
 # Not part of `make test` (it executes pages once per mutant); CI checks that the table still applies.
 mutate: setup
 	$(BIN)/python tools/mutate.py run $(MUTATE_ARGS)
+
+# The mutants no page can see (TEST_MUTANTS), against their test files only.
+mutate-tests: setup
+	$(BIN)/python tools/mutate.py run --test-table $(MUTATE_ARGS)
 
 # --- local use ----------------------------------------------------------------
 lab: setup

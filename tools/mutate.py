@@ -21,13 +21,20 @@ Usage::
     python tools/mutate.py run --pages crope           # only these pages (for a survivor, all pages)
     python tools/mutate.py run --tests                 # also run each mutant's test files with pytest
     python tools/mutate.py run --table new.py          # try new mutants (a file defining MUTANTS; Mutant is given)
+    python tools/mutate.py list --test-table           # the mutants only the tests catch (TEST_MUTANTS)
+    python tools/mutate.py run --test-table            # those, against their test files only (make mutate-tests)
 
 A mutant is run against its own ``pages`` first and stops at the first page that
 catches it; only if none does are the other pages tried, so the report tells a gap in
 one page from a gap in the whole book. Exit status: 0 if every mutant was caught
 (with ``--tests``: also by its tests), 1 if any survived, 2 if a page (or a test file) failed unmutated.
 
-The table is checked in CI (``tests/test_mutate.py``): every edit must still apply to the
+:data:`TEST_MUTANTS` holds mistakes no page can see (a claim the book does not state, a
+path only tests reach), which ``make mutate`` would report as survivors.
+``run --test-table`` (``make mutate-tests``) runs only their test files, no pages, each
+failure confirmed on an unmutated copy; exit status as above, "caught" meaning by its tests.
+
+Both tables are checked in CI (``tests/test_mutate.py``): every edit must still apply to the
 package exactly once and leave valid Python, so the mutants follow the code as it changes.
 """
 
@@ -230,6 +237,69 @@ MUTANTS: tuple[Mutant, ...] = (
            (("ropebook/plotting/crope.py", '"std": float(final.std(ddof=1)) if len(final) > 1 else 0.0,',
              '"std": float(final.std()) if len(final) > 1 else 0.0,'),),
            ("crope",), ("tests/test_crope.py",)),
+    Mutant("model-sinusoid-rms", "TinyLM adds the sinusoidal table scaled by 0.02 (RMS 0.014), not 0.02·√2 (RMS 0.02)",
+           (("ropebook/model.py", "self.pos_table[:T] * (0.02 * math.sqrt(2.0))", "self.pos_table[:T] * 0.02"),),
+           ("crope",), ("tests/test_model.py",)),
+    Mutant("inplace-overlap-unchecked", "in place, q and k views of one storage pass unchecked (a shared element is rotated twice)",
+           (("ropebook/kernels/autograd.py", "        shared = _shared_elements(q, k)\n", "        shared = False\n"),),
+           ("rope-gpu",), ("tests/test_kernels.py",)),
+    Mutant("inplace-expand-unchecked", "in place, an expand()ed q or k (stride 0) passes: each location rotated once per repeat",
+           (("ropebook/kernels/autograd.py", "    if 0 in q.stride() or (k is not None and 0 in k.stride()):",
+             "    if False:"),),
+           ("rope-gpu",), ("tests/test_kernels.py",)),
+)
+
+
+# Caught by the unit tests but by no page: no page states the claim (an init scale, what a
+# widget's frame draws) or runs the path (the blocked bf16 CPU path, torch.compile, a
+# Hugging Face layout). `run --test-table` runs these; a page that starts catching one
+# moves it to MUTANTS.
+TEST_MUTANTS: tuple[Mutant, ...] = (
+    Mutant("ntk-no-exponent", "NTK-aware base b' = b·s, without the exponent d/(d-2)",
+           (("ropebook/scaling.py", 'new_base = base * self.factor ** _ntk_exponent("NTKAware", dim)',
+             "new_base = base * self.factor"),),
+           (), ("tests/test_scaling.py", "tests/test_hf_oracle.py")),
+    Mutant("dynamic-ntk-exponent", "dynamic NTK raises the length ratio to (d-2)/d instead of d/(d-2)",
+           (("ropebook/scaling.py", '** _ntk_exponent("DynamicNTK", dim)',
+             '** (1 / _ntk_exponent("DynamicNTK", dim))'),),
+           (), ("tests/test_scaling.py", "tests/test_hf_oracle.py")),
+    Mutant("llama3-thresholds-swapped", "Llama 3.1: the low- and high-frequency wavelength thresholds swapped",
+           (("ropebook/scaling.py",
+             "low_freq_wavelen, high_freq_wavelen = L / self.low_freq_factor, L / self.high_freq_factor",
+             "low_freq_wavelen, high_freq_wavelen = L / self.high_freq_factor, L / self.low_freq_factor"),),
+           (), ("tests/test_scaling.py", "tests/test_hf_oracle.py")),
+    Mutant("yarn-clamp-half", "YaRN clamps the ramp's upper bound to d/2 - 1 (the last pair) where HF clamps to d - 1",
+           (("ropebook/scaling.py", "min(high, dim - 1)", "min(high, dim // 2 - 1)"),),
+           (), ("tests/test_scaling.py", "tests/test_hf_oracle.py")),
+    Mutant("cpu-block-rows", "the blocked bf16/fp16 CPU path reads the first row block's cos/sin for every row block",
+           (("ropebook/_rotation.py",
+             "cb, sb = cs[n : n + rows, t : t + tokens], ss[n : n + rows, t : t + tokens]",
+             "cb, sb = cs[:rows, t : t + tokens], ss[:rows, t : t + tokens]"),),
+           (), ("tests/test_rope.py",)),
+    Mutant("module-k-offset", "RotaryEmbedding applies the KV-cache offset to q but not to k",
+           (("ropebook/rotary.py", "pos = _rope._positions(fn, t, positions, offset)  #",
+             "pos = _rope._positions(fn, t, positions, offset if t is q else 0)  #"),),
+           (), ("tests/test_rope.py",)),
+    Mutant("hf-unsqueeze2-k", "the Hugging Face drop-in returns k in the kernel's (B, H, T, D) view for unsqueeze_dim=2",
+           (("ropebook/kernels/hf.py", "qr, kr = qr.transpose(1, 2), kr.transpose(1, 2)",
+             "qr, kr = qr.transpose(1, 2), kr"),),
+           (), ("tests/test_kernels.py",)),
+    Mutant("compiled-factor-dropped", "under torch.compile the custom operator is called with factor 1.0",
+           (("ropebook/kernels/op.py", 'spec.get("factor", 1.0), spec.get("offset", 0)',
+             '1.0, spec.get("offset", 0)'),),
+           (), ("tests/test_kernels.py",)),
+    Mutant("crope-init-scale", "ComplexLinear initialised with the complex fan-in D/2: twice the output variance of nn.Linear",
+           (("ropebook/crope.py", "bound = 1.0 / math.sqrt(in_features)",
+             "bound = 1.0 / math.sqrt(in_features // 2)"),),
+           (), ("tests/test_crope.py",)),
+    Mutant("rotation-explorer-m-plus-1", "the rotation explorer draws the query at position m + 1 under the caption m",
+           (("ropebook/widgets.py", "return rotation_2d(q, k, m, n, theta=theta, width=3.8, height=3.8)",
+             "return rotation_2d(q, k, m + 1, n, theta=theta, width=3.8, height=3.8)"),),
+           (), ("tests/test_widgets.py",)),
+    Mutant("offset-per-token-when-b-is-t", "apply_rope reads a (B,) offset per token when B == T, silently",
+           (("ropebook/rope.py", "if offset.ndim == 1 and x.ndim >= 3 and 1 < offset.shape[0] == x.shape[0] == x.shape[-2]:",
+             "if False:"),),
+           (), ("tests/test_rope.py",)),
 )
 
 
@@ -331,7 +401,10 @@ def run_tests(tree: Path, files: tuple[str, ...]) -> dict:
     tail = [line for line in proc.stdout.splitlines() if line.strip()][-1:] or [proc.stderr[-200:]]
     # pytest exits 1 when a test failed (caught); 0 is a survivor; anything else is an error.
     status = {0: "pass", 1: "fail"}.get(proc.returncode, "error")
-    return {"status": status, "summary": tail[0][:200], "seconds": round(time.perf_counter() - start, 1)}
+    # -ra (pyproject's addopts) lists "FAILED path::test - message": the test that caught it.
+    failed = next((line for line in proc.stdout.splitlines() if line.startswith(("FAILED ", "ERROR "))), "")
+    return {"status": status, "summary": tail[0][:200], "failed": failed[:200],
+            "seconds": round(time.perf_counter() - start, 1)}
 
 
 class Baseline:
@@ -412,18 +485,33 @@ def _report(outcome: dict, own_pages: tuple[str, ...]) -> str:
     return line
 
 
+def _report_tests(outcome: dict) -> str:
+    """One mutant of ``--test-table``: caught by its tests, survived them, or an error."""
+    t = outcome.get("tests", {"status": "pass", "summary": "no test files", "failed": ""})
+    if t["status"] == "fail":
+        return f"CAUGHT    {outcome['name']}: {t['failed'] or t['summary']}\n          {t['summary']}"
+    if t["status"] == "error":
+        return f"ERROR     {outcome['name']}: {outcome['why']}; tests: {t['summary']}"
+    return f"SURVIVED  {outcome['name']}: {outcome['why']}; tests: {t['summary']}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="print the mutants")
+    listing = sub.add_parser("list", help="print the mutants")
+    listing.add_argument("--test-table", action="store_true", help="print TEST_MUTANTS (caught by tests only)")
     run = sub.add_parser("run", help="run mutants against the pages")
     run.add_argument("names", nargs="*", help="mutants to run (default: all)")
     run.add_argument("--pages", nargs="+", help="pages to run (default: every executed page)")
     run.add_argument("-j", "--jobs", type=int, default=2, help="mutants run at once (default 2)")
     run.add_argument("--tests", action="store_true", help="also run each mutant's test files")
     run.add_argument("--json", type=Path, help="write every run's result to this file")
-    run.add_argument("--no-baseline", action="store_true", help="count a failing page as a catch without running it unmutated")
-    run.add_argument("--table", type=Path, help="a Python file whose MUTANTS replace the built-in table (trying new ones)")
+    run.add_argument("--no-baseline", action="store_true",
+                     help="count a failing page (or test file) as a catch without running it unmutated")
+    run.add_argument("--table", type=Path, help="a Python file whose MUTANTS replace the built-in table "
+                     "(with --test-table: TEST_MUTANTS), to try new ones")
+    run.add_argument("--test-table", action="store_true",
+                     help="run TEST_MUTANTS against their test files only, no pages (make mutate-tests)")
     child = sub.add_parser("_page")
     child.add_argument("tree")
     child.add_argument("page")
@@ -434,11 +522,13 @@ def main(argv: list[str] | None = None) -> int:
         _page_child(args.tree, args.page, args.timeout)
         return 0
     if args.command == "list":
-        for m in MUTANTS:
-            print(f"{m.name:22} {m.why}\n{'':22} pages: {', '.join(m.pages)}; tests: {', '.join(m.tests) or '-'}")
+        for m in TEST_MUTANTS if args.test_table else MUTANTS:
+            print(f"{m.name:22} {m.why}\n{'':22} pages: {', '.join(m.pages) or '-'}; tests: {', '.join(m.tests) or '-'}")
         return 0
 
-    table = MUTANTS
+    if args.test_table and args.pages:
+        parser.error(f"--pages: expected none with --test-table (it runs test files only), got {args.pages}")
+    table = TEST_MUTANTS if args.test_table else MUTANTS
     if args.table:
         namespace: dict = {"Mutant": Mutant}
         exec(compile(args.table.read_text(), str(args.table), "exec"), namespace)
@@ -451,22 +541,28 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown mutants {unknown} or pages {bad_pages}; "
                      f"mutants: {', '.join(by_name)}; pages: {', '.join(all_pages)}")
     mutants = [by_name[n] for n in args.names] if args.names else list(table)
-    pages = args.pages or all_pages
+    pages = [] if args.test_table else args.pages or all_pages  # no pages: run_mutant runs only the tests
+    tests = args.tests or args.test_table
     with tempfile.TemporaryDirectory(prefix="ropebook-mutate-") as tmp:
         workdir = Path(tmp)
         start = time.perf_counter()
         baseline = Baseline(workdir, trust=args.no_baseline)
         with ThreadPoolExecutor(max(1, args.jobs)) as pool:
-            futures = [pool.submit(run_mutant, m, pages, workdir, baseline, tests=args.tests) for m in mutants]
+            futures = [pool.submit(run_mutant, m, pages, workdir, baseline, tests=tests) for m in mutants]
             outcomes = []
             for m, future in zip(mutants, futures):
                 outcome = future.result()
                 outcomes.append(outcome)
-                print(_report(outcome, m.pages), flush=True)
+                print(_report_tests(outcome) if args.test_table else _report(outcome, m.pages), flush=True)
     broken = sorted(p for p, r in baseline.results.items() if r["status"] != "pass")  # pages or test files
-    survived = [o["name"] for o in outcomes if o["caught_by"] is None]
-    missed = [o["name"] for o in outcomes if o.get("tests", {}).get("status", "fail") != "fail"]
-    print(f"\n{len(outcomes) - len(survived)}/{len(outcomes)} mutants caught by a page"
+    if args.test_table:  # caught: a test failed (and passes unmutated); a mutant without tests survives
+        survived = [o["name"] for o in outcomes if o.get("tests", {}).get("status") != "fail"]
+        missed, by = [], "their tests"
+    else:
+        survived = [o["name"] for o in outcomes if o["caught_by"] is None]
+        missed = [o["name"] for o in outcomes if o.get("tests", {}).get("status", "fail") != "fail"]
+        by = "a page"
+    print(f"\n{len(outcomes) - len(survived)}/{len(outcomes)} mutants caught by {by}"
           + (f"; survived: {', '.join(survived)}" if survived else "")
           + (f"; not caught by their tests: {', '.join(missed)}" if missed else "")
           + (f"; failing unmutated: {', '.join(broken)}" if broken else "")
