@@ -522,8 +522,10 @@ def main(argv: list[str] | None = None) -> int:
         _page_child(args.tree, args.page, args.timeout)
         return 0
     if args.command == "list":
-        for m in TEST_MUTANTS if args.test_table else MUTANTS:
-            print(f"{m.name:22} {m.why}\n{'':22} pages: {', '.join(m.pages) or '-'}; tests: {', '.join(m.tests) or '-'}")
+        table = TEST_MUTANTS if args.test_table else MUTANTS
+        width = max(len(m.name) for m in table)
+        for m in table:
+            print(f"{m.name:{width}} {m.why}\n{'':{width}} pages: {', '.join(m.pages) or '-'}; tests: {', '.join(m.tests) or '-'}")
         return 0
 
     if args.test_table and args.pages:
