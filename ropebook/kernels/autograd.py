@@ -227,9 +227,10 @@ def _solve_shared(q_shape, q_stride, k_shape, k_stride, delta: int) -> bool | No
     for i in range(len(dims) - 1, -1, -1):
         s, lo, hi = dims[i]
         reach[i] = (reach[i + 1][0] + s * lo, reach[i + 1][1] + s * hi)
-    budget = [10_000]  # search steps; past them, say "not worked out" rather than spend the host's time
+    budget = 10_000  # search steps; past them, say "not worked out" rather than spend the host's time
 
     def search(i: int, rest: int) -> bool | None:
+        nonlocal budget
         if i == len(dims):
             return rest == 0
         s, lo, hi = dims[i]
@@ -237,8 +238,8 @@ def _solve_shared(q_shape, q_stride, k_shape, k_stride, delta: int) -> bool | No
         first, last = max(lo, -((high_rest - rest) // s)), min(hi, (rest - low_rest) // s)  # ceil, floor
         unsure = False
         for n in range(first, last + 1):
-            budget[0] -= 1
-            if budget[0] < 0:
+            budget -= 1
+            if budget < 0:
                 return None
             found = search(i + 1, rest - s * n)
             if found:
