@@ -262,8 +262,9 @@ def test_exact_angles_at_a_million_positions(angles):
 def test_computed_cos_sin_error_in_float32_ulps(monkeypatch, sincos, ulps):
     """cos and sin as the kernel forms them, read off by rotating the pair (1, 0), against float64 cos and
     sin of the same fixed-point angle. Bounds, in units of 2^-23: the math library's way converts the
-    angle in [-π, π) to float32 and scales it by the float32 constant 2π/2^64, three roundings of at
-    most 2^-24 relative each (≤ 2.5·π·2^-24 ≈ 3.9 at |α| = π, where sin's value and so its own error
+    angle in [-π, π) to float32 and scales it by the float32 constant 2π/2^64: two roundings of at most
+    2^-24 relative each, and the constant 0.47·2^-24 off (≤ 2.47·π·2^-24 ≈ 3.9 at |α| = π, where sin's
+    value and so its own error
     are small), then cosf/sinf add up to 2 ulps of their value (CUDA's documented bound; numpy's under
     the interpreter is tighter): 4 (2.5 measured here). The quadrant reduction forms only the rest in
     [-π/4, π/4] that way (≤ 0.7 once weighted by the other function's value) and its polynomials are
@@ -291,6 +292,23 @@ def test_computed_cos_sin_error_in_float32_ulps(monkeypatch, sincos, ulps):
     # float64 inputs compute in float64 whatever SINCOS says (the polynomials are float32's)
     y64, _ = K.rope_qk(x.double(), None, cache, positions=m[None].to(DEVICE), angles="kernel")
     assert (y64[0, 0, :, : r // 2].cpu() - angle.cos()).abs().max().item() < 1e-14
+
+
+def test_float32_radians_per_turn_unit_is_within_half_a_rounding():
+    """The error budget of computed angles (rope_triton's docstring, ch-rope-gpu): the float32 constant
+    2π/2^64 the kernel scales by is 0.47·2^-24 relative off the exact value (sympy's π), so the angle's
+    relative error is at most 2^-24 + 2^-24 + 0.47·2^-24 = 2.47·2^-24."""
+    import math
+
+    import numpy as np
+    import sympy as sp
+
+    from ropebook.kernels import rope_triton
+
+    c = np.float32(rope_triton.TWO_PI_OVER_2_64.value)
+    rel = abs(sp.Rational(float(c)) / (2 * sp.pi / 2**64) - 1)
+    assert 0.46 * 2.0**-24 < float(rel) < 0.47 * 2.0**-24, float(rel) / 2.0**-24
+    assert float(c) != 2 * math.pi / 2**64  # the float64 value is not representable: the rounding is real
 
 
 @pytest.mark.parametrize("rule", [None, rb.scaling.YaRN(8.0, 64)])

@@ -14,9 +14,11 @@ cos and sin come one of two ways (``ANGLES``):
 - ``1``, in the kernel: the frequency of pair i is stored as a 64-bit
   fixed-point fraction of a turn, ``turns_i = round(θ_i / 2π · 2^64)``. The
   integer product ``m · turns_i`` wraps modulo 2^64, which is the angle modulo
-  2π, exactly, for any integer position. Only the final conversion to float
-  and the scaling by 2π/2^64 (a float32 constant) round: three roundings,
-  ≤ 2.5·2^-24·π in all, so the angle error does not grow with m.
+  2π, with no rounding at any integer position. Then the conversion to float
+  and the product with 2π/2^64 round by at most 2^-24 relative each, and that
+  float32 constant is itself 0.47·2^-24 off: ≤ 2.47·2^-24·π in all, an error
+  that does not grow with m. (Rounding θ_i to 2^-64 of a turn adds at most
+  m·π·2^-64: under 4e-10 rad up to m = 2^31.)
   cos and sin of it come from the math library, or (``SINCOS`` below, an
   experiment) from polynomials after an exact reduction to a quarter turn.
 
