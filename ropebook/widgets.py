@@ -26,9 +26,11 @@ from matplotlib.figure import Figure
 from PIL import Image as PILImage
 
 from ropebook.plotting.decay import decay_curves
+from ropebook.plotting.gpu import rope_time_model
 from ropebook.plotting.rope import rotation_2d, wavelengths
 
-__all__ = ["figure_png", "frame_explorer", "live_explorer", "decay_explorer", "rotation_explorer", "frequency_explorer"]
+__all__ = ["figure_png", "frame_explorer", "live_explorer", "decay_explorer", "rotation_explorer", "frequency_explorer",
+           "gpu_time_explorer"]
 
 Axis = tuple[str, Sequence[tuple[str, object]]]  # (slider name, [(readout label, value), ...])
 
@@ -147,7 +149,7 @@ def _base_label(b: float) -> str:
     return f"{mantissa:.2g}e{exponent}"
 
 
-# ----------------------------------------------------------------------------- the three explorers
+# ----------------------------------------------------------------------------- the explorers
 
 _WIDE = dict(left=0.12, right=0.97, bottom=0.16, top=0.9)
 
@@ -213,3 +215,33 @@ def frequency_explorer(*, live: bool = False, bases=(1e2, 1e3, 1e4, 1e5, 1e6), d
     return frame_explorer(render, axes, name="frequency-explorer", dpi=dpi, margins=margins,
                           default=[list(bases).index(1e4) if 1e4 in bases else len(bases) // 2,
                                    list(dims).index(128) if 128 in dims else len(dims) // 2])
+
+
+GPU_MODELS = (("32 q, 8 k heads", (32, 8)), ("64 q, 8 k heads", (64, 8)), ("32 q, 32 k heads", (32, 32)))
+"""Head counts for :func:`gpu_time_explorer`: the benchmark's (Llama 3 8B's), Llama 3 70B's, and no grouped keys."""
+
+
+def gpu_time_explorer(bench, *, live: bool = False, tokens=(1, 16, 64, 256, 1024, 4096, 16384, 65536),
+                      models=GPU_MODELS, dpi: int = 72) -> W.VBox:
+    """Where RoPE's time goes: the copy model ``t0 + bytes / W`` at a number of tokens a call, for a model's heads.
+
+    Wraps :func:`ropebook.plotting.rope_time_model`; ``bench`` is the benchmark's results
+    (``book/data/gpu_bench.json``). Measured points appear for the benchmark's own head counts only.
+    """
+    def render(tokens, heads):
+        return rope_time_model(bench, tokens=int(tokens), heads=heads, width=5.6, height=3.4)
+
+    margins = dict(left=0.12, right=0.97, bottom=0.15, top=0.97)
+    models = list(models)
+    if live:  # any head counts: one slider each
+        def render_live(tokens, q_heads, k_heads):
+            return render(tokens, (int(q_heads), int(k_heads)))
+
+        controls = {"tokens": W.IntSlider(value=64, min=1, max=65536, description="tokens"),
+                    "q_heads": W.IntSlider(value=models[0][1][0], min=1, max=128, description="q heads"),
+                    "k_heads": W.IntSlider(value=models[0][1][1], min=1, max=128, description="k heads")}
+        return live_explorer(render_live, controls, name="gpu-time-explorer", dpi=dpi, margins=margins)
+    tokens = list(tokens)
+    axes = [("tokens", [(str(n), n) for n in tokens]), ("heads", models)]
+    return frame_explorer(render, axes, name="gpu-time-explorer", dpi=dpi, margins=margins,
+                          default=[tokens.index(64) if 64 in tokens else len(tokens) // 2, 0])

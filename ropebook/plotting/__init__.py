@@ -13,6 +13,7 @@ from ropebook.plotting.crope import comparison_figure, offset_task_figure, summa
 from ropebook.plotting.decay import decay_curves, min_base_curve, pair_cosines, random_score_band  # ch-long-term-decay
 from ropebook.plotting.positions import alibi_figure, shaw_figure, sinusoidal_figure, t5_bucket_figure  # ch-why-position
 from ropebook.plotting.complex import complex_product  # ch-complex-rotations
+from ropebook.plotting.gpu import latency_bandwidth_fit, rope_time_model  # ch-rope-gpu
 
 __all__ = ["new_figure", "rotation_2d", "wavelengths"]
 __all__ += ["angle_errors"]  # ch-rope-d-dims
@@ -21,3 +22,4 @@ __all__ += ["offset_task_figure", "comparison_figure", "summarize_comparison"]  
 __all__ += ["decay_curves", "random_score_band", "pair_cosines", "min_base_curve"]  # ch-long-term-decay
 __all__ += ["sinusoidal_figure", "shaw_figure", "t5_bucket_figure", "alibi_figure"]  # ch-why-position
 __all__ += ["complex_product"]  # ch-complex-rotations
+__all__ += ["latency_bandwidth_fit", "rope_time_model"]  # ch-rope-gpu
