@@ -1,6 +1,6 @@
 """The explorers on the built site, in headless Chromium, offline, with no kernel.
 
-For each explorer on the long-term decay page: focus each slider's handle, move it
+For each explorer (the long-term decay page's three, the GPU page's one): focus each slider's handle, move it
 with the keyboard (ArrowRight, End, Home), and check that the visible image changes
 (its bytes, hashed in the page) and that the frame's caption shows every slider's
 readout. Screenshots of the first and last frame of each slider are kept under
@@ -17,8 +17,9 @@ import pytest
 
 from conftest import VISIBLE_FRAME_JS, open_page
 
-PAGE = "book/long-term-decay"
-EXPLORERS = ["decay-explorer", "rotation-explorer", "frequency-explorer"]
+PAGES = {"book/long-term-decay": ["decay-explorer", "rotation-explorer", "frequency-explorer"],
+         "book/rope-gpu": ["gpu-time-explorer"]}
+EXPLORERS = [name for names in PAGES.values() for name in names]
 
 
 SLIDERS = """(root) => Array.from(document.querySelectorAll(root + ' .widget-slider')).map(s => ({
@@ -41,20 +42,31 @@ def _assert_readouts_match(frame, sliders, where):
 
 
 @pytest.fixture(scope="module")
-def tab(browser, site_url):
-    page, offsite, errors = open_page(browser, f"{site_url}/{PAGE}.html", site_url)
-    page.set_viewport_size({"width": 1200, "height": 900})
-    for name in EXPLORERS:
-        page.wait_for_selector(f".ropebook-{name} img", timeout=30_000)
-    yield page
-    page.context.close()
-    assert not offsite, f"requests left the local server: {offsite}"
-    assert not errors, f"browser errors: {errors}"
+def tabs(browser, site_url):
+    """Each page opened once, when its first explorer is tested; every page's errors checked at the end."""
+    opened = {}
+
+    def tab_for(name: str):
+        path = next(p for p, names in PAGES.items() if name in names)
+        if path not in opened:
+            page, offsite, errors = open_page(browser, f"{site_url}/{path}.html", site_url)
+            page.set_viewport_size({"width": 1200, "height": 900})
+            for n in PAGES[path]:
+                page.wait_for_selector(f".ropebook-{n} img", timeout=30_000)
+            opened[path] = (page, offsite, errors)
+        return opened[path][0]
+
+    yield tab_for
+    for path, (page, offsite, errors) in opened.items():
+        page.context.close()
+        assert not offsite, f"{path}: requests left the local server: {offsite}"
+        assert not errors, f"{path}: browser errors: {errors}"
 
 
 @pytest.mark.browser
 @pytest.mark.parametrize("name", EXPLORERS)
-def test_sliders_switch_frames_without_a_kernel(tab, site: Path, name: str):
+def test_sliders_switch_frames_without_a_kernel(tabs, site: Path, name: str):
+    tab = tabs(name)
     root = f".ropebook-{name}"
     shots = site.parent / "widget-screenshots"
     shots.mkdir(exist_ok=True)
