@@ -1,0 +1,128 @@
+"""Count the machine code of the RoPE kernel for an H100, and write the counts to a JSON file.
+
+The chapter ``ch-rope-gpu`` compiles the kernel for compute capability 9.0 without a GPU
+(``ropebook.kernels.aot``) and reads the SASS. It computes its own table live, with the
+Triton that ``requirements.txt`` pins. Two sets of counts it quotes cannot be computed at
+build time: the same rows compiled by the Triton the GPU measurements ran with (3.6), and
+the rows of an older kernel source. This tool makes both reproducible: it compiles the
+chapter's rows (a decoding step of 64 sequences, one prefill of 1024 tokens; the table,
+computed angles with the math library's and with the quarter-turn cos and sin, and the
+caller's cos and sin) with whatever Triton and ``ropebook`` are importable, counts each
+with the repository's ``aot.sass_stats``, and records the command, the Triton version and a
+hash of the kernel's source next to the counts.
+
+Usage (from the repository root)::
+
+    # the rows under Triton 3.6 (installed into a folder of its own, not into the environment)
+    pip install --no-deps --target /tmp/t36 triton==3.6.0
+    PYTHONPATH=/tmp/t36 python tools/sass_counts.py --out book/data/sass_triton36.json
+
+    # the rows of the kernel as it was at a commit (its whole ropebook package, unpacked)
+    mkdir /tmp/c817116 && git archive c817116 ropebook | tar -x -C /tmp/c817116
+    python tools/sass_counts.py --tree /tmp/c817116 --label c817116 --out book/data/sass_c817116.json
+
+``--tree DIR`` imports ``ropebook`` from DIR (the kernel, its launcher and ``compile_launches``
+as they were there); the counting is always this repository's ``sass_stats``, so counts from
+different trees mean the same thing. ``kernel_functions_sha256`` hashes the source of the kernel
+and of its device functions (what the compiler sees), so a change of the module's docstring or of
+its Python launcher does not change it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.util
+import json
+import os
+import shlex
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CASES = {"decode B=64": (64, 1), "prefill T=1024": (1, 1024)}  # (B, T), as ropebook.bench and the chapter
+ROWS = ("table", "computed, library", "computed, quadrant", "the caller's")  # the chapter's labels
+
+
+def kernel_functions_sha256(rope_triton) -> str:
+    """sha256 of what Triton compiles: the source of ``_rope_kernel``, then of the module's device
+    functions (its ``JITFunction`` objects, which the kernel calls), in name order."""
+    import inspect
+
+    from triton.runtime.jit import JITFunction
+
+    device = [obj.src for _, obj in sorted(vars(rope_triton).items()) if isinstance(obj, JITFunction)]
+    return hashlib.sha256("\n".join([inspect.getsource(rope_triton._rope_kernel), *device]).encode()).hexdigest()
+
+
+def _repo_sass_stats():
+    """This repository's ``aot.sass_stats``, whichever ``ropebook`` is imported (it reads only the cubin)."""
+    spec = importlib.util.spec_from_file_location("_sass_counts_aot", ROOT / "ropebook" / "kernels" / "aot.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.sass_stats
+
+
+def count_rows() -> dict:
+    """{case: {row: sass_stats}} for the chapter's rows, compiled for compute capability 9.0."""
+    import torch
+
+    from ropebook import kernels as K
+    from ropebook.kernels import aot
+
+    sass_stats = _repo_sass_stats()
+    cache = K.rope_cache(128, max_position=1024)
+    out = {}
+    for case, (B, T) in CASES.items():
+        q = torch.zeros(B, T, 32, 128, dtype=torch.bfloat16).transpose(1, 2)  # (B, Hq, T, D) view of (B, T, Hq, D)
+        k = torch.zeros(B, T, 8, 128, dtype=torch.bfloat16).transpose(1, 2)  # (B, Hk, T, D)
+        offsets = torch.arange(B, dtype=torch.int32) * 7 if T == 1 else 0
+        cos = sin = torch.zeros(B, T, 64)  # (B, T, r/2): cos and sin the caller gathered
+        calls = {"table": ("libdevice", lambda: K.rope_qk(q, k, cache, offsets=offsets, angles="table")),
+                 "computed, library": ("libdevice", lambda: K.rope_qk(q, k, cache, offsets=offsets, angles="kernel")),
+                 "computed, quadrant": ("quadrant", lambda: K.rope_qk(q, k, cache, offsets=offsets, angles="kernel")),
+                 "the caller's": ("libdevice", lambda: K.rope_qk_cos_sin(q, k, cos, sin))}
+        out[case] = {}
+        for row in ROWS:
+            sincos, call = calls[row]
+            with K.rope_triton.sincos(sincos):
+                (kernel,) = aot.compile_launches(call)
+            out[case][row] = sass_stats(kernel)
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", required=True, type=Path, help="the JSON file to write")
+    parser.add_argument("--tree", type=Path, help="import ropebook from this folder (holding a ropebook/ package)")
+    parser.add_argument("--label", help="what the tree is (a commit, say); recorded in the file")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TRITON_INTERPRET", "1")  # compile_launches records launches; nothing runs on a GPU
+    sys.path.insert(0, str((args.tree or ROOT).resolve()))
+    import torch
+    import triton
+
+    import ropebook
+    from ropebook.kernels import rope_triton
+
+    if args.tree is not None and not Path(ropebook.__file__).resolve().is_relative_to(args.tree.resolve()):
+        parser.error(f"ropebook was imported from {ropebook.__file__}, not from --tree {args.tree}")
+    command = " ".join(shlex.quote(a) for a in ["python", "tools/sass_counts.py", *(argv or sys.argv[1:])])
+    if os.environ.get("PYTHONPATH"):
+        command = f"PYTHONPATH={shlex.quote(os.environ['PYTHONPATH'])} {command}"
+    record = dict(command=command, triton=triton.__version__, torch=torch.__version__, arch=90,
+                  tree=args.label or "this repository", kernel_functions_sha256=kernel_functions_sha256(rope_triton),
+                  date=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), cases=count_rows())
+    args.out.write_text(json.dumps(record, indent=1) + "\n")
+    print(f"wrote {args.out}: Triton {record['triton']}, kernel {record['kernel_functions_sha256'][:12]}")
+    for case, rows in record["cases"].items():
+        for row, st in rows.items():
+            print(f"  {case:<15} {row:<19} {st['instructions']:>5} instructions, {st['branches']:>3} branches, "
+                  f"first load at {st['before_first_load']}, stack {st['stack_bytes']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
