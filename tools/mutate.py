@@ -247,6 +247,11 @@ MUTANTS: tuple[Mutant, ...] = (
            (("ropebook/kernels/autograd.py", "    if 0 in q.stride() or (k is not None and 0 in k.stride()):",
              "    if False:"),),
            ("rope-gpu",), ("tests/test_kernels.py",)),
+    Mutant("copy-model-no-latency", "the copy model's bandwidth read off the largest copy alone (bytes / t, no fixed cost)",
+           (("ropebook/plotting/gpu.py",
+             "    bandwidth = (large[\"bytes\"] - small[\"bytes\"]) / (t_l - t_s) / 1e3  # bytes per µs / 1e3 = GB/s\n",
+             "    bandwidth = large[\"bytes\"] / t_l / 1e3  # MUT\n"),),
+           ("rope-gpu",), ("tests/test_plotting_gpu.py",)),
 )
 
 
