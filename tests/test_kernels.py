@@ -1666,3 +1666,139 @@ def test_torch_export_keeps_the_operator_in_the_exported_program():
     assert targets.count(torch.ops.ropebook.rope.default) == 1
     got, want = program.module()(q, k, offsets), module(q, k, offsets)
     assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+
+
+# ----------------------------------------------------------------------------- found by fuzzing the public API
+
+
+def test_self_overlap_verdict_against_every_element():
+    """``_overlaps_itself`` against the set of memory offsets: it never passes a layout that reaches one
+    location twice; it refuses a layout that does not only when its strides are not nested."""
+    from ropebook.kernels.autograd import _overlaps_itself
+
+    rng = random.Random(1)
+    refused_distinct = passed = 0
+    for _ in range(3000):
+        ndim = rng.randint(1, 4)
+        shape, stride = [rng.randint(1, 4) for _ in range(ndim)], [rng.randint(0, 12) for _ in range(ndim)]
+        distinct = len(_element_offsets(shape, stride, 0)) == math.prod(shape)
+        verdict = _overlaps_itself(tuple(shape), tuple(stride))
+        if not distinct:
+            assert verdict, (shape, stride)
+        elif verdict:
+            refused_distinct += 1
+        else:
+            passed += 1
+    assert passed > 500 and refused_distinct < passed / 4, (passed, refused_distinct)
+
+
+def test_in_place_refuses_a_q_that_overlaps_itself():
+    base = torch.randn(64, device=DEVICE)
+    q = base.as_strided((1, 1, 4, 8), (32, 32, 2, 1))  # token t covers features 2t … 2t + 7: rows overlap
+    with pytest.raises(ValueError, match=r"rope_qk: inplace=True needs each element of q in its own memory, "
+                                         r"got q.shape=\(1, 1, 4, 8\), q.stride\(\)=\(32, 32, 2, 1\)"):
+        K.rope_qk(q, None, K.rope_cache(8), inplace=True)
+    cos, sin = rb.rope_cos_sin(torch.arange(4, device=DEVICE), 8)
+    with pytest.raises(ValueError, match="rope_qk_cos_sin: inplace=True needs each element of q"):
+        K.rope_qk_cos_sin(q, None, cos, sin, inplace=True)
+    out, _ = K.rope_qk(q, None, K.rope_cache(8))  # out of place it is only read
+    torch.testing.assert_close(out, rb.apply_rope(q.clone()))
+
+
+@pytest.mark.parametrize("repeat", [False, True])
+def test_an_in_place_write_invalidates_what_autograd_saved(repeat):
+    """A graph that saved q for its backward must refuse to run after q is rotated in place, as after
+    ``q.mul_(2)``; it computed gradients from the rotated values before the version counter was bumped."""
+    cache = K.rope_cache(8)
+    cos, sin = rb.rope_cos_sin(torch.arange(3, device=DEVICE), 8)
+    for call in (lambda q: K.rope_qk(q, None, cache, inplace=True), lambda q: K.rope_qk_cos_sin(q, None, cos, sin, inplace=True)):
+        if repeat:
+            call(torch.randn(1, 1, 3, 8, device=DEVICE))  # the second call below goes through the plan
+        w = torch.randn(1, 1, 3, 8, device=DEVICE, requires_grad=True)
+        q = torch.randn(1, 1, 3, 8, device=DEVICE)
+        loss = (w * q).sum()  # saves q
+        call(q)
+        with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+            loss.backward()
+
+
+def test_the_backward_is_itself_differentiable():
+    """create_graph=True (a gradient penalty, a Hessian-vector product): the backward records the rotation by
+    −θ, whose own derivative is the rotation by +θ; gradgradcheck on every way in."""
+    # small: gradgradcheck launches the kernel twice per input element, through the interpreter in CI
+    q = torch.randn(2, 1, 2, 4, dtype=torch.float64, device=DEVICE, requires_grad=True)
+    k = torch.randn(2, 1, 2, 4, dtype=torch.float64, device=DEVICE, requires_grad=True)
+    cache = K.rope_cache(4)
+    cos, sin = rb.rope_cos_sin(torch.arange(2, device=DEVICE), 4)
+    turns = cache.turns.to(DEVICE)
+    ways = {
+        "rope_qk": lambda q, k: K.rope_qk(q, k, cache, offsets=torch.tensor([3, 7], device=DEVICE)),
+        "rope_qk_cos_sin": lambda q, k: K.rope_qk_cos_sin(q, k, cos.double(), sin.double()),
+        "apply_rope triton": lambda q, k: (rb.apply_rope(q, offset=5, backend="triton"), k * 1),
+        "operator": lambda q, k: torch.ops.ropebook.rope.default(q, k, None, None, turns, None, None, None, 2, "half",
+                                                                 1.0, 2, None, False),
+    }
+    for name, f in ways.items():
+        assert torch.autograd.gradgradcheck(f, (q, k), fast_mode=True), name  # random projections: 1/10 the launches
+    g, = torch.autograd.grad((rb.apply_rope(q, backend="triton") ** 3).sum(), q, create_graph=True)
+    g_ref, = torch.autograd.grad((rb.apply_rope(q, backend="torch") ** 3).sum(), q, create_graph=True)
+    assert g.requires_grad
+    torch.testing.assert_close(torch.autograd.grad((g ** 2).sum(), q)[0], torch.autograd.grad((g_ref ** 2).sum(), q)[0])
+
+
+def test_in_place_on_views_that_record_a_graph():
+    """In place on a transposed (B, T, H, D) projection or a fused qkv's slices, with a graph: the result and
+    the gradients of the torch path (autograd records the write on the views)."""
+    P = torch.randn(2, 3, 3 * 16, device=DEVICE, requires_grad=True)  # (B, T, 3·H·D), H = 2, D = 8
+    weights = torch.arange(48.0, device=DEVICE)
+
+    def split(qkv):
+        return [qkv[..., i * 16:(i + 1) * 16].unflatten(-1, (2, 8)).transpose(1, 2) for i in range(3)]
+
+    qkv = P * 1
+    q, k, _ = split(qkv)
+    q_out, k_out = K.rope_qk(q, k, K.rope_cache(8), offsets=1, inplace=True)
+    assert q_out is q and k_out is k
+    ((qkv ** 2) * weights).sum().backward()
+    grad, P.grad = P.grad, None
+    ref = P * 1
+    q2, k2, v2 = split(ref)
+    rotated = torch.cat([rb.apply_rope(x, offset=1).transpose(1, 2).flatten(-2) for x in (q2, k2)] + [ref[..., 32:]], -1)
+    ((rotated ** 2) * weights).sum().backward()
+    torch.testing.assert_close(qkv, rotated)
+    torch.testing.assert_close(grad, P.grad)
+
+
+def test_an_empty_q_still_copies_ks_unrotated_features():
+    """Hq = 0 with partial rotary, out of place: k's features past the rotary ones are copied (an empty tensor
+    and its output both have data_ptr 0, which read as 'in place')."""
+    q, k = torch.randn(1, 0, 3, 16, device=DEVICE), torch.randn(1, 2, 3, 16, device=DEVICE)
+    _, k_out = K.rope_qk(q, k, K.rope_cache(8))
+    torch.testing.assert_close(k_out, rb.apply_rope(k, rotary_dim=8))
+    cos, sin = rb.rope_cos_sin(torch.arange(3, device=DEVICE), 8)
+    _, k_out = K.rope_qk_cos_sin(q, k, cos, sin)
+    torch.testing.assert_close(k_out, rb.apply_rope(k, rotary_dim=8))
+
+
+@pytest.mark.parametrize("args, message", [
+    ((8, torch.zeros(2, dtype=torch.int64), None, None, 1.0), r"turns must be an int64 tensor of shape \(4,\).*turns.shape=\(2,\)"),
+    ((8, torch.zeros(4), None, None, 1.0), r"turns must be an int64 tensor.*turns.dtype=torch.float32"),
+    ((7, torch.zeros(3, dtype=torch.int64), None, None, 1.0), r"rotary_dim must be a positive even int, got rotary_dim=7"),
+    ((8, torch.zeros(4, dtype=torch.int64), torch.zeros(5, 3), torch.zeros(5, 3), 1.0), r"cos must be a floating-point \(P, 4\) table.*cos.shape=\(5, 3\)"),
+    ((8, torch.zeros(4, dtype=torch.int64), torch.zeros(5, 4), None, 1.0), r"cos and sin must both be tables or both None"),
+    ((8, torch.zeros(4, dtype=torch.int64), torch.zeros(5, 4), torch.zeros(6, 4), 1.0), r"sin must be .*shaped as cos, got sin.shape=\(6, 4\)"),
+    ((8, torch.zeros(4, dtype=torch.int64), None, None, float("nan")), r"attention_factor must be a positive finite number"),
+])
+def test_a_hand_built_cache_is_checked(args, message):
+    """RopeCache is public: a cache built by hand with a short ``turns`` or a narrow table made the kernel read
+    past them (wrong values, no error)."""
+    with pytest.raises(ValueError, match="RopeCache: " + message):
+        K.RopeCache(*args)
+
+
+def test_packed_and_empty_inputs_get_clear_answers():
+    with pytest.raises(ValueError, match=r"rope_qk: cu_seqlens must be an integer tensor of shape \(B \+ 1,\), got type\(cu_seqlens\)=list"):
+        K.rope_qk(torch.randn(2, 5, 8, device=DEVICE), None, K.rope_cache(8), cu_seqlens=[0, 2, 5], max_seqlen=3)
+    for shape in [(2, 0, 8), (0, 3, 8), (2, 0, 3, 8)]:  # what backend="torch" returns: an empty tensor
+        x = torch.randn(shape, device=DEVICE)
+        assert rb.apply_rope(x, backend="triton").shape == x.shape == rb.apply_rope(x, backend="torch").shape

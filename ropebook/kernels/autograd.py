@@ -13,6 +13,7 @@ Chapter: ``ch-rope-gpu``.
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 import weakref
@@ -21,6 +22,7 @@ from fractions import Fraction
 
 import torch
 from torch import Tensor
+from torch.autograd.graph import increment_version
 
 from ropebook.kernels import op, rope_triton
 from ropebook._validate import (_broadcasts_to, _check_base, _check_dim, _check_layout, _check_scaling, _check_seq_len,
@@ -43,6 +45,31 @@ class RopeCache:
     cos: Tensor | None  # (P, r/2) table, float32 from float64 angles (None: not built)
     sin: Tensor | None  # (P, r/2)
     attention_factor: float  # the scaling rule's factor on cos and sin (1.0 without one)
+
+    def __post_init__(self):
+        """A cache built by hand is checked as :func:`rope_cache`'s are made: the kernel indexes ``turns`` and
+        the table by pair, and would read past a shorter one."""
+        r = self.rotary_dim
+        if isinstance(r, bool) or not isinstance(r, int) or r < 2 or r % 2:
+            raise ValueError(f"RopeCache: rotary_dim must be a positive even int, got rotary_dim={r!r}")
+        t = self.turns
+        if not isinstance(t, Tensor) or t.dtype != torch.int64 or tuple(t.shape) != (r // 2,):
+            got = f"turns.shape={tuple(t.shape)}, turns.dtype={t.dtype}" if isinstance(t, Tensor) else f"type(turns)={type(t).__name__}"
+            raise ValueError(f"RopeCache: turns must be an int64 tensor of shape ({r // 2},) (rotary_dim/2 fixed-point "
+                             f"turns, see rope_cache), got {got}")
+        if (self.cos is None) != (self.sin is None):
+            raise ValueError(f"RopeCache: cos and sin must both be tables or both None, got cos "
+                             f"{'None' if self.cos is None else 'a table'} and sin {'None' if self.sin is None else 'a table'}")
+        for name, c in (("cos", self.cos), ("sin", self.sin)):
+            if c is not None and (not isinstance(c, Tensor) or not c.is_floating_point() or c.ndim != 2
+                                  or c.shape[1] != r // 2 or c.shape != self.cos.shape or c.device != t.device):
+                got = (f"{name}.shape={tuple(c.shape)}, {name}.dtype={c.dtype}, {name}.device={c.device}"
+                       if isinstance(c, Tensor) else f"type({name})={type(c).__name__}")
+                raise ValueError(f"RopeCache: {name} must be a floating-point (P, {r // 2}) table on turns's device "
+                                 f"{t.device}, shaped as cos, got {got}")
+        f = self.attention_factor
+        if isinstance(f, bool) or not isinstance(f, (int, float)) or not math.isfinite(f) or f <= 0:
+            raise ValueError(f"RopeCache: attention_factor must be a positive finite number, got attention_factor={f!r}")
 
 
 # π to 70 digits, as an exact fraction: 2^64·θ/2π is then formed exactly for a float64 θ (its error,
@@ -91,7 +118,9 @@ def rope_cache(rotary_dim: int, *, base: float = 10000.0, scaling=None, seq_len=
 
 
 class _RopeFunction(torch.autograd.Function):
-    """Forward: rotate by +θ. Backward: rotate the gradients by −θ (same kernel, ``conj=True``)."""
+    """Forward: rotate by +θ. Backward: rotate the gradients by −θ (same kernel, ``conj`` flipped). The
+    backward is itself differentiable (``create_graph=True``: a gradient penalty, a Hessian-vector
+    product): when the incoming gradients need a graph it goes through this Function again."""
 
     @staticmethod
     def forward(ctx, q, k, spec: dict):
@@ -103,14 +132,15 @@ class _RopeFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, gq, gk):
-        spec = ctx.spec
+        launch = {**ctx.spec["launch"], "conj": not ctx.spec["launch"].get("conj", False)}
         gq = _feature_contiguous(gq)
+        gk = None if gk is None else _feature_contiguous(gk)
+        if _records_graph(gq, gk):  # create_graph=True: the rotation by −θ recorded, so it can be differentiated
+            gq_in, gk_in = _RopeFunction.apply(gq, gk, {"inplace": False, "launch": launch})
+            return gq_in, gk_in, None
         gq_in = torch.empty_like(gq)
-        gk_in = None
-        if gk is not None:
-            gk = _feature_contiguous(gk)
-            gk_in = torch.empty_like(gk)
-        rope_triton.launch(gq, gq_in, gk, gk_in, **{**spec["launch"], "conj": True})
+        gk_in = None if gk is None else torch.empty_like(gk)
+        rope_triton.launch(gq, gq_in, gk, gk_in, **launch)
         return gq_in, gk_in, None
 
 
@@ -176,6 +206,12 @@ def _check_not_aliased(fn: str, q, k, inplace: bool) -> None:
                     f"{fn}: inplace=True needs each element of {name} in its own memory, got {name}.shape="
                     f"{tuple(t.shape)}, {name}.stride()={t.stride()}: stride 0 over dimension {dim} (an expand()), "
                     f"so each element would be rotated {t.shape[dim]} times; pass inplace=False or {name}.contiguous()")
+    for name, t in (("q", q), ("k", k)):
+        if t is not None and _overlaps_itself(tuple(t.shape), t.stride()):
+            raise ValueError(
+                f"{fn}: inplace=True needs each element of {name} in its own memory, got {name}.shape={tuple(t.shape)}, "
+                f"{name}.stride()={t.stride()}: sorted by stride, a stride no larger than the span of the smaller ones, "
+                f"so two elements may share a location and be rotated twice; pass inplace=False or {name}.contiguous()")
     if (k is not None and q.untyped_storage().data_ptr() == k.untyped_storage().data_ptr() and q.numel() and k.numel()
             and q.dtype == k.dtype and q.device == k.device):
         shared = _shared_elements(q, k)
@@ -187,6 +223,30 @@ def _check_not_aliased(fn: str, q, k, inplace: bool) -> None:
                 f"(q.shape={tuple(q.shape)}, q.stride()={q.stride()}, k.shape={tuple(k.shape)}, k.stride()={k.stride()}, "
                 f"k.storage_offset() - q.storage_offset() = {k.storage_offset() - q.storage_offset()}): an element in "
                 f"both would be rotated twice; pass inplace=False")
+
+
+_self_memo: dict = {}
+
+
+def _overlaps_itself(shape: tuple, stride: tuple) -> bool:
+    """Whether a view might reach one memory location from two indices: its dimensions of more than one
+    element, sorted by stride, are not nested (each stride larger than the span of the smaller ones). Every
+    view of a contiguous tensor (slices, transposes, a fused projection's heads) is nested; an ``unfold`` or
+    an ``as_strided`` with windows that overlap is not. A few layouts that never meet but are not nested
+    are refused too. Remembered per layout, as ``_shared_elements`` is."""
+    key = (shape, stride)
+    verdict = _self_memo.get(key)
+    if verdict is None:
+        if len(_self_memo) >= _SHARED_MAX:
+            _self_memo.clear()
+        span, verdict = 0, False
+        for s, n in sorted((abs(s), n) for n, s in zip(shape, stride) if n > 1):
+            if s <= span:
+                verdict = True
+                break
+            span += (n - 1) * s
+        _self_memo[key] = verdict
+    return verdict
 
 
 _SHARED_MAX = 1024  # verdicts kept (a model makes a handful of layouts); more, and the memo starts over
@@ -262,13 +322,31 @@ def _run(fn: str, q: Tensor, k: Tensor | None, inplace: bool, spec: dict, key=No
     if torch.compiler.is_compiling():  # torch.compile traces: the custom operator, which it can (ropebook.kernels.op)
         return op.call(q, k, inplace, spec)
     if _records_graph(q, k):
+        if inplace and (q._is_view() or (k is not None and k._is_view())):
+            # autograd cannot rebase a custom Function's two outputs onto views it wrote in place (a fused
+            # projection's slices, a transposed (B, T, H, D)): rotate into new tensors, then copy_ back,
+            # which autograd records on the views as it does for any in-place op
+            q_out, k_out = _RopeFunction.apply(q, k, {"inplace": False, "launch": spec})
+            q.copy_(q_out)
+            if k is not None:
+                k.copy_(k_out)
+            return q, k
         return _RopeFunction.apply(q, k, {"inplace": inplace, "launch": spec})
     q_out, k_out, plan = _forward(q, k, inplace, spec)  # no graph to record: skip autograd's bookkeeping (decode calls)
+    if inplace:
+        _written(q, k)
     if key is not None:
         if len(_plans) >= PLANS_MAX:  # a bound, not a policy: a model makes a handful of signatures
             _plans.clear()
         _plans[key] = (plan, inplace, *again)
     return q_out, k_out
+
+
+def _written(q: Tensor, k: Tensor | None) -> None:
+    """Tell autograd that the kernel wrote q and k in place (it cannot see a write through a pointer): a graph
+    that saved either for its backward then refuses to run, as after any in-place op, instead of computing
+    gradients from the rotated values. (``mark_dirty`` does this when the call itself records a graph.)"""
+    increment_version((q,) if k is None else (q, k))
 
 
 def _records_graph(q: Tensor, k: Tensor | None) -> bool:
@@ -302,6 +380,7 @@ def _repeat(hit: tuple, q: Tensor, k: Tensor | None, tensors: tuple, offset: int
     plan = hit[0]
     if hit[1]:  # in place (then the features are contiguous: checked when the plan was made)
         plan.run(q, q, k, k, tensors, offset)
+        _written(q, k)
         return q, k
     q = q if q.stride(-1) == 1 else q.contiguous()
     q_out = torch.empty_like(q)
@@ -353,6 +432,9 @@ def rope_qk(q: Tensor, k: Tensor | None, cache: RopeCache, *, layout: str = "hal
     """
     fn = "rope_qk"
     varlen = cu_seqlens is not None
+    if varlen and not isinstance(cu_seqlens, Tensor):
+        raise ValueError(f"{fn}: cu_seqlens must be an integer tensor of shape (B + 1,), got "
+                         f"type(cu_seqlens)={type(cu_seqlens).__name__}")
     if positions is not None and not (type(offsets) is int and offsets == 0):
         raise ValueError(f"{fn}: pass positions or offsets, not both, got positions and offsets={offsets!r}")
     _check_not_aliased(fn, q, k, inplace)
@@ -534,6 +616,8 @@ def apply_cos_sin(x: Tensor, cos: Tensor, sin: Tensor, *, layout: str, rotary_di
                            f"require grad (use backend='torch')")
     if x.dtype not in DTYPES:
         raise ValueError(f"{fn}: backend='triton' supports dtypes {[str(d) for d in DTYPES]}, got x.dtype={x.dtype}")
+    if x.numel() == 0:  # nothing to rotate (and no shape to fold the leading dimensions into)
+        return x.clone()
     T, D, half = x.shape[-2], x.shape[-1], rotary_dim // 2
     ce, se = cos.expand(*x.shape[:-1], half), sin.expand(*x.shape[:-1], half)  # (..., T, r/2)
     if x.ndim >= 3 and ce.stride(-3) == 0 and se.stride(-3) == 0:  # the same angles for every head: share them

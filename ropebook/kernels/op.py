@@ -151,6 +151,7 @@ class _Rope(torch.autograd.Function):
         ctx.has_k = inputs[2] is not None
         ctx.saved = inputs[3:9]  # cos, sin, turns, positions, offsets, cu_seqlens: read again, not differentiated
         ctx.options = inputs[9:14]  # half, layout, factor, offset, max_seqlen
+        ctx.conj = inputs[14]  # the backward rotates the other way (and its own backward back again)
 
     @staticmethod
     def backward(ctx, gq, gk):
@@ -158,7 +159,7 @@ class _Rope(torch.autograd.Function):
         gq = gq if gq.stride(-1) == 1 else gq.contiguous()
         if gk is not None and gk.stride(-1) != 1:
             gk = gk.contiguous()
-        gq_in, gk_in = torch.ops.ropebook.rope.default(gq, gk, *ctx.saved, *ctx.options, True)
+        gq_in, gk_in = torch.ops.ropebook.rope.default(gq, gk, *ctx.saved, *ctx.options, not ctx.conj)
         return None, gq_in, (gk_in if ctx.has_k else None), *([None] * 12)
 
 

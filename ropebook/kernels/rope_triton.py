@@ -326,6 +326,13 @@ def _fits_int32(*tensors) -> bool:
     return True
 
 
+def _out_of_place(q: Tensor, q_out: Tensor, k: Tensor | None, k_out: Tensor | None) -> bool:
+    """Whether the outputs are new tensors (then the features past the rotary ones are copied over), told by
+    q, or by k when q has no elements (an empty tensor's data_ptr is 0 whether or not it is its output)."""
+    x, out = (k, k_out) if q.numel() == 0 and k is not None else (q, q_out)
+    return out.data_ptr() != x.data_ptr()
+
+
 def _pow2(n: int) -> int:
     """The smallest power of two >= n (n >= 1); plain Python, cheaper per call than triton's helper."""
     return 1 << (n - 1).bit_length()
@@ -431,7 +438,7 @@ class Plan:
         self.factor = factor
         consts = (HQ, HK, half, tail, _pow2(half), _pow2(max(tail, 1)), block_t, block_h, layout == "interleaved", conj,
                   0 if cos is not None else 1, 2 if positions is not None else (1 if offsets is not None else 0),
-                  cu_seqlens is not None, tail > 0 and q_out.data_ptr() != q.data_ptr(),
+                  cu_seqlens is not None, tail > 0 and _out_of_place(q, q_out, k, k_out),
                   tl.float64 if q.dtype == torch.float64 else tl.float32,
                   int(SINCOS == "quadrant" and turns is not None and q.dtype != torch.float64))
         # in _CONSTEXPRS order; IDX, 32- or 64-bit offsets, is decided for each call (True: 32-bit)
