@@ -198,20 +198,15 @@ def _check_not_aliased(fn: str, q, k, inplace: bool) -> None:
         raise ValueError(f"{fn}: inplace must be True or False, got inplace={inplace!r}")
     if not inplace or not isinstance(q, Tensor) or not isinstance(k, (Tensor, type(None))) or torch.compiler.is_compiling():
         return  # (not tensors: _check_qk says so; compiled: a compiler cannot trace a pointer comparison)
-    if 0 in q.stride() or (k is not None and 0 in k.stride()):
-        for name, t in (("q", q), ("k", k)):
-            dim = None if t is None else next((d for d, (n, s) in enumerate(zip(t.shape, t.stride())) if s == 0 and n > 1), None)
-            if dim is not None:
-                raise ValueError(
-                    f"{fn}: inplace=True needs each element of {name} in its own memory, got {name}.shape="
-                    f"{tuple(t.shape)}, {name}.stride()={t.stride()}: stride 0 over dimension {dim} (an expand()), "
-                    f"so each element would be rotated {t.shape[dim]} times; pass inplace=False or {name}.contiguous()")
     for name, t in (("q", q), ("k", k)):
-        if t is not None and _overlaps_itself(tuple(t.shape), t.stride()):
-            raise ValueError(
-                f"{fn}: inplace=True needs each element of {name} in its own memory, got {name}.shape={tuple(t.shape)}, "
-                f"{name}.stride()={t.stride()}: sorted by stride, a stride no larger than the span of the smaller ones, "
-                f"so two elements may share a location and be rotated twice; pass inplace=False or {name}.contiguous()")
+        if t is not None and _overlaps_itself(tuple(t.shape), t.stride()):  # (stride 0 included: an expand())
+            dim = next((d for d, (n, s) in enumerate(zip(t.shape, t.stride())) if s == 0 and n > 1), None)
+            why = (f"stride 0 over dimension {dim} (an expand()), so each element would be rotated {t.shape[dim]} times"
+                   if dim is not None else "sorted by stride, a stride no larger than the span of the smaller ones, "
+                   "so two elements may share a location and be rotated twice")
+            raise ValueError(f"{fn}: inplace=True needs each element of {name} in its own memory, got {name}.shape="
+                             f"{tuple(t.shape)}, {name}.stride()={t.stride()}: {why}; pass inplace=False or "
+                             f"{name}.contiguous()")
     if (k is not None and q.untyped_storage().data_ptr() == k.untyped_storage().data_ptr() and q.numel() and k.numel()
             and q.dtype == k.dtype and q.device == k.device):
         shared = _shared_elements(q, k)
@@ -326,11 +321,7 @@ def _run(fn: str, q: Tensor, k: Tensor | None, inplace: bool, spec: dict, key=No
             # autograd cannot rebase a custom Function's two outputs onto views it wrote in place (a fused
             # projection's slices, a transposed (B, T, H, D)): rotate into new tensors, then copy_ back,
             # which autograd records on the views as it does for any in-place op
-            q_out, k_out = _RopeFunction.apply(q, k, {"inplace": False, "launch": spec})
-            q.copy_(q_out)
-            if k is not None:
-                k.copy_(k_out)
-            return q, k
+            return op.copy_back(q, k, *_RopeFunction.apply(q, k, {"inplace": False, "launch": spec}))
         return _RopeFunction.apply(q, k, {"inplace": inplace, "launch": spec})
     q_out, k_out, plan = _forward(q, k, inplace, spec)  # no graph to record: skip autograd's bookkeeping (decode calls)
     if inplace:

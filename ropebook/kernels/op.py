@@ -198,9 +198,13 @@ def call(q: Tensor, k: Tensor | None, inplace: bool, spec: dict) -> tuple[Tensor
         spec.get("max_seqlen"), spec.get("conj", False))
     if k is None:
         k_out = None
-    if inplace:
-        q.copy_(q_out)
-        if k is not None:
-            k.copy_(k_out)
-        return q, k
-    return q_out, k_out
+    return copy_back(q, k, q_out, k_out) if inplace else (q_out, k_out)
+
+
+def copy_back(q: Tensor, k: Tensor | None, q_out: Tensor, k_out: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    """An in-place call made out of place: the results copied into q and k, which autograd and the compiler
+    record as any in-place op (the write through a pointer, neither can see)."""
+    q.copy_(q_out)
+    if k is not None:
+        k.copy_(k_out)
+    return q, k
