@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from unittest import mock
 
+import numpy as np
 import pytest
 import torch
 
@@ -269,10 +270,6 @@ def test_computed_cos_sin_error_in_float32_ulps(monkeypatch, sincos, ulps):
     the interpreter is tighter): 4 (2.5 measured here). The quadrant reduction forms only the rest in
     [-π/4, π/4] that way (≤ 0.7 once weighted by the other function's value) and its polynomials are
     within 0.6 of cos and sin on that interval (checked by a dense scan when they were chosen): 1.5."""
-    import math
-
-    import numpy as np
-
     from ropebook.kernels import rope_triton
 
     monkeypatch.setattr(rope_triton, "SINCOS", sincos)
@@ -298,9 +295,6 @@ def test_float32_radians_per_turn_unit_is_within_half_a_rounding():
     """The error budget of computed angles (rope_triton's docstring, ch-rope-gpu): the float32 constant
     2π/2^64 the kernel scales by is 0.47·2^-24 relative off the exact value (sympy's π), so the angle's
     relative error is at most 2^-24 + 2^-24 + 0.47·2^-24 = 2.47·2^-24."""
-    import math
-
-    import numpy as np
     import sympy as sp
 
     from ropebook.kernels import rope_triton
@@ -719,6 +713,11 @@ def _signature_variants():
         "int32 offsets": lambda: K.rope_qk(q, k, cache, offsets=off32),
         "int64 offsets": lambda: K.rope_qk(q, k, cache, offsets=off64),
         "positions": lambda: K.rope_qk(q, k, cache, positions=pos),
+        "positions transposed": lambda: K.rope_qk(q, k, cache, positions=pos.t().contiguous().t()),  # read by strides
+        "positions (T,), shared": lambda: K.rope_qk(q, k, cache, positions=pos[1]),  # a (B, T) view, batch stride 0
+        "positions (1, T), shared": lambda: K.rope_qk(q, k, cache, positions=pos[1:]),
+        "offsets 0-dim": lambda: K.rope_qk(q, k, cache, offsets=off64[1]),  # expanded to (B,) on the device
+        "offsets numpy int": lambda: K.rope_qk(q, k, cache, offsets=np.int64(3)),
         "packed": lambda: K.rope_qk(qp, kp, cache, cu_seqlens=cu, max_seqlen=6),
         "packed, max_seqlen 7": lambda: K.rope_qk(qp, kp, cache, cu_seqlens=cu, max_seqlen=7),
         "cos_sin (T, r/2)": lambda: K.rope_qk_cos_sin(q, k, c, s),
@@ -763,9 +762,11 @@ def test_a_repeated_call_signature_launches_what_a_first_call_works_out():
     for name, call in calls.items():
         autograd._plans.clear()
         first[name] = _launch_and_result(call)
-    # each variant launches differently, but two: the strided features, copied to (B, H, T, D) memory
-    # first, and cos of (1, T, r/2), read as (T, r/2) is (both with a batch stride of 0)
-    assert len({launch for launch, _ in first.values()}) == len(calls) - 2
+    # each variant launches differently, but five: the strided features, copied to (B, H, T, D) memory
+    # first, and cos of (1, T, r/2), read as (T, r/2) is (both with a batch stride of 0); and the three
+    # arguments made what another variant passes before the signature is formed: positions (1, T) as
+    # (T,) (both a (B, T) view, batch stride 0), a 0-dim offsets as int64 (B,) offsets, numpy's 3 as 3
+    assert len({launch for launch, _ in first.values()}) == len(calls) - 5
     # On CUDA a plan keeps its compiled kernels by what it does not fix, so it must always be run with
     # the pointer dtypes it was made with (the interpreter would run a wrong pairing correctly)
     dtypes_of: dict = {}
@@ -783,7 +784,8 @@ def test_a_repeated_call_signature_launches_what_a_first_call_works_out():
                 assert launch == first[name][0], name
                 for got, want in zip(outputs, first[name][1]):
                     assert (got is None and want is None) or torch.equal(got, want), name
-    assert len(autograd._plans) == len(calls) - 5  # one signature for the six int offsets
+    # one signature for the six int offsets and numpy's, one for both shared positions, one for both int64 offsets
+    assert len(autograd._plans) == len(calls) - 8
 
 
 def test_a_repeated_signature_still_checks_what_it_does_not_fix():
@@ -1086,7 +1088,7 @@ def test_hf_drop_in_compares_halves_once_per_forward_pass(monkeypatch):
         K.hf_apply_rotary_pos_emb(q, k, cos, sin)
 
 
-@pytest.mark.parametrize("case", ["cos-shape", "sin-shape", "unsqueeze", "ndim", "sin-halves", "module"])
+@pytest.mark.parametrize("case", ["cos-shape", "sin-shape", "unsqueeze", "ndim", "sin-halves", "module", "integer cos", "nan sin"])
 def test_hf_drop_in_bad_input_message(case):
     q, k = qk(B=1, T=3, HQ=2, HK=1, D=8)
     c, s = rb.rope_cos_sin(torch.arange(3), 8)
@@ -1098,6 +1100,12 @@ def test_hf_drop_in_bad_input_message(case):
         "ndim": (lambda: K.hf_apply_rotary_pos_emb(q[0], k, cos, sin), r"q and k must be 4-d, got q.shape=\(2, 3, 8\)"),
         "sin-halves": (lambda: K.hf_apply_rotary_pos_emb(q, k, cos, torch.cat((s, -s), -1).to(DEVICE)), r"sin must hold each value twice"),
         "module": (lambda: K.patch_hf(os).__enter__(), r"patch_hf: module must define apply_rotary_pos_emb.*'os'"),
+        # an integer cos was reported with the inner function's shapes, "(3, r/2) or (2 or 1, 3, r/2)"
+        "integer cos": (lambda: K.hf_apply_rotary_pos_emb(q, k, cos.long(), sin), r"cos must be a floating-point tensor.*cos.dtype=torch.int64"),
+        # a NaN read "its halves differ, largest difference nan"
+        "nan sin": (lambda: K.hf_apply_rotary_pos_emb(q, k, cos, sin.index_put((torch.tensor([2]), torch.tensor([5])),
+                                                                              torch.tensor(float("nan"), device=DEVICE))),
+                    r"sin must be finite.*got sin\[2, 5\] = nan"),
     }
     fn, pattern = calls[case]
     with pytest.raises(ValueError, match=pattern):
@@ -1802,3 +1810,92 @@ def test_packed_and_empty_inputs_get_clear_answers():
     for shape in [(2, 0, 8), (0, 3, 8), (2, 0, 3, 8)]:  # what backend="torch" returns: an empty tensor
         x = torch.randn(shape, device=DEVICE)
         assert rb.apply_rope(x, backend="triton").shape == x.shape == rb.apply_rope(x, backend="torch").shape
+
+
+def test_shared_positions_and_a_one_element_offset_broadcast_as_apply_rope_does():
+    """rb.apply_rope takes positions that broadcast and an offset tensor of one element; rope_qk refused
+    positions (T,) or (1, T) for B > 1, a 0-dim offsets (cache_position[0]) and numpy integers."""
+    q, k = qk(B=3, T=4, HQ=2, HK=1, D=16)
+    cache = K.rope_cache(16, max_position=32, device=DEVICE)
+    m = torch.tensor([5, 6, 9, 20], device=DEVICE)
+    want = rb.apply_rope(q, m), rb.apply_rope(k, m)
+    for angles in ["kernel", "table"]:
+        for positions in [m, m[None], m.int(), m[None].expand(3, 4)]:
+            for _ in range(2):  # a first call, then a repeat through its plan
+                got = K.rope_qk(q, k, cache, positions=positions, angles=angles)
+                assert_close_dtype(got[0], want[0]) and assert_close_dtype(got[1], want[1])
+        q2, k2 = q.clone(), k.clone()
+        K.rope_qk(q2, k2, cache, positions=m, angles=angles, inplace=True)
+        assert_close_dtype(q2, want[0])
+        assert_close_dtype(k2, want[1])
+    want = rb.apply_rope(q, offset=7), rb.apply_rope(k, offset=7)
+    seven = torch.tensor(7, device=DEVICE)
+    for offsets in [seven, seven[None], seven.int(), np.int64(7), np.int32(7)]:
+        for _ in range(2):
+            got = K.rope_qk(q, k, cache, offsets=offsets)
+            assert_close_dtype(got[0], want[0])
+            assert_close_dtype(got[1], want[1])
+    qg = q.detach().requires_grad_()  # the graph path: the gradient is the rotation by -θ at the shared positions
+    K.rope_qk(qg, None, cache, positions=m)[0].sum().backward()
+    qt = q.detach().requires_grad_()
+    rb.apply_rope(qt, m).sum().backward()
+    assert_close_dtype(qg.grad, qt.grad)
+    qp, cu = torch.randn(2, 9, 16, device=DEVICE), torch.tensor([0, 4, 9], dtype=torch.int32, device=DEVICE)
+    ref, _ = K.rope_qk(qp, None, cache, cu_seqlens=cu, max_seqlen=5, offsets=torch.tensor([7, 7], device=DEVICE))
+    torch.testing.assert_close(K.rope_qk(qp, None, cache, cu_seqlens=cu, max_seqlen=np.int64(5), offsets=seven)[0], ref)
+    assert K.rope_cache(16, max_position=np.int64(8)).cos.shape == (8, 8)
+    with pytest.raises(ValueError, match=r"positions must be an integer tensor of shape \(3, 4\), got positions.shape=\(2, 4\)"):
+        K.rope_qk(q, k, cache, positions=m[None].expand(2, 4))  # (2, T) does not broadcast to (3, T)
+    with pytest.raises(ValueError, match=r"offsets must be an integer tensor of shape \(3,\), got offsets.shape=\(2,\)"):
+        K.rope_qk(q, k, cache, offsets=seven.expand(2))
+    with pytest.raises(ValueError, match=r"offsets must be an integer tensor of shape \(3,\), got offsets.shape=\(\), offsets.dtype=torch.float32"):
+        K.rope_qk(q, k, cache, offsets=torch.tensor(7.0, device=DEVICE))
+    with pytest.raises(ValueError, match=r"offsets.dtype=torch.complex64"):  # complex passed as "integer" before
+        K.rope_qk(q, k, cache, offsets=torch.zeros(3, dtype=torch.complex64, device=DEVICE))
+
+
+def test_a_packed_offset_is_checked_against_the_sequences_when_their_lengths_are_known():
+    """With a table and an int offset, a generous max_seqlen was refused although every sequence fits: the
+    range is now checked against the lengths read from a CPU cu_seqlens; on the device, where they are
+    not read, against max_seqlen, which the message names."""
+    cache = K.rope_cache(16, max_position=12)
+    qp, cu = torch.randn(2, 9, 16), torch.tensor([0, 4, 9], dtype=torch.int32)
+    want = torch.cat([rb.apply_rope(qp[:, :4], offset=7), rb.apply_rope(qp[:, 4:], offset=7)], 1)
+    for _ in range(2):  # a first call, then a repeat through its plan
+        with mock.patch.dict(os.environ, TRITON_INTERPRET="1"):
+            got, _ = K.rope_qk(qp, None, cache, cu_seqlens=cu, max_seqlen=10, offsets=7, angles="table")
+        assert_close_dtype(got, want)
+    with pytest.raises(ValueError, match=r"the table holds 12 positions, got offsets=8 and 5 tokens"):
+        K.rope_qk(qp, None, cache, cu_seqlens=cu, max_seqlen=10, offsets=8, angles="table")
+    meta = K.rope_cache(16, max_position=12, device="meta")
+    with pytest.raises(ValueError, match=r"the table holds 12 positions, got offsets=7 and max_seqlen=10 \(cu_seqlens is on "
+                                         r"the device and not read"):
+        K.rope_qk(qp.to("meta"), None, meta, cu_seqlens=cu.to("meta"), max_seqlen=10, offsets=7, angles="table")
+
+
+def test_meta_tensors_come_back_as_meta_tensors_of_the_right_shape():
+    """A model built on torch.device("meta") (to count shapes, or before loading weights) runs its forward
+    on tensors without data: the kernel launches nothing; the Triton interpreter failed copying them."""
+    q, k = torch.empty(2, 4, 3, 16, device="meta"), torch.empty(2, 2, 3, 16, device="meta")
+    cache = K.rope_cache(16, max_position=8, device="meta")
+    for angles in ["kernel", "table"]:
+        qr, kr = K.rope_qk(q, k, cache, angles=angles, offsets=2)
+        assert qr.is_meta and kr.is_meta and qr.shape == q.shape and kr.shape == k.shape
+    assert K.rope_qk(q, k, cache, inplace=True)[0] is q
+    c, s = torch.empty(3, 8, device="meta"), torch.empty(3, 8, device="meta")
+    assert K.rope_qk_cos_sin(q, k, c, s)[1].shape == k.shape
+    qg = torch.empty(2, 4, 3, 16, device="meta", requires_grad=True)
+    qr, _ = K.rope_qk(qg, None, cache)
+    qr.sum().backward()
+    assert qg.grad.is_meta and qg.grad.shape == q.shape
+    qp, cu = torch.empty(4, 9, 16, device="meta"), torch.empty(3, dtype=torch.int32, device="meta")
+    assert K.rope_qk(qp, None, cache, cu_seqlens=cu, max_seqlen=5)[0].shape == qp.shape
+    with pytest.raises(ValueError, match=r"on the meta device, pass max_seqlen with cu_seqlens"):
+        K.rope_qk(qp, None, cache, cu_seqlens=cu)
+
+
+def test_cos_sin_message_for_one_sequence():
+    q = torch.randn(1, 2, 3, 16, device=DEVICE)
+    c, s = rb.rope_cos_sin(torch.arange(2, device=DEVICE), 16)
+    with pytest.raises(ValueError, match=r"cos must be a float tensor of shape \(3, r/2\) or \(1, 3, r/2\) with"):  # was "(1 or 1, 3, r/2)"
+        K.rope_qk_cos_sin(q, None, c, s)

@@ -14,6 +14,7 @@ Chapter: ``ch-rope-gpu``.
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import warnings
 import weakref
@@ -106,6 +107,7 @@ def rope_cache(rotary_dim: int, *, base: float = 10000.0, scaling=None, seq_len=
     inv_freq = rope_frequencies(rotary_dim, base=base, scaling=scaling, seq_len=seq_len)  # (r/2,) float64
     factor = 1.0 if scaling is None else float(scaling.attention_factor)
     cos = sin = None
+    max_position = _as_int(max_position)
     if max_position is not None:
         if isinstance(max_position, bool) or not isinstance(max_position, int) or max_position <= 0:
             raise ValueError(f"rope_cache: max_position must be a positive integer, got max_position={max_position!r}")
@@ -165,13 +167,63 @@ def _check_tensor(fn: str, name: str, x, ndim: int) -> None:
         raise ValueError(f"{fn}: {name} must be a tensor of shape {want} and dtype in {[str(d) for d in DTYPES]}, got {got}")
 
 
-def _int_tensor(fn: str, name: str, v, shape, device) -> Tensor:
-    if not isinstance(v, Tensor) or v.is_floating_point() or v.dtype == torch.bool or tuple(v.shape) != tuple(shape):
+def _int_tensor(fn: str, name: str, v, shape, device, contiguous: bool = True) -> Tensor:
+    if not _is_int_tensor(v) or tuple(v.shape) != tuple(shape):
         got = f"{name}.shape={tuple(v.shape)}, {name}.dtype={v.dtype}" if isinstance(v, Tensor) else f"{name}={v!r}"
         raise ValueError(f"{fn}: {name} must be an integer tensor of shape {tuple(shape)}, got {got}")
     if v.device != device:
         raise ValueError(f"{fn}: {name} must be on {device}, got {name}.device={v.device}")
-    return v.contiguous()
+    return v.contiguous() if contiguous else v
+
+
+def _is_int_tensor(v) -> bool:
+    return isinstance(v, Tensor) and not v.is_floating_point() and not v.is_complex() and v.dtype != torch.bool
+
+
+def _as_int(v):
+    """A numpy (or any other ``numbers.Integral``) integer as a Python int; anything else unchanged, for the
+    checks to judge. (An int offset is part of no plan's signature, but its type is.)"""
+    if v is None or type(v) is int or isinstance(v, bool) or not isinstance(v, numbers.Integral):
+        return v
+    return int(v)
+
+
+def _shared_positions(q, positions, cu_seqlens):
+    """Positions ``(T,)`` or ``(1, T)``, one set for every sequence (``rb.apply_rope`` broadcasts them too), as a
+    ``(B, T)`` view with batch stride 0, which the kernel reads as it is; anything else unchanged, for the
+    checks to judge."""
+    if cu_seqlens is None and isinstance(q, Tensor) and q.ndim == 4 and _is_int_tensor(positions) and positions.ndim in (1, 2):
+        shape = (q.shape[0], q.shape[2])
+        if tuple(positions.shape) != shape and _broadcasts_to(positions.shape, shape):
+            return positions.expand(shape)
+    return positions
+
+
+def _one_offset(q, offsets: Tensor, cu_seqlens) -> Tensor:
+    """Offsets of one element (the caller has counted them), an integer one such as ``cache_position[0]``: the
+    same offset for every sequence, as ``(B,)``, copied on the device (the kernel reads offsets by sequence,
+    contiguous), never read on the host. Anything else unchanged, for the checks to judge."""
+    if offsets.ndim > 1 or not _is_int_tensor(offsets) or not isinstance(q, Tensor):
+        return offsets
+    if cu_seqlens is None:
+        n_seq = q.shape[0] if q.ndim == 4 else None
+    else:
+        n_seq = cu_seqlens.numel() - 1 if isinstance(cu_seqlens, Tensor) and cu_seqlens.ndim == 1 else None
+    if n_seq is None or tuple(offsets.shape) == (n_seq,):
+        return offsets
+    return offsets.reshape(1).expand(n_seq).contiguous()
+    if cu_seqlens is None and q.ndim == 4 and _is_int_tensor(positions) and positions.ndim in (1, 2):
+        shape = (q.shape[0], q.shape[2])
+        if tuple(positions.shape) != shape and _broadcasts_to(positions.shape, shape):
+            positions = positions.expand(shape)
+    if _is_int_tensor(offsets) and offsets.ndim <= 1 and offsets.numel() == 1:
+        if cu_seqlens is None:
+            n_seq = q.shape[0] if q.ndim == 4 else None
+        else:
+            n_seq = cu_seqlens.numel() - 1 if isinstance(cu_seqlens, Tensor) and cu_seqlens.ndim == 1 else None
+        if n_seq is not None and n_seq >= 0 and tuple(offsets.shape) != (n_seq,):
+            offsets = offsets.reshape(1).expand(n_seq).contiguous()
+    return offsets, positions
 
 
 def _check_qk(fn: str, q, k, layout, varlen: bool) -> None:
@@ -208,7 +260,7 @@ def _check_not_aliased(fn: str, q, k, inplace: bool) -> None:
                              f"{tuple(t.shape)}, {name}.stride()={t.stride()}: {why}; pass inplace=False or "
                              f"{name}.contiguous()")
     if (k is not None and q.untyped_storage().data_ptr() == k.untyped_storage().data_ptr() and q.numel() and k.numel()
-            and q.dtype == k.dtype and q.device == k.device):
+            and q.dtype == k.dtype and q.device == k.device and not q.is_meta):  # (meta: no memory, every data_ptr 0)
         shared = _shared_elements(q, k)
         if shared is not False:
             how = ("share elements" if shared else "are views of one storage with different strides, and whether "
@@ -326,7 +378,7 @@ def _run(fn: str, q: Tensor, k: Tensor | None, inplace: bool, spec: dict, key=No
     q_out, k_out, plan = _forward(q, k, inplace, spec)  # no graph to record: skip autograd's bookkeeping (decode calls)
     if inplace:
         _written(q, k)
-    if key is not None:
+    if key is not None and not q.is_meta:  # (meta tensors: nothing was launched, so there is no plan to repeat)
         if len(_plans) >= PLANS_MAX:  # a bound, not a policy: a model makes a handful of signatures
             _plans.clear()
         _plans[key] = (plan, inplace, *again)
@@ -395,8 +447,10 @@ def rope_qk(q: Tensor, k: Tensor | None, cache: RopeCache, *, layout: str = "hal
             variable-length batches: ``(H, N, D)`` with ``cu_seqlens``. ``k`` may be None.
         cache: from :func:`rope_cache`; its ``rotary_dim`` features are rotated, the rest pass through.
         layout: ``"half"`` or ``"interleaved"``.
-        offsets: position of each sequence's first token: an int, or an integer tensor ``(B,)``.
-        positions: explicit integer positions ``(B, T)`` (or ``(N,)`` packed) instead of ``arange + offsets``.
+        offsets: position of each sequence's first token: an int (numpy's too), or an integer tensor ``(B,)``
+            or of one element (``cache_position[0]``: the same offset for every sequence).
+        positions: explicit integer positions ``(B, T)``, or ``(T,)`` / ``(1, T)`` shared by every sequence
+            (or ``(N,)`` packed), instead of ``arange + offsets``.
         cu_seqlens: ``(B + 1,)`` int32 starts of the packed sequences; ``max_seqlen`` their longest length
             (computed if None, at the cost of a device synchronization, and cu_seqlens then checked: from
             0, non-decreasing, ending at N; a CPU ``cu_seqlens`` is always checked, ``max_seqlen`` against it
@@ -426,16 +480,28 @@ def rope_qk(q: Tensor, k: Tensor | None, cache: RopeCache, *, layout: str = "hal
     if varlen and not isinstance(cu_seqlens, Tensor):
         raise ValueError(f"{fn}: cu_seqlens must be an integer tensor of shape (B + 1,), got "
                          f"type(cu_seqlens)={type(cu_seqlens).__name__}")
+    if type(offsets) is not int:  # (each test first rules out the common case: host time, ch-rope-gpu)
+        if not isinstance(offsets, Tensor):
+            offsets = _as_int(offsets)
+        elif offsets.numel() == 1:
+            offsets = _one_offset(q, offsets, cu_seqlens)
+    if positions is not None:
+        positions = _shared_positions(q, positions, cu_seqlens)
+    if max_seqlen is not None and type(max_seqlen) is not int:
+        max_seqlen = _as_int(max_seqlen)
     if positions is not None and not (type(offsets) is int and offsets == 0):
         raise ValueError(f"{fn}: pass positions or offsets, not both, got positions and offsets={offsets!r}")
     _check_not_aliased(fn, q, k, inplace)
     cu_max = None  # the longest packed sequence, once cu_seqlens is checked
-    if (varlen and isinstance(cu_seqlens, Tensor) and not cu_seqlens.is_cuda and isinstance(q, Tensor)
+    if (varlen and cu_seqlens.device.type == "cpu" and isinstance(q, Tensor)
             and not torch.compiler.is_compiling()):  # compiled: values are not known while tracing
         cu_max = _check_cu_seqlens(fn, cu_seqlens, q.shape[1] if q.ndim == 3 else None, max_seqlen)  # free on the CPU, even on a repeat
     if varlen and max_seqlen is None and torch.compiler.is_compiling():
         raise ValueError(f"{fn}: under torch.compile, pass max_seqlen with cu_seqlens (reading it from cu_seqlens's "
                          f"values cannot be traced), got max_seqlen=None")
+    if varlen and max_seqlen is None and cu_seqlens.is_meta:
+        raise ValueError(f"{fn}: on the meta device, pass max_seqlen with cu_seqlens (a meta tensor has no values "
+                         f"to read it from), got max_seqlen=None")
     key = None  # not for a packed batch without max_seqlen: that is read from cu_seqlens's data
     if (isinstance(q, Tensor) and isinstance(k, (Tensor, type(None))) and not _records_graph(q, k)
             and not (varlen and max_seqlen is None) and not torch.compiler.is_compiling()):
@@ -443,13 +509,12 @@ def rope_qk(q: Tensor, k: Tensor | None, cache: RopeCache, *, layout: str = "hal
                          _meta(positions), _meta(cu_seqlens), type(max_seqlen), max_seqlen)
         hit = _plans.get(key)
         if hit is not None and hit[2]() is cache:  # (plan, inplace, weakref to cache, table?, tokens, position limit)
-            tensors = (*((cache.cos, cache.sin, None) if hit[3] else (None, None, cache.turns)),
-                       None if positions is None else positions.contiguous(),
+            tensors = (*((cache.cos, cache.sin, None) if hit[3] else (None, None, cache.turns)), positions,
                        offsets.contiguous() if positions is None and isinstance(offsets, Tensor) else None,
                        None if cu_seqlens is None else cu_seqlens.contiguous())
             if positions is not None or tensors[4] is not None:
                 return _repeat(hit, q, k, tensors, 0)
-            if 0 <= offsets and offsets + hit[4] <= hit[5]:  # else the checks below say what is wrong
+            if 0 <= offsets and offsets + (hit[4] if cu_max is None else cu_max) <= hit[5]:  # else the checks below say what is wrong
                 return _repeat(hit, q, k, tensors, offsets)
     _check_qk(fn, q, k, layout, varlen)
     if angles is None:  # measured on an H100: the table is faster for decoding, the arithmetic for prefill
@@ -489,7 +554,7 @@ def rope_qk(q: Tensor, k: Tensor | None, cache: RopeCache, *, layout: str = "hal
     n_seq = cu_seqlens.numel() - 1 if varlen else q.shape[0]
     if positions is not None:
         shape = (q.shape[1],) if varlen else (n_seq, q.shape[2])
-        positions = _int_tensor(fn, "positions", positions, shape, dev)
+        positions = _int_tensor(fn, "positions", positions, shape, dev, contiguous=False)  # (read by its strides)
         spec.update(positions=positions, **op.table_args(None, positions))
     elif isinstance(offsets, Tensor):
         spec.update(offsets=_int_tensor(fn, "offsets", offsets, (n_seq,), dev))
@@ -498,8 +563,8 @@ def rope_qk(q: Tensor, k: Tensor | None, cache: RopeCache, *, layout: str = "hal
     else:
         spec.update(offset=offsets)
         if not torch.compiler.is_compiling():  # compiled, the operator checks the value when it runs (no guard on it)
-            op.check_offset(fn, offsets, max_seqlen if varlen else q.shape[2], n_seq,
-                            cache.cos.shape[0] if angles == "table" else None)
+            op.check_offset(fn, offsets, (max_seqlen if cu_max is None else cu_max) if varlen else q.shape[2], n_seq,
+                            cache.cos.shape[0] if angles == "table" else None, unread=varlen and cu_max is None)
     if any(getattr(cache, name).device != dev for name in ("cos", "sin", "turns") if name in spec):
         key = None  # the cache is on another device: its tables were copied over for this call only
         copied = sum(spec[name].numel() * spec[name].element_size() for name in ("cos", "sin", "turns") if name in spec)
@@ -563,7 +628,8 @@ def _rope_qk_cos_sin(fn: str, q, k, cos, sin, layout, inplace, pairs: int | None
               and (0 < 2 * c.shape[-1] <= D if pairs is None else 0 < 2 * pairs <= D and pairs <= c.shape[-1]))
         if not ok:
             got = f"{name}.shape={tuple(c.shape)}, {name}.dtype={c.dtype}" if isinstance(c, Tensor) else f"type({name})={type(c).__name__}"
-            raise ValueError(f"{fn}: {name} must be a float tensor of shape ({T}, r/2) or ({B} or 1, {T}, r/2) with "
+            batch = "1" if B == 1 else f"{B} or 1"
+            raise ValueError(f"{fn}: {name} must be a float tensor of shape ({T}, r/2) or ({batch}, {T}, r/2) with "
                              f"r/2 <= head_dim/2 = {D // 2} (q.shape={tuple(q.shape)}), got {got}")
         if c.device != q.device:
             raise ValueError(f"{fn}: {name} must be on {q.device}, got {name}.device={c.device}")

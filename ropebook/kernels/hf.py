@@ -45,6 +45,10 @@ def _check_halves(cos: Tensor, sin: Tensor) -> None:
     h = cos.shape[-1] // 2
     for name, x in (("cos", cos), ("sin", sin)):
         if not torch.equal(x[..., :h], x[..., h:]):
+            if not torch.isfinite(x).all():  # (NaN never equals itself: "halves differ" would mislead)
+                bad = torch.nonzero(~torch.isfinite(x))[0].tolist()
+                raise ValueError(f"hf_apply_rotary_pos_emb: {name} must be finite (the cos or sin of an angle), got "
+                                 f"{name}[{', '.join(map(str, bad))}] = {x[tuple(bad)].item()}")
             raise ValueError(
                 f"hf_apply_rotary_pos_emb: {name} must hold each value twice, {name}[..., :{h}] == {name}[..., {h}:], "
                 f"as Hugging Face's rotary modules build it (cat((freqs, freqs), -1)); its halves differ, "
@@ -107,6 +111,10 @@ def hf_apply_rotary_pos_emb(q: Tensor, k: Tensor, cos: Tensor, sin: Tensor, unsq
     if unsqueeze_dim == 2:  # (B, T, H, D) -> the (B, H, T, D) view the kernel takes
         q, k = q.transpose(1, 2), k.transpose(1, 2)
     T, D = q.shape[2], q.shape[3]
+    for name, x in (("cos", cos), ("sin", sin)):
+        if not x.is_floating_point():
+            raise ValueError(f"{fn}: {name} must be a floating-point tensor, as a Hugging Face rotary module returns "
+                             f"it, got {name}.dtype={x.dtype}")
     if (cos.shape != sin.shape or cos.ndim not in (2, 3) or cos.shape[-2] != T or cos.shape[-1] != D or D % 2
             or (cos.ndim == 3 and cos.shape[0] not in (1, q.shape[0]))):
         raise ValueError(f"{fn}: cos and sin must both have shape ({T}, {D}) or (B or 1, {T}, {D}) for q of "

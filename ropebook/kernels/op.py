@@ -48,15 +48,18 @@ def table_args(cos: Tensor | None, positions: Tensor | None) -> dict:
     return out
 
 
-def check_offset(fn: str, offset: int, n_tokens: int, n_seq: int, n_pos: int | None) -> None:
+def check_offset(fn: str, offset: int, n_tokens: int, n_seq: int, n_pos: int | None, unread: bool = False) -> None:
     """An int offset's range: non-negative, positions within int64, and within a table of ``n_pos``
-    positions (None: angles computed in the kernel, any position)."""
+    positions (None: angles computed in the kernel, any position). ``unread``: ``n_tokens`` is a packed
+    batch's ``max_seqlen``, taken on trust because cu_seqlens is on the device (its lengths unread)."""
     if offset < 0:
         raise ValueError(f"{fn}: offsets must be a non-negative int or an integer tensor of shape ({n_seq},), got offsets={offset!r}")
+    tokens = (f"max_seqlen={n_tokens} (cu_seqlens is on the device and not read, so max_seqlen bounds the positions: "
+              f"pass the true longest length)" if unread else f"{n_tokens} tokens")
     if offset + n_tokens > 2**63:  # the kernel's positions are int64
-        raise ValueError(f"{fn}: positions must fit in int64: offsets + tokens <= 2**63, got offsets={offset} and {n_tokens} tokens")
+        raise ValueError(f"{fn}: positions must fit in int64: offsets + tokens <= 2**63, got offsets={offset} and {tokens}")
     if n_pos is not None and offset + n_tokens > n_pos:
-        raise ValueError(f"{fn}: the table holds {n_pos} positions, got offsets={offset} and {n_tokens} tokens")
+        raise ValueError(f"{fn}: the table holds {n_pos} positions, got offsets={offset} and {tokens}")
 
 
 def check_cu_seqlens(fn: str, cu_seqlens: Tensor, n_tokens: int | None, max_seqlen=None) -> int:
@@ -101,14 +104,19 @@ def rope(q: Tensor, k: Tensor | None, cos: Tensor | None, sin: Tensor | None, tu
     if cos is not None and (cos.stride() != sin.stride() or cos.stride(-1) != 1):
         cos, sin = cos.contiguous(), sin.contiguous()  # the kernel indexes sin with cos's strides
     table = cos is not None and cos.ndim == 2  # rope_qk's (P, r/2) table (rope_qk_cos_sin passes (B or 1, T, r/2))
+    longest = None
+    if cu_seqlens is not None and cu_seqlens.device.type == "cpu":  # checked in eager calls too; here the values are known
+        longest = check_cu_seqlens("rope_qk", cu_seqlens, q.shape[1], max_seqlen)
     if offset or (table and positions is None and offsets is None):
         # rope_qk's int offset, checked here under torch.compile, where its value is symbolic while tracing; with
         # a table it is checked even when 0: the kernel reads arange(T) + offset from the table unmasked (the
         # range check is the launcher's), so T past the table's end would read memory beyond it
-        n_tokens, n_seq = (max_seqlen, cu_seqlens.numel() - 1) if cu_seqlens is not None else (q.shape[-2], q.shape[0])
-        check_offset("rope_qk", offset, n_tokens, n_seq, cos.shape[0] if table else None)
-    if cu_seqlens is not None and not cu_seqlens.is_cuda:  # checked in eager calls too; here the values are known
-        check_cu_seqlens("rope_qk", cu_seqlens, q.shape[1], max_seqlen)
+        if cu_seqlens is None:
+            n_tokens, n_seq = q.shape[-2], q.shape[0]
+        else:
+            n_tokens, n_seq = (max_seqlen if longest is None else longest), cu_seqlens.numel() - 1
+        check_offset("rope_qk", offset, n_tokens, n_seq, cos.shape[0] if table else None,
+                     unread=cu_seqlens is not None and longest is None)
     tensors = (cos, sin, turns, positions, offsets, cu_seqlens)
     key = (meta(q), meta(k), *[meta(t) for t in tensors], half, layout, factor, max_seqlen, conj,
            rope_triton.SINCOS, rope_triton.default_config)

@@ -389,7 +389,8 @@ def launch(q: Tensor, q_out: Tensor, k: Tensor | None, k_out: Tensor | None, *, 
     tensors = (cos, sin, turns, positions, offsets, cu_seqlens)
     plan = Plan(q, q_out, k, k_out, half=half, layout=layout, conj=conj, tensors=tensors, cos_strides=cos_strides,
                 n_pos=n_pos, factor=factor, pos_strides=pos_strides, max_seqlen=max_seqlen, config=config)
-    plan.run(q, q_out, k, k_out, tensors, offset, _compiled)
+    if not q.is_meta:  # meta tensors (shapes only, as in a model built on torch.device("meta")): nothing to rotate
+        plan.run(q, q_out, k, k_out, tensors, offset, _compiled)
     return plan
 
 
