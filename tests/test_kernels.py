@@ -1342,6 +1342,8 @@ def _compile_cases():
         "kernel angles, offsets tensor": lambda q, k: K.rope_qk(q, k, cache, offsets=off, angles="kernel"),
         "kernel angles, YaRN's factor": lambda q, k: K.rope_qk(q, k, yarn, offsets=off, angles="kernel"),
         "interleaved, positions": lambda q, k: K.rope_qk(q, k, cache, positions=pos, layout="interleaved"),
+        "shared positions (T,)": lambda q, k: K.rope_qk(q, k, cache, positions=pos[1]),  # a batch-stride-0 view
+        "0-dim offsets, table": lambda q, k: K.rope_qk(q, k, cache, offsets=off[1], angles="table"),  # expanded to (B,)
         "k None": lambda q, k: (K.rope_qk(q, None, cache, offsets=2)[0], k * 1),
         "packed": lambda q, k: K.rope_qk(q.transpose(0, 1).flatten(1, 2)[:, :5], k.transpose(0, 1).flatten(1, 2)[:, :5],
                                          cache, cu_seqlens=cu, max_seqlen=3),
