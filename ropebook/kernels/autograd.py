@@ -212,18 +212,6 @@ def _one_offset(q, offsets: Tensor, cu_seqlens) -> Tensor:
     if n_seq is None or tuple(offsets.shape) == (n_seq,):
         return offsets
     return offsets.reshape(1).expand(n_seq).contiguous()
-    if cu_seqlens is None and q.ndim == 4 and _is_int_tensor(positions) and positions.ndim in (1, 2):
-        shape = (q.shape[0], q.shape[2])
-        if tuple(positions.shape) != shape and _broadcasts_to(positions.shape, shape):
-            positions = positions.expand(shape)
-    if _is_int_tensor(offsets) and offsets.ndim <= 1 and offsets.numel() == 1:
-        if cu_seqlens is None:
-            n_seq = q.shape[0] if q.ndim == 4 else None
-        else:
-            n_seq = cu_seqlens.numel() - 1 if isinstance(cu_seqlens, Tensor) and cu_seqlens.ndim == 1 else None
-        if n_seq is not None and n_seq >= 0 and tuple(offsets.shape) != (n_seq,):
-            offsets = offsets.reshape(1).expand(n_seq).contiguous()
-    return offsets, positions
 
 
 def _check_qk(fn: str, q, k, layout, varlen: bool) -> None:
