@@ -305,6 +305,32 @@ TEST_MUTANTS: tuple[Mutant, ...] = (
            (("ropebook/rope.py", "if offset.ndim == 1 and x.ndim >= 3 and 1 < offset.shape[0] == x.shape[0] == x.shape[-2]:",
              "if False:"),),
            (), ("tests/test_rope.py",)),
+    Mutant("inplace-version-not-bumped", "the kernel writes q and k in place without telling autograd: a graph that "
+           "saved them computes gradients from the rotated values",
+           (("ropebook/kernels/autograd.py", "    increment_version((q,) if k is None else (q, k))", "    pass"),),
+           (), ("tests/test_kernels.py",)),
+    Mutant("empty-q-tail-from-q", "with Hq = 0, out of place is told from q alone (empty tensors' data_ptr 0): k's "
+           "unrotated features left as uninitialised memory",
+           (("ropebook/kernels/rope_triton.py", "x, out = (k, k_out) if q.numel() == 0 and k is not None else (q, q_out)",
+             "x, out = q, q_out"),),
+           (), ("tests/test_kernels.py",)),
+    Mutant("backward-not-recorded", "create_graph=True: the backward launches the kernel outside autograd, so "
+           "second-order gradients are dropped",
+           (("ropebook/kernels/autograd.py", "if _records_graph(gq, gk):  # create_graph=True", "if False:  # create_graph=True"),),
+           (), ("tests/test_kernels.py",)),
+    Mutant("operator-backward-conj-fixed", "the custom operator's backward always rotates by −θ: its own backward "
+           "(the second derivative) rotates the wrong way",
+           (("ropebook/kernels/op.py", "*ctx.saved, *ctx.options, not ctx.conj)", "*ctx.saved, *ctx.options, True)"),),
+           (), ("tests/test_kernels.py",)),
+    Mutant("repeat-positions-made-contiguous", "a repeated call hands the kernel a contiguous copy of positions "
+           "while its plan holds the strides of the first call's (transposed) positions",
+           (("ropebook/kernels/autograd.py", "(None, None, cache.turns)), positions,",
+             "(None, None, cache.turns)), None if positions is None else positions.contiguous(),"),),
+           (), ("tests/test_kernels.py",)),
+    Mutant("packed-offset-vs-max-seqlen", "a packed batch's int offset checked against max_seqlen when cu_seqlens's "
+           "lengths are known: a generous max_seqlen refused",
+           (("ropebook/kernels/autograd.py", "(max_seqlen if cu_max is None else cu_max) if varlen", "max_seqlen if varlen"),),
+           (), ("tests/test_kernels.py",)),
 )
 
 
