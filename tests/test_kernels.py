@@ -13,6 +13,7 @@ import random
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from unittest import mock
 
@@ -1825,7 +1826,8 @@ def test_shared_positions_and_a_one_element_offset_broadcast_as_apply_rope_does(
         for positions in [m, m[None], m.int(), m[None].expand(3, 4)]:
             for _ in range(2):  # a first call, then a repeat through its plan
                 got = K.rope_qk(q, k, cache, positions=positions, angles=angles)
-                assert_close_dtype(got[0], want[0]) and assert_close_dtype(got[1], want[1])
+                assert_close_dtype(got[0], want[0])
+                assert_close_dtype(got[1], want[1])
         q2, k2 = q.clone(), k.clone()
         K.rope_qk(q2, k2, cache, positions=m, angles=angles, inplace=True)
         assert_close_dtype(q2, want[0])
@@ -1846,8 +1848,14 @@ def test_shared_positions_and_a_one_element_offset_broadcast_as_apply_rope_does(
     ref, _ = K.rope_qk(qp, None, cache, cu_seqlens=cu, max_seqlen=5, offsets=torch.tensor([7, 7], device=DEVICE))
     torch.testing.assert_close(K.rope_qk(qp, None, cache, cu_seqlens=cu, max_seqlen=np.int64(5), offsets=seven)[0], ref)
     assert K.rope_cache(16, max_position=np.int64(8)).cos.shape == (8, 8)
-    with pytest.raises(ValueError, match=r"positions must be an integer tensor of shape \(3, 4\), got positions.shape=\(2, 4\)"):
+    with pytest.raises(ValueError, match=r"positions must be an integer tensor of shape \(3, 4\), or \(4,\) or \(1, 4\) "
+                                         r"for every sequence, got positions.shape=\(2, 4\)"):
         K.rope_qk(q, k, cache, positions=m[None].expand(2, 4))  # (2, T) does not broadcast to (3, T)
+    for shape in [(3, 1), (1, 1), (1,)]:  # broadcastable to (B, T), but one position for every token: refused
+        with pytest.raises(ValueError, match=rf"got positions.shape={re.escape(str(shape))}"):
+            K.rope_qk(q, k, cache, positions=torch.full(shape, 5, device=DEVICE))
+    with pytest.raises(ValueError, match=r"pass positions or offsets, not both, got positions and offsets=tensor\(7\)"):
+        K.rope_qk(q, k, cache, positions=m, offsets=seven)  # (the offsets as given, not as expanded)
     with pytest.raises(ValueError, match=r"offsets must be an integer tensor of shape \(3,\), got offsets.shape=\(2,\)"):
         K.rope_qk(q, k, cache, offsets=seven.expand(2))
     with pytest.raises(ValueError, match=r"offsets must be an integer tensor of shape \(3,\), got offsets.shape=\(\), offsets.dtype=torch.float32"):
@@ -1869,6 +1877,13 @@ def test_a_packed_offset_is_checked_against_the_sequences_when_their_lengths_are
         assert_close_dtype(got, want)
     with pytest.raises(ValueError, match=r"the table holds 12 positions, got offsets=8 and 5 tokens"):
         K.rope_qk(qp, None, cache, cu_seqlens=cu, max_seqlen=10, offsets=8, angles="table")
+    torch._dynamo.reset()  # compiled, the operator's body makes the same check when the code runs
+    f = torch.compile(lambda q, cu, off: K.rope_qk(q, None, cache, cu_seqlens=cu, max_seqlen=10, offsets=off, angles="table"),
+                      backend="aot_eager", fullgraph=True)
+    with mock.patch.dict(os.environ, TRITON_INTERPRET="1"):
+        assert_close_dtype(f(qp, cu, 7)[0], want)
+        with pytest.raises(ValueError, match=r"the table holds 12 positions, got offsets=8 and 5 tokens"):
+            f(qp, cu, 8)
     meta = K.rope_cache(16, max_position=12, device="meta")
     with pytest.raises(ValueError, match=r"the table holds 12 positions, got offsets=7 and max_seqlen=10 \(cu_seqlens is on "
                                          r"the device and not read"):
@@ -1886,6 +1901,11 @@ def test_meta_tensors_come_back_as_meta_tensors_of_the_right_shape():
     assert K.rope_qk(q, k, cache, inplace=True)[0] is q
     c, s = torch.empty(3, 8, device="meta"), torch.empty(3, 8, device="meta")
     assert K.rope_qk_cos_sin(q, k, c, s)[1].shape == k.shape
+    c, s = torch.empty(3, 16, device="meta"), torch.empty(3, 16, device="meta")  # Hugging Face's (T, D): no values to compare
+    assert K.hf_apply_rotary_pos_emb(q, k, c, s)[0].is_meta
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a CPU cache for meta tensors: nothing is copied, so no warning that it is
+        assert K.rope_qk(q, k, K.rope_cache(16))[0].is_meta
     qg = torch.empty(2, 4, 3, 16, device="meta", requires_grad=True)
     qr, _ = K.rope_qk(qg, None, cache)
     qr.sum().backward()
@@ -1901,3 +1921,10 @@ def test_cos_sin_message_for_one_sequence():
     c, s = rb.rope_cos_sin(torch.arange(2, device=DEVICE), 16)
     with pytest.raises(ValueError, match=r"cos must be a float tensor of shape \(3, r/2\) or \(1, 3, r/2\) with"):  # was "(1 or 1, 3, r/2)"
         K.rope_qk_cos_sin(q, None, c, s)
+
+
+def test_shared_positions_for_one_sequence():
+    q = torch.randn(1, 2, 4, 16, device=DEVICE)
+    m = torch.tensor([3, 1, 4, 1], device=DEVICE)
+    for positions in [m, m[None]]:
+        assert_close_dtype(K.rope_qk(q, None, K.rope_cache(16), positions=positions)[0], rb.apply_rope(q, m))

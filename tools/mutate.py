@@ -331,6 +331,9 @@ TEST_MUTANTS: tuple[Mutant, ...] = (
            "lengths are known: a generous max_seqlen refused",
            (("ropebook/kernels/autograd.py", "(max_seqlen if cu_max is None else cu_max) if varlen", "max_seqlen if varlen"),),
            (), ("tests/test_kernels.py",)),
+    Mutant("compiled-packed-offset-vs-max-seqlen", "the same, in the custom operator's body (torch.compile's path)",
+           (("ropebook/kernels/op.py", "(max_seqlen if longest is None else longest)", "max_seqlen"),),
+           (), ("tests/test_kernels.py",)),
 )
 
 

@@ -167,10 +167,13 @@ def _check_tensor(fn: str, name: str, x, ndim: int) -> None:
         raise ValueError(f"{fn}: {name} must be a tensor of shape {want} and dtype in {[str(d) for d in DTYPES]}, got {got}")
 
 
-def _int_tensor(fn: str, name: str, v, shape, device, contiguous: bool = True) -> Tensor:
+def _int_tensor(fn: str, name: str, v, shape, device, contiguous: bool = True, shared: str | None = None) -> Tensor:
+    """``v`` checked: an integer tensor of ``shape`` on ``device`` (``shared``: the other shapes the caller
+    accepts, for the message)."""
     if not _is_int_tensor(v) or tuple(v.shape) != tuple(shape):
         got = f"{name}.shape={tuple(v.shape)}, {name}.dtype={v.dtype}" if isinstance(v, Tensor) else f"{name}={v!r}"
-        raise ValueError(f"{fn}: {name} must be an integer tensor of shape {tuple(shape)}, got {got}")
+        want = f"{tuple(shape)}" + ("" if shared is None else f", or {shared}")
+        raise ValueError(f"{fn}: {name} must be an integer tensor of shape {want}, got {got}")
     if v.device != device:
         raise ValueError(f"{fn}: {name} must be on {device}, got {name}.device={v.device}")
     return v.contiguous() if contiguous else v
@@ -188,14 +191,15 @@ def _as_int(v):
     return int(v)
 
 
-def _shared_positions(q, positions, cu_seqlens):
+def _shared_positions(q, positions):
     """Positions ``(T,)`` or ``(1, T)``, one set for every sequence (``rb.apply_rope`` broadcasts them too), as a
-    ``(B, T)`` view with batch stride 0, which the kernel reads as it is; anything else unchanged, for the
-    checks to judge."""
-    if cu_seqlens is None and isinstance(q, Tensor) and q.ndim == 4 and _is_int_tensor(positions) and positions.ndim in (1, 2):
-        shape = (q.shape[0], q.shape[2])
-        if tuple(positions.shape) != shape and _broadcasts_to(positions.shape, shape):
-            return positions.expand(shape)
+    ``(B, T)`` view with batch stride 0, which the kernel reads as it is. Nothing else is broadcast: ``(B, 1)``
+    or ``(1,)`` would give every token one position. Anything else unchanged, for the checks to judge."""
+    if not isinstance(positions, Tensor) or positions.ndim > 2 or (positions.ndim == 2 and positions.shape[0] != 1):
+        return positions  # (the common (B, T) with B > 1 leaves here: this runs on every call)
+    if (isinstance(q, Tensor) and q.ndim == 4 and positions.ndim and positions.shape[-1] == q.shape[2]
+            and tuple(positions.shape) != (q.shape[0], q.shape[2]) and _is_int_tensor(positions)):
+        return positions.expand(q.shape[0], q.shape[2])
     return positions
 
 
@@ -471,14 +475,15 @@ def rope_qk(q: Tensor, k: Tensor | None, cache: RopeCache, *, layout: str = "hal
     if type(offsets) is not int:  # (each test first rules out the common case: host time, ch-rope-gpu)
         if not isinstance(offsets, Tensor):
             offsets = _as_int(offsets)
-        elif offsets.numel() == 1:
+        elif offsets.numel() == 1 and positions is None:
             offsets = _one_offset(q, offsets, cu_seqlens)
     if positions is not None:
-        positions = _shared_positions(q, positions, cu_seqlens)
+        if not (type(offsets) is int and offsets == 0):
+            raise ValueError(f"{fn}: pass positions or offsets, not both, got positions and offsets={offsets!r}")
+        if not varlen:
+            positions = _shared_positions(q, positions)
     if max_seqlen is not None and type(max_seqlen) is not int:
         max_seqlen = _as_int(max_seqlen)
-    if positions is not None and not (type(offsets) is int and offsets == 0):
-        raise ValueError(f"{fn}: pass positions or offsets, not both, got positions and offsets={offsets!r}")
     _check_not_aliased(fn, q, k, inplace)
     cu_max = None  # the longest packed sequence, once cu_seqlens is checked
     if (varlen and cu_seqlens.device.type == "cpu" and isinstance(q, Tensor)
@@ -542,7 +547,8 @@ def rope_qk(q: Tensor, k: Tensor | None, cache: RopeCache, *, layout: str = "hal
     n_seq = cu_seqlens.numel() - 1 if varlen else q.shape[0]
     if positions is not None:
         shape = (q.shape[1],) if varlen else (n_seq, q.shape[2])
-        positions = _int_tensor(fn, "positions", positions, shape, dev, contiguous=False)  # (read by its strides)
+        positions = _int_tensor(fn, "positions", positions, shape, dev, contiguous=False,  # (read by its strides)
+                                shared=None if varlen else f"({q.shape[2]},) or (1, {q.shape[2]}) for every sequence")
         spec.update(positions=positions, **op.table_args(None, positions))
     elif isinstance(offsets, Tensor):
         spec.update(offsets=_int_tensor(fn, "offsets", offsets, (n_seq,), dev))
@@ -553,7 +559,7 @@ def rope_qk(q: Tensor, k: Tensor | None, cache: RopeCache, *, layout: str = "hal
         if not torch.compiler.is_compiling():  # compiled, the operator checks the value when it runs (no guard on it)
             op.check_offset(fn, offsets, (max_seqlen if cu_max is None else cu_max) if varlen else q.shape[2], n_seq,
                             cache.cos.shape[0] if angles == "table" else None, unread=varlen and cu_max is None)
-    if any(getattr(cache, name).device != dev for name in ("cos", "sin", "turns") if name in spec):
+    if dev.type != "meta" and any(getattr(cache, name).device != dev for name in ("cos", "sin", "turns") if name in spec):
         key = None  # the cache is on another device: its tables were copied over for this call only
         copied = sum(spec[name].numel() * spec[name].element_size() for name in ("cos", "sin", "turns") if name in spec)
         warnings.warn(f"{fn}: cache is on {cache.turns.device} and q on {dev}, so {copied} bytes of it are copied to "

@@ -122,7 +122,7 @@ def hf_apply_rotary_pos_emb(q: Tensor, k: Tensor, cos: Tensor, sin: Tensor, unsq
                          f"sin.shape={tuple(sin.shape)}")
     if torch.compiler.is_compiling():  # a graph cannot branch on data: the check becomes an assertion in it
         _assert_halves(cos, sin)
-    else:
+    elif not cos.is_meta:  # (meta tensors, as in a model built on torch.device("meta"), hold no values to compare)
         _check_halves(cos, sin)  # on the very tensors the model hands every layer (what its cache keys on)
     # the kernel reads the first half of each row (D/2 pairs) straight from Hugging Face's tensors: a
     # slice would be one more tensor object for Python to build on every call (ch-rope-gpu)
