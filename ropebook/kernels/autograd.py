@@ -196,7 +196,7 @@ def _shared_positions(q, positions):
     ``(B, T)`` view with batch stride 0, which the kernel reads as it is. Nothing else is broadcast: ``(B, 1)``
     or ``(1,)`` would give every token one position. Anything else unchanged, for the checks to judge."""
     if not isinstance(positions, Tensor) or positions.ndim > 2 or (positions.ndim == 2 and positions.shape[0] != 1):
-        return positions  # (the common (B, T) with B > 1 leaves here: this runs on every call)
+        return positions
     if (isinstance(q, Tensor) and q.ndim == 4 and positions.ndim and positions.shape[-1] == q.shape[2]
             and tuple(positions.shape) != (q.shape[0], q.shape[2]) and _is_int_tensor(positions)):
         return positions.expand(q.shape[0], q.shape[2])
@@ -477,11 +477,8 @@ def rope_qk(q: Tensor, k: Tensor | None, cache: RopeCache, *, layout: str = "hal
             offsets = _as_int(offsets)
         elif offsets.numel() == 1 and positions is None:
             offsets = _one_offset(q, offsets, cu_seqlens)
-    if positions is not None:
-        if not (type(offsets) is int and offsets == 0):
-            raise ValueError(f"{fn}: pass positions or offsets, not both, got positions and offsets={offsets!r}")
-        if not varlen:
-            positions = _shared_positions(q, positions)
+    if positions is not None and not (type(offsets) is int and offsets == 0):
+        raise ValueError(f"{fn}: pass positions or offsets, not both, got positions and offsets={offsets!r}")
     if max_seqlen is not None and type(max_seqlen) is not int:
         max_seqlen = _as_int(max_seqlen)
     _check_not_aliased(fn, q, k, inplace)
@@ -509,6 +506,10 @@ def rope_qk(q: Tensor, k: Tensor | None, cache: RopeCache, *, layout: str = "hal
                 return _repeat(hit, q, k, tensors, 0)
             if 0 <= offsets and offsets + (hit[4] if cu_max is None else cu_max) <= hit[5]:  # else the checks below say what is wrong
                 return _repeat(hit, q, k, tensors, offsets)
+    if positions is not None and not varlen:
+        # (T,) or (1, T) as a (B, T) view: here, past the plans, since a repeat hands the kernel the tensor as
+        # given (the same memory, and the plan holds the view's strides) and so pays nothing for it
+        positions = _shared_positions(q, positions)
     _check_qk(fn, q, k, layout, varlen)
     if angles is None:  # measured on an H100: the table is faster for decoding, the arithmetic for prefill
         n_tokens = max_seqlen if varlen and max_seqlen is not None else q.shape[-2]
