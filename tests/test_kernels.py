@@ -13,7 +13,6 @@ import random
 import re
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 from unittest import mock
 
@@ -1904,9 +1903,6 @@ def test_meta_tensors_come_back_as_meta_tensors_of_the_right_shape():
     assert K.rope_qk_cos_sin(q, k, c, s)[1].shape == k.shape
     c, s = torch.empty(3, 16, device="meta"), torch.empty(3, 16, device="meta")  # Hugging Face's (T, D): no values to compare
     assert K.hf_apply_rotary_pos_emb(q, k, c, s)[0].is_meta
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # a CPU cache for meta tensors: nothing is copied, so no warning that it is
-        assert K.rope_qk(q, k, K.rope_cache(16))[0].is_meta
     qg = torch.empty(2, 4, 3, 16, device="meta", requires_grad=True)
     qr, _ = K.rope_qk(qg, None, cache)
     qr.sum().backward()

@@ -560,7 +560,7 @@ def rope_qk(q: Tensor, k: Tensor | None, cache: RopeCache, *, layout: str = "hal
         if not torch.compiler.is_compiling():  # compiled, the operator checks the value when it runs (no guard on it)
             op.check_offset(fn, offsets, (max_seqlen if cu_max is None else cu_max) if varlen else q.shape[2], n_seq,
                             cache.cos.shape[0] if angles == "table" else None, unread=varlen and cu_max is None)
-    if dev.type != "meta" and any(getattr(cache, name).device != dev for name in ("cos", "sin", "turns") if name in spec):
+    if any(getattr(cache, name).device != dev for name in ("cos", "sin", "turns") if name in spec):
         key = None  # the cache is on another device: its tables were copied over for this call only
         copied = sum(spec[name].numel() * spec[name].element_size() for name in ("cos", "sin", "turns") if name in spec)
         warnings.warn(f"{fn}: cache is on {cache.turns.device} and q on {dev}, so {copied} bytes of it are copied to "
