@@ -119,6 +119,11 @@ def _check_position_values(fn: str, name: str, t: Tensor) -> None:
             raise ValueError(f"{fn}: {name} must be finite, got {bad} in {name} of shape {tuple(t.shape)}")
 
 
+def _is_integer_tensor(value) -> bool:
+    """A tensor of integers: not floating-point, complex or bool."""
+    return isinstance(value, Tensor) and not (value.is_floating_point() or value.is_complex() or value.dtype == torch.bool)
+
+
 def _check_positive_int(fn: str, value, name: str, *, even: bool = False) -> None:
     """An integer > 0 (numpy's too, never a bool); even, with ``even``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0 or (even and value % 2):

@@ -26,14 +26,13 @@ import numbers
 import torch
 from torch import Tensor
 
-from ropebook._validate import _check_positive_int
+from ropebook._validate import _check_positive_int, _is_integer_tensor
 
 __all__ = ["Corpus", "stdlib_corpus", "random_windows", "validation_windows", "next_token_task"]
 
 
 def _check_data(fn: str, data) -> None:
-    tokens = isinstance(data, Tensor) and not (data.is_floating_point() or data.is_complex() or data.dtype == torch.bool)
-    if not tokens or data.ndim != 1:
+    if not _is_integer_tensor(data) or data.ndim != 1:
         got = (f"data.shape={tuple(data.shape)}, data.dtype={data.dtype}" if isinstance(data, Tensor)
                else f"type(data)={type(data).__name__}")
         raise ValueError(f"{fn}: data must be a 1-d tensor of integer tokens (N,), got {got}")

@@ -26,8 +26,8 @@ from torch import Tensor
 from torch.autograd.graph import increment_version
 
 from ropebook.kernels import op, rope_triton
-from ropebook._validate import (_broadcasts_to, _check_base, _check_dim, _check_layout, _check_scaling, _check_seq_len,
-                                _check_x)
+from ropebook._validate import (_broadcasts_to, _check_base, _check_dim, _check_layout, _check_positive_int, _check_scaling,
+                                _check_seq_len, _check_x, _is_integer_tensor)
 from ropebook.rope import rope_cos_sin, rope_frequencies
 
 __all__ = ["RopeCache", "rope_cache", "rope_qk", "rope_qk_cos_sin", "apply_cos_sin"]
@@ -107,11 +107,9 @@ def rope_cache(rotary_dim: int, *, base: float = 10000.0, scaling=None, seq_len=
     inv_freq = rope_frequencies(rotary_dim, base=base, scaling=scaling, seq_len=seq_len)  # (r/2,) float64
     factor = 1.0 if scaling is None else float(scaling.attention_factor)
     cos = sin = None
-    max_position = _as_int(max_position)
     if max_position is not None:
-        if isinstance(max_position, bool) or not isinstance(max_position, int) or max_position <= 0:
-            raise ValueError(f"rope_cache: max_position must be a positive integer, got max_position={max_position!r}")
-        cos, sin = rope_cos_sin(torch.arange(max_position), rotary_dim, base=base, scaling=scaling, seq_len=seq_len)
+        _check_positive_int("rope_cache", max_position, "max_position")  # (numpy's integers too)
+        cos, sin = rope_cos_sin(torch.arange(int(max_position)), rotary_dim, base=base, scaling=scaling, seq_len=seq_len)
         cos, sin = cos.to(device), sin.to(device)  # (P, r/2) float32
     return RopeCache(rotary_dim, _turns(inv_freq).to(device), cos, sin, factor)
 
@@ -170,17 +168,13 @@ def _check_tensor(fn: str, name: str, x, ndim: int) -> None:
 def _int_tensor(fn: str, name: str, v, shape, device, contiguous: bool = True, shared: str | None = None) -> Tensor:
     """``v`` checked: an integer tensor of ``shape`` on ``device`` (``shared``: the other shapes the caller
     accepts, for the message)."""
-    if not _is_int_tensor(v) or tuple(v.shape) != tuple(shape):
+    if not _is_integer_tensor(v) or tuple(v.shape) != tuple(shape):
         got = f"{name}.shape={tuple(v.shape)}, {name}.dtype={v.dtype}" if isinstance(v, Tensor) else f"{name}={v!r}"
         want = f"{tuple(shape)}" + ("" if shared is None else f", or {shared}")
         raise ValueError(f"{fn}: {name} must be an integer tensor of shape {want}, got {got}")
     if v.device != device:
         raise ValueError(f"{fn}: {name} must be on {device}, got {name}.device={v.device}")
     return v.contiguous() if contiguous else v
-
-
-def _is_int_tensor(v) -> bool:
-    return isinstance(v, Tensor) and not v.is_floating_point() and not v.is_complex() and v.dtype != torch.bool
 
 
 def _as_int(v):
@@ -195,11 +189,10 @@ def _shared_positions(q, positions):
     """Positions ``(T,)`` or ``(1, T)``, one set for every sequence (``rb.apply_rope`` broadcasts them too), as a
     ``(B, T)`` view with batch stride 0, which the kernel reads as it is. Nothing else is broadcast: ``(B, 1)``
     or ``(1,)`` would give every token one position. Anything else unchanged, for the checks to judge."""
-    if not isinstance(positions, Tensor) or positions.ndim > 2 or (positions.ndim == 2 and positions.shape[0] != 1):
-        return positions
-    if (isinstance(q, Tensor) and q.ndim == 4 and positions.ndim and positions.shape[-1] == q.shape[2]
-            and tuple(positions.shape) != (q.shape[0], q.shape[2]) and _is_int_tensor(positions)):
-        return positions.expand(q.shape[0], q.shape[2])
+    if isinstance(q, Tensor) and q.ndim == 4 and isinstance(positions, Tensor):
+        B, T = q.shape[0], q.shape[2]
+        if tuple(positions.shape) in ((T,), (1, T)) and tuple(positions.shape) != (B, T) and _is_integer_tensor(positions):
+            return positions.expand(B, T)
     return positions
 
 
@@ -207,7 +200,7 @@ def _one_offset(q, offsets: Tensor, cu_seqlens) -> Tensor:
     """Offsets of one element (the caller has counted them), an integer one such as ``cache_position[0]``: the
     same offset for every sequence, as ``(B,)``, copied on the device (the kernel reads offsets by sequence,
     contiguous), never read on the host. Anything else unchanged, for the checks to judge."""
-    if offsets.ndim > 1 or not _is_int_tensor(offsets) or not isinstance(q, Tensor):
+    if offsets.ndim > 1 or not _is_integer_tensor(offsets) or not isinstance(q, Tensor):
         return offsets
     if cu_seqlens is None:
         n_seq = q.shape[0] if q.ndim == 4 else None
