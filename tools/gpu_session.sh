@@ -9,6 +9,8 @@
 #   .whl/fa/flash_attn_rotary.py     (flash_attn/ops/triton/rotary.py of the flash-attn 2.8.3.post2 sdist)
 #
 # Usage: bash tools/gpu_session.sh STAGE, with $OUT the folder whose files come back
+#   fetch           on a machine that reaches PyPI (not the GPU one): fills .whl/ as above, then
+#                   carry .whl to the GPU machine with the other stages (the device tool's `carry`)
 #   tests           tests/test_kernels.py natively (no interpreter)           -> $OUT/tests.log
 #   bench           python -m ropebook.bench gpu, every contender and case     -> $OUT/gpu_bench.json, bench.log
 #   sweep CASES     the kernel's tile and angle sweep for CASES (decode, T=1024, T=16384; comma-separated)
@@ -18,10 +20,26 @@
 # some fail on purpose when new data lands, so that the prose is rewritten from it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-stage=${1:?"usage: bash tools/gpu_session.sh tests|bench|sweep CASES"}
+stage=${1:?"usage: bash tools/gpu_session.sh fetch|tests|bench|sweep CASES"}
+python=${PYTHON:-python3}
+
+if [ "$stage" = fetch ]; then  # the two contenders' files, by the versions the committed data names
+    tmp=$(mktemp -d)
+    trap 'rm -rf "$tmp"' EXIT
+    "$python" -m pip download -q --no-deps -d "$tmp" liger_kernel==0.8.5
+    # the sdist's metadata step imports its setup.py, which compiles CUDA code unless told not to
+    FLASH_ATTENTION_SKIP_CUDA_BUILD=TRUE "$python" -m pip download -q --no-deps --no-binary :all: --no-build-isolation \
+        -d "$tmp" flash-attn==2.8.3.post2
+    mkdir -p .whl/fa
+    cp "$tmp/liger_kernel-0.8.5-py3-none-any.whl" .whl/
+    tar -xzf "$tmp/flash_attn-2.8.3.post2.tar.gz" -C "$tmp" flash_attn-2.8.3.post2/flash_attn/ops/triton/rotary.py
+    cp "$tmp/flash_attn-2.8.3.post2/flash_attn/ops/triton/rotary.py" .whl/fa/flash_attn_rotary.py
+    sha256sum .whl/liger_kernel-0.8.5-py3-none-any.whl .whl/fa/flash_attn_rotary.py
+    exit 0
+fi
+
 out=${OUT:?"OUT must name the folder whose files come back"}
 mkdir -p "$out"
-python=${PYTHON:-python3}
 
 "$python" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no CUDA device: these stages measure a GPU')"
 site=/tmp/site  # (the committed data's recorded command names it)
@@ -48,7 +66,7 @@ ROPEBOOK_FLASH_ROTARY_VERSION=$ROPEBOOK_FLASH_ROTARY_VERSION ROPEBOOK_BENCH_JSON
             "$python" -m ropebook.bench gpu 2>&1 | tee "$out/sweep.log"
         ;;
     *)
-        echo "unknown stage '$stage': tests, bench or sweep CASES" >&2
+        echo "unknown stage '$stage': fetch, tests, bench or sweep CASES" >&2
         exit 2
         ;;
 esac
