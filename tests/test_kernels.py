@@ -1089,13 +1089,17 @@ def test_hf_drop_in_compares_halves_once_per_forward_pass(monkeypatch):
         K.hf_apply_rotary_pos_emb(q, k, cos, sin)
 
 
-@pytest.mark.parametrize("case", ["cos-shape", "sin-shape", "unsqueeze", "ndim", "sin-halves", "module", "integer cos", "nan sin"])
+@pytest.mark.parametrize("case", ["cos-shape", "odd width", "pairs width", "partial halves", "sin-shape", "unsqueeze", "ndim",
+                                  "sin-halves", "module", "integer cos", "nan sin"])
 def test_hf_drop_in_bad_input_message(case):
     q, k = qk(B=1, T=3, HQ=2, HK=1, D=8)
     c, s = rb.rope_cos_sin(torch.arange(3), 8)
     cos, sin = torch.cat((c, c), -1).to(DEVICE), torch.cat((s, s), -1).to(DEVICE)  # (T, D)
     calls = {
-        "cos-shape": (lambda: K.hf_apply_rotary_pos_emb(q, k, cos[:, :4], sin), r"cos and sin must both have shape \(3, 8\).*cos.shape=\(3, 4\)"),
+        "cos-shape": (lambda: K.hf_apply_rotary_pos_emb(q, k, cos[:, :4], sin), r"cos and sin must both have shape \(3, r\).*at most D = 8.*cos.shape=\(3, 4\)"),
+        "odd width": (lambda: K.hf_apply_rotary_pos_emb(q, k, cos[:, :5], sin[:, :5]), r"r even.*cos.shape=\(3, 5\)"),
+        "pairs width": (lambda: K.hf_apply_rotary_pos_emb_pairs(q, k, cos, sin), r"hf_apply_rotary_pos_emb_pairs: cos and sin must both have shape \(3, 4\).*one value per pair.*cos.shape=\(3, 8\)"),
+        "partial halves": (lambda: K.hf_apply_rotary_pos_emb(q, k, cos[:, :4], sin[:, :4]), r"cos must hold each value twice, cos\[..., :2\] == cos\[..., 2:\]"),
         "sin-shape": (lambda: K.hf_apply_rotary_pos_emb(q, k, cos, sin[:2]), r"sin.shape=\(2, 8\)"),
         "unsqueeze": (lambda: K.hf_apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=0), r"unsqueeze_dim must be 1.*got unsqueeze_dim=0"),
         "ndim": (lambda: K.hf_apply_rotary_pos_emb(q[0], k, cos, sin), r"q and k must be 4-d, got q.shape=\(2, 3, 8\)"),
@@ -1111,6 +1115,145 @@ def test_hf_drop_in_bad_input_message(case):
     fn, pattern = calls[case]
     with pytest.raises(ValueError, match=pattern):
         fn()
+
+
+# What patch_hf installs in each of these Hugging Face modelling modules (None: it refuses), read from the
+# module's own apply_rotary_pos_emb and rotate_half (transformers 5.x): Llama's form, with partial rotary in
+# GPT-NeoX, Phi-3 and GLM-4-MoE; GLM's interleaved pairs reading cos's first half (GLM, ERNIE 4.5, Helium);
+# gpt-oss's one value a pair. Refused: Cohere and GLM-4V read cos at every feature of interleaved pairs (the
+# kernel reads one value a pair), nanochat's rotate_half rotates by -θ, Gemma 4's and GPT-J's functions take
+# other arguments. test_patched_drop_in_is_the_modules_formula_rounded_once checks the numbers.
+HF_FORMS = {"llama": "half", "gpt_neox": "half", "phi3": "half", "glm4_moe": "half", "glm": "interleaved",
+            "ernie4_5": "interleaved", "helium": "interleaved", "gpt_oss": "pairs", "cohere": None, "glm4v": None,
+            "nanochat": None, "gemma4": None, "gptj": None}
+DROP_INS = {"half": "hf_apply_rotary_pos_emb", "interleaved": "hf_apply_rotary_pos_emb_interleaved",
+            "pairs": "hf_apply_rotary_pos_emb_pairs"}
+
+
+def _hf_module(name):
+    pytest.importorskip("transformers")
+    import importlib
+
+    return importlib.import_module(f"transformers.models.{name}.modeling_{name}")
+
+
+@pytest.mark.parametrize("name", HF_FORMS)
+def test_patch_hf_installs_the_drop_in_of_the_modules_formula_or_refuses(name):
+    module = _hf_module(name)
+    original = module.apply_rotary_pos_emb
+    if HF_FORMS[name] is None:
+        with pytest.raises(ValueError, match=rf"patch_hf: {module.__name__}.apply_rotary_pos_emb computes none of the "
+                                             rf"rotations.*On a probe.*Llama's.*(differs by|raised)"):
+            with K.patch_hf(module):
+                pass
+    else:
+        with K.patch_hf(module):
+            assert module.apply_rotary_pos_emb is getattr(K, DROP_INS[HF_FORMS[name]])
+            with K.patch_hf(module):  # nested: the drop-in stays
+                assert module.apply_rotary_pos_emb is getattr(K, DROP_INS[HF_FORMS[name]])
+    assert module.apply_rotary_pos_emb is original
+
+
+def test_patch_hf_probes_a_function_once(monkeypatch):
+    from ropebook.kernels import hf
+
+    module = _hf_module("helium")
+    with K.patch_hf(module):
+        pass
+    probes = mock.Mock(wraps=hf._probe)
+    monkeypatch.setattr(hf, "_probe", probes)
+    for _ in range(3):
+        with K.patch_hf(module):
+            assert module.apply_rotary_pos_emb is K.hf_apply_rotary_pos_emb_interleaved
+    assert probes.call_count == 0
+    fresh = lambda q, k, cos, sin, unsqueeze_dim=1: original(q, k, cos, sin, unsqueeze_dim)  # noqa: E731
+    original = module.apply_rotary_pos_emb
+    monkeypatch.setattr(module, "apply_rotary_pos_emb", fresh)  # a new function: probed
+    with K.patch_hf(module):
+        assert module.apply_rotary_pos_emb is K.hf_apply_rotary_pos_emb_interleaved
+    assert probes.call_count >= 3  # the full-width probe of each form up to the match, then its other probes
+
+
+@pytest.mark.parametrize("name, r", [("gpt_neox", 8), ("phi3", 12), ("glm", 8), ("helium", 16), ("gpt_oss", 16)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("unsqueeze_dim", [1, 2])
+def test_patched_drop_in_is_the_modules_formula_rounded_once(name, r, dtype, unsqueeze_dim):
+    """The drop-in patch_hf picks, against the module's own function run in float64 on the same inputs: cos and
+    sin as the module's function reads them (r of D = 16 features; gpt-oss one value a pair; Llama's form each
+    value twice; the interleaved form its first half, the second anything), per sequence."""
+    module = _hf_module(name)
+    original = module.apply_rotary_pos_emb
+    q, k = qk(B=2, T=5, HQ=4, HK=2, D=16, dtype=dtype)
+    c, s = rb.rope_cos_sin(torch.tensor([[3, 4, 5, 6, 7], [90, 91, 92, 93, 94]]), r)  # (B, T, r/2) float32
+    if HF_FORMS[name] == "half":
+        c, s = torch.cat((c, c), -1), torch.cat((s, s), -1)  # (B, T, r)
+    elif HF_FORMS[name] == "interleaved":  # the function reads the first half only: a second half unlike it changes nothing
+        c, s = torch.cat((c, c + 0.5), -1), torch.cat((s, s - 0.5), -1)
+    cos, sin = c.to(DEVICE, dtype), s.to(DEVICE, dtype)
+    if unsqueeze_dim == 2:
+        q, k = q.transpose(1, 2), k.transpose(1, 2)  # (B, T, H, D)
+    kw = {} if unsqueeze_dim == 1 else dict(unsqueeze_dim=2)
+    want_q, want_k = original(q.double(), k.double(), cos.double(), sin.double(), **kw)
+    with K.patch_hf(module):
+        qr, kr = module.apply_rotary_pos_emb(q, k, cos, sin, **kw)
+    assert_close_dtype(qr, want_q.to(dtype))
+    assert_close_dtype(kr, want_k.to(dtype))
+    if r < 16:  # partial rotary: the features past r are q's own
+        assert torch.equal(qr[..., r:], q[..., r:])
+
+
+def _tiny_causal_lm(name):
+    """A 2-layer model of the family with random weights: GLM rotates half of each head (interleaved pairs),
+    GPT-NeoX a quarter (Llama's pairs), gpt-oss all of it (cos one value a pair; experts and sinks too)."""
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    common = dict(vocab_size=97, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                  max_position_embeddings=256, pad_token_id=0)
+    if name == "glm":
+        model = transformers.GlmForCausalLM(transformers.GlmConfig(**common, num_key_value_heads=2, head_dim=16,
+                                                                   partial_rotary_factor=0.5))
+    elif name == "gpt_neox":
+        model = transformers.GPTNeoXForCausalLM(transformers.GPTNeoXConfig(**common, rotary_pct=0.25))
+    else:
+        model = transformers.GptOssForCausalLM(transformers.GptOssConfig(**common, num_key_value_heads=2, head_dim=16,
+                                                                         num_local_experts=4, num_experts_per_tok=2))
+    return model.to(DEVICE).eval()
+
+
+@pytest.mark.parametrize("name", ["glm", "gpt_neox", "gpt_oss"])
+def test_patch_hf_in_tiny_models_of_other_families(name):
+    """The forward pass, greedy decoding through the KV cache and the gradients, patched against unpatched, in
+    three families whose apply_rotary_pos_emb is not Llama's: each runs the kernel (counted), with the same
+    results. Installing Llama's drop-in in GLM instead changes the logits (the silent wrong answer patch_hf
+    used to give there)."""
+    model = _tiny_causal_lm(name)
+    module = _hf_module(name)
+    ids = torch.randint(0, 97, (2, 9), generator=torch.Generator().manual_seed(1)).to(DEVICE)
+
+    def run():
+        with torch.no_grad():
+            logits = model(ids).logits
+            tokens = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=3, do_sample=False,
+                                    pad_token_id=0)
+        model.zero_grad()
+        model(ids, labels=ids).loss.backward()
+        return logits, tokens, [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    want_logits, want_tokens, want_grads = run()
+    from ropebook.kernels import hf
+
+    with mock.patch.object(hf, "_rope_qk_cos_sin", wraps=hf._rope_qk_cos_sin) as launches, K.patch_hf(module):
+        logits, tokens, grads = run()
+    assert launches.call_count == 2 * (1 + 3 + 1)  # 2 layers: the forward, 3 generation steps, the loss's forward
+    torch.testing.assert_close(logits, want_logits, rtol=1e-5, atol=1e-5)
+    assert torch.equal(tokens, want_tokens)
+    assert len(grads) == len(want_grads)
+    for g, w in zip(grads, want_grads):
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-6)
+    if name == "glm":
+        with mock.patch.object(module, "apply_rotary_pos_emb", K.hf_apply_rotary_pos_emb), torch.no_grad():
+            wrong = model(ids).logits
+        assert (wrong - want_logits).abs().max() > 1e-3
 
 
 # ----------------------------------------------------------------------------- compiled for a GPU that is not here

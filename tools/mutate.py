@@ -309,6 +309,15 @@ TEST_MUTANTS: tuple[Mutant, ...] = (
            "saved them computes gradients from the rotated values",
            (("ropebook/kernels/autograd.py", "    increment_version((q,) if k is None else (q, k))", "    pass"),),
            (), ("tests/test_kernels.py",)),
+    Mutant("patch-hf-llama-everywhere", "patch_hf installs Llama's drop-in whatever the module's formula (as before "
+           "the probe): GLM, ERNIE 4.5 and Helium pair features (2i, 2i + 1), so their outputs change silently",
+           (("ropebook/kernels/hf.py", "        drop_in = _DROP_INS[form]", "        drop_in = hf_apply_rotary_pos_emb"),),
+           (), ("tests/test_kernels.py",)),
+    Mutant("hf-interleaved-compares-halves", "the interleaved drop-in compares cos's halves, which GLM's function "
+           "never reads: a model whose halves differ is refused for nothing",
+           (("ropebook/kernels/hf.py", '    if form == "half":  # the kernel reads the first half of each row',
+             '    if form != "pairs":  # the kernel reads the first half of each row'),),
+           (), ("tests/test_kernels.py",)),
     Mutant("empty-q-tail-from-q", "with Hq = 0, out of place is told from q alone (empty tensors' data_ptr 0): k's "
            "unrotated features left as uninitialised memory",
            (("ropebook/kernels/rope_triton.py", "x, out = (k, k_out) if q.numel() == 0 and k is not None else (q, q_out)",

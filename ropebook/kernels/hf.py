@@ -1,10 +1,24 @@
-"""The fused kernel inside a Hugging Face model: a drop-in ``apply_rotary_pos_emb``.
+"""The fused kernel inside a Hugging Face model: drop-ins for ``apply_rotary_pos_emb``.
 
 Hugging Face's modelling files each define a module-level function
 ``apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=1)`` that their attention
-layers call by name. :func:`hf_apply_rotary_pos_emb` has that signature and
-rotates q and k in one kernel launch (``rope_qk_cos_sin``); :func:`patch_hf`
-puts it in a modelling module's place for the length of a ``with`` block::
+layers call by name. Not every file means the same rotation by it. Three forms
+are common, and each has a drop-in here that rotates q and k in one kernel launch
+(``rope_qk_cos_sin``):
+
+- :func:`hf_apply_rotary_pos_emb`: Llama's. Pairs are features ``(i, i + r/2)``; cos and sin are
+  ``(…, T, r)`` with each value twice (``cat((freqs, freqs), -1)``). ``r < D`` rotates the first r
+  features and passes the rest through, as GPT-NeoX, Phi-3 and GLM-4-MoE do.
+- :func:`hf_apply_rotary_pos_emb_interleaved`: GLM's, ERNIE 4.5's, Helium's. Pairs are features
+  ``(2i, 2i + 1)``, and the angle of pair i is read from the *first half* of cos and sin
+  (``cos[..., :r/2].repeat_interleave(2)``); the second half is not read.
+- :func:`hf_apply_rotary_pos_emb_pairs`: gpt-oss's. Pairs ``(i, i + D/2)``, cos and sin ``(…, T, D/2)``, one
+  value a pair.
+
+:func:`patch_hf` puts the right one in a modelling module's place for the length of a ``with``
+block, after checking on a small probe which formula the module's own function computes. It
+refuses a module whose function is none of them (Cohere's pairs its features like GLM's but reads
+cos at every feature, nanochat's rotates by −θ), instead of changing the model's outputs::
 
     import transformers.models.llama.modeling_llama as llama
     with ropebook.kernels.patch_hf(llama):
@@ -24,9 +38,10 @@ import weakref
 import torch
 from torch import Tensor
 
+from ropebook._rotation import apply_cos_sin as _apply_cos_sin_torch
 from ropebook.kernels.autograd import _rope_qk_cos_sin
 
-__all__ = ["hf_apply_rotary_pos_emb", "patch_hf"]
+__all__ = ["hf_apply_rotary_pos_emb", "hf_apply_rotary_pos_emb_interleaved", "hf_apply_rotary_pos_emb_pairs", "patch_hf"]
 
 _checked: list = [None, None, -1, -1]  # weak references to the last cos and sin whose halves were compared, their versions
 
@@ -74,15 +89,66 @@ def _version(x: Tensor):
     return None if x.is_inference() else x._version
 
 
-def hf_apply_rotary_pos_emb(q: Tensor, k: Tensor, cos: Tensor, sin: Tensor, unsqueeze_dim: int = 1) -> tuple[Tensor, Tensor]:
-    """Hugging Face's ``apply_rotary_pos_emb`` (half layout), in one kernel launch.
+def _drop_in(form: str, fn: str, doc: str):
+    """A drop-in for the Hugging Face form ``form`` (``"half"``, ``"interleaved"`` or ``"pairs"``: the module
+    docstring says what each reads), named ``fn``: checks, then one launch. A factory rather than one shared
+    body that three thin functions call: a decoding step's host time pays for every Python call (ch-rope-gpu)."""
+    layout = "interleaved" if form == "interleaved" else "half"
+
+    def drop_in(q: Tensor, k: Tensor, cos: Tensor, sin: Tensor, unsqueeze_dim: int = 1) -> tuple[Tensor, Tensor]:
+        if isinstance(unsqueeze_dim, bool) or not isinstance(unsqueeze_dim, numbers.Integral) or unsqueeze_dim not in (1, 2):
+            raise ValueError(f"{fn}: unsqueeze_dim must be 1 (q is (B, H, T, D)) or 2 (q is (B, T, H, D)), "
+                             f"got unsqueeze_dim={unsqueeze_dim!r}")
+        for name, x in (("q", q), ("k", k), ("cos", cos), ("sin", sin)):
+            if not isinstance(x, Tensor):
+                raise ValueError(f"{fn}: {name} must be a tensor, got type({name})={type(x).__name__}")
+        if q.ndim != 4 or k.ndim != 4:
+            raise ValueError(f"{fn}: q and k must be 4-d, got q.shape={tuple(q.shape)}, k.shape={tuple(k.shape)}")
+        if unsqueeze_dim == 2:  # (B, T, H, D) -> the (B, H, T, D) view the kernel takes
+            q, k = q.transpose(1, 2), k.transpose(1, 2)
+        B, _, T, D = q.shape
+        for name, x in (("cos", cos), ("sin", sin)):
+            if not x.is_floating_point():
+                raise ValueError(f"{fn}: {name} must be a floating-point tensor, as a Hugging Face rotary module returns "
+                                 f"it, got {name}.dtype={x.dtype}")
+        shape = cos.shape  # (a tensor's .shape builds a new object each time: read once)
+        width = shape[-1] if shape else 0
+        if form == "pairs":  # one value a pair, the pairs (i, i + D/2) of all D features
+            width_ok, pairs = width * 2 == D, width
+        else:  # r values, r even, r <= D: the first r features rotated, the rest passed through
+            width_ok, pairs = width % 2 == 0 and 0 < width <= D, width // 2
+        if (shape != sin.shape or len(shape) not in (2, 3) or shape[-2] != T or not width_ok
+                or (len(shape) == 3 and shape[0] not in (1, B))):
+            w, rule = (D // 2, "one value per pair of the D features") if form == "pairs" else ("r", f"r even and at most D = {D}")
+            raise ValueError(f"{fn}: cos and sin must both have shape ({T}, {w}) or (B or 1, {T}, {w}), {rule}, for q of "
+                             f"(B, H, T, D) = {tuple(q.shape)}; got cos.shape={tuple(cos.shape)}, sin.shape={tuple(sin.shape)}")
+        if form == "half":  # the kernel reads the first half of each row: the second must repeat it
+            if torch.compiler.is_compiling():  # a graph cannot branch on data: the check becomes an assertion in it
+                _assert_halves(cos, sin)
+            elif not cos.is_meta:  # (meta tensors, as in a model built on torch.device("meta"), hold no values to compare)
+                _check_halves(cos, sin)  # on the very tensors the model hands every layer (what its cache keys on)
+        # the kernel reads the first ``pairs`` values of each row straight from Hugging Face's tensors: a slice
+        # would be one more tensor object for Python to build on every call (ch-rope-gpu)
+        qr, kr = _rope_qk_cos_sin(fn, q, k, cos, sin, layout, False, pairs=pairs)
+        if unsqueeze_dim == 2:
+            qr, kr = qr.transpose(1, 2), kr.transpose(1, 2)
+        return qr, kr
+
+    drop_in.__name__ = drop_in.__qualname__ = fn
+    drop_in.__doc__ = doc
+    return drop_in
+
+
+hf_apply_rotary_pos_emb = _drop_in("half", "hf_apply_rotary_pos_emb", """
+    Hugging Face's ``apply_rotary_pos_emb`` of Llama (half layout), in one kernel launch.
 
     Args:
         q, k: ``(B, Hq, T, D)`` and ``(B, Hk, T, D)`` (``unsqueeze_dim=1``, Hugging Face's default) or
             ``(B, T, H, D)`` (``unsqueeze_dim=2``); the features contiguous.
-        cos, sin: ``(B, T, D)`` or ``(T, D)`` as a Hugging Face rotary module returns them, each value twice
-            (checked). For partial rotary, where a model rotates ``q[..., :r]``, they are ``(…, T, r)``
-            and q, k the slices.
+        cos, sin: ``(B, T, r)`` or ``(T, r)`` as a Hugging Face rotary module returns them, each value twice
+            (checked), r even. ``r = D`` for most models; with ``r < D`` the first r features are rotated
+            and the rest pass through, as in the partial-rotary models (GPT-NeoX, Phi-3), whose function
+            reads r from ``cos.shape[-1]``.
 
     Returns: ``(q_embed, k_embed)``, new tensors in q's layout; differentiable in q and k.
 
@@ -98,52 +164,143 @@ def hf_apply_rotary_pos_emb(q: Tensor, k: Tensor, cos: Tensor, sin: Tensor, unsq
     ...     qr, kr = hf_apply_rotary_pos_emb(q, k, cos, sin)
     >>> torch.allclose(qr, rb.apply_rope(q), atol=1e-6) and torch.allclose(kr, rb.apply_rope(k), atol=1e-6)
     True
-    """
-    fn = "hf_apply_rotary_pos_emb"
-    if isinstance(unsqueeze_dim, bool) or not isinstance(unsqueeze_dim, numbers.Integral) or unsqueeze_dim not in (1, 2):
-        raise ValueError(f"{fn}: unsqueeze_dim must be 1 (q is (B, H, T, D)) or 2 (q is (B, T, H, D)), "
-                         f"got unsqueeze_dim={unsqueeze_dim!r}")
-    for name, x in (("q", q), ("k", k), ("cos", cos), ("sin", sin)):
-        if not isinstance(x, Tensor):
-            raise ValueError(f"{fn}: {name} must be a tensor, got type({name})={type(x).__name__}")
-    if q.ndim != 4 or k.ndim != 4:
-        raise ValueError(f"{fn}: q and k must be 4-d, got q.shape={tuple(q.shape)}, k.shape={tuple(k.shape)}")
-    if unsqueeze_dim == 2:  # (B, T, H, D) -> the (B, H, T, D) view the kernel takes
-        q, k = q.transpose(1, 2), k.transpose(1, 2)
-    T, D = q.shape[2], q.shape[3]
-    for name, x in (("cos", cos), ("sin", sin)):
-        if not x.is_floating_point():
-            raise ValueError(f"{fn}: {name} must be a floating-point tensor, as a Hugging Face rotary module returns "
-                             f"it, got {name}.dtype={x.dtype}")
-    if (cos.shape != sin.shape or cos.ndim not in (2, 3) or cos.shape[-2] != T or cos.shape[-1] != D or D % 2
-            or (cos.ndim == 3 and cos.shape[0] not in (1, q.shape[0]))):
-        raise ValueError(f"{fn}: cos and sin must both have shape ({T}, {D}) or (B or 1, {T}, {D}) for q of "
-                         f"(B, H, T, D) = {tuple(q.shape)} (an even D), got cos.shape={tuple(cos.shape)}, "
-                         f"sin.shape={tuple(sin.shape)}")
-    if torch.compiler.is_compiling():  # a graph cannot branch on data: the check becomes an assertion in it
-        _assert_halves(cos, sin)
-    elif not cos.is_meta:  # (meta tensors, as in a model built on torch.device("meta"), hold no values to compare)
-        _check_halves(cos, sin)  # on the very tensors the model hands every layer (what its cache keys on)
-    # the kernel reads the first half of each row (D/2 pairs) straight from Hugging Face's tensors: a
-    # slice would be one more tensor object for Python to build on every call (ch-rope-gpu)
-    qr, kr = _rope_qk_cos_sin(fn, q, k, cos, sin, "half", False, pairs=D // 2)
-    if unsqueeze_dim == 2:
-        qr, kr = qr.transpose(1, 2), kr.transpose(1, 2)
-    return qr, kr
+    """)
+
+hf_apply_rotary_pos_emb_interleaved = _drop_in("interleaved", "hf_apply_rotary_pos_emb_interleaved", """
+    The ``apply_rotary_pos_emb`` of GLM, GLM-4, ERNIE 4.5, Helium and Moonshine, in one kernel launch.
+
+    Their rotary modules build cos and sin as Llama's does, ``(…, T, r)`` with each value twice, but
+    their function pairs features ``(2i, 2i + 1)`` and takes the angle of pair i from the first half:
+    ``cos[..., :r/2].repeat_interleave(2, -1)``. The drop-in reads that first half and nothing else, as
+    they do (so the halves are not compared). Arguments and result as :func:`hf_apply_rotary_pos_emb`;
+    ``r < D`` rotates the first r features (GLM's partial rotary).
+
+    >>> import os, ropebook as rb
+    >>> from unittest import mock
+    >>> q, k = torch.randn(1, 4, 3, 8), torch.randn(1, 2, 3, 8)
+    >>> c, s = rb.rope_cos_sin(torch.arange(3), 8)
+    >>> cos, sin = torch.cat((c, c), -1), torch.cat((s, s), -1)
+    >>> with mock.patch.dict(os.environ, TRITON_INTERPRET="1"):
+    ...     qr, kr = hf_apply_rotary_pos_emb_interleaved(q, k, cos, sin)
+    >>> torch.allclose(qr, rb.apply_rope(q, layout="interleaved"), atol=1e-6)
+    True
+    """)
+
+hf_apply_rotary_pos_emb_pairs = _drop_in("pairs", "hf_apply_rotary_pos_emb_pairs", """
+    gpt-oss's ``apply_rotary_pos_emb``, in one kernel launch: pairs ``(i, i + D/2)`` as Llama's, but cos and
+    sin ``(…, T, D/2)``, one value a pair (its rotary module does not duplicate them). Arguments and result
+    otherwise as :func:`hf_apply_rotary_pos_emb`.
+
+    >>> import os, ropebook as rb
+    >>> from unittest import mock
+    >>> q, k = torch.randn(1, 4, 3, 8), torch.randn(1, 2, 3, 8)
+    >>> cos, sin = rb.rope_cos_sin(torch.arange(3), 8)              # (T, D/2)
+    >>> with mock.patch.dict(os.environ, TRITON_INTERPRET="1"):
+    ...     qr, kr = hf_apply_rotary_pos_emb_pairs(q, k, cos, sin)
+    >>> torch.allclose(qr, rb.apply_rope(q), atol=1e-6)
+    True
+    """)
+
+
+_DROP_INS = {"half": hf_apply_rotary_pos_emb, "interleaved": hf_apply_rotary_pos_emb_interleaved,
+             "pairs": hf_apply_rotary_pos_emb_pairs}
+_FORM_NAMES = {"half": "Llama's (pairs (i, i + r/2), cos each value twice)",
+               "interleaved": "GLM's (pairs (2i, 2i + 1), cos's first half)",
+               "pairs": "gpt-oss's (pairs (i, i + D/2), cos one value a pair)"}
+_verdicts: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # a module's function -> (form or None, report)
+
+
+def _probe(original, form: str, r: int, transposed: bool):
+    """How far ``original`` is from ``form`` on one small input: q (1, 2, 3, 8), k (1, 1, 3, 8) in float32,
+    r of the 8 features rotated, random cos and sin of shape (1, 3, ·) (the formulas are linear in them, so any values tell
+    the formulas apart), laid out as ``form`` reads them: the largest difference from the form's result
+    computed in float64, or the exception the call raised."""
+    g = torch.Generator().manual_seed(0)
+    q, k = torch.randn(1, 2, 3, 8, generator=g), torch.randn(1, 1, 3, 8, generator=g)
+    c, s = (torch.rand(3, r // 2, generator=g) * 2 - 1 for _ in range(2))  # (T, r/2): the angles' cos and sin
+    if form == "half":
+        cos, sin = torch.cat((c, c), -1), torch.cat((s, s), -1)
+    elif form == "interleaved":  # a second half unlike the first: the form does not read it
+        cos, sin = torch.cat((c, torch.rand(3, r // 2, generator=g)), -1), torch.cat((s, torch.rand(3, r // 2, generator=g)), -1)
+    else:
+        cos, sin = c, s
+    cos, sin = cos[None], sin[None]  # (1, T, ·): a rotary module's (B, T, ·), which unsqueeze_dim turns into (B, 1, T, ·)
+    layout = "interleaved" if form == "interleaved" else "half"
+    want = [_apply_cos_sin_torch(x.double(), c.double(), s.double(), layout=layout, rotary_dim=r) for x in (q, k)]
+    try:
+        if transposed:
+            got = original(q.transpose(1, 2), k.transpose(1, 2), cos, sin, unsqueeze_dim=2)
+            got = tuple(x.transpose(1, 2) for x in got)
+        else:
+            got = original(q, k, cos, sin)
+        if len(got) != 2 or any(not isinstance(x, Tensor) or x.shape != w.shape for x, w in zip(got, want)):
+            return f"returned {type(got).__name__} of {[tuple(getattr(x, 'shape', ())) for x in got]}"
+        return max((x.double() - w).abs().max().item() for x, w in zip(got, want))
+    except Exception as err:  # noqa: BLE001 (any failure means: not this form, or not with these arguments)
+        return f"raised {type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ''}"
+
+
+# A float32 result of x1·c − x2·s with |x|, |c|, |s| <= 4 (the probe's q and k are normal, so |x| < 4 with
+# room to spare; cos and sin are in [-1, 1]) is within 3 roundings of 2^-24 of |x1 c| + |x2 s| <= 8: 1.5e-6.
+# A function that computes in float32, as most do, lands there; another formula is off by about |x|.
+_PROBE_TOL = 64 * 2.0**-24
+
+
+def _formula(original) -> tuple[str | None, str]:
+    """Which drop-in computes what ``original`` does: a form, or None, and what the probes found. A form
+    matches when the function agrees with it on the full-width probe, and on the partial (r = 4 of 8) and
+    ``unsqueeze_dim=2`` probes agrees or raises (a call it refuses is one the model never makes)."""
+    found = _verdicts.get(original)
+    if found is not None:
+        return found
+    report = []
+    verdict = None
+    for form in ("half", "interleaved", "pairs"):
+        full = _probe(original, form, 8, False)
+        if not isinstance(full, float) or full > _PROBE_TOL:
+            report.append(f"{_FORM_NAMES[form]}: " + (f"differs by {full:.3g}" if isinstance(full, float) else full))
+            continue
+        others = [_probe(original, form, 8, True)] + ([_probe(original, form, 4, False)] if form != "pairs" else [])
+        bad = [d for d in others if isinstance(d, float) and d > _PROBE_TOL or isinstance(d, str) and d.startswith("returned")]
+        if bad:
+            report.append(f"{_FORM_NAMES[form]}: agrees at full width, but differs with unsqueeze_dim=2 or partial rotary "
+                          f"({bad[0] if isinstance(bad[0], str) else f'by {bad[0]:.3g}'})")
+            continue
+        verdict = form
+        break
+    found = (verdict, "; ".join(report))
+    try:
+        _verdicts[original] = found
+    except TypeError:  # not weakly referable (a builtin): probed again next time
+        pass
+    return found
 
 
 @contextlib.contextmanager
 def patch_hf(module):
-    """Within the block, ``module.apply_rotary_pos_emb`` is :func:`hf_apply_rotary_pos_emb`; restored after.
+    """Within the block, ``module.apply_rotary_pos_emb`` is the drop-in that computes what it does; restored after.
 
-    ``module`` is a Hugging Face modelling module whose attention calls ``apply_rotary_pos_emb`` by
-    name with the half-layout formula, such as ``transformers.models.llama.modeling_llama``.
+    ``module`` is a Hugging Face modelling module whose attention calls ``apply_rotary_pos_emb(q, k, cos, sin)``
+    by name, such as ``transformers.models.llama.modeling_llama``. Its function is first run on a small
+    probe (once per function; about a millisecond) and compared with the three forms the drop-ins
+    compute (:func:`hf_apply_rotary_pos_emb`, ``_interleaved``, ``_pairs``). A function that is none of
+    them raises a ValueError that says what the probe found, and nothing is patched.
     """
     original = getattr(module, "apply_rotary_pos_emb", None)
+    name = getattr(module, "__name__", module)
     if not callable(original):
         raise ValueError(f"patch_hf: module must define apply_rotary_pos_emb (a Hugging Face modelling module), "
-                         f"got {getattr(module, '__name__', module)!r} without one")
-    module.apply_rotary_pos_emb = hf_apply_rotary_pos_emb
+                         f"got {name!r} without one")
+    if original in _DROP_INS.values():  # patched already (a nested block): keep it
+        drop_in = original
+    else:
+        form, report = _formula(original)
+        if form is None:
+            raise ValueError(f"patch_hf: {name}.apply_rotary_pos_emb computes none of the rotations the kernel's drop-ins "
+                             f"do, so patching it would change the model's outputs. On a probe (q (1, 2, 3, 8), float32): "
+                             f"{report}")
+        drop_in = _DROP_INS[form]
+    module.apply_rotary_pos_emb = drop_in
     try:
         yield module
     finally:
