@@ -1120,14 +1120,15 @@ def test_hf_drop_in_bad_input_message(case):
 # What patch_hf installs in each of these Hugging Face modelling modules (None: it refuses), read from the
 # module's own apply_rotary_pos_emb and rotate_half (transformers 5.x): Llama's form, with partial rotary in
 # GPT-NeoX, Phi-3 and GLM-4-MoE; GLM's interleaved pairs reading cos's first half (GLM, ERNIE 4.5, Helium);
-# gpt-oss's one value a pair. Refused: Cohere and GLM-4V read cos at every feature of interleaved pairs (the
-# kernel reads one value a pair), nanochat's rotate_half rotates by -θ, Gemma 4's and GPT-J's functions take
-# other arguments. test_patched_drop_in_is_the_modules_formula_rounded_once checks the numbers.
+# gpt-oss's one value a pair; Gemma 4's Llama rotation of one tensor a call, (x, cos, sin). Refused: Cohere and
+# GLM-4V read cos at every feature of interleaved pairs (the kernel reads one value a pair), nanochat's
+# rotate_half rotates by -θ, GPT-J's function takes other arguments (sin before cos, no k).
+# test_patched_drop_in_is_the_modules_formula_rounded_once checks the numbers.
 HF_FORMS = {"llama": "half", "gpt_neox": "half", "phi3": "half", "glm4_moe": "half", "glm": "interleaved",
-            "ernie4_5": "interleaved", "helium": "interleaved", "gpt_oss": "pairs", "cohere": None, "glm4v": None,
-            "nanochat": None, "gemma4": None, "gptj": None}
+            "ernie4_5": "interleaved", "helium": "interleaved", "gpt_oss": "pairs", "gemma4": "single", "gemma3n": "single",
+            "cohere": None, "glm4v": None, "nanochat": None, "gptj": None}
 DROP_INS = {"half": "hf_apply_rotary_pos_emb", "interleaved": "hf_apply_rotary_pos_emb_interleaved",
-            "pairs": "hf_apply_rotary_pos_emb_pairs"}
+            "pairs": "hf_apply_rotary_pos_emb_pairs", "single": "hf_apply_rotary_pos_emb_single"}
 
 
 def _hf_module(name):
@@ -1174,18 +1175,18 @@ def test_patch_hf_probes_a_function_once(monkeypatch):
     assert probes.call_count >= 3  # the full-width probe of each form up to the match, then its other probes
 
 
-@pytest.mark.parametrize("name, r", [("gpt_neox", 8), ("phi3", 12), ("glm", 8), ("helium", 16), ("gpt_oss", 16)])
+@pytest.mark.parametrize("name, r", [("gpt_neox", 8), ("phi3", 12), ("glm", 8), ("helium", 16), ("gpt_oss", 16), ("gemma4", 16)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("unsqueeze_dim", [1, 2])
 def test_patched_drop_in_is_the_modules_formula_rounded_once(name, r, dtype, unsqueeze_dim):
     """The drop-in patch_hf picks, against the module's own function run in float64 on the same inputs: cos and
-    sin as the module's function reads them (r of D = 16 features; gpt-oss one value a pair; Llama's form each
-    value twice; the interleaved form its first half, the second anything), per sequence."""
+    sin as the module's function reads them (r of D = 16 features; gpt-oss one value a pair; Llama's and Gemma's
+    forms each value twice; the interleaved form its first half, the second anything), per sequence."""
     module = _hf_module(name)
     original = module.apply_rotary_pos_emb
     q, k = qk(B=2, T=5, HQ=4, HK=2, D=16, dtype=dtype)
     c, s = rb.rope_cos_sin(torch.tensor([[3, 4, 5, 6, 7], [90, 91, 92, 93, 94]]), r)  # (B, T, r/2) float32
-    if HF_FORMS[name] == "half":
+    if HF_FORMS[name] in ("half", "single"):
         c, s = torch.cat((c, c), -1), torch.cat((s, s), -1)  # (B, T, r)
     elif HF_FORMS[name] == "interleaved":  # the function reads the first half only: a second half unlike it changes nothing
         c, s = torch.cat((c, c + 0.5), -1), torch.cat((s, s - 0.5), -1)
@@ -1193,9 +1194,14 @@ def test_patched_drop_in_is_the_modules_formula_rounded_once(name, r, dtype, uns
     if unsqueeze_dim == 2:
         q, k = q.transpose(1, 2), k.transpose(1, 2)  # (B, T, H, D)
     kw = {} if unsqueeze_dim == 1 else dict(unsqueeze_dim=2)
-    want_q, want_k = original(q.double(), k.double(), cos.double(), sin.double(), **kw)
-    with K.patch_hf(module):
-        qr, kr = module.apply_rotary_pos_emb(q, k, cos, sin, **kw)
+    if HF_FORMS[name] == "single":  # one tensor a call
+        want_q, want_k = (original(x.double(), cos.double(), sin.double(), **kw) for x in (q, k))
+        with K.patch_hf(module):
+            qr, kr = (module.apply_rotary_pos_emb(x, cos, sin, **kw) for x in (q, k))
+    else:
+        want_q, want_k = original(q.double(), k.double(), cos.double(), sin.double(), **kw)
+        with K.patch_hf(module):
+            qr, kr = module.apply_rotary_pos_emb(q, k, cos, sin, **kw)
     assert_close_dtype(qr, want_q.to(dtype))
     assert_close_dtype(kr, want_k.to(dtype))
     if r < 16:  # partial rotary: the features past r are q's own
@@ -1204,7 +1210,8 @@ def test_patched_drop_in_is_the_modules_formula_rounded_once(name, r, dtype, uns
 
 def _tiny_causal_lm(name):
     """A 2-layer model of the family with random weights: GLM rotates half of each head (interleaved pairs),
-    GPT-NeoX a quarter (Llama's pairs), gpt-oss all of it (cos one value a pair; experts and sinks too)."""
+    GPT-NeoX a quarter (Llama's pairs), gpt-oss all of it (cos one value a pair; experts and sinks too),
+    Gemma 4 q and k in separate calls (a sliding-window layer, then a global one with its own cos and sin)."""
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(0)
     common = dict(vocab_size=97, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
@@ -1214,16 +1221,19 @@ def _tiny_causal_lm(name):
                                                                    partial_rotary_factor=0.5))
     elif name == "gpt_neox":
         model = transformers.GPTNeoXForCausalLM(transformers.GPTNeoXConfig(**common, rotary_pct=0.25))
+    elif name == "gemma4":
+        model = transformers.Gemma4ForCausalLM(transformers.Gemma4TextConfig(**common, num_key_value_heads=2, head_dim=16,
+                                                                             layer_types=["sliding_attention", "full_attention"]))
     else:
         model = transformers.GptOssForCausalLM(transformers.GptOssConfig(**common, num_key_value_heads=2, head_dim=16,
                                                                          num_local_experts=4, num_experts_per_tok=2))
     return model.to(DEVICE).eval()
 
 
-@pytest.mark.parametrize("name", ["glm", "gpt_neox", "gpt_oss"])
+@pytest.mark.parametrize("name", ["glm", "gpt_neox", "gpt_oss", "gemma4"])
 def test_patch_hf_in_tiny_models_of_other_families(name):
     """The forward pass, greedy decoding through the KV cache and the gradients, patched against unpatched, in
-    three families whose apply_rotary_pos_emb is not Llama's: each runs the kernel (counted), with the same
+    families whose apply_rotary_pos_emb is not Llama's: each runs the kernel (counted), with the same
     results. Installing Llama's drop-in in GLM instead changes the logits (the silent wrong answer patch_hf
     used to give there)."""
     model = _tiny_causal_lm(name)
@@ -1244,7 +1254,8 @@ def test_patch_hf_in_tiny_models_of_other_families(name):
 
     with mock.patch.object(hf, "_rope_qk_cos_sin", wraps=hf._rope_qk_cos_sin) as launches, K.patch_hf(module):
         logits, tokens, grads = run()
-    assert launches.call_count == 2 * (1 + 3 + 1)  # 2 layers: the forward, 3 generation steps, the loss's forward
+    per_layer = 2 if name == "gemma4" else 1  # Gemma rotates q and k in separate calls
+    assert launches.call_count == 2 * per_layer * (1 + 3 + 1)  # 2 layers: the forward, 3 generation steps, the loss's
     torch.testing.assert_close(logits, want_logits, rtol=1e-5, atol=1e-5)
     assert torch.equal(tokens, want_tokens)
     assert len(grads) == len(want_grads)

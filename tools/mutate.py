@@ -286,8 +286,8 @@ TEST_MUTANTS: tuple[Mutant, ...] = (
              "pos = _rope._positions(fn, t, positions, offset if t is q else 0)  #"),),
            (), ("tests/test_rope.py",)),
     Mutant("hf-unsqueeze2-k", "the Hugging Face drop-in returns k in the kernel's (B, H, T, D) view for unsqueeze_dim=2",
-           (("ropebook/kernels/hf.py", "qr, kr = qr.transpose(1, 2), kr.transpose(1, 2)",
-             "qr, kr = qr.transpose(1, 2), kr"),),
+           (("ropebook/kernels/hf.py", "qr, kr = qr.transpose(1, 2), None if single else kr.transpose(1, 2)",
+             "qr, kr = qr.transpose(1, 2), None if single else kr"),),
            (), ("tests/test_kernels.py",)),
     Mutant("compiled-factor-dropped", "under torch.compile the custom operator is called with factor 1.0",
            (("ropebook/kernels/op.py", 'spec.get("factor", 1.0), spec.get("offset", 0)',
@@ -315,8 +315,8 @@ TEST_MUTANTS: tuple[Mutant, ...] = (
            (), ("tests/test_kernels.py",)),
     Mutant("hf-interleaved-compares-halves", "the interleaved drop-in compares cos's halves, which GLM's function "
            "never reads: a model whose halves differ is refused for nothing",
-           (("ropebook/kernels/hf.py", '    if form == "half":  # the kernel reads the first half of each row',
-             '    if form != "pairs":  # the kernel reads the first half of each row'),),
+           (("ropebook/kernels/hf.py", '        if layout == "half" and form != "pairs":  # the kernel reads the first half',
+             '        if form != "pairs":  # the kernel reads the first half'),),
            (), ("tests/test_kernels.py",)),
     Mutant("empty-q-tail-from-q", "with Hq = 0, out of place is told from q alone (empty tensors' data_ptr 0): k's "
            "unrotated features left as uninitialised memory",

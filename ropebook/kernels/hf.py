@@ -2,7 +2,7 @@
 
 Hugging Face's modelling files each define a module-level function
 ``apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=1)`` that their attention
-layers call by name. Not every file means the same rotation by it. Three forms
+layers call by name. Not every file means the same rotation by it. Four forms
 are common, and each has a drop-in here that rotates q and k in one kernel launch
 (``rope_qk_cos_sin``):
 
@@ -14,6 +14,8 @@ are common, and each has a drop-in here that rotates q and k in one kernel launc
   (``cos[..., :r/2].repeat_interleave(2)``); the second half is not read.
 - :func:`hf_apply_rotary_pos_emb_pairs`: gpt-oss's. Pairs ``(i, i + D/2)``, cos and sin ``(…, T, D/2)``, one
   value a pair.
+- :func:`hf_apply_rotary_pos_emb_single`: Gemma 3n's and Gemma 4's, ``(x, cos, sin, unsqueeze_dim)``: Llama's
+  rotation of one tensor a call.
 
 :func:`patch_hf` puts the right one in a modelling module's place for the length of a ``with``
 block, after checking on a small probe which formula the module's own function computes. It
@@ -41,7 +43,8 @@ from torch import Tensor
 from ropebook._rotation import apply_cos_sin as _apply_cos_sin_torch
 from ropebook.kernels.autograd import _rope_qk_cos_sin
 
-__all__ = ["hf_apply_rotary_pos_emb", "hf_apply_rotary_pos_emb_interleaved", "hf_apply_rotary_pos_emb_pairs", "patch_hf"]
+__all__ = ["hf_apply_rotary_pos_emb", "hf_apply_rotary_pos_emb_interleaved", "hf_apply_rotary_pos_emb_pairs",
+           "hf_apply_rotary_pos_emb_single", "patch_hf"]
 
 _checked: list = [None, None, -1, -1]  # weak references to the last cos and sin whose halves were compared, their versions
 
@@ -90,22 +93,32 @@ def _version(x: Tensor):
 
 
 def _drop_in(form: str, fn: str, doc: str):
-    """A drop-in for the Hugging Face form ``form`` (``"half"``, ``"interleaved"`` or ``"pairs"``: the module
-    docstring says what each reads), named ``fn``: checks, then one launch. A factory rather than one shared
-    body that three thin functions call: a decoding step's host time pays for every Python call (ch-rope-gpu)."""
+    """A drop-in for the Hugging Face form ``form`` (``"half"``, ``"interleaved"``, ``"pairs"`` or ``"single"``:
+    the module docstring says what each reads), named ``fn``: checks, then one launch. A factory rather than one
+    shared body that thin functions call: a decoding step's host time pays for every Python call (ch-rope-gpu)."""
     layout = "interleaved" if form == "interleaved" else "half"
+    single = form == "single"  # one tensor, (x, cos, sin, unsqueeze_dim): Llama's form otherwise
+    qn = "x" if single else "q"  # the rotated tensor's name in messages
 
-    def drop_in(q: Tensor, k: Tensor, cos: Tensor, sin: Tensor, unsqueeze_dim: int = 1) -> tuple[Tensor, Tensor]:
+    def drop_in(q: Tensor, k: Tensor | None, cos: Tensor, sin: Tensor, unsqueeze_dim: int = 1) -> tuple[Tensor, Tensor | None]:
         if isinstance(unsqueeze_dim, bool) or not isinstance(unsqueeze_dim, numbers.Integral) or unsqueeze_dim not in (1, 2):
-            raise ValueError(f"{fn}: unsqueeze_dim must be 1 (q is (B, H, T, D)) or 2 (q is (B, T, H, D)), "
+            raise ValueError(f"{fn}: unsqueeze_dim must be 1 ({qn} is (B, H, T, D)) or 2 ({qn} is (B, T, H, D)), "
                              f"got unsqueeze_dim={unsqueeze_dim!r}")
-        for name, x in (("q", q), ("k", k), ("cos", cos), ("sin", sin)):
-            if not isinstance(x, Tensor):
-                raise ValueError(f"{fn}: {name} must be a tensor, got type({name})={type(x).__name__}")
-        if q.ndim != 4 or k.ndim != 4:
-            raise ValueError(f"{fn}: q and k must be 4-d, got q.shape={tuple(q.shape)}, k.shape={tuple(k.shape)}")
-        if unsqueeze_dim == 2:  # (B, T, H, D) -> the (B, H, T, D) view the kernel takes
-            q, k = q.transpose(1, 2), k.transpose(1, 2)
+        if not (isinstance(q, Tensor) and (single or isinstance(k, Tensor)) and isinstance(cos, Tensor)
+                and isinstance(sin, Tensor)):
+            for name, x in ((qn, q), ("k", k), ("cos", cos), ("sin", sin)):
+                if not isinstance(x, Tensor) and not (single and name == "k"):
+                    raise ValueError(f"{fn}: {name} must be a tensor, got type({name})={type(x).__name__}")
+        if single:
+            if q.ndim != 4:
+                raise ValueError(f"{fn}: x must be 4-d, got x.shape={tuple(q.shape)}")
+            if unsqueeze_dim == 2:  # (B, T, H, D) -> the (B, H, T, D) view the kernel takes
+                q = q.transpose(1, 2)
+        else:
+            if q.ndim != 4 or k.ndim != 4:
+                raise ValueError(f"{fn}: q and k must be 4-d, got q.shape={tuple(q.shape)}, k.shape={tuple(k.shape)}")
+            if unsqueeze_dim == 2:
+                q, k = q.transpose(1, 2), k.transpose(1, 2)
         B, _, T, D = q.shape
         for name, x in (("cos", cos), ("sin", sin)):
             if not x.is_floating_point():
@@ -120,9 +133,9 @@ def _drop_in(form: str, fn: str, doc: str):
         if (shape != sin.shape or len(shape) not in (2, 3) or shape[-2] != T or not width_ok
                 or (len(shape) == 3 and shape[0] not in (1, B))):
             w, rule = (D // 2, "one value per pair of the D features") if form == "pairs" else ("r", f"r even and at most D = {D}")
-            raise ValueError(f"{fn}: cos and sin must both have shape ({T}, {w}) or (B or 1, {T}, {w}), {rule}, for q of "
+            raise ValueError(f"{fn}: cos and sin must both have shape ({T}, {w}) or (B or 1, {T}, {w}), {rule}, for {qn} of "
                              f"(B, H, T, D) = {tuple(q.shape)}; got cos.shape={tuple(cos.shape)}, sin.shape={tuple(sin.shape)}")
-        if form == "half":  # the kernel reads the first half of each row: the second must repeat it
+        if layout == "half" and form != "pairs":  # the kernel reads the first half of each row: the second must repeat it
             if torch.compiler.is_compiling():  # a graph cannot branch on data: the check becomes an assertion in it
                 _assert_halves(cos, sin)
             elif not cos.is_meta:  # (meta tensors, as in a model built on torch.device("meta"), hold no values to compare)
@@ -131,8 +144,14 @@ def _drop_in(form: str, fn: str, doc: str):
         # would be one more tensor object for Python to build on every call (ch-rope-gpu)
         qr, kr = _rope_qk_cos_sin(fn, q, k, cos, sin, layout, False, pairs=pairs)
         if unsqueeze_dim == 2:
-            qr, kr = qr.transpose(1, 2), kr.transpose(1, 2)
+            qr, kr = qr.transpose(1, 2), None if single else kr.transpose(1, 2)
         return qr, kr
+
+    if single:
+        pair = drop_in
+
+        def drop_in(x: Tensor, cos: Tensor, sin: Tensor, unsqueeze_dim: int = 1) -> Tensor:
+            return pair(x, None, cos, sin, unsqueeze_dim)[0]
 
     drop_in.__name__ = drop_in.__qualname__ = fn
     drop_in.__doc__ = doc
@@ -202,23 +221,41 @@ hf_apply_rotary_pos_emb_pairs = _drop_in("pairs", "hf_apply_rotary_pos_emb_pairs
     """)
 
 
+hf_apply_rotary_pos_emb_single = _drop_in("single", "hf_apply_rotary_pos_emb_single", """
+    The ``apply_rotary_pos_emb(x, cos, sin, unsqueeze_dim=1)`` of Gemma 3n and Gemma 4, in one kernel launch: Llama's
+    rotation of one tensor at a time (their attention rotates q and k in separate calls, each after its own
+    norm). Arguments as :func:`hf_apply_rotary_pos_emb` with ``x`` for q and no k; returns the rotated x.
+
+    >>> import os, ropebook as rb
+    >>> from unittest import mock
+    >>> x = torch.randn(1, 3, 4, 8)                                  # (B, T, H, D), as Gemma passes it
+    >>> c, s = rb.rope_cos_sin(torch.arange(3), 8)
+    >>> cos, sin = torch.cat((c, c), -1)[None], torch.cat((s, s), -1)[None]   # (1, T, D)
+    >>> with mock.patch.dict(os.environ, TRITON_INTERPRET="1"):
+    ...     xr = hf_apply_rotary_pos_emb_single(x, cos, sin, unsqueeze_dim=2)
+    >>> torch.allclose(xr, rb.apply_rope(x.transpose(1, 2)).transpose(1, 2), atol=1e-6)
+    True
+    """)
+
+
 _DROP_INS = {"half": hf_apply_rotary_pos_emb, "interleaved": hf_apply_rotary_pos_emb_interleaved,
-             "pairs": hf_apply_rotary_pos_emb_pairs}
+             "pairs": hf_apply_rotary_pos_emb_pairs, "single": hf_apply_rotary_pos_emb_single}
 _FORM_NAMES = {"half": "Llama's (pairs (i, i + r/2), cos each value twice)",
                "interleaved": "GLM's (pairs (2i, 2i + 1), cos's first half)",
-               "pairs": "gpt-oss's (pairs (i, i + D/2), cos one value a pair)"}
+               "pairs": "gpt-oss's (pairs (i, i + D/2), cos one value a pair)",
+               "single": "Gemma 4's (Llama's, one tensor: (x, cos, sin))"}
 _verdicts: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # a module's function -> (form or None, report)
 
 
 def _probe(original, form: str, r: int, transposed: bool):
-    """How far ``original`` is from ``form`` on one small input: q (1, 2, 3, 8), k (1, 1, 3, 8) in float32,
-    r of the 8 features rotated, random cos and sin of shape (1, 3, ·) (the formulas are linear in them, so any values tell
-    the formulas apart), laid out as ``form`` reads them: the largest difference from the form's result
-    computed in float64, or the exception the call raised."""
+    """How far ``original`` is from ``form`` on one small input: q (1, 2, 3, 8), k (1, 1, 3, 8) in float32 (the
+    single form: q alone), r of the 8 features rotated, random cos and sin of shape (1, 3, ·) (the formulas are
+    linear in them, so any values tell the formulas apart), laid out as ``form`` reads them: the largest
+    difference from the form's result computed in float64, or the exception the call raised."""
     g = torch.Generator().manual_seed(0)
     q, k = torch.randn(1, 2, 3, 8, generator=g), torch.randn(1, 1, 3, 8, generator=g)
     c, s = (torch.rand(3, r // 2, generator=g) * 2 - 1 for _ in range(2))  # (T, r/2): the angles' cos and sin
-    if form == "half":
+    if form in ("half", "single"):
         cos, sin = torch.cat((c, c), -1), torch.cat((s, s), -1)
     elif form == "interleaved":  # a second half unlike the first: the form does not read it
         cos, sin = torch.cat((c, torch.rand(3, r // 2, generator=g)), -1), torch.cat((s, torch.rand(3, r // 2, generator=g)), -1)
@@ -226,14 +263,17 @@ def _probe(original, form: str, r: int, transposed: bool):
         cos, sin = c, s
     cos, sin = cos[None], sin[None]  # (1, T, ·): a rotary module's (B, T, ·), which unsqueeze_dim turns into (B, 1, T, ·)
     layout = "interleaved" if form == "interleaved" else "half"
-    want = [_apply_cos_sin_torch(x.double(), c.double(), s.double(), layout=layout, rotary_dim=r) for x in (q, k)]
+    want = [_apply_cos_sin_torch(x.double(), c.double(), s.double(), layout=layout, rotary_dim=r)
+            for x in ((q,) if form == "single" else (q, k))]
     try:
+        args = (q,) if form == "single" else (q, k)
         if transposed:
-            got = original(q.transpose(1, 2), k.transpose(1, 2), cos, sin, unsqueeze_dim=2)
-            got = tuple(x.transpose(1, 2) for x in got)
+            got = original(*(x.transpose(1, 2) for x in args), cos, sin, unsqueeze_dim=2)
+            got = got.transpose(1, 2) if form == "single" and isinstance(got, Tensor) else tuple(x.transpose(1, 2) for x in got)
         else:
-            got = original(q, k, cos, sin)
-        if len(got) != 2 or any(not isinstance(x, Tensor) or x.shape != w.shape for x, w in zip(got, want)):
+            got = original(*args, cos, sin)
+        got = (got,) if form == "single" and isinstance(got, Tensor) else got
+        if len(got) != len(want) or any(not isinstance(x, Tensor) or x.shape != w.shape for x, w in zip(got, want)):
             return f"returned {type(got).__name__} of {[tuple(getattr(x, 'shape', ())) for x in got]}"
         return max((x.double() - w).abs().max().item() for x, w in zip(got, want))
     except Exception as err:  # noqa: BLE001 (any failure means: not this form, or not with these arguments)
@@ -255,7 +295,7 @@ def _formula(original) -> tuple[str | None, str]:
         return found
     report = []
     verdict = None
-    for form in ("half", "interleaved", "pairs"):
+    for form in ("half", "interleaved", "pairs", "single"):
         full = _probe(original, form, 8, False)
         if not isinstance(full, float) or full > _PROBE_TOL:
             report.append(f"{_FORM_NAMES[form]}: " + (f"differs by {full:.3g}" if isinstance(full, float) else full))
@@ -281,10 +321,10 @@ def patch_hf(module):
     """Within the block, ``module.apply_rotary_pos_emb`` is the drop-in that computes what it does; restored after.
 
     ``module`` is a Hugging Face modelling module whose attention calls ``apply_rotary_pos_emb(q, k, cos, sin)``
-    by name, such as ``transformers.models.llama.modeling_llama``. Its function is first run on a small
-    probe (once per function; about a millisecond) and compared with the three forms the drop-ins
-    compute (:func:`hf_apply_rotary_pos_emb`, ``_interleaved``, ``_pairs``). A function that is none of
-    them raises a ValueError that says what the probe found, and nothing is patched.
+    (or ``(x, cos, sin)``) by name, such as ``transformers.models.llama.modeling_llama``. Its function is first run on a small
+    probe (once per function; about a millisecond) and compared with the four forms the drop-ins
+    compute (:func:`hf_apply_rotary_pos_emb`, ``_interleaved``, ``_pairs``, ``_single``). A function that is
+    none of them raises a ValueError that says what the probe found, and nothing is patched.
     """
     original = getattr(module, "apply_rotary_pos_emb", None)
     name = getattr(module, "__name__", module)
