@@ -1089,7 +1089,8 @@ def test_hf_drop_in_compares_halves_once_per_forward_pass(monkeypatch):
         K.hf_apply_rotary_pos_emb(q, k, cos, sin)
 
 
-@pytest.mark.parametrize("case", ["cos-shape", "odd width", "pairs width", "partial halves", "sin-shape", "unsqueeze", "ndim",
+@pytest.mark.parametrize("case", ["cos-shape", "odd width", "pairs width", "partial halves", "sin-shape", "unsqueeze",
+                                  "unsqueeze 0, 3-d cos", "ndim",
                                   "sin-halves", "module", "integer cos", "nan sin"])
 def test_hf_drop_in_bad_input_message(case):
     q, k = qk(B=1, T=3, HQ=2, HK=1, D=8)
@@ -1101,7 +1102,9 @@ def test_hf_drop_in_bad_input_message(case):
         "pairs width": (lambda: K.hf_apply_rotary_pos_emb_pairs(q, k, cos, sin), r"hf_apply_rotary_pos_emb_pairs: cos and sin must both have shape \(3, 4\).*one value per pair.*cos.shape=\(3, 8\)"),
         "partial halves": (lambda: K.hf_apply_rotary_pos_emb(q, k, cos[:, :4], sin[:, :4]), r"cos must hold each value twice, cos\[..., :2\] == cos\[..., 2:\]"),
         "sin-shape": (lambda: K.hf_apply_rotary_pos_emb(q, k, cos, sin[:2]), r"sin.shape=\(2, 8\)"),
-        "unsqueeze": (lambda: K.hf_apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=0), r"unsqueeze_dim must be 1.*got unsqueeze_dim=0"),
+        "unsqueeze": (lambda: K.hf_apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=3), r"unsqueeze_dim must be 1.*got unsqueeze_dim=3"),
+        "unsqueeze 0, 3-d cos": (lambda: K.hf_apply_rotary_pos_emb(q, k, cos[None], sin[None], unsqueeze_dim=0),
+                                 r"or 0 with a 2-d cos.*got unsqueeze_dim=0"),
         "ndim": (lambda: K.hf_apply_rotary_pos_emb(q[0], k, cos, sin), r"q and k must be 4-d, got q.shape=\(2, 3, 8\)"),
         "sin-halves": (lambda: K.hf_apply_rotary_pos_emb(q, k, cos, torch.cat((s, -s), -1).to(DEVICE)), r"sin must hold each value twice"),
         "module": (lambda: K.patch_hf(os).__enter__(), r"patch_hf: module must define apply_rotary_pos_emb.*'os'"),
@@ -1173,6 +1176,74 @@ def test_patch_hf_probes_a_function_once(monkeypatch):
     with K.patch_hf(module):
         assert module.apply_rotary_pos_emb is K.hf_apply_rotary_pos_emb_interleaved
     assert probes.call_count >= 3  # the full-width probe of each form up to the match, then its other probes
+
+
+def _rotate_half(x):
+    return torch.cat((-x[..., x.shape[-1] // 2:], x[..., :x.shape[-1] // 2]), dim=-1)
+
+
+def _llama(q, k, cos, sin, unsqueeze_dim=1):
+    cos, sin = cos.unsqueeze(unsqueeze_dim), sin.unsqueeze(unsqueeze_dim)
+    return q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
+
+
+def _rope_last(q, k, cos, sin, unsqueeze_dim=1):  # partial rotary on the last r features (DeepSeek-V4's order)
+    r = cos.shape[-1]
+    if r == q.shape[-1]:
+        return _llama(q, k, cos, sin, unsqueeze_dim)
+    return tuple(torch.cat((x[..., :-r], y), -1) for x, y in zip((q, k), _llama(q[..., -r:], k[..., -r:], cos, sin, unsqueeze_dim)))
+
+
+def _first_row(q, k, cos, sin, unsqueeze_dim=1):  # the first sequence's angles for every sequence
+    return _llama(q, k, cos[:1], sin[:1], unsqueeze_dim)
+
+
+def _in_half(q, k, cos, sin, unsqueeze_dim=1):  # computes in float16
+    return tuple(x.to(q.dtype) for x in _llama(q.half(), k.half(), cos.half(), sin.half(), unsqueeze_dim))
+
+
+def _nan(q, k, cos, sin, unsqueeze_dim=1):
+    return q * float("nan"), k * float("nan")
+
+
+@pytest.mark.parametrize("fn, found", [(_llama, "half"), (_rope_last, r"agrees with the plain call, but not with partial"),
+                                       (_first_row, "differs by"), (_in_half, "differs by"), (_nan, "differs by nan")])
+def test_patch_hf_refuses_functions_that_differ_on_any_call_the_drop_in_accepts(fn, found):
+    """Hand-written functions that agree with Llama's form on some calls: the probe tries every call the drop-in
+    accepts (full width and partial, both unsqueeze_dims, two sequences at different positions) in float32, so
+    each is refused, with what it found; the plain Llama formula is accepted."""
+    import types
+
+    module = types.ModuleType("handwritten")
+    module.apply_rotary_pos_emb = fn
+    if found == "half":
+        with K.patch_hf(module):
+            assert module.apply_rotary_pos_emb is K.hf_apply_rotary_pos_emb
+        return
+    with pytest.raises(ValueError, match=rf"handwritten.apply_rotary_pos_emb computes none.*Llama's.*{found}"):
+        with K.patch_hf(module):
+            pass
+    assert module.apply_rotary_pos_emb is fn
+
+
+@pytest.mark.parametrize("name, call", [("pixtral", "unsqueeze_dim=0"), ("qwen4_exp", "k omitted")])
+def test_patched_drop_in_takes_the_calls_models_make(name, call):
+    """Pixtral hands its function a 2-d cos with unsqueeze_dim=0; Qwen4's indexer rotates q alone (k omitted, by
+    keyword). Both, patched, give what the module's own function gives."""
+    module = _hf_module(name)
+    original = module.apply_rotary_pos_emb
+    q, k = qk(B=1 if call == "unsqueeze_dim=0" else 2, T=5, HQ=4, HK=2, D=16)
+    c, s = rb.rope_cos_sin(torch.arange(5) + 3, 16)  # (T, 8)
+    cos, sin = torch.cat((c, c), -1).to(DEVICE), torch.cat((s, s), -1).to(DEVICE)  # (T, 16)
+    if call == "unsqueeze_dim=0":
+        args, kw = (q, k, cos, sin), dict(unsqueeze_dim=0)
+    else:
+        args, kw = (q.transpose(1, 2),), dict(cos=cos[None], sin=sin[None], unsqueeze_dim=2)  # (B, T, H, D)
+    want = original(*args, **kw)
+    with K.patch_hf(module):
+        got = module.apply_rotary_pos_emb(*args, **kw)
+    for g, w in zip((got,) if isinstance(got, torch.Tensor) else got, (want,) if isinstance(want, torch.Tensor) else want):
+        assert_close_dtype(g, w)
 
 
 @pytest.mark.parametrize("name, r", [("gpt_neox", 8), ("phi3", 12), ("glm", 8), ("helium", 16), ("gpt_oss", 16), ("gemma4", 16)])

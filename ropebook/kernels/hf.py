@@ -9,7 +9,7 @@ are common, and each has a drop-in here that rotates q and k in one kernel launc
 - :func:`hf_apply_rotary_pos_emb`: Llama's. Pairs are features ``(i, i + r/2)``; cos and sin are
   ``(…, T, r)`` with each value twice (``cat((freqs, freqs), -1)``). ``r < D`` rotates the first r
   features and passes the rest through, as GPT-NeoX, Phi-3 and GLM-4-MoE do.
-- :func:`hf_apply_rotary_pos_emb_interleaved`: GLM's, ERNIE 4.5's, Helium's. Pairs are features
+- :func:`hf_apply_rotary_pos_emb_interleaved`: GLM's, ERNIE 4.5's, Helium's, Moonshine's. Pairs are features
   ``(2i, 2i + 1)``, and the angle of pair i is read from the *first half* of cos and sin
   (``cos[..., :r/2].repeat_interleave(2)``); the second half is not read.
 - :func:`hf_apply_rotary_pos_emb_pairs`: gpt-oss's. Pairs ``(i, i + D/2)``, cos and sin ``(…, T, D/2)``, one
@@ -20,7 +20,9 @@ are common, and each has a drop-in here that rotates q and k in one kernel launc
 :func:`patch_hf` puts the right one in a modelling module's place for the length of a ``with``
 block, after checking on a small probe which formula the module's own function computes. It
 refuses a module whose function is none of them (Cohere's pairs its features like GLM's but reads
-cos at every feature, nanochat's rotates by −θ), instead of changing the model's outputs::
+cos at every feature, nanochat's rotates by −θ), instead of changing the model's outputs. It replaces
+``apply_rotary_pos_emb`` only: a model that calls another function runs unpatched (DeepSeek-V3 with its
+default ``rope_interleave=True`` calls ``apply_rotary_pos_emb_interleave``)::
 
     import transformers.models.llama.modeling_llama as llama
     with ropebook.kernels.patch_hf(llama):
@@ -81,8 +83,8 @@ def _assert_halves(cos: Tensor, sin: Tensor) -> None:
     h = cos.shape[-1] // 2
     for x in (cos, sin):
         torch._assert_async((x[..., :h] == x[..., h:]).all(),
-                            "hf_apply_rotary_pos_emb: cos and sin must hold each value twice, x[..., :D/2] == "
-                            "x[..., D/2:], as Hugging Face's rotary modules build them (cat((freqs, freqs), -1))")
+                            "hf_apply_rotary_pos_emb: cos and sin (…, T, r) must hold each value twice, x[..., :r/2] == "
+                            "x[..., r/2:], as Hugging Face's rotary modules build them (cat((freqs, freqs), -1))")
 
 
 def _version(x: Tensor):
@@ -100,18 +102,21 @@ def _drop_in(form: str, fn: str, doc: str):
     single = form == "single"  # one tensor, (x, cos, sin, unsqueeze_dim): Llama's form otherwise
     qn = "x" if single else "q"  # the rotated tensor's name in messages
 
-    def drop_in(q: Tensor, k: Tensor | None, cos: Tensor, sin: Tensor, unsqueeze_dim: int = 1) -> tuple[Tensor, Tensor | None]:
-        if isinstance(unsqueeze_dim, bool) or not isinstance(unsqueeze_dim, numbers.Integral) or unsqueeze_dim not in (1, 2):
-            raise ValueError(f"{fn}: unsqueeze_dim must be 1 ({qn} is (B, H, T, D)) or 2 ({qn} is (B, T, H, D)), "
-                             f"got unsqueeze_dim={unsqueeze_dim!r}")
-        if not (isinstance(q, Tensor) and (single or isinstance(k, Tensor)) and isinstance(cos, Tensor)
+    def drop_in(q: Tensor, k: Tensor | None = None, cos: Tensor = None, sin: Tensor = None,
+                unsqueeze_dim: int = 1) -> tuple[Tensor, Tensor] | Tensor:
+        alone = k is None  # q alone (Gemma's form, or a call without k): the result is q's alone
+        if (isinstance(unsqueeze_dim, bool) or not isinstance(unsqueeze_dim, numbers.Integral)
+                or not (unsqueeze_dim in (1, 2) or unsqueeze_dim == 0 and isinstance(cos, Tensor) and cos.ndim == 2)):
+            raise ValueError(f"{fn}: unsqueeze_dim must be 1 ({qn} is (B, H, T, D)), 2 ({qn} is (B, T, H, D)) or 0 with a "
+                             f"2-d cos (T, ·) (as unsqueeze_dim=1), got unsqueeze_dim={unsqueeze_dim!r}")
+        if not (isinstance(q, Tensor) and (alone or isinstance(k, Tensor)) and isinstance(cos, Tensor)
                 and isinstance(sin, Tensor)):
             for name, x in ((qn, q), ("k", k), ("cos", cos), ("sin", sin)):
-                if not isinstance(x, Tensor) and not (single and name == "k"):
+                if not isinstance(x, Tensor) and not (alone and name == "k"):
                     raise ValueError(f"{fn}: {name} must be a tensor, got type({name})={type(x).__name__}")
-        if single:
+        if alone:
             if q.ndim != 4:
-                raise ValueError(f"{fn}: x must be 4-d, got x.shape={tuple(q.shape)}")
+                raise ValueError(f"{fn}: {qn} must be 4-d, got {qn}.shape={tuple(q.shape)}")
             if unsqueeze_dim == 2:  # (B, T, H, D) -> the (B, H, T, D) view the kernel takes
                 q = q.transpose(1, 2)
         else:
@@ -143,15 +148,17 @@ def _drop_in(form: str, fn: str, doc: str):
         # the kernel reads the first ``pairs`` values of each row straight from Hugging Face's tensors: a slice
         # would be one more tensor object for Python to build on every call (ch-rope-gpu)
         qr, kr = _rope_qk_cos_sin(fn, q, k, cos, sin, layout, False, pairs=pairs)
+        if alone:
+            return qr.transpose(1, 2) if unsqueeze_dim == 2 else qr
         if unsqueeze_dim == 2:
-            qr, kr = qr.transpose(1, 2), None if single else kr.transpose(1, 2)
+            qr, kr = qr.transpose(1, 2), kr.transpose(1, 2)
         return qr, kr
 
     if single:
         pair = drop_in
 
         def drop_in(x: Tensor, cos: Tensor, sin: Tensor, unsqueeze_dim: int = 1) -> Tensor:
-            return pair(x, None, cos, sin, unsqueeze_dim)[0]
+            return pair(x, None, cos, sin, unsqueeze_dim)
 
     drop_in.__name__ = drop_in.__qualname__ = fn
     drop_in.__doc__ = doc
@@ -247,32 +254,41 @@ _FORM_NAMES = {"half": "Llama's (pairs (i, i + r/2), cos each value twice)",
 _verdicts: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # a module's function -> (form or None, report)
 
 
-def _probe(original, form: str, r: int, transposed: bool):
-    """How far ``original`` is from ``form`` on one small input: q (1, 2, 3, 8), k (1, 1, 3, 8) in float32 (the
-    single form: q alone), r of the 8 features rotated, random cos and sin of shape (1, 3, ·) (the formulas are
-    linear in them, so any values tell the formulas apart), laid out as ``form`` reads them: the largest
-    difference from the form's result computed in float64, or the exception the call raised."""
+def _probe(original, form: str, r: int = 8, call: str = "plain"):
+    """How far ``original`` is from ``form`` on one small input: q (2, 2, 3, 8), k (2, 1, 3, 8) in float32,
+    r of the 8 features rotated, random cos and sin of shape (2, 3, ·), a different row for each sequence (the
+    formulas are linear in them, so any values tell the formulas apart), laid out as ``form`` reads them.
+    ``call``: ``"plain"`` ``(q, k, cos, sin)`` (the single form: ``(q, cos, sin)``), ``"unsqueeze_dim=2"`` (q and k
+    (B, T, H, D)), ``"unsqueeze_dim=0"`` (cos and sin 2-d, (T, ·), as Pixtral's), ``"k omitted"`` (q alone, by
+    keyword, as Qwen4's indexer calls it). Returns the largest difference from the form's result computed in
+    float64, or what the call did instead (raised, or returned something else)."""
     g = torch.Generator().manual_seed(0)
-    q, k = torch.randn(1, 2, 3, 8, generator=g), torch.randn(1, 1, 3, 8, generator=g)
-    c, s = (torch.rand(3, r // 2, generator=g) * 2 - 1 for _ in range(2))  # (T, r/2): the angles' cos and sin
+    q, k = torch.randn(2, 2, 3, 8, generator=g), torch.randn(2, 1, 3, 8, generator=g)
+    c, s = (torch.rand(2, 3, r // 2, generator=g) * 2 - 1 for _ in range(2))  # (B, T, r/2): the angles' cos and sin
     if form in ("half", "single"):
         cos, sin = torch.cat((c, c), -1), torch.cat((s, s), -1)
     elif form == "interleaved":  # a second half unlike the first: the form does not read it
-        cos, sin = torch.cat((c, torch.rand(3, r // 2, generator=g)), -1), torch.cat((s, torch.rand(3, r // 2, generator=g)), -1)
+        cos, sin = (torch.cat((x, torch.rand(2, 3, r // 2, generator=g)), -1) for x in (c, s))
     else:
         cos, sin = c, s
-    cos, sin = cos[None], sin[None]  # (1, T, ·): a rotary module's (B, T, ·), which unsqueeze_dim turns into (B, 1, T, ·)
+    if call == "unsqueeze_dim=0":  # one (T, ·) for every sequence
+        cos, sin, c, s = cos[0], sin[0], c[:1], s[:1]
     layout = "interleaved" if form == "interleaved" else "half"
-    want = [_apply_cos_sin_torch(x.double(), c.double(), s.double(), layout=layout, rotary_dim=r)
-            for x in ((q,) if form == "single" else (q, k))]
+    alone = form == "single" or call == "k omitted"
+    want = [_apply_cos_sin_torch(x.double(), c[:, None].double(), s[:, None].double(), layout=layout, rotary_dim=r)
+            for x in ((q,) if alone else (q, k))]  # c[:, None]: (B, 1, T, r/2), each sequence's own angles
     try:
-        args = (q,) if form == "single" else (q, k)
-        if transposed:
-            got = original(*(x.transpose(1, 2) for x in args), cos, sin, unsqueeze_dim=2)
-            got = got.transpose(1, 2) if form == "single" and isinstance(got, Tensor) else tuple(x.transpose(1, 2) for x in got)
+        if call == "unsqueeze_dim=2":
+            args = [x.transpose(1, 2) for x in ((q,) if alone else (q, k))]
+            got = original(*args, cos, sin, unsqueeze_dim=2)
+            got = got.transpose(1, 2) if isinstance(got, Tensor) else tuple(x.transpose(1, 2) for x in got)
+        elif call == "unsqueeze_dim=0":
+            got = original(*((q,) if alone else (q, k)), cos, sin, unsqueeze_dim=0)
+        elif call == "k omitted":
+            got = original(q, cos=cos, sin=sin)
         else:
-            got = original(*args, cos, sin)
-        got = (got,) if form == "single" and isinstance(got, Tensor) else got
+            got = original(*((q,) if alone else (q, k)), cos, sin)
+        got = (got,) if isinstance(got, Tensor) else got
         if len(got) != len(want) or any(not isinstance(x, Tensor) or x.shape != w.shape for x, w in zip(got, want)):
             return f"returned {type(got).__name__} of {[tuple(getattr(x, 'shape', ())) for x in got]}"
         return max((x.double() - w).abs().max().item() for x, w in zip(got, want))
@@ -280,34 +296,42 @@ def _probe(original, form: str, r: int, transposed: bool):
         return f"raised {type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ''}"
 
 
-# A float32 result of x1·c − x2·s with |x|, |c|, |s| <= 4 (the probe's q and k are normal, so |x| < 4 with
-# room to spare; cos and sin are in [-1, 1]) is within 3 roundings of 2^-24 of |x1 c| + |x2 s| <= 8: 1.5e-6.
-# A function that computes in float32, as most do, lands there; another formula is off by about |x|.
+# The probe's q and k are seeded normals (|x| < 2.4), cos and sin in [-1, 1): a float32 x1·c − x2·s is within
+# 3 roundings of 2^-24 of |x1 c| + |x2 s| < 4.8, under 9e-7. The tolerance, 64·2^-24 = 3.8e-6, leaves room for
+# a function that computes in float32 in another order; a wrong formula is off by about |x|, and one that
+# computes in bfloat16 or float16 by far more than this (2^-9 or 2^-12 relative). NaN never passes.
 _PROBE_TOL = 64 * 2.0**-24
+_CALLS = {"half": ("unsqueeze_dim=2", "unsqueeze_dim=0", "k omitted", "partial"), "interleaved": None, "pairs": None,
+          "single": ("unsqueeze_dim=2", "unsqueeze_dim=0", "partial")}
+_CALLS["interleaved"] = _CALLS["half"]
+_CALLS["pairs"] = _CALLS["half"][:3]  # (gpt-oss's one value a pair has no partial form)
 
 
 def _formula(original) -> tuple[str | None, str]:
     """Which drop-in computes what ``original`` does: a form, or None, and what the probes found. A form
-    matches when the function agrees with it on the full-width probe, and on the partial (r = 4 of 8) and
-    ``unsqueeze_dim=2`` probes agrees or raises (a call it refuses is one the model never makes)."""
+    matches when the function agrees with it on the plain probe, and on each other call the drop-in accepts
+    (``unsqueeze_dim`` 2 and 0, k omitted, partial rotary r = 4 of 8) agrees or raises: a call the function
+    refuses is one its model never makes."""
     found = _verdicts.get(original)
     if found is not None:
         return found
     report = []
     verdict = None
     for form in ("half", "interleaved", "pairs", "single"):
-        full = _probe(original, form, 8, False)
-        if not isinstance(full, float) or full > _PROBE_TOL:
+        full = _probe(original, form)
+        if not (isinstance(full, float) and full <= _PROBE_TOL):  # (a NaN fails too)
             report.append(f"{_FORM_NAMES[form]}: " + (f"differs by {full:.3g}" if isinstance(full, float) else full))
             continue
-        others = [_probe(original, form, 8, True)] + ([_probe(original, form, 4, False)] if form != "pairs" else [])
-        bad = [d for d in others if isinstance(d, float) and d > _PROBE_TOL or isinstance(d, str) and d.startswith("returned")]
-        if bad:
-            report.append(f"{_FORM_NAMES[form]}: agrees at full width, but differs with unsqueeze_dim=2 or partial rotary "
-                          f"({bad[0] if isinstance(bad[0], str) else f'by {bad[0]:.3g}'})")
-            continue
-        verdict = form
-        break
+        for call in _CALLS[form]:
+            d = _probe(original, form, 4, "plain") if call == "partial" else _probe(original, form, 8, call)
+            if isinstance(d, float) and not d <= _PROBE_TOL or isinstance(d, str) and d.startswith("returned"):
+                report.append(f"{_FORM_NAMES[form]}: agrees with the plain call, but not with "
+                              f"{'partial rotary (r = 4 of 8)' if call == 'partial' else call}: "
+                              + (f"differs by {d:.3g}" if isinstance(d, float) else d))
+                break
+        else:
+            verdict = form
+            break
     found = (verdict, "; ".join(report))
     try:
         _verdicts[original] = found
