@@ -175,6 +175,9 @@ hf_apply_rotary_pos_emb = _drop_in("half", "hf_apply_rotary_pos_emb", """
             (checked), r even. ``r = D`` for most models; with ``r < D`` the first r features are rotated
             and the rest pass through, as in the partial-rotary models (GPT-NeoX, Phi-3), whose function
             reads r from ``cos.shape[-1]``.
+        unsqueeze_dim: 1 or 2 as above; 0 with a 2-d cos (one table for the batch, as Pixtral passes it) reads
+            as 1. With k omitted (``hf_apply_rotary_pos_emb(q, cos=cos, sin=sin)``, as Qwen4's indexer calls
+            its function) only q is rotated and returned.
 
     Returns: ``(q_embed, k_embed)``, new tensors in q's layout; differentiable in q and k.
 
