@@ -315,7 +315,7 @@ TEST_MUTANTS: tuple[Mutant, ...] = (
            (), ("tests/test_kernels.py",)),
     Mutant("hf-interleaved-compares-halves", "the interleaved drop-in compares cos's halves, which GLM's function "
            "never reads: a model whose halves differ is refused for nothing",
-           (("ropebook/kernels/hf.py", '        if layout == "half" and form != "pairs":  # the kernel reads the first half',
+           (("ropebook/kernels/hf.py", '        if form in ("half", "single"):  # the kernel reads the first half',
              '        if form != "pairs":  # the kernel reads the first half'),),
            (), ("tests/test_kernels.py",)),
     Mutant("empty-q-tail-from-q", "with Hq = 0, out of place is told from q alone (empty tensors' data_ptr 0): k's "

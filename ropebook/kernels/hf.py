@@ -94,11 +94,14 @@ def _version(x: Tensor):
     return None if x.is_inference() else x._version
 
 
+_LAYOUTS = {"half": "half", "interleaved": "interleaved", "pairs": "half", "single": "half"}  # the kernel's layout
+
+
 def _drop_in(form: str, fn: str, doc: str):
     """A drop-in for the Hugging Face form ``form`` (``"half"``, ``"interleaved"``, ``"pairs"`` or ``"single"``:
     the module docstring says what each reads), named ``fn``: checks, then one launch. A factory rather than one
     shared body that thin functions call: a decoding step's host time pays for every Python call (ch-rope-gpu)."""
-    layout = "interleaved" if form == "interleaved" else "half"
+    layout = _LAYOUTS[form]
     single = form == "single"  # one tensor, (x, cos, sin, unsqueeze_dim): Llama's form otherwise
     qn = "x" if single else "q"  # the rotated tensor's name in messages
 
@@ -140,7 +143,7 @@ def _drop_in(form: str, fn: str, doc: str):
             w, rule = (D // 2, "one value per pair of the D features") if form == "pairs" else ("r", f"r even and at most D = {D}")
             raise ValueError(f"{fn}: cos and sin must both have shape ({T}, {w}) or (B or 1, {T}, {w}), {rule}, for {qn} of "
                              f"(B, H, T, D) = {tuple(q.shape)}; got cos.shape={tuple(cos.shape)}, sin.shape={tuple(sin.shape)}")
-        if layout == "half" and form != "pairs":  # the kernel reads the first half of each row: the second must repeat it
+        if form in ("half", "single"):  # the kernel reads the first half of each row: the second must repeat it
             if torch.compiler.is_compiling():  # a graph cannot branch on data: the check becomes an assertion in it
                 _assert_halves(cos, sin)
             elif not cos.is_meta:  # (meta tensors, as in a model built on torch.device("meta"), hold no values to compare)
@@ -254,6 +257,7 @@ _FORM_NAMES = {"half": "Llama's (pairs (i, i + r/2), cos each value twice)",
                "interleaved": "GLM's (pairs (2i, 2i + 1), cos's first half)",
                "pairs": "gpt-oss's (pairs (i, i + D/2), cos one value a pair)",
                "single": "Gemma 4's (Llama's, one tensor: (x, cos, sin))"}
+_PROBE_Q = (2, 2, 3, 8)  # the probe's q: two sequences of 3 tokens, 2 heads of 8 features
 _verdicts: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # a module's function -> (form or None, report)
 
 
@@ -266,7 +270,7 @@ def _probe(original, form: str, r: int = 8, call: str = "plain"):
     keyword, as Qwen4's indexer calls it). Returns the largest difference from the form's result computed in
     float64, or what the call did instead (raised, or returned something else)."""
     g = torch.Generator().manual_seed(0)
-    q, k = torch.randn(2, 2, 3, 8, generator=g), torch.randn(2, 1, 3, 8, generator=g)
+    q, k = torch.randn(*_PROBE_Q, generator=g), torch.randn(2, 1, 3, 8, generator=g)
     c, s = (torch.rand(2, 3, r // 2, generator=g) * 2 - 1 for _ in range(2))  # (B, T, r/2): the angles' cos and sin
     if form in ("half", "single"):
         cos, sin = torch.cat((c, c), -1), torch.cat((s, s), -1)
@@ -276,7 +280,7 @@ def _probe(original, form: str, r: int = 8, call: str = "plain"):
         cos, sin = c, s
     if call == "unsqueeze_dim=0":  # one (T, ·) for every sequence
         cos, sin, c, s = cos[0], sin[0], c[:1], s[:1]
-    layout = "interleaved" if form == "interleaved" else "half"
+    layout = _LAYOUTS[form]
     alone = form == "single" or call == "k omitted"
     want = [_apply_cos_sin_torch(x.double(), c[:, None].double(), s[:, None].double(), layout=layout, rotary_dim=r)
             for x in ((q,) if alone else (q, k))]  # c[:, None]: (B, 1, T, r/2), each sequence's own angles
@@ -304,10 +308,12 @@ def _probe(original, form: str, r: int = 8, call: str = "plain"):
 # a function that computes in float32 in another order; a wrong formula is off by about |x|, and one that
 # computes in bfloat16 or float16 by far more than this (2^-9 or 2^-12 relative). NaN never passes.
 _PROBE_TOL = 64 * 2.0**-24
-_CALLS = {"half": ("unsqueeze_dim=2", "unsqueeze_dim=0", "k omitted", "partial"), "interleaved": None, "pairs": None,
+# the calls besides the plain one that each form's drop-in accepts, so the probe tries them ("partial": r = 4 of 8;
+# gpt-oss's one value a pair has no partial form, Gemma's one-tensor form no k to omit)
+_CALLS = {"half": ("unsqueeze_dim=2", "unsqueeze_dim=0", "k omitted", "partial"),
+          "interleaved": ("unsqueeze_dim=2", "unsqueeze_dim=0", "k omitted", "partial"),
+          "pairs": ("unsqueeze_dim=2", "unsqueeze_dim=0", "k omitted"),
           "single": ("unsqueeze_dim=2", "unsqueeze_dim=0", "partial")}
-_CALLS["interleaved"] = _CALLS["half"]
-_CALLS["pairs"] = _CALLS["half"][:3]  # (gpt-oss's one value a pair has no partial form)
 
 
 def _formula(original) -> tuple[str | None, str]:
@@ -364,7 +370,7 @@ def patch_hf(module):
         form, report = _formula(original)
         if form is None:
             raise ValueError(f"patch_hf: {name}.apply_rotary_pos_emb computes none of the rotations the kernel's drop-ins "
-                             f"do, so patching it would change the model's outputs. On a probe (q (1, 2, 3, 8), float32): "
+                             f"do, so patching it would change the model's outputs. On a probe (q {_PROBE_Q}, float32): "
                              f"{report}")
         drop_in = _DROP_INS[form]
     module.apply_rotary_pos_emb = drop_in
