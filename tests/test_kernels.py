@@ -725,6 +725,10 @@ def _signature_variants():
         "cos_sin bf16": lambda: K.rope_qk_cos_sin(q, k, c.bfloat16(), s.bfloat16()),
         "cos_sin, cos alone bf16": lambda: K.rope_qk_cos_sin(q, k, c.bfloat16(), s),
         "cos_sin (1, T, r/2)": lambda: K.rope_qk_cos_sin(q, k, c[None], s[None]),
+        "cos_sin features stride 2": lambda: K.rope_qk_cos_sin(q, k, *(x.repeat_interleave(2, -1)[..., ::2] for x in (c, s))),
+        "cohere drop-in (B, T, D)": lambda: K.hf_apply_rotary_pos_emb_cohere(q, k, *(x.repeat_interleave(2, -1) for x in (cb, sb))),
+        "cohere drop-in (1, T, D)": lambda: K.hf_apply_rotary_pos_emb_cohere(q, k, *(x.repeat_interleave(2, -1)[None]
+                                                                                   for x in (c, s))),
         "hf drop-in (B, T, D)": lambda: K.hf_apply_rotary_pos_emb(q, k, *(torch.cat((x, x), -1) for x in (cb, sb))),
         "hf drop-in (1, T, D)": lambda: K.hf_apply_rotary_pos_emb(q, k, *(torch.cat((x, x), -1)[None] for x in (c, s))),
         "cos_sin r/2 = 6": lambda: K.rope_qk_cos_sin(q, k, c[:, :6], s[:, :6]),
@@ -944,6 +948,40 @@ def test_rope_qk_cos_sin(layout, batched, inplace):
     assert (qh.double() - want_q.double()).abs().max().item() < 4 * EPS[torch.bfloat16] * want_q.double().abs().max().item()
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_cos_and_sin_with_strided_features_are_read_in_place(layout):
+    """cos and sin whose features are not contiguous (every other value of Cohere's (…, T, r), a column of a
+    wider table, features expanded from one) are read where they lie, by their feature stride: the kernel
+    is handed their own pointer, no copy is made, and the result is the contiguous tensors' to the bit, on
+    the first call, on a repeat (the remembered plan) and in backward."""
+    from ropebook.kernels import rope_triton
+
+    q, k = qk(B=2, T=5, HQ=3, HK=1, D=16, dtype=torch.bfloat16)
+    pos = torch.tensor([[0, 1, 2, 3, 4], [9, 10, 11, 12, 13]])
+    c, s = (t.to(DEVICE) for t in rb.rope_cos_sin(pos, 16))  # (B, T, 8)
+    wide = {"in a row (stride 2)": lambda x: x.repeat_interleave(2, -1)[..., ::2],
+            "every third (stride 3)": lambda x: x.repeat_interleave(3, -1)[..., ::3],
+            "one value expanded (stride 0)": lambda x: x[..., :1].expand(x.shape)}
+    for name, view in wide.items():
+        cv, sv = view(c), view(s)
+        want = K.rope_qk_cos_sin(q, k, cv.contiguous(), sv.contiguous(), layout=layout)
+        rope_triton._capture = captured = []
+        try:
+            K.rope_qk_cos_sin(q, k, cv, sv, layout=layout)
+        finally:
+            rope_triton._capture = None
+        (_, _, args, _), = captured
+        assert args[4].data_ptr() == cv.data_ptr() and args[5].data_ptr() == sv.data_ptr(), name  # no copy
+        for _ in range(2):  # the first call, then a repeat through its plan
+            for got, w in zip(K.rope_qk_cos_sin(q, k, cv, sv, layout=layout), want):
+                assert torch.equal(got, w), name
+        qg = q.float().requires_grad_()
+        K.rope_qk_cos_sin(qg, None, cv, sv, layout=layout)[0].sum().backward()
+        qw = q.float().requires_grad_()
+        K.rope_qk_cos_sin(qw, None, cv.contiguous(), sv.contiguous(), layout=layout)[0].sum().backward()
+        assert torch.equal(qg.grad, qw.grad), name
+
+
 def test_rope_qk_cos_sin_gradient_and_errors():
     q = torch.randn(1, 2, 3, 8, dtype=torch.float64, device=DEVICE, requires_grad=True)
     cos, sin = (t.to(DEVICE, torch.float64) for t in rb.rope_cos_sin(torch.arange(3), 8))
@@ -1090,8 +1128,8 @@ def test_hf_drop_in_compares_halves_once_per_forward_pass(monkeypatch):
 
 
 @pytest.mark.parametrize("case", ["cos-shape", "odd width", "pairs width", "partial halves", "sin-shape", "unsqueeze",
-                                  "unsqueeze 0, 3-d cos", "ndim",
-                                  "sin-halves", "module", "integer cos", "nan sin"])
+                                  "unsqueeze 0, 3-d cos", "ndim", "sin-halves", "module", "integer cos", "nan sin",
+                                  "cohere halves", "cohere sin in a row", "single halves"])
 def test_hf_drop_in_bad_input_message(case):
     q, k = qk(B=1, T=3, HQ=2, HK=1, D=8)
     c, s = rb.rope_cos_sin(torch.arange(3), 8)
@@ -1114,6 +1152,15 @@ def test_hf_drop_in_bad_input_message(case):
         "nan sin": (lambda: K.hf_apply_rotary_pos_emb(q, k, cos, sin.index_put((torch.tensor([2]), torch.tensor([5])),
                                                                               torch.tensor(float("nan"), device=DEVICE))),
                     r"sin must be finite.*got sin\[2, 5\] = nan"),
+        # Cohere's drop-in reads every other value: Llama's cos (halves, not in a row) is refused, not misread
+        "cohere halves": (lambda: K.hf_apply_rotary_pos_emb_cohere(q, k, cos, sin),
+                          r"hf_apply_rotary_pos_emb_cohere: cos must hold each value twice, in a row, cos\[..., 0::2\] == "
+                          r"cos\[..., 1::2\].*repeat_interleave.*its even and odd features differ, largest difference"),
+        "cohere sin in a row": (lambda: K.hf_apply_rotary_pos_emb_cohere(q, k, c.repeat_interleave(2, -1).to(DEVICE), sin),
+                                r"hf_apply_rotary_pos_emb_cohere: sin must hold each value twice, in a row"),
+        # the check names the drop-in that ran it (it used to say hf_apply_rotary_pos_emb for all)
+        "single halves": (lambda: K.hf_apply_rotary_pos_emb_single(q, c.repeat_interleave(2, -1).to(DEVICE), sin),
+                          r"^hf_apply_rotary_pos_emb_single: cos must hold each value twice, cos\[..., :4\] == cos\[..., 4:\]"),
     }
     fn, pattern = calls[case]
     with pytest.raises(ValueError, match=pattern):
@@ -1123,15 +1170,18 @@ def test_hf_drop_in_bad_input_message(case):
 # What patch_hf installs in each of these Hugging Face modelling modules (None: it refuses), read from the
 # module's own apply_rotary_pos_emb and rotate_half (transformers 5.x): Llama's form, with partial rotary in
 # GPT-NeoX, Phi-3 and GLM-4-MoE; GLM's interleaved pairs reading cos's first half (GLM, ERNIE 4.5, Helium);
-# gpt-oss's one value a pair; Gemma 4's Llama rotation of one tensor a call, (x, cos, sin). Refused: Cohere and
-# GLM-4V read cos at every feature of interleaved pairs (the kernel reads one value a pair), nanochat's
-# rotate_half rotates by -θ, GPT-J's function takes other arguments (sin before cos, no k).
+# gpt-oss's one value a pair; Gemma 4's Llama rotation of one tensor a call, (x, cos, sin); Cohere's interleaved
+# pairs with cos each value twice in a row (Cohere, Cohere 2, BLT, EfficientLoFTR; GLM-4V's M-RoPE, partial).
+# Refused: nanochat's rotate_half rotates by -θ, GPT-J's function takes other arguments (sin before cos, no
+# k), the OpenAI privacy filter's pairs features (2i, 2i + 1) with cos one value a pair.
 # test_patched_drop_in_is_the_modules_formula_rounded_once checks the numbers.
 HF_FORMS = {"llama": "half", "gpt_neox": "half", "phi3": "half", "glm4_moe": "half", "glm": "interleaved",
             "ernie4_5": "interleaved", "helium": "interleaved", "gpt_oss": "pairs", "gemma4": "single", "gemma3n": "single",
-            "cohere": None, "glm4v": None, "nanochat": None, "gptj": None}
+            "cohere": "cohere", "cohere2": "cohere", "blt": "cohere", "efficientloftr": "cohere", "glm4v": "cohere",
+            "nanochat": None, "gptj": None, "openai_privacy_filter": None}
 DROP_INS = {"half": "hf_apply_rotary_pos_emb", "interleaved": "hf_apply_rotary_pos_emb_interleaved",
-            "pairs": "hf_apply_rotary_pos_emb_pairs", "single": "hf_apply_rotary_pos_emb_single"}
+            "pairs": "hf_apply_rotary_pos_emb_pairs", "single": "hf_apply_rotary_pos_emb_single",
+            "cohere": "hf_apply_rotary_pos_emb_cohere"}
 
 
 def _hf_module(name):
@@ -1246,13 +1296,15 @@ def test_patched_drop_in_takes_the_calls_models_make(name, call):
         assert_close_dtype(g, w)
 
 
-@pytest.mark.parametrize("name, r", [("gpt_neox", 8), ("phi3", 12), ("glm", 8), ("helium", 16), ("gpt_oss", 16), ("gemma4", 16)])
+@pytest.mark.parametrize("name, r", [("gpt_neox", 8), ("phi3", 12), ("glm", 8), ("helium", 16), ("gpt_oss", 16), ("gemma4", 16),
+                                     ("cohere", 16), ("blt", 16)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("unsqueeze_dim", [1, 2])
 def test_patched_drop_in_is_the_modules_formula_rounded_once(name, r, dtype, unsqueeze_dim):
     """The drop-in patch_hf picks, against the module's own function run in float64 on the same inputs: cos and
     sin as the module's function reads them (r of D = 16 features; gpt-oss one value a pair; Llama's and Gemma's
-    forms each value twice; the interleaved form its first half, the second anything), per sequence."""
+    forms each value twice; the interleaved form its first half, the second anything; Cohere's each value twice in
+    a row), per sequence."""
     module = _hf_module(name)
     original = module.apply_rotary_pos_emb
     q, k = qk(B=2, T=5, HQ=4, HK=2, D=16, dtype=dtype)
@@ -1261,6 +1313,8 @@ def test_patched_drop_in_is_the_modules_formula_rounded_once(name, r, dtype, uns
         c, s = torch.cat((c, c), -1), torch.cat((s, s), -1)  # (B, T, r)
     elif HF_FORMS[name] == "interleaved":  # the function reads the first half only: a second half unlike it changes nothing
         c, s = torch.cat((c, c + 0.5), -1), torch.cat((s, s - 0.5), -1)
+    elif HF_FORMS[name] == "cohere":
+        c, s = c.repeat_interleave(2, -1), s.repeat_interleave(2, -1)
     cos, sin = c.to(DEVICE, dtype), s.to(DEVICE, dtype)
     if unsqueeze_dim == 2:
         q, k = q.transpose(1, 2), k.transpose(1, 2)  # (B, T, H, D)
@@ -1282,7 +1336,8 @@ def test_patched_drop_in_is_the_modules_formula_rounded_once(name, r, dtype, uns
 def _tiny_causal_lm(name):
     """A 2-layer model of the family with random weights: GLM rotates half of each head (interleaved pairs),
     GPT-NeoX a quarter (Llama's pairs), gpt-oss all of it (cos one value a pair; experts and sinks too),
-    Gemma 4 q and k in separate calls (a sliding-window layer, then a global one with its own cos and sin)."""
+    Gemma 4 q and k in separate calls (a sliding-window layer, then a global one with its own cos and sin),
+    Cohere all of it (interleaved pairs, cos each value twice in a row)."""
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(0)
     common = dict(vocab_size=97, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
@@ -1292,6 +1347,9 @@ def _tiny_causal_lm(name):
                                                                    partial_rotary_factor=0.5))
     elif name == "gpt_neox":
         model = transformers.GPTNeoXForCausalLM(transformers.GPTNeoXConfig(**common, rotary_pct=0.25))
+    elif name == "cohere":
+        model = transformers.CohereForCausalLM(transformers.CohereConfig(**common, num_key_value_heads=2,
+                                                                          logit_scale=1.0))  # (0.0625 shrinks the logits)
     elif name == "gemma4":
         model = transformers.Gemma4ForCausalLM(transformers.Gemma4TextConfig(**common, num_key_value_heads=2, head_dim=16,
                                                                              layer_types=["sliding_attention", "full_attention"]))
@@ -1301,12 +1359,12 @@ def _tiny_causal_lm(name):
     return model.to(DEVICE).eval()
 
 
-@pytest.mark.parametrize("name", ["glm", "gpt_neox", "gpt_oss", "gemma4"])
+@pytest.mark.parametrize("name", ["glm", "gpt_neox", "gpt_oss", "gemma4", "cohere"])
 def test_patch_hf_in_tiny_models_of_other_families(name):
     """The forward pass, greedy decoding through the KV cache and the gradients, patched against unpatched, in
     families whose apply_rotary_pos_emb is not Llama's: each runs the kernel (counted), with the same
     results. Installing Llama's drop-in in GLM instead changes the logits (the silent wrong answer patch_hf
-    used to give there)."""
+    used to give there), and GLM's in Cohere, whose pairs are GLM's but whose cos is laid out otherwise."""
     model = _tiny_causal_lm(name)
     module = _hf_module(name)
     ids = torch.randint(0, 97, (2, 9), generator=torch.Generator().manual_seed(1)).to(DEVICE)
@@ -1332,8 +1390,9 @@ def test_patch_hf_in_tiny_models_of_other_families(name):
     assert len(grads) == len(want_grads)
     for g, w in zip(grads, want_grads):
         torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-6)
-    if name == "glm":
-        with mock.patch.object(module, "apply_rotary_pos_emb", K.hf_apply_rotary_pos_emb), torch.no_grad():
+    if name in ("glm", "cohere"):
+        wrong_drop_in = K.hf_apply_rotary_pos_emb if name == "glm" else K.hf_apply_rotary_pos_emb_interleaved
+        with mock.patch.object(module, "apply_rotary_pos_emb", wrong_drop_in), torch.no_grad():
             wrong = model(ids).logits
         assert (wrong - want_logits).abs().max() > 1e-3
 
@@ -1410,6 +1469,7 @@ def _aot_cases():
     cos, sin = rb.rope_cos_sin(torch.arange(64), 128)
     hf = tuple(torch.cat((c, c), -1).to(DEVICE, torch.bfloat16)[..., :64] for c in (cos, sin))  # HF's, as views
     hf_decode = tuple(c[None, 9:10].expand(4, 1, 64) for c in hf)  # (B, T, r/2): position 9 for every sequence
+    cohere = tuple(c.repeat_interleave(2, -1).to(DEVICE, torch.bfloat16) for c in (cos, sin))  # (T, D), read at stride 2
     return {
         "bf16 decode, table": lambda: K.rope_qk(*decode, table, offsets=offsets, angles="table"),
         "bf16 prefill, computed, library": lambda: K.rope_qk(*prefill, table, angles="kernel"),
@@ -1423,6 +1483,7 @@ def _aot_cases():
         "bf16 decode, caller's cos/sin, q and k together": together(lambda: K.rope_qk_cos_sin(*decode, *hf_decode)),
         "fp16 interleaved, positions, together, forward and backward": together(backward_fp16),
         "fp32 packed, partial rotary, quadrant, together": together(with_sincos("quadrant", packed_fp32)),
+        "bf16 Cohere's cos/sin, every other feature": lambda: K.hf_apply_rotary_pos_emb_cohere(*prefill, *cohere),
     }
 
 
@@ -1431,7 +1492,8 @@ def _aot_cases():
                                   "fp64, computed", "bf16 caller's HF cos/sin, in place",
                                   "bf16 decode, table, 64-bit addresses", "bf16 decode, caller's cos/sin, q and k together",
                                   "fp16 interleaved, positions, together, forward and backward",
-                                  "fp32 packed, partial rotary, quadrant, together"])
+                                  "fp32 packed, partial rotary, quadrant, together",
+                                  "bf16 Cohere's cos/sin, every other feature"])
 def test_kernel_compiles_for_an_h100_without_spilling(case):
     """A real compile for sm_90 of the launches these calls make, specialized by Triton's own binder, and
     disassembled. The interpreter forgives what the compiler does not: this test found a tail-copy index
@@ -1448,6 +1510,25 @@ def test_kernel_compiles_for_an_h100_without_spilling(case):
         assert stats["instructions"] > 100, stats
         if "fp64" not in case and ("library" not in case or triton_version() == _pinned_triton()):
             assert stats["local"] == 0 and stats["stack_bytes"] == 0, stats
+
+
+def test_a_unit_feature_stride_of_cos_is_a_constant_of_the_compile():
+    """The kernel indexes cos and sin by a feature stride, cs_d, for Cohere's (every other value). Everywhere
+    else it is 1, which Triton's binder makes a constant of the compile, so those kernels multiply by nothing
+    (their machine code is what it was before cs_d existed: compared instruction for instruction when it was
+    added); Cohere's stride 2 is a run-time argument."""
+    import inspect
+
+    from ropebook.kernels import rope_triton
+
+    aot = _aot()
+    cs_d = list(inspect.signature(rope_triton._rope_kernel).parameters).index("cs_d")
+    cases = _aot_cases()
+    for case, unit in (("bf16 decode, table", True), ("bf16 caller's HF cos/sin, in place", True),
+                       ("bf16 decode, caller's cos/sin, q and k together", True),
+                       ("bf16 Cohere's cos/sin, every other feature", False)):
+        (kernel,) = aot.compile_launches(cases[case])
+        assert kernel.src.constants.get((cs_d,)) == (1 if unit else None), (case, kernel.src.constants)
 
 
 def test_benchmark_shapes_compile_to_wide_loads_and_quadrant_to_less_code():
@@ -1766,15 +1847,22 @@ def test_a_compiled_function_with_dynamic_shapes_serves_every_length():
     assert compiled[0] >= 1 and compiled[-1] == compiled[0]  # the first length compiled; no other did
 
 
-def test_hf_drop_in_asserts_the_halves_inside_a_compiled_graph():
+@pytest.mark.parametrize("form", ["half", "cohere"])
+def test_hf_drop_in_asserts_the_halves_inside_a_compiled_graph(form):
     """Under torch.compile the halves check cannot branch in Python: it is an assertion in the graph, and
-    cos or sin whose halves differ still fail, when the compiled code runs."""
+    cos or sin whose halves differ still fail, when the compiled code runs. So for Cohere's drop-in, whose
+    cos holds each value twice in a row and is read at every other feature (a strided view in the graph)."""
     q, k = qk(B=1, T=3, HQ=2, HK=1, D=8)
     c, s = rb.rope_cos_sin(torch.arange(3), 8)
-    cos, sin = torch.cat((c, c), -1).to(DEVICE), torch.cat((s, s), -1).to(DEVICE)
+    if form == "half":
+        cos, sin = torch.cat((c, c), -1).to(DEVICE), torch.cat((s, s), -1).to(DEVICE)
+        fn, layout = K.hf_apply_rotary_pos_emb, "half"
+    else:
+        cos, sin = c.repeat_interleave(2, -1).to(DEVICE), s.repeat_interleave(2, -1).to(DEVICE)
+        fn, layout = K.hf_apply_rotary_pos_emb_cohere, "interleaved"
     torch._dynamo.reset()
-    f = torch.compile(K.hf_apply_rotary_pos_emb, backend="aot_eager", fullgraph=True)
-    torch.testing.assert_close(f(q, k, cos, sin)[0], rb.apply_rope(q))
+    f = torch.compile(fn, backend="aot_eager", fullgraph=True)
+    torch.testing.assert_close(f(q, k, cos, sin)[0], rb.apply_rope(q, layout=layout))
     bad = cos.clone()
     bad[..., -1] += 0.5
     with pytest.raises(RuntimeError, match="must hold each value twice"):

@@ -315,8 +315,21 @@ TEST_MUTANTS: tuple[Mutant, ...] = (
            (), ("tests/test_kernels.py",)),
     Mutant("hf-interleaved-compares-halves", "the interleaved drop-in compares cos's halves, which GLM's function "
            "never reads: a model whose halves differ is refused for nothing",
-           (("ropebook/kernels/hf.py", '        if form in ("half", "single"):  # the kernel reads the first half',
-             '        if form != "pairs":  # the kernel reads the first half'),),
+           (("ropebook/kernels/hf.py", '    twice = form in ("half", "single", "cohere")  # cos holds',
+             '    twice = form != "pairs"  # cos holds'),),
+           (), ("tests/test_kernels.py",)),
+    Mutant("hf-cohere-copies-unchecked", "Cohere's drop-in reads every other value of cos without checking that each "
+           "value is there twice in a row: Llama's cos (equal halves) handed to it rotates by the wrong angles, silently",
+           (("ropebook/kernels/hf.py", '    twice = form in ("half", "single", "cohere")  # cos holds',
+             '    twice = form in ("half", "single")  # cos holds'),),
+           (), ("tests/test_kernels.py", "tests/test_bad_arguments.py")),
+    Mutant("hf-cohere-reads-first-half", "Cohere's drop-in reads the first half of cos, as GLM's does, instead of every "
+           "other value",
+           (("ropebook/kernels/hf.py", "    step = 2 if in_a_row else 1", "    step = 1"),),
+           (), ("tests/test_kernels.py",)),
+    Mutant("kernel-cos-feature-stride-ignored", "the kernel reads cos and sin with feature stride 1 whatever their "
+           "stride (a strided cos, Cohere's every other value, read as if contiguous)",
+           (("ropebook/kernels/rope_triton.py", "+ i[None, :] * cs_d  # masked", "+ i[None, :]  # masked"),),
            (), ("tests/test_kernels.py",)),
     Mutant("empty-q-tail-from-q", "with Hq = 0, out of place is told from q alone (empty tensors' data_ptr 0): k's "
            "unrotated features left as uninitialised memory",

@@ -596,15 +596,15 @@ def rope_qk_cos_sin(q: Tensor, k: Tensor | None, cos: Tensor, sin: Tensor, *, la
     return _rope_qk_cos_sin("rope_qk_cos_sin", q, k, cos, sin, layout, inplace)
 
 
-def _rope_qk_cos_sin(fn: str, q, k, cos, sin, layout, inplace, pairs: int | None = None):
-    """``rope_qk_cos_sin``; with ``pairs``, the rotation reads the first ``pairs`` values of each row of cos
-    and sin, which may be wider (Hugging Face's duplicated ``(…, T, D)`` tensors, read without a slicing
-    view: ``hf_apply_rotary_pos_emb``)."""
+def _rope_qk_cos_sin(fn: str, q, k, cos, sin, layout, inplace, pairs: int | None = None, step: int = 1):
+    """``rope_qk_cos_sin``; with ``pairs``, the rotation reads ``pairs`` values of each row of cos and sin, which
+    may be wider (Hugging Face's duplicated ``(…, T, r)`` tensors, read without a slicing view on a repeated
+    call: ``hf_apply_rotary_pos_emb``): the first ``pairs``, or with ``step`` 2 every other one (Cohere's)."""
     key = None
     _check_not_aliased(fn, q, k, inplace)
     if (isinstance(q, Tensor) and isinstance(k, (Tensor, type(None))) and not _records_graph(q, k)
             and not torch.compiler.is_compiling()):
-        key = _signature(fn, _meta(q), _meta(k), _meta(cos), _meta(sin), layout, inplace, pairs)
+        key = _signature(fn, _meta(q), _meta(k), _meta(cos), _meta(sin), layout, inplace, pairs, step)
         hit = _plans.get(key)
         if hit is not None and not (torch.is_grad_enabled() and (cos.requires_grad or sin.requires_grad)):
             return _repeat(hit, q, k, (cos, sin, None, None, None, None), 0)  # cos, sin: the (B or 1, T, ·) views' data
@@ -613,7 +613,7 @@ def _rope_qk_cos_sin(fn: str, q, k, cos, sin, layout, inplace, pairs: int | None
     for name, c in (("cos", cos), ("sin", sin)):
         ok = (isinstance(c, Tensor) and c.is_floating_point() and c.ndim in (2, 3) and c.shape[-2] == T
               and (c.ndim == 2 or c.shape[0] in (1, B))
-              and (0 < 2 * c.shape[-1] <= D if pairs is None else 0 < 2 * pairs <= D and pairs <= c.shape[-1]))
+              and (0 < 2 * c.shape[-1] <= D if pairs is None else 0 < 2 * pairs <= D and (pairs - 1) * step < c.shape[-1]))
         if not ok:
             got = f"{name}.shape={tuple(c.shape)}, {name}.dtype={c.dtype}" if isinstance(c, Tensor) else f"type({name})={type(c).__name__}"
             batch = "1" if B == 1 else f"{B} or 1"
@@ -626,7 +626,9 @@ def _rope_qk_cos_sin(fn: str, q, k, cos, sin, layout, inplace, pairs: int | None
     if cos.shape != sin.shape:
         raise ValueError(f"{fn}: cos and sin must have the same shape, got cos.shape={tuple(cos.shape)}, sin.shape={tuple(sin.shape)}")
     cos3, sin3 = (cos[None] if cos.ndim == 2 else cos), (sin[None] if sin.ndim == 2 else sin)  # (B or 1, T, r/2)
-    if cos3.stride() != sin3.stride() or cos3.stride(-1) != 1:
+    if step != 1:  # a view that starts where cos does: a repeat hands the kernel cos's own pointer, with these strides
+        cos3, sin3 = cos3[..., ::step], sin3[..., ::step]
+    if cos3.stride() != sin3.stride():  # the kernel indexes sin with cos's strides (any strides, features' too)
         cos3, sin3 = cos3.contiguous(), sin3.contiguous()
         key = None  # copies made for this call: a repeat would have to make them too
     spec = dict(half=cos3.shape[-1] if pairs is None else pairs, layout=layout, cos=cos3, sin=sin3,
@@ -672,7 +674,7 @@ def apply_cos_sin(x: Tensor, cos: Tensor, sin: Tensor, *, layout: str, rotary_di
     else:
         x4 = x.reshape(-1, 1, T, D)
         c3, s3 = ce.reshape(-1, T, half), se.reshape(-1, T, half)
-    if c3.stride() != s3.stride() or c3.stride(-1) != 1:
+    if c3.stride() != s3.stride():
         c3, s3 = c3.contiguous(), s3.contiguous()
     spec = dict(half=half, layout=layout, cos=c3, sin=s3, **op.table_args(c3, None))
     out, _ = _run(fn, x4, None, False, spec)

@@ -2,7 +2,7 @@
 
 Hugging Face's modelling files each define a module-level function
 ``apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=1)`` that their attention
-layers call by name. Not every file means the same rotation by it. Four forms
+layers call by name. Not every file means the same rotation by it. Five forms
 are common, and each has a drop-in here that rotates q and k in one kernel launch
 (``rope_qk_cos_sin``):
 
@@ -16,11 +16,14 @@ are common, and each has a drop-in here that rotates q and k in one kernel launc
   value a pair.
 - :func:`hf_apply_rotary_pos_emb_single`: Gemma 3n's and Gemma 4's, ``(x, cos, sin, unsqueeze_dim)``: Llama's
   rotation of one tensor a call.
+- :func:`hf_apply_rotary_pos_emb_cohere`: Cohere's (Command R, Command A), BLT's, LightGlue's, EfficientLoFTR's.
+  Pairs ``(2i, 2i + 1)`` as GLM's, but cos and sin hold each value twice *in a row*
+  (``repeat_interleave(freqs, 2, -1)``), read at every feature; the kernel reads every other one.
 
 :func:`patch_hf` puts the right one in a modelling module's place for the length of a ``with``
 block, after checking on a small probe which formula the module's own function computes. It
-refuses a module whose function is none of them (Cohere's pairs its features like GLM's but reads
-cos at every feature, nanochat's rotates by −θ), instead of changing the model's outputs. It replaces
+refuses a module whose function is none of them (nanochat's rotates by −θ, GPT-J's takes sin before cos
+and no k), instead of changing the model's outputs. It replaces
 ``apply_rotary_pos_emb`` only: a model that calls another function runs unpatched (DeepSeek-V3 with its
 default ``rope_interleave=True`` calls ``apply_rotary_pos_emb_interleave``)::
 
@@ -46,45 +49,55 @@ from ropebook._rotation import apply_cos_sin as _apply_cos_sin_torch
 from ropebook.kernels.autograd import _rope_qk_cos_sin
 
 __all__ = ["hf_apply_rotary_pos_emb", "hf_apply_rotary_pos_emb_interleaved", "hf_apply_rotary_pos_emb_pairs",
-           "hf_apply_rotary_pos_emb_single", "patch_hf"]
+           "hf_apply_rotary_pos_emb_single", "hf_apply_rotary_pos_emb_cohere", "patch_hf"]
 
-_checked: list = [None, None, -1, -1]  # weak references to the last cos and sin whose halves were compared, their versions
+_checked: list = [None, None, -1, -1, None]  # weak references to the last cos and sin compared, their versions, how
 
 
-def _check_halves(cos: Tensor, sin: Tensor) -> None:
-    """Hugging Face's rotary modules build ``cat((freqs, freqs), -1)``: each value twice. The kernel
-    reads the first half only, so a cos or sin whose halves differ would give a silently wrong result:
-    compare them. One model forward pass hands the same cos and sin to every layer, so the comparison
-    (a device sync on CUDA) runs once per pass, not once per layer; it is skipped while a CUDA graph is
-    being captured, where a sync is not allowed (the eager warm-up before capture has compared them)."""
-    c_ref, s_ref, c_ver, s_ver = _checked
-    if c_ref is not None and c_ref() is cos and s_ref() is sin and c_ver == _version(cos) and s_ver == _version(sin):
+def _twice(x: Tensor, in_a_row: bool) -> tuple[Tensor, Tensor, str, str]:
+    """The two copies of each value in a Hugging Face cos or sin, the rule they follow and what they are called:
+    the halves (Llama's ``cat((freqs, freqs), -1)``) or, ``in_a_row``, the even and the odd features (Cohere's
+    ``repeat_interleave(freqs, 2, -1)``)."""
+    if in_a_row:
+        return (x[..., 0::2], x[..., 1::2], "in a row, x[..., 0::2] == x[..., 1::2], as Cohere's rotary module builds it "
+                "(repeat_interleave(freqs, 2, -1))", "even and odd features")
+    h = x.shape[-1] // 2
+    return (x[..., :h], x[..., h:], f"x[..., :{h}] == x[..., {h}:], as Hugging Face's rotary modules build it "
+            "(cat((freqs, freqs), -1))", "halves")
+
+
+def _check_twice(fn: str, cos: Tensor, sin: Tensor, in_a_row: bool) -> None:
+    """Hugging Face's rotary modules hold each value of cos and sin twice (``_twice``). The kernel reads one
+    copy, so a cos or sin whose copies differ would give a silently wrong result: compare them. One model
+    forward pass hands the same cos and sin to every layer, so the comparison (a device sync on CUDA) runs
+    once per pass, not once per layer; it is skipped while a CUDA graph is being captured, where a sync is
+    not allowed (the eager warm-up before capture has compared them)."""
+    c_ref, s_ref, c_ver, s_ver, how = _checked
+    if (c_ref is not None and c_ref() is cos and s_ref() is sin and c_ver == _version(cos) and s_ver == _version(sin)
+            and how == in_a_row):
         return
     if cos.is_cuda and torch.cuda.is_current_stream_capturing():
         return
-    h = cos.shape[-1] // 2
     for name, x in (("cos", cos), ("sin", sin)):
-        if not torch.equal(x[..., :h], x[..., h:]):
+        first, second, rule, copies = _twice(x, in_a_row)
+        if not torch.equal(first, second):
             if not torch.isfinite(x).all():  # (NaN never equals itself: "halves differ" would mislead)
                 bad = torch.nonzero(~torch.isfinite(x))[0].tolist()
-                raise ValueError(f"hf_apply_rotary_pos_emb: {name} must be finite (the cos or sin of an angle), got "
+                raise ValueError(f"{fn}: {name} must be finite (the cos or sin of an angle), got "
                                  f"{name}[{', '.join(map(str, bad))}] = {x[tuple(bad)].item()}")
             raise ValueError(
-                f"hf_apply_rotary_pos_emb: {name} must hold each value twice, {name}[..., :{h}] == {name}[..., {h}:], "
-                f"as Hugging Face's rotary modules build it (cat((freqs, freqs), -1)); its halves differ, "
-                f"largest difference {(x[..., :h] - x[..., h:]).abs().max().item():.3g}")
-    _checked[:] = [weakref.ref(cos), weakref.ref(sin), _version(cos), _version(sin)]
+                f"{fn}: {name} must hold each value twice, {rule.replace('x[', name + '[')}; its {copies} differ, "
+                f"largest difference {(first - second).abs().max().item():.3g}")
+    _checked[:] = [weakref.ref(cos), weakref.ref(sin), _version(cos), _version(sin), in_a_row]
 
 
-def _assert_halves(cos: Tensor, sin: Tensor) -> None:
-    """``_check_halves`` for a graph that ``torch.compile`` traces, where Python cannot read a comparison's
+def _assert_twice(fn: str, cos: Tensor, sin: Tensor, in_a_row: bool) -> None:
+    """``_check_twice`` for a graph that ``torch.compile`` traces, where Python cannot read a comparison's
     result: an assertion node (``torch._assert_async``) that fails when the compiled code runs, without
     a device sync on CUDA (a device-side assert there: the error surfaces at the next synchronization)."""
-    h = cos.shape[-1] // 2
     for x in (cos, sin):
-        torch._assert_async((x[..., :h] == x[..., h:]).all(),
-                            "hf_apply_rotary_pos_emb: cos and sin (…, T, r) must hold each value twice, x[..., :r/2] == "
-                            "x[..., r/2:], as Hugging Face's rotary modules build them (cat((freqs, freqs), -1))")
+        first, second, rule, _ = _twice(x, in_a_row)
+        torch._assert_async((first == second).all(), f"{fn}: cos and sin (…, T, r) must hold each value twice, {rule}")
 
 
 def _version(x: Tensor):
@@ -94,15 +107,19 @@ def _version(x: Tensor):
     return None if x.is_inference() else x._version
 
 
-_LAYOUTS = {"half": "half", "interleaved": "interleaved", "pairs": "half", "single": "half"}  # the kernel's layout
+_LAYOUTS = {"half": "half", "interleaved": "interleaved", "pairs": "half", "single": "half",  # the kernel's layout
+            "cohere": "interleaved"}
 
 
 def _drop_in(form: str, fn: str, doc: str):
-    """A drop-in for the Hugging Face form ``form`` (``"half"``, ``"interleaved"``, ``"pairs"`` or ``"single"``:
-    the module docstring says what each reads), named ``fn``: checks, then one launch. A factory rather than one
+    """A drop-in for the Hugging Face form ``form`` (``"half"``, ``"interleaved"``, ``"pairs"``, ``"single"`` or
+    ``"cohere"``: the module docstring says what each reads), named ``fn``: checks, then one launch. A factory rather than one
     shared body that thin functions call: a decoding step's host time pays for every Python call (ch-rope-gpu)."""
     layout = _LAYOUTS[form]
     single = form == "single"  # one tensor, (x, cos, sin, unsqueeze_dim): Llama's form otherwise
+    twice = form in ("half", "single", "cohere")  # cos holds each value twice, the kernel reads one: compare them
+    in_a_row = form == "cohere"  # ... twice in a row (the kernel reads every other feature), not in two halves
+    step = 2 if in_a_row else 1
     qn = "x" if single else "q"  # the rotated tensor's name in messages
 
     def drop_in(q: Tensor, k: Tensor | None = None, cos: Tensor = None, sin: Tensor = None,
@@ -143,14 +160,14 @@ def _drop_in(form: str, fn: str, doc: str):
             w, rule = (D // 2, "one value per pair of the D features") if form == "pairs" else ("r", f"r even and at most D = {D}")
             raise ValueError(f"{fn}: cos and sin must both have shape ({T}, {w}) or (B or 1, {T}, {w}), {rule}, for {qn} of "
                              f"(B, H, T, D) = {tuple(q.shape)}; got cos.shape={tuple(cos.shape)}, sin.shape={tuple(sin.shape)}")
-        if form in ("half", "single"):  # the kernel reads the first half of each row: the second must repeat it
+        if twice:  # the kernel reads one copy of each value: the other must repeat it
             if torch.compiler.is_compiling():  # a graph cannot branch on data: the check becomes an assertion in it
-                _assert_halves(cos, sin)
+                _assert_twice(fn, cos, sin, in_a_row)
             elif not cos.is_meta:  # (meta tensors, as in a model built on torch.device("meta"), hold no values to compare)
-                _check_halves(cos, sin)  # on the very tensors the model hands every layer (what its cache keys on)
-        # the kernel reads the first ``pairs`` values of each row straight from Hugging Face's tensors: a slice
-        # would be one more tensor object for Python to build on every call (ch-rope-gpu)
-        qr, kr = _rope_qk_cos_sin(fn, q, k, cos, sin, layout, False, pairs=pairs)
+                _check_twice(fn, cos, sin, in_a_row)  # on the very tensors the model hands every layer (its cache's key)
+        # the kernel reads ``pairs`` values of each row (the first, or every ``step``-th) straight from Hugging Face's
+        # tensors: a slice would be one more tensor object for Python to build on every call (ch-rope-gpu)
+        qr, kr = _rope_qk_cos_sin(fn, q, k, cos, sin, layout, False, pairs=pairs, step=step)
         if alone:
             return qr.transpose(1, 2) if unsqueeze_dim == 2 else qr
         if unsqueeze_dim == 2:
@@ -251,12 +268,33 @@ hf_apply_rotary_pos_emb_single = _drop_in("single", "hf_apply_rotary_pos_emb_sin
     """)
 
 
+hf_apply_rotary_pos_emb_cohere = _drop_in("cohere", "hf_apply_rotary_pos_emb_cohere", """
+    The ``apply_rotary_pos_emb`` of Cohere (Command R, Command R7B, Command A), BLT, LightGlue and EfficientLoFTR,
+    in one kernel launch: pairs ``(2i, 2i + 1)``, as GLM's, with cos and sin ``(…, T, r)`` holding each value twice
+    in a row, as their rotary modules build them (``repeat_interleave(freqs, 2, -1)``; checked). The kernel reads
+    every other value, ``cos[..., 0::2]``, in place. Arguments and result as :func:`hf_apply_rotary_pos_emb`.
+    Cohere's function rotates in float32 and rounds once to q's dtype, as the kernel does.
+
+    >>> import os, ropebook as rb
+    >>> from unittest import mock
+    >>> q, k = torch.randn(1, 4, 3, 8), torch.randn(1, 2, 3, 8)
+    >>> c, s = rb.rope_cos_sin(torch.arange(3), 8)
+    >>> cos, sin = c.repeat_interleave(2, -1), s.repeat_interleave(2, -1)   # Cohere's (T, D)
+    >>> with mock.patch.dict(os.environ, TRITON_INTERPRET="1"):
+    ...     qr, kr = hf_apply_rotary_pos_emb_cohere(q, k, cos, sin)
+    >>> torch.allclose(qr, rb.apply_rope(q, layout="interleaved"), atol=1e-6)
+    True
+    """)
+
+
 _DROP_INS = {"half": hf_apply_rotary_pos_emb, "interleaved": hf_apply_rotary_pos_emb_interleaved,
-             "pairs": hf_apply_rotary_pos_emb_pairs, "single": hf_apply_rotary_pos_emb_single}
+             "pairs": hf_apply_rotary_pos_emb_pairs, "single": hf_apply_rotary_pos_emb_single,
+             "cohere": hf_apply_rotary_pos_emb_cohere}
 _FORM_NAMES = {"half": "Llama's (pairs (i, i + r/2), cos each value twice)",
                "interleaved": "GLM's (pairs (2i, 2i + 1), cos's first half)",
                "pairs": "gpt-oss's (pairs (i, i + D/2), cos one value a pair)",
-               "single": "Gemma 4's (Llama's, one tensor: (x, cos, sin))"}
+               "single": "Gemma 4's (Llama's, one tensor: (x, cos, sin))",
+               "cohere": "Cohere's (pairs (2i, 2i + 1), cos each value twice in a row)"}
 _PROBE_Q = (2, 2, 3, 8)  # the probe's q: two sequences of 3 tokens, 2 heads of 8 features
 _verdicts: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # a module's function -> (form or None, report)
 
@@ -276,6 +314,8 @@ def _probe(original, form: str, r: int = 8, call: str = "plain"):
         cos, sin = torch.cat((c, c), -1), torch.cat((s, s), -1)
     elif form == "interleaved":  # a second half unlike the first: the form does not read it
         cos, sin = (torch.cat((x, torch.rand(2, 3, r // 2, generator=g)), -1) for x in (c, s))
+    elif form == "cohere":
+        cos, sin = c.repeat_interleave(2, -1), s.repeat_interleave(2, -1)
     else:
         cos, sin = c, s
     if call == "unsqueeze_dim=0":  # one (T, ·) for every sequence
@@ -313,7 +353,8 @@ _PROBE_TOL = 64 * 2.0**-24
 _CALLS = {"half": ("unsqueeze_dim=2", "unsqueeze_dim=0", "k omitted", "partial"),
           "interleaved": ("unsqueeze_dim=2", "unsqueeze_dim=0", "k omitted", "partial"),
           "pairs": ("unsqueeze_dim=2", "unsqueeze_dim=0", "k omitted"),
-          "single": ("unsqueeze_dim=2", "unsqueeze_dim=0", "partial")}
+          "single": ("unsqueeze_dim=2", "unsqueeze_dim=0", "partial"),
+          "cohere": ("unsqueeze_dim=2", "unsqueeze_dim=0", "k omitted", "partial")}
 
 
 def _formula(original) -> tuple[str | None, str]:
@@ -326,7 +367,7 @@ def _formula(original) -> tuple[str | None, str]:
         return found
     report = []
     verdict = None
-    for form in ("half", "interleaved", "pairs", "single"):
+    for form in _DROP_INS:
         full = _probe(original, form)
         if not (isinstance(full, float) and full <= _PROBE_TOL):  # (a NaN fails too)
             report.append(f"{_FORM_NAMES[form]}: " + (f"differs by {full:.3g}" if isinstance(full, float) else full))
@@ -355,8 +396,8 @@ def patch_hf(module):
 
     ``module`` is a Hugging Face modelling module whose attention calls ``apply_rotary_pos_emb(q, k, cos, sin)``
     (or ``(x, cos, sin)``) by name, such as ``transformers.models.llama.modeling_llama``. Its function is first run on a small
-    probe (once per function; about a millisecond) and compared with the four forms the drop-ins
-    compute (:func:`hf_apply_rotary_pos_emb`, ``_interleaved``, ``_pairs``, ``_single``). A function that is
+    probe (once per function; about a millisecond) and compared with the five forms the drop-ins
+    compute (:func:`hf_apply_rotary_pos_emb`, ``_interleaved``, ``_pairs``, ``_single``, ``_cohere``). A function that is
     none of them raises a ValueError that says what the probe found, and nothing is patched.
     """
     original = getattr(module, "apply_rotary_pos_emb", None)

@@ -33,15 +33,15 @@ __all__ = ["rope", "call", "check_offset", "check_cu_seqlens", "table_args", "me
 
 def table_args(cos: Tensor | None, positions: Tensor | None) -> dict:
     """The launch's integers that follow from the tensors of angles and positions: the strides with which
-    the kernel indexes cos/sin (per sequence, per position; sequence stride 0 when all share them), the
-    number of positions they hold, and the strides of explicit positions. ``cos`` is a table ``(P, r/2)``
+    the kernel indexes cos/sin (per sequence, per position, per pair; sequence stride 0 when all share them),
+    the number of positions they hold, and the strides of explicit positions. ``cos`` is a table ``(P, r/2)``
     or per sequence ``(B or 1, T, r/2)``; ``positions`` is ``(B, T)`` or, packed, ``(N,)``."""
     out = {}
     if cos is not None:
         if cos.ndim == 2:
-            strides = (0, cos.stride(0))
+            strides = (0, cos.stride(0), cos.stride(1))
         else:
-            strides = (0 if cos.shape[0] == 1 else cos.stride(0), cos.stride(1))
+            strides = (0 if cos.shape[0] == 1 else cos.stride(0), cos.stride(1), cos.stride(2))
         out.update(cos_strides=strides, n_pos=cos.shape[-2])
     if positions is not None:
         out.update(pos_strides=(0, positions.stride(0)) if positions.ndim == 1 else (positions.stride(0), positions.stride(1)))
@@ -101,7 +101,7 @@ def rope(q: Tensor, k: Tensor | None, cos: Tensor | None, sin: Tensor | None, tu
     if q.stride(-1) != 1 or (k is not None and k.stride(-1) != 1):
         raise ValueError(f"ropebook::rope: q and k must have contiguous features, got q.stride()={q.stride()}, "
                          f"k.stride()={None if k is None else k.stride()}")
-    if cos is not None and (cos.stride() != sin.stride() or cos.stride(-1) != 1):
+    if cos is not None and cos.stride() != sin.stride():
         cos, sin = cos.contiguous(), sin.contiguous()  # the kernel indexes sin with cos's strides
     table = cos is not None and cos.ndim == 2  # rope_qk's (P, r/2) table (rope_qk_cos_sin passes (B or 1, T, r/2))
     longest = None

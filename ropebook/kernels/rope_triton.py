@@ -89,7 +89,7 @@ def _load_tile(X, b, h, h_mask, row, t_mask, i, m2, sx_b, sx_h, sx_t,
     return x1, x2, tail
 
 
-def _cos_sin(COS, SIN, TURNS, OFFSETS, POS, b, t, row, t_mask, i, i_mask, m2, cs_b, cs_t, n_pos, sp_b, sp_t,
+def _cos_sin(COS, SIN, TURNS, OFFSETS, POS, b, t, row, t_mask, i, i_mask, m2, cs_b, cs_t, cs_d, n_pos, sp_b, sp_t,
              offset, factor, ANGLES: tl.constexpr, POS_MODE: tl.constexpr, SINCOS: tl.constexpr,
              CONJ: tl.constexpr, COMPUTE: tl.constexpr, IDX: tl.constexpr):
     """The positions of rows ``t`` of sequence ``b``, then cos and sin of their angles, (1, BT, BHALF) in
@@ -101,7 +101,10 @@ def _cos_sin(COS, SIN, TURNS, OFFSETS, POS, b, t, row, t_mask, i, i_mask, m2, cs
     else:  # explicit positions
         pos = tl.load(POS + b * sp_b + row * sp_t, mask=t_mask, other=0).to(tl.int64)
     if ANGLES == 0:  # a position outside the table reads nothing and comes out NaN, not garbage
-        table = b * cs_b + pos.to(IDX)[:, None] * cs_t + i[None, :]  # masked where pos is out of range
+        # (cs_d, the feature stride, is 1 but for Cohere's cos, read at every other feature (kernels.hf); Triton
+        # specializes an integer argument equal to 1 into a constant, so a unit-stride table compiles as if it
+        # were not there: the same machine code, instruction for instruction)
+        table = b * cs_b + pos.to(IDX)[:, None] * cs_t + i[None, :] * cs_d  # masked where pos is out of range
         if POS_MODE == 0:  # arange + a scalar: the launcher checked the range, the load needs no test
             mt = m2
         else:  # positions from a tensor on the device: checked here, where they are
@@ -184,7 +187,7 @@ def _rope_kernel(
     T, n_rows,  # tokens a sequence (the longest, packed); the packed tensor's tokens N (0: not packed)
     sq_b, sq_h, sq_t, sqo_b, sqo_h, sqo_t,  # strides of q and its output (feature stride 1)
     sk_b, sk_h, sk_t, sko_b, sko_h, sko_t,  # strides of k and its output
-    cs_b, cs_t, n_pos, sp_b, sp_t,  # strides of the table (batch, position), its positions; strides of positions
+    cs_b, cs_t, cs_d, n_pos, sp_b, sp_t,  # strides of the table (batch, position, pair), its positions; of positions
     offset, factor,  # a scalar position offset; the scaling rule's attention factor
     HQ: tl.constexpr, HK: tl.constexpr,  # heads of q and of k (0: no k)
     HALF: tl.constexpr, TAIL: tl.constexpr,  # r/2 rotated pairs; D - r features passed through
@@ -244,7 +247,7 @@ def _rope_kernel(
                                     BLOCK_T, BLOCK_HALF, BLOCK_TAIL, INTERLEAVED, COPY_TAIL, COMPUTE)
         k1, k2, k_tail = _load_tile(K, b, hk, hk_mask, row, t_mask, i, m2, sk_b, sk_h, sk_t, HALF, TAIL, BLOCK_HK,
                                     BLOCK_T, BLOCK_HALF, BLOCK_TAIL, INTERLEAVED, COPY_TAIL, COMPUTE)
-        cos, sin = _cos_sin(COS, SIN, TURNS, OFFSETS, POS, b, t, row, t_mask, i, i_mask, m2, cs_b, cs_t, n_pos,
+        cos, sin = _cos_sin(COS, SIN, TURNS, OFFSETS, POS, b, t, row, t_mask, i, i_mask, m2, cs_b, cs_t, cs_d, n_pos,
                             sp_b, sp_t, offset, factor, ANGLES, POS_MODE, SINCOS, CONJ, COMPUTE, IDX)
         _store_tile(QO, b, hq, hq_mask, row, t_mask, i, m2, sqo_b, sqo_h, sqo_t, q1, q2, q_tail, cos, sin, HALF, TAIL,
                     BLOCK_H, BLOCK_T, BLOCK_HALF, BLOCK_TAIL, INTERLEAVED, COPY_TAIL)
@@ -276,7 +279,7 @@ def _rope_kernel(
                 x1, x2, tail = _load_tile(X, b, h, h_mask, row, t_mask, i, m2, sx_b, sx_h, sx_t, HALF, TAIL, BLOCK_H,
                                           BLOCK_T, BLOCK_HALF, BLOCK_TAIL, INTERLEAVED, COPY_TAIL, COMPUTE)
                 cos, sin = _cos_sin(COS, SIN, TURNS, OFFSETS, POS, b, t, row, t_mask, i, i_mask, m2, cs_b, cs_t,
-                                    n_pos, sp_b, sp_t, offset, factor, ANGLES, POS_MODE, SINCOS, CONJ, COMPUTE, IDX)
+                                    cs_d, n_pos, sp_b, sp_t, offset, factor, ANGLES, POS_MODE, SINCOS, CONJ, COMPUTE, IDX)
                 _store_tile(O, b, h, h_mask, row, t_mask, i, m2, so_b, so_h, so_t, x1, x2, tail, cos, sin, HALF,
                             TAIL, BLOCK_H, BLOCK_T, BLOCK_HALF, BLOCK_TAIL, INTERLEAVED, COPY_TAIL)
                 if VARLEN:
@@ -369,7 +372,7 @@ def default_config(T: int, n_heads: int, table: bool) -> tuple[int, int, int]:
 
 
 def launch(q: Tensor, q_out: Tensor, k: Tensor | None, k_out: Tensor | None, *, half: int, layout: str,
-           conj: bool = False, cos: Tensor | None = None, sin: Tensor | None = None, cos_strides=(0, 0), n_pos: int = 0,
+           conj: bool = False, cos: Tensor | None = None, sin: Tensor | None = None, cos_strides=(0, 0, 1), n_pos: int = 0,
            turns: Tensor | None = None, factor: float = 1.0, offset: int = 0, offsets: Tensor | None = None,
            positions: Tensor | None = None, pos_strides=(0, 0), cu_seqlens: Tensor | None = None,
            max_seqlen: int | None = None, config: tuple | None = None) -> Plan:
