@@ -1337,7 +1337,9 @@ def _tiny_causal_lm(name):
     """A 2-layer model of the family with random weights: GLM rotates half of each head (interleaved pairs),
     GPT-NeoX a quarter (Llama's pairs), gpt-oss all of it (cos one value a pair; experts and sinks too),
     Gemma 4 q and k in separate calls (a sliding-window layer, then a global one with its own cos and sin),
-    Cohere all of it (interleaved pairs, cos each value twice in a row)."""
+    Cohere all of it (interleaved pairs, cos each value twice in a row), DeepSeek-V3 the 8 rotary features of
+    its multi-head latent attention (apply_rotary_pos_emb_interleave: interleaved in, Llama's layout out; one
+    key head; a dense layer, then experts)."""
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(0)
     common = dict(vocab_size=97, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
@@ -1350,6 +1352,12 @@ def _tiny_causal_lm(name):
     elif name == "cohere":
         model = transformers.CohereForCausalLM(transformers.CohereConfig(**common, num_key_value_heads=2,
                                                                           logit_scale=1.0))  # (0.0625 shrinks the logits)
+    elif name == "deepseek_v3":
+        model = transformers.DeepseekV3ForCausalLM(transformers.DeepseekV3Config(
+            **common, moe_intermediate_size=32, num_key_value_heads=4, q_lora_rank=32, kv_lora_rank=16, qk_rope_head_dim=8,
+            qk_nope_head_dim=8, v_head_dim=8, n_routed_experts=4, num_experts_per_tok=2, n_group=1, topk_group=1,
+            first_k_dense_replace=1))
+        assert model.config.rope_interleave  # (the default): the layers call apply_rotary_pos_emb_interleave
     elif name == "gemma4":
         model = transformers.Gemma4ForCausalLM(transformers.Gemma4TextConfig(**common, num_key_value_heads=2, head_dim=16,
                                                                              layer_types=["sliding_attention", "full_attention"]))
@@ -1359,12 +1367,14 @@ def _tiny_causal_lm(name):
     return model.to(DEVICE).eval()
 
 
-@pytest.mark.parametrize("name", ["glm", "gpt_neox", "gpt_oss", "gemma4", "cohere"])
+@pytest.mark.parametrize("name", ["glm", "gpt_neox", "gpt_oss", "gemma4", "cohere", "deepseek_v3"])
 def test_patch_hf_in_tiny_models_of_other_families(name):
     """The forward pass, greedy decoding through the KV cache and the gradients, patched against unpatched, in
     families whose apply_rotary_pos_emb is not Llama's: each runs the kernel (counted), with the same
     results. Installing Llama's drop-in in GLM instead changes the logits (the silent wrong answer patch_hf
-    used to give there), and GLM's in Cohere, whose pairs are GLM's but whose cos is laid out otherwise."""
+    used to give there), and GLM's in Cohere, whose pairs are GLM's but whose cos is laid out otherwise.
+    (GLM's in DeepSeek-V3 would not: its function only permutes the features of q and k alike, which q·k does
+    not see. test_patched_interleave_is_deepseeks_formula_rounded_once compares the tensors themselves.)"""
     model = _tiny_causal_lm(name)
     module = _hf_module(name)
     ids = torch.randint(0, 97, (2, 9), generator=torch.Generator().manual_seed(1)).to(DEVICE)
@@ -1395,6 +1405,98 @@ def test_patch_hf_in_tiny_models_of_other_families(name):
         with mock.patch.object(module, "apply_rotary_pos_emb", wrong_drop_in), torch.no_grad():
             wrong = model(ids).logits
         assert (wrong - want_logits).abs().max() > 1e-3
+
+
+# The modules that define DeepSeek-V3's apply_rotary_pos_emb_interleave (transformers 5.23 has 12; these four
+# include the ones without an apply_rotary_pos_emb of their own, and Mistral Large 3's copy, written otherwise)
+HF_INTERLEAVE = ["deepseek_v3", "glm4_moe_lite", "bailing_hybrid", "mistral_large4"]
+
+
+@pytest.mark.parametrize("name", HF_INTERLEAVE)
+def test_patch_hf_replaces_deepseeks_interleave_function_too(name):
+    """Where a module defines apply_rotary_pos_emb_interleave, patch_hf probes it and installs its drop-in beside
+    apply_rotary_pos_emb's (a module may define it alone), and puts both back after."""
+    module = _hf_module(name)
+    before = {attr: getattr(module, attr, None) for attr in ("apply_rotary_pos_emb", "apply_rotary_pos_emb_interleave")}
+    with K.patch_hf(module):
+        assert module.apply_rotary_pos_emb_interleave is K.hf_apply_rotary_pos_emb_interleave
+        if before["apply_rotary_pos_emb"] is not None:
+            assert module.apply_rotary_pos_emb is K.hf_apply_rotary_pos_emb
+        with K.patch_hf(module):  # nested: the drop-ins stay
+            assert module.apply_rotary_pos_emb_interleave is K.hf_apply_rotary_pos_emb_interleave
+    assert {attr: getattr(module, attr, None) for attr in before} == before
+
+
+@pytest.mark.parametrize("name", ["deepseek_v3", "mistral_large4"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("unsqueeze_dim", [1, 2])
+def test_patched_interleave_is_deepseeks_formula_rounded_once(name, dtype, unsqueeze_dim):
+    """The drop-in against the module's own apply_rotary_pos_emb_interleave run in float64: pairs (2i, 2i + 1) of q
+    and of one key head rotated by cos's first half (the second half anything: not read), written out as
+    (i, i + r/2), per sequence; and its backward, the gradient the module's own function gives (float64)."""
+    module = _hf_module(name)
+    original = module.apply_rotary_pos_emb_interleave
+    q, k = qk(B=2, T=5, HQ=4, HK=1, D=16, dtype=dtype)
+    c, s = rb.rope_cos_sin(torch.tensor([[3, 4, 5, 6, 7], [90, 91, 92, 93, 94]]), 16)  # (B, T, 8)
+    cos, sin = torch.cat((c, c + 0.5), -1).to(DEVICE, dtype), torch.cat((s, s - 0.5), -1).to(DEVICE, dtype)
+    if unsqueeze_dim == 2:
+        q, k = q.transpose(1, 2), k.transpose(1, 2)  # (B, T, H, D)
+    want_q, want_k = original(q.double(), k.double(), cos.double(), sin.double(), unsqueeze_dim=unsqueeze_dim)
+    with K.patch_hf(module):
+        qr, kr = module.apply_rotary_pos_emb_interleave(q, k, cos, sin, None, unsqueeze_dim)  # position_ids: unused
+    assert_close_dtype(qr, want_q.to(dtype))
+    assert_close_dtype(kr, want_k.to(dtype))
+    if dtype == torch.float32:
+        q64, k64 = (x.double().requires_grad_() for x in (q, k))
+        g = torch.randn_like(want_q), torch.randn_like(want_k)
+        torch.autograd.backward(original(q64, k64, cos.double(), sin.double(), unsqueeze_dim=unsqueeze_dim), g)
+        q32, k32 = (x.detach().requires_grad_() for x in (q, k))
+        torch.autograd.backward(K.hf_apply_rotary_pos_emb_interleave(q32, k32, cos, sin, unsqueeze_dim=unsqueeze_dim),
+                                [x.float() for x in g])
+        assert_close_dtype(q32.grad, q64.grad.float())
+        assert_close_dtype(k32.grad, k64.grad.float())
+
+
+def test_interleave_drop_in_gradcheck_and_compiled_backward():
+    """The rotation that reads interleaved pairs and writes Llama's layout, differentiated: gradcheck in float64
+    (its backward reads Llama's layout and writes interleaved), and through the custom operator under
+    torch.compile (fullgraph) the gradients of eager."""
+    c, s = rb.rope_cos_sin(torch.arange(3), 8)
+    cos, sin = torch.cat((c, c), -1).to(DEVICE, torch.float64), torch.cat((s, s), -1).to(DEVICE, torch.float64)
+    q = torch.randn(2, 3, 3, 8, dtype=torch.float64, device=DEVICE, requires_grad=True)
+    k = torch.randn(2, 1, 3, 8, dtype=torch.float64, device=DEVICE, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda q, k: K.hf_apply_rotary_pos_emb_interleave(q, k, cos, sin), (q, k), fast_mode=True)
+    torch._dynamo.reset()
+    f = torch.compile(K.hf_apply_rotary_pos_emb_interleave, backend="aot_eager", fullgraph=True)
+    g = torch.randn(2, 3, 3, 8, dtype=torch.float64, device=DEVICE), torch.randn(2, 1, 3, 8, dtype=torch.float64, device=DEVICE)
+    grads = []
+    for fn in (K.hf_apply_rotary_pos_emb_interleave, f):
+        out = fn(q, k, cos, sin)
+        grads.append((out, torch.autograd.grad(out, (q, k), g)))
+    for x, y in zip(grads[0][0] + grads[0][1], grads[1][0] + grads[1][1]):
+        torch.testing.assert_close(x, y, rtol=0, atol=1e-15)
+
+
+def _glm_pairs_out_interleaved(q, k, cos, sin, position_ids=None, unsqueeze_dim=1):  # GLM's rotation: no de-interleave
+    h = cos.shape[-1] // 2
+    c, s = (x[..., :h].repeat_interleave(2, -1).unsqueeze(unsqueeze_dim) for x in (cos, sin))
+    rot = lambda x: torch.stack((-x[..., 1::2], x[..., 0::2]), -1).flatten(-2)  # noqa: E731
+    return q * c + rot(q) * s, k * c + rot(k) * s
+
+
+def test_patch_hf_refuses_an_interleave_function_that_is_not_deepseeks():
+    """A module whose apply_rotary_pos_emb_interleave computes GLM's rotation (output interleaved, not written as
+    (i, i + r/2)) is refused, with the function named, and nothing is patched."""
+    import types
+
+    module = types.ModuleType("handwritten")
+    module.apply_rotary_pos_emb = _llama
+    module.apply_rotary_pos_emb_interleave = _glm_pairs_out_interleaved
+    with pytest.raises(ValueError, match=r"handwritten.apply_rotary_pos_emb_interleave computes none.*DeepSeek-V3's.*"
+                                         r"differs by"):
+        with K.patch_hf(module):
+            pass
+    assert module.apply_rotary_pos_emb is _llama and module.apply_rotary_pos_emb_interleave is _glm_pairs_out_interleaved
 
 
 # ----------------------------------------------------------------------------- compiled for a GPU that is not here
@@ -1470,6 +1572,11 @@ def _aot_cases():
     hf = tuple(torch.cat((c, c), -1).to(DEVICE, torch.bfloat16)[..., :64] for c in (cos, sin))  # HF's, as views
     hf_decode = tuple(c[None, 9:10].expand(4, 1, 64) for c in hf)  # (B, T, r/2): position 9 for every sequence
     cohere = tuple(c.repeat_interleave(2, -1).to(DEVICE, torch.bfloat16) for c in (cos, sin))  # (T, D), read at stride 2
+
+    def deepseek_backward():  # MLA's rotary part: 64 features, one key head; interleaved in, Llama's layout out
+        q, k = (torch.zeros(1, h, 64, 64, dtype=torch.bfloat16, device=DEVICE, requires_grad=True) for h in (8, 1))
+        qr, kr = K.hf_apply_rotary_pos_emb_interleave(q, k, *(c[..., :32].repeat(1, 2) for c in hf))
+        (qr.float().sum() + kr.float().sum()).backward()
     return {
         "bf16 decode, table": lambda: K.rope_qk(*decode, table, offsets=offsets, angles="table"),
         "bf16 prefill, computed, library": lambda: K.rope_qk(*prefill, table, angles="kernel"),
@@ -1484,6 +1591,7 @@ def _aot_cases():
         "fp16 interleaved, positions, together, forward and backward": together(backward_fp16),
         "fp32 packed, partial rotary, quadrant, together": together(with_sincos("quadrant", packed_fp32)),
         "bf16 Cohere's cos/sin, every other feature": lambda: K.hf_apply_rotary_pos_emb_cohere(*prefill, *cohere),
+        "bf16 DeepSeek's interleave, forward and backward": deepseek_backward,
     }
 
 
@@ -1493,7 +1601,8 @@ def _aot_cases():
                                   "bf16 decode, table, 64-bit addresses", "bf16 decode, caller's cos/sin, q and k together",
                                   "fp16 interleaved, positions, together, forward and backward",
                                   "fp32 packed, partial rotary, quadrant, together",
-                                  "bf16 Cohere's cos/sin, every other feature"])
+                                  "bf16 Cohere's cos/sin, every other feature",
+                                  "bf16 DeepSeek's interleave, forward and backward"])
 def test_kernel_compiles_for_an_h100_without_spilling(case):
     """A real compile for sm_90 of the launches these calls make, specialized by Triton's own binder, and
     disassembled. The interpreter forgives what the compiler does not: this test found a tail-copy index

@@ -311,7 +311,8 @@ TEST_MUTANTS: tuple[Mutant, ...] = (
            (), ("tests/test_kernels.py",)),
     Mutant("patch-hf-llama-everywhere", "patch_hf installs Llama's drop-in whatever the module's formula (as before "
            "the probe): GLM, ERNIE 4.5 and Helium pair features (2i, 2i + 1), so their outputs change silently",
-           (("ropebook/kernels/hf.py", "        drop_in = _DROP_INS[form]", "        drop_in = hf_apply_rotary_pos_emb"),),
+           (("ropebook/kernels/hf.py", "        patches[attr] = (original, _DROP_INS[form])",
+             "        patches[attr] = (original, hf_apply_rotary_pos_emb)"),),
            (), ("tests/test_kernels.py",)),
     Mutant("hf-interleaved-compares-halves", "the interleaved drop-in compares cos's halves, which GLM's function "
            "never reads: a model whose halves differ is refused for nothing",
@@ -326,6 +327,20 @@ TEST_MUTANTS: tuple[Mutant, ...] = (
     Mutant("hf-cohere-reads-first-half", "Cohere's drop-in reads the first half of cos, as GLM's does, instead of every "
            "other value",
            (("ropebook/kernels/hf.py", "    step = 2 if in_a_row else 1", "    step = 1"),),
+           (), ("tests/test_kernels.py",)),
+    Mutant("hf-interleave-writes-interleaved", "DeepSeek-V3's drop-in writes its output interleaved, as read, not as "
+           "(i, i + r/2): the model's q·k is unchanged (the same permutation of q and k) but the tensors returned, and "
+           "its KV cache, are not the function's",
+           (("ropebook/kernels/hf.py", '_OUT_LAYOUTS = {"deepseek": "half"}', "_OUT_LAYOUTS = {}"),),
+           (), ("tests/test_kernels.py",)),
+    Mutant("backward-layout-not-inverted", "the backward of a rotation that reads one layout and writes the other "
+           "reads the gradients in the input's layout",
+           (("ropebook/kernels/autograd.py", '"layout": rope_triton.inverse_layout(launch["layout"])}',
+             '"layout": launch["layout"]}'),),
+           (), ("tests/test_kernels.py",)),
+    Mutant("operator-backward-layout-not-inverted", "under torch.compile the custom operator's backward reads the "
+           "gradients in the input's layout",
+           (("ropebook/kernels/op.py", "half, rope_triton.inverse_layout(layout), *rest,", "half, layout, *rest,"),),
            (), ("tests/test_kernels.py",)),
     Mutant("kernel-cos-feature-stride-ignored", "the kernel reads cos and sin with feature stride 1 whatever their "
            "stride (a strided cos, Cohere's every other value, read as if contiguous)",
@@ -342,7 +357,8 @@ TEST_MUTANTS: tuple[Mutant, ...] = (
            (), ("tests/test_kernels.py",)),
     Mutant("operator-backward-conj-fixed", "the custom operator's backward always rotates by −θ: its own backward "
            "(the second derivative) rotates the wrong way",
-           (("ropebook/kernels/op.py", "*ctx.saved, *ctx.options, not ctx.conj)", "*ctx.saved, *ctx.options, True)"),),
+           (("ropebook/kernels/op.py", "inverse_layout(layout), *rest,\n                                                       not ctx.conj)",
+             "inverse_layout(layout), *rest,\n                                                       True)"),),
            (), ("tests/test_kernels.py",)),
     Mutant("repeat-positions-made-contiguous", "a repeated call hands the kernel a contiguous copy of positions "
            "while its plan holds the strides of the first call's (transposed) positions",

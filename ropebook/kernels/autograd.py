@@ -132,7 +132,8 @@ class _RopeFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, gq, gk):
-        launch = {**ctx.spec["launch"], "conj": not ctx.spec["launch"].get("conj", False)}
+        launch = ctx.spec["launch"]  # the rotation by −θ, from the output's layout back to the input's
+        launch = {**launch, "conj": not launch.get("conj", False), "layout": rope_triton.inverse_layout(launch["layout"])}
         gq = _feature_contiguous(gq)
         gk = None if gk is None else _feature_contiguous(gk)
         if _records_graph(gq, gk):  # create_graph=True: the rotation by −θ recorded, so it can be differentiated
@@ -596,15 +597,17 @@ def rope_qk_cos_sin(q: Tensor, k: Tensor | None, cos: Tensor, sin: Tensor, *, la
     return _rope_qk_cos_sin("rope_qk_cos_sin", q, k, cos, sin, layout, inplace)
 
 
-def _rope_qk_cos_sin(fn: str, q, k, cos, sin, layout, inplace, pairs: int | None = None, step: int = 1):
+def _rope_qk_cos_sin(fn: str, q, k, cos, sin, layout, inplace, pairs: int | None = None, step: int = 1,
+                     out_layout: str | None = None):
     """``rope_qk_cos_sin``; with ``pairs``, the rotation reads ``pairs`` values of each row of cos and sin, which
     may be wider (Hugging Face's duplicated ``(…, T, r)`` tensors, read without a slicing view on a repeated
-    call: ``hf_apply_rotary_pos_emb``): the first ``pairs``, or with ``step`` 2 every other one (Cohere's)."""
+    call: ``hf_apply_rotary_pos_emb``): the first ``pairs``, or with ``step`` 2 every other one (Cohere's).
+    ``out_layout``: the outputs' layout where it is not ``layout``'s (DeepSeek-V3's, out of place only)."""
     key = None
     _check_not_aliased(fn, q, k, inplace)
     if (isinstance(q, Tensor) and isinstance(k, (Tensor, type(None))) and not _records_graph(q, k)
             and not torch.compiler.is_compiling()):
-        key = _signature(fn, _meta(q), _meta(k), _meta(cos), _meta(sin), layout, inplace, pairs, step)
+        key = _signature(fn, _meta(q), _meta(k), _meta(cos), _meta(sin), layout, inplace, pairs, step, out_layout)
         hit = _plans.get(key)
         if hit is not None and not (torch.is_grad_enabled() and (cos.requires_grad or sin.requires_grad)):
             return _repeat(hit, q, k, (cos, sin, None, None, None, None), 0)  # cos, sin: the (B or 1, T, ·) views' data
@@ -631,6 +634,8 @@ def _rope_qk_cos_sin(fn: str, q, k, cos, sin, layout, inplace, pairs: int | None
     if cos3.stride() != sin3.stride():  # the kernel indexes sin with cos's strides (any strides, features' too)
         cos3, sin3 = cos3.contiguous(), sin3.contiguous()
         key = None  # copies made for this call: a repeat would have to make them too
+    if out_layout is not None and out_layout != layout:
+        layout = f"{layout}>{out_layout}"  # read one layout, write the other (rope_triton.launch)
     spec = dict(half=cos3.shape[-1] if pairs is None else pairs, layout=layout, cos=cos3, sin=sin3,
                 **op.table_args(cos3, None))
     return _run(fn, q, k, inplace, spec, key, ())

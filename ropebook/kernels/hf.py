@@ -20,12 +20,17 @@ are common, and each has a drop-in here that rotates q and k in one kernel launc
   Pairs ``(2i, 2i + 1)`` as GLM's, but cos and sin hold each value twice *in a row*
   (``repeat_interleave(freqs, 2, -1)``), read at every feature; the kernel reads every other one.
 
+DeepSeek-V3 and the models built like it (Kimi K2, GLM-4.7-Flash, GLM-5, LongCat-Flash, Mistral Large 3, …) call
+another function as well, ``apply_rotary_pos_emb_interleave(q, k, cos, sin, position_ids=None, unsqueeze_dim=1)``
+(with ``rope_interleave=True``, their default): pairs ``(2i, 2i + 1)`` rotated by cos's first half, as GLM's, and
+written out as ``(i, i + r/2)``, Llama's layout. :func:`hf_apply_rotary_pos_emb_interleave` is its drop-in: the
+kernel reads one layout and writes the other in the same pass.
+
 :func:`patch_hf` puts the right one in a modelling module's place for the length of a ``with``
-block, after checking on a small probe which formula the module's own function computes. It
-refuses a module whose function is none of them (nanochat's rotates by −θ, GPT-J's takes sin before cos
-and no k), instead of changing the model's outputs. It replaces
-``apply_rotary_pos_emb`` only: a model that calls another function runs unpatched (DeepSeek-V3 with its
-default ``rope_interleave=True`` calls ``apply_rotary_pos_emb_interleave``)::
+block, after checking on a small probe which formula the module's own function computes, and
+``apply_rotary_pos_emb_interleave`` too where the module defines it. It refuses a module whose function is
+none of them (nanochat's rotates by −θ, GPT-J's takes sin before cos and no k), instead of changing the
+model's outputs. It replaces those two functions only: a model that calls another runs unpatched::
 
     import transformers.models.llama.modeling_llama as llama
     with ropebook.kernels.patch_hf(llama):
@@ -49,7 +54,8 @@ from ropebook._rotation import apply_cos_sin as _apply_cos_sin_torch
 from ropebook.kernels.autograd import _rope_qk_cos_sin
 
 __all__ = ["hf_apply_rotary_pos_emb", "hf_apply_rotary_pos_emb_interleaved", "hf_apply_rotary_pos_emb_pairs",
-           "hf_apply_rotary_pos_emb_single", "hf_apply_rotary_pos_emb_cohere", "patch_hf"]
+           "hf_apply_rotary_pos_emb_single", "hf_apply_rotary_pos_emb_cohere", "hf_apply_rotary_pos_emb_interleave",
+           "patch_hf"]
 
 _checked: list = [None, None, -1, -1, None]  # weak references to the last cos and sin compared, their versions, how
 
@@ -108,14 +114,15 @@ def _version(x: Tensor):
 
 
 _LAYOUTS = {"half": "half", "interleaved": "interleaved", "pairs": "half", "single": "half",  # the kernel's layout
-            "cohere": "interleaved"}
+            "cohere": "interleaved", "deepseek": "interleaved"}
+_OUT_LAYOUTS = {"deepseek": "half"}  # where the output's layout is not the input's
 
 
 def _drop_in(form: str, fn: str, doc: str):
-    """A drop-in for the Hugging Face form ``form`` (``"half"``, ``"interleaved"``, ``"pairs"``, ``"single"`` or
-    ``"cohere"``: the module docstring says what each reads), named ``fn``: checks, then one launch. A factory rather than one
+    """A drop-in for the Hugging Face form ``form`` (``"half"``, ``"interleaved"``, ``"pairs"``, ``"single"``,
+    ``"cohere"`` or ``"deepseek"``: the module docstring says what each reads), named ``fn``: checks, then one launch. A factory rather than one
     shared body that thin functions call: a decoding step's host time pays for every Python call (ch-rope-gpu)."""
-    layout = _LAYOUTS[form]
+    layout, out_layout = _LAYOUTS[form], _OUT_LAYOUTS.get(form)
     single = form == "single"  # one tensor, (x, cos, sin, unsqueeze_dim): Llama's form otherwise
     twice = form in ("half", "single", "cohere")  # cos holds each value twice, the kernel reads one: compare them
     in_a_row = form == "cohere"  # ... twice in a row (the kernel reads every other feature), not in two halves
@@ -167,7 +174,7 @@ def _drop_in(form: str, fn: str, doc: str):
                 _check_twice(fn, cos, sin, in_a_row)  # on the very tensors the model hands every layer (its cache's key)
         # the kernel reads ``pairs`` values of each row (the first, or every ``step``-th) straight from Hugging Face's
         # tensors: a slice would be one more tensor object for Python to build on every call (ch-rope-gpu)
-        qr, kr = _rope_qk_cos_sin(fn, q, k, cos, sin, layout, False, pairs=pairs, step=step)
+        qr, kr = _rope_qk_cos_sin(fn, q, k, cos, sin, layout, False, pairs=pairs, step=step, out_layout=out_layout)
         if alone:
             return qr.transpose(1, 2) if unsqueeze_dim == 2 else qr
         if unsqueeze_dim == 2:
@@ -179,6 +186,12 @@ def _drop_in(form: str, fn: str, doc: str):
 
         def drop_in(x: Tensor, cos: Tensor, sin: Tensor, unsqueeze_dim: int = 1) -> Tensor:
             return pair(x, None, cos, sin, unsqueeze_dim)
+    elif form == "deepseek":  # DeepSeek-V3's signature: position_ids (unused, as in theirs) before unsqueeze_dim
+        pair = drop_in
+
+        def drop_in(q: Tensor, k: Tensor | None = None, cos: Tensor = None, sin: Tensor = None, position_ids=None,
+                    unsqueeze_dim: int = 1) -> tuple[Tensor, Tensor] | Tensor:
+            return pair(q, k, cos, sin, unsqueeze_dim)
 
     drop_in.__name__ = drop_in.__qualname__ = fn
     drop_in.__doc__ = doc
@@ -287,16 +300,42 @@ hf_apply_rotary_pos_emb_cohere = _drop_in("cohere", "hf_apply_rotary_pos_emb_coh
     """)
 
 
+hf_apply_rotary_pos_emb_interleave = _drop_in("deepseek", "hf_apply_rotary_pos_emb_interleave", """
+    DeepSeek-V3's ``apply_rotary_pos_emb_interleave(q, k, cos, sin, position_ids=None, unsqueeze_dim=1)``, in one kernel
+    launch; also that of DeepSeek-V3.2, Kimi K2 (DeepSeek-V3's code), GLM-4.7-Flash, GLM-5, LongCat-Flash, Mistral
+    Large 3 and others with multi-head latent attention. It reads pairs ``(2i, 2i + 1)``, rotates pair i by the
+    angle in the first half of Hugging Face's cos and sin ``(…, T, r)`` (the second half is not read, as in
+    theirs), and writes the pairs out as ``(i, i + r/2)``: the input interleaved, the output in Llama's layout.
+    ``position_ids`` is accepted and not used, as in theirs. Arguments and result otherwise as
+    :func:`hf_apply_rotary_pos_emb`; the backward reads the gradients in Llama's layout and writes them interleaved.
+
+    >>> import os, ropebook as rb
+    >>> from unittest import mock
+    >>> q, k = torch.randn(1, 4, 3, 8), torch.randn(1, 1, 3, 8)     # MLA: one key head for the rotary part
+    >>> c, s = rb.rope_cos_sin(torch.arange(3), 8)
+    >>> cos, sin = torch.cat((c, c), -1), torch.cat((s, s), -1)
+    >>> with mock.patch.dict(os.environ, TRITON_INTERPRET="1"):
+    ...     qr, kr = hf_apply_rotary_pos_emb_interleave(q, k, cos, sin)
+    >>> y = rb.apply_rope(q, layout="interleaved")                   # the rotation, in q's interleaved layout
+    >>> torch.allclose(qr, torch.cat((y[..., 0::2], y[..., 1::2]), -1), atol=1e-6)   # written as (i, i + r/2)
+    True
+    """)
+
+
 _DROP_INS = {"half": hf_apply_rotary_pos_emb, "interleaved": hf_apply_rotary_pos_emb_interleaved,
              "pairs": hf_apply_rotary_pos_emb_pairs, "single": hf_apply_rotary_pos_emb_single,
-             "cohere": hf_apply_rotary_pos_emb_cohere}
+             "cohere": hf_apply_rotary_pos_emb_cohere, "deepseek": hf_apply_rotary_pos_emb_interleave}
+# the module functions patch_hf replaces, and the forms each may compute
+_FUNCTIONS = {"apply_rotary_pos_emb": ("half", "interleaved", "pairs", "single", "cohere"),
+              "apply_rotary_pos_emb_interleave": ("deepseek",)}
 _FORM_NAMES = {"half": "Llama's (pairs (i, i + r/2), cos each value twice)",
                "interleaved": "GLM's (pairs (2i, 2i + 1), cos's first half)",
                "pairs": "gpt-oss's (pairs (i, i + D/2), cos one value a pair)",
                "single": "Gemma 4's (Llama's, one tensor: (x, cos, sin))",
-               "cohere": "Cohere's (pairs (2i, 2i + 1), cos each value twice in a row)"}
+               "cohere": "Cohere's (pairs (2i, 2i + 1), cos each value twice in a row)",
+               "deepseek": "DeepSeek-V3's (pairs (2i, 2i + 1) read, written as (i, i + r/2); cos's first half)"}
 _PROBE_Q = (2, 2, 3, 8)  # the probe's q: two sequences of 3 tokens, 2 heads of 8 features
-_verdicts: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # a module's function -> (form or None, report)
+_verdicts: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # a module's function -> {forms: (form or None, report)}
 
 
 def _probe(original, form: str, r: int = 8, call: str = "plain"):
@@ -312,7 +351,7 @@ def _probe(original, form: str, r: int = 8, call: str = "plain"):
     c, s = (torch.rand(2, 3, r // 2, generator=g) * 2 - 1 for _ in range(2))  # (B, T, r/2): the angles' cos and sin
     if form in ("half", "single"):
         cos, sin = torch.cat((c, c), -1), torch.cat((s, s), -1)
-    elif form == "interleaved":  # a second half unlike the first: the form does not read it
+    elif form in ("interleaved", "deepseek"):  # a second half unlike the first: the form does not read it
         cos, sin = (torch.cat((x, torch.rand(2, 3, r // 2, generator=g)), -1) for x in (c, s))
     elif form == "cohere":
         cos, sin = c.repeat_interleave(2, -1), s.repeat_interleave(2, -1)
@@ -324,6 +363,8 @@ def _probe(original, form: str, r: int = 8, call: str = "plain"):
     alone = form == "single" or call == "k omitted"
     want = [_apply_cos_sin_torch(x.double(), c[:, None].double(), s[:, None].double(), layout=layout, rotary_dim=r)
             for x in ((q,) if alone else (q, k))]  # c[:, None]: (B, 1, T, r/2), each sequence's own angles
+    if form in _OUT_LAYOUTS:  # DeepSeek-V3's: the rotated pairs written out as (i, i + r/2)
+        want = [torch.cat((w[..., 0:r:2], w[..., 1:r:2], w[..., r:]), -1) for w in want]
     try:
         if call == "unsqueeze_dim=2":
             args = [x.transpose(1, 2) for x in ((q,) if alone else (q, k))]
@@ -354,20 +395,21 @@ _CALLS = {"half": ("unsqueeze_dim=2", "unsqueeze_dim=0", "k omitted", "partial")
           "interleaved": ("unsqueeze_dim=2", "unsqueeze_dim=0", "k omitted", "partial"),
           "pairs": ("unsqueeze_dim=2", "unsqueeze_dim=0", "k omitted"),
           "single": ("unsqueeze_dim=2", "unsqueeze_dim=0", "partial"),
-          "cohere": ("unsqueeze_dim=2", "unsqueeze_dim=0", "k omitted", "partial")}
+          "cohere": ("unsqueeze_dim=2", "unsqueeze_dim=0", "k omitted", "partial"),
+          "deepseek": ("unsqueeze_dim=2", "unsqueeze_dim=0", "k omitted", "partial")}
 
 
-def _formula(original) -> tuple[str | None, str]:
-    """Which drop-in computes what ``original`` does: a form, or None, and what the probes found. A form
-    matches when the function agrees with it on the plain probe, and on each other call the drop-in accepts
-    (``unsqueeze_dim`` 2 and 0, k omitted, partial rotary r = 4 of 8) agrees or raises: a call the function
-    refuses is one its model never makes."""
-    found = _verdicts.get(original)
+def _formula(original, forms: tuple = _FUNCTIONS["apply_rotary_pos_emb"]) -> tuple[str | None, str]:
+    """Which of ``forms``'s drop-ins computes what ``original`` does: a form, or None, and what the probes found.
+    A form matches when the function agrees with it on the plain probe, and on each other call the drop-in
+    accepts (``unsqueeze_dim`` 2 and 0, k omitted, partial rotary r = 4 of 8) agrees or raises: a call the
+    function refuses is one its model never makes."""
+    found = _verdicts.get(original, {}).get(forms)
     if found is not None:
         return found
     report = []
     verdict = None
-    for form in _DROP_INS:
+    for form in forms:
         full = _probe(original, form)
         if not (isinstance(full, float) and full <= _PROBE_TOL):  # (a NaN fails too)
             report.append(f"{_FORM_NAMES[form]}: " + (f"differs by {full:.3g}" if isinstance(full, float) else full))
@@ -384,7 +426,7 @@ def _formula(original) -> tuple[str | None, str]:
             break
     found = (verdict, "; ".join(report))
     try:
-        _verdicts[original] = found
+        _verdicts.setdefault(original, {})[forms] = found
     except TypeError:  # not weakly referable (a builtin): probed again next time
         pass
     return found
@@ -397,25 +439,32 @@ def patch_hf(module):
     ``module`` is a Hugging Face modelling module whose attention calls ``apply_rotary_pos_emb(q, k, cos, sin)``
     (or ``(x, cos, sin)``) by name, such as ``transformers.models.llama.modeling_llama``. Its function is first run on a small
     probe (once per function; about a millisecond) and compared with the five forms the drop-ins
-    compute (:func:`hf_apply_rotary_pos_emb`, ``_interleaved``, ``_pairs``, ``_single``, ``_cohere``). A function that is
-    none of them raises a ValueError that says what the probe found, and nothing is patched.
+    compute (:func:`hf_apply_rotary_pos_emb`, ``_interleaved``, ``_pairs``, ``_single``, ``_cohere``). Where the module
+    also defines ``apply_rotary_pos_emb_interleave`` (DeepSeek-V3's), that is probed against
+    :func:`hf_apply_rotary_pos_emb_interleave` and replaced by it too. A function that is none of its forms raises a
+    ValueError that says what the probe found, and nothing is patched.
     """
-    original = getattr(module, "apply_rotary_pos_emb", None)
     name = getattr(module, "__name__", module)
-    if not callable(original):
-        raise ValueError(f"patch_hf: module must define apply_rotary_pos_emb (a Hugging Face modelling module), "
-                         f"got {name!r} without one")
-    if original in _DROP_INS.values():  # patched already (a nested block): keep it
-        drop_in = original
-    else:
-        form, report = _formula(original)
+    if not any(callable(getattr(module, attr, None)) for attr in _FUNCTIONS):
+        raise ValueError(f"patch_hf: module must define apply_rotary_pos_emb or apply_rotary_pos_emb_interleave (a Hugging "
+                         f"Face modelling module), got {name!r} without either")
+    patches = {}  # attribute -> (the module's function, its drop-in)
+    for attr, forms in _FUNCTIONS.items():
+        original = getattr(module, attr, None)
+        if not callable(original):  # (one of them at least, checked above: BailingMoeV2.5 defines the second alone)
+            continue
+        if original in _DROP_INS.values():  # patched already (a nested block): keep it
+            patches[attr] = (original, original)
+            continue
+        form, report = _formula(original, forms)
         if form is None:
-            raise ValueError(f"patch_hf: {name}.apply_rotary_pos_emb computes none of the rotations the kernel's drop-ins "
-                             f"do, so patching it would change the model's outputs. On a probe (q {_PROBE_Q}, float32): "
-                             f"{report}")
-        drop_in = _DROP_INS[form]
-    module.apply_rotary_pos_emb = drop_in
+            raise ValueError(f"patch_hf: {name}.{attr} computes none of the rotations the kernel's drop-ins do, so "
+                             f"patching it would change the model's outputs. On a probe (q {_PROBE_Q}, float32): {report}")
+        patches[attr] = (original, _DROP_INS[form])
+    for attr, (_, drop_in) in patches.items():
+        setattr(module, attr, drop_in)
     try:
         yield module
     finally:
-        module.apply_rotary_pos_emb = original
+        for attr, (original, _) in patches.items():
+            setattr(module, attr, original)

@@ -167,7 +167,9 @@ class _Rope(torch.autograd.Function):
         gq = gq if gq.stride(-1) == 1 else gq.contiguous()
         if gk is not None and gk.stride(-1) != 1:
             gk = gk.contiguous()
-        gq_in, gk_in = torch.ops.ropebook.rope.default(gq, gk, *ctx.saved, *ctx.options, not ctx.conj)
+        half, layout, *rest = ctx.options  # from the output's layout back to the input's
+        gq_in, gk_in = torch.ops.ropebook.rope.default(gq, gk, *ctx.saved, half, rope_triton.inverse_layout(layout), *rest,
+                                                       not ctx.conj)
         return None, gq_in, (gk_in if ctx.has_k else None), *([None] * 12)
 
 

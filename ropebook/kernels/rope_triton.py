@@ -195,6 +195,7 @@ def _rope_kernel(
     INTERLEAVED: tl.constexpr, CONJ: tl.constexpr, ANGLES: tl.constexpr, POS_MODE: tl.constexpr,
     VARLEN: tl.constexpr, COPY_TAIL: tl.constexpr, COMPUTE: tl.constexpr, SINCOS: tl.constexpr, IDX: tl.constexpr,
     TOGETHER: tl.constexpr, BLOCK_HK: tl.constexpr,  # one program for q's heads and k's (then k's tile width)
+    OUT_INTERLEAVED: tl.constexpr,  # the output's layout: INTERLEAVED's but for DeepSeek's (interleaved in, half out)
 ):
     # ---- which tokens and heads. The head blocks of one token tile are neighbours in launch order
     # (q's blocks, then k's), so the GPU sweeps each tensor once, front to back. (Token tiles as the
@@ -250,9 +251,9 @@ def _rope_kernel(
         cos, sin = _cos_sin(COS, SIN, TURNS, OFFSETS, POS, b, t, row, t_mask, i, i_mask, m2, cs_b, cs_t, cs_d, n_pos,
                             sp_b, sp_t, offset, factor, ANGLES, POS_MODE, SINCOS, CONJ, COMPUTE, IDX)
         _store_tile(QO, b, hq, hq_mask, row, t_mask, i, m2, sqo_b, sqo_h, sqo_t, q1, q2, q_tail, cos, sin, HALF, TAIL,
-                    BLOCK_H, BLOCK_T, BLOCK_HALF, BLOCK_TAIL, INTERLEAVED, COPY_TAIL)
+                    BLOCK_H, BLOCK_T, BLOCK_HALF, BLOCK_TAIL, OUT_INTERLEAVED, COPY_TAIL)
         _store_tile(KO, b, hk, hk_mask, row, t_mask, i, m2, sko_b, sko_h, sko_t, k1, k2, k_tail, cos, sin, HALF, TAIL,
-                    BLOCK_HK, BLOCK_T, BLOCK_HALF, BLOCK_TAIL, INTERLEAVED, COPY_TAIL)
+                    BLOCK_HK, BLOCK_T, BLOCK_HALF, BLOCK_TAIL, OUT_INTERLEAVED, COPY_TAIL)
         if VARLEN:
             _nan_past_max_seqlen(QO, b, hq, hq_mask, i, pid_t, start, end, T, sqo_b, sqo_h, sqo_t, HALF, BLOCK_H,
                                  BLOCK_T, BLOCK_HALF)
@@ -281,7 +282,7 @@ def _rope_kernel(
                 cos, sin = _cos_sin(COS, SIN, TURNS, OFFSETS, POS, b, t, row, t_mask, i, i_mask, m2, cs_b, cs_t,
                                     cs_d, n_pos, sp_b, sp_t, offset, factor, ANGLES, POS_MODE, SINCOS, CONJ, COMPUTE, IDX)
                 _store_tile(O, b, h, h_mask, row, t_mask, i, m2, so_b, so_h, so_t, x1, x2, tail, cos, sin, HALF,
-                            TAIL, BLOCK_H, BLOCK_T, BLOCK_HALF, BLOCK_TAIL, INTERLEAVED, COPY_TAIL)
+                            TAIL, BLOCK_H, BLOCK_T, BLOCK_HALF, BLOCK_TAIL, OUT_INTERLEAVED, COPY_TAIL)
                 if VARLEN:
                     _nan_past_max_seqlen(O, b, h, h_mask, i, pid_t, start, end, T, so_b, so_h, so_t, HALF, BLOCK_H,
                                          BLOCK_T, BLOCK_HALF)
@@ -365,6 +366,13 @@ def sincos(method: str):
         SINCOS = before
 
 
+def inverse_layout(layout: str) -> str:
+    """The layouts of a rotation's backward: the output's read, the input's written ("interleaved>half" ->
+    "half>interleaved"; "half" and "interleaved" are their own)."""
+    read, sep, written = layout.partition(">")
+    return f"{written}>{read}" if sep else layout
+
+
 def default_config(T: int, n_heads: int, table: bool) -> tuple[int, int, int]:
     """(BLOCK_T, BLOCK_H, num_warps): one token and 8 heads a program; 4 warps reading a table, 2 warps
     computing cos/sin (with 4, the angle arithmetic cost 22% at 16k tokens). From a sweep on an H100 (ch-rope-gpu)."""
@@ -384,6 +392,10 @@ def launch(q: Tensor, q_out: Tensor, k: Tensor | None, k_out: Tensor | None, *, 
 
     Shapes: q, q_out ``(B, Hq, T, D)`` or, packed, ``(Hq, N, D)`` with ``cu_seqlens (B + 1,)``; k likewise
     with Hk heads; feature stride 1. The first ``2 * half`` features are rotated.
+
+    ``layout``: ``"half"`` or ``"interleaved"``, or ``"interleaved>half"`` (pairs read as ``(2i, 2i + 1)``, written
+    as ``(i, i + r/2)``: DeepSeek-V3's ``apply_rotary_pos_emb_interleave``) and its inverse ``"half>interleaved"``
+    (that rotation's backward).
 
     Returns the :class:`Plan` it launched with: what the launch worked out from shapes, strides, dtypes and
     options. A caller that will launch again with tensors like these (``ropebook.kernels.autograd``'s
@@ -440,13 +452,16 @@ class Plan:
         n_rows = q.shape[1] if cu_seqlens is not None else 0
         self.ints = (T, n_rows, *qs, *qos, *ks, *kos, *cos_strides, n_pos, *pos_strides)  # then offset, then factor
         self.factor = factor
-        consts = (HQ, HK, half, tail, _pow2(half), _pow2(max(tail, 1)), block_t, block_h, layout == "interleaved", conj,
+        layout_in, _, layout_out = layout.partition(">")  # "interleaved>half": read one layout, write the other
+        consts = (HQ, HK, half, tail, _pow2(half), _pow2(max(tail, 1)), block_t, block_h, layout_in == "interleaved", conj,
                   0 if cos is not None else 1, 2 if positions is not None else (1 if offsets is not None else 0),
                   cu_seqlens is not None, tail > 0 and _out_of_place(q, q_out, k, k_out),
                   tl.float64 if q.dtype == torch.float64 else tl.float32,
                   int(SINCOS == "quadrant" and turns is not None and q.dtype != torch.float64))
         # in _CONSTEXPRS order; IDX, 32- or 64-bit offsets, is decided for each call (True: 32-bit)
-        self.consts = {fits: (*consts, tl.int32 if fits else tl.int64, int(together), block_hk) for fits in (True, False)}
+        out_interleaved = (layout_out or layout_in) == "interleaved"
+        self.consts = {fits: (*consts, tl.int32 if fits else tl.int64, int(together), block_hk, out_interleaved)
+                       for fits in (True, False)}
         self.kernels: dict = {}  # compiled kernels launched directly, by what a call's data adds to the plan
 
     def run(self, q: Tensor, q_out: Tensor, k: Tensor | None, k_out: Tensor | None, tensors: tuple, offset: int,
@@ -487,7 +502,7 @@ class Plan:
 
 _CONSTEXPRS = ("HQ", "HK", "HALF", "TAIL", "BLOCK_HALF", "BLOCK_TAIL", "BLOCK_T", "BLOCK_H", "INTERLEAVED", "CONJ", "ANGLES",
                "POS_MODE", "VARLEN", "COPY_TAIL", "COMPUTE", "SINCOS", "IDX",
-               "TOGETHER", "BLOCK_HK")
+               "TOGETHER", "BLOCK_HK", "OUT_INTERLEAVED")
 _POINTERS = 10  # the kernel's tensor arguments, Q … CU_SEQLENS, come first
 _compiled: dict = {}  # launch key -> triton CompiledKernel, for launch() (a Plan keeps its own)
 _capture: list | None = None  # while a list (ropebook.kernels.aot), launch() appends its arguments there and runs nothing
