@@ -120,8 +120,9 @@ _OUT_LAYOUTS = {"deepseek": "half"}  # where the output's layout is not the inpu
 
 def _drop_in(form: str, fn: str, doc: str):
     """A drop-in for the Hugging Face form ``form`` (``"half"``, ``"interleaved"``, ``"pairs"``, ``"single"``,
-    ``"cohere"`` or ``"deepseek"``: the module docstring says what each reads), named ``fn``: checks, then one launch. A factory rather than one
-    shared body that thin functions call: a decoding step's host time pays for every Python call (ch-rope-gpu)."""
+    ``"cohere"`` or ``"deepseek"``: the module docstring says what each reads), named ``fn``: checks, then one
+    launch. A factory rather than one shared body that thin functions call: a decoding step's host time pays
+    for every Python call (ch-rope-gpu)."""
     layout, out_layout = _LAYOUTS[form], _OUT_LAYOUTS.get(form)
     single = form == "single"  # one tensor, (x, cos, sin, unsqueeze_dim): Llama's form otherwise
     twice = form in ("half", "single", "cohere")  # cos holds each value twice, the kernel reads one: compare them
@@ -174,7 +175,7 @@ def _drop_in(form: str, fn: str, doc: str):
                 _check_twice(fn, cos, sin, in_a_row)  # on the very tensors the model hands every layer (its cache's key)
         # the kernel reads ``pairs`` values of each row (the first, or every ``step``-th) straight from Hugging Face's
         # tensors: a slice would be one more tensor object for Python to build on every call (ch-rope-gpu)
-        qr, kr = _rope_qk_cos_sin(fn, q, k, cos, sin, layout, False, pairs=pairs, step=step, out_layout=out_layout)
+        qr, kr = _rope_qk_cos_sin(fn, q, k, cos, sin, layout, False, pairs, step, out_layout)  # (positional: faster)
         if alone:
             return qr.transpose(1, 2) if unsqueeze_dim == 2 else qr
         if unsqueeze_dim == 2:
