@@ -1980,6 +1980,24 @@ def test_hf_drop_in_asserts_the_halves_inside_a_compiled_graph(form):
             torch.cuda.synchronize()
 
 
+@pytest.mark.parametrize("fn", ["hf_apply_rotary_pos_emb", "hf_apply_rotary_pos_emb_cohere"])
+def test_hf_drop_in_compiles_once_for_every_rotary_width_under_dynamic_shapes(fn):
+    """torch.compile(dynamic=True): one graph serves every head size. The compiled check's message once held
+    r/2 read from cos's shape, which made the compiler specialize on it: a recompilation per width."""
+    from torch._dynamo.testing import CompileCounterWithBackend
+
+    torch._dynamo.reset()
+    counter = CompileCounterWithBackend("aot_eager")
+    f = torch.compile(getattr(K, fn), backend=counter, dynamic=True, fullgraph=True)
+    for D in (8, 16, 32):
+        q, k = qk(B=1, T=5, HQ=2, HK=1, D=D)
+        c, s = rb.rope_cos_sin(torch.arange(5), D)
+        cos, sin = ((torch.cat((x, x), -1) if fn == "hf_apply_rotary_pos_emb" else x.repeat_interleave(2, -1)).to(DEVICE)
+                    for x in (c, s))
+        torch.testing.assert_close(f(q, k, cos, sin)[0], getattr(K, fn)(q, k, cos, sin)[0], rtol=0, atol=0)
+    assert counter.frame_count == 1
+
+
 def test_patch_hf_in_a_tiny_llama_under_torch_compile():
     """The real compiler (Inductor) on a whole patched Llama: one graph (fullgraph=True), a ropebook::rope
     node per layer, the logits of the unpatched eager model; and training through the operator's backward

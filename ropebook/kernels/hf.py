@@ -16,8 +16,8 @@ are common, and each has a drop-in here that rotates q and k in one kernel launc
   value a pair.
 - :func:`hf_apply_rotary_pos_emb_single`: Gemma 3n's and Gemma 4's, ``(x, cos, sin, unsqueeze_dim)``: Llama's
   rotation of one tensor a call.
-- :func:`hf_apply_rotary_pos_emb_cohere`: Cohere's (Command R, Command A), BLT's, LightGlue's, EfficientLoFTR's.
-  Pairs ``(2i, 2i + 1)`` as GLM's, but cos and sin hold each value twice *in a row*
+- :func:`hf_apply_rotary_pos_emb_cohere`: Cohere's (Command R, Command A), GLM-4V's, GLM-OCR's, ERNIE 4.5-VL's,
+  BLT's, LightGlue's, EfficientLoFTR's. Pairs ``(2i, 2i + 1)`` as GLM's, but cos and sin hold each value twice *in a row*
   (``repeat_interleave(freqs, 2, -1)``), read at every feature; the kernel reads every other one.
 
 DeepSeek-V3 and the models built like it (Kimi K2, GLM-4.7-Flash, GLM-5, LongCat-Flash, Mistral Large 3, …) call
@@ -60,16 +60,21 @@ __all__ = ["hf_apply_rotary_pos_emb", "hf_apply_rotary_pos_emb_interleaved", "hf
 _checked: list = [None, None, -1, -1, None]  # weak references to the last cos and sin compared, their versions, how
 
 
-def _twice(x: Tensor, in_a_row: bool) -> tuple[Tensor, Tensor, str, str]:
-    """The two copies of each value in a Hugging Face cos or sin, the rule they follow and what they are called:
-    the halves (Llama's ``cat((freqs, freqs), -1)``) or, ``in_a_row``, the even and the odd features (Cohere's
-    ``repeat_interleave(freqs, 2, -1)``)."""
+def _twice(x: Tensor, in_a_row: bool) -> tuple[Tensor, Tensor]:
+    """The two copies of each value in a Hugging Face cos or sin: the halves (Llama's ``cat((freqs, freqs), -1)``)
+    or, ``in_a_row``, the even and the odd features (Cohere's ``repeat_interleave(freqs, 2, -1)``)."""
     if in_a_row:
-        return (x[..., 0::2], x[..., 1::2], "in a row, x[..., 0::2] == x[..., 1::2], as Cohere's rotary module builds it "
-                "(repeat_interleave(freqs, 2, -1))", "even and odd features")
+        return x[..., 0::2], x[..., 1::2]
     h = x.shape[-1] // 2
-    return (x[..., :h], x[..., h:], f"x[..., :{h}] == x[..., {h}:], as Hugging Face's rotary modules build it "
-            "(cat((freqs, freqs), -1))", "halves")
+    return x[..., :h], x[..., h:]
+
+
+def _rule(name: str, in_a_row: bool, h) -> str:
+    """What ``_twice``'s copies must satisfy, for a message (``h``: r/2, or its name)."""
+    if in_a_row:
+        return (f"in a row, {name}[..., 0::2] == {name}[..., 1::2], as Cohere's rotary module builds it "
+                "(repeat_interleave(freqs, 2, -1))")
+    return f"{name}[..., :{h}] == {name}[..., {h}:], as Hugging Face's rotary modules build it (cat((freqs, freqs), -1))"
 
 
 def _check_twice(fn: str, cos: Tensor, sin: Tensor, in_a_row: bool) -> None:
@@ -85,14 +90,15 @@ def _check_twice(fn: str, cos: Tensor, sin: Tensor, in_a_row: bool) -> None:
     if cos.is_cuda and torch.cuda.is_current_stream_capturing():
         return
     for name, x in (("cos", cos), ("sin", sin)):
-        first, second, rule, copies = _twice(x, in_a_row)
+        first, second = _twice(x, in_a_row)
         if not torch.equal(first, second):
             if not torch.isfinite(x).all():  # (NaN never equals itself: "halves differ" would mislead)
                 bad = torch.nonzero(~torch.isfinite(x))[0].tolist()
                 raise ValueError(f"{fn}: {name} must be finite (the cos or sin of an angle), got "
                                  f"{name}[{', '.join(map(str, bad))}] = {x[tuple(bad)].item()}")
             raise ValueError(
-                f"{fn}: {name} must hold each value twice, {rule.replace('x[', name + '[')}; its {copies} differ, "
+                f"{fn}: {name} must hold each value twice, {_rule(name, in_a_row, x.shape[-1] // 2)}; its "
+                f"{'even and odd features' if in_a_row else 'halves'} differ, "
                 f"largest difference {(first - second).abs().max().item():.3g}")
     _checked[:] = [weakref.ref(cos), weakref.ref(sin), _version(cos), _version(sin), in_a_row]
 
@@ -100,10 +106,13 @@ def _check_twice(fn: str, cos: Tensor, sin: Tensor, in_a_row: bool) -> None:
 def _assert_twice(fn: str, cos: Tensor, sin: Tensor, in_a_row: bool) -> None:
     """``_check_twice`` for a graph that ``torch.compile`` traces, where Python cannot read a comparison's
     result: an assertion node (``torch._assert_async``) that fails when the compiled code runs, without
-    a device sync on CUDA (a device-side assert there: the error surfaces at the next synchronization)."""
-    for x in (cos, sin):
-        first, second, rule, _ = _twice(x, in_a_row)
-        torch._assert_async((first == second).all(), f"{fn}: cos and sin (…, T, r) must hold each value twice, {rule}")
+    a device sync on CUDA (a device-side assert there: the error surfaces at the next synchronization).
+    Its message names r, not its value: a value read from the shape would make the compiler specialize on
+    it (a recompilation for each rotary width under ``dynamic=True``)."""
+    for name, x in (("cos", cos), ("sin", sin)):
+        first, second = _twice(x, in_a_row)
+        torch._assert_async((first == second).all(), f"{fn}: {name} (…, T, r) must hold each value twice, "
+                                                     f"{_rule(name, in_a_row, 'r/2')}")
 
 
 def _version(x: Tensor):
@@ -230,7 +239,9 @@ hf_apply_rotary_pos_emb = _drop_in("half", "hf_apply_rotary_pos_emb", """
     """)
 
 hf_apply_rotary_pos_emb_interleaved = _drop_in("interleaved", "hf_apply_rotary_pos_emb_interleaved", """
-    The ``apply_rotary_pos_emb`` of GLM, GLM-4, ERNIE 4.5, Helium and Moonshine, in one kernel launch.
+    The ``apply_rotary_pos_emb`` of GLM, GLM-4, ERNIE 4.5, Helium and Moonshine, in one kernel launch. (Not GLM-4V's,
+    GLM-OCR's or ERNIE 4.5-VL's: those pair features the same way but take cos in Cohere's form,
+    :func:`hf_apply_rotary_pos_emb_cohere`.)
 
     Their rotary modules build cos and sin as Llama's does, ``(…, T, r)`` with each value twice, but
     their function pairs features ``(2i, 2i + 1)`` and takes the angle of pair i from the first half:
@@ -283,11 +294,14 @@ hf_apply_rotary_pos_emb_single = _drop_in("single", "hf_apply_rotary_pos_emb_sin
 
 
 hf_apply_rotary_pos_emb_cohere = _drop_in("cohere", "hf_apply_rotary_pos_emb_cohere", """
-    The ``apply_rotary_pos_emb`` of Cohere (Command R, Command R7B, Command A), BLT, LightGlue and EfficientLoFTR,
-    in one kernel launch: pairs ``(2i, 2i + 1)``, as GLM's, with cos and sin ``(…, T, r)`` holding each value twice
-    in a row, as their rotary modules build them (``repeat_interleave(freqs, 2, -1)``; checked). The kernel reads
-    every other value, ``cos[..., 0::2]``, in place. Arguments and result as :func:`hf_apply_rotary_pos_emb`.
-    Cohere's function rotates in float32 and rounds once to q's dtype, as the kernel does.
+    The ``apply_rotary_pos_emb`` of Cohere (Command R, Command R7B, Command A), GLM-4V, GLM-OCR, ERNIE 4.5-VL (the
+    text models of these three, with their multi-dimensional positions already in cos and sin), BLT, LightGlue and
+    EfficientLoFTR, in one kernel launch: pairs ``(2i, 2i + 1)``, as GLM's, with cos and sin ``(…, T, r)`` holding
+    each value twice in a row, as their rotary modules build them (``repeat_interleave(freqs, 2, -1)``; checked).
+    The kernel reads every other value, ``cos[..., 0::2]``, in place. Arguments and result as
+    :func:`hf_apply_rotary_pos_emb`; ``r < D`` rotates the first r features (GLM-4V's partial rotary). Cohere's and
+    ERNIE 4.5-VL's functions rotate in float32 and round once to q's dtype, as the kernel does; BLT's and GLM-4V's
+    multiply in q's dtype.
 
     >>> import os, ropebook as rb
     >>> from unittest import mock

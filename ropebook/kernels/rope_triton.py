@@ -101,9 +101,10 @@ def _cos_sin(COS, SIN, TURNS, OFFSETS, POS, b, t, row, t_mask, i, i_mask, m2, cs
     else:  # explicit positions
         pos = tl.load(POS + b * sp_b + row * sp_t, mask=t_mask, other=0).to(tl.int64)
     if ANGLES == 0:  # a position outside the table reads nothing and comes out NaN, not garbage
-        # (cs_d, the feature stride, is 1 but for Cohere's cos, read at every other feature (kernels.hf); Triton
-        # specializes an integer argument equal to 1 into a constant, so a unit-stride table compiles as if it
-        # were not there: the same machine code, instruction for instruction)
+        # (cs_d, the feature stride, is 1 for a contiguous table, 2 for Cohere's cos read at every other feature
+        # (kernels.hf), or whatever a caller's cos has, read where it lies. Triton specializes an integer argument
+        # equal to 1 into a constant, so a unit-stride table compiles as if cs_d were not there: the same machine
+        # code, instruction for instruction)
         table = b * cs_b + pos.to(IDX)[:, None] * cs_t + i[None, :] * cs_d  # masked where pos is out of range
         if POS_MODE == 0:  # arange + a scalar: the launcher checked the range, the load needs no test
             mt = m2
