@@ -1477,6 +1477,24 @@ def test_interleave_drop_in_gradcheck_and_compiled_backward():
         torch.testing.assert_close(x, y, rtol=0, atol=1e-15)
 
 
+def test_benchmark_rows_of_cohere_and_deepseek_compute_the_benchmarks_rotation():
+    """The GPU benchmark's rows for Cohere's and DeepSeek-V3's drop-ins hand them interleaved copies of q and k, so
+    that their results, in the half layout, are the rotation every other row computes: bit for bit the Llama
+    drop-in's on the same bf16 cos and sin (the same products, pair by pair). Runs here, without a GPU."""
+    from ropebook.kernels import bench
+
+    q, k = qk(B=2, T=3, HQ=4, HK=2, D=16, dtype=torch.bfloat16)
+    q_mem, k_mem = q.transpose(1, 2).contiguous(), k.transpose(1, 2).contiguous()  # (B, T, H, D), as benchmarked
+    c, s = (x.to(DEVICE) for x in rb.rope_cos_sin(torch.tensor([[5, 6, 7], [900, 901, 902]]), 16))
+    want = K.hf_apply_rotary_pos_emb(q, k, *(torch.cat((x, x), -1).to(torch.bfloat16) for x in (c, s)))
+    rows = bench._other_forms(q_mem, k_mem, c, s)
+    assert len(rows) == 2
+    for name, (fn, note, outputs) in rows.items():
+        fn()
+        for got, w in zip(outputs(), want):
+            assert torch.equal(got, w), name
+
+
 def _glm_pairs_out_interleaved(q, k, cos, sin, position_ids=None, unsqueeze_dim=1):  # GLM's rotation: no de-interleave
     h = cos.shape[-1] // 2
     c, s = (x[..., :h].repeat_interleave(2, -1).unsqueeze(unsqueeze_dim) for x in (cos, sin))

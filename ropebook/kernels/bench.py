@@ -229,6 +229,7 @@ def _contenders(B, T, q_mem, k_mem, offsets, tables):
     out["ropebook rope_qk_cos_sin, HF bf16 cos/sin, in place"] = (g, "Liger's inputs and in-place writes", None)
     f = lambda: K.hf_apply_rotary_pos_emb(q, k, cos_hf, sin_hf)  # noqa: E731
     out["ropebook hf_apply_rotary_pos_emb (drop-in)"] = (f, "HF's signature and inputs, out of place, as patch_hf calls it", f)
+    out.update(_other_forms(q_mem, k_mem, c, s))
     # the drop-in as a compiled model runs it: the operator (ropebook.kernels.op) in a graph, called through
     # PyTorch's dispatcher; beside torch.compile(HF formula), where Inductor fuses the formula itself
     cd = torch.compile(K.hf_apply_rotary_pos_emb)
@@ -313,6 +314,29 @@ def _eager_ms(fn) -> float:
     import triton.testing as tt
 
     return tt.do_bench(fn, warmup=25, rep=200, return_mode="median")
+
+
+def _other_forms(q_mem, k_mem, c, s) -> dict:
+    """Rows for the drop-ins of Cohere's and DeepSeek-V3's forms, which read interleaved pairs: each is handed a
+    copy of q and k with their features interleaved, pair i of the half layout at (2i, 2i + 1), so that what it
+    computes is the benchmark's rotation (``outputs()`` gives it in the half layout ``_error`` compares with).
+    Cohere's reads cos and sin (B, T, D) at every other feature; DeepSeek-V3's writes the half layout itself.
+    Any device (the tests run it on the CPU); ``c``, ``s``: (B, T, D/2) float32."""
+    from ropebook import kernels as K
+
+    h = c.shape[-1]
+    order = torch.stack((torch.arange(h), torch.arange(h) + h), -1).flatten().to(q_mem.device)  # half -> interleaved
+    back = torch.argsort(order)
+    qi, ki = (x[..., order].transpose(1, 2) for x in (q_mem, k_mem))  # (B, H, T, D) views of interleaved copies
+    cos_co, sin_co = (x.repeat_interleave(2, -1).to(torch.bfloat16) for x in (c, s))  # Cohere's (B, T, D)
+    cos_hf, sin_hf = (torch.cat((x, x), -1).to(torch.bfloat16) for x in (c, s))
+    co = lambda: K.hf_apply_rotary_pos_emb_cohere(qi, ki, cos_co, sin_co)  # noqa: E731
+    ds = lambda: K.hf_apply_rotary_pos_emb_interleave(qi, ki, cos_hf, sin_hf)  # noqa: E731
+    return {"ropebook hf_apply_rotary_pos_emb_cohere (drop-in)": (
+                co, "Cohere's: interleaved pairs, cos (B, T, D) read at every other feature",
+                lambda: tuple(x[..., back] for x in co())),
+            "ropebook hf_apply_rotary_pos_emb_interleave (drop-in)": (
+                ds, "DeepSeek-V3's: pairs read interleaved, written as (i, i + D/2)", ds)}
 
 
 def _error(outputs, q_mem, k_mem, offsets, T) -> float:
