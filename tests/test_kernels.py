@@ -1495,6 +1495,31 @@ def test_benchmark_rows_of_cohere_and_deepseek_compute_the_benchmarks_rotation()
             assert torch.equal(got, w), name
 
 
+def test_benchmark_rows_of_the_vision_function_compute_the_benchmarks_rotation():
+    """The GPU benchmark's rows for Qwen2-VL's vision function and its drop-in, on the prefill's one sequence as
+    (T, H, D) with float32 cos (T, D): the drop-in gives the Llama drop-in's result on the same (1, H, T, D) views
+    and float32 cos bit for bit, and both rows the float64 rotation within one rounding to bf16. Runs here,
+    without a GPU."""
+    pytest.importorskip("transformers")
+    from ropebook.kernels import bench
+
+    q, k = qk(B=1, T=6, HQ=4, HK=2, D=16, dtype=torch.bfloat16)
+    q_mem, k_mem = q.transpose(1, 2).contiguous(), k.transpose(1, 2).contiguous()  # (1, T, H, D), as benchmarked
+    c, s = (x.to(DEVICE) for x in rb.rope_cos_sin(torch.tensor([[5, 6, 7, 8, 9, 10]]), 16))  # (1, T, 8)
+    llama = K.hf_apply_rotary_pos_emb(q_mem.transpose(1, 2), k_mem.transpose(1, 2), torch.cat((c, c), -1),
+                                      torch.cat((s, s), -1))
+    rows = bench._vision_forms(q_mem, k_mem, c, s)
+    assert len(rows) == 2
+    for name, (fn, note, outputs) in rows.items():
+        fn()
+        for got, x, w in zip(outputs(), (q, k), llama):
+            assert got.shape == x.shape and got.dtype == torch.bfloat16, name
+            want = rb.apply_rope(x.double(), offset=5, backend="torch")
+            assert_close_dtype(got, want.to(torch.bfloat16))
+            if "drop-in" in name:
+                assert torch.equal(got, w), name
+
+
 def _glm_pairs_out_interleaved(q, k, cos, sin, position_ids=None, unsqueeze_dim=1):  # GLM's rotation: no de-interleave
     h = cos.shape[-1] // 2
     c, s = (x[..., :h].repeat_interleave(2, -1).unsqueeze(unsqueeze_dim) for x in (cos, sin))
@@ -1515,6 +1540,180 @@ def test_patch_hf_refuses_an_interleave_function_that_is_not_deepseeks():
         with K.patch_hf(module):
             pass
     assert module.apply_rotary_pos_emb is _llama and module.apply_rotary_pos_emb_interleave is _glm_pairs_out_interleaved
+
+
+# The modules that define a vision tower's apply_rotary_pos_emb_vision(q, k, cos, sin) (transformers 5.23 has 27: 25
+# copies of Qwen2-VL's, MiniMax-M3-VL's with partial rotary, Inkling 2's with Cohere's pairs), and what patch_hf installs
+HF_VISION = {"qwen2_vl": "vision", "qwen2_5_vl": "vision", "qwen3_vl": "vision", "glm4v": "vision", "mlcd": "vision",
+             "kimi_k25": "vision", "minimax_m3_vl": "vision", "inkling2": "vision_cohere"}
+VISION_DROP_INS = {"vision": "hf_apply_rotary_pos_emb_vision", "vision_cohere": "hf_apply_rotary_pos_emb_vision_cohere"}
+
+
+@pytest.mark.parametrize("name", HF_VISION)
+def test_patch_hf_replaces_the_vision_towers_function_too(name):
+    """Where a module defines apply_rotary_pos_emb_vision, patch_hf probes it against the vision drop-ins (q and k
+    (T, H, D) or (B, T, H, D), cos (T, r)) and installs the one it computes beside the text model's, and puts both
+    back after."""
+    module = _hf_module(name)
+    before = {attr: getattr(module, attr, None) for attr in ("apply_rotary_pos_emb", "apply_rotary_pos_emb_vision")}
+    with K.patch_hf(module):
+        assert module.apply_rotary_pos_emb_vision is getattr(K, VISION_DROP_INS[HF_VISION[name]])
+        if before["apply_rotary_pos_emb"] is not None:
+            assert module.apply_rotary_pos_emb is not before["apply_rotary_pos_emb"]
+        with K.patch_hf(module):  # nested: the drop-ins stay
+            assert module.apply_rotary_pos_emb_vision is getattr(K, VISION_DROP_INS[HF_VISION[name]])
+    assert {attr: getattr(module, attr, None) for attr in before} == before
+
+
+@pytest.mark.parametrize("name, r", [("qwen2_5_vl", 16), ("mlcd", 16), ("minimax_m3_vl", 12), ("inkling2", 16)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("batched", [False, True])
+def test_patched_vision_drop_in_is_the_modules_formula_rounded_once(name, r, dtype, batched):
+    """The vision drop-in patch_hf installs, against the module's own function run in float64: q and k views of one
+    fused qkv projection (T, H, D), as Qwen2-VL's tower makes them, or (B, T, H, D); cos and sin float32 (T, r),
+    as the towers compute them, whatever q's dtype (Llama's form each value twice, Inkling 2's each twice in a
+    row); r of D = 16 features (MiniMax-M3-VL's partial rotary). Then the gradients, against the module's own."""
+    module = _hf_module(name)
+    original = module.apply_rotary_pos_emb_vision
+    B, T, H, D = (2 if batched else 1), 7, 3, 16
+    g = torch.Generator().manual_seed(0)
+    qkv = torch.randn(B, T, 3, H, D, generator=g, dtype=torch.float64).to(DEVICE, dtype)  # one fused projection
+    q, k = qkv[:, :, 0], qkv[:, :, 1]  # (B, T, H, D) views, tokens 3·H·D apart
+    if not batched:
+        q, k = q[0], k[0]  # (T, H, D): the patches of every image in one sequence
+    rows, cols = torch.tensor([0, 0, 0, 1, 1, 1, 2]), torch.tensor([0, 1, 2, 0, 1, 2, 0])  # each patch's place
+    c, s = (torch.cat(x, -1) for x in zip(rb.rope_cos_sin(rows, r // 2), rb.rope_cos_sin(cols, r // 2)))  # (T, r/2)
+    if HF_VISION[name] == "vision":
+        cos, sin = torch.cat((c, c), -1).to(DEVICE), torch.cat((s, s), -1).to(DEVICE)  # (T, r) float32
+    else:
+        cos, sin = c.repeat_interleave(2, -1).to(DEVICE), s.repeat_interleave(2, -1).to(DEVICE)
+    want_q, want_k = original(q.double(), k.double(), cos.double(), sin.double())
+    with K.patch_hf(module):
+        qr, kr = module.apply_rotary_pos_emb_vision(q, k, cos, sin)
+    assert_close_dtype(qr, want_q.to(dtype))
+    assert_close_dtype(kr, want_k.to(dtype))
+    if r < D:  # partial rotary: the features past r are q's own
+        assert torch.equal(qr[..., r:], q[..., r:])
+    if dtype == torch.float32:
+        q64, k64 = (x.double().requires_grad_() for x in (q, k))
+        gq, gk = torch.randn_like(want_q), torch.randn_like(want_k)
+        torch.autograd.backward(original(q64, k64, cos.double(), sin.double()), (gq, gk))
+        q32, k32 = (x.detach().requires_grad_() for x in (q, k))
+        drop_in = getattr(K, VISION_DROP_INS[HF_VISION[name]])
+        torch.autograd.backward(drop_in(q32, k32, cos, sin), (gq.float(), gk.float()))
+        assert_close_dtype(q32.grad, q64.grad.float())
+        assert_close_dtype(k32.grad, k64.grad.float())
+
+
+def test_vision_drop_in_compiles_into_one_graph():
+    """A compiled vision tower (fullgraph, dynamic shapes: the number of patches varies from image to image) runs
+    the drop-in as the custom operator, with eager's results and gradients, and one frame for two patch counts."""
+    torch._dynamo.reset()
+    frames = mock.Mock(wraps=lambda gm, inputs: gm.forward)
+    f = torch.compile(K.hf_apply_rotary_pos_emb_vision, backend=lambda gm, inputs: frames(gm, inputs), fullgraph=True,
+                      dynamic=True)
+    for T in (6, 10):
+        g = torch.Generator().manual_seed(T)
+        qkv = torch.randn(T, 3, 2, 16, generator=g, dtype=torch.float64).to(DEVICE).requires_grad_()
+        c, s = (torch.cat(x, -1) for x in zip(*(rb.rope_cos_sin(torch.arange(T) // d, 8) for d in (1, 3))))  # (T, 8)
+        cos, sin = torch.cat((c, c), -1).to(DEVICE, torch.float64), torch.cat((s, s), -1).to(DEVICE, torch.float64)
+        grad = torch.randn(2, T, 2, 16, generator=g, dtype=torch.float64).to(DEVICE)
+        results = []
+        for fn in (K.hf_apply_rotary_pos_emb_vision, f):
+            out = fn(qkv[:, 0], qkv[:, 1], cos, sin)
+            results.append((out, torch.autograd.grad(out, qkv, tuple(grad))[0]))
+        for x, y in zip((*results[0][0], results[0][1]), (*results[1][0], results[1][1])):
+            torch.testing.assert_close(x, y, rtol=0, atol=1e-15)
+    assert frames.call_count == 1
+    assert "torch.ops.ropebook.rope" in frames.call_args.args[0].code  # the operator, in the graph
+
+
+def _vision_llama(q, k, cos, sin):  # Qwen2-VL's formula, in float32
+    return _llama(q, k, cos, sin, unsqueeze_dim=-2)
+
+
+def _vision_glm(q, k, cos, sin):  # GLM's pairs (2i, 2i + 1) by cos's first half: neither vision form
+    return _glm_pairs_out_interleaved(q, k, cos, sin, unsqueeze_dim=-2)
+
+
+def _vision_minus(q, k, cos, sin):  # a rotation by -θ
+    return _llama(q, k, cos, -sin, unsqueeze_dim=-2)
+
+
+def _vision_first_image(q, k, cos, sin):  # every sequence of a batch rotated by the first one's angles
+    return _llama(q, k, cos[:1] if cos.ndim == 3 else cos, sin[:1] if sin.ndim == 3 else sin, unsqueeze_dim=-2)
+
+
+@pytest.mark.parametrize("fn, found", [(_vision_llama, "vision"), (_vision_glm, "Inkling 2's.*differs by"),
+                                       (_vision_minus, "differs by"),
+                                       (_vision_first_image, "agrees with the plain call, but not with batched")])
+def test_patch_hf_refuses_vision_functions_that_are_not_a_drop_ins(fn, found):
+    """Hand-written vision functions: Qwen2-VL's formula is accepted; GLM's interleaved rotation, one that rotates
+    by -θ and one that gives every sequence of a batch the first one's angles are refused, with the function named
+    and what the probe found."""
+    import types
+
+    module = types.ModuleType("handwritten")
+    module.apply_rotary_pos_emb_vision = fn
+    if found == "vision":
+        with K.patch_hf(module):
+            assert module.apply_rotary_pos_emb_vision is K.hf_apply_rotary_pos_emb_vision
+        return
+    with pytest.raises(ValueError, match=rf"handwritten.apply_rotary_pos_emb_vision computes none.*Qwen2-VL's.*{found}"):
+        with K.patch_hf(module):
+            pass
+    assert module.apply_rotary_pos_emb_vision is fn
+
+
+def _tiny_qwen2_5_vl():
+    """Qwen2.5-VL with random weights: a 2-block vision tower (16-feature heads, windowed attention in the first
+    block, full in the second) and a 2-layer text model with M-RoPE; 4×4-pixel patches, merged 2×2 into tokens."""
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    config = transformers.Qwen2_5_VLConfig(
+        text_config=dict(vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, max_position_embeddings=256, bos_token_id=1, eos_token_id=2,
+                         rope_parameters=dict(rope_type="default", rope_theta=10000.0, mrope_section=[2, 3, 3])),
+        vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64, patch_size=4,
+                           spatial_merge_size=2, temporal_patch_size=2, window_size=8, fullatt_block_indexes=[1]),
+        image_token_id=100, video_token_id=101, vision_start_token_id=102)
+    return transformers.Qwen2_5_VLForConditionalGeneration(config).to(DEVICE).eval()
+
+
+def test_patch_hf_in_a_tiny_vision_language_model():
+    """Two images (4×6 and 2×2 patches, packed into one sequence of 28 by the vision tower) in a prompt: patched,
+    Qwen2.5-VL runs the kernel in each vision block and each text layer (counted) and gives the logits and the
+    gradients of every parameter unpatched, in float32. Llama's text drop-in alone in the vision tower's place,
+    which rotates (B, H, T, D), would not run on its (T, H, D) patches at all."""
+    model = _tiny_qwen2_5_vl()
+    module = _hf_module("qwen2_5_vl")
+    grid = torch.tensor([[1, 4, 6], [1, 2, 2]], device=DEVICE)  # (frames, rows, columns) of patches per image
+    pixels = torch.randn(int(grid.prod(-1).sum()), 3 * 2 * 4 * 4, generator=torch.Generator().manual_seed(1)).to(DEVICE)
+    ids = torch.tensor([[1, 102] + [100] * 6 + [5, 102, 100, 7, 8, 9]], device=DEVICE)  # 6 and 1 merged image tokens
+
+    def run():
+        with torch.no_grad():
+            logits = model(input_ids=ids, pixel_values=pixels, image_grid_thw=grid).logits
+        model.zero_grad()
+        model(input_ids=ids, pixel_values=pixels, image_grid_thw=grid, labels=ids).loss.backward()
+        return logits, [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    want_logits, want_grads = run()
+    from ropebook.kernels import hf
+
+    with mock.patch.object(hf, "_rope_qk_cos_sin", wraps=hf._rope_qk_cos_sin) as launches, K.patch_hf(module):
+        assert module.apply_rotary_pos_emb_vision is K.hf_apply_rotary_pos_emb_vision
+        logits, grads = run()
+    assert launches.call_count == 2 * (2 + 2)  # two passes, each 2 vision blocks and 2 text layers
+    shapes = {tuple(call.args[1].shape) for call in launches.call_args_list}
+    assert (1, 2, 28, 16) in shapes  # the vision tower's: 28 patches of 2 heads, as the kernel's (1, H, T, D) view
+    torch.testing.assert_close(logits, want_logits, rtol=1e-5, atol=1e-5)
+    assert len(grads) == len(want_grads) and len(grads) > 20
+    for g, w in zip(grads, want_grads):
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-6)
+    with mock.patch.object(module, "apply_rotary_pos_emb_vision", K.hf_apply_rotary_pos_emb), torch.no_grad():
+        with pytest.raises(ValueError, match="q and k must be 4-d"):
+            model(input_ids=ids, pixel_values=pixels, image_grid_thw=grid)
 
 
 # ----------------------------------------------------------------------------- compiled for a GPU that is not here

@@ -316,13 +316,13 @@ TEST_MUTANTS: tuple[Mutant, ...] = (
            (), ("tests/test_kernels.py",)),
     Mutant("hf-interleaved-compares-halves", "the interleaved drop-in compares cos's halves, which GLM's function "
            "never reads: a model whose halves differ is refused for nothing",
-           (("ropebook/kernels/hf.py", '    twice = form in ("half", "single", "cohere")  # cos holds',
-             '    twice = form != "pairs"  # cos holds'),),
+           (("ropebook/kernels/hf.py", '    twice = base in ("half", "single", "cohere")  # cos holds',
+             '    twice = base != "pairs"  # cos holds'),),
            (), ("tests/test_kernels.py",)),
     Mutant("hf-cohere-copies-unchecked", "Cohere's drop-in reads every other value of cos without checking that each "
            "value is there twice in a row: Llama's cos (equal halves) handed to it rotates by the wrong angles, silently",
-           (("ropebook/kernels/hf.py", '    twice = form in ("half", "single", "cohere")  # cos holds',
-             '    twice = form in ("half", "single")  # cos holds'),),
+           (("ropebook/kernels/hf.py", '    twice = base in ("half", "single", "cohere")  # cos holds',
+             '    twice = base in ("half", "single")  # cos holds'),),
            (), ("tests/test_kernels.py", "tests/test_bad_arguments.py")),
     Mutant("hf-cohere-reads-first-half", "Cohere's drop-in reads the first half of cos, as GLM's does, instead of every "
            "other value",
@@ -341,6 +341,15 @@ TEST_MUTANTS: tuple[Mutant, ...] = (
     Mutant("operator-backward-layout-not-inverted", "under torch.compile the custom operator's backward reads the "
            "gradients in the input's layout",
            (("ropebook/kernels/op.py", "half, rope_triton.inverse_layout(layout), *rest,", "half, layout, *rest,"),),
+           (), ("tests/test_kernels.py",)),
+    Mutant("hf-vision-not-patched", "patch_hf leaves a vision tower's apply_rotary_pos_emb_vision in place: the "
+           "Qwen-VL family's image encoders run the eager formula, where the chapter says they run the kernel",
+           (("ropebook/kernels/hf.py", '"apply_rotary_pos_emb_vision": ("vision", "vision_cohere")}', "}"),),
+           (), ("tests/test_kernels.py",)),
+    Mutant("hf-vision-cohere-as-llama", "Inkling 2's vision drop-in rotates Llama's pairs (i, i + r/2) instead of "
+           "Cohere's (2i, 2i + 1)",
+           (("ropebook/kernels/hf.py", '_VISION = {"vision": "half", "vision_cohere": "cohere"}',
+             '_VISION = {"vision": "half", "vision_cohere": "half"}'),),
            (), ("tests/test_kernels.py",)),
     Mutant("kernel-cos-feature-stride-ignored", "the kernel reads cos and sin with feature stride 1 whatever their "
            "stride (a strided cos, Cohere's every other value, read as if contiguous)",

@@ -230,6 +230,8 @@ def _contenders(B, T, q_mem, k_mem, offsets, tables):
     f = lambda: K.hf_apply_rotary_pos_emb(q, k, cos_hf, sin_hf)  # noqa: E731
     out["ropebook hf_apply_rotary_pos_emb (drop-in)"] = (f, "HF's signature and inputs, out of place, as patch_hf calls it", f)
     out.update(_other_forms(q_mem, k_mem, c, s))
+    if B == 1 and T > 1:
+        out.update(_vision_forms(q_mem, k_mem, c, s))
     # the drop-in as a compiled model runs it: the operator (ropebook.kernels.op) in a graph, called through
     # PyTorch's dispatcher; beside torch.compile(HF formula), where Inductor fuses the formula itself
     cd = torch.compile(K.hf_apply_rotary_pos_emb)
@@ -337,6 +339,25 @@ def _other_forms(q_mem, k_mem, c, s) -> dict:
                 lambda: tuple(x[..., back] for x in co())),
             "ropebook hf_apply_rotary_pos_emb_interleave (drop-in)": (
                 ds, "DeepSeek-V3's: pairs read interleaved, written as (i, i + D/2)", ds)}
+
+
+def _vision_forms(q_mem, k_mem, c, s) -> dict:
+    """Rows for a vision tower's function, Qwen2-VL's ``apply_rotary_pos_emb_vision`` (eager) and its drop-in, on the
+    prefill's one sequence as a tower packs its patches: q and k ``(T, H, D)``, cos and sin ``(T, D)`` float32, as
+    the towers pass them (the eager function computes in float32 and rounds once, as the kernel does).
+    ``outputs()`` gives the results as ``(1, H, T, D)`` for ``_error``. Any device; ``c``, ``s``: (1, T, D/2)."""
+    from transformers.models.qwen2_vl.modeling_qwen2_vl import apply_rotary_pos_emb_vision
+
+    from ropebook import kernels as K
+
+    qv, kv = q_mem[0], k_mem[0]  # (T, H, D) views
+    cos_v, sin_v = torch.cat((c[0], c[0]), -1), torch.cat((s[0], s[0]), -1)  # (T, D) float32
+    hf = lambda: apply_rotary_pos_emb_vision(qv, kv, cos_v, sin_v)  # noqa: E731
+    rb_v = lambda: K.hf_apply_rotary_pos_emb_vision(qv, kv, cos_v, sin_v)  # noqa: E731
+    return {"HF eager vision formula (Qwen2-VL)": (hf, "apply_rotary_pos_emb_vision, (T, H, D), cos (T, D) float32",
+                                                  lambda: tuple(x[None].transpose(1, 2) for x in hf())),
+            "ropebook hf_apply_rotary_pos_emb_vision (drop-in)": (rb_v, "its drop-in, the same inputs",
+                                                                  lambda: tuple(x[None].transpose(1, 2) for x in rb_v()))}
 
 
 def _error(outputs, q_mem, k_mem, offsets, T) -> float:

@@ -26,11 +26,18 @@ another function as well, ``apply_rotary_pos_emb_interleave(q, k, cos, sin, posi
 written out as ``(i, i + r/2)``, Llama's layout. :func:`hf_apply_rotary_pos_emb_interleave` is its drop-in: the
 kernel reads one layout and writes the other in the same pass.
 
+The vision towers of the Qwen-VL family and of others built on them (GLM-4V, ERNIE 4.5-VL, Kimi K2.5, …) call a
+third, ``apply_rotary_pos_emb_vision(q, k, cos, sin)``, on the patches of every image packed into one sequence:
+q and k ``(T, H, D)``, cos and sin ``(T, r)`` (each patch's angles from its row and column). It computes Llama's
+rotation there; Inkling 2's, Cohere's. :func:`hf_apply_rotary_pos_emb_vision` and
+:func:`hf_apply_rotary_pos_emb_vision_cohere` are their drop-ins.
+
 :func:`patch_hf` puts the right one in a modelling module's place for the length of a ``with``
 block, after checking on a small probe which formula the module's own function computes, and
-``apply_rotary_pos_emb_interleave`` too where the module defines it. It refuses a module whose function is
-none of them (nanochat's rotates by −θ, GPT-J's takes sin before cos and no k), instead of changing the
-model's outputs. It replaces those two functions only: a model that calls another runs unpatched::
+``apply_rotary_pos_emb_interleave`` and ``apply_rotary_pos_emb_vision`` too where the module defines them. It
+refuses a module whose function is none of them (nanochat's rotates by −θ, GPT-J's takes sin before cos and no
+k), instead of changing the model's outputs. It replaces those three functions only: a model that calls another
+runs unpatched::
 
     import transformers.models.llama.modeling_llama as llama
     with ropebook.kernels.patch_hf(llama):
@@ -55,7 +62,7 @@ from ropebook.kernels.autograd import _rope_qk_cos_sin
 
 __all__ = ["hf_apply_rotary_pos_emb", "hf_apply_rotary_pos_emb_interleaved", "hf_apply_rotary_pos_emb_pairs",
            "hf_apply_rotary_pos_emb_single", "hf_apply_rotary_pos_emb_cohere", "hf_apply_rotary_pos_emb_interleave",
-           "patch_hf"]
+           "hf_apply_rotary_pos_emb_vision", "hf_apply_rotary_pos_emb_vision_cohere", "patch_hf"]
 
 _checked: list = [None, None, -1, -1, None]  # weak references to the last cos and sin compared, their versions, how
 
@@ -125,17 +132,19 @@ def _version(x: Tensor):
 _LAYOUTS = {"half": "half", "interleaved": "interleaved", "pairs": "half", "single": "half",  # the kernel's layout
             "cohere": "interleaved", "deepseek": "interleaved"}
 _OUT_LAYOUTS = {"deepseek": "half"}  # where the output's layout is not the input's
+_VISION = {"vision": "half", "vision_cohere": "cohere"}  # a vision tower's form -> the text form it rotates as
 
 
 def _drop_in(form: str, fn: str, doc: str):
     """A drop-in for the Hugging Face form ``form`` (``"half"``, ``"interleaved"``, ``"pairs"``, ``"single"``,
-    ``"cohere"`` or ``"deepseek"``: the module docstring says what each reads), named ``fn``: checks, then one
-    launch. A factory rather than one shared body that thin functions call: a decoding step's host time pays
-    for every Python call (ch-rope-gpu)."""
-    layout, out_layout = _LAYOUTS[form], _OUT_LAYOUTS.get(form)
+    ``"cohere"``, ``"deepseek"``, ``"vision"`` or ``"vision_cohere"``: the module docstring says what each reads),
+    named ``fn``: checks, then one launch. A factory rather than one shared body that thin functions call: a
+    decoding step's host time pays for every Python call (ch-rope-gpu)."""
+    base = _VISION.get(form, form)  # a vision tower's form: its text form's rotation, q (T, H, D) or (B, T, H, D)
+    layout, out_layout = _LAYOUTS[base], _OUT_LAYOUTS.get(base)
     single = form == "single"  # one tensor, (x, cos, sin, unsqueeze_dim): Llama's form otherwise
-    twice = form in ("half", "single", "cohere")  # cos holds each value twice, the kernel reads one: compare them
-    in_a_row = form == "cohere"  # ... twice in a row (the kernel reads every other feature), not in two halves
+    twice = base in ("half", "single", "cohere")  # cos holds each value twice, the kernel reads one: compare them
+    in_a_row = base == "cohere"  # ... twice in a row (the kernel reads every other feature), not in two halves
     step = 2 if in_a_row else 1
     qn = "x" if single else "q"  # the rotated tensor's name in messages
 
@@ -203,9 +212,43 @@ def _drop_in(form: str, fn: str, doc: str):
                     unsqueeze_dim: int = 1) -> tuple[Tensor, Tensor] | Tensor:
             return pair(q, k, cos, sin, unsqueeze_dim)
 
+    elif form in _VISION:  # a vision tower's signature, (q, k, cos, sin): q (T, H, D) or (B, T, H, D), cos (T, r)
+        pair = drop_in
+
+        def drop_in(q: Tensor, k: Tensor, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor]:
+            if _check_vision(fn, q, k, cos, sin):  # (T, H, D): one sequence of patches, (1, T, H, D) to the kernel
+                qr, kr = pair(q[None], k[None], cos, sin, 2)
+                return qr[0], kr[0]
+            return pair(q, k, cos, sin, 2)
+
     drop_in.__name__ = drop_in.__qualname__ = fn
     drop_in.__doc__ = doc
     return drop_in
+
+
+def _check_vision(fn: str, q, k, cos, sin) -> bool:
+    """The shapes a vision tower's ``apply_rotary_pos_emb_vision`` takes, checked in the caller's terms (the
+    drop-in it wraps would name the (B, H, T, D) view it hands the kernel): q and k ``(T, H, D)``, the patches of
+    every image in one sequence, with cos and sin ``(T, r)``; or ``(B, T, H, D)`` with cos and sin ``(T, r)`` or
+    ``(B or 1, T, r)``. r even, at most D. Returns whether q is 3-d."""
+    for name, x in (("q", q), ("k", k), ("cos", cos), ("sin", sin)):
+        if not isinstance(x, Tensor):
+            raise ValueError(f"{fn}: {name} must be a tensor, got type({name})={type(x).__name__}")
+    if q.ndim not in (3, 4) or k.ndim != q.ndim:
+        raise ValueError(f"{fn}: q and k must both be (T, H, D), a vision tower's patches in one sequence, or (B, T, H, D), "
+                         f"got q.shape={tuple(q.shape)}, k.shape={tuple(k.shape)}")
+    T, D = q.shape[-3], q.shape[-1]
+    if k.shape[-3] != T or k.shape[-1] != D or k.shape[:-3] != q.shape[:-3]:
+        raise ValueError(f"{fn}: k must match q in {'batch, ' if q.ndim == 4 else ''}tokens and head_dim, got "
+                         f"q.shape={tuple(q.shape)}, k.shape={tuple(k.shape)}")
+    shape = cos.shape
+    r = shape[-1] if shape else 0
+    batch = len(shape) == 2 or len(shape) == 3 and q.ndim == 4 and shape[0] in (1, q.shape[0])
+    if shape != sin.shape or not batch or shape[-2] != T or r % 2 or not 0 < r <= D:
+        lay, also = ("(T, H, D)", "") if q.ndim == 3 else ("(B, T, H, D)", f" or (B or 1, {T}, r)")
+        raise ValueError(f"{fn}: cos and sin must both have shape ({T}, r){also}, r even and at most D = {D}, for q of "
+                         f"{lay} = {tuple(q.shape)}; got cos.shape={tuple(cos.shape)}, sin.shape={tuple(sin.shape)}")
+    return q.ndim == 3
 
 
 hf_apply_rotary_pos_emb = _drop_in("half", "hf_apply_rotary_pos_emb", """
@@ -337,18 +380,70 @@ hf_apply_rotary_pos_emb_interleave = _drop_in("deepseek", "hf_apply_rotary_pos_e
     """)
 
 
+hf_apply_rotary_pos_emb_vision = _drop_in("vision", "hf_apply_rotary_pos_emb_vision", """
+    The ``apply_rotary_pos_emb_vision(q, k, cos, sin)`` of the vision towers of Qwen2-VL, Qwen2.5-VL, Qwen2.5-Omni,
+    Qwen3-VL, Qwen3.5, GLM-4V, GLM-OCR, ERNIE 4.5-VL, PaddleOCR-VL, Kimi K2.5, MLCD, MiniMax-M3-VL and others, in one
+    kernel launch: Llama's rotation (pairs ``(i, i + r/2)``, cos and sin each value twice, checked) of the image
+    patches, which these towers lay out as one sequence.
+
+    Args:
+        q, k: ``(T, H, D)``, the patches of every image in a batch in one sequence (as Qwen2-VL's tower packs
+            them; its attention keeps them apart with ``cu_seqlens``), or ``(B, T, H, D)``; the features contiguous
+            (views of one fused qkv projection are read where they lie).
+        cos, sin: ``(T, r)``, or ``(B or 1, T, r)`` for a 4-d q; the angles of each patch, which a tower computes
+            from its row and column (axial RoPE: half the pairs from each) and passes in float32. ``r < D``
+            rotates the first r features and passes the rest through (MiniMax-M3-VL's).
+        Its attention's ``cu_seqlens`` are not an argument: each patch's angles are in its row of cos.
+
+    Returns: ``(q_embed, k_embed)``, new tensors of q's shape and dtype; differentiable in q and k. Most of these
+    functions rotate in float32 and round once to q's dtype, as the kernel does.
+
+    >>> import os, ropebook as rb
+    >>> from unittest import mock
+    >>> q, k = torch.randn(6, 2, 8), torch.randn(6, 2, 8)           # (T, H, D): 6 patches
+    >>> rows, cols = torch.tensor([0, 0, 0, 1, 1, 1]), torch.tensor([0, 1, 2, 0, 1, 2])
+    >>> c, s = (torch.cat((rb.rope_cos_sin(rows, 4)[i], rb.rope_cos_sin(cols, 4)[i]), -1) for i in (0, 1))  # (T, 4)
+    >>> cos, sin = torch.cat((c, c), -1), torch.cat((s, s), -1)      # (T, D), each value twice
+    >>> with mock.patch.dict(os.environ, TRITON_INTERPRET="1"):
+    ...     qr, kr = hf_apply_rotary_pos_emb_vision(q, k, cos, sin)
+    >>> want = q * cos[:, None] + torch.cat((-q[..., 4:], q[..., :4]), -1) * sin[:, None]   # Qwen2-VL's formula
+    >>> qr.shape == q.shape and torch.allclose(qr, want, atol=1e-6)
+    True
+    """)
+
+
+hf_apply_rotary_pos_emb_vision_cohere = _drop_in("vision_cohere", "hf_apply_rotary_pos_emb_vision_cohere", """
+    Inkling 2's ``apply_rotary_pos_emb_vision(q, k, cos, sin)``, in one kernel launch: Cohere's rotation (pairs
+    ``(2i, 2i + 1)``, cos and sin each value twice in a row, checked; the kernel reads every other one) of a
+    vision tower's patches. Arguments and result as :func:`hf_apply_rotary_pos_emb_vision`.
+
+    >>> import os, ropebook as rb
+    >>> from unittest import mock
+    >>> q, k = torch.randn(5, 2, 8), torch.randn(5, 2, 8)           # (T, H, D)
+    >>> c, s = rb.rope_cos_sin(torch.arange(5), 8)
+    >>> with mock.patch.dict(os.environ, TRITON_INTERPRET="1"):
+    ...     qr, kr = hf_apply_rotary_pos_emb_vision_cohere(q, k, c.repeat_interleave(2, -1), s.repeat_interleave(2, -1))
+    >>> torch.allclose(qr, rb.apply_rope(q.transpose(0, 1), layout="interleaved").transpose(0, 1), atol=1e-6)
+    True
+    """)
+
+
 _DROP_INS = {"half": hf_apply_rotary_pos_emb, "interleaved": hf_apply_rotary_pos_emb_interleaved,
              "pairs": hf_apply_rotary_pos_emb_pairs, "single": hf_apply_rotary_pos_emb_single,
-             "cohere": hf_apply_rotary_pos_emb_cohere, "deepseek": hf_apply_rotary_pos_emb_interleave}
+             "cohere": hf_apply_rotary_pos_emb_cohere, "deepseek": hf_apply_rotary_pos_emb_interleave,
+             "vision": hf_apply_rotary_pos_emb_vision, "vision_cohere": hf_apply_rotary_pos_emb_vision_cohere}
 # the module functions patch_hf replaces, and the forms each may compute
 _FUNCTIONS = {"apply_rotary_pos_emb": ("half", "interleaved", "pairs", "single", "cohere"),
-              "apply_rotary_pos_emb_interleave": ("deepseek",)}
+              "apply_rotary_pos_emb_interleave": ("deepseek",),
+              "apply_rotary_pos_emb_vision": ("vision", "vision_cohere")}
 _FORM_NAMES = {"half": "Llama's (pairs (i, i + r/2), cos each value twice)",
                "interleaved": "GLM's (pairs (2i, 2i + 1), cos's first half)",
                "pairs": "gpt-oss's (pairs (i, i + D/2), cos one value a pair)",
                "single": "Gemma 4's (Llama's, one tensor: (x, cos, sin))",
                "cohere": "Cohere's (pairs (2i, 2i + 1), cos each value twice in a row)",
-               "deepseek": "DeepSeek-V3's (pairs (2i, 2i + 1) read, written as (i, i + r/2); cos's first half)"}
+               "deepseek": "DeepSeek-V3's (pairs (2i, 2i + 1) read, written as (i, i + r/2); cos's first half)",
+               "vision": "Qwen2-VL's vision tower's (Llama's, q (T, H, D), cos (T, r))",
+               "vision_cohere": "Inkling 2's vision tower's (Cohere's, q (T, H, D), cos (T, r))"}
 _PROBE_Q = (2, 2, 3, 8)  # the probe's q: two sequences of 3 tokens, 2 heads of 8 features
 _verdicts: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # a module's function -> {forms: (form or None, report)}
 
@@ -359,29 +454,40 @@ def _probe(original, form: str, r: int = 8, call: str = "plain"):
     formulas are linear in them, so any values tell the formulas apart), laid out as ``form`` reads them.
     ``call``: ``"plain"`` ``(q, k, cos, sin)`` (the single form: ``(q, cos, sin)``), ``"unsqueeze_dim=2"`` (q and k
     (B, T, H, D)), ``"unsqueeze_dim=0"`` (cos and sin 2-d, (T, ·), as Pixtral's), ``"k omitted"`` (q alone, by
-    keyword, as Qwen4's indexer calls it). Returns the largest difference from the form's result computed in
-    float64, or what the call did instead (raised, or returned something else)."""
+    keyword, as Qwen4's indexer calls it). A vision tower's form: ``"plain"`` the first sequence alone, q and k
+    (T, H, D) and cos and sin (T, ·); ``"batched"`` q and k (B, T, H, D) with cos (B, T, ·); ``"batched, 2-d cos"``
+    with cos (T, ·). Returns the largest difference from the form's result computed in float64, or what the call did
+    instead (raised, or returned something else)."""
     g = torch.Generator().manual_seed(0)
     q, k = torch.randn(*_PROBE_Q, generator=g), torch.randn(2, 1, 3, 8, generator=g)
     c, s = (torch.rand(2, 3, r // 2, generator=g) * 2 - 1 for _ in range(2))  # (B, T, r/2): the angles' cos and sin
-    if form in ("half", "single"):
+    vision, base = form in _VISION, _VISION.get(form, form)
+    if base in ("half", "single"):
         cos, sin = torch.cat((c, c), -1), torch.cat((s, s), -1)
-    elif form in ("interleaved", "deepseek"):  # a second half unlike the first: the form does not read it
+    elif base in ("interleaved", "deepseek"):  # a second half unlike the first: the form does not read it
         cos, sin = (torch.cat((x, torch.rand(2, 3, r // 2, generator=g)), -1) for x in (c, s))
-    elif form == "cohere":
+    elif base == "cohere":
         cos, sin = c.repeat_interleave(2, -1), s.repeat_interleave(2, -1)
     else:
         cos, sin = c, s
-    if call == "unsqueeze_dim=0":  # one (T, ·) for every sequence
+    packed = vision and call == "plain"  # one sequence of patches, (T, H, D)
+    if call in ("unsqueeze_dim=0", "batched, 2-d cos") or packed:  # one (T, ·) for every sequence
         cos, sin, c, s = cos[0], sin[0], c[:1], s[:1]
-    layout = _LAYOUTS[form]
+    if packed:
+        q, k = q[:1], k[:1]
+    layout = _LAYOUTS[base]
     alone = form == "single" or call == "k omitted"
     want = [_apply_cos_sin_torch(x.double(), c[:, None].double(), s[:, None].double(), layout=layout, rotary_dim=r)
             for x in ((q,) if alone else (q, k))]  # c[:, None]: (B, 1, T, r/2), each sequence's own angles
     if form in _OUT_LAYOUTS:  # DeepSeek-V3's: the rotated pairs written out as (i, i + r/2)
         want = [torch.cat((w[..., 0:r:2], w[..., 1:r:2], w[..., r:]), -1) for w in want]
     try:
-        if call == "unsqueeze_dim=2":
+        if vision:  # (B, T, H, D), or (T, H, D) packed; the result back to (B, H, T, D) to compare
+            got = original(*(x.transpose(1, 2)[0] if packed else x.transpose(1, 2) for x in (q, k)), cos, sin)
+            got = (got,) if isinstance(got, Tensor) else got
+            got = tuple((x[None] if packed else x).transpose(1, 2) if isinstance(x, Tensor) and x.ndim == 4 - packed
+                        else x for x in got)
+        elif call == "unsqueeze_dim=2":
             args = [x.transpose(1, 2) for x in ((q,) if alone else (q, k))]
             got = original(*args, cos, sin, unsqueeze_dim=2)
             got = got.transpose(1, 2) if isinstance(got, Tensor) else tuple(x.transpose(1, 2) for x in got)
@@ -411,7 +517,9 @@ _CALLS = {"half": ("unsqueeze_dim=2", "unsqueeze_dim=0", "k omitted", "partial")
           "pairs": ("unsqueeze_dim=2", "unsqueeze_dim=0", "k omitted"),
           "single": ("unsqueeze_dim=2", "unsqueeze_dim=0", "partial"),
           "cohere": ("unsqueeze_dim=2", "unsqueeze_dim=0", "k omitted", "partial"),
-          "deepseek": ("unsqueeze_dim=2", "unsqueeze_dim=0", "k omitted", "partial")}
+          "deepseek": ("unsqueeze_dim=2", "unsqueeze_dim=0", "k omitted", "partial"),
+          "vision": ("batched", "batched, 2-d cos", "partial"),
+          "vision_cohere": ("batched", "batched, 2-d cos", "partial")}
 
 
 def _formula(original, forms: tuple = _FUNCTIONS["apply_rotary_pos_emb"]) -> tuple[str | None, str]:
@@ -456,13 +564,15 @@ def patch_hf(module):
     probe (once per function; about a millisecond) and compared with the five forms the drop-ins
     compute (:func:`hf_apply_rotary_pos_emb`, ``_interleaved``, ``_pairs``, ``_single``, ``_cohere``). Where the module
     also defines ``apply_rotary_pos_emb_interleave`` (DeepSeek-V3's), that is probed against
-    :func:`hf_apply_rotary_pos_emb_interleave` and replaced by it too. A function that is none of its forms raises a
-    ValueError that says what the probe found, and nothing is patched.
+    :func:`hf_apply_rotary_pos_emb_interleave` and replaced by it too, and so is a vision tower's
+    ``apply_rotary_pos_emb_vision``, against :func:`hf_apply_rotary_pos_emb_vision` and ``_vision_cohere``. A function
+    that is none of its forms raises a ValueError that says what the probe found, and nothing is patched.
     """
     name = getattr(module, "__name__", module)
     if not any(callable(getattr(module, attr, None)) for attr in _FUNCTIONS):
-        raise ValueError(f"patch_hf: module must define apply_rotary_pos_emb or apply_rotary_pos_emb_interleave (a Hugging "
-                         f"Face modelling module), got {name!r} without either")
+        *others, last = _FUNCTIONS
+        raise ValueError(f"patch_hf: module must define {', '.join(others)} or {last} (a Hugging Face modelling "
+                         f"module), got {name!r} without any")
     patches = {}  # attribute -> (the module's function, its drop-in)
     for attr, forms in _FUNCTIONS.items():
         original = getattr(module, attr, None)
