@@ -1171,17 +1171,19 @@ def test_hf_drop_in_bad_input_message(case):
 # module's own apply_rotary_pos_emb and rotate_half (transformers 5.x): Llama's form, with partial rotary in
 # GPT-NeoX, Phi-3 and GLM-4-MoE; GLM's interleaved pairs reading cos's first half (GLM, ERNIE 4.5, Helium);
 # gpt-oss's one value a pair; Gemma 4's Llama rotation of one tensor a call, (x, cos, sin); Cohere's interleaved
-# pairs with cos each value twice in a row (Cohere, Cohere 2, BLT, EfficientLoFTR; GLM-4V's M-RoPE, partial).
-# Refused: nanochat's rotate_half rotates by -θ, GPT-J's function takes other arguments (sin before cos, no
-# k), the OpenAI privacy filter's pairs features (2i, 2i + 1) with cos one value a pair.
+# pairs with cos each value twice in a row (Cohere, Cohere 2, BLT, EfficientLoFTR; GLM-4V's M-RoPE, partial); the
+# OpenAI privacy filter's pairs (2i, 2i + 1) with cos one value a pair; GPT-J's and CodeGen's (tensor, sin, cos),
+# one tensor (B, T, H, D), pairs (2i, 2i + 1), cos one value a pair. Refused: nanochat's rotate_half rotates by -θ,
+# CLVP's function takes three tensors.
 # test_patched_drop_in_is_the_modules_formula_rounded_once checks the numbers.
 HF_FORMS = {"llama": "half", "gpt_neox": "half", "phi3": "half", "glm4_moe": "half", "glm": "interleaved",
             "ernie4_5": "interleaved", "helium": "interleaved", "gpt_oss": "pairs", "gemma4": "single", "gemma3n": "single",
             "cohere": "cohere", "cohere2": "cohere", "blt": "cohere", "efficientloftr": "cohere", "glm4v": "cohere",
-            "nanochat": None, "gptj": None, "openai_privacy_filter": None}
+            "openai_privacy_filter": "pairs_interleaved", "gptj": "gptj", "codegen": "gptj", "nanochat": None, "clvp": None}
 DROP_INS = {"half": "hf_apply_rotary_pos_emb", "interleaved": "hf_apply_rotary_pos_emb_interleaved",
             "pairs": "hf_apply_rotary_pos_emb_pairs", "single": "hf_apply_rotary_pos_emb_single",
-            "cohere": "hf_apply_rotary_pos_emb_cohere"}
+            "cohere": "hf_apply_rotary_pos_emb_cohere", "pairs_interleaved": "hf_apply_rotary_pos_emb_pairs_interleaved",
+            "gptj": "hf_apply_rotary_pos_emb_gptj"}
 
 
 def _hf_module(name):
@@ -1297,7 +1299,7 @@ def test_patched_drop_in_takes_the_calls_models_make(name, call):
 
 
 @pytest.mark.parametrize("name, r", [("gpt_neox", 8), ("phi3", 12), ("glm", 8), ("helium", 16), ("gpt_oss", 16), ("gemma4", 16),
-                                     ("cohere", 16), ("blt", 16)])
+                                     ("cohere", 16), ("blt", 16), ("openai_privacy_filter", 16)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("unsqueeze_dim", [1, 2])
 def test_patched_drop_in_is_the_modules_formula_rounded_once(name, r, dtype, unsqueeze_dim):
@@ -1333,8 +1335,69 @@ def test_patched_drop_in_is_the_modules_formula_rounded_once(name, r, dtype, uns
         assert torch.equal(qr[..., r:], q[..., r:])
 
 
+@pytest.mark.parametrize("name", ["gptj", "codegen"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_patched_gptj_drop_in_is_the_modules_formula_rounded_once(name, dtype):
+    """GPT-J's and CodeGen's function, (tensor, sin, cos), as their attention calls it: on the rotary features of
+    key (B, T, H, D), a view (rotary_dim = 8 of 16 features), sin and cos (B, T, 4) the halves of one sincos table,
+    per sequence; against the module's own function run in float64, then the gradient against its own."""
+    module = _hf_module(name)
+    original = module.apply_rotary_pos_emb
+    key = qk(B=2, T=5, HQ=3, D=16, dtype=dtype)[0].transpose(1, 2)  # (B, T, H, D)
+    c, s = rb.rope_cos_sin(torch.tensor([[3, 4, 5, 6, 7], [90, 91, 92, 93, 94]]), 8)  # (B, T, 4)
+    sincos = torch.cat((s, c), -1).to(DEVICE, dtype)  # their table: sin, then cos
+    sin, cos = torch.split(sincos, 4, dim=-1)
+    k_rot = key[:, :, :, :8]
+    want = original(k_rot.double(), sin.double(), cos.double())
+    with K.patch_hf(module):
+        assert module.apply_rotary_pos_emb is K.hf_apply_rotary_pos_emb_gptj
+        got = module.apply_rotary_pos_emb(k_rot, sin, cos)
+    assert_close_dtype(got, want.to(dtype))
+    if dtype == torch.float32:
+        x64 = k_rot.double().requires_grad_()
+        g = torch.randn_like(want)
+        torch.autograd.backward(original(x64, sin.double(), cos.double()), g)
+        x32 = k_rot.detach().requires_grad_()
+        torch.autograd.backward(K.hf_apply_rotary_pos_emb_gptj(x32, sin, cos), g.float())
+        assert_close_dtype(x32.grad, x64.grad.float())
+
+
+def _gptj(tensor, sin, cos):  # GPT-J's function, written out
+    c, s = (x[:, :, None, :].repeat_interleave(2, 3) for x in (cos, sin))
+    return tensor * c + torch.stack((-tensor[..., 1::2], tensor[..., 0::2]), -1).flatten(-2) * s
+
+
+def _gptj_cos_first(tensor, cos, sin):  # the same formula with cos before sin: GPT-J's order read the other way
+    return _gptj(tensor, sin, cos)
+
+
+def _gptj_heads_first(tensor, sin, cos):  # cos broadcast over (B, H, T, D): right only for a tensor laid out so
+    c, s = (x[:, None].repeat_interleave(2, 3) for x in (cos, sin))
+    return tensor * c + torch.stack((-tensor[..., 1::2], tensor[..., 0::2]), -1).flatten(-2) * s
+
+
+@pytest.mark.parametrize("fn, found", [(_gptj, None), (_gptj_cos_first, "differs by"),
+                                       (_gptj_heads_first, "(differs by|raised)")])
+def test_patch_hf_tells_gptjs_function_from_look_alikes(fn, found):
+    """GPT-J's formula written out is given its drop-in; the same formula taking cos before sin, and one that reads
+    the tensor as (B, H, T, D), are refused, with what the probe found."""
+    import types
+
+    module = types.ModuleType("handwritten")
+    module.apply_rotary_pos_emb = fn
+    if found is None:
+        with K.patch_hf(module):
+            assert module.apply_rotary_pos_emb is K.hf_apply_rotary_pos_emb_gptj
+        return
+    with pytest.raises(ValueError, match=rf"handwritten.apply_rotary_pos_emb computes none.*GPT-J's.*{found}"):
+        with K.patch_hf(module):
+            pass
+    assert module.apply_rotary_pos_emb is fn
+
+
 def _tiny_causal_lm(name):
-    """A 2-layer model of the family with random weights: GLM rotates half of each head (interleaved pairs),
+    """A 2-layer model of the family with random weights: GPT-J a quarter of each head (interleaved pairs, one
+    tensor a call, sin before cos), GLM half of each head (interleaved pairs),
     GPT-NeoX a quarter (Llama's pairs), gpt-oss all of it (cos one value a pair; experts and sinks too),
     Gemma 4 q and k in separate calls (a sliding-window layer, then a global one with its own cos and sin),
     Cohere all of it (interleaved pairs, cos each value twice in a row), DeepSeek-V3 the 8 rotary features of
@@ -1358,6 +1421,10 @@ def _tiny_causal_lm(name):
             qk_nope_head_dim=8, v_head_dim=8, n_routed_experts=4, num_experts_per_tok=2, n_group=1, topk_group=1,
             first_k_dense_replace=1))
         assert model.config.rope_interleave  # (the default): the layers call apply_rotary_pos_emb_interleave
+    elif name == "gptj":  # (a quarter of each head rotated: the model slices it off and hands the function a view)
+        model = transformers.GPTJForCausalLM(transformers.GPTJConfig(vocab_size=97, n_embd=64, n_inner=128, n_layer=2,
+                                                                     n_head=4, rotary_dim=4, n_positions=256,
+                                                                     pad_token_id=0, bos_token_id=1, eos_token_id=2))
     elif name == "gemma4":
         model = transformers.Gemma4ForCausalLM(transformers.Gemma4TextConfig(**common, num_key_value_heads=2, head_dim=16,
                                                                              layer_types=["sliding_attention", "full_attention"]))
@@ -1367,7 +1434,7 @@ def _tiny_causal_lm(name):
     return model.to(DEVICE).eval()
 
 
-@pytest.mark.parametrize("name", ["glm", "gpt_neox", "gpt_oss", "gemma4", "cohere", "deepseek_v3"])
+@pytest.mark.parametrize("name", ["glm", "gpt_neox", "gpt_oss", "gemma4", "cohere", "deepseek_v3", "gptj"])
 def test_patch_hf_in_tiny_models_of_other_families(name):
     """The forward pass, greedy decoding through the KV cache and the gradients, patched against unpatched, in
     families whose apply_rotary_pos_emb is not Llama's: each runs the kernel (counted), with the same
@@ -1393,7 +1460,7 @@ def test_patch_hf_in_tiny_models_of_other_families(name):
 
     with mock.patch.object(hf, "_rope_qk_cos_sin", wraps=hf._rope_qk_cos_sin) as launches, K.patch_hf(module):
         logits, tokens, grads = run()
-    per_layer = 2 if name == "gemma4" else 1  # Gemma rotates q and k in separate calls
+    per_layer = 2 if name in ("gemma4", "gptj") else 1  # Gemma and GPT-J rotate q and k in separate calls
     assert launches.call_count == 2 * per_layer * (1 + 3 + 1)  # 2 layers: the forward, 3 generation steps, the loss's
     torch.testing.assert_close(logits, want_logits, rtol=1e-5, atol=1e-5)
     assert torch.equal(tokens, want_tokens)

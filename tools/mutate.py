@@ -351,6 +351,16 @@ TEST_MUTANTS: tuple[Mutant, ...] = (
            (("ropebook/kernels/hf.py", '_VISION = {"vision": "half", "vision_cohere": "cohere"}',
              '_VISION = {"vision": "half", "vision_cohere": "half"}'),),
            (), ("tests/test_kernels.py",)),
+    Mutant("hf-gptj-sin-cos-swapped", "GPT-J's drop-in reads its arguments in Llama's order, cos before sin: it "
+           "rotates by the complementary angle, silently",
+           (("ropebook/kernels/hf.py", "            return pair(tensor, None, cos, sin, 2)",
+             "            return pair(tensor, None, sin, cos, 2)"),),
+           (), ("tests/test_kernels.py",)),
+    Mutant("hf-pairs-interleaved-as-pairs", "the OpenAI privacy filter's drop-in pairs features (i, i + D/2), as "
+           "gpt-oss's, instead of (2i, 2i + 1)",
+           (("ropebook/kernels/hf.py", '"pairs_interleaved": "interleaved", "gptj": "interleaved"}',
+             '"pairs_interleaved": "half", "gptj": "interleaved"}'),),
+           (), ("tests/test_kernels.py",)),
     Mutant("kernel-cos-feature-stride-ignored", "the kernel reads cos and sin with feature stride 1 whatever their "
            "stride (a strided cos, Cohere's every other value, read as if contiguous)",
            (("ropebook/kernels/rope_triton.py", "+ i[None, :] * cs_d  # masked", "+ i[None, :]  # masked"),),

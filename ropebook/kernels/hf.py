@@ -2,8 +2,8 @@
 
 Hugging Face's modelling files each define a module-level function
 ``apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=1)`` that their attention
-layers call by name. Not every file means the same rotation by it. Five forms
-are common, and each has a drop-in here that rotates q and k in one kernel launch
+layers call by name. Not every file means the same rotation by it. Seven forms
+occur, and each has a drop-in here that rotates q and k in one kernel launch
 (``rope_qk_cos_sin``):
 
 - :func:`hf_apply_rotary_pos_emb`: Llama's. Pairs are features ``(i, i + r/2)``; cos and sin are
@@ -19,6 +19,10 @@ are common, and each has a drop-in here that rotates q and k in one kernel launc
 - :func:`hf_apply_rotary_pos_emb_cohere`: Cohere's (Command R, Command A), GLM-4V's, GLM-OCR's, ERNIE 4.5-VL's,
   BLT's, LightGlue's, EfficientLoFTR's. Pairs ``(2i, 2i + 1)`` as GLM's, but cos and sin hold each value twice *in a row*
   (``repeat_interleave(freqs, 2, -1)``), read at every feature; the kernel reads every other one.
+- :func:`hf_apply_rotary_pos_emb_pairs_interleaved`: the OpenAI privacy filter's. Pairs ``(2i, 2i + 1)``, cos and sin
+  ``(…, T, D/2)``, one value a pair.
+- :func:`hf_apply_rotary_pos_emb_gptj`: GPT-J's and CodeGen's, ``(tensor, sin, cos)``: one tensor ``(B, T, H, D)``
+  a call, sin before cos, pairs ``(2i, 2i + 1)``, one value a pair.
 
 DeepSeek-V3 and the models built like it (Kimi K2, GLM-4.7-Flash, GLM-5, LongCat-Flash, Mistral Large 3, …) call
 another function as well, ``apply_rotary_pos_emb_interleave(q, k, cos, sin, position_ids=None, unsqueeze_dim=1)``
@@ -35,8 +39,8 @@ rotation there; Inkling 2's, Cohere's. :func:`hf_apply_rotary_pos_emb_vision` an
 :func:`patch_hf` puts the right one in a modelling module's place for the length of a ``with``
 block, after checking on a small probe which formula the module's own function computes, and
 ``apply_rotary_pos_emb_interleave`` and ``apply_rotary_pos_emb_vision`` too where the module defines them. It
-refuses a module whose function is none of them (nanochat's rotates by −θ, GPT-J's takes sin before cos and no
-k), instead of changing the model's outputs. It replaces those three functions only: a model that calls another
+refuses a module whose function is none of them (nanochat's rotates by −θ, CLVP's takes three tensors),
+instead of changing the model's outputs. It replaces those three functions only: a model that calls another
 runs unpatched::
 
     import transformers.models.llama.modeling_llama as llama
@@ -62,7 +66,8 @@ from ropebook.kernels.autograd import _rope_qk_cos_sin
 
 __all__ = ["hf_apply_rotary_pos_emb", "hf_apply_rotary_pos_emb_interleaved", "hf_apply_rotary_pos_emb_pairs",
            "hf_apply_rotary_pos_emb_single", "hf_apply_rotary_pos_emb_cohere", "hf_apply_rotary_pos_emb_interleave",
-           "hf_apply_rotary_pos_emb_vision", "hf_apply_rotary_pos_emb_vision_cohere", "patch_hf"]
+           "hf_apply_rotary_pos_emb_pairs_interleaved", "hf_apply_rotary_pos_emb_gptj", "hf_apply_rotary_pos_emb_vision",
+           "hf_apply_rotary_pos_emb_vision_cohere", "patch_hf"]
 
 _checked: list = [None, None, -1, -1, None]  # weak references to the last cos and sin compared, their versions, how
 
@@ -130,23 +135,25 @@ def _version(x: Tensor):
 
 
 _LAYOUTS = {"half": "half", "interleaved": "interleaved", "pairs": "half", "single": "half",  # the kernel's layout
-            "cohere": "interleaved", "deepseek": "interleaved"}
+            "cohere": "interleaved", "deepseek": "interleaved", "pairs_interleaved": "interleaved", "gptj": "interleaved"}
 _OUT_LAYOUTS = {"deepseek": "half"}  # where the output's layout is not the input's
 _VISION = {"vision": "half", "vision_cohere": "cohere"}  # a vision tower's form -> the text form it rotates as
 
 
 def _drop_in(form: str, fn: str, doc: str):
     """A drop-in for the Hugging Face form ``form`` (``"half"``, ``"interleaved"``, ``"pairs"``, ``"single"``,
-    ``"cohere"``, ``"deepseek"``, ``"vision"`` or ``"vision_cohere"``: the module docstring says what each reads),
+    ``"cohere"``, ``"pairs_interleaved"``, ``"gptj"``, ``"deepseek"``, ``"vision"`` or ``"vision_cohere"``: the module
+    docstring says what each reads),
     named ``fn``: checks, then one launch. A factory rather than one shared body that thin functions call: a
     decoding step's host time pays for every Python call (ch-rope-gpu)."""
     base = _VISION.get(form, form)  # a vision tower's form: its text form's rotation, q (T, H, D) or (B, T, H, D)
     layout, out_layout = _LAYOUTS[base], _OUT_LAYOUTS.get(base)
     single = form == "single"  # one tensor, (x, cos, sin, unsqueeze_dim): Llama's form otherwise
+    one_a_pair = form in ("pairs", "pairs_interleaved", "gptj")  # cos (…, T, D/2), one value a pair of all D features
     twice = base in ("half", "single", "cohere")  # cos holds each value twice, the kernel reads one: compare them
     in_a_row = base == "cohere"  # ... twice in a row (the kernel reads every other feature), not in two halves
     step = 2 if in_a_row else 1
-    qn = "x" if single else "q"  # the rotated tensor's name in messages
+    qn = {"single": "x", "gptj": "tensor"}.get(form, "q")  # the rotated tensor's name in messages
 
     def drop_in(q: Tensor, k: Tensor | None = None, cos: Tensor = None, sin: Tensor = None,
                 unsqueeze_dim: int = 1) -> tuple[Tensor, Tensor] | Tensor:
@@ -177,15 +184,16 @@ def _drop_in(form: str, fn: str, doc: str):
                                  f"it, got {name}.dtype={x.dtype}")
         shape = cos.shape  # (a tensor's .shape builds a new object each time: read once)
         width = shape[-1] if shape else 0
-        if form == "pairs":  # one value a pair, the pairs (i, i + D/2) of all D features
+        if one_a_pair:  # one value a pair, for the D/2 pairs of all D features
             width_ok, pairs = width * 2 == D, width
         else:  # r values, r even, r <= D: the first r features rotated, the rest passed through
             width_ok, pairs = width % 2 == 0 and 0 < width <= D, width // 2
         if (shape != sin.shape or len(shape) not in (2, 3) or shape[-2] != T or not width_ok
                 or (len(shape) == 3 and shape[0] not in (1, B))):
-            w, rule = (D // 2, "one value per pair of the D features") if form == "pairs" else ("r", f"r even and at most D = {D}")
+            w, rule = (D // 2, "one value per pair of the D features") if one_a_pair else ("r", f"r even and at most D = {D}")
+            lay, shown = ("(B, T, H, D)", q.transpose(1, 2).shape) if unsqueeze_dim == 2 else ("(B, H, T, D)", q.shape)
             raise ValueError(f"{fn}: cos and sin must both have shape ({T}, {w}) or (B or 1, {T}, {w}), {rule}, for {qn} of "
-                             f"(B, H, T, D) = {tuple(q.shape)}; got cos.shape={tuple(cos.shape)}, sin.shape={tuple(sin.shape)}")
+                             f"{lay} = {tuple(shown)}; got cos.shape={tuple(cos.shape)}, sin.shape={tuple(sin.shape)}")
         if twice:  # the kernel reads one copy of each value: the other must repeat it
             if torch.compiler.is_compiling():  # a graph cannot branch on data: the check becomes an assertion in it
                 _assert_twice(fn, cos, sin, in_a_row)
@@ -212,6 +220,11 @@ def _drop_in(form: str, fn: str, doc: str):
                     unsqueeze_dim: int = 1) -> tuple[Tensor, Tensor] | Tensor:
             return pair(q, k, cos, sin, unsqueeze_dim)
 
+    elif form == "gptj":  # GPT-J's and CodeGen's signature: one tensor (B, T, H, D), then sin before cos
+        pair = drop_in
+
+        def drop_in(tensor: Tensor, sin: Tensor, cos: Tensor) -> Tensor:
+            return pair(tensor, None, cos, sin, 2)
     elif form in _VISION:  # a vision tower's signature, (q, k, cos, sin): q (T, H, D) or (B, T, H, D), cos (T, r)
         pair = drop_in
 
@@ -358,6 +371,42 @@ hf_apply_rotary_pos_emb_cohere = _drop_in("cohere", "hf_apply_rotary_pos_emb_coh
     """)
 
 
+hf_apply_rotary_pos_emb_pairs_interleaved = _drop_in("pairs_interleaved", "hf_apply_rotary_pos_emb_pairs_interleaved", """
+    The OpenAI privacy filter's ``apply_rotary_pos_emb``, in one kernel launch: pairs ``(2i, 2i + 1)``, as GLM's, with cos
+    and sin ``(…, T, D/2)``, one value a pair, as gpt-oss's (its rotary module does not duplicate them). Arguments and
+    result otherwise as :func:`hf_apply_rotary_pos_emb`.
+
+    >>> import os, ropebook as rb
+    >>> from unittest import mock
+    >>> q, k = torch.randn(1, 4, 3, 8), torch.randn(1, 2, 3, 8)
+    >>> cos, sin = rb.rope_cos_sin(torch.arange(3), 8)              # (T, D/2)
+    >>> with mock.patch.dict(os.environ, TRITON_INTERPRET="1"):
+    ...     qr, kr = hf_apply_rotary_pos_emb_pairs_interleaved(q, k, cos, sin)
+    >>> torch.allclose(qr, rb.apply_rope(q, layout="interleaved"), atol=1e-6)
+    True
+    """)
+
+
+hf_apply_rotary_pos_emb_gptj = _drop_in("gptj", "hf_apply_rotary_pos_emb_gptj", """
+    The ``apply_rotary_pos_emb(tensor, sin, cos)`` of GPT-J and CodeGen, in one kernel launch: one tensor a call,
+    ``(B, T, H, D)``, sin *before* cos, both ``(B or 1, T, D/2)`` or ``(T, D/2)``, one value a pair (the halves of
+    the model's ``sincos`` table), pairs ``(2i, 2i + 1)`` (their ``rotate_every_two``). The model hands it the rotary
+    features only, ``key[..., :rotary_dim]``, a view that the kernel reads where it lies, and concatenates the rest
+    after. Returns the rotated tensor, a new one of its shape; differentiable in it. Their function multiplies in
+    the tensor's dtype; the kernel rotates in float32 and rounds once.
+
+    >>> import os, ropebook as rb
+    >>> from unittest import mock
+    >>> key = torch.randn(1, 3, 4, 16)                               # (B, T, H, D), as GPT-J's attention holds it
+    >>> cos, sin = rb.rope_cos_sin(torch.arange(3), 8)              # (T, rotary_dim/2)
+    >>> with mock.patch.dict(os.environ, TRITON_INTERPRET="1"):
+    ...     k_rot = hf_apply_rotary_pos_emb_gptj(key[..., :8], sin[None], cos[None])
+    >>> want = rb.apply_rope(key.transpose(1, 2), layout="interleaved", rotary_dim=8).transpose(1, 2)
+    >>> torch.allclose(k_rot, want[..., :8], atol=1e-6)
+    True
+    """)
+
+
 hf_apply_rotary_pos_emb_interleave = _drop_in("deepseek", "hf_apply_rotary_pos_emb_interleave", """
     DeepSeek-V3's ``apply_rotary_pos_emb_interleave(q, k, cos, sin, position_ids=None, unsqueeze_dim=1)``, in one kernel
     launch; also that of DeepSeek-V3.2, Kimi K2 (DeepSeek-V3's code), GLM-4.7-Flash, GLM-5, LongCat-Flash, Mistral
@@ -430,10 +479,11 @@ hf_apply_rotary_pos_emb_vision_cohere = _drop_in("vision_cohere", "hf_apply_rota
 
 _DROP_INS = {"half": hf_apply_rotary_pos_emb, "interleaved": hf_apply_rotary_pos_emb_interleaved,
              "pairs": hf_apply_rotary_pos_emb_pairs, "single": hf_apply_rotary_pos_emb_single,
-             "cohere": hf_apply_rotary_pos_emb_cohere, "deepseek": hf_apply_rotary_pos_emb_interleave,
+             "cohere": hf_apply_rotary_pos_emb_cohere, "pairs_interleaved": hf_apply_rotary_pos_emb_pairs_interleaved,
+             "gptj": hf_apply_rotary_pos_emb_gptj, "deepseek": hf_apply_rotary_pos_emb_interleave,
              "vision": hf_apply_rotary_pos_emb_vision, "vision_cohere": hf_apply_rotary_pos_emb_vision_cohere}
 # the module functions patch_hf replaces, and the forms each may compute
-_FUNCTIONS = {"apply_rotary_pos_emb": ("half", "interleaved", "pairs", "single", "cohere"),
+_FUNCTIONS = {"apply_rotary_pos_emb": ("half", "interleaved", "pairs", "single", "cohere", "pairs_interleaved", "gptj"),
               "apply_rotary_pos_emb_interleave": ("deepseek",),
               "apply_rotary_pos_emb_vision": ("vision", "vision_cohere")}
 _FORM_NAMES = {"half": "Llama's (pairs (i, i + r/2), cos each value twice)",
@@ -441,6 +491,8 @@ _FORM_NAMES = {"half": "Llama's (pairs (i, i + r/2), cos each value twice)",
                "pairs": "gpt-oss's (pairs (i, i + D/2), cos one value a pair)",
                "single": "Gemma 4's (Llama's, one tensor: (x, cos, sin))",
                "cohere": "Cohere's (pairs (2i, 2i + 1), cos each value twice in a row)",
+               "pairs_interleaved": "the OpenAI privacy filter's (pairs (2i, 2i + 1), cos one value a pair)",
+               "gptj": "GPT-J's ((tensor, sin, cos): pairs (2i, 2i + 1), cos one value a pair)",
                "deepseek": "DeepSeek-V3's (pairs (2i, 2i + 1) read, written as (i, i + r/2); cos's first half)",
                "vision": "Qwen2-VL's vision tower's (Llama's, q (T, H, D), cos (T, r))",
                "vision_cohere": "Inkling 2's vision tower's (Cohere's, q (T, H, D), cos (T, r))"}
@@ -452,7 +504,8 @@ def _probe(original, form: str, r: int = 8, call: str = "plain"):
     """How far ``original`` is from ``form`` on one small input: q (2, 2, 3, 8), k (2, 1, 3, 8) in float32,
     r of the 8 features rotated, random cos and sin of shape (2, 3, ·), a different row for each sequence (the
     formulas are linear in them, so any values tell the formulas apart), laid out as ``form`` reads them.
-    ``call``: ``"plain"`` ``(q, k, cos, sin)`` (the single form: ``(q, cos, sin)``), ``"unsqueeze_dim=2"`` (q and k
+    ``call``: ``"plain"`` ``(q, k, cos, sin)`` (the single form: ``(q, cos, sin)``; GPT-J's: ``(q as (B, T, H, D), sin,
+    cos)``, and ``"2-d cos"`` with cos (T, ·)), ``"unsqueeze_dim=2"`` (q and k
     (B, T, H, D)), ``"unsqueeze_dim=0"`` (cos and sin 2-d, (T, ·), as Pixtral's), ``"k omitted"`` (q alone, by
     keyword, as Qwen4's indexer calls it). A vision tower's form: ``"plain"`` the first sequence alone, q and k
     (T, H, D) and cos and sin (T, ·); ``"batched"`` q and k (B, T, H, D) with cos (B, T, ·); ``"batched, 2-d cos"``
@@ -471,12 +524,12 @@ def _probe(original, form: str, r: int = 8, call: str = "plain"):
     else:
         cos, sin = c, s
     packed = vision and call == "plain"  # one sequence of patches, (T, H, D)
-    if call in ("unsqueeze_dim=0", "batched, 2-d cos") or packed:  # one (T, ·) for every sequence
+    if call in ("unsqueeze_dim=0", "batched, 2-d cos", "2-d cos") or packed:  # one (T, ·) for every sequence
         cos, sin, c, s = cos[0], sin[0], c[:1], s[:1]
     if packed:
         q, k = q[:1], k[:1]
     layout = _LAYOUTS[base]
-    alone = form == "single" or call == "k omitted"
+    alone = form in ("single", "gptj") or call == "k omitted"
     want = [_apply_cos_sin_torch(x.double(), c[:, None].double(), s[:, None].double(), layout=layout, rotary_dim=r)
             for x in ((q,) if alone else (q, k))]  # c[:, None]: (B, 1, T, r/2), each sequence's own angles
     if form in _OUT_LAYOUTS:  # DeepSeek-V3's: the rotated pairs written out as (i, i + r/2)
@@ -487,6 +540,9 @@ def _probe(original, form: str, r: int = 8, call: str = "plain"):
             got = (got,) if isinstance(got, Tensor) else got
             got = tuple((x[None] if packed else x).transpose(1, 2) if isinstance(x, Tensor) and x.ndim == 4 - packed
                         else x for x in got)
+        elif form == "gptj":  # (tensor, sin, cos), the tensor (B, T, H, D)
+            got = original(q.transpose(1, 2), sin, cos)
+            got = got.transpose(1, 2) if isinstance(got, Tensor) and got.ndim == 4 else got
         elif call == "unsqueeze_dim=2":
             args = [x.transpose(1, 2) for x in ((q,) if alone else (q, k))]
             got = original(*args, cos, sin, unsqueeze_dim=2)
@@ -517,6 +573,8 @@ _CALLS = {"half": ("unsqueeze_dim=2", "unsqueeze_dim=0", "k omitted", "partial")
           "pairs": ("unsqueeze_dim=2", "unsqueeze_dim=0", "k omitted"),
           "single": ("unsqueeze_dim=2", "unsqueeze_dim=0", "partial"),
           "cohere": ("unsqueeze_dim=2", "unsqueeze_dim=0", "k omitted", "partial"),
+          "pairs_interleaved": ("unsqueeze_dim=2", "unsqueeze_dim=0", "k omitted"),
+          "gptj": ("2-d cos",),
           "deepseek": ("unsqueeze_dim=2", "unsqueeze_dim=0", "k omitted", "partial"),
           "vision": ("batched", "batched, 2-d cos", "partial"),
           "vision_cohere": ("batched", "batched, 2-d cos", "partial")}
@@ -561,8 +619,9 @@ def patch_hf(module):
 
     ``module`` is a Hugging Face modelling module whose attention calls ``apply_rotary_pos_emb(q, k, cos, sin)``
     (or ``(x, cos, sin)``) by name, such as ``transformers.models.llama.modeling_llama``. Its function is first run on a small
-    probe (once per function; about a millisecond) and compared with the five forms the drop-ins
-    compute (:func:`hf_apply_rotary_pos_emb`, ``_interleaved``, ``_pairs``, ``_single``, ``_cohere``). Where the module
+    probe (once per function; about a millisecond) and compared with the seven forms the drop-ins
+    compute (:func:`hf_apply_rotary_pos_emb`, ``_interleaved``, ``_pairs``, ``_single``, ``_cohere``,
+    ``_pairs_interleaved``, ``_gptj``). Where the module
     also defines ``apply_rotary_pos_emb_interleave`` (DeepSeek-V3's), that is probed against
     :func:`hf_apply_rotary_pos_emb_interleave` and replaced by it too, and so is a vision tower's
     ``apply_rotary_pos_emb_vision``, against :func:`hf_apply_rotary_pos_emb_vision` and ``_vision_cohere``. A function
