@@ -1264,18 +1264,25 @@ def test_patch_hf_refuses_functions_that_differ_on_any_call_the_drop_in_accepts(
     """Hand-written functions that agree with Llama's form on some calls: the probe tries every call the drop-in
     accepts (full width and partial, both unsqueeze_dims, two sequences at different positions) in float32, so
     each is refused, with what it found; the plain Llama formula is accepted."""
+    _handwritten("apply_rotary_pos_emb", fn, K.hf_apply_rotary_pos_emb, "Llama's", None if found == "half" else found)
+
+
+def _handwritten(attr, fn, drop_in, first_form, found):
+    """A module whose ``attr`` is the hand-written ``fn``: with ``found`` None patch_hf installs ``drop_in``; else it
+    refuses, with a message that names the function, the first form it probed and what it found, and patches
+    nothing."""
     import types
 
     module = types.ModuleType("handwritten")
-    module.apply_rotary_pos_emb = fn
-    if found == "half":
+    setattr(module, attr, fn)
+    if found is None:
         with K.patch_hf(module):
-            assert module.apply_rotary_pos_emb is K.hf_apply_rotary_pos_emb
+            assert getattr(module, attr) is drop_in
         return
-    with pytest.raises(ValueError, match=rf"handwritten.apply_rotary_pos_emb computes none.*Llama's.*{found}"):
+    with pytest.raises(ValueError, match=rf"handwritten.{attr} computes none.*{first_form}.*{found}"):
         with K.patch_hf(module):
             pass
-    assert module.apply_rotary_pos_emb is fn
+    assert getattr(module, attr) is fn
 
 
 @pytest.mark.parametrize("name, call", [("pixtral", "unsqueeze_dim=0"), ("qwen4_exp", "k omitted")])
@@ -1381,18 +1388,7 @@ def _gptj_heads_first(tensor, sin, cos):  # cos broadcast over (B, H, T, D): rig
 def test_patch_hf_tells_gptjs_function_from_look_alikes(fn, found):
     """GPT-J's formula written out is given its drop-in; the same formula taking cos before sin, and one that reads
     the tensor as (B, H, T, D), are refused, with what the probe found."""
-    import types
-
-    module = types.ModuleType("handwritten")
-    module.apply_rotary_pos_emb = fn
-    if found is None:
-        with K.patch_hf(module):
-            assert module.apply_rotary_pos_emb is K.hf_apply_rotary_pos_emb_gptj
-        return
-    with pytest.raises(ValueError, match=rf"handwritten.apply_rotary_pos_emb computes none.*GPT-J's.*{found}"):
-        with K.patch_hf(module):
-            pass
-    assert module.apply_rotary_pos_emb is fn
+    _handwritten("apply_rotary_pos_emb", fn, K.hf_apply_rotary_pos_emb_gptj, "Llama's.*GPT-J's", found)
 
 
 def _tiny_causal_lm(name):
@@ -1718,18 +1714,8 @@ def test_patch_hf_refuses_vision_functions_that_are_not_a_drop_ins(fn, found):
     """Hand-written vision functions: Qwen2-VL's formula is accepted; GLM's interleaved rotation, one that rotates
     by -θ and one that gives every sequence of a batch the first one's angles are refused, with the function named
     and what the probe found."""
-    import types
-
-    module = types.ModuleType("handwritten")
-    module.apply_rotary_pos_emb_vision = fn
-    if found == "vision":
-        with K.patch_hf(module):
-            assert module.apply_rotary_pos_emb_vision is K.hf_apply_rotary_pos_emb_vision
-        return
-    with pytest.raises(ValueError, match=rf"handwritten.apply_rotary_pos_emb_vision computes none.*Qwen2-VL's.*{found}"):
-        with K.patch_hf(module):
-            pass
-    assert module.apply_rotary_pos_emb_vision is fn
+    _handwritten("apply_rotary_pos_emb_vision", fn, K.hf_apply_rotary_pos_emb_vision, "Qwen2-VL's",
+                 None if found == "vision" else found)
 
 
 def _tiny_qwen2_5_vl():
