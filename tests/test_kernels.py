@@ -1173,17 +1173,20 @@ def test_hf_drop_in_bad_input_message(case):
 # gpt-oss's one value a pair; Gemma 4's Llama rotation of one tensor a call, (x, cos, sin); Cohere's interleaved
 # pairs with cos each value twice in a row (Cohere, Cohere 2, BLT, EfficientLoFTR; GLM-4V's M-RoPE, partial); the
 # OpenAI privacy filter's pairs (2i, 2i + 1) with cos one value a pair; GPT-J's and CodeGen's (tensor, sin, cos),
-# one tensor (B, T, H, D), pairs (2i, 2i + 1), cos one value a pair. Refused: nanochat's rotate_half rotates by -θ,
-# CLVP's function takes three tensors.
+# one tensor (B, T, H, D), pairs (2i, 2i + 1), cos one value a pair; nanochat's Llama's form with rotate_half's
+# sign flipped (a rotation by -θ); DeepSeek-V4's last r features of one tensor, pairs (2i, 2i + 1), cos one value a
+# pair. Refused: CLVP's function takes three tensors, DINOv3's multiplies by one cos for the whole batch.
 # test_patched_drop_in_is_the_modules_formula_rounded_once checks the numbers.
 HF_FORMS = {"llama": "half", "gpt_neox": "half", "phi3": "half", "glm4_moe": "half", "glm": "interleaved",
             "ernie4_5": "interleaved", "helium": "interleaved", "gpt_oss": "pairs", "gemma4": "single", "gemma3n": "single",
             "cohere": "cohere", "cohere2": "cohere", "blt": "cohere", "efficientloftr": "cohere", "glm4v": "cohere",
-            "openai_privacy_filter": "pairs_interleaved", "gptj": "gptj", "codegen": "gptj", "nanochat": None, "clvp": None}
+            "openai_privacy_filter": "pairs_interleaved", "gptj": "gptj", "codegen": "gptj", "nanochat": "nanochat", "clvp": None,
+            "deepseek_v4": "deepseek_v4", "dinov3_vit": None}
 DROP_INS = {"half": "hf_apply_rotary_pos_emb", "interleaved": "hf_apply_rotary_pos_emb_interleaved",
             "pairs": "hf_apply_rotary_pos_emb_pairs", "single": "hf_apply_rotary_pos_emb_single",
             "cohere": "hf_apply_rotary_pos_emb_cohere", "pairs_interleaved": "hf_apply_rotary_pos_emb_pairs_interleaved",
-            "gptj": "hf_apply_rotary_pos_emb_gptj"}
+            "gptj": "hf_apply_rotary_pos_emb_gptj", "nanochat": "hf_apply_rotary_pos_emb_nanochat",
+            "deepseek_v4": "hf_apply_rotary_pos_emb_deepseek_v4"}
 
 
 def _hf_module(name):
@@ -1306,19 +1309,19 @@ def test_patched_drop_in_takes_the_calls_models_make(name, call):
 
 
 @pytest.mark.parametrize("name, r", [("gpt_neox", 8), ("phi3", 12), ("glm", 8), ("helium", 16), ("gpt_oss", 16), ("gemma4", 16),
-                                     ("cohere", 16), ("blt", 16), ("openai_privacy_filter", 16)])
+                                     ("cohere", 16), ("blt", 16), ("openai_privacy_filter", 16), ("nanochat", 16)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("unsqueeze_dim", [1, 2])
 def test_patched_drop_in_is_the_modules_formula_rounded_once(name, r, dtype, unsqueeze_dim):
     """The drop-in patch_hf picks, against the module's own function run in float64 on the same inputs: cos and
     sin as the module's function reads them (r of D = 16 features; gpt-oss one value a pair; Llama's and Gemma's
-    forms each value twice; the interleaved form its first half, the second anything; Cohere's each value twice in
-    a row), per sequence."""
+    forms each value twice, and nanochat's, which rotates by −θ; the interleaved form its first half, the second
+    anything; Cohere's each value twice in a row), per sequence."""
     module = _hf_module(name)
     original = module.apply_rotary_pos_emb
     q, k = qk(B=2, T=5, HQ=4, HK=2, D=16, dtype=dtype)
     c, s = rb.rope_cos_sin(torch.tensor([[3, 4, 5, 6, 7], [90, 91, 92, 93, 94]]), r)  # (B, T, r/2) float32
-    if HF_FORMS[name] in ("half", "single"):
+    if HF_FORMS[name] in ("half", "single", "nanochat"):
         c, s = torch.cat((c, c), -1), torch.cat((s, s), -1)  # (B, T, r)
     elif HF_FORMS[name] == "interleaved":  # the function reads the first half only: a second half unlike it changes nothing
         c, s = torch.cat((c, c + 0.5), -1), torch.cat((s, s - 0.5), -1)
@@ -1340,6 +1343,38 @@ def test_patched_drop_in_is_the_modules_formula_rounded_once(name, r, dtype, uns
     assert_close_dtype(kr, want_k.to(dtype))
     if r < 16:  # partial rotary: the features past r are q's own
         assert torch.equal(qr[..., r:], q[..., r:])
+
+
+@pytest.mark.parametrize("r", [8, 16])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("unsqueeze_dim", [1, 2])
+def test_patched_deepseek_v4_drop_in_is_the_modules_formula(r, dtype, unsqueeze_dim):
+    """DeepSeek-V4's function, (x, cos, sin), rotates the last r of D = 16 features in pairs (2i, 2i + 1), cos and
+    sin (B, T, r/2) one value a pair, per sequence; its attention also calls it with -sin on its output. Against
+    the module's own function in float64 (which computes in float32 whatever x's dtype, as the kernel does), the
+    first D - r features x's own; then the gradient against its own."""
+    module = _hf_module("deepseek_v4")
+    original = module.apply_rotary_pos_emb
+    x = qk(B=2, T=5, HQ=4, D=16, dtype=dtype)[0]  # (B, H, T, D)
+    c, s = rb.rope_cos_sin(torch.tensor([[3, 4, 5, 6, 7], [90, 91, 92, 93, 94]]), r)  # (B, T, r/2)
+    cos, sin = c.to(DEVICE, dtype), s.to(DEVICE, dtype)
+    if unsqueeze_dim == 2:
+        x = x.transpose(1, 2)  # (B, T, H, D)
+    kw = {} if unsqueeze_dim == 1 else dict(unsqueeze_dim=2)
+    with K.patch_hf(module):
+        assert module.apply_rotary_pos_emb is K.hf_apply_rotary_pos_emb_deepseek_v4
+        for sign in (1, -1):  # -1: the output's rotation back
+            got = module.apply_rotary_pos_emb(x, cos, sign * sin, **kw)
+            assert got.shape == x.shape
+            assert_close_dtype(got, original(x.double(), cos.double(), sign * sin.double(), **kw).to(dtype))
+            assert torch.equal(got[..., :16 - r], x[..., :16 - r])
+    if dtype == torch.float32:
+        x64 = x.double().requires_grad_()
+        g = torch.randn_like(x64)
+        torch.autograd.backward(original(x64, cos.double(), sin.double(), **kw), g)
+        x32 = x.detach().requires_grad_()
+        torch.autograd.backward(K.hf_apply_rotary_pos_emb_deepseek_v4(x32, cos, sin, **kw), g.float())
+        assert_close_dtype(x32.grad, x64.grad.float())
 
 
 @pytest.mark.parametrize("name", ["gptj", "codegen"])
@@ -1391,6 +1426,25 @@ def test_patch_hf_tells_gptjs_function_from_look_alikes(fn, found):
     _handwritten("apply_rotary_pos_emb", fn, K.hf_apply_rotary_pos_emb_gptj, "Llama's.*GPT-J's", found)
 
 
+def _v4(x, cos, sin, unsqueeze_dim=1):  # DeepSeek-V4's function, written out: the last r features turned
+    c, s = (t.repeat_interleave(2, -1).unsqueeze(unsqueeze_dim) for t in (cos, sin))
+    r = c.shape[-1]
+    y = x[..., x.shape[-1] - r:]
+    return torch.cat((x[..., :x.shape[-1] - r], y * c + torch.stack((-y[..., 1::2], y[..., 0::2]), -1).flatten(-2) * s), -1)
+
+
+def _v4_first(x, cos, sin, unsqueeze_dim=1):  # the same with the first r features turned: the same at r = D
+    r = 2 * cos.shape[-1]
+    return torch.cat((_v4(x[..., :r], cos, sin, unsqueeze_dim), x[..., r:]), -1)
+
+
+@pytest.mark.parametrize("fn, found", [(_v4, None), (_v4_first, "DeepSeek-V4's.*agrees with the plain call, but not with partial")])
+def test_patch_hf_tells_deepseek_v4s_function_from_one_that_turns_the_first_features(fn, found):
+    """DeepSeek-V4's formula written out is given its drop-in; the same formula on the first r features, which
+    agrees with it when r = D, is refused by the partial probe (r = 4 of 8)."""
+    _handwritten("apply_rotary_pos_emb", fn, K.hf_apply_rotary_pos_emb_deepseek_v4, "Llama's", found)
+
+
 def _tiny_causal_lm(name):
     """A 2-layer model of the family with random weights: GPT-J a quarter of each head (interleaved pairs, one
     tensor a call, sin before cos), GLM half of each head (interleaved pairs),
@@ -1398,7 +1452,10 @@ def _tiny_causal_lm(name):
     Gemma 4 q and k in separate calls (a sliding-window layer, then a global one with its own cos and sin),
     Cohere all of it (interleaved pairs, cos each value twice in a row), DeepSeek-V3 the 8 rotary features of
     its multi-head latent attention (apply_rotary_pos_emb_interleave: interleaved in, Llama's layout out; one
-    key head; a dense layer, then experts)."""
+    key head; a dense layer, then experts), nanochat all of it (Llama's pairs rotated by −θ, then q and k
+    normalised; logits soft-capped), DeepSeek-V4 the last half of each head (interleaved pairs, one tensor a
+    call: q, the one key-value head, the output turned back by -sin, and the keys its two compressors make,
+    every 2 tokens in the first layer and every 4 in the second)."""
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(0)
     common = dict(vocab_size=97, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
@@ -1421,6 +1478,16 @@ def _tiny_causal_lm(name):
         model = transformers.GPTJForCausalLM(transformers.GPTJConfig(vocab_size=97, n_embd=64, n_inner=128, n_layer=2,
                                                                      n_head=4, rotary_dim=4, n_positions=256,
                                                                      pad_token_id=0, bos_token_id=1, eos_token_id=2))
+    elif name == "deepseek_v4":
+        model = transformers.DeepseekV4ForCausalLM(transformers.DeepseekV4Config(
+            **{key: v for key, v in common.items() if key != "intermediate_size"}, moe_intermediate_size=32, num_key_value_heads=1, head_dim=16,
+            q_lora_rank=32, n_routed_experts=4, num_experts_per_tok=2, bos_token_id=1, eos_token_id=2, o_groups=2,
+            o_lora_rank=16, index_n_heads=2, index_head_dim=16, index_topk=4, sliding_window=4, hc_mult=2,
+            partial_rotary_factor=0.5, layer_types=["compressed_sparse_attention", "heavily_compressed_attention"],
+            compress_rates={"compressed_sparse_attention": 2, "heavily_compressed_attention": 4}))
+    elif name == "nanochat":
+        model = transformers.NanoChatForCausalLM(transformers.NanoChatConfig(**common, num_key_value_heads=2,
+                                                                             bos_token_id=1, eos_token_id=2))
     elif name == "gemma4":
         model = transformers.Gemma4ForCausalLM(transformers.Gemma4TextConfig(**common, num_key_value_heads=2, head_dim=16,
                                                                              layer_types=["sliding_attention", "full_attention"]))
@@ -1430,12 +1497,14 @@ def _tiny_causal_lm(name):
     return model.to(DEVICE).eval()
 
 
-@pytest.mark.parametrize("name", ["glm", "gpt_neox", "gpt_oss", "gemma4", "cohere", "deepseek_v3", "gptj"])
+@pytest.mark.parametrize("name", ["glm", "gpt_neox", "gpt_oss", "gemma4", "cohere", "deepseek_v3", "gptj", "nanochat",
+                                  "deepseek_v4"])
 def test_patch_hf_in_tiny_models_of_other_families(name):
     """The forward pass, greedy decoding through the KV cache and the gradients, patched against unpatched, in
     families whose apply_rotary_pos_emb is not Llama's: each runs the kernel (counted), with the same
     results. Installing Llama's drop-in in GLM instead changes the logits (the silent wrong answer patch_hf
-    used to give there), and GLM's in Cohere, whose pairs are GLM's but whose cos is laid out otherwise.
+    used to give there), GLM's in Cohere, whose pairs are GLM's but whose cos is laid out otherwise, and
+    Llama's in nanochat, whose rotation turns the other way.
     (GLM's in DeepSeek-V3 would not: its function only permutes the features of q and k alike, which q·k does
     not see. test_patched_interleave_is_deepseeks_formula_rounded_once compares the tensors themselves.)"""
     model = _tiny_causal_lm(name)
@@ -1451,20 +1520,24 @@ def test_patch_hf_in_tiny_models_of_other_families(name):
         model(ids, labels=ids).loss.backward()
         return logits, tokens, [p.grad.clone() for p in model.parameters() if p.grad is not None]
 
-    want_logits, want_tokens, want_grads = run()
+    with mock.patch.object(module, "apply_rotary_pos_emb", wraps=module.apply_rotary_pos_emb) as calls:
+        want_logits, want_tokens, want_grads = run()
     from ropebook.kernels import hf
 
     with mock.patch.object(hf, "_rope_qk_cos_sin", wraps=hf._rope_qk_cos_sin) as launches, K.patch_hf(module):
         logits, tokens, grads = run()
-    per_layer = 2 if name in ("gemma4", "gptj") else 1  # Gemma and GPT-J rotate q and k in separate calls
-    assert launches.call_count == 2 * per_layer * (1 + 3 + 1)  # 2 layers: the forward, 3 generation steps, the loss's
+    if name == "deepseek_v4":  # one launch for each call of its own (a count that depends on the compressors)
+        assert launches.call_count == calls.call_count > 2 * 3 * (1 + 3 + 1)
+    else:
+        per_layer = 2 if name in ("gemma4", "gptj") else 1  # Gemma and GPT-J rotate q and k in separate calls
+        assert launches.call_count == 2 * per_layer * (1 + 3 + 1)  # 2 layers: the forward, 3 generation steps, the loss's
     torch.testing.assert_close(logits, want_logits, rtol=1e-5, atol=1e-5)
     assert torch.equal(tokens, want_tokens)
     assert len(grads) == len(want_grads)
     for g, w in zip(grads, want_grads):
         torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-6)
-    if name in ("glm", "cohere"):
-        wrong_drop_in = K.hf_apply_rotary_pos_emb if name == "glm" else K.hf_apply_rotary_pos_emb_interleaved
+    if name in ("glm", "cohere", "nanochat"):
+        wrong_drop_in = K.hf_apply_rotary_pos_emb_interleaved if name == "cohere" else K.hf_apply_rotary_pos_emb
         with mock.patch.object(module, "apply_rotary_pos_emb", wrong_drop_in), torch.no_grad():
             wrong = model(ids).logits
         assert (wrong - want_logits).abs().max() > 1e-3
@@ -1520,20 +1593,23 @@ def test_patched_interleave_is_deepseeks_formula_rounded_once(name, dtype, unsqu
         assert_close_dtype(k32.grad, k64.grad.float())
 
 
-def test_interleave_drop_in_gradcheck_and_compiled_backward():
-    """The rotation that reads interleaved pairs and writes Llama's layout, differentiated: gradcheck in float64
-    (its backward reads Llama's layout and writes interleaved), and through the custom operator under
-    torch.compile (fullgraph) the gradients of eager."""
+@pytest.mark.parametrize("fn", ["hf_apply_rotary_pos_emb_interleave", "hf_apply_rotary_pos_emb_nanochat"])
+def test_interleave_and_nanochat_drop_ins_gradcheck_and_compiled_backward(fn):
+    """The rotation that reads interleaved pairs and writes Llama's layout (DeepSeek-V3's), and the rotation by −θ
+    (nanochat's), differentiated: gradcheck in float64 (the first's backward reads Llama's layout and writes
+    interleaved, the second's rotates by +θ), and through the custom operator under torch.compile (fullgraph)
+    the results and gradients of eager."""
+    drop_in = getattr(K, fn)
     c, s = rb.rope_cos_sin(torch.arange(3), 8)
     cos, sin = torch.cat((c, c), -1).to(DEVICE, torch.float64), torch.cat((s, s), -1).to(DEVICE, torch.float64)
     q = torch.randn(2, 3, 3, 8, dtype=torch.float64, device=DEVICE, requires_grad=True)
     k = torch.randn(2, 1, 3, 8, dtype=torch.float64, device=DEVICE, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda q, k: K.hf_apply_rotary_pos_emb_interleave(q, k, cos, sin), (q, k), fast_mode=True)
+    assert torch.autograd.gradcheck(lambda q, k: drop_in(q, k, cos, sin), (q, k), fast_mode=True)
     torch._dynamo.reset()
-    f = torch.compile(K.hf_apply_rotary_pos_emb_interleave, backend="aot_eager", fullgraph=True)
+    f = torch.compile(drop_in, backend="aot_eager", fullgraph=True)
     g = torch.randn(2, 3, 3, 8, dtype=torch.float64, device=DEVICE), torch.randn(2, 1, 3, 8, dtype=torch.float64, device=DEVICE)
     grads = []
-    for fn in (K.hf_apply_rotary_pos_emb_interleave, f):
+    for fn in (drop_in, f):
         out = fn(q, k, cos, sin)
         grads.append((out, torch.autograd.grad(out, (q, k), g)))
     for x, y in zip(grads[0][0] + grads[0][1], grads[1][0] + grads[1][1]):

@@ -316,13 +316,13 @@ TEST_MUTANTS: tuple[Mutant, ...] = (
            (), ("tests/test_kernels.py",)),
     Mutant("hf-interleaved-compares-halves", "the interleaved drop-in compares cos's halves, which GLM's function "
            "never reads: a model whose halves differ is refused for nothing",
-           (("ropebook/kernels/hf.py", '    twice = base in ("half", "single", "cohere")  # cos holds',
+           (("ropebook/kernels/hf.py", '    twice = base in ("half", "single", "cohere", "nanochat")  # cos holds',
              '    twice = base != "pairs"  # cos holds'),),
            (), ("tests/test_kernels.py",)),
     Mutant("hf-cohere-copies-unchecked", "Cohere's drop-in reads every other value of cos without checking that each "
            "value is there twice in a row: Llama's cos (equal halves) handed to it rotates by the wrong angles, silently",
-           (("ropebook/kernels/hf.py", '    twice = base in ("half", "single", "cohere")  # cos holds',
-             '    twice = base in ("half", "single")  # cos holds'),),
+           (("ropebook/kernels/hf.py", '    twice = base in ("half", "single", "cohere", "nanochat")  # cos holds',
+             '    twice = base in ("half", "single", "nanochat")  # cos holds'),),
            (), ("tests/test_kernels.py", "tests/test_bad_arguments.py")),
     Mutant("hf-cohere-reads-first-half", "Cohere's drop-in reads the first half of cos, as GLM's does, instead of every "
            "other value",
@@ -358,8 +358,22 @@ TEST_MUTANTS: tuple[Mutant, ...] = (
            (), ("tests/test_kernels.py",)),
     Mutant("hf-pairs-interleaved-as-pairs", "the OpenAI privacy filter's drop-in pairs features (i, i + D/2), as "
            "gpt-oss's, instead of (2i, 2i + 1)",
-           (("ropebook/kernels/hf.py", '"pairs_interleaved": "interleaved", "gptj": "interleaved"}',
-             '"pairs_interleaved": "half", "gptj": "interleaved"}'),),
+           (("ropebook/kernels/hf.py", '"pairs_interleaved": "interleaved", "gptj": "interleaved",',
+             '"pairs_interleaved": "half", "gptj": "interleaved",'),),
+           (), ("tests/test_kernels.py",)),
+    Mutant("hf-deepseek-v4-turns-the-first-features", "DeepSeek-V4's drop-in rotates the first r features of a head, "
+           "as every other partial-rotary form does, where V4 rotates the last r: the same at r = D, silently wrong "
+           "below it",
+           (("ropebook/kernels/hf.py", "        if last and 2 * pairs < D:", "        if False and 2 * pairs < D:"),),
+           (), ("tests/test_kernels.py",)),
+    Mutant("hf-probe-turns-the-first-features-for-v4", "the probe expects DeepSeek-V4's form to rotate the first r "
+           "features: V4's own function is refused, and a function that rotates the first r gets V4's drop-in",
+           (("ropebook/kernels/hf.py", "    skip = q.shape[-1] - r if form in _LAST else 0", "    skip = 0"),),
+           (), ("tests/test_kernels.py",)),
+    Mutant("hf-nanochat-plus-theta", "nanochat's drop-in asks the kernel for Llama's rotation by +θ: the rotation its "
+           "function undoes, silently (q·k then sees n − m where the model was trained on m − n)",
+           (("ropebook/kernels/autograd.py", '**op.table_args(cos3, None), **({"conj": True} if conj else {}))',
+             "**op.table_args(cos3, None))"),),
            (), ("tests/test_kernels.py",)),
     Mutant("kernel-cos-feature-stride-ignored", "the kernel reads cos and sin with feature stride 1 whatever their "
            "stride (a strided cos, Cohere's every other value, read as if contiguous)",

@@ -598,16 +598,17 @@ def rope_qk_cos_sin(q: Tensor, k: Tensor | None, cos: Tensor, sin: Tensor, *, la
 
 
 def _rope_qk_cos_sin(fn: str, q, k, cos, sin, layout, inplace, pairs: int | None = None, step: int = 1,
-                     out_layout: str | None = None):
+                     out_layout: str | None = None, conj: bool = False):
     """``rope_qk_cos_sin``; with ``pairs``, the rotation reads ``pairs`` values of each row of cos and sin, which
     may be wider (Hugging Face's duplicated ``(…, T, r)`` tensors, read without a slicing view on a repeated
     call: ``hf_apply_rotary_pos_emb``): the first ``pairs``, or with ``step`` 2 every other one (Cohere's).
-    ``out_layout``: the outputs' layout where it is not ``layout``'s (DeepSeek-V3's, out of place only)."""
+    ``out_layout``: the outputs' layout where it is not ``layout``'s (DeepSeek-V3's, out of place only).
+    ``conj``: rotate by −θ (nanochat's; the backward then rotates by +θ)."""
     key = None
     _check_not_aliased(fn, q, k, inplace)
     if (isinstance(q, Tensor) and isinstance(k, (Tensor, type(None))) and not _records_graph(q, k)
             and not torch.compiler.is_compiling()):
-        key = _signature(fn, _meta(q), _meta(k), _meta(cos), _meta(sin), layout, inplace, pairs, step, out_layout)
+        key = _signature(fn, _meta(q), _meta(k), _meta(cos), _meta(sin), layout, inplace, pairs, step, out_layout, conj)
         hit = _plans.get(key)
         if hit is not None and not (torch.is_grad_enabled() and (cos.requires_grad or sin.requires_grad)):
             return _repeat(hit, q, k, (cos, sin, None, None, None, None), 0)  # cos, sin: the (B or 1, T, ·) views' data
@@ -637,7 +638,7 @@ def _rope_qk_cos_sin(fn: str, q, k, cos, sin, layout, inplace, pairs: int | None
     if out_layout is not None and out_layout != layout:
         layout = f"{layout}>{out_layout}"  # read one layout, write the other (rope_triton.launch)
     spec = dict(half=cos3.shape[-1] if pairs is None else pairs, layout=layout, cos=cos3, sin=sin3,
-                **op.table_args(cos3, None))
+                **op.table_args(cos3, None), **({"conj": True} if conj else {}))
     return _run(fn, q, k, inplace, spec, key, ())
 
 

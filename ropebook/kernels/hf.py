@@ -2,7 +2,7 @@
 
 Hugging Face's modelling files each define a module-level function
 ``apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=1)`` that their attention
-layers call by name. Not every file means the same rotation by it. Seven forms
+layers call by name. Not every file means the same rotation by it. Nine forms
 occur, and each has a drop-in here that rotates q and k in one kernel launch
 (``rope_qk_cos_sin``):
 
@@ -23,6 +23,11 @@ occur, and each has a drop-in here that rotates q and k in one kernel launch
   ``(…, T, D/2)``, one value a pair.
 - :func:`hf_apply_rotary_pos_emb_gptj`: GPT-J's and CodeGen's, ``(tensor, sin, cos)``: one tensor ``(B, T, H, D)``
   a call, sin before cos, pairs ``(2i, 2i + 1)``, one value a pair.
+- :func:`hf_apply_rotary_pos_emb_nanochat`: nanochat's. Llama's pairs and cos, but its ``rotate_half`` has the
+  opposite sign: a rotation by −θ.
+- :func:`hf_apply_rotary_pos_emb_deepseek_v4`: DeepSeek-V4's, ``(x, cos, sin, unsqueeze_dim)``: one tensor a call,
+  the *last* r features rotated (the first D − r pass through), pairs ``(2i, 2i + 1)``, cos ``(…, T, r/2)`` one
+  value a pair.
 
 DeepSeek-V3 and the models built like it (Kimi K2, GLM-4.7-Flash, GLM-5, LongCat-Flash, Mistral Large 3, …) call
 another function as well, ``apply_rotary_pos_emb_interleave(q, k, cos, sin, position_ids=None, unsqueeze_dim=1)``
@@ -39,7 +44,8 @@ rotation there; Inkling 2's, Cohere's. :func:`hf_apply_rotary_pos_emb_vision` an
 :func:`patch_hf` puts the right one in a modelling module's place for the length of a ``with``
 block, after checking on a small probe which formula the module's own function computes, and
 ``apply_rotary_pos_emb_interleave`` and ``apply_rotary_pos_emb_vision`` too where the module defines them. It
-refuses a module whose function is none of them (nanochat's rotates by −θ, CLVP's takes three tensors),
+refuses a module whose function is none of them (CLVP's takes three tensors, DINOv3's one cos for the whole
+batch),
 instead of changing the model's outputs. It replaces those three functions only: a model that calls another
 runs unpatched::
 
@@ -66,7 +72,8 @@ from ropebook.kernels.autograd import _rope_qk_cos_sin
 
 __all__ = ["hf_apply_rotary_pos_emb", "hf_apply_rotary_pos_emb_interleaved", "hf_apply_rotary_pos_emb_pairs",
            "hf_apply_rotary_pos_emb_single", "hf_apply_rotary_pos_emb_cohere", "hf_apply_rotary_pos_emb_interleave",
-           "hf_apply_rotary_pos_emb_pairs_interleaved", "hf_apply_rotary_pos_emb_gptj", "hf_apply_rotary_pos_emb_vision",
+           "hf_apply_rotary_pos_emb_pairs_interleaved", "hf_apply_rotary_pos_emb_gptj", "hf_apply_rotary_pos_emb_nanochat",
+           "hf_apply_rotary_pos_emb_deepseek_v4", "hf_apply_rotary_pos_emb_vision",
            "hf_apply_rotary_pos_emb_vision_cohere", "patch_hf"]
 
 _checked: list = [None, None, -1, -1, None]  # weak references to the last cos and sin compared, their versions, how
@@ -135,25 +142,30 @@ def _version(x: Tensor):
 
 
 _LAYOUTS = {"half": "half", "interleaved": "interleaved", "pairs": "half", "single": "half",  # the kernel's layout
-            "cohere": "interleaved", "deepseek": "interleaved", "pairs_interleaved": "interleaved", "gptj": "interleaved"}
+            "cohere": "interleaved", "deepseek": "interleaved", "pairs_interleaved": "interleaved", "gptj": "interleaved",
+            "nanochat": "half", "deepseek_v4": "interleaved"}
 _OUT_LAYOUTS = {"deepseek": "half"}  # where the output's layout is not the input's
+_CONJ = ("nanochat",)  # the forms that rotate by −θ
+_LAST = ("deepseek_v4",)  # the forms that rotate the last r features, not the first
 _VISION = {"vision": "half", "vision_cohere": "cohere"}  # a vision tower's form -> the text form it rotates as
 
 
 def _drop_in(form: str, fn: str, doc: str):
     """A drop-in for the Hugging Face form ``form`` (``"half"``, ``"interleaved"``, ``"pairs"``, ``"single"``,
-    ``"cohere"``, ``"pairs_interleaved"``, ``"gptj"``, ``"deepseek"``, ``"vision"`` or ``"vision_cohere"``: the module
-    docstring says what each reads),
+    ``"cohere"``, ``"pairs_interleaved"``, ``"gptj"``, ``"nanochat"``, ``"deepseek_v4"``, ``"deepseek"``, ``"vision"``
+    or ``"vision_cohere"``: the module docstring says what each reads),
     named ``fn``: checks, then one launch. A factory rather than one shared body that thin functions call: a
     decoding step's host time pays for every Python call (ch-rope-gpu)."""
     base = _VISION.get(form, form)  # a vision tower's form: its text form's rotation, q (T, H, D) or (B, T, H, D)
     layout, out_layout = _LAYOUTS[base], _OUT_LAYOUTS.get(base)
-    single = form == "single"  # one tensor, (x, cos, sin, unsqueeze_dim): Llama's form otherwise
+    single = form in ("single", "deepseek_v4")  # one tensor, (x, cos, sin, unsqueeze_dim): Llama's form otherwise
+    last = form in _LAST  # the last r features rotated, cos (…, T, r/2) one value a pair
     one_a_pair = form in ("pairs", "pairs_interleaved", "gptj")  # cos (…, T, D/2), one value a pair of all D features
-    twice = base in ("half", "single", "cohere")  # cos holds each value twice, the kernel reads one: compare them
+    twice = base in ("half", "single", "cohere", "nanochat")  # cos holds each value twice, the kernel reads one: compare them
     in_a_row = base == "cohere"  # ... twice in a row (the kernel reads every other feature), not in two halves
     step = 2 if in_a_row else 1
-    qn = {"single": "x", "gptj": "tensor"}.get(form, "q")  # the rotated tensor's name in messages
+    conj = base in _CONJ  # rotate by −θ
+    qn = {"single": "x", "deepseek_v4": "x", "gptj": "tensor"}.get(form, "q")  # the rotated tensor's name in messages
 
     def drop_in(q: Tensor, k: Tensor | None = None, cos: Tensor = None, sin: Tensor = None,
                 unsqueeze_dim: int = 1) -> tuple[Tensor, Tensor] | Tensor:
@@ -186,11 +198,15 @@ def _drop_in(form: str, fn: str, doc: str):
         width = shape[-1] if shape else 0
         if one_a_pair:  # one value a pair, for the D/2 pairs of all D features
             width_ok, pairs = width * 2 == D, width
+        elif last:  # one value a pair, for the r/2 pairs of the last r features
+            width_ok, pairs = 0 < width * 2 <= D, width
         else:  # r values, r even, r <= D: the first r features rotated, the rest passed through
             width_ok, pairs = width % 2 == 0 and 0 < width <= D, width // 2
         if (shape != sin.shape or len(shape) not in (2, 3) or shape[-2] != T or not width_ok
                 or (len(shape) == 3 and shape[0] not in (1, B))):
-            w, rule = (D // 2, "one value per pair of the D features") if one_a_pair else ("r", f"r even and at most D = {D}")
+            w, rule = ((D // 2, "one value per pair of the D features") if one_a_pair else
+                       ("r/2", f"one value per pair of the last r features, r at most D = {D}") if last else
+                       ("r", f"r even and at most D = {D}"))
             lay, shown = ("(B, T, H, D)", q.transpose(1, 2).shape) if unsqueeze_dim == 2 else ("(B, H, T, D)", q.shape)
             raise ValueError(f"{fn}: cos and sin must both have shape ({T}, {w}) or (B or 1, {T}, {w}), {rule}, for {qn} of "
                              f"{lay} = {tuple(shown)}; got cos.shape={tuple(cos.shape)}, sin.shape={tuple(sin.shape)}")
@@ -201,7 +217,11 @@ def _drop_in(form: str, fn: str, doc: str):
                 _check_twice(fn, cos, sin, in_a_row)  # on the very tensors the model hands every layer (its cache's key)
         # the kernel reads ``pairs`` values of each row (the first, or every ``step``-th) straight from Hugging Face's
         # tensors: a slice would be one more tensor object for Python to build on every call (ch-rope-gpu)
-        qr, kr = _rope_qk_cos_sin(fn, q, k, cos, sin, layout, False, pairs, step, out_layout)  # (positional: faster)
+        if last and 2 * pairs < D:  # the first D − r features pass through: the kernel rotates a view of the last r
+            nope, q = q[..., :D - 2 * pairs], q[..., D - 2 * pairs:]
+            qr = torch.cat((nope, _rope_qk_cos_sin(fn, q, None, cos, sin, layout, False, pairs, step, None, conj)[0]), -1)
+            return qr.transpose(1, 2) if unsqueeze_dim == 2 else qr
+        qr, kr = _rope_qk_cos_sin(fn, q, k, cos, sin, layout, False, pairs, step, out_layout, conj)  # (positional: faster)
         if alone:
             return qr.transpose(1, 2) if unsqueeze_dim == 2 else qr
         if unsqueeze_dim == 2:
@@ -407,6 +427,51 @@ hf_apply_rotary_pos_emb_gptj = _drop_in("gptj", "hf_apply_rotary_pos_emb_gptj", 
     """)
 
 
+hf_apply_rotary_pos_emb_nanochat = _drop_in("nanochat", "hf_apply_rotary_pos_emb_nanochat", """
+    nanochat's ``apply_rotary_pos_emb``, in one kernel launch: Llama's pairs ``(i, i + r/2)`` and cos and sin (each value
+    twice, checked), but a rotation by −θ: its ``rotate_half`` returns ``cat((x2, -x1))`` where Llama's returns
+    ``cat((-x2, x1))``, so each pair turns clockwise by its angle. q·k still depends on the positions' difference
+    alone (the angle of n − m becomes that of m − n). Arguments and result as :func:`hf_apply_rotary_pos_emb`; the
+    backward rotates the gradients by +θ.
+
+    >>> import os, ropebook as rb
+    >>> from unittest import mock
+    >>> q, k = torch.randn(1, 4, 3, 8), torch.randn(1, 2, 3, 8)
+    >>> c, s = rb.rope_cos_sin(torch.arange(3), 8)
+    >>> cos, sin = torch.cat((c, c), -1), torch.cat((s, s), -1)
+    >>> with mock.patch.dict(os.environ, TRITON_INTERPRET="1"):
+    ...     qr, kr = hf_apply_rotary_pos_emb_nanochat(q, k, cos, sin)
+    >>> torch.allclose(qr, rb.apply_rope(q, positions=-torch.arange(3)), atol=1e-6)   # position m turned by −mθ
+    True
+    """)
+
+
+hf_apply_rotary_pos_emb_deepseek_v4 = _drop_in("deepseek_v4", "hf_apply_rotary_pos_emb_deepseek_v4", """
+    DeepSeek-V4's ``apply_rotary_pos_emb(x, cos, sin, unsqueeze_dim=1)``, in one kernel launch (and, with r < D, one
+    concatenation, as in theirs): one tensor a call, whose *last* r features are rotated in pairs ``(2i, 2i + 1)``
+    and whose first D − r pass through (V4 lays a head out as ``[nope | rope]``). cos and sin are ``(…, T, r/2)``,
+    one value a pair, as its rotary module returns them. Its attention calls it on q, on the one shared key-value
+    head, on the compressed keys, and with ``-sin`` on the attention's output, to turn the rotated values back.
+
+    Args:
+        x: ``(B, H, T, D)`` (``unsqueeze_dim=1``, theirs) or ``(B, T, H, D)`` (``unsqueeze_dim=2``); the features
+            contiguous.
+        cos, sin: ``(B or 1, T, r/2)`` or ``(T, r/2)``, r at most D.
+
+    Returns: the rotated x, a new tensor of its shape; differentiable in x. Like theirs, it rotates in float32
+    and rounds once to x's dtype.
+
+    >>> import os, ropebook as rb
+    >>> from unittest import mock
+    >>> x = torch.randn(1, 4, 3, 16)                                 # (B, H, T, D): 12 nope features, then 4 rope
+    >>> cos, sin = rb.rope_cos_sin(torch.arange(3), 4)              # (T, r/2)
+    >>> with mock.patch.dict(os.environ, TRITON_INTERPRET="1"):
+    ...     y = hf_apply_rotary_pos_emb_deepseek_v4(x, cos[None], sin[None])
+    >>> torch.equal(y[..., :12], x[..., :12]) and torch.allclose(y[..., 12:], rb.apply_rope(x[..., 12:], layout="interleaved"), atol=1e-6)
+    True
+    """)
+
+
 hf_apply_rotary_pos_emb_interleave = _drop_in("deepseek", "hf_apply_rotary_pos_emb_interleave", """
     DeepSeek-V3's ``apply_rotary_pos_emb_interleave(q, k, cos, sin, position_ids=None, unsqueeze_dim=1)``, in one kernel
     launch; also that of DeepSeek-V3.2, Kimi K2 (DeepSeek-V3's code), GLM-4.7-Flash, GLM-5, LongCat-Flash, Mistral
@@ -480,10 +545,12 @@ hf_apply_rotary_pos_emb_vision_cohere = _drop_in("vision_cohere", "hf_apply_rota
 _DROP_INS = {"half": hf_apply_rotary_pos_emb, "interleaved": hf_apply_rotary_pos_emb_interleaved,
              "pairs": hf_apply_rotary_pos_emb_pairs, "single": hf_apply_rotary_pos_emb_single,
              "cohere": hf_apply_rotary_pos_emb_cohere, "pairs_interleaved": hf_apply_rotary_pos_emb_pairs_interleaved,
-             "gptj": hf_apply_rotary_pos_emb_gptj, "deepseek": hf_apply_rotary_pos_emb_interleave,
+             "gptj": hf_apply_rotary_pos_emb_gptj, "nanochat": hf_apply_rotary_pos_emb_nanochat,
+             "deepseek_v4": hf_apply_rotary_pos_emb_deepseek_v4,             "deepseek": hf_apply_rotary_pos_emb_interleave,
              "vision": hf_apply_rotary_pos_emb_vision, "vision_cohere": hf_apply_rotary_pos_emb_vision_cohere}
 # the module functions patch_hf replaces, and the forms each may compute
-_FUNCTIONS = {"apply_rotary_pos_emb": ("half", "interleaved", "pairs", "single", "cohere", "pairs_interleaved", "gptj"),
+_FUNCTIONS = {"apply_rotary_pos_emb": ("half", "interleaved", "pairs", "single", "cohere", "pairs_interleaved", "gptj",
+                                        "nanochat", "deepseek_v4"),
               "apply_rotary_pos_emb_interleave": ("deepseek",),
               "apply_rotary_pos_emb_vision": ("vision", "vision_cohere")}
 _FORM_NAMES = {"half": "Llama's (pairs (i, i + r/2), cos each value twice)",
@@ -493,6 +560,8 @@ _FORM_NAMES = {"half": "Llama's (pairs (i, i + r/2), cos each value twice)",
                "cohere": "Cohere's (pairs (2i, 2i + 1), cos each value twice in a row)",
                "pairs_interleaved": "the OpenAI privacy filter's (pairs (2i, 2i + 1), cos one value a pair)",
                "gptj": "GPT-J's ((tensor, sin, cos): pairs (2i, 2i + 1), cos one value a pair)",
+               "nanochat": "nanochat's (Llama's, rotated by −θ)",
+               "deepseek_v4": "DeepSeek-V4's ((x, cos, sin): the last r features in pairs (2i, 2i + 1), cos one value a pair)",
                "deepseek": "DeepSeek-V3's (pairs (2i, 2i + 1) read, written as (i, i + r/2); cos's first half)",
                "vision": "Qwen2-VL's vision tower's (Llama's, q (T, H, D), cos (T, r))",
                "vision_cohere": "Inkling 2's vision tower's (Cohere's, q (T, H, D), cos (T, r))"}
@@ -515,7 +584,7 @@ def _probe(original, form: str, r: int = 8, call: str = "plain"):
     q, k = torch.randn(*_PROBE_Q, generator=g), torch.randn(2, 1, 3, 8, generator=g)
     c, s = (torch.rand(2, 3, r // 2, generator=g) * 2 - 1 for _ in range(2))  # (B, T, r/2): the angles' cos and sin
     vision, base = form in _VISION, _VISION.get(form, form)
-    if base in ("half", "single"):
+    if base in ("half", "single", "nanochat"):
         cos, sin = torch.cat((c, c), -1), torch.cat((s, s), -1)
     elif base in ("interleaved", "deepseek"):  # a second half unlike the first: the form does not read it
         cos, sin = (torch.cat((x, torch.rand(2, 3, r // 2, generator=g)), -1) for x in (c, s))
@@ -529,9 +598,12 @@ def _probe(original, form: str, r: int = 8, call: str = "plain"):
     if packed:
         q, k = q[:1], k[:1]
     layout = _LAYOUTS[base]
-    alone = form in ("single", "gptj") or call == "k omitted"
-    want = [_apply_cos_sin_torch(x.double(), c[:, None].double(), s[:, None].double(), layout=layout, rotary_dim=r)
-            for x in ((q,) if alone else (q, k))]  # c[:, None]: (B, 1, T, r/2), each sequence's own angles
+    alone = form in ("single", "gptj", "deepseek_v4") or call == "k omitted"
+    sign = -1 if base in _CONJ else 1  # (a rotation by −θ: sin's sign flipped)
+    skip = q.shape[-1] - r if form in _LAST else 0  # (the first features pass through, the last r turn)
+    want = [torch.cat((x[..., :skip].double(), _apply_cos_sin_torch(
+        x[..., skip:].double(), c[:, None].double(), sign * s[:, None].double(), layout=layout, rotary_dim=r)), -1)
+        for x in ((q,) if alone else (q, k))]  # c[:, None]: (B, 1, T, r/2), each sequence's own angles
     if form in _OUT_LAYOUTS:  # DeepSeek-V3's: the rotated pairs written out as (i, i + r/2)
         want = [torch.cat((w[..., 0:r:2], w[..., 1:r:2], w[..., r:]), -1) for w in want]
     try:
@@ -575,6 +647,8 @@ _CALLS = {"half": ("unsqueeze_dim=2", "unsqueeze_dim=0", "k omitted", "partial")
           "cohere": ("unsqueeze_dim=2", "unsqueeze_dim=0", "k omitted", "partial"),
           "pairs_interleaved": ("unsqueeze_dim=2", "unsqueeze_dim=0", "k omitted"),
           "gptj": ("2-d cos",),
+          "nanochat": ("unsqueeze_dim=2", "unsqueeze_dim=0", "k omitted", "partial"),
+          "deepseek_v4": ("unsqueeze_dim=2", "unsqueeze_dim=0", "partial"),
           "deepseek": ("unsqueeze_dim=2", "unsqueeze_dim=0", "k omitted", "partial"),
           "vision": ("batched", "batched, 2-d cos", "partial"),
           "vision_cohere": ("batched", "batched, 2-d cos", "partial")}
@@ -619,9 +693,9 @@ def patch_hf(module):
 
     ``module`` is a Hugging Face modelling module whose attention calls ``apply_rotary_pos_emb(q, k, cos, sin)``
     (or ``(x, cos, sin)``) by name, such as ``transformers.models.llama.modeling_llama``. Its function is first run on a small
-    probe (once per function; about a millisecond) and compared with the seven forms the drop-ins
+    probe (once per function; a few milliseconds on a CPU) and compared with the nine forms the drop-ins
     compute (:func:`hf_apply_rotary_pos_emb`, ``_interleaved``, ``_pairs``, ``_single``, ``_cohere``,
-    ``_pairs_interleaved``, ``_gptj``). Where the module
+    ``_pairs_interleaved``, ``_gptj``, ``_nanochat``, ``_deepseek_v4``). Where the module
     also defines ``apply_rotary_pos_emb_interleave`` (DeepSeek-V3's), that is probed against
     :func:`hf_apply_rotary_pos_emb_interleave` and replaced by it too, and so is a vision tower's
     ``apply_rotary_pos_emb_vision``, against :func:`hf_apply_rotary_pos_emb_vision` and ``_vision_cohere``. A function
