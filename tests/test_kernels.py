@@ -1345,14 +1345,14 @@ def test_patched_drop_in_is_the_modules_formula_rounded_once(name, r, dtype, uns
         assert torch.equal(qr[..., r:], q[..., r:])
 
 
-@pytest.mark.parametrize("r", [8, 16])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("unsqueeze_dim", [1, 2])
+@pytest.mark.parametrize("r", [6, 8, 16])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("unsqueeze_dim", [1, 2, 0])
 def test_patched_deepseek_v4_drop_in_is_the_modules_formula(r, dtype, unsqueeze_dim):
-    """DeepSeek-V4's function, (x, cos, sin), rotates the last r of D = 16 features in pairs (2i, 2i + 1), cos and
-    sin (B, T, r/2) one value a pair, per sequence; its attention also calls it with -sin on its output. Against
-    the module's own function in float64 (which computes in float32 whatever x's dtype, as the kernel does), the
-    first D - r features x's own; then the gradient against its own."""
+    """DeepSeek-V4's function, (x, cos, sin), rotates the last r of D = 16 features in pairs (2i, 2i + 1) (r/2 odd
+    too), cos and sin (B, T, r/2) one value a pair, per sequence (unsqueeze_dim=0: one (T, r/2) for the batch); its
+    attention also calls it with -sin on its output. Against the module's own function run on float64 inputs
+    (which it computes in float32), the first D - r features x's own; then the gradient against its own."""
     module = _hf_module("deepseek_v4")
     original = module.apply_rotary_pos_emb
     x = qk(B=2, T=5, HQ=4, D=16, dtype=dtype)[0]  # (B, H, T, D)
@@ -1360,7 +1360,9 @@ def test_patched_deepseek_v4_drop_in_is_the_modules_formula(r, dtype, unsqueeze_
     cos, sin = c.to(DEVICE, dtype), s.to(DEVICE, dtype)
     if unsqueeze_dim == 2:
         x = x.transpose(1, 2)  # (B, T, H, D)
-    kw = {} if unsqueeze_dim == 1 else dict(unsqueeze_dim=2)
+    if unsqueeze_dim == 0:
+        cos, sin = cos[1], sin[1]  # (T, r/2)
+    kw = {} if unsqueeze_dim == 1 else dict(unsqueeze_dim=unsqueeze_dim)
     with K.patch_hf(module):
         assert module.apply_rotary_pos_emb is K.hf_apply_rotary_pos_emb_deepseek_v4
         for sign in (1, -1):  # -1: the output's rotation back
@@ -1443,6 +1445,26 @@ def test_patch_hf_tells_deepseek_v4s_function_from_one_that_turns_the_first_feat
     """DeepSeek-V4's formula written out is given its drop-in; the same formula on the first r features, which
     agrees with it when r = D, is refused by the partial probe (r = 4 of 8)."""
     _handwritten("apply_rotary_pos_emb", fn, K.hf_apply_rotary_pos_emb_deepseek_v4, "Llama's", found)
+
+
+@pytest.mark.parametrize("unsqueeze_dim", [1, 2])
+def test_deepseek_v4_drop_in_gradcheck_and_compiled_backward(unsqueeze_dim):
+    """The last r = 6 of D = 16 features turned (a view of x into the kernel, then a concatenation), with sin and with
+    -sin, differentiated: gradcheck in float64, and under torch.compile (fullgraph, the custom operator) the results
+    and gradients of eager."""
+    drop_in = K.hf_apply_rotary_pos_emb_deepseek_v4
+    c, s = rb.rope_cos_sin(torch.tensor([[3, 4, 5], [40, 41, 42]]), 6)  # (B, T, 3)
+    cos, sin = c.to(DEVICE, torch.float64), s.to(DEVICE, torch.float64)
+    x = torch.randn(2, 3, 3, 16, dtype=torch.float64, device=DEVICE)  # (B, H, T, D)
+    x = (x.transpose(1, 2) if unsqueeze_dim == 2 else x).requires_grad_()
+    for sign in (1, -1):
+        assert torch.autograd.gradcheck(lambda x: drop_in(x, cos, sign * sin, unsqueeze_dim), (x,), fast_mode=True)
+    torch._dynamo.reset()
+    f = torch.compile(drop_in, backend="aot_eager", fullgraph=True)
+    g = torch.randn_like(x)
+    (want,), (got,) = ([fn(x, cos, -sin, unsqueeze_dim)] for fn in (drop_in, f))
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-15)
+    torch.testing.assert_close(torch.autograd.grad(got, x, g)[0], torch.autograd.grad(want, x, g)[0], rtol=0, atol=1e-15)
 
 
 def _tiny_causal_lm(name):

@@ -68,7 +68,7 @@ import torch
 from torch import Tensor
 
 from ropebook._rotation import apply_cos_sin as _apply_cos_sin_torch
-from ropebook.kernels.autograd import _rope_qk_cos_sin
+from ropebook.kernels.autograd import DTYPES, _rope_qk_cos_sin
 
 __all__ = ["hf_apply_rotary_pos_emb", "hf_apply_rotary_pos_emb_interleaved", "hf_apply_rotary_pos_emb_pairs",
            "hf_apply_rotary_pos_emb_single", "hf_apply_rotary_pos_emb_cohere", "hf_apply_rotary_pos_emb_interleave",
@@ -218,6 +218,10 @@ def _drop_in(form: str, fn: str, doc: str):
         # the kernel reads ``pairs`` values of each row (the first, or every ``step``-th) straight from Hugging Face's
         # tensors: a slice would be one more tensor object for Python to build on every call (ch-rope-gpu)
         if last and 2 * pairs < D:  # the first D − r features pass through: the kernel rotates a view of the last r
+            if q.dtype not in DTYPES:  # (checked here, in the caller's terms: the kernel's check would name the view)
+                lay, shown = ("(B, T, H, D)", q.transpose(1, 2).shape) if unsqueeze_dim == 2 else ("(B, H, T, D)", q.shape)
+                raise ValueError(f"{fn}: {qn} must be a floating-point tensor {lay}, dtype in {[str(d) for d in DTYPES]}, "
+                                 f"got {qn}.shape={tuple(shown)}, {qn}.dtype={q.dtype}")
             nope, q = q[..., :D - 2 * pairs], q[..., D - 2 * pairs:]
             qr = torch.cat((nope, _rope_qk_cos_sin(fn, q, None, cos, sin, layout, False, pairs, step, None, conj)[0]), -1)
             return qr.transpose(1, 2) if unsqueeze_dim == 2 else qr
@@ -458,8 +462,8 @@ hf_apply_rotary_pos_emb_deepseek_v4 = _drop_in("deepseek_v4", "hf_apply_rotary_p
             contiguous.
         cos, sin: ``(B or 1, T, r/2)`` or ``(T, r/2)``, r at most D.
 
-    Returns: the rotated x, a new tensor of its shape; differentiable in x. Like theirs, it rotates in float32
-    and rounds once to x's dtype.
+    Returns: the rotated x, a new tensor of its shape; differentiable in x. It rotates in float32 and rounds once to
+    x's dtype, as theirs does; a float64 x it rotates in float64, where theirs casts it to float32.
 
     >>> import os, ropebook as rb
     >>> from unittest import mock
