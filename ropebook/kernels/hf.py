@@ -158,14 +158,14 @@ def _drop_in(form: str, fn: str, doc: str):
     decoding step's host time pays for every Python call (ch-rope-gpu)."""
     base = _VISION.get(form, form)  # a vision tower's form: its text form's rotation, q (T, H, D) or (B, T, H, D)
     layout, out_layout = _LAYOUTS[base], _OUT_LAYOUTS.get(base)
-    single = form in ("single", "deepseek_v4")  # one tensor, (x, cos, sin, unsqueeze_dim): Llama's form otherwise
     last = form in _LAST  # the last r features rotated, cos (…, T, r/2) one value a pair
+    single = form == "single" or last  # one tensor, (x, cos, sin, unsqueeze_dim): Llama's form otherwise
     one_a_pair = form in ("pairs", "pairs_interleaved", "gptj")  # cos (…, T, D/2), one value a pair of all D features
     twice = base in ("half", "single", "cohere", "nanochat")  # cos holds each value twice, the kernel reads one: compare them
     in_a_row = base == "cohere"  # ... twice in a row (the kernel reads every other feature), not in two halves
     step = 2 if in_a_row else 1
     conj = base in _CONJ  # rotate by −θ
-    qn = {"single": "x", "deepseek_v4": "x", "gptj": "tensor"}.get(form, "q")  # the rotated tensor's name in messages
+    qn = "x" if single else "tensor" if form == "gptj" else "q"  # the rotated tensor's name in messages
 
     def drop_in(q: Tensor, k: Tensor | None = None, cos: Tensor = None, sin: Tensor = None,
                 unsqueeze_dim: int = 1) -> tuple[Tensor, Tensor] | Tensor:
