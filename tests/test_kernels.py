@@ -1175,18 +1175,19 @@ def test_hf_drop_in_bad_input_message(case):
 # OpenAI privacy filter's pairs (2i, 2i + 1) with cos one value a pair; GPT-J's and CodeGen's (tensor, sin, cos),
 # one tensor (B, T, H, D), pairs (2i, 2i + 1), cos one value a pair; nanochat's Llama's form with rotate_half's
 # sign flipped (a rotation by -θ); DeepSeek-V4's last r features of one tensor, pairs (2i, 2i + 1), cos one value a
-# pair. Refused: CLVP's function takes three tensors, DINOv3's multiplies by one cos for the whole batch.
+# pair; DINOv3's (and EoMT-DINOv3's, Sapiens2's) Llama rotation of the last P tokens, cos (P, D) one table for
+# the batch. Refused: CLVP's function takes three tensors (q, k and v) and position ids.
 # test_patched_drop_in_is_the_modules_formula_rounded_once checks the numbers.
 HF_FORMS = {"llama": "half", "gpt_neox": "half", "phi3": "half", "glm4_moe": "half", "glm": "interleaved",
             "ernie4_5": "interleaved", "helium": "interleaved", "gpt_oss": "pairs", "gemma4": "single", "gemma3n": "single",
             "cohere": "cohere", "cohere2": "cohere", "blt": "cohere", "efficientloftr": "cohere", "glm4v": "cohere",
             "openai_privacy_filter": "pairs_interleaved", "gptj": "gptj", "codegen": "gptj", "nanochat": "nanochat", "clvp": None,
-            "deepseek_v4": "deepseek_v4", "dinov3_vit": None}
+            "deepseek_v4": "deepseek_v4", "dinov3_vit": "dinov3", "eomt_dinov3": "dinov3", "sapiens2": "dinov3"}
 DROP_INS = {"half": "hf_apply_rotary_pos_emb", "interleaved": "hf_apply_rotary_pos_emb_interleaved",
             "pairs": "hf_apply_rotary_pos_emb_pairs", "single": "hf_apply_rotary_pos_emb_single",
             "cohere": "hf_apply_rotary_pos_emb_cohere", "pairs_interleaved": "hf_apply_rotary_pos_emb_pairs_interleaved",
             "gptj": "hf_apply_rotary_pos_emb_gptj", "nanochat": "hf_apply_rotary_pos_emb_nanochat",
-            "deepseek_v4": "hf_apply_rotary_pos_emb_deepseek_v4"}
+            "deepseek_v4": "hf_apply_rotary_pos_emb_deepseek_v4", "dinov3": "hf_apply_rotary_pos_emb_dinov3"}
 
 
 def _hf_module(name):
@@ -1465,6 +1466,119 @@ def test_deepseek_v4_drop_in_gradcheck_and_compiled_backward(unsqueeze_dim):
     (want,), (got,) = ([fn(x, cos, -sin, unsqueeze_dim)] for fn in (drop_in, f))
     torch.testing.assert_close(got, want, rtol=0, atol=1e-15)
     torch.testing.assert_close(torch.autograd.grad(got, x, g)[0], torch.autograd.grad(want, x, g)[0], rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("name", ["dinov3_vit", "eomt_dinov3", "sapiens2"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("prefix", [0, 1, 5])
+def test_patched_dinov3_drop_in_is_the_modules_formula_rounded_once(name, dtype, prefix):
+    """DINOv3's function and its copies: Llama's rotation of the last P tokens of q and k, cos and sin (P, D) one
+    table for the batch (an image's patches), the first tokens (class token, registers) q's and k's own, bit for
+    bit. Against the module's own function run in float64, then the gradients against its own."""
+    module = _hf_module(name)
+    original = module.apply_rotary_pos_emb
+    P = 6
+    q, k = qk(B=2, T=prefix + P, HQ=4, HK=2, D=16, dtype=dtype)
+    rows, cols = torch.arange(P) // 3, torch.arange(P) % 3  # a 2 x 3 grid of patches: half the pairs from each
+    c, s = (torch.cat((rb.rope_cos_sin(rows, 8)[i], rb.rope_cos_sin(cols, 8)[i]), -1) for i in (0, 1))  # (P, 8)
+    cos, sin = torch.cat((c, c), -1).to(DEVICE, dtype), torch.cat((s, s), -1).to(DEVICE, dtype)  # (P, 16)
+    want_q, want_k = original(q.double(), k.double(), cos.double(), sin.double())
+    with K.patch_hf(module):
+        assert module.apply_rotary_pos_emb is K.hf_apply_rotary_pos_emb_dinov3
+        qr, kr = module.apply_rotary_pos_emb(q, k, cos, sin)
+    assert qr.shape == q.shape and kr.shape == k.shape
+    assert_close_dtype(qr, want_q.to(dtype))
+    assert_close_dtype(kr, want_k.to(dtype))
+    assert torch.equal(qr[:, :, :prefix], q[:, :, :prefix]) and torch.equal(kr[:, :, :prefix], k[:, :, :prefix])
+    if dtype == torch.float32:
+        q64, k64 = (x.double().requires_grad_() for x in (q, k))
+        g = torch.randn_like(want_q), torch.randn_like(want_k)
+        torch.autograd.backward(original(q64, k64, cos.double(), sin.double()), g)
+        q32, k32 = (x.detach().requires_grad_() for x in (q, k))
+        torch.autograd.backward(K.hf_apply_rotary_pos_emb_dinov3(q32, k32, cos, sin), [x.float() for x in g])
+        assert_close_dtype(q32.grad, q64.grad.float())
+        assert_close_dtype(k32.grad, k64.grad.float())
+
+
+def _dinov3(q, k, cos, sin, **kwargs):  # DINOv3's function, written out: the last P = cos.shape[0] tokens turned
+    p = q.shape[-2] - cos.shape[-2]
+    return tuple(torch.cat((x[..., :p, :], _llama(x[..., p:, :], x[..., p:, :], cos, sin, 0)[0]), -2) for x in (q, k))
+
+
+def _dinov3_first_tokens(q, k, cos, sin, **kwargs):  # the first P tokens turned, the extra tokens put last
+    P = cos.shape[-2]
+    return tuple(torch.cat((_llama(x[..., :P, :], x[..., :P, :], cos, sin, 0)[0], x[..., P:, :]), -2) for x in (q, k))
+
+
+def _every_token(q, k, cos, sin, **kwargs):  # cos (T, D) broadcast over the batch and heads: no tokens passed through
+    return q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
+
+
+@pytest.mark.parametrize("fn, found", [(_dinov3, None), (_dinov3_first_tokens, "DINOv3's.*differs by"),
+                                       (_every_token, "DINOv3's.*raised")])
+def test_patch_hf_tells_dinov3s_function_from_look_alikes(fn, found):
+    """DINOv3's formula written out is given its drop-in; one that turns the first P tokens, and one that turns
+    every token (right only when there is no class token or register, P = T), are refused."""
+    _handwritten("apply_rotary_pos_emb", fn, K.hf_apply_rotary_pos_emb_dinov3, "Llama's", found)
+
+
+def test_dinov3_drop_in_gradcheck_and_compiled_backward():
+    """The last P = 4 of T = 6 tokens turned (views of q and k into the kernel, then concatenations), differentiated:
+    gradcheck in float64, and under torch.compile (fullgraph, the custom operator) the results and gradients of
+    eager."""
+    drop_in = K.hf_apply_rotary_pos_emb_dinov3
+    c, s = rb.rope_cos_sin(torch.arange(4), 8)
+    cos, sin = torch.cat((c, c), -1).to(DEVICE, torch.float64), torch.cat((s, s), -1).to(DEVICE, torch.float64)
+    q = torch.randn(2, 3, 6, 8, dtype=torch.float64, device=DEVICE, requires_grad=True)
+    k = torch.randn(2, 1, 6, 8, dtype=torch.float64, device=DEVICE, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda q, k: drop_in(q, k, cos, sin), (q, k), fast_mode=True)
+    torch._dynamo.reset()
+    f = torch.compile(drop_in, backend="aot_eager", fullgraph=True)
+    g = torch.randn_like(q), torch.randn_like(k)
+    outs = [fn(q, k, cos, sin) for fn in (drop_in, f)]
+    grads = [torch.autograd.grad(out, (q, k), g) for out in outs]
+    for x, y in zip(outs[0] + grads[0], outs[1] + grads[1]):
+        torch.testing.assert_close(y, x, rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("name", ["dinov3_vit", "eomt_dinov3"])
+def test_patch_hf_in_tiny_dinov3_models(name):
+    """A 3-layer DINOv3 ViT (a class token and 4 registers before the patches) and EoMT-DINOv3 (6 queries put
+    before them for its last layer): the outputs and gradients, patched against unpatched (DINOv3 on images of two
+    shapes, so two tables of patches), with one kernel launch for each call of the module's own function."""
+    transformers = pytest.importorskip("transformers")
+    module = _hf_module(name)
+    torch.manual_seed(0)
+    common = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=4, image_size=32,
+                  patch_size=8, num_register_tokens=4)
+    if name == "dinov3_vit":
+        model = transformers.DINOv3ViTModel(transformers.DINOv3ViTConfig(**common))
+        out = lambda x: model(pixel_values=x).last_hidden_state  # noqa: E731
+    else:
+        model = transformers.EomtDinov3ForUniversalSegmentation(transformers.EomtDinov3Config(
+            **common, num_queries=6, num_blocks=1, num_labels=3))
+        out = lambda x: model(pixel_values=x).masks_queries_logits  # noqa: E731
+    model = model.to(DEVICE).eval()
+    from ropebook.kernels import hf
+
+    for shape in ((32, 32), (24, 40)) if name == "dinov3_vit" else ((32, 32),):  # (EoMT's mask head: its image size)
+        x = torch.randn(2, 3, *shape, generator=torch.Generator().manual_seed(2)).to(DEVICE)
+
+        def run():
+            model.zero_grad()
+            y = out(x)
+            (y * torch.linspace(-1, 1, y.numel(), device=DEVICE).view_as(y)).sum().backward()
+            return y.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+        with mock.patch.object(module, "apply_rotary_pos_emb", wraps=module.apply_rotary_pos_emb) as calls:
+            want, want_grads = run()
+        with mock.patch.object(hf, "_rope_qk_cos_sin", wraps=hf._rope_qk_cos_sin) as launches, K.patch_hf(module):
+            got, grads = run()
+        assert launches.call_count == calls.call_count == 3
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+        assert len(grads) == len(want_grads) > 0
+        for g, w in zip(grads, want_grads):
+            torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-6)
 
 
 def _tiny_causal_lm(name):

@@ -370,6 +370,16 @@ TEST_MUTANTS: tuple[Mutant, ...] = (
            "features: V4's own function is refused, and a function that rotates the first r gets V4's drop-in",
            (("ropebook/kernels/hf.py", "    skip = q.shape[-1] - r if form in _LAST else 0", "    skip = 0"),),
            (), ("tests/test_kernels.py",)),
+    Mutant("hf-dinov3-turns-the-first-tokens", "DINOv3's drop-in rotates the first P tokens by the patches' angles, "
+           "where DINOv3 rotates the last P (the patches, after the class token and registers): the same with no prefix, "
+           "silently wrong with one",
+           (("ropebook/kernels/hf.py", "_rope_qk_cos_sin(fn, q[:, :, p:], k[:, :, p:], cos,",
+             "_rope_qk_cos_sin(fn, q[:, :, :-p], k[:, :, :-p], cos,"),),
+           (), ("tests/test_kernels.py",)),
+    Mutant("hf-probe-no-prefix-for-dinov3", "the probe of DINOv3's form hands every function as many rows of cos as "
+           "tokens: a function that rotates every token, the class token and registers too, gets DINOv3's drop-in",
+           (("ropebook/kernels/hf.py", '        tokens = 0 if call == "no prefix" else 1', "        tokens = 0"),),
+           (), ("tests/test_kernels.py",)),
     Mutant("hf-nanochat-plus-theta", "nanochat's drop-in asks the kernel for Llama's rotation by +θ: the rotation its "
            "function undoes, silently (q·k then sees n − m where the model was trained on m − n)",
            (("ropebook/kernels/autograd.py", '**op.table_args(cos3, None), **({"conj": True} if conj else {}))',

@@ -2,7 +2,7 @@
 
 Hugging Face's modelling files each define a module-level function
 ``apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=1)`` that their attention
-layers call by name. Not every file means the same rotation by it. Nine forms
+layers call by name. Not every file means the same rotation by it. Ten forms
 occur, and each has a drop-in here that rotates q and k in one kernel launch
 (``rope_qk_cos_sin``):
 
@@ -28,6 +28,9 @@ occur, and each has a drop-in here that rotates q and k in one kernel launch
 - :func:`hf_apply_rotary_pos_emb_deepseek_v4`: DeepSeek-V4's, ``(x, cos, sin, unsqueeze_dim)``: one tensor a call,
   the *last* r features rotated (the first D − r pass through), pairs ``(2i, 2i + 1)``, cos ``(…, T, r/2)`` one
   value a pair.
+- :func:`hf_apply_rotary_pos_emb_dinov3`: DINOv3's, EoMT-DINOv3's, Sapiens2's. Llama's rotation of the *last* P tokens
+  (an image's patches; the class token and registers before them pass through), cos and sin ``(P, D)``, one table
+  for the batch.
 
 DeepSeek-V3 and the models built like it (Kimi K2, GLM-4.7-Flash, GLM-5, LongCat-Flash, Mistral Large 3, …) call
 another function as well, ``apply_rotary_pos_emb_interleave(q, k, cos, sin, position_ids=None, unsqueeze_dim=1)``
@@ -44,8 +47,7 @@ rotation there; Inkling 2's, Cohere's. :func:`hf_apply_rotary_pos_emb_vision` an
 :func:`patch_hf` puts the right one in a modelling module's place for the length of a ``with``
 block, after checking on a small probe which formula the module's own function computes, and
 ``apply_rotary_pos_emb_interleave`` and ``apply_rotary_pos_emb_vision`` too where the module defines them. It
-refuses a module whose function is none of them (CLVP's takes three tensors, DINOv3's one cos for the whole
-batch),
+refuses a module whose function is none of them (CLVP's takes three tensors, q, k and v, and position ids)
 instead of changing the model's outputs. It replaces those three functions only: a model that calls another
 runs unpatched::
 
@@ -73,7 +75,7 @@ from ropebook.kernels.autograd import DTYPES, _rope_qk_cos_sin
 __all__ = ["hf_apply_rotary_pos_emb", "hf_apply_rotary_pos_emb_interleaved", "hf_apply_rotary_pos_emb_pairs",
            "hf_apply_rotary_pos_emb_single", "hf_apply_rotary_pos_emb_cohere", "hf_apply_rotary_pos_emb_interleave",
            "hf_apply_rotary_pos_emb_pairs_interleaved", "hf_apply_rotary_pos_emb_gptj", "hf_apply_rotary_pos_emb_nanochat",
-           "hf_apply_rotary_pos_emb_deepseek_v4", "hf_apply_rotary_pos_emb_vision",
+           "hf_apply_rotary_pos_emb_deepseek_v4", "hf_apply_rotary_pos_emb_dinov3", "hf_apply_rotary_pos_emb_vision",
            "hf_apply_rotary_pos_emb_vision_cohere", "patch_hf"]
 
 _checked: list = [None, None, -1, -1, None]  # weak references to the last cos and sin compared, their versions, how
@@ -148,15 +150,17 @@ _OUT_LAYOUTS = {"deepseek": "half"}  # where the output's layout is not the inpu
 _CONJ = ("nanochat",)  # the forms that rotate by −θ
 _LAST = ("deepseek_v4",)  # the forms that rotate the last r features, not the first
 _VISION = {"vision": "half", "vision_cohere": "cohere"}  # a vision tower's form -> the text form it rotates as
+_PREFIX = {"dinov3": "half"}  # a form that rotates the last tokens alone (an image's patches) -> the text form it rotates as
 
 
 def _drop_in(form: str, fn: str, doc: str):
     """A drop-in for the Hugging Face form ``form`` (``"half"``, ``"interleaved"``, ``"pairs"``, ``"single"``,
-    ``"cohere"``, ``"pairs_interleaved"``, ``"gptj"``, ``"nanochat"``, ``"deepseek_v4"``, ``"deepseek"``, ``"vision"``
+    ``"cohere"``, ``"pairs_interleaved"``, ``"gptj"``, ``"nanochat"``, ``"deepseek_v4"``, ``"dinov3"``, ``"deepseek"``, ``"vision"``
     or ``"vision_cohere"``: the module docstring says what each reads),
     named ``fn``: checks, then one launch. A factory rather than one shared body that thin functions call: a
     decoding step's host time pays for every Python call (ch-rope-gpu)."""
-    base = _VISION.get(form, form)  # a vision tower's form: its text form's rotation, q (T, H, D) or (B, T, H, D)
+    base = _VISION.get(form) or _PREFIX.get(form, form)  # a vision tower's form: its text form's rotation
+    prefix = form in _PREFIX  # the last P = cos.shape[0] tokens rotated, the first T − P (class token, registers) not
     layout, out_layout = _LAYOUTS[base], _OUT_LAYOUTS.get(base)
     last = form in _LAST  # the last r features rotated, cos (…, T, r/2) one value a pair
     single = form == "single" or last  # one tensor, (x, cos, sin, unsqueeze_dim): Llama's form otherwise
@@ -198,16 +202,23 @@ def _drop_in(form: str, fn: str, doc: str):
         width = shape[-1] if shape else 0
         if one_a_pair:  # one value a pair, for the D/2 pairs of all D features
             width_ok, pairs = width * 2 == D, width
+        elif prefix:  # (P, D): all D features rotated (DINOv3's function has no partial rotary), P tokens of T
+            width_ok, pairs = width == D and D % 2 == 0 and len(shape) == 2 and 0 < shape[0] <= T, width // 2
         elif last:  # one value a pair, for the r/2 pairs of the last r features
             width_ok, pairs = 0 < width * 2 <= D, width
         else:  # r values, r even, r <= D: the first r features rotated, the rest passed through
             width_ok, pairs = width % 2 == 0 and 0 < width <= D, width // 2
-        if (shape != sin.shape or len(shape) not in (2, 3) or shape[-2] != T or not width_ok
-                or (len(shape) == 3 and shape[0] not in (1, B))):
+        if (shape != sin.shape or len(shape) not in (2, 3) or not width_ok
+                or (shape[-2] != T or len(shape) == 3 and shape[0] not in (1, B)) and not prefix):
             w, rule = ((D // 2, "one value per pair of the D features") if one_a_pair else
                        ("r/2", f"one value per pair of the last r features, r at most D = {D}") if last else
                        ("r", f"r even and at most D = {D}"))
             lay, shown = ("(B, T, H, D)", q.transpose(1, 2).shape) if unsqueeze_dim == 2 else ("(B, H, T, D)", q.shape)
+            if prefix:
+                raise ValueError(f"{fn}: cos and sin must both have shape (P, {D}) with 0 < P <= {T}, one table for the "
+                                 f"batch of the last P tokens' angles (the image's patches; the first {T} − P, a class token "
+                                 f"and registers, pass through), D even, for q of {lay} = {tuple(shown)}; got "
+                                 f"cos.shape={tuple(cos.shape)}, sin.shape={tuple(sin.shape)}")
             raise ValueError(f"{fn}: cos and sin must both have shape ({T}, {w}) or (B or 1, {T}, {w}), {rule}, for {qn} of "
                              f"{lay} = {tuple(shown)}; got cos.shape={tuple(cos.shape)}, sin.shape={tuple(sin.shape)}")
         if twice:  # the kernel reads one copy of each value: the other must repeat it
@@ -218,13 +229,15 @@ def _drop_in(form: str, fn: str, doc: str):
         # the kernel reads ``pairs`` values of each row (the first, or every ``step``-th) straight from Hugging Face's
         # tensors: a slice would be one more tensor object for Python to build on every call (ch-rope-gpu)
         if last and 2 * pairs < D:  # the first D − r features pass through: the kernel rotates a view of the last r
-            if q.dtype not in DTYPES:  # (checked here, in the caller's terms: the kernel's check would name the view)
-                lay, shown = ("(B, T, H, D)", q.transpose(1, 2).shape) if unsqueeze_dim == 2 else ("(B, H, T, D)", q.shape)
-                raise ValueError(f"{fn}: {qn} must be a floating-point tensor {lay}, dtype in {[str(d) for d in DTYPES]}, "
-                                 f"got {qn}.shape={tuple(shown)}, {qn}.dtype={q.dtype}")
+            _check_whole(fn, qn, q, None, unsqueeze_dim)  # (in the caller's terms: the kernel's check would name the view)
             nope, q = q[..., :D - 2 * pairs], q[..., D - 2 * pairs:]
             qr = torch.cat((nope, _rope_qk_cos_sin(fn, q, None, cos, sin, layout, False, pairs, step, None, conj)[0]), -1)
             return qr.transpose(1, 2) if unsqueeze_dim == 2 else qr
+        if prefix and shape[0] < T:  # the first T − P tokens pass through: the kernel rotates views of the last P
+            _check_whole(fn, qn, q, k, unsqueeze_dim)
+            p = T - shape[0]
+            qr, kr = _rope_qk_cos_sin(fn, q[:, :, p:], k[:, :, p:], cos, sin, layout, False, pairs, step, None, conj)
+            return torch.cat((q[:, :, :p], qr), 2), torch.cat((k[:, :, :p], kr), 2)
         qr, kr = _rope_qk_cos_sin(fn, q, k, cos, sin, layout, False, pairs, step, out_layout, conj)  # (positional: faster)
         if alone:
             return qr.transpose(1, 2) if unsqueeze_dim == 2 else qr
@@ -249,6 +262,13 @@ def _drop_in(form: str, fn: str, doc: str):
 
         def drop_in(tensor: Tensor, sin: Tensor, cos: Tensor) -> Tensor:
             return pair(tensor, None, cos, sin, 2)
+    elif prefix:  # DINOv3's signature, (q, k, cos, sin, **kwargs): k required, the keywords not read (as in theirs)
+        pair = drop_in
+
+        def drop_in(q: Tensor, k: Tensor, cos: Tensor, sin: Tensor, **kwargs) -> tuple[Tensor, Tensor]:
+            if not isinstance(k, Tensor):  # (None would be taken as "q alone")
+                raise ValueError(f"{fn}: k must be a tensor, got type(k)={type(k).__name__}")
+            return pair(q, k, cos, sin, 1)
     elif form in _VISION:  # a vision tower's signature, (q, k, cos, sin): q (T, H, D) or (B, T, H, D), cos (T, r)
         pair = drop_in
 
@@ -261,6 +281,19 @@ def _drop_in(form: str, fn: str, doc: str):
     drop_in.__name__ = drop_in.__qualname__ = fn
     drop_in.__doc__ = doc
     return drop_in
+
+
+def _check_whole(fn: str, qn: str, q: Tensor, k: Tensor | None, unsqueeze_dim: int) -> None:
+    """Before the kernel is handed views of q and k (some of their features or tokens), what its own checks would
+    report in terms of the views: q's dtype, and k matching q in batch, tokens, head_dim, dtype and device."""
+    lay, t = ("(B, T, H, D)", lambda x: x.transpose(1, 2)) if unsqueeze_dim == 2 else ("(B, H, T, D)", lambda x: x)
+    if q.dtype not in DTYPES:
+        raise ValueError(f"{fn}: {qn} must be a floating-point tensor {lay}, dtype in {[str(d) for d in DTYPES]}, "
+                         f"got {qn}.shape={tuple(t(q).shape)}, {qn}.dtype={q.dtype}")
+    if k is not None and (k.shape[0] != q.shape[0] or k.shape[2:] != q.shape[2:] or k.dtype != q.dtype
+                          or k.device != q.device):
+        raise ValueError(f"{fn}: k must match q in batch, tokens, head_dim, dtype and device, got "
+                         f"q.shape={tuple(t(q).shape)} {q.dtype} {q.device}, k.shape={tuple(t(k).shape)} {k.dtype} {k.device}")
 
 
 def _check_vision(fn: str, q, k, cos, sin) -> bool:
@@ -476,6 +509,35 @@ hf_apply_rotary_pos_emb_deepseek_v4 = _drop_in("deepseek_v4", "hf_apply_rotary_p
     """)
 
 
+hf_apply_rotary_pos_emb_dinov3 = _drop_in("dinov3", "hf_apply_rotary_pos_emb_dinov3", """
+    The ``apply_rotary_pos_emb(q, k, cos, sin, **kwargs)`` of DINOv3's ViT and of the models built on it (EoMT-DINOv3,
+    Sapiens2), in one kernel launch and two concatenations, as in theirs: Llama's rotation (pairs ``(i, i + D/2)``,
+    cos and sin each value twice, checked) of the *last* P tokens of q and k, the image's patches, where
+    ``P = cos.shape[0]``; the first T − P tokens (the class token and the registers, and EoMT's queries) pass
+    through unchanged.
+
+    Args:
+        q, k: ``(B, Hq, T, D)`` and ``(B, Hk, T, D)``; the features contiguous.
+        cos, sin: ``(P, D)``, one table for the whole batch (the patches' angles, from their rows and columns, in
+            the model's dtype), ``0 < P <= T``. All D features are rotated: their function has no partial rotary.
+        kwargs: accepted and not read, as in theirs.
+
+    Returns: ``(q_embed, k_embed)``, new tensors of q's and k's shapes; differentiable in q and k. Their function
+    multiplies in q's dtype; the kernel rotates in float32 and rounds once. The concatenations cost what theirs
+    do: a copy of q and k besides the kernel's pass over the patches.
+
+    >>> import os, ropebook as rb
+    >>> from unittest import mock
+    >>> q, k = torch.randn(1, 4, 5, 8), torch.randn(1, 4, 5, 8)     # (B, H, T, D): a class token, then 4 patches
+    >>> c, s = rb.rope_cos_sin(torch.arange(4), 8)                   # (P, D/2)
+    >>> cos, sin = torch.cat((c, c), -1), torch.cat((s, s), -1)      # DINOv3's (P, D)
+    >>> with mock.patch.dict(os.environ, TRITON_INTERPRET="1"):
+    ...     qr, kr = hf_apply_rotary_pos_emb_dinov3(q, k, cos, sin)
+    >>> torch.equal(qr[:, :, :1], q[:, :, :1]) and torch.allclose(qr[:, :, 1:], rb.apply_rope(q[:, :, 1:]), atol=1e-6)
+    True
+    """)
+
+
 hf_apply_rotary_pos_emb_interleave = _drop_in("deepseek", "hf_apply_rotary_pos_emb_interleave", """
     DeepSeek-V3's ``apply_rotary_pos_emb_interleave(q, k, cos, sin, position_ids=None, unsqueeze_dim=1)``, in one kernel
     launch; also that of DeepSeek-V3.2, Kimi K2 (DeepSeek-V3's code), GLM-4.7-Flash, GLM-5, LongCat-Flash, Mistral
@@ -550,11 +612,12 @@ _DROP_INS = {"half": hf_apply_rotary_pos_emb, "interleaved": hf_apply_rotary_pos
              "pairs": hf_apply_rotary_pos_emb_pairs, "single": hf_apply_rotary_pos_emb_single,
              "cohere": hf_apply_rotary_pos_emb_cohere, "pairs_interleaved": hf_apply_rotary_pos_emb_pairs_interleaved,
              "gptj": hf_apply_rotary_pos_emb_gptj, "nanochat": hf_apply_rotary_pos_emb_nanochat,
-             "deepseek_v4": hf_apply_rotary_pos_emb_deepseek_v4,             "deepseek": hf_apply_rotary_pos_emb_interleave,
+             "deepseek_v4": hf_apply_rotary_pos_emb_deepseek_v4, "dinov3": hf_apply_rotary_pos_emb_dinov3,
+             "deepseek": hf_apply_rotary_pos_emb_interleave,
              "vision": hf_apply_rotary_pos_emb_vision, "vision_cohere": hf_apply_rotary_pos_emb_vision_cohere}
 # the module functions patch_hf replaces, and the forms each may compute
 _FUNCTIONS = {"apply_rotary_pos_emb": ("half", "interleaved", "pairs", "single", "cohere", "pairs_interleaved", "gptj",
-                                        "nanochat", "deepseek_v4"),
+                                        "nanochat", "deepseek_v4", "dinov3"),
               "apply_rotary_pos_emb_interleave": ("deepseek",),
               "apply_rotary_pos_emb_vision": ("vision", "vision_cohere")}
 _FORM_NAMES = {"half": "Llama's (pairs (i, i + r/2), cos each value twice)",
@@ -566,6 +629,7 @@ _FORM_NAMES = {"half": "Llama's (pairs (i, i + r/2), cos each value twice)",
                "gptj": "GPT-J's ((tensor, sin, cos): pairs (2i, 2i + 1), cos one value a pair)",
                "nanochat": "nanochat's (Llama's, rotated by −θ)",
                "deepseek_v4": "DeepSeek-V4's ((x, cos, sin): the last r features in pairs (2i, 2i + 1), cos one value a pair)",
+               "dinov3": "DINOv3's (Llama's, the last P = cos.shape[0] tokens, cos (P, D) for the batch)",
                "deepseek": "DeepSeek-V3's (pairs (2i, 2i + 1) read, written as (i, i + r/2); cos's first half)",
                "vision": "Qwen2-VL's vision tower's (Llama's, q (T, H, D), cos (T, r))",
                "vision_cohere": "Inkling 2's vision tower's (Cohere's, q (T, H, D), cos (T, r))"}
@@ -582,12 +646,13 @@ def _probe(original, form: str, r: int = 8, call: str = "plain"):
     (B, T, H, D)), ``"unsqueeze_dim=0"`` (cos and sin 2-d, (T, ·), as Pixtral's), ``"k omitted"`` (q alone, by
     keyword, as Qwen4's indexer calls it). A vision tower's form: ``"plain"`` the first sequence alone, q and k
     (T, H, D) and cos and sin (T, ·); ``"batched"`` q and k (B, T, H, D) with cos (B, T, ·); ``"batched, 2-d cos"``
-    with cos (T, ·). Returns the largest difference from the form's result computed in float64, or what the call did
+    with cos (T, ·). DINOv3's form: ``"plain"`` cos and sin (2, ·), one table for the batch, of the last 2 of the 3
+    tokens (the first passes through); ``"no prefix"`` (3, ·), every token. Returns the largest difference from the form's result computed in float64, or what the call did
     instead (raised, or returned something else)."""
     g = torch.Generator().manual_seed(0)
     q, k = torch.randn(*_PROBE_Q, generator=g), torch.randn(2, 1, 3, 8, generator=g)
     c, s = (torch.rand(2, 3, r // 2, generator=g) * 2 - 1 for _ in range(2))  # (B, T, r/2): the angles' cos and sin
-    vision, base = form in _VISION, _VISION.get(form, form)
+    vision, base = form in _VISION, _VISION.get(form) or _PREFIX.get(form, form)
     if base in ("half", "single", "nanochat"):
         cos, sin = torch.cat((c, c), -1), torch.cat((s, s), -1)
     elif base in ("interleaved", "deepseek"):  # a second half unlike the first: the form does not read it
@@ -601,13 +666,17 @@ def _probe(original, form: str, r: int = 8, call: str = "plain"):
         cos, sin, c, s = cos[0], sin[0], c[:1], s[:1]
     if packed:
         q, k = q[:1], k[:1]
+    tokens = 0  # the first tokens, which pass through (DINOv3's form: 1 of 3, or none, cos the last rows' (P, ·))
+    if form in _PREFIX:
+        tokens = 0 if call == "no prefix" else 1
+        cos, sin, c, s = cos[0, tokens:], sin[0, tokens:], c[:1, tokens:], s[:1, tokens:]
     layout = _LAYOUTS[base]
     alone = form in ("single", "gptj", "deepseek_v4") or call == "k omitted"
     sign = -1 if base in _CONJ else 1  # (a rotation by −θ: sin's sign flipped)
     skip = q.shape[-1] - r if form in _LAST else 0  # (the first features pass through, the last r turn)
-    want = [torch.cat((x[..., :skip].double(), _apply_cos_sin_torch(
-        x[..., skip:].double(), c[:, None].double(), sign * s[:, None].double(), layout=layout, rotary_dim=r)), -1)
-        for x in ((q,) if alone else (q, k))]  # c[:, None]: (B, 1, T, r/2), each sequence's own angles
+    want = [torch.cat((x[:, :, :tokens].double(), torch.cat((x[..., tokens:, :skip].double(), _apply_cos_sin_torch(
+        x[..., tokens:, skip:].double(), c[:, None].double(), sign * s[:, None].double(), layout=layout, rotary_dim=r)),
+        -1)), 2) for x in ((q,) if alone else (q, k))]  # c[:, None]: (B, 1, T, r/2), each sequence's own angles
     if form in _OUT_LAYOUTS:  # DeepSeek-V3's: the rotated pairs written out as (i, i + r/2)
         want = [torch.cat((w[..., 0:r:2], w[..., 1:r:2], w[..., r:]), -1) for w in want]
     try:
@@ -653,6 +722,7 @@ _CALLS = {"half": ("unsqueeze_dim=2", "unsqueeze_dim=0", "k omitted", "partial")
           "gptj": ("2-d cos",),
           "nanochat": ("unsqueeze_dim=2", "unsqueeze_dim=0", "k omitted", "partial"),
           "deepseek_v4": ("unsqueeze_dim=2", "unsqueeze_dim=0", "partial"),
+          "dinov3": ("no prefix",),
           "deepseek": ("unsqueeze_dim=2", "unsqueeze_dim=0", "k omitted", "partial"),
           "vision": ("batched", "batched, 2-d cos", "partial"),
           "vision_cohere": ("batched", "batched, 2-d cos", "partial")}
@@ -697,9 +767,9 @@ def patch_hf(module):
 
     ``module`` is a Hugging Face modelling module whose attention calls ``apply_rotary_pos_emb(q, k, cos, sin)``
     (or ``(x, cos, sin)``) by name, such as ``transformers.models.llama.modeling_llama``. Its function is first run on a small
-    probe (once per function; a few milliseconds on a CPU) and compared with the nine forms the drop-ins
+    probe (once per function; a few milliseconds on a CPU) and compared with the ten forms the drop-ins
     compute (:func:`hf_apply_rotary_pos_emb`, ``_interleaved``, ``_pairs``, ``_single``, ``_cohere``,
-    ``_pairs_interleaved``, ``_gptj``, ``_nanochat``, ``_deepseek_v4``). Where the module
+    ``_pairs_interleaved``, ``_gptj``, ``_nanochat``, ``_deepseek_v4``, ``_dinov3``). Where the module
     also defines ``apply_rotary_pos_emb_interleave`` (DeepSeek-V3's), that is probed against
     :func:`hf_apply_rotary_pos_emb_interleave` and replaced by it too, and so is a vision tower's
     ``apply_rotary_pos_emb_vision``, against :func:`hf_apply_rotary_pos_emb_vision` and ``_vision_cohere``. A function
