@@ -1514,11 +1514,18 @@ def _every_token(q, k, cos, sin, **kwargs):  # cos (T, D) broadcast over the bat
     return q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
 
 
+def _registers_last(q, k, cos, sin, **kwargs):  # a class token, the P patches turned, then tokens passed through
+    P = cos.shape[-2]
+    return tuple(torch.cat((x[..., :1, :], _llama(x[..., 1:P + 1, :], x[..., 1:P + 1, :], cos, sin, 0)[0], x[..., P + 1:, :]),
+                           -2) if x.shape[-2] > P else _llama(x, x, cos, sin, 0)[0] for x in (q, k))
+
+
 @pytest.mark.parametrize("fn, found", [(_dinov3, None), (_dinov3_first_tokens, "DINOv3's.*differs by"),
-                                       (_every_token, "DINOv3's.*raised")])
+                                       (_every_token, "DINOv3's.*raised"), (_registers_last, "DINOv3's.*differs by")])
 def test_patch_hf_tells_dinov3s_function_from_look_alikes(fn, found):
-    """DINOv3's formula written out is given its drop-in; one that turns the first P tokens, and one that turns
-    every token (right only when there is no class token or register, P = T), are refused."""
+    """DINOv3's formula written out is given its drop-in; one that turns the first P tokens, one that turns every
+    token (right only when there is no class token or register, P = T), and one that passes the first token and
+    the tokens after the patches through (registers last: the same as DINOv3's with one token before), are refused."""
     _handwritten("apply_rotary_pos_emb", fn, K.hf_apply_rotary_pos_emb_dinov3, "Llama's", found)
 
 

@@ -378,7 +378,7 @@ TEST_MUTANTS: tuple[Mutant, ...] = (
            (), ("tests/test_kernels.py",)),
     Mutant("hf-probe-no-prefix-for-dinov3", "the probe of DINOv3's form hands every function as many rows of cos as "
            "tokens: a function that rotates every token, the class token and registers too, gets DINOv3's drop-in",
-           (("ropebook/kernels/hf.py", '        tokens = 0 if call == "no prefix" else 1', "        tokens = 0"),),
+           (("ropebook/kernels/hf.py", '        tokens = 0 if call == "no prefix" else 2', "        tokens = 0"),),
            (), ("tests/test_kernels.py",)),
     Mutant("hf-nanochat-plus-theta", "nanochat's drop-in asks the kernel for Llama's rotation by +θ: the rotation its "
            "function undoes, silently (q·k then sees n − m where the model was trained on m − n)",

@@ -522,8 +522,10 @@ hf_apply_rotary_pos_emb_dinov3 = _drop_in("dinov3", "hf_apply_rotary_pos_emb_din
             the model's dtype), ``0 < P <= T``. All D features are rotated: their function has no partial rotary.
         kwargs: accepted and not read, as in theirs.
 
-    Returns: ``(q_embed, k_embed)``, new tensors of q's and k's shapes; differentiable in q and k. Their function
-    multiplies in q's dtype; the kernel rotates in float32 and rounds once. The concatenations cost what theirs
+    Returns: ``(q_embed, k_embed)``, new tensors of q's and k's shapes and dtype; differentiable in q and k. Their
+    function multiplies in q's dtype when cos has it, as the model passes them (cos in the pixels' dtype), and in
+    the promoted dtype otherwise (a bfloat16 q under autocast, a float32 cos: a float32 result); the kernel rotates
+    in float32 and rounds once to q's dtype, as every drop-in here does. The concatenations cost what theirs
     do: a copy of q and k besides the kernel's pass over the patches.
 
     >>> import os, ropebook as rb
@@ -646,8 +648,8 @@ def _probe(original, form: str, r: int = 8, call: str = "plain"):
     (B, T, H, D)), ``"unsqueeze_dim=0"`` (cos and sin 2-d, (T, ·), as Pixtral's), ``"k omitted"`` (q alone, by
     keyword, as Qwen4's indexer calls it). A vision tower's form: ``"plain"`` the first sequence alone, q and k
     (T, H, D) and cos and sin (T, ·); ``"batched"`` q and k (B, T, H, D) with cos (B, T, ·); ``"batched, 2-d cos"``
-    with cos (T, ·). DINOv3's form: ``"plain"`` cos and sin (2, ·), one table for the batch, of the last 2 of the 3
-    tokens (the first passes through); ``"no prefix"`` (3, ·), every token. Returns the largest difference from the form's result computed in float64, or what the call did
+    with cos (T, ·). DINOv3's form: q and k of 5 tokens, ``"plain"`` cos and sin (3, ·), one table for the batch, of
+    the last 3 tokens (the first 2 pass through); ``"no prefix"`` (5, ·), every token. Returns the largest difference from the form's result computed in float64, or what the call did
     instead (raised, or returned something else)."""
     g = torch.Generator().manual_seed(0)
     q, k = torch.randn(*_PROBE_Q, generator=g), torch.randn(2, 1, 3, 8, generator=g)
@@ -666,10 +668,13 @@ def _probe(original, form: str, r: int = 8, call: str = "plain"):
         cos, sin, c, s = cos[0], sin[0], c[:1], s[:1]
     if packed:
         q, k = q[:1], k[:1]
-    tokens = 0  # the first tokens, which pass through (DINOv3's form: 1 of 3, or none, cos the last rows' (P, ·))
-    if form in _PREFIX:
-        tokens = 0 if call == "no prefix" else 1
-        cos, sin, c, s = cos[0, tokens:], sin[0, tokens:], c[:1, tokens:], s[:1, tokens:]
+    tokens = 0  # the first tokens, which pass through (DINOv3's form: 2 of 5, or none, cos the last rows' (P, ·))
+    if form in _PREFIX:  # 5 tokens, so that 2 pass through and 3 turn: a function that skips 1 token, or turns
+        # the tokens after the first and passes the last through (registers after the patches), differs
+        q, k = torch.randn(2, 2, 5, 8, generator=g), torch.randn(2, 1, 5, 8, generator=g)
+        tokens = 0 if call == "no prefix" else 2
+        c, s = (torch.rand(1, 5 - tokens, r // 2, generator=g) * 2 - 1 for _ in range(2))
+        cos, sin = torch.cat((c, c), -1)[0], torch.cat((s, s), -1)[0]
     layout = _LAYOUTS[base]
     alone = form in ("single", "gptj", "deepseek_v4") or call == "k omitted"
     sign = -1 if base in _CONJ else 1  # (a rotation by −θ: sin's sign flipped)
