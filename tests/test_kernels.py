@@ -1176,18 +1176,20 @@ def test_hf_drop_in_bad_input_message(case):
 # one tensor (B, T, H, D), pairs (2i, 2i + 1), cos one value a pair; nanochat's Llama's form with rotate_half's
 # sign flipped (a rotation by -θ); DeepSeek-V4's last r features of one tensor, pairs (2i, 2i + 1), cos one value a
 # pair; DINOv3's (and EoMT-DINOv3's, Sapiens2's) Llama rotation of the last P tokens, cos (P, D) one table for
-# the batch. Refused: CLVP's function takes three tensors (q, k and v) and position ids.
+# the batch; CLVP's Llama rotation of q, k and v, (q, k, v, cos, sin, position_ids), cos a table (S, D) read at the
+# position ids. (patch_hf refuses a function that computes none of them: the look-alike tests below.)
 # test_patched_drop_in_is_the_modules_formula_rounded_once checks the numbers.
 HF_FORMS = {"llama": "half", "gpt_neox": "half", "phi3": "half", "glm4_moe": "half", "glm": "interleaved",
             "ernie4_5": "interleaved", "helium": "interleaved", "gpt_oss": "pairs", "gemma4": "single", "gemma3n": "single",
             "cohere": "cohere", "cohere2": "cohere", "blt": "cohere", "efficientloftr": "cohere", "glm4v": "cohere",
-            "openai_privacy_filter": "pairs_interleaved", "gptj": "gptj", "codegen": "gptj", "nanochat": "nanochat", "clvp": None,
+            "openai_privacy_filter": "pairs_interleaved", "gptj": "gptj", "codegen": "gptj", "nanochat": "nanochat", "clvp": "clvp",
             "deepseek_v4": "deepseek_v4", "dinov3_vit": "dinov3", "eomt_dinov3": "dinov3", "sapiens2": "dinov3"}
 DROP_INS = {"half": "hf_apply_rotary_pos_emb", "interleaved": "hf_apply_rotary_pos_emb_interleaved",
             "pairs": "hf_apply_rotary_pos_emb_pairs", "single": "hf_apply_rotary_pos_emb_single",
             "cohere": "hf_apply_rotary_pos_emb_cohere", "pairs_interleaved": "hf_apply_rotary_pos_emb_pairs_interleaved",
             "gptj": "hf_apply_rotary_pos_emb_gptj", "nanochat": "hf_apply_rotary_pos_emb_nanochat",
-            "deepseek_v4": "hf_apply_rotary_pos_emb_deepseek_v4", "dinov3": "hf_apply_rotary_pos_emb_dinov3"}
+            "deepseek_v4": "hf_apply_rotary_pos_emb_deepseek_v4", "dinov3": "hf_apply_rotary_pos_emb_dinov3",
+            "clvp": "hf_apply_rotary_pos_emb_clvp"}
 
 
 def _hf_module(name):
@@ -1198,19 +1200,13 @@ def _hf_module(name):
 
 
 @pytest.mark.parametrize("name", HF_FORMS)
-def test_patch_hf_installs_the_drop_in_of_the_modules_formula_or_refuses(name):
+def test_patch_hf_installs_the_drop_in_of_the_modules_formula(name):
     module = _hf_module(name)
     original = module.apply_rotary_pos_emb
-    if HF_FORMS[name] is None:
-        with pytest.raises(ValueError, match=rf"patch_hf: {module.__name__}.apply_rotary_pos_emb computes none of the "
-                                             rf"rotations.*On a probe.*Llama's.*(differs by|raised)"):
-            with K.patch_hf(module):
-                pass
-    else:
-        with K.patch_hf(module):
+    with K.patch_hf(module):
+        assert module.apply_rotary_pos_emb is getattr(K, DROP_INS[HF_FORMS[name]])
+        with K.patch_hf(module):  # nested: the drop-in stays
             assert module.apply_rotary_pos_emb is getattr(K, DROP_INS[HF_FORMS[name]])
-            with K.patch_hf(module):  # nested: the drop-in stays
-                assert module.apply_rotary_pos_emb is getattr(K, DROP_INS[HF_FORMS[name]])
     assert module.apply_rotary_pos_emb is original
 
 
@@ -1586,6 +1582,126 @@ def test_patch_hf_in_tiny_dinov3_models(name):
         assert len(grads) == len(want_grads) > 0
         for g, w in zip(grads, want_grads):
             torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-6)
+
+
+CLVP_POSITIONS = torch.tensor([[6, 7, 8, 9, 10], [0, 3, 3, 1, 2]])  # (B, T) into a table of 11 rows: out of order, repeated
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("rows", ["per sequence", "one row"])
+@pytest.mark.parametrize("unsqueeze_dim", [1, 2])
+def test_patched_clvp_drop_in_is_the_modules_formula_rounded_once(dtype, rows, unsqueeze_dim):
+    """CLVP's function: Llama's rotation of q, k *and* v, each token by the row of the table (S, D) that its
+    position id names, ids (B, T) per sequence or (1, T) for the batch. Against the module's own function run in
+    float64, then the gradients against its own."""
+    module = _hf_module("clvp")
+    original = module.apply_rotary_pos_emb
+    q, k = qk(B=2, T=5, HQ=4, HK=4, D=16, dtype=dtype)
+    v = qk(B=2, T=5, HQ=4, D=16, dtype=dtype, seed=1)[0]
+    c, s = rb.rope_cos_sin(torch.arange(11), 16)  # (S, D/2)
+    cos, sin = torch.cat((c, c), -1).to(DEVICE, dtype), torch.cat((s, s), -1).to(DEVICE, dtype)  # (S, D)
+    pos = (CLVP_POSITIONS if rows == "per sequence" else CLVP_POSITIONS[1:]).to(DEVICE)
+    if unsqueeze_dim == 2:
+        q, k, v = (x.transpose(1, 2) for x in (q, k, v))  # (B, T, H, D)
+    kw = {} if unsqueeze_dim == 1 else dict(unsqueeze_dim=2)
+    want = original(q.double(), k.double(), v.double(), cos.double(), sin.double(), pos, **kw)
+    with K.patch_hf(module):
+        assert module.apply_rotary_pos_emb is K.hf_apply_rotary_pos_emb_clvp
+        got = module.apply_rotary_pos_emb(q, k, v, cos, sin, pos, **kw)
+    assert len(got) == 3
+    for g, w in zip(got, want):
+        assert_close_dtype(g, w.to(dtype))
+    if dtype == torch.float32:
+        x64 = [x.double().requires_grad_() for x in (q, k, v)]
+        g = [torch.randn_like(w) for w in want]
+        torch.autograd.backward(original(*x64, cos.double(), sin.double(), pos, **kw), g)
+        x32 = [x.detach().requires_grad_() for x in (q, k, v)]
+        torch.autograd.backward(K.hf_apply_rotary_pos_emb_clvp(*x32, cos, sin, pos, **kw), [x.float() for x in g])
+        for a, b in zip(x32, x64):
+            assert_close_dtype(a.grad, b.grad.float())
+
+
+def _clvp(q, k, v, cos, sin, position_ids, unsqueeze_dim=1):  # CLVP's function, written out
+    cos, sin = cos[position_ids].unsqueeze(unsqueeze_dim), sin[position_ids].unsqueeze(unsqueeze_dim)
+    return tuple(x * cos + _rotate_half(x) * sin for x in (q, k, v))
+
+
+def _clvp_first_rows(q, k, v, cos, sin, position_ids, unsqueeze_dim=1):  # the first T rows of the table: ids ignored
+    T = q.shape[-2] if unsqueeze_dim == 1 else q.shape[1]
+    return _clvp(q, k, v, cos, sin, torch.arange(T)[None], unsqueeze_dim)
+
+
+def _clvp_first_sequence(q, k, v, cos, sin, position_ids, unsqueeze_dim=1):  # the first sequence's ids for the batch
+    return _clvp(q, k, v, cos, sin, position_ids[:1], unsqueeze_dim)
+
+
+def _clvp_v_unturned(q, k, v, cos, sin, position_ids, unsqueeze_dim=1):  # q and k turned, v passed through
+    return (*_clvp(q, k, v, cos, sin, position_ids, unsqueeze_dim)[:2], v)
+
+
+@pytest.mark.parametrize("fn, found", [(_clvp, None), (_clvp_first_rows, "CLVP's.*differs by"),
+                                       (_clvp_first_sequence, "CLVP's.*differs by"),
+                                       (_clvp_v_unturned, "CLVP's.*differs by")])
+def test_patch_hf_tells_clvps_function_from_look_alikes(fn, found):
+    """CLVP's formula written out is given its drop-in; one that reads the first T rows of the table whatever the
+    position ids, one that reads the first sequence's ids for every sequence, and one that leaves v as it is are
+    refused."""
+    _handwritten("apply_rotary_pos_emb", fn, K.hf_apply_rotary_pos_emb_clvp, "Llama's", found)
+
+
+def test_clvp_drop_in_gradcheck_and_compiled_backward():
+    """q, k and v turned by a table read at position ids (two launches), differentiated: gradcheck in float64, and
+    under torch.compile (fullgraph, the custom operator) the results and gradients of eager."""
+    drop_in = K.hf_apply_rotary_pos_emb_clvp
+    c, s = rb.rope_cos_sin(torch.arange(11), 8)
+    cos, sin = torch.cat((c, c), -1).to(DEVICE, torch.float64), torch.cat((s, s), -1).to(DEVICE, torch.float64)
+    pos = CLVP_POSITIONS.to(DEVICE)
+    q, k, v = (torch.randn(2, h, 5, 8, dtype=torch.float64, device=DEVICE, requires_grad=True) for h in (3, 1, 2))
+    assert torch.autograd.gradcheck(lambda q, k, v: drop_in(q, k, v, cos, sin, pos), (q, k, v), fast_mode=True)
+    torch._dynamo.reset()
+    f = torch.compile(drop_in, backend="aot_eager", fullgraph=True)
+    g = [torch.randn_like(x) for x in (q, k, v)]
+    outs = [fn(q, k, v, cos, sin, pos) for fn in (drop_in, f)]
+    grads = [torch.autograd.grad(out, (q, k, v), g) for out in outs]
+    for x, y in zip(outs[0] + grads[0], outs[1] + grads[1]):
+        torch.testing.assert_close(y, x, rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("positions", ["default", "per sequence"])
+def test_patch_hf_in_a_tiny_clvp_encoder(positions):
+    """A 2-layer CLVP encoder (heads of 64 features, the first 32 rotated: CLVP's attention hands the function
+    views of them and concatenates the rest back), with its own position ids (1, T) or ids per sequence (B, T): the
+    outputs and gradients, patched against unpatched, with two kernel launches (q and k, then v) for each call of
+    the module's own function."""
+    transformers = pytest.importorskip("transformers")
+    module = _hf_module("clvp")
+    torch.manual_seed(0)
+    model = module.ClvpEncoder(transformers.ClvpEncoderConfig(
+        vocab_size=50, hidden_size=128, intermediate_size=256, projection_dim=64, num_hidden_layers=2,
+        num_attention_heads=2, attention_dropout=0.0, dropout=0.0, bos_token_id=1, eos_token_id=2)).to(DEVICE).eval()
+    assert model.rotary_pos_emb.inv_freq.numel() * 2 == 32 < 64  # r of D: the partial rotary this test is about
+    ids = torch.randint(3, 50, (2, 7), generator=torch.Generator().manual_seed(1)).to(DEVICE)
+    kw = {} if positions == "default" else dict(position_ids=torch.tensor([[0, 1, 2, 3, 4, 5, 6], [6, 5, 4, 3, 2, 1, 0]],
+                                                                          device=DEVICE))
+    from ropebook.kernels import hf
+
+    def run():
+        model.zero_grad()
+        out = model(input_ids=ids, **kw)
+        y = out.last_hidden_state
+        (y * torch.linspace(-1, 1, y.numel(), device=DEVICE).view_as(y)).sum().backward()
+        return y.detach(), out.embeds.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    with mock.patch.object(module, "apply_rotary_pos_emb", wraps=module.apply_rotary_pos_emb) as calls:
+        want, want_embeds, want_grads = run()
+    with mock.patch.object(hf, "_rope_qk_cos_sin", wraps=hf._rope_qk_cos_sin) as launches, K.patch_hf(module):
+        got, embeds, grads = run()
+    assert calls.call_count == 2 and launches.call_count == 2 * calls.call_count
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(embeds, want_embeds, rtol=1e-5, atol=1e-5)
+    assert len(grads) == len(want_grads) > 0
+    for g, w in zip(grads, want_grads):
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-6)
 
 
 def _tiny_causal_lm(name):

@@ -380,6 +380,26 @@ TEST_MUTANTS: tuple[Mutant, ...] = (
            "tokens: a function that rotates every token, the class token and registers too, gets DINOv3's drop-in",
            (("ropebook/kernels/hf.py", '        tokens = 0 if call == "no prefix" else 2', "        tokens = 0"),),
            (), ("tests/test_kernels.py",)),
+    Mutant("hf-clvp-v-unturned", "CLVP's drop-in turns q and k and hands v back as it came: CLVP's attention then "
+           "mixes values its model was trained to see rotated, silently",
+           (("ropebook/kernels/hf.py", "            return qr, kr, pair(v, None, cos, sin, unsqueeze_dim)",
+             "            return qr, kr, v"),),
+           (), ("tests/test_kernels.py",)),
+    Mutant("hf-clvp-reads-the-first-rows", "CLVP's drop-in reads the first T rows of the table whatever the position "
+           "ids: the same for ids 0..T-1, silently wrong for any others",
+           (("ropebook/kernels/hf.py", "    return cos[position_ids], sin[position_ids]",
+             "    return cos[:position_ids.shape[1]], sin[:position_ids.shape[1]]"),),
+           (), ("tests/test_kernels.py",)),
+    Mutant("hf-probe-clvp-positions-in-order", "the probe of CLVP's form hands every function the ids 0, 1, 2 for "
+           "both sequences: a function that ignores the ids and reads the first rows gets CLVP's drop-in",
+           (("ropebook/kernels/hf.py", "        pos = torch.tensor([[4, 0, 2], [1, 3, 1]])",
+             "        pos = torch.tensor([[0, 1, 2], [0, 1, 2]])"),),
+           (), ("tests/test_kernels.py",)),
+    Mutant("hf-clvp-halves-unchecked", "CLVP's drop-in does not compare the table's halves before the kernel reads "
+           "the first: a table whose halves differ is turned by its first half, silently",
+           (("ropebook/kernels/hf.py", "        _check_twice(fn, cos, sin, False)\n    return cos[position_ids]",
+             "        pass\n    return cos[position_ids]"),),
+           (), ("tests/test_kernels.py", "tests/test_bad_arguments.py")),
     Mutant("hf-nanochat-plus-theta", "nanochat's drop-in asks the kernel for Llama's rotation by +θ: the rotation its "
            "function undoes, silently (q·k then sees n − m where the model was trained on m − n)",
            (("ropebook/kernels/autograd.py", '**op.table_args(cos3, None), **({"conj": True} if conj else {}))',

@@ -2,9 +2,9 @@
 
 Hugging Face's modelling files each define a module-level function
 ``apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=1)`` that their attention
-layers call by name. Not every file means the same rotation by it. Ten forms
+layers call by name. Not every file means the same rotation by it. Eleven forms
 occur, and each has a drop-in here that rotates q and k in one kernel launch
-(``rope_qk_cos_sin``):
+(``rope_qk_cos_sin``; CLVP's v in a second):
 
 - :func:`hf_apply_rotary_pos_emb`: Llama's. Pairs are features ``(i, i + r/2)``; cos and sin are
   ``(…, T, r)`` with each value twice (``cat((freqs, freqs), -1)``). ``r < D`` rotates the first r
@@ -31,6 +31,8 @@ occur, and each has a drop-in here that rotates q and k in one kernel launch
 - :func:`hf_apply_rotary_pos_emb_dinov3`: DINOv3's, EoMT-DINOv3's, Sapiens2's. Llama's rotation of the *last* P tokens
   (an image's patches; the class token and registers before them pass through), cos and sin ``(P, D)``, one table
   for the batch.
+- :func:`hf_apply_rotary_pos_emb_clvp`: CLVP's, ``(q, k, v, cos, sin, position_ids)``: Llama's rotation of q, k *and*
+  v, cos and sin a table ``(S, D)`` read at ``position_ids`` ``(B or 1, T)``.
 
 DeepSeek-V3 and the models built like it (Kimi K2, GLM-4.7-Flash, GLM-5, LongCat-Flash, Mistral Large 3, …) call
 another function as well, ``apply_rotary_pos_emb_interleave(q, k, cos, sin, position_ids=None, unsqueeze_dim=1)``
@@ -47,8 +49,7 @@ rotation there; Inkling 2's, Cohere's. :func:`hf_apply_rotary_pos_emb_vision` an
 :func:`patch_hf` puts the right one in a modelling module's place for the length of a ``with``
 block, after checking on a small probe which formula the module's own function computes, and
 ``apply_rotary_pos_emb_interleave`` and ``apply_rotary_pos_emb_vision`` too where the module defines them. It
-refuses a module whose function is none of them (CLVP's takes three tensors, q, k and v, and position ids)
-instead of changing the model's outputs. It replaces those three functions only: a model that calls another
+refuses a module whose function is none of them instead of changing the model's outputs. It replaces those three functions only: a model that calls another
 runs unpatched::
 
     import transformers.models.llama.modeling_llama as llama
@@ -75,7 +76,8 @@ from ropebook.kernels.autograd import DTYPES, _rope_qk_cos_sin
 __all__ = ["hf_apply_rotary_pos_emb", "hf_apply_rotary_pos_emb_interleaved", "hf_apply_rotary_pos_emb_pairs",
            "hf_apply_rotary_pos_emb_single", "hf_apply_rotary_pos_emb_cohere", "hf_apply_rotary_pos_emb_interleave",
            "hf_apply_rotary_pos_emb_pairs_interleaved", "hf_apply_rotary_pos_emb_gptj", "hf_apply_rotary_pos_emb_nanochat",
-           "hf_apply_rotary_pos_emb_deepseek_v4", "hf_apply_rotary_pos_emb_dinov3", "hf_apply_rotary_pos_emb_vision",
+           "hf_apply_rotary_pos_emb_deepseek_v4", "hf_apply_rotary_pos_emb_dinov3", "hf_apply_rotary_pos_emb_clvp",
+           "hf_apply_rotary_pos_emb_vision",
            "hf_apply_rotary_pos_emb_vision_cohere", "patch_hf"]
 
 _checked: list = [None, None, -1, -1, None]  # weak references to the last cos and sin compared, their versions, how
@@ -124,7 +126,7 @@ def _check_twice(fn: str, cos: Tensor, sin: Tensor, in_a_row: bool) -> None:
     _checked[:] = [weakref.ref(cos), weakref.ref(sin), _version(cos), _version(sin), in_a_row]
 
 
-def _assert_twice(fn: str, cos: Tensor, sin: Tensor, in_a_row: bool) -> None:
+def _assert_twice(fn: str, cos: Tensor, sin: Tensor, in_a_row: bool, shape: str = "(…, T, r)") -> None:
     """``_check_twice`` for a graph that ``torch.compile`` traces, where Python cannot read a comparison's
     result: an assertion node (``torch._assert_async``) that fails when the compiled code runs, without
     a device sync on CUDA (a device-side assert there: the error surfaces at the next synchronization).
@@ -132,7 +134,7 @@ def _assert_twice(fn: str, cos: Tensor, sin: Tensor, in_a_row: bool) -> None:
     it (a recompilation for each rotary width under ``dynamic=True``)."""
     for name, x in (("cos", cos), ("sin", sin)):
         first, second = _twice(x, in_a_row)
-        torch._assert_async((first == second).all(), f"{fn}: {name} (…, T, r) must hold each value twice, "
+        torch._assert_async((first == second).all(), f"{fn}: {name} {shape} must hold each value twice, "
                                                      f"{_rule(name, in_a_row, 'r/2')}")
 
 
@@ -151,21 +153,29 @@ _CONJ = ("nanochat",)  # the forms that rotate by −θ
 _LAST = ("deepseek_v4",)  # the forms that rotate the last r features, not the first
 _VISION = {"vision": "half", "vision_cohere": "cohere"}  # a vision tower's form -> the text form it rotates as
 _PREFIX = {"dinov3": "half"}  # a form that rotates the last tokens alone (an image's patches) -> the text form it rotates as
+_GATHER = {"clvp": "half"}  # a form that reads a table (S, r) at position ids, and rotates v too -> the text form it rotates as
+
+
+def _base(form: str) -> str:
+    """The text form whose rotation ``form`` computes: its own, or a vision tower's, DINOv3's or CLVP's text form."""
+    return _VISION.get(form) or _PREFIX.get(form) or _GATHER.get(form, form)
 
 
 def _drop_in(form: str, fn: str, doc: str):
     """A drop-in for the Hugging Face form ``form`` (``"half"``, ``"interleaved"``, ``"pairs"``, ``"single"``,
-    ``"cohere"``, ``"pairs_interleaved"``, ``"gptj"``, ``"nanochat"``, ``"deepseek_v4"``, ``"dinov3"``, ``"deepseek"``, ``"vision"``
+    ``"cohere"``, ``"pairs_interleaved"``, ``"gptj"``, ``"nanochat"``, ``"deepseek_v4"``, ``"dinov3"``, ``"clvp"``,
+    ``"deepseek"``, ``"vision"``
     or ``"vision_cohere"``: the module docstring says what each reads),
     named ``fn``: checks, then one launch. A factory rather than one shared body that thin functions call: a
     decoding step's host time pays for every Python call (ch-rope-gpu)."""
-    base = _VISION.get(form) or _PREFIX.get(form, form)  # a vision tower's form: its text form's rotation
+    base = _base(form)  # a vision tower's form (DINOv3's, CLVP's): its text form's rotation
     prefix = form in _PREFIX  # the last P = cos.shape[0] tokens rotated, the first T − P (class token, registers) not
     layout, out_layout = _LAYOUTS[base], _OUT_LAYOUTS.get(base)
     last = form in _LAST  # the last r features rotated, cos (…, T, r/2) one value a pair
     single = form == "single" or last  # one tensor, (x, cos, sin, unsqueeze_dim): Llama's form otherwise
     one_a_pair = form in ("pairs", "pairs_interleaved", "gptj")  # cos (…, T, D/2), one value a pair of all D features
     twice = base in ("half", "single", "cohere", "nanochat")  # cos holds each value twice, the kernel reads one: compare them
+    gather = form in _GATHER  # CLVP's: the table (S, r) compared, before it is read at the position ids (_gather)
     in_a_row = base == "cohere"  # ... twice in a row (the kernel reads every other feature), not in two halves
     step = 2 if in_a_row else 1
     conj = base in _CONJ  # rotate by −θ
@@ -221,9 +231,9 @@ def _drop_in(form: str, fn: str, doc: str):
                                  f"cos.shape={tuple(cos.shape)}, sin.shape={tuple(sin.shape)}")
             raise ValueError(f"{fn}: cos and sin must both have shape ({T}, {w}) or (B or 1, {T}, {w}), {rule}, for {qn} of "
                              f"{lay} = {tuple(shown)}; got cos.shape={tuple(cos.shape)}, sin.shape={tuple(sin.shape)}")
-        if twice:  # the kernel reads one copy of each value: the other must repeat it
+        if twice and not gather:  # the kernel reads one copy of each value: the other must repeat it
             if torch.compiler.is_compiling():  # a graph cannot branch on data: the check becomes an assertion in it
-                _assert_twice(fn, cos, sin, in_a_row)
+                _assert_twice(fn, cos, sin, in_a_row, "(P, D)" if prefix else "(…, T, r)")
             elif not cos.is_meta:  # (meta tensors, as in a model built on torch.device("meta"), hold no values to compare)
                 _check_twice(fn, cos, sin, in_a_row)  # on the very tensors the model hands every layer (its cache's key)
         # the kernel reads ``pairs`` values of each row (the first, or every ``step``-th) straight from Hugging Face's
@@ -269,6 +279,14 @@ def _drop_in(form: str, fn: str, doc: str):
             if not isinstance(k, Tensor):  # (None would be taken as "q alone")
                 raise ValueError(f"{fn}: k must be a tensor, got type(k)={type(k).__name__}")
             return pair(q, k, cos, sin, 1)
+    elif gather:  # CLVP's signature, (q, k, v, cos, sin, position_ids, unsqueeze_dim=1): q, k and v turned by cos[position_ids]
+        pair = drop_in
+
+        def drop_in(q: Tensor, k: Tensor, v: Tensor, cos: Tensor, sin: Tensor, position_ids: Tensor,
+                    unsqueeze_dim: int = 1) -> tuple[Tensor, Tensor, Tensor]:
+            cos, sin = _gather(fn, q, k, v, cos, sin, position_ids, unsqueeze_dim)  # (B or 1, T, D), as theirs
+            qr, kr = pair(q, k, cos, sin, unsqueeze_dim)  # (a second launch for v: the kernel turns two tensors)
+            return qr, kr, pair(v, None, cos, sin, unsqueeze_dim)
     elif form in _VISION:  # a vision tower's signature, (q, k, cos, sin): q (T, H, D) or (B, T, H, D), cos (T, r)
         pair = drop_in
 
@@ -294,6 +312,51 @@ def _check_whole(fn: str, qn: str, q: Tensor, k: Tensor | None, unsqueeze_dim: i
                           or k.device != q.device):
         raise ValueError(f"{fn}: k must match q in batch, tokens, head_dim, dtype and device, got "
                          f"q.shape={tuple(t(q).shape)} {q.dtype} {q.device}, k.shape={tuple(t(k).shape)} {k.dtype} {k.device}")
+
+
+def _gather(fn: str, q, k, v, cos, sin, position_ids, unsqueeze_dim) -> tuple[Tensor, Tensor]:
+    """CLVP's arguments checked in the caller's terms (the drop-in it wraps would name q for v, and the gathered
+    tensors for the table), the table's halves compared (once per call: CLVP's attention takes a new cos in every
+    layer, so on CUDA a sync per layer), and ``cos[position_ids]``, ``sin[position_ids]``: the op their function
+    runs, so an index out of range fails as it does in theirs (an IndexError on the CPU; a device-side assert on
+    CUDA), and a negative one counts from the end, as in theirs."""
+    for name, x in (("q", q), ("k", k), ("v", v), ("cos", cos), ("sin", sin), ("position_ids", position_ids)):
+        if not isinstance(x, Tensor):
+            raise ValueError(f"{fn}: {name} must be a tensor, got type({name})={type(x).__name__}")
+    if isinstance(unsqueeze_dim, bool) or unsqueeze_dim not in (1, 2):
+        raise ValueError(f"{fn}: unsqueeze_dim must be 1 (q, k and v (B, H, T, D)) or 2 ((B, T, H, D)), got "
+                         f"unsqueeze_dim={unsqueeze_dim!r}")
+    lay, t = ("(B, T, H, D)", 1) if unsqueeze_dim == 2 else ("(B, H, T, D)", 2)
+    if q.ndim != 4 or k.ndim != 4 or v.ndim != 4:
+        raise ValueError(f"{fn}: q, k and v must be 4-d {lay}, got q.shape={tuple(q.shape)}, k.shape={tuple(k.shape)}, "
+                         f"v.shape={tuple(v.shape)}")
+    _check_whole(fn, "q", q, None, unsqueeze_dim)
+    for name, x in (("k", k), ("v", v)):
+        if x.shape[0] != q.shape[0] or x.shape[t] != q.shape[t] or x.shape[3] != q.shape[3] or x.dtype != q.dtype \
+                or x.device != q.device:
+            raise ValueError(f"{fn}: {name} must match q in batch, tokens, head_dim, dtype and device ({lay}), got "
+                             f"q.shape={tuple(q.shape)} {q.dtype} {q.device}, {name}.shape={tuple(x.shape)} {x.dtype} {x.device}")
+    B, T, D = q.shape[0], q.shape[t], q.shape[3]
+    shape = cos.shape
+    if shape != sin.shape or len(shape) != 2 or shape[1] != D or D % 2 or not (cos.is_floating_point()
+                                                                            and sin.is_floating_point()):
+        raise ValueError(f"{fn}: cos and sin must both be floating-point tables of shape (S, {D}), the angles of S "
+                         f"positions for all D = {D} features of q {lay} = {tuple(q.shape)} (their function rotates every "
+                         f"feature it is given), D even; got cos.shape={tuple(cos.shape)} {cos.dtype}, "
+                         f"sin.shape={tuple(sin.shape)} {sin.dtype}")
+    if (position_ids.dtype not in (torch.int64, torch.int32) or position_ids.ndim != 2
+            or position_ids.shape[1] != T or position_ids.shape[0] not in (1, B)):
+        raise ValueError(f"{fn}: position_ids must be an int64 or int32 tensor of shape ({'1' if B == 1 else f'{B} or 1'}, {T}), the row of cos "
+                         f"for each token of q {lay} = {tuple(q.shape)}; got position_ids.shape={tuple(position_ids.shape)}, "
+                         f"position_ids.dtype={position_ids.dtype}")
+    if position_ids.device != cos.device and position_ids.device.type != "cpu":
+        raise ValueError(f"{fn}: position_ids must be on cos's device ({cos.device}) or the CPU, got "
+                         f"position_ids.device={position_ids.device}")
+    if torch.compiler.is_compiling():
+        _assert_twice(fn, cos, sin, False, "(S, D)")
+    elif not cos.is_meta:
+        _check_twice(fn, cos, sin, False)
+    return cos[position_ids], sin[position_ids]
 
 
 def _check_vision(fn: str, q, k, cos, sin) -> bool:
@@ -540,6 +603,39 @@ hf_apply_rotary_pos_emb_dinov3 = _drop_in("dinov3", "hf_apply_rotary_pos_emb_din
     """)
 
 
+hf_apply_rotary_pos_emb_clvp = _drop_in("clvp", "hf_apply_rotary_pos_emb_clvp", """
+    CLVP's ``apply_rotary_pos_emb(q, k, v, cos, sin, position_ids, unsqueeze_dim=1)``, in two kernel launches (q and
+    k in one, v in the other): Llama's rotation (pairs ``(i, i + D/2)``, cos and sin each value twice, checked) of q,
+    k *and* v, each token by the row of the table that ``position_ids`` names, ``cos[position_ids]`` (the op theirs
+    runs).
+
+    Args:
+        q, k, v: ``(B, Hq, T, D)``, ``(B, Hk, T, D)``, ``(B, Hv, T, D)`` (``unsqueeze_dim=1``) or ``(B, T, H, D)``
+            (``unsqueeze_dim=2``); the features contiguous. CLVP's attention hands over the first r features of each
+            head (views; it concatenates the rest back itself).
+        cos, sin: ``(S, D)``, the angles of S positions, each value twice (CLVP's ``rotary_pos_emb.cos()``).
+        position_ids: ``(B or 1, T)``, int64 or int32: the row of cos for each token. An index out of range fails
+            as in theirs (an IndexError on the CPU, a device-side assert on CUDA); a negative one counts from the
+            end, as in theirs.
+
+    Returns: ``(q_embed, k_embed, v_embed)``, new tensors of q's, k's and v's shapes and dtype; differentiable in
+    q, k and v. Their function multiplies in the promoted dtype of q and cos; the kernel rotates in float32 and
+    rounds once to q's dtype. CLVP's attention takes a new cos in every layer, so the check of its halves runs in
+    every call: on CUDA a device sync per layer, which the other drop-ins pay once per forward pass.
+
+    >>> import os, ropebook as rb
+    >>> from unittest import mock
+    >>> q, k, v = (torch.randn(2, 4, 3, 8) for _ in range(3))       # (B, H, T, D)
+    >>> c, s = rb.rope_cos_sin(torch.arange(6), 8)                   # (S, D/2): 6 positions
+    >>> cos, sin = torch.cat((c, c), -1), torch.cat((s, s), -1)      # CLVP's (S, D)
+    >>> pos = torch.tensor([[0, 1, 2], [3, 4, 5]])                   # (B, T)
+    >>> with mock.patch.dict(os.environ, TRITON_INTERPRET="1"):
+    ...     qr, kr, vr = hf_apply_rotary_pos_emb_clvp(q, k, v, cos, sin, pos)
+    >>> torch.allclose(vr[1], rb.apply_rope(v[1], positions=pos[1]), atol=1e-6)
+    True
+    """)
+
+
 hf_apply_rotary_pos_emb_interleave = _drop_in("deepseek", "hf_apply_rotary_pos_emb_interleave", """
     DeepSeek-V3's ``apply_rotary_pos_emb_interleave(q, k, cos, sin, position_ids=None, unsqueeze_dim=1)``, in one kernel
     launch; also that of DeepSeek-V3.2, Kimi K2 (DeepSeek-V3's code), GLM-4.7-Flash, GLM-5, LongCat-Flash, Mistral
@@ -615,11 +711,11 @@ _DROP_INS = {"half": hf_apply_rotary_pos_emb, "interleaved": hf_apply_rotary_pos
              "cohere": hf_apply_rotary_pos_emb_cohere, "pairs_interleaved": hf_apply_rotary_pos_emb_pairs_interleaved,
              "gptj": hf_apply_rotary_pos_emb_gptj, "nanochat": hf_apply_rotary_pos_emb_nanochat,
              "deepseek_v4": hf_apply_rotary_pos_emb_deepseek_v4, "dinov3": hf_apply_rotary_pos_emb_dinov3,
-             "deepseek": hf_apply_rotary_pos_emb_interleave,
+             "clvp": hf_apply_rotary_pos_emb_clvp, "deepseek": hf_apply_rotary_pos_emb_interleave,
              "vision": hf_apply_rotary_pos_emb_vision, "vision_cohere": hf_apply_rotary_pos_emb_vision_cohere}
 # the module functions patch_hf replaces, and the forms each may compute
 _FUNCTIONS = {"apply_rotary_pos_emb": ("half", "interleaved", "pairs", "single", "cohere", "pairs_interleaved", "gptj",
-                                        "nanochat", "deepseek_v4", "dinov3"),
+                                        "nanochat", "deepseek_v4", "dinov3", "clvp"),
               "apply_rotary_pos_emb_interleave": ("deepseek",),
               "apply_rotary_pos_emb_vision": ("vision", "vision_cohere")}
 _FORM_NAMES = {"half": "Llama's (pairs (i, i + r/2), cos each value twice)",
@@ -632,6 +728,7 @@ _FORM_NAMES = {"half": "Llama's (pairs (i, i + r/2), cos each value twice)",
                "nanochat": "nanochat's (Llama's, rotated by −θ)",
                "deepseek_v4": "DeepSeek-V4's ((x, cos, sin): the last r features in pairs (2i, 2i + 1), cos one value a pair)",
                "dinov3": "DINOv3's (Llama's, the last P = cos.shape[0] tokens, cos (P, D) for the batch)",
+               "clvp": "CLVP's ((q, k, v, cos, sin, position_ids): Llama's, of q, k and v, cos (S, D) read at position_ids)",
                "deepseek": "DeepSeek-V3's (pairs (2i, 2i + 1) read, written as (i, i + r/2); cos's first half)",
                "vision": "Qwen2-VL's vision tower's (Llama's, q (T, H, D), cos (T, r))",
                "vision_cohere": "Inkling 2's vision tower's (Cohere's, q (T, H, D), cos (T, r))"}
@@ -649,12 +746,14 @@ def _probe(original, form: str, r: int = 8, call: str = "plain"):
     keyword, as Qwen4's indexer calls it). A vision tower's form: ``"plain"`` the first sequence alone, q and k
     (T, H, D) and cos and sin (T, ·); ``"batched"`` q and k (B, T, H, D) with cos (B, T, ·); ``"batched, 2-d cos"``
     with cos (T, ·). DINOv3's form: q and k of 5 tokens, ``"plain"`` cos and sin (3, ·), one table for the batch, of
-    the last 3 tokens (the first 2 pass through); ``"no prefix"`` (5, ·), every token. Returns the largest difference from the form's result computed in float64, or what the call did
+    the last 3 tokens (the first 2 pass through); ``"no prefix"`` (5, ·), every token. CLVP's form: q, k and v
+    (2, 2, 3, 8), cos and sin a table (5, ·) read at position ids (2, 3), ``"one row of positions"`` (1, 3) for both
+    sequences; ``"unsqueeze_dim=2"`` as above. Returns the largest difference from the form's result computed in float64, or what the call did
     instead (raised, or returned something else)."""
     g = torch.Generator().manual_seed(0)
     q, k = torch.randn(*_PROBE_Q, generator=g), torch.randn(2, 1, 3, 8, generator=g)
     c, s = (torch.rand(2, 3, r // 2, generator=g) * 2 - 1 for _ in range(2))  # (B, T, r/2): the angles' cos and sin
-    vision, base = form in _VISION, _VISION.get(form) or _PREFIX.get(form, form)
+    vision, base = form in _VISION, _base(form)
     if base in ("half", "single", "nanochat"):
         cos, sin = torch.cat((c, c), -1), torch.cat((s, s), -1)
     elif base in ("interleaved", "deepseek"):  # a second half unlike the first: the form does not read it
@@ -675,13 +774,20 @@ def _probe(original, form: str, r: int = 8, call: str = "plain"):
         tokens = 0 if call == "no prefix" else 2
         c, s = (torch.rand(1, 5 - tokens, r // 2, generator=g) * 2 - 1 for _ in range(2))
         cos, sin = torch.cat((c, c), -1)[0], torch.cat((s, s), -1)[0]
+    if form in _GATHER:  # CLVP's: q, k and v, a table of 5 rows read at position ids that differ between the sequences,
+        # out of order and repeated (so that a function that reads the first T rows, or one sequence's, differs)
+        v = torch.randn(*_PROBE_Q, generator=g)
+        ct, st = (torch.rand(5, r // 2, generator=g) * 2 - 1 for _ in range(2))  # (S, r/2)
+        pos = torch.tensor([[4, 0, 2], [1, 3, 1]])[:1 if call == "one row of positions" else 2]  # (B or 1, T)
+        cos, sin = torch.cat((ct, ct), -1), torch.cat((st, st), -1)  # (S, r)
+        c, s = ct[pos], st[pos]
     layout = _LAYOUTS[base]
     alone = form in ("single", "gptj", "deepseek_v4") or call == "k omitted"
     sign = -1 if base in _CONJ else 1  # (a rotation by −θ: sin's sign flipped)
     skip = q.shape[-1] - r if form in _LAST else 0  # (the first features pass through, the last r turn)
     want = [torch.cat((x[:, :, :tokens].double(), torch.cat((x[..., tokens:, :skip].double(), _apply_cos_sin_torch(
         x[..., tokens:, skip:].double(), c[:, None].double(), sign * s[:, None].double(), layout=layout, rotary_dim=r)),
-        -1)), 2) for x in ((q,) if alone else (q, k))]  # c[:, None]: (B, 1, T, r/2), each sequence's own angles
+        -1)), 2) for x in ((q,) if alone else (q, k, v) if form in _GATHER else (q, k))]  # c[:, None]: (B, 1, T, r/2), each sequence's own angles
     if form in _OUT_LAYOUTS:  # DeepSeek-V3's: the rotated pairs written out as (i, i + r/2)
         want = [torch.cat((w[..., 0:r:2], w[..., 1:r:2], w[..., r:]), -1) for w in want]
     try:
@@ -690,6 +796,12 @@ def _probe(original, form: str, r: int = 8, call: str = "plain"):
             got = (got,) if isinstance(got, Tensor) else got
             got = tuple((x[None] if packed else x).transpose(1, 2) if isinstance(x, Tensor) and x.ndim == 4 - packed
                         else x for x in got)
+        elif form in _GATHER:  # (q, k, v, cos, sin, position_ids), or (B, T, H, D) with unsqueeze_dim=2
+            if call == "unsqueeze_dim=2":
+                got = original(*(x.transpose(1, 2) for x in (q, k, v)), cos, sin, pos, unsqueeze_dim=2)
+                got = tuple(x.transpose(1, 2) if isinstance(x, Tensor) and x.ndim == 4 else x for x in got)
+            else:
+                got = original(q, k, v, cos, sin, pos)
         elif form == "gptj":  # (tensor, sin, cos), the tensor (B, T, H, D)
             got = original(q.transpose(1, 2), sin, cos)
             got = got.transpose(1, 2) if isinstance(got, Tensor) and got.ndim == 4 else got
@@ -728,6 +840,7 @@ _CALLS = {"half": ("unsqueeze_dim=2", "unsqueeze_dim=0", "k omitted", "partial")
           "nanochat": ("unsqueeze_dim=2", "unsqueeze_dim=0", "k omitted", "partial"),
           "deepseek_v4": ("unsqueeze_dim=2", "unsqueeze_dim=0", "partial"),
           "dinov3": ("no prefix",),
+          "clvp": ("unsqueeze_dim=2", "one row of positions"),
           "deepseek": ("unsqueeze_dim=2", "unsqueeze_dim=0", "k omitted", "partial"),
           "vision": ("batched", "batched, 2-d cos", "partial"),
           "vision_cohere": ("batched", "batched, 2-d cos", "partial")}
@@ -772,9 +885,9 @@ def patch_hf(module):
 
     ``module`` is a Hugging Face modelling module whose attention calls ``apply_rotary_pos_emb(q, k, cos, sin)``
     (or ``(x, cos, sin)``) by name, such as ``transformers.models.llama.modeling_llama``. Its function is first run on a small
-    probe (once per function; a few milliseconds on a CPU) and compared with the ten forms the drop-ins
+    probe (once per function; a few milliseconds on a CPU) and compared with the eleven forms the drop-ins
     compute (:func:`hf_apply_rotary_pos_emb`, ``_interleaved``, ``_pairs``, ``_single``, ``_cohere``,
-    ``_pairs_interleaved``, ``_gptj``, ``_nanochat``, ``_deepseek_v4``, ``_dinov3``). Where the module
+    ``_pairs_interleaved``, ``_gptj``, ``_nanochat``, ``_deepseek_v4``, ``_dinov3``, ``_clvp``). Where the module
     also defines ``apply_rotary_pos_emb_interleave`` (DeepSeek-V3's), that is probed against
     :func:`hf_apply_rotary_pos_emb_interleave` and replaced by it too, and so is a vision tower's
     ``apply_rotary_pos_emb_vision``, against :func:`hf_apply_rotary_pos_emb_vision` and ``_vision_cohere``. A function
