@@ -1582,6 +1582,23 @@ def test_patch_hf_in_tiny_dinov3_models(name):
         assert len(grads) == len(want_grads) > 0
         for g, w in zip(grads, want_grads):
             torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-6)
+        _no_grad_twice_is_the_same(module, lambda: out(x), got)
+
+
+def _no_grad_twice_is_the_same(module, forward, got):
+    """Two passes of a patched model without autograd, from an empty cache of launch plans: the first makes plans
+    (its later layers may repeat its first layer's), the second launches from them alone (on the views a drop-in
+    hands the kernel: some tokens, some features), and both give the bits the patched pass with autograd gave."""
+    from ropebook.kernels import autograd, hf
+
+    autograd._plans.clear()
+    with (torch.no_grad(), K.patch_hf(module), mock.patch.object(autograd, "_repeat", wraps=autograd._repeat) as repeats,
+          mock.patch.object(hf, "_rope_qk_cos_sin", wraps=hf._rope_qk_cos_sin) as launches):
+        first = forward()
+        made, n = launches.call_count - repeats.call_count, launches.call_count
+        second = forward()
+    assert made > 0 and launches.call_count == 2 * n and repeats.call_count == n - made + n
+    assert torch.equal(first, got) and torch.equal(second, got)
 
 
 CLVP_POSITIONS = torch.tensor([[6, 7, 8, 9, 10], [0, 3, 3, 1, 2]])  # (B, T) into a table of 11 rows: out of order, repeated
@@ -1702,6 +1719,7 @@ def test_patch_hf_in_a_tiny_clvp_encoder(positions):
     assert len(grads) == len(want_grads) > 0
     for g, w in zip(grads, want_grads):
         torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-6)
+    _no_grad_twice_is_the_same(module, lambda: model(input_ids=ids, **kw).last_hidden_state, got)
 
 
 def _tiny_causal_lm(name):
