@@ -1601,23 +1601,24 @@ def _no_grad_twice_is_the_same(module, forward, got):
     assert torch.equal(first, got) and torch.equal(second, got)
 
 
-CLVP_POSITIONS = torch.tensor([[6, 7, 8, 9, 10], [0, 3, 3, 1, 2]])  # (B, T) into a table of 11 rows: out of order, repeated
+CLVP_POSITIONS = torch.tensor([[6, 7, 8, 9, 10], [0, 3, 3, -1, 2]])  # (B, T) into a table of 11 rows: out of order,
+# repeated, and one negative (row 10, counted from the end as indexing counts it)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("rows", ["per sequence", "one row"])
+@pytest.mark.parametrize("rows", ["per sequence", "one row", "int32"])
 @pytest.mark.parametrize("unsqueeze_dim", [1, 2])
 def test_patched_clvp_drop_in_is_the_modules_formula_rounded_once(dtype, rows, unsqueeze_dim):
     """CLVP's function: Llama's rotation of q, k *and* v, each token by the row of the table (S, D) that its
-    position id names, ids (B, T) per sequence or (1, T) for the batch. Against the module's own function run in
-    float64, then the gradients against its own."""
+    position id names, ids (B, T) per sequence (int64, or int32) or (1, T) for the batch, one negative. Against the
+    module's own function run in float64, then the gradients against its own."""
     module = _hf_module("clvp")
     original = module.apply_rotary_pos_emb
     q, k = qk(B=2, T=5, HQ=4, HK=4, D=16, dtype=dtype)
     v = qk(B=2, T=5, HQ=4, D=16, dtype=dtype, seed=1)[0]
     c, s = rb.rope_cos_sin(torch.arange(11), 16)  # (S, D/2)
     cos, sin = torch.cat((c, c), -1).to(DEVICE, dtype), torch.cat((s, s), -1).to(DEVICE, dtype)  # (S, D)
-    pos = (CLVP_POSITIONS if rows == "per sequence" else CLVP_POSITIONS[1:]).to(DEVICE)
+    pos = (CLVP_POSITIONS[1:] if rows == "one row" else CLVP_POSITIONS).to(DEVICE, torch.int32 if rows == "int32" else None)
     if unsqueeze_dim == 2:
         q, k, v = (x.transpose(1, 2) for x in (q, k, v))  # (B, T, H, D)
     kw = {} if unsqueeze_dim == 1 else dict(unsqueeze_dim=2)
@@ -1656,13 +1657,17 @@ def _clvp_v_unturned(q, k, v, cos, sin, position_ids, unsqueeze_dim=1):  # q and
     return (*_clvp(q, k, v, cos, sin, position_ids, unsqueeze_dim)[:2], v)
 
 
+def _clvp_clamped(q, k, v, cos, sin, position_ids, unsqueeze_dim=1):  # negative ids (padding?) read as row 0
+    return _clvp(q, k, v, cos, sin, position_ids.clamp(min=0), unsqueeze_dim)
+
+
 @pytest.mark.parametrize("fn, found", [(_clvp, None), (_clvp_first_rows, "CLVP's.*differs by"),
                                        (_clvp_first_sequence, "CLVP's.*differs by"),
-                                       (_clvp_v_unturned, "CLVP's.*differs by")])
+                                       (_clvp_v_unturned, "CLVP's.*differs by"), (_clvp_clamped, "CLVP's.*differs by")])
 def test_patch_hf_tells_clvps_function_from_look_alikes(fn, found):
     """CLVP's formula written out is given its drop-in; one that reads the first T rows of the table whatever the
-    position ids, one that reads the first sequence's ids for every sequence, and one that leaves v as it is are
-    refused."""
+    position ids, one that reads the first sequence's ids for every sequence, one that leaves v as it is, and one
+    that reads a negative id as row 0 (where indexing counts it from the end) are refused."""
     _handwritten("apply_rotary_pos_emb", fn, K.hf_apply_rotary_pos_emb_clvp, "Llama's", found)
 
 
@@ -1732,7 +1737,9 @@ def _tiny_causal_lm(name):
     key head; a dense layer, then experts), nanochat all of it (Llama's pairs rotated by −θ, then q and k
     normalised; logits soft-capped), DeepSeek-V4 the last half of each head (interleaved pairs, one tensor a
     call: q, the one key-value head, the output turned back by -sin, and the keys its two compressors make,
-    every 2 tokens in the first layer and every 4 in the second)."""
+    every 2 tokens in the first layer and every 4 in the second), Llama 4 all of it (Meta's complex form,
+    apply_rotary_emb(xq, xk, freqs_cis), xq (B, T, H, D); then q and k L2-normalised; experts), DeepSeek-V2 the 8
+    rotary features of its latent attention (the complex form, xq (B, H, T, D))."""
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(0)
     common = dict(vocab_size=97, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
@@ -1768,6 +1775,15 @@ def _tiny_causal_lm(name):
     elif name == "gemma4":
         model = transformers.Gemma4ForCausalLM(transformers.Gemma4TextConfig(**common, num_key_value_heads=2, head_dim=16,
                                                                              layer_types=["sliding_attention", "full_attention"]))
+    elif name == "llama4":  # (both layers rotate: the first NoPE layer would be the fourth)
+        model = transformers.Llama4ForCausalLM(transformers.Llama4TextConfig(
+            **common, intermediate_size_mlp=128, num_key_value_heads=2, head_dim=16, num_local_experts=2,
+            num_experts_per_tok=1, bos_token_id=1, eos_token_id=2))
+    elif name == "deepseek_v2":
+        model = transformers.DeepseekV2ForCausalLM(transformers.DeepseekV2Config(
+            **common, moe_intermediate_size=32, num_key_value_heads=4, q_lora_rank=32, kv_lora_rank=16, qk_rope_head_dim=8,
+            qk_nope_head_dim=8, v_head_dim=8, n_routed_experts=4, num_experts_per_tok=2, first_k_dense_replace=1,
+            bos_token_id=1, eos_token_id=2))
     else:
         model = transformers.GptOssForCausalLM(transformers.GptOssConfig(**common, num_key_value_heads=2, head_dim=16,
                                                                          num_local_experts=4, num_experts_per_tok=2))
@@ -1775,7 +1791,7 @@ def _tiny_causal_lm(name):
 
 
 @pytest.mark.parametrize("name", ["glm", "gpt_neox", "gpt_oss", "gemma4", "cohere", "deepseek_v3", "gptj", "nanochat",
-                                  "deepseek_v4"])
+                                  "deepseek_v4", "llama4", "deepseek_v2"])
 def test_patch_hf_in_tiny_models_of_other_families(name):
     """The forward pass, greedy decoding through the KV cache and the gradients, patched against unpatched, in
     families whose apply_rotary_pos_emb is not Llama's: each runs the kernel (counted), with the same
@@ -1797,7 +1813,8 @@ def test_patch_hf_in_tiny_models_of_other_families(name):
         model(ids, labels=ids).loss.backward()
         return logits, tokens, [p.grad.clone() for p in model.parameters() if p.grad is not None]
 
-    with mock.patch.object(module, "apply_rotary_pos_emb", wraps=module.apply_rotary_pos_emb) as calls:
+    attr = "apply_rotary_emb" if name in ("llama4", "deepseek_v2") else "apply_rotary_pos_emb"  # (Meta's complex form)
+    with mock.patch.object(module, attr, wraps=getattr(module, attr)) as calls:
         want_logits, want_tokens, want_grads = run()
     from ropebook.kernels import hf
 
@@ -1818,6 +1835,141 @@ def test_patch_hf_in_tiny_models_of_other_families(name):
         with mock.patch.object(module, "apply_rotary_pos_emb", wrong_drop_in), torch.no_grad():
             wrong = model(ids).logits
         assert (wrong - want_logits).abs().max() > 1e-3
+
+
+def _complex_args(form, dtype, rows, scale=1.25, seed=0):
+    """q, k and freqs_cis for Meta's complex form: q (B, T, H, D) (Llama 4's, its vision tower's) or (B, H, T, D)
+    (DeepSeek-V2's), 2 sequences of 5 tokens, D = 16, k with one head; freqs_cis (B, T, D/2) at positions that
+    differ between the sequences, or (1, T, D/2), or the vision tower's (T, 1, D/2), in complex64, times an
+    attention scaling (YaRN's mscale: not of modulus 1)."""
+    q, k = qk(B=2, T=5, HQ=4, HK=1, D=16, dtype=dtype, seed=seed)
+    if form != "deepseek_v2":
+        q, k = q.transpose(1, 2), k.transpose(1, 2)
+    c, s = rb.rope_cos_sin(torch.tensor([[3, 4, 5, 6, 7], [90, 91, 92, 93, 94]]), 16)  # (B, T, D/2)
+    freqs = torch.complex(c, s) * scale
+    if form == "llama4_vision":
+        freqs = freqs[1][:, None]  # (T, 1, D/2)
+    elif rows == "one row":
+        freqs = freqs[1:]
+    return q, k, freqs.to(DEVICE)
+
+
+COMPLEX_MODULES = {"llama4": ("llama4", "apply_rotary_emb"), "deepseek_v2": ("deepseek_v2", "apply_rotary_emb"),
+                   "llama4_vision": ("llama4", "vision_apply_rotary_emb")}
+COMPLEX_DROP_INS = {"llama4": "hf_apply_rotary_emb", "deepseek_v2": "hf_apply_rotary_emb_deepseek_v2",
+                    "llama4_vision": "hf_vision_apply_rotary_emb"}
+
+
+@pytest.mark.parametrize("form, rows", [("llama4", "per sequence"), ("llama4", "one row"), ("deepseek_v2", "per sequence"),
+                                        ("deepseek_v2", "one row"), ("llama4_vision", "one row")])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_patched_complex_drop_in_is_the_modules_formula_rounded_once(form, rows, dtype):
+    """Meta's complex form, each pair (2i, 2i + 1) times freqs_cis: Llama 4's, DeepSeek-V2's and Llama 4's vision
+    tower's functions, which multiply in float32 (complex64) and round once to q's dtype, as the kernel does.
+    Against the module's own function, then the gradients against its own (float32: the product's order of
+    summation aside, the same arithmetic)."""
+    name, attr = COMPLEX_MODULES[form]
+    module = _hf_module(name)
+    original = getattr(module, attr)
+    q, k, freqs = _complex_args(form, dtype, rows)
+    want = original(q, k, freqs)
+    with K.patch_hf(module):
+        assert getattr(module, attr) is getattr(K, COMPLEX_DROP_INS[form])
+        got = getattr(module, attr)(q, k, freqs)
+    assert len(got) == 2
+    for g, w in zip(got, want):
+        assert_close_dtype(g, w)
+    if dtype == torch.float32:
+        xs, ys = [[x.detach().requires_grad_() for x in (q, k)] for _ in range(2)]
+        g = [torch.randn_like(w) for w in want]
+        torch.autograd.backward(original(*xs, freqs), g)
+        torch.autograd.backward(getattr(K, COMPLEX_DROP_INS[form])(*ys, freqs), g)
+        for a, b in zip(ys, xs):
+            assert_close_dtype(a.grad, b.grad)
+
+
+def _complex_conj(xq, xk, freqs_cis):  # Llama 4's, times the conjugate: a rotation by −θ
+    return _llama4_like(xq, xk, freqs_cis.conj())
+
+
+def _llama4_like(xq, xk, freqs_cis):  # Llama 4's function, written out
+    out = []
+    for x in (xq, xk):
+        z = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))
+        out.append(torch.view_as_real(z * freqs_cis[:, :, None, :]).flatten(3).type_as(x))
+    return tuple(out)
+
+
+def _complex_halves(xq, xk, freqs_cis):  # pairs (i, i + D/2) (Llama's pairing) times freqs_cis
+    out = []
+    for x in (xq, xk):
+        h = x.shape[-1] // 2
+        z = torch.complex(x[..., :h].float(), x[..., h:].float()) * freqs_cis[:, :, None, :]
+        out.append(torch.cat((z.real, z.imag), -1).type_as(x))
+    return tuple(out)
+
+
+def _complex_first_sequence(xq, xk, freqs_cis):  # the first sequence's rotations for the whole batch
+    return _llama4_like(xq, xk, freqs_cis[:1])
+
+
+@pytest.mark.parametrize("fn, found", [(_llama4_like, None), (_complex_conj, "differs by"), (_complex_halves, "differs by"),
+                                       (_complex_first_sequence, "differs by")])
+def test_patch_hf_tells_meta_complex_function_from_look_alikes(fn, found):
+    """Llama 4's formula written out is given its drop-in; one that multiplies by the conjugate (a turn by −θ), one
+    that pairs the halves (i, i + D/2) as Llama's rotate_half does, and one that turns every sequence by the first
+    one's angles are refused."""
+    _handwritten("apply_rotary_emb", fn, K.hf_apply_rotary_emb, "Llama 4's", found)
+
+
+@pytest.mark.parametrize("form", ["llama4", "deepseek_v2"])
+def test_complex_drop_in_gradcheck_and_compiled_backward(form):
+    """freqs_cis in complex128 (its parts float64: view_as_real, read where they lie), differentiated: gradcheck,
+    and under torch.compile (fullgraph, the custom operator) the results and gradients of eager."""
+    drop_in = getattr(K, COMPLEX_DROP_INS[form])
+    q, k, freqs = _complex_args(form, torch.float64, "per sequence")
+    freqs = freqs.to(torch.complex128)
+    q, k = q.detach().requires_grad_(), k.detach().requires_grad_()
+    assert torch.autograd.gradcheck(lambda q, k: drop_in(q, k, freqs), (q, k), fast_mode=True)
+    torch._dynamo.reset()
+    f = torch.compile(drop_in, backend="aot_eager", fullgraph=True)
+    g = torch.randn_like(q), torch.randn_like(k)
+    outs = [fn(q, k, freqs) for fn in (drop_in, f)]
+    grads = [torch.autograd.grad(out, (q, k), g) for out in outs]
+    for x, y in zip(outs[0] + grads[0], outs[1] + grads[1]):
+        torch.testing.assert_close(y, x, rtol=0, atol=1e-15)
+
+
+def test_patch_hf_in_a_tiny_llama4_vision_tower():
+    """A 2-layer Llama 4 vision tower (a 4 x 4 grid of patches and a class token, whose angles are zero): the
+    outputs and gradients, patched against unpatched, one launch for each call of vision_apply_rotary_emb
+    (which its attention makes with freqs_ci by keyword)."""
+    transformers = pytest.importorskip("transformers")
+    module = _hf_module("llama4")
+    torch.manual_seed(0)
+    model = module.Llama4VisionModel(transformers.Llama4VisionConfig(
+        hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=256, image_size=32, patch_size=8,
+        vision_output_dim=64, projector_input_dim=64, projector_output_dim=64, pixel_shuffle_ratio=0.5)).to(DEVICE).eval()
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(2)).to(DEVICE)
+    from ropebook.kernels import hf
+
+    def run():
+        model.zero_grad()
+        y = model(pixel_values=x).last_hidden_state
+        (y * torch.linspace(-1, 1, y.numel(), device=DEVICE).view_as(y)).sum().backward()
+        return y.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    with mock.patch.object(module, "vision_apply_rotary_emb", wraps=module.vision_apply_rotary_emb) as calls:
+        want, want_grads = run()
+    assert calls.call_args.kwargs["freqs_ci"].shape == (17, 1, 8)
+    with mock.patch.object(hf, "_rope_qk_cos_sin", wraps=hf._rope_qk_cos_sin) as launches, K.patch_hf(module):
+        got, grads = run()
+    assert launches.call_count == calls.call_count == 2
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert len(grads) == len(want_grads) > 0
+    for g, w in zip(grads, want_grads):
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-6)
+    _no_grad_twice_is_the_same(module, lambda: model(pixel_values=x).last_hidden_state, got)
 
 
 # The modules that define DeepSeek-V3's apply_rotary_pos_emb_interleave (transformers 5.23 has 12; these four

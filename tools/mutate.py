@@ -344,7 +344,7 @@ TEST_MUTANTS: tuple[Mutant, ...] = (
            (), ("tests/test_kernels.py",)),
     Mutant("hf-vision-not-patched", "patch_hf leaves a vision tower's apply_rotary_pos_emb_vision in place: the "
            "Qwen-VL family's image encoders run the eager formula, where the chapter says they run the kernel",
-           (("ropebook/kernels/hf.py", '"apply_rotary_pos_emb_vision": ("vision", "vision_cohere")}', "}"),),
+           (("ropebook/kernels/hf.py", '"apply_rotary_pos_emb_vision": ("vision", "vision_cohere"),', ""),),
            (), ("tests/test_kernels.py",)),
     Mutant("hf-vision-cohere-as-llama", "Inkling 2's vision drop-in rotates Llama's pairs (i, i + r/2) instead of "
            "Cohere's (2i, 2i + 1)",
@@ -380,6 +380,15 @@ TEST_MUTANTS: tuple[Mutant, ...] = (
            "tokens: a function that rotates every token, the class token and registers too, gets DINOv3's drop-in",
            (("ropebook/kernels/hf.py", '        tokens = 0 if call == "no prefix" else 2', "        tokens = 0"),),
            (), ("tests/test_kernels.py",)),
+    Mutant("hf-complex-conjugate", "Llama 4's drop-in multiplies by the conjugate of freqs_cis (sin's sign flipped): a "
+           "turn by −θ, silently (q·k then sees n − m where the model was trained on m − n)",
+           (("ropebook/kernels/hf.py", "return pair(xq, xk, f[..., 0], f[..., 1], dim)",
+             "return pair(xq, xk, f[..., 0], -f[..., 1], dim)"),),
+           (), ("tests/test_kernels.py",)),
+    Mutant("hf-probe-complex-one-row", "the probe of Meta's complex form hands every function one row of freqs_cis "
+           "for both sequences: a function that turns every sequence by the first one's angles gets Llama 4's drop-in",
+           (("ropebook/kernels/hf.py", '        if form == "llama4_vision" or call == "one row":', "        if True:"),),
+           (), ("tests/test_kernels.py",)),
     Mutant("hf-clvp-v-unturned", "CLVP's drop-in turns q and k and hands v back as it came: CLVP's attention then "
            "mixes values its model was trained to see rotated, silently",
            (("ropebook/kernels/hf.py", "            return qr, kr, pair(v, None, cos, sin, unsqueeze_dim)",
@@ -392,8 +401,13 @@ TEST_MUTANTS: tuple[Mutant, ...] = (
            (), ("tests/test_kernels.py",)),
     Mutant("hf-probe-clvp-positions-in-order", "the probe of CLVP's form hands every function the ids 0, 1, 2 for "
            "both sequences: a function that ignores the ids and reads the first rows gets CLVP's drop-in",
-           (("ropebook/kernels/hf.py", "        pos = torch.tensor([[4, 0, 2], [1, 3, 1]])",
+           (("ropebook/kernels/hf.py", "        pos = torch.tensor([[4, -1, 2], [1, -4, 1]])",
              "        pos = torch.tensor([[0, 1, 2], [0, 1, 2]])"),),
+           (), ("tests/test_kernels.py",)),
+    Mutant("hf-clvp-clamps-negative-ids", "CLVP's drop-in reads a negative position id as row 0, where CLVP's "
+           "indexing counts it from the end of the table: silently wrong for negative ids alone",
+           (("ropebook/kernels/hf.py", "    return cos[position_ids], sin[position_ids]",
+             "    return cos[position_ids.clamp(min=0)], sin[position_ids.clamp(min=0)]"),),
            (), ("tests/test_kernels.py",)),
     Mutant("hf-clvp-halves-unchecked", "CLVP's drop-in does not compare the table's halves before the kernel reads "
            "the first: a table whose halves differ is turned by its first half, silently",

@@ -46,10 +46,18 @@ q and k ``(T, H, D)``, cos and sin ``(T, r)`` (each patch's angles from its row 
 rotation there; Inkling 2's, Cohere's. :func:`hf_apply_rotary_pos_emb_vision` and
 :func:`hf_apply_rotary_pos_emb_vision_cohere` are their drop-ins.
 
+Llama 4 and DeepSeek-V2 call neither: their ``apply_rotary_emb(xq, xk, freqs_cis)`` is Meta's complex form,
+each pair ``(2i, 2i + 1)`` read as a complex number and multiplied by ``freqs_cis``, complex ``(B or 1, T, D/2)``:
+xq ``(B, T, H, D)`` in Llama 4's, ``(B, H, T, D)`` in DeepSeek-V2's. :func:`hf_apply_rotary_emb` and
+:func:`hf_apply_rotary_emb_deepseek_v2` are their drop-ins, and :func:`hf_vision_apply_rotary_emb` that of Llama 4's
+vision tower's ``vision_apply_rotary_emb(query, key, freqs_ci)``; the kernel reads freqs_cis's real and imaginary
+parts where they lie, as cos and sin.
+
 :func:`patch_hf` puts the right one in a modelling module's place for the length of a ``with``
 block, after checking on a small probe which formula the module's own function computes, and
-``apply_rotary_pos_emb_interleave`` and ``apply_rotary_pos_emb_vision`` too where the module defines them. It
-refuses a module whose function is none of them instead of changing the model's outputs. It replaces those three functions only: a model that calls another
+``apply_rotary_pos_emb_interleave``, ``apply_rotary_pos_emb_vision``, ``apply_rotary_emb`` and
+``vision_apply_rotary_emb`` too where the module defines them. It
+refuses a module whose function is none of them instead of changing the model's outputs. It replaces those five functions only: a model that calls another
 runs unpatched::
 
     import transformers.models.llama.modeling_llama as llama
@@ -77,7 +85,8 @@ __all__ = ["hf_apply_rotary_pos_emb", "hf_apply_rotary_pos_emb_interleaved", "hf
            "hf_apply_rotary_pos_emb_single", "hf_apply_rotary_pos_emb_cohere", "hf_apply_rotary_pos_emb_interleave",
            "hf_apply_rotary_pos_emb_pairs_interleaved", "hf_apply_rotary_pos_emb_gptj", "hf_apply_rotary_pos_emb_nanochat",
            "hf_apply_rotary_pos_emb_deepseek_v4", "hf_apply_rotary_pos_emb_dinov3", "hf_apply_rotary_pos_emb_clvp",
-           "hf_apply_rotary_pos_emb_vision",
+           "hf_apply_rotary_pos_emb_vision", "hf_apply_rotary_emb", "hf_apply_rotary_emb_deepseek_v2",
+           "hf_vision_apply_rotary_emb",
            "hf_apply_rotary_pos_emb_vision_cohere", "patch_hf"]
 
 _checked: list = [None, None, -1, -1, None]  # weak references to the last cos and sin compared, their versions, how
@@ -126,7 +135,7 @@ def _check_twice(fn: str, cos: Tensor, sin: Tensor, in_a_row: bool) -> None:
     _checked[:] = [weakref.ref(cos), weakref.ref(sin), _version(cos), _version(sin), in_a_row]
 
 
-def _assert_twice(fn: str, cos: Tensor, sin: Tensor, in_a_row: bool, shape: str = "(…, T, r)") -> None:
+def _assert_twice(fn: str, cos: Tensor, sin: Tensor, in_a_row: bool, shape: str = "(…, T, r)", r: str = "r") -> None:
     """``_check_twice`` for a graph that ``torch.compile`` traces, where Python cannot read a comparison's
     result: an assertion node (``torch._assert_async``) that fails when the compiled code runs, without
     a device sync on CUDA (a device-side assert there: the error surfaces at the next synchronization).
@@ -135,7 +144,7 @@ def _assert_twice(fn: str, cos: Tensor, sin: Tensor, in_a_row: bool, shape: str 
     for name, x in (("cos", cos), ("sin", sin)):
         first, second = _twice(x, in_a_row)
         torch._assert_async((first == second).all(), f"{fn}: {name} {shape} must hold each value twice, "
-                                                     f"{_rule(name, in_a_row, 'r/2')}")
+                                                     f"{_rule(name, in_a_row, f'{r}/2')}")
 
 
 def _version(x: Tensor):
@@ -154,10 +163,16 @@ _LAST = ("deepseek_v4",)  # the forms that rotate the last r features, not the f
 _VISION = {"vision": "half", "vision_cohere": "cohere"}  # a vision tower's form -> the text form it rotates as
 _PREFIX = {"dinov3": "half"}  # a form that rotates the last tokens alone (an image's patches) -> the text form it rotates as
 _GATHER = {"clvp": "half"}  # a form that reads a table (S, r) at position ids, and rotates v too -> the text form it rotates as
+# Meta's complex form, (xq, xk, freqs_cis): pairs (2i, 2i + 1) times the complex freqs_cis, one value a pair -> the
+# unsqueeze_dim its q's layout reads as (Llama 4's (B, T, H, D): 2; DeepSeek-V2's (B, H, T, D): 1)
+_COMPLEX = {"llama4": 2, "deepseek_v2": 1, "llama4_vision": 2}
 
 
 def _base(form: str) -> str:
-    """The text form whose rotation ``form`` computes: its own, or a vision tower's, DINOv3's or CLVP's text form."""
+    """The text form whose rotation ``form`` computes: its own, or a vision tower's, DINOv3's, CLVP's or Meta's
+    complex form's text form."""
+    if form in _COMPLEX:  # the real and imaginary parts of freqs_cis: the privacy filter's cos and sin, one value a pair
+        return "pairs_interleaved"
     return _VISION.get(form) or _PREFIX.get(form) or _GATHER.get(form, form)
 
 
@@ -173,7 +188,7 @@ def _drop_in(form: str, fn: str, doc: str):
     layout, out_layout = _LAYOUTS[base], _OUT_LAYOUTS.get(base)
     last = form in _LAST  # the last r features rotated, cos (…, T, r/2) one value a pair
     single = form == "single" or last  # one tensor, (x, cos, sin, unsqueeze_dim): Llama's form otherwise
-    one_a_pair = form in ("pairs", "pairs_interleaved", "gptj")  # cos (…, T, D/2), one value a pair of all D features
+    one_a_pair = base in ("pairs", "pairs_interleaved", "gptj")  # cos (…, T, D/2), one value a pair of all D features
     twice = base in ("half", "single", "cohere", "nanochat")  # cos holds each value twice, the kernel reads one: compare them
     gather = form in _GATHER  # CLVP's: the table (S, r) compared, before it is read at the position ids (_gather)
     in_a_row = base == "cohere"  # ... twice in a row (the kernel reads every other feature), not in two halves
@@ -233,7 +248,7 @@ def _drop_in(form: str, fn: str, doc: str):
                              f"{lay} = {tuple(shown)}; got cos.shape={tuple(cos.shape)}, sin.shape={tuple(sin.shape)}")
         if twice and not gather:  # the kernel reads one copy of each value: the other must repeat it
             if torch.compiler.is_compiling():  # a graph cannot branch on data: the check becomes an assertion in it
-                _assert_twice(fn, cos, sin, in_a_row, "(P, D)" if prefix else "(…, T, r)")
+                _assert_twice(fn, cos, sin, in_a_row, *(("(P, D)", "D") if prefix else ()))
             elif not cos.is_meta:  # (meta tensors, as in a model built on torch.device("meta"), hold no values to compare)
                 _check_twice(fn, cos, sin, in_a_row)  # on the very tensors the model hands every layer (its cache's key)
         # the kernel reads ``pairs`` values of each row (the first, or every ``step``-th) straight from Hugging Face's
@@ -287,6 +302,19 @@ def _drop_in(form: str, fn: str, doc: str):
             cos, sin = _gather(fn, q, k, v, cos, sin, position_ids, unsqueeze_dim)  # (B or 1, T, D), as theirs
             qr, kr = pair(q, k, cos, sin, unsqueeze_dim)  # (a second launch for v: the kernel turns two tensors)
             return qr, kr, pair(v, None, cos, sin, unsqueeze_dim)
+    elif form in _COMPLEX:  # Meta's signature, (xq, xk, freqs_cis): freqs_cis complex, its parts read where they lie
+        pair = drop_in
+        dim = _COMPLEX[form]
+        names = ("query", "key", "freqs_ci") if form == "llama4_vision" else ("xq", "xk", "freqs_cis")
+
+        if form == "llama4_vision":  # (its attention passes freqs_ci by keyword)
+            def drop_in(query: Tensor, key: Tensor, freqs_ci: Tensor) -> tuple[Tensor, Tensor]:
+                f = torch.view_as_real(_check_complex(fn, names, query, key, freqs_ci, dim, True))
+                return pair(query, key, f[..., 0], f[..., 1], dim)
+        else:
+            def drop_in(xq: Tensor, xk: Tensor, freqs_cis: Tensor) -> tuple[Tensor, Tensor]:
+                f = torch.view_as_real(_check_complex(fn, names, xq, xk, freqs_cis, dim, False))
+                return pair(xq, xk, f[..., 0], f[..., 1], dim)  # (…, T, D/2, 2): cos and sin side by side, stride 2
     elif form in _VISION:  # a vision tower's signature, (q, k, cos, sin): q (T, H, D) or (B, T, H, D), cos (T, r)
         pair = drop_in
 
@@ -323,7 +351,7 @@ def _gather(fn: str, q, k, v, cos, sin, position_ids, unsqueeze_dim) -> tuple[Te
     for name, x in (("q", q), ("k", k), ("v", v), ("cos", cos), ("sin", sin), ("position_ids", position_ids)):
         if not isinstance(x, Tensor):
             raise ValueError(f"{fn}: {name} must be a tensor, got type({name})={type(x).__name__}")
-    if isinstance(unsqueeze_dim, bool) or unsqueeze_dim not in (1, 2):
+    if isinstance(unsqueeze_dim, bool) or not isinstance(unsqueeze_dim, numbers.Integral) or unsqueeze_dim not in (1, 2):
         raise ValueError(f"{fn}: unsqueeze_dim must be 1 (q, k and v (B, H, T, D)) or 2 ((B, T, H, D)), got "
                          f"unsqueeze_dim={unsqueeze_dim!r}")
     lay, t = ("(B, T, H, D)", 1) if unsqueeze_dim == 2 else ("(B, H, T, D)", 2)
@@ -353,10 +381,45 @@ def _gather(fn: str, q, k, v, cos, sin, position_ids, unsqueeze_dim) -> tuple[Te
         raise ValueError(f"{fn}: position_ids must be on cos's device ({cos.device}) or the CPU, got "
                          f"position_ids.device={position_ids.device}")
     if torch.compiler.is_compiling():
-        _assert_twice(fn, cos, sin, False, "(S, D)")
+        _assert_twice(fn, cos, sin, False, "(S, D)", "D")
     elif not cos.is_meta:
         _check_twice(fn, cos, sin, False)
     return cos[position_ids], sin[position_ids]
+
+
+def _check_complex(fn: str, names, q, k, freqs, dim: int, vision: bool) -> Tensor:
+    """Meta's complex form's arguments, checked in the caller's terms (the drop-in it wraps would name q, k, cos and
+    sin): q and k 4-d, ``(B, T, H, D)`` (``dim`` 2, Llama 4's) or ``(B, H, T, D)`` (1, DeepSeek-V2's), k matching q
+    in batch, tokens, head_dim, dtype and device; freqs complex, ``(B or 1, T, D/2)``, or for Llama 4's vision tower
+    any shape of T·D/2 values, which its function views as ``(1, T, 1, D/2)`` (one table for the batch). Returns
+    freqs as ``(B or 1, T, D/2)``."""
+    qn, kn, fn_ = names
+    for name, x in zip(names, (q, k, freqs)):
+        if not isinstance(x, Tensor):
+            raise ValueError(f"{fn}: {name} must be a tensor, got type({name})={type(x).__name__}")
+    lay, t = ("(B, T, H, D)", 1) if dim == 2 else ("(B, H, T, D)", 2)
+    if q.ndim != 4 or k.ndim != 4:
+        raise ValueError(f"{fn}: {qn} and {kn} must be 4-d {lay}, got {qn}.shape={tuple(q.shape)}, {kn}.shape={tuple(k.shape)}")
+    if q.dtype not in DTYPES:
+        raise ValueError(f"{fn}: {qn} must be a floating-point tensor {lay}, dtype in {[str(d) for d in DTYPES]}, "
+                         f"got {qn}.shape={tuple(q.shape)}, {qn}.dtype={q.dtype}")
+    if (k.shape[0] != q.shape[0] or k.shape[t] != q.shape[t] or k.shape[3] != q.shape[3] or k.dtype != q.dtype
+            or k.device != q.device):
+        raise ValueError(f"{fn}: {kn} must match {qn} in batch, tokens, head_dim, dtype and device ({lay}), got "
+                         f"{qn}.shape={tuple(q.shape)} {q.dtype} {q.device}, {kn}.shape={tuple(k.shape)} {k.dtype} {k.device}")
+    B, T, D = q.shape[0], q.shape[t], q.shape[3]
+    shape = freqs.shape
+    if vision:
+        ok = D % 2 == 0 and freqs.numel() == T * D // 2 and len(shape) > 0 and shape[-1] == D // 2
+        want = f"{T * D // 2} values, (T, D/2) = ({T}, {D // 2}) in any shape its function views as (1, T, 1, D/2)"
+    else:
+        ok = D % 2 == 0 and len(shape) == 3 and shape[1:] == (T, D // 2) and shape[0] in (1, B)
+        want = f"shape ({'1' if B == 1 else f'{B} or 1'}, {T}, {D // 2}), (B or 1, T, D/2)"
+    if not freqs.is_complex() or not ok:
+        raise ValueError(f"{fn}: {fn_} must be a complex tensor of {want}: the rotation e^(i m θ) of each pair "
+                         f"(2i, 2i + 1) of {qn} {lay} = {tuple(q.shape)}, D even; got {fn_}.shape={tuple(shape)}, "
+                         f"{fn_}.dtype={freqs.dtype}")
+    return freqs.reshape(1, T, D // 2) if vision else freqs
 
 
 def _check_vision(fn: str, q, k, cos, sin) -> bool:
@@ -621,7 +684,8 @@ hf_apply_rotary_pos_emb_clvp = _drop_in("clvp", "hf_apply_rotary_pos_emb_clvp", 
     Returns: ``(q_embed, k_embed, v_embed)``, new tensors of q's, k's and v's shapes and dtype; differentiable in
     q, k and v. Their function multiplies in the promoted dtype of q and cos; the kernel rotates in float32 and
     rounds once to q's dtype. CLVP's attention takes a new cos in every layer, so the check of its halves runs in
-    every call: on CUDA a device sync per layer, which the other drop-ins pay once per forward pass.
+    every call: on CUDA its device syncs (one for cos, one for sin) come in every layer, where the other drop-ins
+    pay them once per forward pass.
 
     >>> import os, ropebook as rb
     >>> from unittest import mock
@@ -632,6 +696,68 @@ hf_apply_rotary_pos_emb_clvp = _drop_in("clvp", "hf_apply_rotary_pos_emb_clvp", 
     >>> with mock.patch.dict(os.environ, TRITON_INTERPRET="1"):
     ...     qr, kr, vr = hf_apply_rotary_pos_emb_clvp(q, k, v, cos, sin, pos)
     >>> torch.allclose(vr[1], rb.apply_rope(v[1], positions=pos[1]), atol=1e-6)
+    True
+    """)
+
+
+hf_apply_rotary_emb = _drop_in("llama4", "hf_apply_rotary_emb", """
+    Llama 4's ``apply_rotary_emb(xq, xk, freqs_cis)``, in one kernel launch: Meta's complex form of RoPE, each pair
+    of features ``(2i, 2i + 1)`` read as the complex number ``x_2i + i x_2i+1`` and multiplied by ``freqs_cis``, the
+    rotation ``e^(i m θ_i)`` (times the rotary module's attention scaling, which the product carries along).
+
+    Args:
+        xq, xk: ``(B, T, Hq, D)`` and ``(B, T, Hk, D)``, as Llama 4's attention hands them over (before its
+            transpose); the features contiguous.
+        freqs_cis: complex, ``(B or 1, T, D/2)``, as Llama 4's rotary module returns it. The kernel reads its real
+            and imaginary parts where they lie (``torch.view_as_real``: no copy), as cos and sin one value a pair.
+
+    Returns: ``(xq_out, xk_out)``, new tensors of xq's and xk's shapes and dtype; differentiable in xq and xk. Theirs
+    multiplies in float32 (complex64) and rounds once to xq's dtype, as the kernel does; the products are summed in
+    another order, so the two differ by a rounding of float32 at most.
+
+    >>> import os, ropebook as rb
+    >>> from unittest import mock
+    >>> xq, xk = torch.randn(1, 3, 4, 8), torch.randn(1, 3, 1, 8)   # (B, T, H, D)
+    >>> c, s = rb.rope_cos_sin(torch.arange(3), 8)                   # (T, D/2)
+    >>> freqs_cis = torch.complex(c, s)[None]                        # e^(i m θ): (1, T, D/2)
+    >>> with mock.patch.dict(os.environ, TRITON_INTERPRET="1"):
+    ...     yq, yk = hf_apply_rotary_emb(xq, xk, freqs_cis)
+    >>> torch.allclose(yq, rb.apply_rope(xq.transpose(1, 2), layout="interleaved").transpose(1, 2), atol=1e-6)
+    True
+    """)
+
+
+hf_apply_rotary_emb_deepseek_v2 = _drop_in("deepseek_v2", "hf_apply_rotary_emb_deepseek_v2", """
+    DeepSeek-V2's ``apply_rotary_emb(xq, xk, freqs_cis)``, in one kernel launch: Meta's complex form as Llama 4's
+    (:func:`hf_apply_rotary_emb`), with xq and xk ``(B, Hq, T, D)`` and ``(B, Hk, T, D)`` (its attention's rotary
+    parts of q and of the one latent key head, ``q_pe`` and ``k_pe``: views, read where they lie) and freqs_cis
+    ``(B or 1, T, D/2)``.
+
+    >>> import os, ropebook as rb
+    >>> from unittest import mock
+    >>> xq, xk = torch.randn(1, 4, 3, 8), torch.randn(1, 1, 3, 8)   # (B, H, T, D)
+    >>> c, s = rb.rope_cos_sin(torch.arange(3), 8)
+    >>> with mock.patch.dict(os.environ, TRITON_INTERPRET="1"):
+    ...     yq, yk = hf_apply_rotary_emb_deepseek_v2(xq, xk, torch.complex(c, s)[None])
+    >>> torch.allclose(yq, rb.apply_rope(xq, layout="interleaved"), atol=1e-6)
+    True
+    """)
+
+
+hf_vision_apply_rotary_emb = _drop_in("llama4_vision", "hf_vision_apply_rotary_emb", """
+    Llama 4's vision tower's ``vision_apply_rotary_emb(query, key, freqs_ci)``, in one kernel launch: Meta's complex
+    form (:func:`hf_apply_rotary_emb`) of the patches, query and key ``(B, T, H, D)``, with ``freqs_ci`` one table
+    for the batch: T·D/2 complex values in any shape its function views as ``(1, T, 1, D/2)`` (the tower's
+    ``(T, 1, D/2)``, each patch's angles from its row and column; the class token's angles zero, so it turns it by
+    nothing).
+
+    >>> import os, ropebook as rb
+    >>> from unittest import mock
+    >>> q, k = torch.randn(2, 5, 2, 8), torch.randn(2, 5, 2, 8)     # (B, T, H, D): 5 patches
+    >>> c, s = rb.rope_cos_sin(torch.arange(5), 8)
+    >>> with mock.patch.dict(os.environ, TRITON_INTERPRET="1"):
+    ...     yq, yk = hf_vision_apply_rotary_emb(q, k, freqs_ci=torch.complex(c, s)[:, None])   # (T, 1, D/2)
+    >>> torch.allclose(yk, rb.apply_rope(k.transpose(1, 2), layout="interleaved").transpose(1, 2), atol=1e-6)
     True
     """)
 
@@ -711,13 +837,16 @@ _DROP_INS = {"half": hf_apply_rotary_pos_emb, "interleaved": hf_apply_rotary_pos
              "cohere": hf_apply_rotary_pos_emb_cohere, "pairs_interleaved": hf_apply_rotary_pos_emb_pairs_interleaved,
              "gptj": hf_apply_rotary_pos_emb_gptj, "nanochat": hf_apply_rotary_pos_emb_nanochat,
              "deepseek_v4": hf_apply_rotary_pos_emb_deepseek_v4, "dinov3": hf_apply_rotary_pos_emb_dinov3,
-             "clvp": hf_apply_rotary_pos_emb_clvp, "deepseek": hf_apply_rotary_pos_emb_interleave,
+             "clvp": hf_apply_rotary_pos_emb_clvp, "llama4": hf_apply_rotary_emb,
+             "deepseek_v2": hf_apply_rotary_emb_deepseek_v2, "llama4_vision": hf_vision_apply_rotary_emb, "deepseek": hf_apply_rotary_pos_emb_interleave,
              "vision": hf_apply_rotary_pos_emb_vision, "vision_cohere": hf_apply_rotary_pos_emb_vision_cohere}
 # the module functions patch_hf replaces, and the forms each may compute
 _FUNCTIONS = {"apply_rotary_pos_emb": ("half", "interleaved", "pairs", "single", "cohere", "pairs_interleaved", "gptj",
                                         "nanochat", "deepseek_v4", "dinov3", "clvp"),
               "apply_rotary_pos_emb_interleave": ("deepseek",),
-              "apply_rotary_pos_emb_vision": ("vision", "vision_cohere")}
+              "apply_rotary_pos_emb_vision": ("vision", "vision_cohere"),
+              "apply_rotary_emb": ("llama4", "deepseek_v2"),
+              "vision_apply_rotary_emb": ("llama4_vision",)}
 _FORM_NAMES = {"half": "Llama's (pairs (i, i + r/2), cos each value twice)",
                "interleaved": "GLM's (pairs (2i, 2i + 1), cos's first half)",
                "pairs": "gpt-oss's (pairs (i, i + D/2), cos one value a pair)",
@@ -729,6 +858,9 @@ _FORM_NAMES = {"half": "Llama's (pairs (i, i + r/2), cos each value twice)",
                "deepseek_v4": "DeepSeek-V4's ((x, cos, sin): the last r features in pairs (2i, 2i + 1), cos one value a pair)",
                "dinov3": "DINOv3's (Llama's, the last P = cos.shape[0] tokens, cos (P, D) for the batch)",
                "clvp": "CLVP's ((q, k, v, cos, sin, position_ids): Llama's, of q, k and v, cos (S, D) read at position_ids)",
+               "llama4": "Llama 4's ((xq, xk, freqs_cis): pairs (2i, 2i + 1) times complex freqs_cis, xq (B, T, H, D))",
+               "deepseek_v2": "DeepSeek-V2's ((xq, xk, freqs_cis): pairs (2i, 2i + 1) times complex freqs_cis, xq (B, H, T, D))",
+               "llama4_vision": "Llama 4's vision tower's ((query, key, freqs_ci): Llama 4's, freqs_ci (T, 1, D/2))",
                "deepseek": "DeepSeek-V3's (pairs (2i, 2i + 1) read, written as (i, i + r/2); cos's first half)",
                "vision": "Qwen2-VL's vision tower's (Llama's, q (T, H, D), cos (T, r))",
                "vision_cohere": "Inkling 2's vision tower's (Cohere's, q (T, H, D), cos (T, r))"}
@@ -747,8 +879,10 @@ def _probe(original, form: str, r: int = 8, call: str = "plain"):
     (T, H, D) and cos and sin (T, ·); ``"batched"`` q and k (B, T, H, D) with cos (B, T, ·); ``"batched, 2-d cos"``
     with cos (T, ·). DINOv3's form: q and k of 5 tokens, ``"plain"`` cos and sin (3, ·), one table for the batch, of
     the last 3 tokens (the first 2 pass through); ``"no prefix"`` (5, ·), every token. CLVP's form: q, k and v
-    (2, 2, 3, 8), cos and sin a table (5, ·) read at position ids (2, 3), ``"one row of positions"`` (1, 3) for both
-    sequences; ``"unsqueeze_dim=2"`` as above. Returns the largest difference from the form's result computed in float64, or what the call did
+    as above (v as q), cos and sin a table (5, ·) read at position ids (2, 3), some negative, ``"one row of positions"`` (1, 3) for both
+    sequences; ``"unsqueeze_dim=2"`` as above. Meta's complex form: cos and sin the parts of a complex freqs_cis
+    (2, 3, 4), q and k (B, T, H, D) for Llama 4's, (B, H, T, D) for DeepSeek-V2's, ``"one row"`` freqs_cis (1, 3, 4);
+    Llama 4's vision tower's freqs_ci (3, 1, 4), one table for the batch. Returns the largest difference from the form's result computed in float64, or what the call did
     instead (raised, or returned something else)."""
     g = torch.Generator().manual_seed(0)
     q, k = torch.randn(*_PROBE_Q, generator=g), torch.randn(2, 1, 3, 8, generator=g)
@@ -775,12 +909,18 @@ def _probe(original, form: str, r: int = 8, call: str = "plain"):
         c, s = (torch.rand(1, 5 - tokens, r // 2, generator=g) * 2 - 1 for _ in range(2))
         cos, sin = torch.cat((c, c), -1)[0], torch.cat((s, s), -1)[0]
     if form in _GATHER:  # CLVP's: q, k and v, a table of 5 rows read at position ids that differ between the sequences,
-        # out of order and repeated (so that a function that reads the first T rows, or one sequence's, differs)
+        # out of order, repeated and negative (counted from the end, as indexing does), so that a function that reads
+        # the first T rows, one sequence's, or clamps or shifts the ids, differs
         v = torch.randn(*_PROBE_Q, generator=g)
         ct, st = (torch.rand(5, r // 2, generator=g) * 2 - 1 for _ in range(2))  # (S, r/2)
-        pos = torch.tensor([[4, 0, 2], [1, 3, 1]])[:1 if call == "one row of positions" else 2]  # (B or 1, T)
+        pos = torch.tensor([[4, -1, 2], [1, -4, 1]])[:1 if call == "one row of positions" else 2]  # (B or 1, T)
         cos, sin = torch.cat((ct, ct), -1), torch.cat((st, st), -1)  # (S, r)
         c, s = ct[pos], st[pos]
+    if form in _COMPLEX:  # Meta's: cos and sin as the real and imaginary parts of freqs_cis (B or 1, T, r/2)
+        if form == "llama4_vision" or call == "one row":  # one table for the batch (the vision tower's (T, 1, r/2))
+            c, s = c[:1], s[:1]
+        freqs = torch.complex(c, s)
+        freqs = freqs[0][:, None] if form == "llama4_vision" else freqs
     layout = _LAYOUTS[base]
     alone = form in ("single", "gptj", "deepseek_v4") or call == "k omitted"
     sign = -1 if base in _CONJ else 1  # (a rotation by −θ: sin's sign flipped)
@@ -802,6 +942,12 @@ def _probe(original, form: str, r: int = 8, call: str = "plain"):
                 got = tuple(x.transpose(1, 2) if isinstance(x, Tensor) and x.ndim == 4 else x for x in got)
             else:
                 got = original(q, k, v, cos, sin, pos)
+        elif form in _COMPLEX:  # (xq, xk, freqs_cis), xq (B, T, H, D) (Llama 4's) or (B, H, T, D) (DeepSeek-V2's)
+            if _COMPLEX[form] == 2:
+                got = original(q.transpose(1, 2), k.transpose(1, 2), freqs)
+                got = tuple(x.transpose(1, 2) if isinstance(x, Tensor) and x.ndim == 4 else x for x in got)
+            else:
+                got = original(q, k, freqs)
         elif form == "gptj":  # (tensor, sin, cos), the tensor (B, T, H, D)
             got = original(q.transpose(1, 2), sin, cos)
             got = got.transpose(1, 2) if isinstance(got, Tensor) and got.ndim == 4 else got
@@ -841,6 +987,7 @@ _CALLS = {"half": ("unsqueeze_dim=2", "unsqueeze_dim=0", "k omitted", "partial")
           "deepseek_v4": ("unsqueeze_dim=2", "unsqueeze_dim=0", "partial"),
           "dinov3": ("no prefix",),
           "clvp": ("unsqueeze_dim=2", "one row of positions"),
+          "llama4": ("one row",), "deepseek_v2": ("one row",), "llama4_vision": (),
           "deepseek": ("unsqueeze_dim=2", "unsqueeze_dim=0", "k omitted", "partial"),
           "vision": ("batched", "batched, 2-d cos", "partial"),
           "vision_cohere": ("batched", "batched, 2-d cos", "partial")}
@@ -890,7 +1037,10 @@ def patch_hf(module):
     ``_pairs_interleaved``, ``_gptj``, ``_nanochat``, ``_deepseek_v4``, ``_dinov3``, ``_clvp``). Where the module
     also defines ``apply_rotary_pos_emb_interleave`` (DeepSeek-V3's), that is probed against
     :func:`hf_apply_rotary_pos_emb_interleave` and replaced by it too, and so is a vision tower's
-    ``apply_rotary_pos_emb_vision``, against :func:`hf_apply_rotary_pos_emb_vision` and ``_vision_cohere``. A function
+    ``apply_rotary_pos_emb_vision``, against :func:`hf_apply_rotary_pos_emb_vision` and ``_vision_cohere``; and Meta's
+    complex form, Llama 4's and DeepSeek-V2's ``apply_rotary_emb``, against :func:`hf_apply_rotary_emb` and
+    ``_deepseek_v2``, and Llama 4's vision tower's ``vision_apply_rotary_emb``, against
+    :func:`hf_vision_apply_rotary_emb`. A function
     that is none of its forms raises a ValueError that says what the probe found, and nothing is patched.
     """
     name = getattr(module, "__name__", module)
