@@ -1851,7 +1851,14 @@ def _complex_args(form, dtype, rows, scale=1.25, seed=0):
         freqs = freqs[1][:, None]  # (T, 1, D/2)
     elif rows == "one row":
         freqs = freqs[1:]
-    return q, k, freqs.to(DEVICE)
+    freqs = freqs.to(DEVICE)
+    if rows == "conjugated":  # a lazy view: torch's conjugate bit set, the memory freqs_cis's own
+        freqs = freqs.conj()
+    elif rows == "negated":  # torch's negative bit (what a conjugate view of a real part carries)
+        freqs = torch._neg_view(freqs)
+    elif rows == "any shape":  # the vision tower's function views any T·D/2 values as (1, T, 1, D/2)
+        freqs = freqs.reshape(-1, 2)
+    return q, k, freqs
 
 
 COMPLEX_MODULES = {"llama4": ("llama4", "apply_rotary_emb"), "deepseek_v2": ("deepseek_v2", "apply_rotary_emb"),
@@ -1860,14 +1867,19 @@ COMPLEX_DROP_INS = {"llama4": "hf_apply_rotary_emb", "deepseek_v2": "hf_apply_ro
                     "llama4_vision": "hf_vision_apply_rotary_emb"}
 
 
-@pytest.mark.parametrize("form, rows", [("llama4", "per sequence"), ("llama4", "one row"), ("deepseek_v2", "per sequence"),
-                                        ("deepseek_v2", "one row"), ("llama4_vision", "one row")])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("form, rows, dtype", [
+    *((form, rows, dtype) for form, rows in (("llama4", "per sequence"), ("llama4", "one row"), ("deepseek_v2", "per sequence"),
+                                             ("deepseek_v2", "one row"), ("llama4_vision", "one row"))
+      for dtype in (torch.float32, torch.float16, torch.bfloat16)),
+    # (the views are about freqs_cis, not q's dtype: float32 covers them)
+    *((form, rows, torch.float32) for form, rows in (("llama4", "conjugated"), ("llama4", "negated"),
+                                                     ("deepseek_v2", "conjugated"), ("llama4_vision", "any shape")))])
 def test_patched_complex_drop_in_is_the_modules_formula_rounded_once(form, rows, dtype):
     """Meta's complex form, each pair (2i, 2i + 1) times freqs_cis: Llama 4's, DeepSeek-V2's and Llama 4's vision
     tower's functions, which multiply in float32 (complex64) and round once to q's dtype, as the kernel does.
     Against the module's own function, then the gradients against its own (float32: the product's order of
-    summation aside, the same arithmetic)."""
+    summation aside, the same arithmetic). freqs_cis also as a lazy conjugate or negated view, whose memory is not
+    what it means (the drop-in resolves it: read where it lies, it would turn the wrong way)."""
     name, attr = COMPLEX_MODULES[form]
     module = _hf_module(name)
     original = getattr(module, attr)
@@ -1920,6 +1932,28 @@ def test_patch_hf_tells_meta_complex_function_from_look_alikes(fn, found):
     that pairs the halves (i, i + D/2) as Llama's rotate_half does, and one that turns every sequence by the first
     one's angles are refused."""
     _handwritten("apply_rotary_emb", fn, K.hf_apply_rotary_emb, "Llama 4's", found)
+
+
+def test_patch_hf_leaves_an_apply_rotary_emb_of_another_form_where_it_has_something_else_to_patch():
+    """A modelling file may import flash-attn's apply_rotary_emb(x, cos, sin, ...) under its own name beside its
+    apply_rotary_pos_emb: patch_hf patches the latter and leaves the former as it is. A module whose only function
+    is such an apply_rotary_emb is refused, with what the probe found."""
+    import types
+
+    def flash_like(x, cos, sin, interleaved=False):  # flash-attn's signature: one tensor, cos and sin (T, D/2)
+        return _llama4_like(x, x, torch.complex(cos, sin))[0]
+
+    module = types.ModuleType("remote_code")
+    module.apply_rotary_pos_emb, module.apply_rotary_emb = _llama, flash_like
+    with K.patch_hf(module):
+        assert module.apply_rotary_pos_emb is K.hf_apply_rotary_pos_emb and module.apply_rotary_emb is flash_like
+    assert module.apply_rotary_pos_emb is _llama
+    del module.apply_rotary_pos_emb
+    with pytest.raises(ValueError, match=r"remote_code.apply_rotary_emb computes none.*defines no other function to "
+                                         r"patch.*Llama 4's.*raised"):
+        with K.patch_hf(module):
+            pass
+    assert module.apply_rotary_emb is flash_like
 
 
 @pytest.mark.parametrize("form", ["llama4", "deepseek_v2"])

@@ -385,6 +385,14 @@ TEST_MUTANTS: tuple[Mutant, ...] = (
            (("ropebook/kernels/hf.py", "return pair(xq, xk, f[..., 0], f[..., 1], dim)",
              "return pair(xq, xk, f[..., 0], -f[..., 1], dim)"),),
            (), ("tests/test_kernels.py",)),
+    Mutant("hf-complex-bits-unresolved", "the complex drop-ins hand the kernel freqs_cis's memory without resolving "
+           "torch's lazy conjugate and negative bits: a negated view turns the wrong way, silently",
+           (("ropebook/kernels/hf.py", "    freqs = freqs.resolve_conj().resolve_neg()\n", ""),),
+           (), ("tests/test_kernels.py",)),
+    Mutant("hf-others-refused", "patch_hf refuses a module whose apply_rotary_emb is another library's (flash-attn's, "
+           "imported under that name) instead of patching its apply_rotary_pos_emb and leaving that one alone",
+           (("ropebook/kernels/hf.py", "        if form is None and attr in _OTHERS:", "        if False:"),),
+           (), ("tests/test_kernels.py",)),
     Mutant("hf-probe-complex-one-row", "the probe of Meta's complex form hands every function one row of freqs_cis "
            "for both sequences: a function that turns every sequence by the first one's angles gets Llama 4's drop-in",
            (("ropebook/kernels/hf.py", '        if form == "llama4_vision" or call == "one row":', "        if True:"),),

@@ -166,6 +166,10 @@ _GATHER = {"clvp": "half"}  # a form that reads a table (S, r) at position ids, 
 # Meta's complex form, (xq, xk, freqs_cis): pairs (2i, 2i + 1) times the complex freqs_cis, one value a pair -> the
 # unsqueeze_dim its q's layout reads as (Llama 4's (B, T, H, D): 2; DeepSeek-V2's (B, H, T, D): 1)
 _COMPLEX = {"llama4": 2, "deepseek_v2": 1, "llama4_vision": 2}
+# names that a modelling file may hold for another library's function (flash-attn's apply_rotary_emb(x, cos, sin),
+# imported under its own name): where the probe finds none of their forms, patch_hf leaves them as they are and
+# patches the module's other functions; it refuses only a module with nothing else to patch
+_OTHERS = ("apply_rotary_emb", "vision_apply_rotary_emb")
 
 
 def _base(form: str) -> str:
@@ -179,7 +183,7 @@ def _base(form: str) -> str:
 def _drop_in(form: str, fn: str, doc: str):
     """A drop-in for the Hugging Face form ``form`` (``"half"``, ``"interleaved"``, ``"pairs"``, ``"single"``,
     ``"cohere"``, ``"pairs_interleaved"``, ``"gptj"``, ``"nanochat"``, ``"deepseek_v4"``, ``"dinov3"``, ``"clvp"``,
-    ``"deepseek"``, ``"vision"``
+    ``"llama4"``, ``"deepseek_v2"``, ``"llama4_vision"``, ``"deepseek"``, ``"vision"``
     or ``"vision_cohere"``: the module docstring says what each reads),
     named ``fn``: checks, then one launch. A factory rather than one shared body that thin functions call: a
     decoding step's host time pays for every Python call (ch-rope-gpu)."""
@@ -410,7 +414,7 @@ def _check_complex(fn: str, names, q, k, freqs, dim: int, vision: bool) -> Tenso
     B, T, D = q.shape[0], q.shape[t], q.shape[3]
     shape = freqs.shape
     if vision:
-        ok = D % 2 == 0 and freqs.numel() == T * D // 2 and len(shape) > 0 and shape[-1] == D // 2
+        ok = D % 2 == 0 and freqs.numel() == T * D // 2
         want = f"{T * D // 2} values, (T, D/2) = ({T}, {D // 2}) in any shape its function views as (1, T, 1, D/2)"
     else:
         ok = D % 2 == 0 and len(shape) == 3 and shape[1:] == (T, D // 2) and shape[0] in (1, B)
@@ -419,6 +423,15 @@ def _check_complex(fn: str, names, q, k, freqs, dim: int, vision: bool) -> Tenso
         raise ValueError(f"{fn}: {fn_} must be a complex tensor of {want}: the rotation e^(i m θ) of each pair "
                          f"(2i, 2i + 1) of {qn} {lay} = {tuple(q.shape)}, D even; got {fn_}.shape={tuple(shape)}, "
                          f"{fn_}.dtype={freqs.dtype}")
+    if torch.is_grad_enabled() and freqs.requires_grad:
+        raise ValueError(f"{fn}: the kernel does not differentiate through {fn_}; got {fn_} that requires grad")
+    if freqs.device != q.device:
+        if dim == 2 and not vision:  # (Llama 4's attention moves it before the call; its function does not)
+            raise ValueError(f"{fn}: {fn_} must be on {qn}'s device, {q.device}, got {fn_}.device={freqs.device}")
+        freqs = freqs.to(q.device)  # (DeepSeek-V2's function and the vision tower's move it themselves)
+    # torch's lazy conjugate and negative bits (freqs_cis.conj() is a view): view_as_real would refuse the first and
+    # keep the second, which the kernel, reading memory, would not see. Resolved: a copy, only where a bit is set
+    freqs = freqs.resolve_conj().resolve_neg()
     return freqs.reshape(1, T, D // 2) if vision else freqs
 
 
@@ -711,9 +724,12 @@ hf_apply_rotary_emb = _drop_in("llama4", "hf_apply_rotary_emb", """
         freqs_cis: complex, ``(B or 1, T, D/2)``, as Llama 4's rotary module returns it. The kernel reads its real
             and imaginary parts where they lie (``torch.view_as_real``: no copy), as cos and sin one value a pair.
 
-    Returns: ``(xq_out, xk_out)``, new tensors of xq's and xk's shapes and dtype; differentiable in xq and xk. Theirs
-    multiplies in float32 (complex64) and rounds once to xq's dtype, as the kernel does; the products are summed in
-    another order, so the two differ by a rounding of float32 at most.
+    Returns: ``(xq_out, xk_out)``, new tensors of xq's and xk's shapes and dtype; differentiable in xq and xk. For xq
+    in float32, float16 or bfloat16 and freqs_cis in complex64, as the models run, theirs multiplies in float32 and
+    rounds once to xq's dtype, as the kernel does; the products are summed in another order, so the two differ by a
+    rounding of float32 at most. (A float64 xq they round to float32 first, and a complex128 freqs_cis they multiply
+    in float64; the kernel rotates float64 in float64.) A conjugated freqs_cis (``freqs_cis.conj()``, a lazy view) is
+    resolved first.
 
     >>> import os, ropebook as rb
     >>> from unittest import mock
@@ -747,7 +763,7 @@ hf_apply_rotary_emb_deepseek_v2 = _drop_in("deepseek_v2", "hf_apply_rotary_emb_d
 hf_vision_apply_rotary_emb = _drop_in("llama4_vision", "hf_vision_apply_rotary_emb", """
     Llama 4's vision tower's ``vision_apply_rotary_emb(query, key, freqs_ci)``, in one kernel launch: Meta's complex
     form (:func:`hf_apply_rotary_emb`) of the patches, query and key ``(B, T, H, D)``, with ``freqs_ci`` one table
-    for the batch: T·D/2 complex values in any shape its function views as ``(1, T, 1, D/2)`` (the tower's
+    for the batch: T·D/2 complex values, which its function views as ``(1, T, 1, D/2)`` (the tower's
     ``(T, 1, D/2)``, each patch's angles from its row and column; the class token's angles zero, so it turns it by
     nothing).
 
@@ -1049,6 +1065,7 @@ def patch_hf(module):
         raise ValueError(f"patch_hf: module must define {', '.join(others)} or {last} (a Hugging Face modelling "
                          f"module), got {name!r} without any")
     patches = {}  # attribute -> (the module's function, its drop-in)
+    unmatched = {}  # a name that may be another library's function (_OTHERS') -> what the probe found
     for attr, forms in _FUNCTIONS.items():
         original = getattr(module, attr, None)
         if not callable(original):  # (one of them at least, checked above: BailingMoeV2.5 defines the second alone)
@@ -1057,10 +1074,18 @@ def patch_hf(module):
             patches[attr] = (original, original)
             continue
         form, report = _formula(original, forms)
+        if form is None and attr in _OTHERS:  # left as it is, unless nothing else is patched (below)
+            unmatched[attr] = report
+            continue
         if form is None:
             raise ValueError(f"patch_hf: {name}.{attr} computes none of the rotations the kernel's drop-ins do, so "
                              f"patching it would change the model's outputs. On a probe (q {_PROBE_Q}, float32): {report}")
         patches[attr] = (original, _DROP_INS[form])
+    if not patches:  # (unmatched holds one at least: some function was found above)
+        attr, report = next(iter(unmatched.items()))
+        raise ValueError(f"patch_hf: {name}.{attr} computes none of the rotations the kernel's drop-ins do, so "
+                         f"patching it would change the model's outputs, and {name} defines no other function to "
+                         f"patch. On a probe (q {_PROBE_Q}, float32): {report}")
     for attr, (_, drop_in) in patches.items():
         setattr(module, attr, drop_in)
     try:
