@@ -1562,27 +1562,36 @@ def test_patch_hf_in_tiny_dinov3_models(name):
             **common, num_queries=6, num_blocks=1, num_labels=3))
         out = lambda x: model(pixel_values=x).masks_queries_logits  # noqa: E731
     model = model.to(DEVICE).eval()
-    from ropebook.kernels import hf
-
     for shape in ((32, 32), (24, 40)) if name == "dinov3_vit" else ((32, 32),):  # (EoMT's mask head: its image size)
         x = torch.randn(2, 3, *shape, generator=torch.Generator().manual_seed(2)).to(DEVICE)
+        calls = _patched_matches_unpatched(module, "apply_rotary_pos_emb", model, lambda: out(x))
+        assert calls.call_count == 3
 
-        def run():
-            model.zero_grad()
-            y = out(x)
-            (y * torch.linspace(-1, 1, y.numel(), device=DEVICE).view_as(y)).sum().backward()
-            return y.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
 
-        with mock.patch.object(module, "apply_rotary_pos_emb", wraps=module.apply_rotary_pos_emb) as calls:
-            want, want_grads = run()
-        with mock.patch.object(hf, "_rope_qk_cos_sin", wraps=hf._rope_qk_cos_sin) as launches, K.patch_hf(module):
-            got, grads = run()
-        assert launches.call_count == calls.call_count == 3
-        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
-        assert len(grads) == len(want_grads) > 0
-        for g, w in zip(grads, want_grads):
-            torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-6)
-        _no_grad_twice_is_the_same(module, lambda: out(x), got)
+def _patched_matches_unpatched(module, attr, model, forward, launches_per_call=1):
+    """``forward()`` (the model's output) and the parameters' gradients (a fixed weighting of the output, backward),
+    patched against unpatched, with ``launches_per_call`` kernel launches for each call of the module's own
+    function ``attr``; then two passes without autograd (``_no_grad_twice_is_the_same``). Returns the mock that
+    counted the calls, and holds their arguments."""
+    from ropebook.kernels import hf
+
+    def run():
+        model.zero_grad()
+        y = forward()
+        (y * torch.linspace(-1, 1, y.numel(), device=y.device).view_as(y)).sum().backward()
+        return y.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    with mock.patch.object(module, attr, wraps=getattr(module, attr)) as calls:
+        want, want_grads = run()
+    with mock.patch.object(hf, "_rope_qk_cos_sin", wraps=hf._rope_qk_cos_sin) as launches, K.patch_hf(module):
+        got, grads = run()
+    assert calls.call_count > 0 and launches.call_count == launches_per_call * calls.call_count
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert len(grads) == len(want_grads) > 0
+    for g, w in zip(grads, want_grads):
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-6)
+    _no_grad_twice_is_the_same(module, forward, got)
+    return calls
 
 
 def _no_grad_twice_is_the_same(module, forward, got):
@@ -1705,26 +1714,9 @@ def test_patch_hf_in_a_tiny_clvp_encoder(positions):
     ids = torch.randint(3, 50, (2, 7), generator=torch.Generator().manual_seed(1)).to(DEVICE)
     kw = {} if positions == "default" else dict(position_ids=torch.tensor([[0, 1, 2, 3, 4, 5, 6], [6, 5, 4, 3, 2, 1, 0]],
                                                                           device=DEVICE))
-    from ropebook.kernels import hf
-
-    def run():
-        model.zero_grad()
-        out = model(input_ids=ids, **kw)
-        y = out.last_hidden_state
-        (y * torch.linspace(-1, 1, y.numel(), device=DEVICE).view_as(y)).sum().backward()
-        return y.detach(), out.embeds.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
-
-    with mock.patch.object(module, "apply_rotary_pos_emb", wraps=module.apply_rotary_pos_emb) as calls:
-        want, want_embeds, want_grads = run()
-    with mock.patch.object(hf, "_rope_qk_cos_sin", wraps=hf._rope_qk_cos_sin) as launches, K.patch_hf(module):
-        got, embeds, grads = run()
-    assert calls.call_count == 2 and launches.call_count == 2 * calls.call_count
-    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(embeds, want_embeds, rtol=1e-5, atol=1e-5)
-    assert len(grads) == len(want_grads) > 0
-    for g, w in zip(grads, want_grads):
-        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-6)
-    _no_grad_twice_is_the_same(module, lambda: model(input_ids=ids, **kw).last_hidden_state, got)
+    calls = _patched_matches_unpatched(module, "apply_rotary_pos_emb", model,
+                                       lambda: model(input_ids=ids, **kw).last_hidden_state, launches_per_call=2)
+    assert calls.call_count == 2
 
 
 def _tiny_causal_lm(name):
@@ -1985,25 +1977,9 @@ def test_patch_hf_in_a_tiny_llama4_vision_tower():
         hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=256, image_size=32, patch_size=8,
         vision_output_dim=64, projector_input_dim=64, projector_output_dim=64, pixel_shuffle_ratio=0.5)).to(DEVICE).eval()
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(2)).to(DEVICE)
-    from ropebook.kernels import hf
-
-    def run():
-        model.zero_grad()
-        y = model(pixel_values=x).last_hidden_state
-        (y * torch.linspace(-1, 1, y.numel(), device=DEVICE).view_as(y)).sum().backward()
-        return y.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
-
-    with mock.patch.object(module, "vision_apply_rotary_emb", wraps=module.vision_apply_rotary_emb) as calls:
-        want, want_grads = run()
-    assert calls.call_args.kwargs["freqs_ci"].shape == (17, 1, 8)
-    with mock.patch.object(hf, "_rope_qk_cos_sin", wraps=hf._rope_qk_cos_sin) as launches, K.patch_hf(module):
-        got, grads = run()
-    assert launches.call_count == calls.call_count == 2
-    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
-    assert len(grads) == len(want_grads) > 0
-    for g, w in zip(grads, want_grads):
-        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-6)
-    _no_grad_twice_is_the_same(module, lambda: model(pixel_values=x).last_hidden_state, got)
+    calls = _patched_matches_unpatched(module, "vision_apply_rotary_emb", model,
+                                       lambda: model(pixel_values=x).last_hidden_state)
+    assert calls.call_count == 2 and calls.call_args.kwargs["freqs_ci"].shape == (17, 1, 8)
 
 
 # The modules that define DeepSeek-V3's apply_rotary_pos_emb_interleave (transformers 5.23 has 12; these four
