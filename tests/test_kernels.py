@@ -1871,7 +1871,8 @@ def test_patched_complex_drop_in_is_the_modules_formula_rounded_once(form, rows,
     tower's functions, which multiply in float32 (complex64) and round once to q's dtype, as the kernel does.
     Against the module's own function, then the gradients against its own (float32: the product's order of
     summation aside, the same arithmetic). freqs_cis also as a lazy conjugate or negated view, whose memory is not
-    what it means (the drop-in resolves it: read where it lies, it would turn the wrong way)."""
+    what it means (the drop-in resolves it: view_as_real refuses the conjugate bit, and the negative bit, read where
+    it lies, would turn the wrong way)."""
     name, attr = COMPLEX_MODULES[form]
     module = _hf_module(name)
     original = getattr(module, attr)
@@ -1929,7 +1930,8 @@ def test_patch_hf_tells_meta_complex_function_from_look_alikes(fn, found):
 def test_patch_hf_leaves_an_apply_rotary_emb_of_another_form_where_it_has_something_else_to_patch():
     """A modelling file may import flash-attn's apply_rotary_emb(x, cos, sin, ...) under its own name beside its
     apply_rotary_pos_emb: patch_hf patches the latter and leaves the former as it is. A module whose only function
-    is such an apply_rotary_emb is refused, with what the probe found."""
+    is such an apply_rotary_emb is refused, with what the probe found; so is an apply_rotary_emb that takes Meta's
+    call and computes another rotation (a drop-in would change the outputs, and leaving it would hide that)."""
     import types
 
     def flash_like(x, cos, sin, interleaved=False):  # flash-attn's signature: one tensor, cos and sin (T, D/2)
@@ -1946,6 +1948,13 @@ def test_patch_hf_leaves_an_apply_rotary_emb_of_another_form_where_it_has_someth
         with K.patch_hf(module):
             pass
     assert module.apply_rotary_emb is flash_like
+    # Meta's call taken, something else computed (a turn by −θ): refused, though the module has another function
+    module.apply_rotary_pos_emb = _llama
+    module.apply_rotary_emb = _complex_conj
+    with pytest.raises(ValueError, match=r"remote_code.apply_rotary_emb computes none.*Llama 4's.*differs by"):
+        with K.patch_hf(module):
+            pass
+    assert module.apply_rotary_pos_emb is _llama and module.apply_rotary_emb is _complex_conj
 
 
 @pytest.mark.parametrize("form", ["llama4", "deepseek_v2"])

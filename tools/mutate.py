@@ -391,7 +391,13 @@ TEST_MUTANTS: tuple[Mutant, ...] = (
            (), ("tests/test_kernels.py",)),
     Mutant("hf-others-refused", "patch_hf refuses a module whose apply_rotary_emb is another library's (flash-attn's, "
            "imported under that name) instead of patching its apply_rotary_pos_emb and leaving that one alone",
-           (("ropebook/kernels/hf.py", "        if form is None and attr in _OTHERS:", "        if False:"),),
+           (("ropebook/kernels/hf.py", "        if form is None and attr in _OTHERS and _takes_none(original, forms):",
+             "        if False:"),),
+           (), ("tests/test_kernels.py",)),
+    Mutant("hf-others-left-when-they-differ", "patch_hf leaves an apply_rotary_emb that takes Meta's call and computes "
+           "another rotation as it is, where it should refuse the module: the model then runs a function nobody checked",
+           (("ropebook/kernels/hf.py", '    return all(isinstance(d, str) and d.startswith("raised")',
+             '    return True or all(isinstance(d, str) and d.startswith("raised")'),),
            (), ("tests/test_kernels.py",)),
     Mutant("hf-probe-complex-one-row", "the probe of Meta's complex form hands every function one row of freqs_cis "
            "for both sequences: a function that turns every sequence by the first one's angles gets Llama 4's drop-in",

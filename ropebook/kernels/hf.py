@@ -57,7 +57,9 @@ parts where they lie, as cos and sin.
 block, after checking on a small probe which formula the module's own function computes, and
 ``apply_rotary_pos_emb_interleave``, ``apply_rotary_pos_emb_vision``, ``apply_rotary_emb`` and
 ``vision_apply_rotary_emb`` too where the module defines them. It
-refuses a module whose function is none of them instead of changing the model's outputs. It replaces those five functions only: a model that calls another
+refuses a module whose function is none of them instead of changing the model's outputs (an
+``apply_rotary_emb`` or ``vision_apply_rotary_emb`` that does not even take Meta's call, such as flash-attn's
+imported under that name, is left as it is where the module has another function to patch). It replaces those five functions only: a model that calls another
 runs unpatched::
 
     import transformers.models.llama.modeling_llama as llama
@@ -167,8 +169,9 @@ _GATHER = {"clvp": "half"}  # a form that reads a table (S, r) at position ids, 
 # unsqueeze_dim its q's layout reads as (Llama 4's (B, T, H, D): 2; DeepSeek-V2's (B, H, T, D): 1)
 _COMPLEX = {"llama4": 2, "deepseek_v2": 1, "llama4_vision": 2}
 # names that a modelling file may hold for another library's function (flash-attn's apply_rotary_emb(x, cos, sin),
-# imported under its own name): where the probe finds none of their forms, patch_hf leaves them as they are and
-# patches the module's other functions; it refuses only a module with nothing else to patch
+# imported under its own name): where every probe of their forms raises (the function does not take Meta's call),
+# patch_hf leaves them as they are and patches the module's other functions; it refuses a module with nothing else
+# to patch, and a function that takes the call and computes something else, as it does any other
 _OTHERS = ("apply_rotary_emb", "vision_apply_rotary_emb")
 
 
@@ -1042,6 +1045,12 @@ def _formula(original, forms: tuple = _FUNCTIONS["apply_rotary_pos_emb"]) -> tup
     return found
 
 
+def _takes_none(original, forms) -> bool:
+    """Whether ``original`` raised on the plain probe of every one of ``forms`` (it does not take their call at all,
+    as flash-attn's ``apply_rotary_emb(x, cos, sin)`` does not take Meta's ``(xq, xk, freqs_cis)``)."""
+    return all(isinstance(d, str) and d.startswith("raised") for d in (_probe(original, form) for form in forms))
+
+
 @contextlib.contextmanager
 def patch_hf(module):
     """Within the block, ``module.apply_rotary_pos_emb`` is the drop-in that computes what it does; restored after.
@@ -1057,7 +1066,10 @@ def patch_hf(module):
     complex form, Llama 4's and DeepSeek-V2's ``apply_rotary_emb``, against :func:`hf_apply_rotary_emb` and
     ``_deepseek_v2``, and Llama 4's vision tower's ``vision_apply_rotary_emb``, against
     :func:`hf_vision_apply_rotary_emb`. A function
-    that is none of its forms raises a ValueError that says what the probe found, and nothing is patched.
+    that is none of its forms raises a ValueError that says what the probe found, and nothing is patched; except
+    an ``apply_rotary_emb`` or ``vision_apply_rotary_emb`` that raises on every probe of Meta's call (another
+    library's function under that name, such as flash-attn's ``apply_rotary_emb(x, cos, sin)``), which is left as
+    it is where the module has another function to patch.
     """
     name = getattr(module, "__name__", module)
     if not any(callable(getattr(module, attr, None)) for attr in _FUNCTIONS):
@@ -1074,7 +1086,7 @@ def patch_hf(module):
             patches[attr] = (original, original)
             continue
         form, report = _formula(original, forms)
-        if form is None and attr in _OTHERS:  # left as it is, unless nothing else is patched (below)
+        if form is None and attr in _OTHERS and _takes_none(original, forms):  # left as it is, unless nothing else is (below)
             unmatched[attr] = report
             continue
         if form is None:
