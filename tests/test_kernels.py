@@ -1534,12 +1534,18 @@ def test_dinov3_drop_in_gradcheck_and_compiled_backward():
     cos, sin = torch.cat((c, c), -1).to(DEVICE, torch.float64), torch.cat((s, s), -1).to(DEVICE, torch.float64)
     q = torch.randn(2, 3, 6, 8, dtype=torch.float64, device=DEVICE, requires_grad=True)
     k = torch.randn(2, 1, 6, 8, dtype=torch.float64, device=DEVICE, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda q, k: drop_in(q, k, cos, sin), (q, k), fast_mode=True)
+    _gradcheck_and_compiled_backward(drop_in, (q, k), (cos, sin))
+
+
+def _gradcheck_and_compiled_backward(drop_in, xs, rest):
+    """``drop_in(*xs, *rest)`` differentiated in the float64 tensors ``xs``: gradcheck, then under torch.compile
+    (fullgraph, aot_eager: the custom operator in the graph) the results and gradients of eager, to the bit."""
+    assert torch.autograd.gradcheck(lambda *xs: drop_in(*xs, *rest), xs, fast_mode=True)
     torch._dynamo.reset()
     f = torch.compile(drop_in, backend="aot_eager", fullgraph=True)
-    g = torch.randn_like(q), torch.randn_like(k)
-    outs = [fn(q, k, cos, sin) for fn in (drop_in, f)]
-    grads = [torch.autograd.grad(out, (q, k), g) for out in outs]
+    g = [torch.randn_like(x) for x in xs]  # (every drop-in here returns tensors of its inputs' shapes)
+    outs = [fn(*xs, *rest) for fn in (drop_in, f)]
+    grads = [torch.autograd.grad(out, xs, g) for out in outs]
     for x, y in zip(outs[0] + grads[0], outs[1] + grads[1]):
         torch.testing.assert_close(y, x, rtol=0, atol=1e-15)
 
@@ -1688,14 +1694,7 @@ def test_clvp_drop_in_gradcheck_and_compiled_backward():
     cos, sin = torch.cat((c, c), -1).to(DEVICE, torch.float64), torch.cat((s, s), -1).to(DEVICE, torch.float64)
     pos = CLVP_POSITIONS.to(DEVICE)
     q, k, v = (torch.randn(2, h, 5, 8, dtype=torch.float64, device=DEVICE, requires_grad=True) for h in (3, 1, 2))
-    assert torch.autograd.gradcheck(lambda q, k, v: drop_in(q, k, v, cos, sin, pos), (q, k, v), fast_mode=True)
-    torch._dynamo.reset()
-    f = torch.compile(drop_in, backend="aot_eager", fullgraph=True)
-    g = [torch.randn_like(x) for x in (q, k, v)]
-    outs = [fn(q, k, v, cos, sin, pos) for fn in (drop_in, f)]
-    grads = [torch.autograd.grad(out, (q, k, v), g) for out in outs]
-    for x, y in zip(outs[0] + grads[0], outs[1] + grads[1]):
-        torch.testing.assert_close(y, x, rtol=0, atol=1e-15)
+    _gradcheck_and_compiled_backward(drop_in, (q, k, v), (cos, sin, pos))
 
 
 @pytest.mark.parametrize("positions", ["default", "per sequence"])
@@ -1964,15 +1963,7 @@ def test_complex_drop_in_gradcheck_and_compiled_backward(form):
     drop_in = getattr(K, COMPLEX_DROP_INS[form])
     q, k, freqs = _complex_args(form, torch.float64, "per sequence")
     freqs = freqs.to(torch.complex128)
-    q, k = q.detach().requires_grad_(), k.detach().requires_grad_()
-    assert torch.autograd.gradcheck(lambda q, k: drop_in(q, k, freqs), (q, k), fast_mode=True)
-    torch._dynamo.reset()
-    f = torch.compile(drop_in, backend="aot_eager", fullgraph=True)
-    g = torch.randn_like(q), torch.randn_like(k)
-    outs = [fn(q, k, freqs) for fn in (drop_in, f)]
-    grads = [torch.autograd.grad(out, (q, k), g) for out in outs]
-    for x, y in zip(outs[0] + grads[0], outs[1] + grads[1]):
-        torch.testing.assert_close(y, x, rtol=0, atol=1e-15)
+    _gradcheck_and_compiled_backward(drop_in, (q.detach().requires_grad_(), k.detach().requires_grad_()), (freqs,))
 
 
 def test_patch_hf_in_a_tiny_llama4_vision_tower():
@@ -2052,16 +2043,7 @@ def test_interleave_and_nanochat_drop_ins_gradcheck_and_compiled_backward(fn):
     cos, sin = torch.cat((c, c), -1).to(DEVICE, torch.float64), torch.cat((s, s), -1).to(DEVICE, torch.float64)
     q = torch.randn(2, 3, 3, 8, dtype=torch.float64, device=DEVICE, requires_grad=True)
     k = torch.randn(2, 1, 3, 8, dtype=torch.float64, device=DEVICE, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda q, k: drop_in(q, k, cos, sin), (q, k), fast_mode=True)
-    torch._dynamo.reset()
-    f = torch.compile(drop_in, backend="aot_eager", fullgraph=True)
-    g = torch.randn(2, 3, 3, 8, dtype=torch.float64, device=DEVICE), torch.randn(2, 1, 3, 8, dtype=torch.float64, device=DEVICE)
-    grads = []
-    for fn in (drop_in, f):
-        out = fn(q, k, cos, sin)
-        grads.append((out, torch.autograd.grad(out, (q, k), g)))
-    for x, y in zip(grads[0][0] + grads[0][1], grads[1][0] + grads[1][1]):
-        torch.testing.assert_close(x, y, rtol=0, atol=1e-15)
+    _gradcheck_and_compiled_backward(drop_in, (q, k), (cos, sin))
 
 
 def test_benchmark_rows_of_cohere_and_deepseek_compute_the_benchmarks_rotation():

@@ -349,28 +349,45 @@ def _check_whole(fn: str, qn: str, q: Tensor, k: Tensor | None, unsqueeze_dim: i
                          f"q.shape={tuple(t(q).shape)} {q.dtype} {q.device}, k.shape={tuple(t(k).shape)} {k.dtype} {k.device}")
 
 
+def _check_callers(fn: str, named, dim: int) -> tuple[str, int]:
+    """The tensors a drop-in with its own signature (CLVP's, Meta's) rotates, checked in the caller's terms and
+    layout (``dim`` 2: ``(B, T, H, D)``; 1: ``(B, H, T, D)``): ``named`` holds (name, value) pairs, q first, then
+    those that must match it (k, v). Each a 4-d tensor, q of a dtype the kernel takes, the others matching q in
+    batch, tokens, head_dim, dtype and device (their heads may differ). Returns the layout's name and the token
+    axis."""
+    for name, x in named:
+        if not isinstance(x, Tensor):
+            raise ValueError(f"{fn}: {name} must be a tensor, got type({name})={type(x).__name__}")
+    lay, t = ("(B, T, H, D)", 1) if dim == 2 else ("(B, H, T, D)", 2)
+    (qn, q), names = named[0], [name for name, _ in named]
+    if any(x.ndim != 4 for _, x in named):
+        raise ValueError(f"{fn}: {', '.join(names[:-1])} and {names[-1]} must be 4-d {lay}, got "
+                         + ", ".join(f"{name}.shape={tuple(x.shape)}" for name, x in named))
+    if q.dtype not in DTYPES:
+        raise ValueError(f"{fn}: {qn} must be a floating-point tensor {lay}, dtype in {[str(d) for d in DTYPES]}, "
+                         f"got {qn}.shape={tuple(q.shape)}, {qn}.dtype={q.dtype}")
+    for name, x in named[1:]:
+        if (x.shape[0] != q.shape[0] or x.shape[t] != q.shape[t] or x.shape[3] != q.shape[3] or x.dtype != q.dtype
+                or x.device != q.device):
+            raise ValueError(f"{fn}: {name} must match {qn} in batch, tokens, head_dim, dtype and device ({lay}), got "
+                             f"{qn}.shape={tuple(q.shape)} {q.dtype} {q.device}, {name}.shape={tuple(x.shape)} {x.dtype} "
+                             f"{x.device}")
+    return lay, t
+
+
 def _gather(fn: str, q, k, v, cos, sin, position_ids, unsqueeze_dim) -> tuple[Tensor, Tensor]:
     """CLVP's arguments checked in the caller's terms (the drop-in it wraps would name q for v, and the gathered
     tensors for the table), the table's halves compared (once per call: CLVP's attention takes a new cos in every
     layer, so on CUDA a sync per layer), and ``cos[position_ids]``, ``sin[position_ids]``: the op their function
     runs, so an index out of range fails as it does in theirs (an IndexError on the CPU; a device-side assert on
     CUDA), and a negative one counts from the end, as in theirs."""
-    for name, x in (("q", q), ("k", k), ("v", v), ("cos", cos), ("sin", sin), ("position_ids", position_ids)):
-        if not isinstance(x, Tensor):
-            raise ValueError(f"{fn}: {name} must be a tensor, got type({name})={type(x).__name__}")
     if isinstance(unsqueeze_dim, bool) or not isinstance(unsqueeze_dim, numbers.Integral) or unsqueeze_dim not in (1, 2):
         raise ValueError(f"{fn}: unsqueeze_dim must be 1 (q, k and v (B, H, T, D)) or 2 ((B, T, H, D)), got "
                          f"unsqueeze_dim={unsqueeze_dim!r}")
-    lay, t = ("(B, T, H, D)", 1) if unsqueeze_dim == 2 else ("(B, H, T, D)", 2)
-    if q.ndim != 4 or k.ndim != 4 or v.ndim != 4:
-        raise ValueError(f"{fn}: q, k and v must be 4-d {lay}, got q.shape={tuple(q.shape)}, k.shape={tuple(k.shape)}, "
-                         f"v.shape={tuple(v.shape)}")
-    _check_whole(fn, "q", q, None, unsqueeze_dim)
-    for name, x in (("k", k), ("v", v)):
-        if x.shape[0] != q.shape[0] or x.shape[t] != q.shape[t] or x.shape[3] != q.shape[3] or x.dtype != q.dtype \
-                or x.device != q.device:
-            raise ValueError(f"{fn}: {name} must match q in batch, tokens, head_dim, dtype and device ({lay}), got "
-                             f"q.shape={tuple(q.shape)} {q.dtype} {q.device}, {name}.shape={tuple(x.shape)} {x.dtype} {x.device}")
+    lay, t = _check_callers(fn, (("q", q), ("k", k), ("v", v)), unsqueeze_dim)
+    for name, x in (("cos", cos), ("sin", sin), ("position_ids", position_ids)):
+        if not isinstance(x, Tensor):
+            raise ValueError(f"{fn}: {name} must be a tensor, got type({name})={type(x).__name__}")
     B, T, D = q.shape[0], q.shape[t], q.shape[3]
     shape = cos.shape
     if shape != sin.shape or len(shape) != 2 or shape[1] != D or D % 2 or not (cos.is_floating_point()
@@ -401,19 +418,9 @@ def _check_complex(fn: str, names, q, k, freqs, dim: int, vision: bool) -> Tenso
     any shape of T·D/2 values, which its function views as ``(1, T, 1, D/2)`` (one table for the batch). Returns
     freqs as ``(B or 1, T, D/2)``."""
     qn, kn, fn_ = names
-    for name, x in zip(names, (q, k, freqs)):
-        if not isinstance(x, Tensor):
-            raise ValueError(f"{fn}: {name} must be a tensor, got type({name})={type(x).__name__}")
-    lay, t = ("(B, T, H, D)", 1) if dim == 2 else ("(B, H, T, D)", 2)
-    if q.ndim != 4 or k.ndim != 4:
-        raise ValueError(f"{fn}: {qn} and {kn} must be 4-d {lay}, got {qn}.shape={tuple(q.shape)}, {kn}.shape={tuple(k.shape)}")
-    if q.dtype not in DTYPES:
-        raise ValueError(f"{fn}: {qn} must be a floating-point tensor {lay}, dtype in {[str(d) for d in DTYPES]}, "
-                         f"got {qn}.shape={tuple(q.shape)}, {qn}.dtype={q.dtype}")
-    if (k.shape[0] != q.shape[0] or k.shape[t] != q.shape[t] or k.shape[3] != q.shape[3] or k.dtype != q.dtype
-            or k.device != q.device):
-        raise ValueError(f"{fn}: {kn} must match {qn} in batch, tokens, head_dim, dtype and device ({lay}), got "
-                         f"{qn}.shape={tuple(q.shape)} {q.dtype} {q.device}, {kn}.shape={tuple(k.shape)} {k.dtype} {k.device}")
+    lay, t = _check_callers(fn, ((qn, q), (kn, k)), dim)
+    if not isinstance(freqs, Tensor):
+        raise ValueError(f"{fn}: {fn_} must be a tensor, got type({fn_})={type(freqs).__name__}")
     B, T, D = q.shape[0], q.shape[t], q.shape[3]
     shape = freqs.shape
     if vision:
