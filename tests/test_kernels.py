@@ -1574,10 +1574,10 @@ def test_patch_hf_in_tiny_dinov3_models(name):
         assert calls.call_count == 3
 
 
-def _patched_matches_unpatched(module, attr, model, forward, launches_per_call=1):
+def _patched_matches_unpatched(module, attr, model, forward, launches_per_call=1, launches=None):
     """``forward()`` (the model's output) and the parameters' gradients (a fixed weighting of the output, backward),
     patched against unpatched, with ``launches_per_call`` kernel launches for each call of the module's own
-    function ``attr``; then two passes without autograd (``_no_grad_twice_is_the_same``). Returns the mock that
+    function ``attr`` (or ``launches`` in all, where calls differ); then two passes without autograd (``_no_grad_twice_is_the_same``). Returns the mock that
     counted the calls, and holds their arguments."""
     from ropebook.kernels import hf
 
@@ -1589,9 +1589,10 @@ def _patched_matches_unpatched(module, attr, model, forward, launches_per_call=1
 
     with mock.patch.object(module, attr, wraps=getattr(module, attr)) as calls:
         want, want_grads = run()
-    with mock.patch.object(hf, "_rope_qk_cos_sin", wraps=hf._rope_qk_cos_sin) as launches, K.patch_hf(module):
+    with mock.patch.object(hf, "_rope_qk_cos_sin", wraps=hf._rope_qk_cos_sin) as counted, K.patch_hf(module):
         got, grads = run()
-    assert calls.call_count > 0 and launches.call_count == launches_per_call * calls.call_count
+    assert calls.call_count > 0
+    assert counted.call_count == (launches_per_call * calls.call_count if launches is None else launches)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
     assert len(grads) == len(want_grads) > 0
     for g, w in zip(grads, want_grads):
@@ -1716,6 +1717,164 @@ def test_patch_hf_in_a_tiny_clvp_encoder(positions):
     calls = _patched_matches_unpatched(module, "apply_rotary_pos_emb", model,
                                        lambda: model(input_ids=ids, **kw).last_hidden_state, launches_per_call=2)
     assert calls.call_count == 2
+
+
+# SAM 2's apply_rotary_pos_emb_2d: q (B, H, Tq, D) an image's patches, k (B, H, Tk, D) the same patches
+# (self-attention) or the memories of Tk // Tq earlier frames (repeat_freqs_k: the table tiled) and then
+# num_k_exclude_rope object pointers, passed through; cos and sin SAM's axial table (1, Tq, D), each value twice in
+# a row. (Tq, Tk, num_k_exclude_rope, repeat_freqs_k) for each call that SAM 2's attention makes, or that its function takes
+SAM_CALLS = {"self-attention": (6, 6, 0, False), "one frame and pointers": (6, 10, 4, True),
+             "three frames and pointers": (6, 22, 4, True), "three frames": (6, 18, 0, True),
+             "pointers alone": (6, 4, 4, True), "one query token": (1, 5, 1, False)}
+
+
+def _sam_table(T, D, dtype=torch.float32):
+    """SAM's axial table for T patches of a grid 3 wide: the first half of the pairs turned by each patch's column,
+    the second by its row, each value twice in a row; (1, T, D)."""
+    cols, rows = torch.arange(T) % 3, torch.arange(T) // 3
+    c, s = (torch.cat((rb.rope_cos_sin(cols, D // 2)[i], rb.rope_cos_sin(rows, D // 2)[i]), -1) for i in (0, 1))
+    return tuple(x.repeat_interleave(2, -1)[None].to(DEVICE, dtype) for x in (c, s))
+
+
+@pytest.mark.parametrize("call", SAM_CALLS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_patched_sam2d_drop_in_is_the_modules_formula_rounded_once(call, dtype):
+    """SAM 2's function (SAM 2 video's memory attention): q's patches turned by the table, and k's first
+    Tk − num_k_exclude_rope tokens by the table tiled, the rest (object pointers) k's own, bit for bit. Against the
+    module's own function run in float64, then the gradients against its own; one kernel launch a tile."""
+    from ropebook.kernels import hf
+
+    module = _hf_module("sam2_video")
+    original = module.apply_rotary_pos_emb_2d
+    T, Tk, n, repeat = SAM_CALLS[call]
+    q = qk(B=2, T=T, HQ=2, D=16, dtype=dtype)[0]
+    k = qk(B=2, T=Tk, HQ=3, D=16, dtype=dtype, seed=1)[0]
+    cos, sin = _sam_table(T, 16, dtype)
+    kw = dict(num_k_exclude_rope=n, repeat_freqs_k=repeat)
+    want = original(q.double(), k.double(), cos.double(), sin.double(), **kw)
+    with K.patch_hf(module), mock.patch.object(hf, "_rope_qk_cos_sin", wraps=hf._rope_qk_cos_sin) as launches:
+        assert module.apply_rotary_pos_emb_2d is K.hf_apply_rotary_pos_emb_2d
+        got = module.apply_rotary_pos_emb_2d(q, k, cos, sin, **kw)
+    m = Tk - n
+    assert launches.call_count == (1 if m == 0 else 2 if T == 1 else m // T)
+    for g, w, x in zip(got, want, (q, k)):
+        assert g.shape == x.shape and g.dtype == x.dtype
+        assert_close_dtype(g, w.to(dtype))
+    assert torch.equal(got[1][:, :, m:], k[:, :, m:])
+    if dtype == torch.float32:
+        x64 = [x.double().requires_grad_() for x in (q, k)]
+        g = [torch.randn_like(w) for w in want]
+        torch.autograd.backward(original(*x64, cos.double(), sin.double(), **kw), g)
+        x32 = [x.detach().requires_grad_() for x in (q, k)]
+        torch.autograd.backward(K.hf_apply_rotary_pos_emb_2d(*x32, cos, sin, **kw), [x.float() for x in g])
+        for a, b in zip(x32, x64):
+            assert_close_dtype(a.grad, b.grad.float())
+
+
+@pytest.mark.parametrize("name, attr", [("sam2_video", "apply_rotary_pos_emb_2d"),
+                                        ("sam3_tracker_video", "apply_rotary_pos_emb_2d"),
+                                        ("sam3", "apply_rotary_pos_emb_2d"),
+                                        ("edgetam_video", "apply_rotary_pos_emb_2d_self_attn")])
+def test_patch_hf_replaces_sams_2d_function(name, attr):
+    """SAM 2's function, SAM 3's tracker's copy of it, and the self-attention functions of SAM 3's ViT and EdgeTAM
+    (q, k, cos and sin alone: the probe's calls with SAM 2's keywords raise there, calls their models never make)
+    are given the drop-in, which computes what each does on the self-attention call; EdgeTAM's cross-attention
+    function, which turns a part of each frame's keys by a table of its own, is not one of the five names and runs
+    as it is."""
+    module = _hf_module(name)
+    original = getattr(module, attr)
+    cross = getattr(module, "apply_rotary_pos_emb_2d_cross_attn", None)
+    q, k = qk(B=2, T=6, HQ=2, HK=2, D=16)
+    cos, sin = _sam_table(6, 16)
+    want = original(q.double(), k.double(), cos.double(), sin.double())
+    with K.patch_hf(module):
+        assert getattr(module, attr) is K.hf_apply_rotary_pos_emb_2d
+        assert getattr(module, "apply_rotary_pos_emb_2d_cross_attn", None) is cross
+        got = getattr(module, attr)(q, k, cos, sin)
+    assert getattr(module, attr) is original
+    for g, w in zip(got, want):
+        assert_close_dtype(g, w.float())
+
+
+def _pairwise(x):  # SAM's rotate_pairwise: (x_2i, x_2i+1) -> (-x_2i+1, x_2i)
+    return torch.stack((-x[..., 1::2], x[..., 0::2]), -1).flatten(-2)
+
+
+def _sam2d(q, k, cos, sin, num_k_exclude_rope=0, repeat_freqs_k=False, tile=True):  # SAM 2's function, written out
+    m = k.shape[-2] - num_k_exclude_rope
+    r = max(m // q.shape[-2], 1) if repeat_freqs_k else 1
+    ck, sk = ((x.repeat(*[1] * (x.ndim - 2), r, 1) if tile else x.repeat_interleave(r, -2)) for x in (cos, sin))
+    y = k[..., :m, :]
+    return q * cos + _pairwise(q) * sin, torch.cat((y * ck + _pairwise(y) * sk, k[..., m:, :]), -2)
+
+
+def _sam2d_rows_repeated(q, k, cos, sin, num_k_exclude_rope=0, repeat_freqs_k=False):  # each row repeated, not tiled
+    return _sam2d(q, k, cos, sin, num_k_exclude_rope, repeat_freqs_k, tile=False)
+
+
+def _sam2d_pointers_first(q, k, cos, sin, num_k_exclude_rope=0, repeat_freqs_k=False):  # the first keys passed through
+    n = num_k_exclude_rope
+    qr, kr = _sam2d(q, torch.cat((k[..., n:, :], k[..., :n, :]), -2), cos, sin, n, repeat_freqs_k)
+    return qr, torch.cat((kr[..., kr.shape[-2] - n:, :], kr[..., :kr.shape[-2] - n, :]), -2)
+
+
+def _sam2d_pointers_turned(q, k, cos, sin, num_k_exclude_rope=0, repeat_freqs_k=False):  # pointers by the first rows
+    qr, kr = _sam2d(q, k, cos, sin, num_k_exclude_rope, repeat_freqs_k)
+    n, m = num_k_exclude_rope, k.shape[-2] - num_k_exclude_rope
+    p = k[..., m:, :]
+    return qr, torch.cat((kr[..., :m, :], p * cos[..., :n, :] + _pairwise(p) * sin[..., :n, :]), -2)
+
+
+def _sam2d_halves(q, k, cos, sin, num_k_exclude_rope=0, repeat_freqs_k=False):  # Llama's pairs (i, i + D/2)
+    return _llama(q, k, cos, sin, 0)
+
+
+@pytest.mark.parametrize("fn, found", [(_sam2d, None), (_sam2d_rows_repeated, "keys tiled: differs by"),
+                                       (_sam2d_pointers_first, "keys excluded: differs by"),
+                                       (_sam2d_pointers_turned, "keys excluded: differs by"),
+                                       (_sam2d_halves, r"\): differs by")])
+def test_patch_hf_tells_sams_2d_function_from_look_alikes(fn, found):
+    """SAM 2's formula written out is given its drop-in; one that repeats each row of the table where SAM 2 tiles
+    it, one that passes the first keys through where SAM 2 passes the last, one that turns the object pointers too,
+    and one that pairs features (i, i + D/2) are refused, with the call that told them apart."""
+    _handwritten("apply_rotary_pos_emb_2d", fn, K.hf_apply_rotary_pos_emb_2d, "SAM 2's", found)
+
+
+def test_sam2d_drop_in_gradcheck_and_compiled_backward():
+    """Three tiles of keys turned (three launches on views of k) and two pointers passed through, differentiated:
+    gradcheck in float64, and under torch.compile (fullgraph, the custom operator) the results and gradients of
+    eager."""
+    cos, sin = _sam_table(4, 8, torch.float64)
+    q = torch.randn(2, 2, 4, 8, dtype=torch.float64, device=DEVICE, requires_grad=True)
+    k = torch.randn(2, 1, 14, 8, dtype=torch.float64, device=DEVICE, requires_grad=True)
+    _gradcheck_and_compiled_backward(K.hf_apply_rotary_pos_emb_2d, (q, k), (cos, sin, 2, True))
+
+
+@pytest.mark.parametrize("frames", [1, 3])
+def test_patch_hf_in_sam2s_memory_attention(frames):
+    """SAM 2 video's memory attention with random weights, two layers each of self-attention over a 4 × 3 grid of
+    patches and cross-attention to the memory of ``frames`` earlier frames and 2 object pointers: the outputs and
+    gradients, patched against unpatched, with one kernel launch for each self-attention and one for each frame
+    of memory."""
+    transformers = pytest.importorskip("transformers")
+    module = _hf_module("sam2_video")
+    config = transformers.Sam2VideoConfig(memory_attention_hidden_size=32, memory_attention_num_layers=2,
+                                          memory_attention_num_attention_heads=2,
+                                          memory_attention_feed_forward_hidden_size=64,
+                                          memory_attention_rope_feat_sizes=[4, 3])
+    config._attn_implementation = "eager"
+    torch.manual_seed(0)
+    model = module.Sam2VideoMemoryAttention(config).to(DEVICE).eval()
+    g = torch.Generator().manual_seed(1)
+    T, P = 12, 2
+    x, pe = (torch.randn(T, 2, 32, generator=g).to(DEVICE) for _ in range(2))  # (T, B, C): SAM's tokens first
+    mem, mpe = (torch.randn(frames * T + P, 2, 64, generator=g).to(DEVICE) for _ in range(2))
+    calls = _patched_matches_unpatched(module, "apply_rotary_pos_emb_2d", model,
+                                       lambda: model(x, mem, pe, mpe, num_object_pointer_tokens=P),
+                                       launches=2 * (1 + frames))
+    assert calls.call_count == 4
+    assert [c.kwargs for c in calls.call_args_list[:2]] == [dict(repeat_freqs_k=False, num_k_exclude_rope=0),
+                                                             dict(repeat_freqs_k=True, num_k_exclude_rope=P)]
 
 
 def _tiny_causal_lm(name):

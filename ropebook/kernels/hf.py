@@ -53,14 +53,24 @@ xq ``(B, T, H, D)`` in Llama 4's, ``(B, H, T, D)`` in DeepSeek-V2's. :func:`hf_a
 vision tower's ``vision_apply_rotary_emb(query, key, freqs_ci)``; the kernel reads freqs_cis's real and imaginary
 parts where they lie, as cos and sin.
 
+SAM 2's video memory attention (and SAM 3's tracker's) calls ``apply_rotary_pos_emb_2d(q, k, cos, sin,
+num_k_exclude_rope=0, repeat_freqs_k=False)``: Cohere's rotation of an image's Tq patches by SAM's axial table
+``(1, Tq, D)``, and of the keys, which in cross-attention are the patches of several earlier frames (the table
+tiled) and then object pointers (the last ``num_k_exclude_rope``, passed through). SAM 3's ViT and EdgeTAM's
+memory self-attention call a shorter copy, ``(q, k, cos, sin)`` (EdgeTAM's named
+``apply_rotary_pos_emb_2d_self_attn``). :func:`hf_apply_rotary_pos_emb_2d` is their drop-in, a launch a tile
+of keys.
+
 :func:`patch_hf` puts the right one in a modelling module's place for the length of a ``with``
 block, after checking on a small probe which formula the module's own function computes, and
-``apply_rotary_pos_emb_interleave``, ``apply_rotary_pos_emb_vision``, ``apply_rotary_emb`` and
-``vision_apply_rotary_emb`` too where the module defines them. It
+``apply_rotary_pos_emb_interleave``, ``apply_rotary_pos_emb_vision``, ``apply_rotary_emb``,
+``vision_apply_rotary_emb``, ``apply_rotary_pos_emb_2d`` and ``apply_rotary_pos_emb_2d_self_attn`` too where
+the module defines them. It
 refuses a module whose function is none of them instead of changing the model's outputs (an
 ``apply_rotary_emb`` or ``vision_apply_rotary_emb`` that does not even take Meta's call, such as flash-attn's
-imported under that name, is left as it is where the module has another function to patch). It replaces those five functions only: a model that calls another
-runs unpatched::
+imported under that name, is left as it is where the module has another function to patch). It replaces those
+seven functions only: a model that calls another (EdgeTAM's ``apply_rotary_pos_emb_2d_cross_attn``) runs
+unpatched there::
 
     import transformers.models.llama.modeling_llama as llama
     with ropebook.kernels.patch_hf(llama):
@@ -81,6 +91,7 @@ import torch
 from torch import Tensor
 
 from ropebook._rotation import apply_cos_sin as _apply_cos_sin_torch
+from ropebook._validate import _check_bool
 from ropebook.kernels.autograd import DTYPES, _rope_qk_cos_sin
 
 __all__ = ["hf_apply_rotary_pos_emb", "hf_apply_rotary_pos_emb_interleaved", "hf_apply_rotary_pos_emb_pairs",
@@ -88,7 +99,7 @@ __all__ = ["hf_apply_rotary_pos_emb", "hf_apply_rotary_pos_emb_interleaved", "hf
            "hf_apply_rotary_pos_emb_pairs_interleaved", "hf_apply_rotary_pos_emb_gptj", "hf_apply_rotary_pos_emb_nanochat",
            "hf_apply_rotary_pos_emb_deepseek_v4", "hf_apply_rotary_pos_emb_dinov3", "hf_apply_rotary_pos_emb_clvp",
            "hf_apply_rotary_pos_emb_vision", "hf_apply_rotary_emb", "hf_apply_rotary_emb_deepseek_v2",
-           "hf_vision_apply_rotary_emb",
+           "hf_vision_apply_rotary_emb", "hf_apply_rotary_pos_emb_2d",
            "hf_apply_rotary_pos_emb_vision_cohere", "patch_hf"]
 
 _checked: list = [None, None, -1, -1, None]  # weak references to the last cos and sin compared, their versions, how
@@ -165,6 +176,10 @@ _LAST = ("deepseek_v4",)  # the forms that rotate the last r features, not the f
 _VISION = {"vision": "half", "vision_cohere": "cohere"}  # a vision tower's form -> the text form it rotates as
 _PREFIX = {"dinov3": "half"}  # a form that rotates the last tokens alone (an image's patches) -> the text form it rotates as
 _GATHER = {"clvp": "half"}  # a form that reads a table (S, r) at position ids, and rotates v too -> the text form it rotates as
+# SAM 2's form, (q, k, cos, sin, num_k_exclude_rope=0, repeat_freqs_k=False): q's Tq tokens turned by one table
+# (Tq, D), k's first Tk − n by that table tiled (memories of several frames), its last n passed through -> the
+# text form it rotates as
+_SAM = {"sam2d": "cohere"}
 # Meta's complex form, (xq, xk, freqs_cis): pairs (2i, 2i + 1) times the complex freqs_cis, one value a pair -> the
 # unsqueeze_dim its q's layout reads as (Llama 4's (B, T, H, D): 2; DeepSeek-V2's (B, H, T, D): 1)
 _COMPLEX = {"llama4": 2, "deepseek_v2": 1, "llama4_vision": 2}
@@ -180,12 +195,12 @@ def _base(form: str) -> str:
     complex form's text form."""
     if form in _COMPLEX:  # the real and imaginary parts of freqs_cis: the privacy filter's cos and sin, one value a pair
         return "pairs_interleaved"
-    return _VISION.get(form) or _PREFIX.get(form) or _GATHER.get(form, form)
+    return _VISION.get(form) or _PREFIX.get(form) or _GATHER.get(form) or _SAM.get(form, form)
 
 
 def _drop_in(form: str, fn: str, doc: str):
     """A drop-in for the Hugging Face form ``form`` (``"half"``, ``"interleaved"``, ``"pairs"``, ``"single"``,
-    ``"cohere"``, ``"pairs_interleaved"``, ``"gptj"``, ``"nanochat"``, ``"deepseek_v4"``, ``"dinov3"``, ``"clvp"``,
+    ``"cohere"``, ``"pairs_interleaved"``, ``"gptj"``, ``"nanochat"``, ``"deepseek_v4"``, ``"dinov3"``, ``"clvp"``, ``"sam2d"``,
     ``"llama4"``, ``"deepseek_v2"``, ``"llama4_vision"``, ``"deepseek"``, ``"vision"``
     or ``"vision_cohere"``: the module docstring says what each reads),
     named ``fn``: checks, then one launch. A factory rather than one shared body that thin functions call: a
@@ -309,6 +324,24 @@ def _drop_in(form: str, fn: str, doc: str):
             cos, sin = _gather(fn, q, k, v, cos, sin, position_ids, unsqueeze_dim)  # (B or 1, T, D), as theirs
             qr, kr = pair(q, k, cos, sin, unsqueeze_dim)  # (a second launch for v: the kernel turns two tensors)
             return qr, kr, pair(v, None, cos, sin, unsqueeze_dim)
+    elif form in _SAM:  # SAM 2's signature: q and k of their own lengths, k's tokens tiled, its last n passed through
+        pair = drop_in
+
+        def drop_in(q: Tensor, k: Tensor, cos: Tensor, sin: Tensor, num_k_exclude_rope: int = 0,
+                    repeat_freqs_k: bool = False) -> tuple[Tensor, Tensor]:
+            tiles, m = _check_sam(fn, q, k, cos, sin, num_k_exclude_rope, repeat_freqs_k)
+            T = q.shape[2]
+            if tiles == 0:  # no key turned (theirs returns a concatenation: a new tensor, k's values)
+                return pair(q, None, cos, sin, 1), k.clone()
+            if T == 1 and m > 1:  # one query token: its one row broadcast over every key, as in theirs (stride 0)
+                kr = pair(k[:, :, :m], None, *(x.expand(*x.shape[:-2], m, x.shape[-1]) for x in (cos, sin)), 1)
+                qr, krs = pair(q, None, cos, sin, 1), [kr]
+            else:  # the first tile of keys in q's launch, each other tile a launch of its own (views: nothing copied)
+                qr, kr = pair(q, k[:, :, :T], cos, sin, 1)
+                krs = [kr] + [pair(k[:, :, i * T:(i + 1) * T], None, cos, sin, 1) for i in range(1, tiles)]
+            if m == k.shape[2] and len(krs) == 1:  # every key turned, in one launch: nothing to join
+                return qr, krs[0]
+            return qr, torch.cat((*krs, k[:, :, m:]), 2)
     elif form in _COMPLEX:  # Meta's signature, (xq, xk, freqs_cis): freqs_cis complex, its parts read where they lie
         pair = drop_in
         dim = _COMPLEX[form]
@@ -409,6 +442,49 @@ def _gather(fn: str, q, k, v, cos, sin, position_ids, unsqueeze_dim) -> tuple[Te
     elif not cos.is_meta:
         _check_twice(fn, cos, sin, False)
     return cos[position_ids], sin[position_ids]
+
+
+def _check_sam(fn: str, q, k, cos, sin, n, repeat) -> tuple[int, int]:
+    """SAM 2's arguments, checked in the caller's terms (the drop-in it wraps would name a tile of k q): q
+    ``(B, Hq, Tq, D)`` and k ``(B, Hk, Tk, D)``, one dtype and device, their heads and tokens their own; cos and sin
+    one table ``(Tq, D)`` or ``(1, Tq, D)`` for the batch (their function broadcasts it over q's heads, so a batch
+    of tables would be read as one per head), all D features; ``num_k_exclude_rope`` an integer n from 0 to Tk,
+    the last n keys passed through (SAM 2's object pointers); the first m = Tk − n keys turned by the table: m = Tq,
+    or with ``repeat_freqs_k`` (or Tq = 1, which theirs broadcasts) a multiple of Tq, the table tiled (the
+    memories of m / Tq frames, each of the image's Tq positions). Returns the number of tiles and m."""
+    for name, x in (("q", q), ("k", k), ("cos", cos), ("sin", sin)):
+        if not isinstance(x, Tensor):
+            raise ValueError(f"{fn}: {name} must be a tensor, got type({name})={type(x).__name__}")
+    if q.ndim != 4 or k.ndim != 4:
+        raise ValueError(f"{fn}: q and k must be 4-d (B, H, T, D), as SAM's attention hands them over, got "
+                         f"q.shape={tuple(q.shape)}, k.shape={tuple(k.shape)}")
+    B, T, D = q.shape[0], q.shape[2], q.shape[3]
+    if q.dtype not in DTYPES:
+        raise ValueError(f"{fn}: q must be a floating-point tensor (B, H, T, D), dtype in {[str(d) for d in DTYPES]}, "
+                         f"got q.shape={tuple(q.shape)}, q.dtype={q.dtype}")
+    if k.shape[0] != B or k.shape[3] != D or k.dtype != q.dtype or k.device != q.device:
+        raise ValueError(f"{fn}: k must match q in batch, head_dim, dtype and device (its heads and tokens may differ), "
+                         f"got q.shape={tuple(q.shape)} {q.dtype} {q.device}, k.shape={tuple(k.shape)} {k.dtype} {k.device}")
+    shape = cos.shape
+    if (shape != sin.shape or len(shape) not in (2, 3) or shape[-2:] != (T, D) or len(shape) == 3 and shape[0] != 1
+            or D % 2 or not (cos.is_floating_point() and sin.is_floating_point())):
+        raise ValueError(f"{fn}: cos and sin must both be floating-point tables of shape ({T}, {D}) or (1, {T}, {D}), "
+                         f"one for the batch, the angles of q's {T} tokens for all D = {D} features (their function "
+                         f"rotates every feature), D even, for q (B, H, T, D) = {tuple(q.shape)}; got "
+                         f"cos.shape={tuple(cos.shape)} {cos.dtype}, sin.shape={tuple(sin.shape)} {sin.dtype}")
+    Tk = k.shape[2]
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or not 0 <= n <= Tk:
+        raise ValueError(f"{fn}: num_k_exclude_rope must be an integer from 0 to k's {Tk} tokens (the last ones pass "
+                         f"through unturned), got num_k_exclude_rope={n!r}")
+    _check_bool(fn, repeat, "repeat_freqs_k")
+    m = Tk - int(n)
+    tiles = m // T if T else 0
+    if m and (tiles * T != m or tiles != 1 and not (repeat or T == 1)):
+        raise ValueError(f"{fn}: the keys turned, the first Tk − num_k_exclude_rope = {Tk} − {n} = {m}, must be q's "
+                         f"{T} tokens, or with repeat_freqs_k=True a multiple of them (the memories of several frames, "
+                         f"each turned by the same table); got q.shape={tuple(q.shape)}, k.shape={tuple(k.shape)}, "
+                         f"repeat_freqs_k={repeat!r}")
+    return tiles, m
 
 
 def _check_complex(fn: str, names, q, k, freqs, dim: int, vision: bool) -> Tensor:
@@ -723,6 +799,40 @@ hf_apply_rotary_pos_emb_clvp = _drop_in("clvp", "hf_apply_rotary_pos_emb_clvp", 
     """)
 
 
+hf_apply_rotary_pos_emb_2d = _drop_in("sam2d", "hf_apply_rotary_pos_emb_2d", """
+    SAM 2's ``apply_rotary_pos_emb_2d(q, k, cos, sin, num_k_exclude_rope=0, repeat_freqs_k=False)`` (SAM 2 video's
+    memory attention, SAM 3's tracker's; SAM 3's ViT's and EdgeTAM's ``apply_rotary_pos_emb_2d_self_attn`` take q, k,
+    cos and sin alone): Cohere's rotation (pairs ``(2i, 2i + 1)``, cos and sin each value twice in a row, checked) of
+    q, and of the keys by the same table, tiled, in as many kernel launches as tiles (one in self-attention).
+
+    Args:
+        q: ``(B, Hq, Tq, D)``, an image's Tq patches (features contiguous).
+        k: ``(B, Hk, Tk, D)``: in self-attention the same patches (Tk = Tq); in SAM 2's cross-attention to its
+            memory, the patches of ``Tk − n`` / Tq earlier frames, then n object pointers.
+        cos, sin: ``(1, Tq, D)`` or ``(Tq, D)``: each patch's angles from its column and row (SAM's axial table),
+            one for the batch, each value twice in a row.
+        num_k_exclude_rope: n, the last keys, passed through unturned (SAM 2's object pointers).
+        repeat_freqs_k: with True the first ``Tk − n`` keys may be a multiple of Tq, each tile of Tq keys turned by
+            the table (``cos.repeat`` in theirs); with False they must be Tq (or Tq = 1, a row theirs broadcasts).
+
+    Returns: ``(q_embed, k_embed)``, new tensors of q's and k's shapes and dtype; differentiable in q and k. Theirs
+    computes in float32 and rounds to q's dtype, as the kernel does: the results agree to float32's rounding. The
+    tiles are views of k, so nothing is copied to launch them; the turned tiles and the passed keys are joined by
+    one concatenation (theirs makes it too), except in self-attention, where there is nothing to join.
+
+    >>> import os, ropebook as rb
+    >>> from unittest import mock
+    >>> q, k = torch.randn(1, 2, 6, 8), torch.randn(1, 2, 3 * 6 + 4, 8)    # 6 patches; 3 frames of memory, 4 pointers
+    >>> c, s = rb.rope_cos_sin(torch.arange(6), 8)                         # (Tq, D/2)
+    >>> cos, sin = c.repeat_interleave(2, -1)[None], s.repeat_interleave(2, -1)[None]  # SAM's (1, Tq, D)
+    >>> with mock.patch.dict(os.environ, TRITON_INTERPRET="1"):
+    ...     qr, kr = hf_apply_rotary_pos_emb_2d(q, k, cos, sin, num_k_exclude_rope=4, repeat_freqs_k=True)
+    >>> turned = rb.apply_rope(k[:, :, 6:12], layout="interleaved")       # the second frame's tile
+    >>> torch.allclose(kr[:, :, 6:12], turned, atol=1e-6) and torch.equal(kr[:, :, 18:], k[:, :, 18:])
+    True
+    """)
+
+
 hf_apply_rotary_emb = _drop_in("llama4", "hf_apply_rotary_emb", """
     Llama 4's ``apply_rotary_emb(xq, xk, freqs_cis)``, in one kernel launch: Meta's complex form of RoPE, each pair
     of features ``(2i, 2i + 1)`` read as the complex number ``x_2i + i x_2i+1`` and multiplied by ``freqs_cis``, the
@@ -863,7 +973,7 @@ _DROP_INS = {"half": hf_apply_rotary_pos_emb, "interleaved": hf_apply_rotary_pos
              "cohere": hf_apply_rotary_pos_emb_cohere, "pairs_interleaved": hf_apply_rotary_pos_emb_pairs_interleaved,
              "gptj": hf_apply_rotary_pos_emb_gptj, "nanochat": hf_apply_rotary_pos_emb_nanochat,
              "deepseek_v4": hf_apply_rotary_pos_emb_deepseek_v4, "dinov3": hf_apply_rotary_pos_emb_dinov3,
-             "clvp": hf_apply_rotary_pos_emb_clvp, "llama4": hf_apply_rotary_emb,
+             "clvp": hf_apply_rotary_pos_emb_clvp, "sam2d": hf_apply_rotary_pos_emb_2d, "llama4": hf_apply_rotary_emb,
              "deepseek_v2": hf_apply_rotary_emb_deepseek_v2, "llama4_vision": hf_vision_apply_rotary_emb, "deepseek": hf_apply_rotary_pos_emb_interleave,
              "vision": hf_apply_rotary_pos_emb_vision, "vision_cohere": hf_apply_rotary_pos_emb_vision_cohere}
 # the module functions patch_hf replaces, and the forms each may compute
@@ -872,7 +982,8 @@ _FUNCTIONS = {"apply_rotary_pos_emb": ("half", "interleaved", "pairs", "single",
               "apply_rotary_pos_emb_interleave": ("deepseek",),
               "apply_rotary_pos_emb_vision": ("vision", "vision_cohere"),
               "apply_rotary_emb": ("llama4", "deepseek_v2"),
-              "vision_apply_rotary_emb": ("llama4_vision",)}
+              "vision_apply_rotary_emb": ("llama4_vision",),
+              "apply_rotary_pos_emb_2d": ("sam2d",), "apply_rotary_pos_emb_2d_self_attn": ("sam2d",)}
 _FORM_NAMES = {"half": "Llama's (pairs (i, i + r/2), cos each value twice)",
                "interleaved": "GLM's (pairs (2i, 2i + 1), cos's first half)",
                "pairs": "gpt-oss's (pairs (i, i + D/2), cos one value a pair)",
@@ -884,6 +995,7 @@ _FORM_NAMES = {"half": "Llama's (pairs (i, i + r/2), cos each value twice)",
                "deepseek_v4": "DeepSeek-V4's ((x, cos, sin): the last r features in pairs (2i, 2i + 1), cos one value a pair)",
                "dinov3": "DINOv3's (Llama's, the last P = cos.shape[0] tokens, cos (P, D) for the batch)",
                "clvp": "CLVP's ((q, k, v, cos, sin, position_ids): Llama's, of q, k and v, cos (S, D) read at position_ids)",
+               "sam2d": "SAM 2's (Cohere's, cos (1, Tq, D) for the batch, tiled over k's first tokens, the last passed through)",
                "llama4": "Llama 4's ((xq, xk, freqs_cis): pairs (2i, 2i + 1) times complex freqs_cis, xq (B, T, H, D))",
                "deepseek_v2": "DeepSeek-V2's ((xq, xk, freqs_cis): pairs (2i, 2i + 1) times complex freqs_cis, xq (B, H, T, D))",
                "llama4_vision": "Llama 4's vision tower's ((query, key, freqs_ci): Llama 4's, freqs_ci (T, 1, D/2))",
@@ -942,6 +1054,15 @@ def _probe(original, form: str, r: int = 8, call: str = "plain"):
         pos = torch.tensor([[4, -1, 2], [1, -4, 1]])[:1 if call == "one row of positions" else 2]  # (B or 1, T)
         cos, sin = torch.cat((ct, ct), -1), torch.cat((st, st), -1)  # (S, r)
         c, s = ct[pos], st[pos]
+    sam = {}  # SAM 2's keywords: the last keys passed through, the first ones in tiles of q's tokens
+    if form in _SAM:  # one table (1, T, r) for the batch (their function broadcasts it over q's heads); k of 5
+        # tokens, the last 2 passed through, or of 7, 2 tiles of 3 turned and 1 passed: a function that turns the
+        # excluded keys, or the first ones, or repeats each row where it should tile the table, differs
+        if cos.ndim == 3:
+            cos, sin, c, s = cos[:1], sin[:1], c[:1], s[:1]
+        if call in ("keys excluded", "keys tiled"):
+            k = torch.randn(2, 1, 5 if call == "keys excluded" else 7, 8, generator=g)
+            sam = dict(num_k_exclude_rope=2) if call == "keys excluded" else dict(num_k_exclude_rope=1, repeat_freqs_k=True)
     if form in _COMPLEX:  # Meta's: cos and sin as the real and imaginary parts of freqs_cis (B or 1, T, r/2)
         if form == "llama4_vision" or call == "one row":  # one table for the batch (the vision tower's (T, 1, r/2))
             c, s = c[:1], s[:1]
@@ -953,7 +1074,12 @@ def _probe(original, form: str, r: int = 8, call: str = "plain"):
     skip = q.shape[-1] - r if form in _LAST else 0  # (the first features pass through, the last r turn)
     want = [torch.cat((x[:, :, :tokens].double(), torch.cat((x[..., tokens:, :skip].double(), _apply_cos_sin_torch(
         x[..., tokens:, skip:].double(), c[:, None].double(), sign * s[:, None].double(), layout=layout, rotary_dim=r)),
-        -1)), 2) for x in ((q,) if alone else (q, k, v) if form in _GATHER else (q, k))]  # c[:, None]: (B, 1, T, r/2), each sequence's own angles
+        -1)), 2) for x in ((q,) if alone or form in _SAM else (q, k, v) if form in _GATHER else (q, k))]  # c[:, None]: (B, 1, T, r/2), each sequence's own angles
+    if form in _SAM:  # k: its first m tokens turned by the table tiled, the rest as they are
+        m = k.shape[2] - sam.get("num_k_exclude_rope", 0)
+        ct, st = (x.repeat(1, m // q.shape[2], 1)[:, None].double() for x in (c, s))
+        want.append(torch.cat((_apply_cos_sin_torch(k[:, :, :m].double(), ct, st, layout=layout, rotary_dim=r),
+                             k[:, :, m:].double()), 2))
     if form in _OUT_LAYOUTS:  # DeepSeek-V3's: the rotated pairs written out as (i, i + r/2)
         want = [torch.cat((w[..., 0:r:2], w[..., 1:r:2], w[..., r:]), -1) for w in want]
     try:
@@ -968,6 +1094,8 @@ def _probe(original, form: str, r: int = 8, call: str = "plain"):
                 got = tuple(x.transpose(1, 2) if isinstance(x, Tensor) and x.ndim == 4 else x for x in got)
             else:
                 got = original(q, k, v, cos, sin, pos)
+        elif form in _SAM:  # (q, k, cos, sin), then SAM 2's keywords where the call has them
+            got = original(q, k, cos, sin, **sam)
         elif form in _COMPLEX:  # (xq, xk, freqs_cis), xq (B, T, H, D) (Llama 4's) or (B, H, T, D) (DeepSeek-V2's)
             if _COMPLEX[form] == 2:
                 got = original(q.transpose(1, 2), k.transpose(1, 2), freqs)
@@ -1013,6 +1141,7 @@ _CALLS = {"half": ("unsqueeze_dim=2", "unsqueeze_dim=0", "k omitted", "partial")
           "deepseek_v4": ("unsqueeze_dim=2", "unsqueeze_dim=0", "partial"),
           "dinov3": ("no prefix",),
           "clvp": ("unsqueeze_dim=2", "one row of positions"),
+          "sam2d": ("2-d cos", "keys excluded", "keys tiled"),
           "llama4": ("one row",), "deepseek_v2": ("one row",), "llama4_vision": (),
           "deepseek": ("unsqueeze_dim=2", "unsqueeze_dim=0", "k omitted", "partial"),
           "vision": ("batched", "batched, 2-d cos", "partial"),
@@ -1072,7 +1201,8 @@ def patch_hf(module):
     ``apply_rotary_pos_emb_vision``, against :func:`hf_apply_rotary_pos_emb_vision` and ``_vision_cohere``; and Meta's
     complex form, Llama 4's and DeepSeek-V2's ``apply_rotary_emb``, against :func:`hf_apply_rotary_emb` and
     ``_deepseek_v2``, and Llama 4's vision tower's ``vision_apply_rotary_emb``, against
-    :func:`hf_vision_apply_rotary_emb`. A function
+    :func:`hf_vision_apply_rotary_emb`; and SAM's ``apply_rotary_pos_emb_2d`` and EdgeTAM's
+    ``apply_rotary_pos_emb_2d_self_attn``, against :func:`hf_apply_rotary_pos_emb_2d`. A function
     that is none of its forms raises a ValueError that says what the probe found, and nothing is patched; except
     an ``apply_rotary_emb`` or ``vision_apply_rotary_emb`` that raises on every probe of Meta's call (another
     library's function under that name, such as flash-attn's ``apply_rotary_emb(x, cos, sin)``), which is left as
