@@ -428,6 +428,22 @@ TEST_MUTANTS: tuple[Mutant, ...] = (
            (("ropebook/kernels/hf.py", "        _check_twice(fn, cos, sin, False)\n    return cos[position_ids]",
              "        pass\n    return cos[position_ids]"),),
            (), ("tests/test_kernels.py", "tests/test_bad_arguments.py")),
+    Mutant("hf-sam2d-later-frames-unturned", "SAM 2's drop-in turns the first frame of memory with q and hands the "
+           "later frames' keys back as they came: the same in self-attention and with one frame, silently wrong "
+           "for a memory of several",
+           (("ropebook/kernels/hf.py",
+             "krs = [kr] + [pair(k[:, :, i * T:(i + 1) * T], None, cos, sin, 1) for i in range(1, tiles)]",
+             "krs = [kr] + [k[:, :, i * T:(i + 1) * T] for i in range(1, tiles)]"),),
+           (), ("tests/test_kernels.py",)),
+    Mutant("hf-probe-sam-one-tile", "the probe of SAM 2's form hands every function one frame of memory where it "
+           "should hand two: a function that repeats each row of the table where SAM 2 tiles it gets the drop-in",
+           (("ropebook/kernels/hf.py", '            k = torch.randn(2, 1, 5 if call == "keys excluded" else 7, 8, generator=g)',
+             '            k = torch.randn(2, 1, 5 if call == "keys excluded" else 4, 8, generator=g)'),),
+           (), ("tests/test_kernels.py",)),
+    Mutant("hf-sam2d-tiles-without-repeat", "SAM 2's drop-in tiles the table over keys of several frames whether or "
+           "not repeat_freqs_k asks it to, where SAM 2's function raises: a caller's mistake passes silently",
+           (("ropebook/kernels/hf.py", "tiles != 1 and not (repeat or T == 1)", "tiles != 1 and False"),),
+           (), ("tests/test_bad_arguments.py",)),
     Mutant("hf-nanochat-plus-theta", "nanochat's drop-in asks the kernel for Llama's rotation by +θ: the rotation its "
            "function undoes, silently (q·k then sees n − m where the model was trained on m − n)",
            (("ropebook/kernels/autograd.py", '**op.table_args(cos3, None), **({"conj": True} if conj else {}))',
