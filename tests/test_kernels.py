@@ -1725,7 +1725,8 @@ def test_patch_hf_in_a_tiny_clvp_encoder(positions):
 # a row. (Tq, Tk, num_k_exclude_rope, repeat_freqs_k) for each call that SAM 2's attention makes, or that its function takes
 SAM_CALLS = {"self-attention": (6, 6, 0, False), "one frame and pointers": (6, 10, 4, True),
              "three frames and pointers": (6, 22, 4, True), "three frames": (6, 18, 0, True),
-             "pointers alone": (6, 4, 4, True), "one query token": (1, 5, 1, False)}
+             "pointers alone": (6, 4, 4, True), "one query token": (1, 5, 1, False),
+             "one query token, tiled": (1, 5, 0, True)}
 
 
 def _sam_table(T, D, dtype=torch.float32):
@@ -1737,11 +1738,12 @@ def _sam_table(T, D, dtype=torch.float32):
 
 
 @pytest.mark.parametrize("call", SAM_CALLS)
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
 def test_patched_sam2d_drop_in_is_the_modules_formula_rounded_once(call, dtype):
     """SAM 2's function (SAM 2 video's memory attention): q's patches turned by the table, and k's first
-    Tk − num_k_exclude_rope tokens by the table tiled, the rest (object pointers) k's own, bit for bit. Against the
-    module's own function run in float64, then the gradients against its own; one kernel launch a tile."""
+    Tk − num_k_exclude_rope tokens by the table tiled, the rest (object pointers) k's own, bit for bit. The table
+    in float32 whatever q's dtype, as SAM's rotary module makes it. Against the module's own function run in
+    float64, then the gradients against its own; one kernel launch a tile."""
     from ropebook.kernels import hf
 
     module = _hf_module("sam2_video")
@@ -1749,7 +1751,7 @@ def test_patched_sam2d_drop_in_is_the_modules_formula_rounded_once(call, dtype):
     T, Tk, n, repeat = SAM_CALLS[call]
     q = qk(B=2, T=T, HQ=2, D=16, dtype=dtype)[0]
     k = qk(B=2, T=Tk, HQ=3, D=16, dtype=dtype, seed=1)[0]
-    cos, sin = _sam_table(T, 16, dtype)
+    cos, sin = _sam_table(T, 16)
     kw = dict(num_k_exclude_rope=n, repeat_freqs_k=repeat)
     want = original(q.double(), k.double(), cos.double(), sin.double(), **kw)
     with K.patch_hf(module), mock.patch.object(hf, "_rope_qk_cos_sin", wraps=hf._rope_qk_cos_sin) as launches:
@@ -1778,18 +1780,14 @@ def test_patched_sam2d_drop_in_is_the_modules_formula_rounded_once(call, dtype):
 def test_patch_hf_replaces_sams_2d_function(name, attr):
     """SAM 2's function, SAM 3's tracker's copy of it, and the self-attention functions of SAM 3's ViT and EdgeTAM
     (q, k, cos and sin alone: the probe's calls with SAM 2's keywords raise there, calls their models never make)
-    are given the drop-in, which computes what each does on the self-attention call; EdgeTAM's cross-attention
-    function, which turns a part of each frame's keys by a table of its own, is not one of the five names and runs
-    as it is."""
+    are given the drop-in, which computes what each does on the self-attention call."""
     module = _hf_module(name)
     original = getattr(module, attr)
-    cross = getattr(module, "apply_rotary_pos_emb_2d_cross_attn", None)
     q, k = qk(B=2, T=6, HQ=2, HK=2, D=16)
     cos, sin = _sam_table(6, 16)
     want = original(q.double(), k.double(), cos.double(), sin.double())
     with K.patch_hf(module):
         assert getattr(module, attr) is K.hf_apply_rotary_pos_emb_2d
-        assert getattr(module, "apply_rotary_pos_emb_2d_cross_attn", None) is cross
         got = getattr(module, attr)(q, k, cos, sin)
     assert getattr(module, attr) is original
     for g, w in zip(got, want):
@@ -1875,6 +1873,129 @@ def test_patch_hf_in_sam2s_memory_attention(frames):
     assert calls.call_count == 4
     assert [c.kwargs for c in calls.call_args_list[:2]] == [dict(repeat_freqs_k=False, num_k_exclude_rope=0),
                                                              dict(repeat_freqs_k=True, num_k_exclude_rope=P)]
+
+
+# EdgeTAM's cross-attention: k is R frames of memory, each t global latents (passed through) and then S spatial
+# tokens (turned by the keys' own table cos_k (1, S, D)), then n object pointers. (Tq, S, t, R, n)
+EDGETAM_CALLS = {"frames, latents and pointers": (6, 4, 2, 3, 2), "one frame, no latents": (6, 4, 0, 1, 0),
+                 "pointers alone": (6, 4, 2, 3, 5), "one spatial token a frame": (1, 1, 1, 4, 1)}
+
+
+@pytest.mark.parametrize("call", EDGETAM_CALLS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_patched_edgetam_cross_drop_in_is_the_modules_formula_rounded_once(call, dtype):
+    """EdgeTAM's cross-attention function: q turned by its table, the spatial tokens of each frame of k by the
+    keys' table, the latents and the pointers k's own, bit for bit; against the module's own function run in
+    float64, then the gradients against its own; a launch for q and one a frame."""
+    from ropebook.kernels import hf
+
+    module = _hf_module("edgetam_video")
+    original = module.apply_rotary_pos_emb_2d_cross_attn
+    T, S, t, R, n = EDGETAM_CALLS[call]
+    Tk = n if call == "pointers alone" else R * (t + S) + n
+    q = qk(B=2, T=T, HQ=2, D=16, dtype=dtype)[0]
+    k = qk(B=2, T=Tk, HQ=3, D=16, dtype=dtype, seed=1)[0]
+    tables = _sam_table(T, 16)  # q's (1, T, D)
+    cos_k, sin_k = (x[:, 3:] for x in _sam_table(S + 3, 16))  # the keys' (1, S, D): other angles than q's first rows
+    kw = dict(num_k_exclude_rope=n, repeat_freqs_k=R)
+    want = original(q.double(), k.double(), *(x.double() for x in (*tables, cos_k, sin_k)), **kw)
+    with K.patch_hf(module), mock.patch.object(hf, "_rope_qk_cos_sin", wraps=hf._rope_qk_cos_sin) as launches:
+        assert module.apply_rotary_pos_emb_2d_cross_attn is K.hf_apply_rotary_pos_emb_2d_cross_attn
+        got = module.apply_rotary_pos_emb_2d_cross_attn(q, k, *tables, cos_k, sin_k, **kw)
+    assert launches.call_count == 1 + (0 if call == "pointers alone" else R)
+    for g, w, x in zip(got, want, (q, k)):
+        assert g.shape == x.shape and g.dtype == x.dtype
+        assert_close_dtype(g, w.to(dtype))
+    per = t + S
+    for i in range(0 if call == "pointers alone" else R):  # the latents, and the pointers, as they came
+        assert torch.equal(got[1][:, :, i * per:i * per + t], k[:, :, i * per:i * per + t])
+    assert torch.equal(got[1][:, :, Tk - n:], k[:, :, Tk - n:])
+    if dtype == torch.float32:
+        x64 = [x.double().requires_grad_() for x in (q, k)]
+        g = [torch.randn_like(w) for w in want]
+        torch.autograd.backward(original(*x64, *(x.double() for x in (*tables, cos_k, sin_k)), **kw), g)
+        x32 = [x.detach().requires_grad_() for x in (q, k)]
+        torch.autograd.backward(K.hf_apply_rotary_pos_emb_2d_cross_attn(*x32, *tables, cos_k, sin_k, **kw),
+                                [x.float() for x in g])
+        for a, b in zip(x32, x64):
+            assert_close_dtype(a.grad, b.grad.float())
+
+
+def _edgetam_cross(q, k, cos, sin, cos_k, sin_k, num_k_exclude_rope=0, repeat_freqs_k=1, spatial_last=True):
+    """EdgeTAM's cross-attention function, written out (``spatial_last`` False: each frame's first S tokens
+    turned, the latents put after them)."""
+    m = k.shape[-2] - num_k_exclude_rope
+    qr = q * cos + _pairwise(q) * sin
+    if m == 0:
+        return qr, k[..., m:, :]
+    per, S = m // repeat_freqs_k, cos_k.shape[-2]
+    parts = []
+    for i in range(repeat_freqs_k):
+        f = k[..., i * per:(i + 1) * per, :]
+        a, b = (f[..., :per - S, :], f[..., per - S:, :]) if spatial_last else (f[..., S:, :], f[..., :S, :])
+        turned = b * cos_k + _pairwise(b) * sin_k
+        parts += [a, turned] if spatial_last else [turned, a]
+    return qr, torch.cat((*parts, k[..., m:, :]), -2)
+
+
+def _edgetam_spatial_first(q, k, cos, sin, cos_k, sin_k, num_k_exclude_rope=0, repeat_freqs_k=1):
+    return _edgetam_cross(q, k, cos, sin, cos_k, sin_k, num_k_exclude_rope, repeat_freqs_k, spatial_last=False)
+
+
+def _edgetam_keys_by_qs_table(q, k, cos, sin, cos_k, sin_k, num_k_exclude_rope=0, repeat_freqs_k=1):  # cos_k unread
+    S = cos_k.shape[-2]
+    return _edgetam_cross(q, k, cos, sin, cos[..., :S, :], sin[..., :S, :], num_k_exclude_rope, repeat_freqs_k)
+
+
+def _edgetam_as_sam2(q, k, cos, sin, cos_k, sin_k, num_k_exclude_rope=0, repeat_freqs_k=1):  # SAM 2's, cos_k tiled
+    return _sam2d(q, k, cos, sin, num_k_exclude_rope, True)[:1] + _sam2d(
+        q, k, cos_k.repeat(1, (k.shape[-2] - num_k_exclude_rope) // cos_k.shape[-2], 1), sin_k.repeat(
+            1, (k.shape[-2] - num_k_exclude_rope) // cos_k.shape[-2], 1), num_k_exclude_rope)[1:]
+
+
+@pytest.mark.parametrize("fn, found", [(_edgetam_cross, None), (_edgetam_spatial_first, "differs by"),
+                                       (_edgetam_keys_by_qs_table, "differs by"), (_edgetam_as_sam2, "(differs|raised)")])
+def test_patch_hf_tells_edgetams_cross_attention_function_from_look_alikes(fn, found):
+    """EdgeTAM's formula written out is given its drop-in; one that turns each frame's first tokens where EdgeTAM
+    turns its last, one that turns the keys by q's table, and SAM 2's function with the keys' table tiled over
+    every key (the latents turned too) are refused."""
+    _handwritten("apply_rotary_pos_emb_2d_cross_attn", fn, K.hf_apply_rotary_pos_emb_2d_cross_attn, "EdgeTAM's", found)
+
+
+def test_edgetam_cross_drop_in_gradcheck_and_compiled_backward():
+    """Three frames of a latent and two spatial tokens, then two pointers (four launches, on views of k),
+    differentiated: gradcheck in float64, and under torch.compile the results and gradients of eager."""
+    cos, sin = _sam_table(4, 8, torch.float64)
+    cos_k, sin_k = (x[:, 2:] for x in _sam_table(4, 8, torch.float64))
+    q = torch.randn(2, 2, 4, 8, dtype=torch.float64, device=DEVICE, requires_grad=True)
+    k = torch.randn(2, 1, 3 * 3 + 2, 8, dtype=torch.float64, device=DEVICE, requires_grad=True)
+    _gradcheck_and_compiled_backward(K.hf_apply_rotary_pos_emb_2d_cross_attn, (q, k), (cos, sin, cos_k, sin_k, 2, 3))
+
+
+def test_patch_hf_in_edgetams_memory_attention():
+    """EdgeTAM video's memory attention with random weights, two layers each of self-attention over a 4 × 3 grid
+    of patches (SAM 2's drop-in) and cross-attention to 3 frames of memory, each 2 latents and a 2 × 2 grid, and
+    2 pointers (EdgeTAM's): the outputs and gradients, patched against unpatched; a launch for each
+    self-attention, and for each cross-attention one for q and one a frame."""
+    transformers = pytest.importorskip("transformers")
+    module = _hf_module("edgetam_video")
+    config = transformers.EdgeTamVideoConfig(
+        memory_attention_hidden_size=32, memory_attention_num_layers=2, memory_attention_num_attention_heads=2,
+        memory_attention_feed_forward_hidden_size=64, memory_attention_rope_feat_sizes=[4, 3],
+        memory_attention_rope_k_sizes=[2, 2])
+    config._attn_implementation = "eager"
+    torch.manual_seed(0)
+    model = module.EdgeTamVideoMemoryAttention(config).to(DEVICE).eval()
+    g = torch.Generator().manual_seed(1)
+    R, t, P = 3, 2, 2
+    x, pe = (torch.randn(12, 2, 32, generator=g).to(DEVICE) for _ in range(2))
+    mem, mpe = (torch.randn(R * (t + 4) + P, 2, 64, generator=g).to(DEVICE) for _ in range(2))
+    forward = lambda: model(x, mem, pe, mpe, num_object_pointer_tokens=P, num_spatial_memory_tokens=R)  # noqa: E731
+    calls = _patched_matches_unpatched(module, "apply_rotary_pos_emb_2d_cross_attn", model, forward,
+                                       launches=2 * (1 + 1 + R))  # (the self-attention's launch counted too)
+    assert calls.call_count == 2
+
+
 
 
 def _tiny_causal_lm(name):

@@ -5,7 +5,7 @@
 - ``rope_cache(rotary_dim, ...)``: what the kernel reads about the frequencies, built once.
 - ``hf_apply_rotary_pos_emb`` (and ``_interleaved``, ``_pairs``, ``_single``, ``_cohere``, ``_pairs_interleaved``,
   ``_gptj``, ``_nanochat``, ``_deepseek_v4``, ``_dinov3``, ``_clvp``, ``_interleave``, ``_vision``, ``_vision_cohere``; ``hf_apply_rotary_emb``, ``_deepseek_v2`` and
-  ``hf_vision_apply_rotary_emb``, Meta's complex form; ``hf_apply_rotary_pos_emb_2d``, SAM 2's), ``patch_hf(module)``: the same kernel as
+  ``hf_vision_apply_rotary_emb``, Meta's complex form; ``hf_apply_rotary_pos_emb_2d``, SAM 2's, and ``_2d_cross_attn``, EdgeTAM's), ``patch_hf(module)``: the same kernel as
   a drop-in for a Hugging Face model (its text model and its vision tower), the one that computes what the model's
   own function does.
 - ``ropebook.kernels.aot`` (imported on its own): compile the launches a call makes for a GPU that is not
@@ -27,7 +27,8 @@ from ropebook.kernels.hf import (hf_apply_rotary_pos_emb, hf_apply_rotary_pos_em
                                  hf_apply_rotary_pos_emb_dinov3, hf_apply_rotary_pos_emb_clvp,
                                  hf_apply_rotary_pos_emb_interleave, hf_apply_rotary_pos_emb_vision,
                                  hf_apply_rotary_pos_emb_vision_cohere, hf_apply_rotary_emb, hf_apply_rotary_emb_deepseek_v2,
-                                 hf_vision_apply_rotary_emb, hf_apply_rotary_pos_emb_2d, patch_hf)
+                                 hf_vision_apply_rotary_emb, hf_apply_rotary_pos_emb_2d,
+                                 hf_apply_rotary_pos_emb_2d_cross_attn, patch_hf)
 
 __all__ = ["RopeCache", "rope_cache", "rope_qk", "rope_qk_cos_sin", "apply_cos_sin", "hf_apply_rotary_pos_emb",
            "hf_apply_rotary_pos_emb_interleaved", "hf_apply_rotary_pos_emb_pairs", "hf_apply_rotary_pos_emb_single",
@@ -35,4 +36,5 @@ __all__ = ["RopeCache", "rope_cache", "rope_qk", "rope_qk_cos_sin", "apply_cos_s
            "hf_apply_rotary_pos_emb_nanochat", "hf_apply_rotary_pos_emb_deepseek_v4",
            "hf_apply_rotary_pos_emb_dinov3", "hf_apply_rotary_pos_emb_clvp", "hf_apply_rotary_pos_emb_interleave", "hf_apply_rotary_pos_emb_vision",
            "hf_apply_rotary_pos_emb_vision_cohere", "hf_apply_rotary_emb", "hf_apply_rotary_emb_deepseek_v2",
-           "hf_vision_apply_rotary_emb", "hf_apply_rotary_pos_emb_2d", "patch_hf"]
+           "hf_vision_apply_rotary_emb", "hf_apply_rotary_pos_emb_2d",
+           "hf_apply_rotary_pos_emb_2d_cross_attn", "patch_hf"]

@@ -55,22 +55,23 @@ parts where they lie, as cos and sin.
 
 SAM 2's video memory attention (and SAM 3's tracker's) calls ``apply_rotary_pos_emb_2d(q, k, cos, sin,
 num_k_exclude_rope=0, repeat_freqs_k=False)``: Cohere's rotation of an image's Tq patches by SAM's axial table
-``(1, Tq, D)``, and of the keys, which in cross-attention are the patches of several earlier frames (the table
-tiled) and then object pointers (the last ``num_k_exclude_rope``, passed through). SAM 3's ViT and EdgeTAM's
-memory self-attention call a shorter copy, ``(q, k, cos, sin)`` (EdgeTAM's named
-``apply_rotary_pos_emb_2d_self_attn``). :func:`hf_apply_rotary_pos_emb_2d` is their drop-in, a launch a tile
-of keys.
+``(1, Tq, D)``, and of the keys, which in cross-attention are the memory of several frames (the table tiled)
+and then object pointers (the last ``num_k_exclude_rope``, passed through). SAM 3's ViT and EdgeTAM's memory
+self-attention call a shorter copy, ``(q, k, cos, sin)`` (EdgeTAM's named ``apply_rotary_pos_emb_2d_self_attn``).
+:func:`hf_apply_rotary_pos_emb_2d` is their drop-in, a launch a tile of keys. EdgeTAM's cross-attention calls
+``apply_rotary_pos_emb_2d_cross_attn(q, k, cos, sin, cos_k, sin_k, num_k_exclude_rope, repeat_freqs_k)``, each
+frame of memory a few global latents (passed through) and spatial tokens turned by the keys' own table;
+:func:`hf_apply_rotary_pos_emb_2d_cross_attn` is its drop-in.
 
 :func:`patch_hf` puts the right one in a modelling module's place for the length of a ``with``
 block, after checking on a small probe which formula the module's own function computes, and
 ``apply_rotary_pos_emb_interleave``, ``apply_rotary_pos_emb_vision``, ``apply_rotary_emb``,
-``vision_apply_rotary_emb``, ``apply_rotary_pos_emb_2d`` and ``apply_rotary_pos_emb_2d_self_attn`` too where
-the module defines them. It
+``vision_apply_rotary_emb``, ``apply_rotary_pos_emb_2d``, ``apply_rotary_pos_emb_2d_self_attn`` and
+``apply_rotary_pos_emb_2d_cross_attn`` too where the module defines them. It
 refuses a module whose function is none of them instead of changing the model's outputs (an
 ``apply_rotary_emb`` or ``vision_apply_rotary_emb`` that does not even take Meta's call, such as flash-attn's
 imported under that name, is left as it is where the module has another function to patch). It replaces those
-seven functions only: a model that calls another (EdgeTAM's ``apply_rotary_pos_emb_2d_cross_attn``) runs
-unpatched there::
+eight functions only: a model that calls another runs unpatched there::
 
     import transformers.models.llama.modeling_llama as llama
     with ropebook.kernels.patch_hf(llama):
@@ -99,7 +100,7 @@ __all__ = ["hf_apply_rotary_pos_emb", "hf_apply_rotary_pos_emb_interleaved", "hf
            "hf_apply_rotary_pos_emb_pairs_interleaved", "hf_apply_rotary_pos_emb_gptj", "hf_apply_rotary_pos_emb_nanochat",
            "hf_apply_rotary_pos_emb_deepseek_v4", "hf_apply_rotary_pos_emb_dinov3", "hf_apply_rotary_pos_emb_clvp",
            "hf_apply_rotary_pos_emb_vision", "hf_apply_rotary_emb", "hf_apply_rotary_emb_deepseek_v2",
-           "hf_vision_apply_rotary_emb", "hf_apply_rotary_pos_emb_2d",
+           "hf_vision_apply_rotary_emb", "hf_apply_rotary_pos_emb_2d", "hf_apply_rotary_pos_emb_2d_cross_attn",
            "hf_apply_rotary_pos_emb_vision_cohere", "patch_hf"]
 
 _checked: list = [None, None, -1, -1, None]  # weak references to the last cos and sin compared, their versions, how
@@ -177,9 +178,11 @@ _VISION = {"vision": "half", "vision_cohere": "cohere"}  # a vision tower's form
 _PREFIX = {"dinov3": "half"}  # a form that rotates the last tokens alone (an image's patches) -> the text form it rotates as
 _GATHER = {"clvp": "half"}  # a form that reads a table (S, r) at position ids, and rotates v too -> the text form it rotates as
 # SAM 2's form, (q, k, cos, sin, num_k_exclude_rope=0, repeat_freqs_k=False): q's Tq tokens turned by one table
-# (Tq, D), k's first Tk − n by that table tiled (memories of several frames), its last n passed through -> the
-# text form it rotates as
-_SAM = {"sam2d": "cohere"}
+# (Tq, D), k's first Tk − n by that table tiled (memories of several frames), its last n passed through; and
+# EdgeTAM's cross-attention form, (q, k, cos, sin, cos_k, sin_k, num_k_exclude_rope=0, repeat_freqs_k=1): the
+# same, but k's frames turned by a table of their own (S, D), the last S tokens of each frame, the first (its
+# global latents) passed through -> the text form they rotate as
+_SAM = {"sam2d": "cohere", "edgetam_cross": "cohere"}
 # Meta's complex form, (xq, xk, freqs_cis): pairs (2i, 2i + 1) times the complex freqs_cis, one value a pair -> the
 # unsqueeze_dim its q's layout reads as (Llama 4's (B, T, H, D): 2; DeepSeek-V2's (B, H, T, D): 1)
 _COMPLEX = {"llama4": 2, "deepseek_v2": 1, "llama4_vision": 2}
@@ -200,7 +203,7 @@ def _base(form: str) -> str:
 
 def _drop_in(form: str, fn: str, doc: str):
     """A drop-in for the Hugging Face form ``form`` (``"half"``, ``"interleaved"``, ``"pairs"``, ``"single"``,
-    ``"cohere"``, ``"pairs_interleaved"``, ``"gptj"``, ``"nanochat"``, ``"deepseek_v4"``, ``"dinov3"``, ``"clvp"``, ``"sam2d"``,
+    ``"cohere"``, ``"pairs_interleaved"``, ``"gptj"``, ``"nanochat"``, ``"deepseek_v4"``, ``"dinov3"``, ``"clvp"``, ``"sam2d"``, ``"edgetam_cross"``,
     ``"llama4"``, ``"deepseek_v2"``, ``"llama4_vision"``, ``"deepseek"``, ``"vision"``
     or ``"vision_cohere"``: the module docstring says what each reads),
     named ``fn``: checks, then one launch. A factory rather than one shared body that thin functions call: a
@@ -324,6 +327,21 @@ def _drop_in(form: str, fn: str, doc: str):
             cos, sin = _gather(fn, q, k, v, cos, sin, position_ids, unsqueeze_dim)  # (B or 1, T, D), as theirs
             qr, kr = pair(q, k, cos, sin, unsqueeze_dim)  # (a second launch for v: the kernel turns two tensors)
             return qr, kr, pair(v, None, cos, sin, unsqueeze_dim)
+    elif form == "edgetam_cross":  # EdgeTAM's: q by cos; in each of R frames of k, the last S tokens by cos_k (S, D)
+        pair = drop_in
+
+        def drop_in(q: Tensor, k: Tensor, cos: Tensor, sin: Tensor, cos_k: Tensor, sin_k: Tensor,
+                    num_k_exclude_rope: int = 0, repeat_freqs_k: int = 1) -> tuple[Tensor, Tensor]:
+            frames, per, m = _check_edgetam(fn, q, k, cos, sin, cos_k, sin_k, num_k_exclude_rope, repeat_freqs_k)
+            qr = pair(q, None, cos, sin, 1)
+            if m == 0:  # no key turned: theirs returns the excluded keys, a view of k
+                return qr, k[:, :, k.shape[2] - num_k_exclude_rope:]
+            t = per - cos_k.shape[-2]  # each frame's first t tokens pass through, its last S turn (views: nothing copied)
+            parts = []
+            for i in range(frames):
+                parts += [k[:, :, i * per:i * per + t], pair(k[:, :, i * per + t:(i + 1) * per], None, cos_k, sin_k, 1)]
+            parts.append(k[:, :, m:])
+            return qr, torch.cat(parts, 2)
     elif form in _SAM:  # SAM 2's signature: q and k of their own lengths, k's tokens tiled, its last n passed through
         pair = drop_in
 
@@ -444,14 +462,12 @@ def _gather(fn: str, q, k, v, cos, sin, position_ids, unsqueeze_dim) -> tuple[Te
     return cos[position_ids], sin[position_ids]
 
 
-def _check_sam(fn: str, q, k, cos, sin, n, repeat) -> tuple[int, int]:
-    """SAM 2's arguments, checked in the caller's terms (the drop-in it wraps would name a tile of k q): q
-    ``(B, Hq, Tq, D)`` and k ``(B, Hk, Tk, D)``, one dtype and device, their heads and tokens their own; cos and sin
-    one table ``(Tq, D)`` or ``(1, Tq, D)`` for the batch (their function broadcasts it over q's heads, so a batch
-    of tables would be read as one per head), all D features; ``num_k_exclude_rope`` an integer n from 0 to Tk,
-    the last n keys passed through (SAM 2's object pointers); the first m = Tk − n keys turned by the table: m = Tq,
-    or with ``repeat_freqs_k`` (or Tq = 1, which theirs broadcasts) a multiple of Tq, the table tiled (the
-    memories of m / Tq frames, each of the image's Tq positions). Returns the number of tiles and m."""
+def _check_2d(fn: str, q, k, cos, sin, n) -> int:
+    """What SAM 2's and EdgeTAM's functions share, checked in the caller's terms (the drop-in they wrap would name
+    a part of k q): q ``(B, Hq, Tq, D)`` and k ``(B, Hk, Tk, D)``, one dtype and device, their heads and tokens
+    their own; cos and sin one table ``(Tq, D)`` or ``(1, Tq, D)`` for the batch (their functions broadcast it over
+    q's heads, so a batch of tables would be read as one per head), all D features; ``num_k_exclude_rope`` an
+    integer n from 0 to Tk, the last n keys passed through (the object pointers). Returns m = Tk − n."""
     for name, x in (("q", q), ("k", k), ("cos", cos), ("sin", sin)):
         if not isinstance(x, Tensor):
             raise ValueError(f"{fn}: {name} must be a tensor, got type({name})={type(x).__name__}")
@@ -465,26 +481,66 @@ def _check_sam(fn: str, q, k, cos, sin, n, repeat) -> tuple[int, int]:
     if k.shape[0] != B or k.shape[3] != D or k.dtype != q.dtype or k.device != q.device:
         raise ValueError(f"{fn}: k must match q in batch, head_dim, dtype and device (its heads and tokens may differ), "
                          f"got q.shape={tuple(q.shape)} {q.dtype} {q.device}, k.shape={tuple(k.shape)} {k.dtype} {k.device}")
+    if D % 2:
+        raise ValueError(f"{fn}: q's head_dim must be even (pairs of features turn together), got "
+                         f"q.shape={tuple(q.shape)}, head_dim={D}")
     shape = cos.shape
     if (shape != sin.shape or len(shape) not in (2, 3) or shape[-2:] != (T, D) or len(shape) == 3 and shape[0] != 1
-            or D % 2 or not (cos.is_floating_point() and sin.is_floating_point())):
+            or not (cos.is_floating_point() and sin.is_floating_point())):
         raise ValueError(f"{fn}: cos and sin must both be floating-point tables of shape ({T}, {D}) or (1, {T}, {D}), "
                          f"one for the batch, the angles of q's {T} tokens for all D = {D} features (their function "
-                         f"rotates every feature), D even, for q (B, H, T, D) = {tuple(q.shape)}; got "
+                         f"rotates every feature), for q (B, H, T, D) = {tuple(q.shape)}; got "
                          f"cos.shape={tuple(cos.shape)} {cos.dtype}, sin.shape={tuple(sin.shape)} {sin.dtype}")
     Tk = k.shape[2]
     if isinstance(n, bool) or not isinstance(n, numbers.Integral) or not 0 <= n <= Tk:
         raise ValueError(f"{fn}: num_k_exclude_rope must be an integer from 0 to k's {Tk} tokens (the last ones pass "
                          f"through unturned), got num_k_exclude_rope={n!r}")
+    return Tk - int(n)
+
+
+def _check_sam(fn: str, q, k, cos, sin, n, repeat) -> tuple[int, int]:
+    """SAM 2's arguments (``_check_2d``), and the first m = Tk − n keys turned by the table: m = Tq, or with
+    ``repeat_freqs_k`` (or Tq = 1, which theirs broadcasts) a multiple of Tq, the table tiled (the memories of
+    m / Tq frames, each of the image's Tq positions). Returns the number of tiles and m."""
+    m = _check_2d(fn, q, k, cos, sin, n)
     _check_bool(fn, repeat, "repeat_freqs_k")
-    m = Tk - int(n)
+    T = q.shape[2]
     tiles = m // T if T else 0
     if m and (tiles * T != m or tiles != 1 and not (repeat or T == 1)):
-        raise ValueError(f"{fn}: the keys turned, the first Tk − num_k_exclude_rope = {Tk} − {n} = {m}, must be q's "
-                         f"{T} tokens, or with repeat_freqs_k=True a multiple of them (the memories of several frames, "
-                         f"each turned by the same table); got q.shape={tuple(q.shape)}, k.shape={tuple(k.shape)}, "
+        raise ValueError(f"{fn}: the keys turned, the first Tk − num_k_exclude_rope = {k.shape[2]} − {n} = {m}, must be "
+                         f"q's {T} tokens, or with repeat_freqs_k=True a multiple of them (the memories of several "
+                         f"frames, each turned by the same table); got q.shape={tuple(q.shape)}, k.shape={tuple(k.shape)}, "
                          f"repeat_freqs_k={repeat!r}")
     return tiles, m
+
+
+def _check_edgetam(fn: str, q, k, cos, sin, cos_k, sin_k, n, frames) -> tuple[int, int, int]:
+    """EdgeTAM's cross-attention arguments (``_check_2d``); cos_k and sin_k one table ``(S, D)`` or ``(1, S, D)``
+    for the keys; ``repeat_freqs_k`` R a positive integer, the frames of memory: the first m = Tk − n keys are R
+    frames of m / R tokens each, of which the last S are turned by the table and the first m / R − S (the frame's
+    global latents) pass through. Returns R, the tokens of a frame, and m."""
+    m = _check_2d(fn, q, k, cos, sin, n)
+    for name, x in (("cos_k", cos_k), ("sin_k", sin_k)):
+        if not isinstance(x, Tensor):
+            raise ValueError(f"{fn}: {name} must be a tensor, got type({name})={type(x).__name__}")
+    D, shape = q.shape[3], cos_k.shape
+    if (shape != sin_k.shape or len(shape) not in (2, 3) or shape[-1] != D or len(shape) == 3 and shape[0] != 1
+            or not (cos_k.is_floating_point() and sin_k.is_floating_point())):
+        raise ValueError(f"{fn}: cos_k and sin_k must both be floating-point tables of shape (S, {D}) or (1, S, {D}), "
+                         f"one for the batch, the angles of the S turned tokens of each frame of keys, all D = {D} "
+                         f"features; got cos_k.shape={tuple(cos_k.shape)} {cos_k.dtype}, sin_k.shape={tuple(sin_k.shape)} "
+                         f"{sin_k.dtype}")
+    if m == 0:  # no key turned: theirs returns before it reads repeat_freqs_k
+        return 0, 0, 0
+    if isinstance(frames, bool) or not isinstance(frames, numbers.Integral) or frames < 1:
+        raise ValueError(f"{fn}: repeat_freqs_k must be a positive integer, the frames of memory in k, got "
+                         f"repeat_freqs_k={frames!r}")
+    frames, S = int(frames), shape[-2]
+    if m % frames or m // frames < S:
+        raise ValueError(f"{fn}: the keys turned, the first Tk − num_k_exclude_rope = {k.shape[2]} − {n} = {m}, must be "
+                         f"repeat_freqs_k = {frames} frames of equal length, each at least cos_k's {S} tokens (its last "
+                         f"{S} turned, the rest passed through); got k.shape={tuple(k.shape)}, cos_k.shape={tuple(shape)}")
+    return frames, m // frames, m
 
 
 def _check_complex(fn: str, names, q, k, freqs, dim: int, vision: bool) -> Tensor:
@@ -815,10 +871,12 @@ hf_apply_rotary_pos_emb_2d = _drop_in("sam2d", "hf_apply_rotary_pos_emb_2d", """
         repeat_freqs_k: with True the first ``Tk − n`` keys may be a multiple of Tq, each tile of Tq keys turned by
             the table (``cos.repeat`` in theirs); with False they must be Tq (or Tq = 1, a row theirs broadcasts).
 
-    Returns: ``(q_embed, k_embed)``, new tensors of q's and k's shapes and dtype; differentiable in q and k. Theirs
-    computes in float32 and rounds to q's dtype, as the kernel does: the results agree to float32's rounding. The
-    tiles are views of k, so nothing is copied to launch them; the turned tiles and the passed keys are joined by
-    one concatenation (theirs makes it too), except in self-attention, where there is nothing to join.
+    Returns: ``(q_embed, k_embed)``, new tensors of q's and k's shapes and dtype; differentiable in q and k. For q
+    in bf16, fp16 or fp32, theirs computes in float32 and rounds to q's dtype, as the kernel does (for float64 q,
+    theirs narrows to float32 and the kernel does not). The tiles are views of k, so nothing is copied to launch
+    them; the turned tiles and the passed keys are joined by one concatenation (theirs makes it too), except in
+    self-attention, where there is nothing to join. SAM 3's ViT builds its table in every layer, so there the
+    check of cos's copies runs in every layer (on CUDA, a device sync for cos and one for sin), as CLVP's does.
 
     >>> import os, ropebook as rb
     >>> from unittest import mock
@@ -829,6 +887,38 @@ hf_apply_rotary_pos_emb_2d = _drop_in("sam2d", "hf_apply_rotary_pos_emb_2d", """
     ...     qr, kr = hf_apply_rotary_pos_emb_2d(q, k, cos, sin, num_k_exclude_rope=4, repeat_freqs_k=True)
     >>> turned = rb.apply_rope(k[:, :, 6:12], layout="interleaved")       # the second frame's tile
     >>> torch.allclose(kr[:, :, 6:12], turned, atol=1e-6) and torch.equal(kr[:, :, 18:], k[:, :, 18:])
+    True
+    """)
+
+
+hf_apply_rotary_pos_emb_2d_cross_attn = _drop_in("edgetam_cross", "hf_apply_rotary_pos_emb_2d_cross_attn", """
+    EdgeTAM's ``apply_rotary_pos_emb_2d_cross_attn(q, k, cos, sin, cos_k, sin_k, num_k_exclude_rope=0,
+    repeat_freqs_k=1)`` (its memory cross-attention): Cohere's rotation (pairs ``(2i, 2i + 1)``, each value of the
+    tables twice in a row, checked) of q by cos, and of each frame of memory in k by a table of the keys' own,
+    in a launch for q and one for each frame.
+
+    Args:
+        q: ``(B, Hq, Tq, D)``, the current frame's patches; cos, sin: ``(1, Tq, D)`` or ``(Tq, D)``, their table.
+        k: ``(B, Hk, Tk, D)``: R frames of memory, each of t global latents and then S spatial tokens, then n
+            object pointers. cos_k, sin_k: ``(1, S, D)`` or ``(S, D)``, the spatial tokens' table, the same for
+            every frame.
+        num_k_exclude_rope: n, the last keys, passed through unturned.
+        repeat_freqs_k: R, the frames of memory (at least 1; the first ``Tk − n`` keys must split into R frames
+            of at least S tokens). Not read where no key is turned (``n = Tk``), as in theirs.
+
+    Returns: ``(q_embed, k_embed)``, of q's and k's shapes and dtype; differentiable in q and k. For q in bf16,
+    fp16 or fp32, theirs computes in float32 and rounds to q's dtype, as the kernel does. Where no key is turned, k_embed is a view of k, as in
+    theirs; otherwise the latents, the turned tokens and the pointers are joined by one concatenation.
+
+    >>> import os, ropebook as rb
+    >>> from unittest import mock
+    >>> q, k = torch.randn(1, 2, 6, 8), torch.randn(1, 2, 2 * (1 + 4) + 3, 8)  # 2 frames of 1 latent, 4 spatial; 3 pointers
+    >>> tables = [x.repeat_interleave(2, -1)[None] for x in rb.rope_cos_sin(torch.arange(6), 8)]  # (1, 6, D)
+    >>> cos_k, sin_k = (x[:, :4] for x in tables)                                  # the keys' (1, S, D)
+    >>> with mock.patch.dict(os.environ, TRITON_INTERPRET="1"):
+    ...     qr, kr = hf_apply_rotary_pos_emb_2d_cross_attn(q, k, *tables, cos_k, sin_k, 3, 2)
+    >>> turned = rb.apply_rope(k[:, :, 6:10], layout="interleaved")              # the second frame's spatial tokens
+    >>> torch.allclose(kr[:, :, 6:10], turned, atol=1e-6) and torch.equal(kr[:, :, 5], k[:, :, 5])
     True
     """)
 
@@ -973,7 +1063,8 @@ _DROP_INS = {"half": hf_apply_rotary_pos_emb, "interleaved": hf_apply_rotary_pos
              "cohere": hf_apply_rotary_pos_emb_cohere, "pairs_interleaved": hf_apply_rotary_pos_emb_pairs_interleaved,
              "gptj": hf_apply_rotary_pos_emb_gptj, "nanochat": hf_apply_rotary_pos_emb_nanochat,
              "deepseek_v4": hf_apply_rotary_pos_emb_deepseek_v4, "dinov3": hf_apply_rotary_pos_emb_dinov3,
-             "clvp": hf_apply_rotary_pos_emb_clvp, "sam2d": hf_apply_rotary_pos_emb_2d, "llama4": hf_apply_rotary_emb,
+             "clvp": hf_apply_rotary_pos_emb_clvp, "sam2d": hf_apply_rotary_pos_emb_2d,
+             "edgetam_cross": hf_apply_rotary_pos_emb_2d_cross_attn, "llama4": hf_apply_rotary_emb,
              "deepseek_v2": hf_apply_rotary_emb_deepseek_v2, "llama4_vision": hf_vision_apply_rotary_emb, "deepseek": hf_apply_rotary_pos_emb_interleave,
              "vision": hf_apply_rotary_pos_emb_vision, "vision_cohere": hf_apply_rotary_pos_emb_vision_cohere}
 # the module functions patch_hf replaces, and the forms each may compute
@@ -983,7 +1074,8 @@ _FUNCTIONS = {"apply_rotary_pos_emb": ("half", "interleaved", "pairs", "single",
               "apply_rotary_pos_emb_vision": ("vision", "vision_cohere"),
               "apply_rotary_emb": ("llama4", "deepseek_v2"),
               "vision_apply_rotary_emb": ("llama4_vision",),
-              "apply_rotary_pos_emb_2d": ("sam2d",), "apply_rotary_pos_emb_2d_self_attn": ("sam2d",)}
+              "apply_rotary_pos_emb_2d": ("sam2d",), "apply_rotary_pos_emb_2d_self_attn": ("sam2d",),
+              "apply_rotary_pos_emb_2d_cross_attn": ("edgetam_cross",)}
 _FORM_NAMES = {"half": "Llama's (pairs (i, i + r/2), cos each value twice)",
                "interleaved": "GLM's (pairs (2i, 2i + 1), cos's first half)",
                "pairs": "gpt-oss's (pairs (i, i + D/2), cos one value a pair)",
@@ -996,6 +1088,7 @@ _FORM_NAMES = {"half": "Llama's (pairs (i, i + r/2), cos each value twice)",
                "dinov3": "DINOv3's (Llama's, the last P = cos.shape[0] tokens, cos (P, D) for the batch)",
                "clvp": "CLVP's ((q, k, v, cos, sin, position_ids): Llama's, of q, k and v, cos (S, D) read at position_ids)",
                "sam2d": "SAM 2's (Cohere's, cos (1, Tq, D) for the batch, tiled over k's first tokens, the last passed through)",
+               "edgetam_cross": "EdgeTAM's cross-attention's (Cohere's; in each frame of k the last S tokens by cos_k (S, D))",
                "llama4": "Llama 4's ((xq, xk, freqs_cis): pairs (2i, 2i + 1) times complex freqs_cis, xq (B, T, H, D))",
                "deepseek_v2": "DeepSeek-V2's ((xq, xk, freqs_cis): pairs (2i, 2i + 1) times complex freqs_cis, xq (B, H, T, D))",
                "llama4_vision": "Llama 4's vision tower's ((query, key, freqs_ci): Llama 4's, freqs_ci (T, 1, D/2))",
@@ -1020,7 +1113,11 @@ def _probe(original, form: str, r: int = 8, call: str = "plain"):
     as above (v as q), cos and sin a table (5, ·) read at position ids (2, 3), some negative, ``"one row of positions"`` (1, 3) for both
     sequences; ``"unsqueeze_dim=2"`` as above. Meta's complex form: cos and sin the parts of a complex freqs_cis
     (2, 3, 4), q and k (B, T, H, D) for Llama 4's, (B, H, T, D) for DeepSeek-V2's, ``"one row"`` freqs_cis (1, 3, 4);
-    Llama 4's vision tower's freqs_ci (3, 1, 4), one table for the batch. Returns the largest difference from the form's result computed in float64, or what the call did
+    Llama 4's vision tower's freqs_ci (3, 1, 4), one table for the batch. SAM 2's form: cos and sin one table
+    (1, 3, ·), or (3, ·) with ``"2-d cos"``; ``"keys excluded"`` k of 5 tokens with num_k_exclude_rope=2,
+    ``"keys tiled"`` k of 7, repeat_freqs_k=True and num_k_exclude_rope=1 (two tiles of 3 turned). EdgeTAM's
+    cross-attention form: the keys' own table (1, 2, ·) for the last 2 tokens of each frame, k of 2 frames of 3
+    tokens and 1 pointer, or with ``"no latents"`` 3 frames of 2 tokens. Returns the largest difference from the form's result computed in float64, or what the call did
     instead (raised, or returned something else)."""
     g = torch.Generator().manual_seed(0)
     q, k = torch.randn(*_PROBE_Q, generator=g), torch.randn(2, 1, 3, 8, generator=g)
@@ -1055,11 +1152,19 @@ def _probe(original, form: str, r: int = 8, call: str = "plain"):
         cos, sin = torch.cat((ct, ct), -1), torch.cat((st, st), -1)  # (S, r)
         c, s = ct[pos], st[pos]
     sam = {}  # SAM 2's keywords: the last keys passed through, the first ones in tiles of q's tokens
-    if form in _SAM:  # one table (1, T, r) for the batch (their function broadcasts it over q's heads); k of 5
-        # tokens, the last 2 passed through, or of 7, 2 tiles of 3 turned and 1 passed: a function that turns the
-        # excluded keys, or the first ones, or repeats each row where it should tile the table, differs
-        if cos.ndim == 3:
-            cos, sin, c, s = cos[:1], sin[:1], c[:1], s[:1]
+    if form in _SAM and cos.ndim == 3:  # one table (1, T, r) for the batch (their function broadcasts it over q's heads)
+        cos, sin, c, s = cos[:1], sin[:1], c[:1], s[:1]
+    if form == "edgetam_cross":  # the keys' own table (1, 2, r), for the last 2 tokens of each frame; k of 2 frames
+        # of 3 tokens and 1 pointer, or of 3 frames of 2 tokens (no latents): a function that turns the latents, or
+        # the first tokens of a frame, or the keys by q's table, or repeats each row where it should tile, differs
+        ck, sk = (torch.rand(1, 2, r // 2, generator=g) * 2 - 1 for _ in range(2))
+        cos_k, sin_k = ck.repeat_interleave(2, -1), sk.repeat_interleave(2, -1)
+        frames, per, n = (3, 2, 0) if call == "no latents" else (2, 3, 1)
+        k = torch.randn(2, 1, frames * per + n, 8, generator=g)
+        sam = dict(cos_k=cos_k[0] if call == "2-d cos" else cos_k, sin_k=sin_k[0] if call == "2-d cos" else sin_k,
+                   num_k_exclude_rope=n, repeat_freqs_k=frames)
+    elif form in _SAM:  # k of 5 tokens, the last 2 passed through, or of 7, 2 tiles of 3 turned and 1 passed: a
+        # function that turns the excluded keys, or the first ones, or repeats each row where it should tile, differs
         if call in ("keys excluded", "keys tiled"):
             k = torch.randn(2, 1, 5 if call == "keys excluded" else 7, 8, generator=g)
             sam = dict(num_k_exclude_rope=2) if call == "keys excluded" else dict(num_k_exclude_rope=1, repeat_freqs_k=True)
@@ -1075,7 +1180,12 @@ def _probe(original, form: str, r: int = 8, call: str = "plain"):
     want = [torch.cat((x[:, :, :tokens].double(), torch.cat((x[..., tokens:, :skip].double(), _apply_cos_sin_torch(
         x[..., tokens:, skip:].double(), c[:, None].double(), sign * s[:, None].double(), layout=layout, rotary_dim=r)),
         -1)), 2) for x in ((q,) if alone or form in _SAM else (q, k, v) if form in _GATHER else (q, k))]  # c[:, None]: (B, 1, T, r/2), each sequence's own angles
-    if form in _SAM:  # k: its first m tokens turned by the table tiled, the rest as they are
+    if form == "edgetam_cross":  # k: in each frame the first tokens as they are, the last 2 turned by cos_k
+        turned = [torch.cat((f[:, :, :per - 2].double(), _apply_cos_sin_torch(
+            f[:, :, per - 2:].double(), ck[:, None].double(), sk[:, None].double(), layout=layout, rotary_dim=r)), 2)
+            for f in k[:, :, :frames * per].split(per, 2)]
+        want.append(torch.cat((*turned, k[:, :, frames * per:].double()), 2))
+    elif form in _SAM:  # k: its first m tokens turned by the table tiled, the rest as they are
         m = k.shape[2] - sam.get("num_k_exclude_rope", 0)
         ct, st = (x.repeat(1, m // q.shape[2], 1)[:, None].double() for x in (c, s))
         want.append(torch.cat((_apply_cos_sin_torch(k[:, :, :m].double(), ct, st, layout=layout, rotary_dim=r),
@@ -1141,7 +1251,7 @@ _CALLS = {"half": ("unsqueeze_dim=2", "unsqueeze_dim=0", "k omitted", "partial")
           "deepseek_v4": ("unsqueeze_dim=2", "unsqueeze_dim=0", "partial"),
           "dinov3": ("no prefix",),
           "clvp": ("unsqueeze_dim=2", "one row of positions"),
-          "sam2d": ("2-d cos", "keys excluded", "keys tiled"),
+          "sam2d": ("2-d cos", "keys excluded", "keys tiled"), "edgetam_cross": ("2-d cos", "no latents"),
           "llama4": ("one row",), "deepseek_v2": ("one row",), "llama4_vision": (),
           "deepseek": ("unsqueeze_dim=2", "unsqueeze_dim=0", "k omitted", "partial"),
           "vision": ("batched", "batched, 2-d cos", "partial"),
@@ -1202,7 +1312,8 @@ def patch_hf(module):
     complex form, Llama 4's and DeepSeek-V2's ``apply_rotary_emb``, against :func:`hf_apply_rotary_emb` and
     ``_deepseek_v2``, and Llama 4's vision tower's ``vision_apply_rotary_emb``, against
     :func:`hf_vision_apply_rotary_emb`; and SAM's ``apply_rotary_pos_emb_2d`` and EdgeTAM's
-    ``apply_rotary_pos_emb_2d_self_attn``, against :func:`hf_apply_rotary_pos_emb_2d`. A function
+    ``apply_rotary_pos_emb_2d_self_attn``, against :func:`hf_apply_rotary_pos_emb_2d`, and EdgeTAM's
+    ``apply_rotary_pos_emb_2d_cross_attn``, against :func:`hf_apply_rotary_pos_emb_2d_cross_attn`. A function
     that is none of its forms raises a ValueError that says what the probe found, and nothing is patched; except
     an ``apply_rotary_emb`` or ``vision_apply_rotary_emb`` that raises on every probe of Meta's call (another
     library's function under that name, such as flash-attn's ``apply_rotary_emb(x, cos, sin)``), which is left as
