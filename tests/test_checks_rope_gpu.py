@@ -7,6 +7,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+import torch
 
 from ropebook.checks import rope_gpu as checks
 from checker_cases import checker_tests
@@ -37,6 +38,18 @@ def quarter_turn_cos_sin(u, *, floor=False, swap=True, signs=True):
     return (np.where((quarter + 1) & 2, -cos, cos), np.where(quarter & 2, -sin, sin)) if signs else (cos, sin)
 
 
+def score_spread(turn, q, k, distance, starts):
+    scores = [float(np.dot(turn(q, m + distance), turn(k, m))) for m in starts]
+    return max(scores) - min(scores)
+
+
+def score_spread_torch(turn, q, k, distance, starts):  # the same in torch: a tensor of scores, its max − min
+    q, k = torch.as_tensor(q), torch.as_tensor(k)
+    scores = torch.stack([torch.dot(torch.as_tensor(turn(q.numpy(), m + distance)), torch.as_tensor(turn(k.numpy(), m)))
+                          for m in starts])
+    return scores.max() - scores.min()
+
+
 def _float32_angle(u):
     angle = u.astype(np.float32) * np.float32(TWO_PI_OVER_2_64)
     return np.cos(angle), np.sin(angle)
@@ -51,6 +64,8 @@ SOLUTIONS = {
     "fixed_point_angle": (checks.check_fixed_point_angle, fixed_point_angle),
     "quarter_turn_cos_sin": (checks.check_quarter_turn_cos_sin, quarter_turn_cos_sin),
     "quarter_turn_cos_sin, the quarter below": (checks.check_quarter_turn_cos_sin, lambda u: quarter_turn_cos_sin(u, floor=True)),
+    "score_spread": (checks.check_score_spread, score_spread),
+    "score_spread, torch": (checks.check_score_spread, score_spread_torch),
 }
 
 # (checker, answer, words the message must contain)
@@ -74,6 +89,18 @@ WRONG = {
     "quarter_turn_cos_sin: not implemented": (checks.check_quarter_turn_cos_sin, _not_implemented, ["not implemented yet"]),
     "quarter_turn_cos_sin: cos only": (checks.check_quarter_turn_cos_sin, lambda u: quarter_turn_cos_sin(u)[0], ["quarter_turn_cos_sin"]),
     "fixed_point_angle: not callable": (checks.check_fixed_point_angle, 3.14, ["expected a function", "float"]),
+    "score_spread: zero, right for RoPE alone": (checks.check_score_spread, lambda turn, q, k, d, starts: 0.0,
+                                                 ["score_spread", "case 3/6", "turn=tiled_halves_turn", "hint"]),
+    "score_spread: both at m": (checks.check_score_spread,
+                                lambda turn, q, k, d, starts: score_spread(turn, q, k, 0, starts),
+                                ["score_spread", "case 3/6", "distance=3"]),
+    "score_spread: q and k the other way round": (checks.check_score_spread,
+                                                  lambda turn, q, k, d, starts: score_spread(turn, k, q, d, starts),
+                                                  ["score_spread", "turn=added_turn"]),
+    "score_spread: the largest score": (checks.check_score_spread,
+                                        lambda turn, q, k, d, starts: max(float(np.dot(turn(q, m + d), turn(k, m))) for m in starts),
+                                        ["score_spread", "case 1/6", "turn=rope_turn"]),
+    "score_spread: not implemented": (checks.check_score_spread, _not_implemented, ["not implemented yet"]),
 }
 
 

@@ -1,5 +1,6 @@
-"""Checkers for the exercises of ``ch-rope-gpu``: the bytes a RoPE call must move, fixed-point angles, and
-cos and sin after an exact reduction to a quarter turn.
+"""Checkers for the exercises of ``ch-rope-gpu``: the bytes a RoPE call must move, fixed-point angles,
+cos and sin after an exact reduction to a quarter turn, and the spread of q·k over positions at one distance
+(a test of whether a function found in a model is RoPE).
 
 >>> check_rope_bytes(lambda B, T, n_q_heads, n_kv_heads, head_dim, itemsize: 0).passed
 False
@@ -14,7 +15,7 @@ import numpy as np
 
 from ropebook.checks._core import Case, CheckResult, check_function
 
-__all__ = ["check_rope_bytes", "check_fixed_point_angle", "check_quarter_turn_cos_sin"]
+__all__ = ["check_rope_bytes", "check_fixed_point_angle", "check_quarter_turn_cos_sin", "check_score_spread"]
 
 
 def _rope_bytes_reference(B, T, n_q_heads, n_kv_heads, head_dim, itemsize):
@@ -126,3 +127,63 @@ def check_quarter_turn_cos_sin(fn: Any) -> CheckResult:
                           hint="quarter = ((u + 2^61) >> 62) & 3; rest = ((u + 2^61) & (2^62 - 1)) - 2^61, then float32 "
                                "and × 2π/2^64; cos and sin of rest in float32; odd quarters swap them; "
                                "quarters 1, 2 negate cos and 2, 3 negate sin.")
+
+
+def _frequencies(D: int) -> np.ndarray:
+    return 10000.0 ** (-2.0 * np.arange(D // 2) / D)
+
+
+def _rope_turn(x, m):
+    """RoPE of pairs (2i, 2i + 1): pair i turned by m·θ_i."""
+    a = m * _frequencies(len(x))
+    y = np.empty_like(x)
+    y[0::2] = x[0::2] * np.cos(a) - x[1::2] * np.sin(a)
+    y[1::2] = x[0::2] * np.sin(a) + x[1::2] * np.cos(a)
+    return y
+
+
+def _tiled_halves_turn(x, m):
+    """Pairs (2i, 2i + 1), but cos and sin tiled in halves (V-JEPA 2's): feature j takes frequency j mod D/2,
+    so the two features of a pair take two different angles. Not a rotation."""
+    a = np.tile(m * _frequencies(len(x)), 2)
+    turned = np.empty_like(x)
+    turned[0::2], turned[1::2] = -x[1::2], x[0::2]
+    return x * np.cos(a) + turned * np.sin(a)
+
+
+def _added_turn(x, m):
+    """An absolute encoding added, not turned: the sinusoids of position m (Vaswani et al.'s)."""
+    a = m * _frequencies(len(x))
+    pe = np.empty_like(x)
+    pe[0::2], pe[1::2] = np.sin(a), np.cos(a)
+    return x + pe
+
+
+def _score_spread_reference(turn, q, k, distance, starts):
+    scores = [float(np.dot(np.asarray(turn(q, m + distance)), np.asarray(turn(k, m)))) for m in starts]
+    return max(scores) - min(scores)
+
+
+def check_score_spread(fn: Any) -> CheckResult:
+    """Check ``score_spread(turn, q, k, distance, starts)``: the largest minus the smallest of the scores
+    ``turn(q, m + distance) · turn(k, m)`` over the positions m in ``starts`` (0 up to rounding for RoPE,
+    whatever q, k and the distance; not for an encoding whose scores see absolute positions).
+
+    Shapes: ``turn(x, m)`` takes a float64 vector (D,) and an integer position, returns (D,); q and k (D,),
+    ``distance`` an int, ``starts`` a list of ints → a float.
+
+    >>> check_score_spread(_score_spread_reference)
+    Correct: score_spread agrees with the reference on all 6 cases.
+    >>> check_score_spread(lambda turn, q, k, distance, starts: 0.0).passed  # right for RoPE alone
+    False
+    """
+    rng = np.random.default_rng(0)
+    cases = []
+    for turn in (_rope_turn, _tiled_halves_turn, _added_turn):
+        for D, distance, starts in ((8, 3, [0, 1, 7, 50]), (16, 0, [2, 100, 1000, 40_000, 5])):
+            q, k = rng.standard_normal(D), rng.standard_normal(D)
+            cases.append(Case((turn, q, k, distance, starts),
+                              label=f"turn={turn.__name__.strip('_')}, D={D}, distance={distance}, starts={starts}"))
+    return check_function("score_spread", fn, _score_spread_reference, cases, rtol=1e-9, atol=1e-9,
+                          hint="for each m in starts: the dot product of turn(q, m + distance) and turn(k, m); "
+                               "return max − min of those scores.")
