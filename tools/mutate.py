@@ -444,6 +444,16 @@ TEST_MUTANTS: tuple[Mutant, ...] = (
            "not repeat_freqs_k asks it to, where SAM 2's function raises: a caller's mistake passes silently",
            (("ropebook/kernels/hf.py", "tiles != 1 and not (repeat or T == 1)", "tiles != 1 and False"),),
            (), ("tests/test_bad_arguments.py",)),
+    Mutant("hf-edgetam-keys-by-qs-table", "EdgeTAM's drop-in turns the spatial tokens of each frame of memory by the "
+           "first rows of q's table instead of the keys' own: silently wrong wherever the two grids differ",
+           (("ropebook/kernels/hf.py", "pair(k[:, :, i * per + t:(i + 1) * per], None, cos_k, sin_k, 1)",
+             "pair(k[:, :, i * per + t:(i + 1) * per], None, cos[..., :per - t, :], sin[..., :per - t, :], 1)"),),
+           (), ("tests/test_kernels.py",)),
+    Mutant("hf-probe-edgetam-keys-table-is-qs", "the probe of EdgeTAM's cross-attention form hands every function a "
+           "keys' table equal to the first rows of q's: a function that turns the keys by q's table gets the drop-in",
+           (("ropebook/kernels/hf.py", "        ck, sk = (torch.rand(1, 2, r // 2, generator=g) * 2 - 1 for _ in range(2))",
+             "        ck, sk = c[:, :2], s[:, :2]"),),
+           (), ("tests/test_kernels.py",)),
     Mutant("hf-nanochat-plus-theta", "nanochat's drop-in asks the kernel for Llama's rotation by +θ: the rotation its "
            "function undoes, silently (q·k then sees n − m where the model was trained on m − n)",
            (("ropebook/kernels/autograd.py", '**op.table_args(cos3, None), **({"conj": True} if conj else {}))',
