@@ -60,7 +60,7 @@ and then object pointers (the last ``num_k_exclude_rope``, passed through). SAM 
 self-attention call a shorter copy, ``(q, k, cos, sin)`` (EdgeTAM's named ``apply_rotary_pos_emb_2d_self_attn``).
 :func:`hf_apply_rotary_pos_emb_2d` is their drop-in, a launch a tile of keys. EdgeTAM's cross-attention calls
 ``apply_rotary_pos_emb_2d_cross_attn(q, k, cos, sin, cos_k, sin_k, num_k_exclude_rope, repeat_freqs_k)``, each
-frame of memory a few global latents (passed through) and spatial tokens turned by the keys' own table;
+frame of memory global latents (passed through) and spatial tokens turned by the keys' own table;
 :func:`hf_apply_rotary_pos_emb_2d_cross_attn` is its drop-in.
 
 :func:`patch_hf` puts the right one in a modelling module's place for the length of a ``with``
@@ -103,7 +103,9 @@ __all__ = ["hf_apply_rotary_pos_emb", "hf_apply_rotary_pos_emb_interleaved", "hf
            "hf_vision_apply_rotary_emb", "hf_apply_rotary_pos_emb_2d", "hf_apply_rotary_pos_emb_2d_cross_attn",
            "hf_apply_rotary_pos_emb_vision_cohere", "patch_hf"]
 
-_checked: list = [None, None, -1, -1, None]  # weak references to the last cos and sin compared, their versions, how
+# the last two (cos, sin) pairs compared: weak references to them, their versions, how (two: EdgeTAM's memory
+# attention hands every layer q's table and the keys' table, which would push each other out of one place)
+_checked: list = []
 
 
 def _twice(x: Tensor, in_a_row: bool) -> tuple[Tensor, Tensor]:
@@ -123,19 +125,20 @@ def _rule(name: str, in_a_row: bool, h) -> str:
     return f"{name}[..., :{h}] == {name}[..., {h}:], as Hugging Face's rotary modules build it (cat((freqs, freqs), -1))"
 
 
-def _check_twice(fn: str, cos: Tensor, sin: Tensor, in_a_row: bool) -> None:
+def _check_twice(fn: str, cos: Tensor, sin: Tensor, in_a_row: bool, names: tuple = ("cos", "sin")) -> None:
     """Hugging Face's rotary modules hold each value of cos and sin twice (``_twice``). The kernel reads one
     copy, so a cos or sin whose copies differ would give a silently wrong result: compare them. One model
     forward pass hands the same cos and sin to every layer, so the comparison (a device sync on CUDA) runs
-    once per pass, not once per layer; it is skipped while a CUDA graph is being captured, where a sync is
-    not allowed (the eager warm-up before capture has compared them)."""
-    c_ref, s_ref, c_ver, s_ver, how = _checked
-    if (c_ref is not None and c_ref() is cos and s_ref() is sin and c_ver == _version(cos) and s_ver == _version(sin)
-            and how == in_a_row):
-        return
+    once per pass, not once per layer (for up to two tables a pass); it is skipped while a CUDA graph is being
+    captured, where a sync is not allowed (the eager warm-up before capture has compared them). ``names``: the
+    caller's names for the two tensors, in messages."""
+    for c_ref, s_ref, c_ver, s_ver, how in _checked:
+        if (c_ref() is cos and s_ref() is sin and c_ver == _version(cos) and s_ver == _version(sin)
+                and how == in_a_row):
+            return
     if cos.is_cuda and torch.cuda.is_current_stream_capturing():
         return
-    for name, x in (("cos", cos), ("sin", sin)):
+    for name, x in zip(names, (cos, sin)):
         first, second = _twice(x, in_a_row)
         if not torch.equal(first, second):
             if not torch.isfinite(x).all():  # (NaN never equals itself: "halves differ" would mislead)
@@ -146,16 +149,17 @@ def _check_twice(fn: str, cos: Tensor, sin: Tensor, in_a_row: bool) -> None:
                 f"{fn}: {name} must hold each value twice, {_rule(name, in_a_row, x.shape[-1] // 2)}; its "
                 f"{'even and odd features' if in_a_row else 'halves'} differ, "
                 f"largest difference {(first - second).abs().max().item():.3g}")
-    _checked[:] = [weakref.ref(cos), weakref.ref(sin), _version(cos), _version(sin), in_a_row]
+    _checked[:] = [*_checked[-1:], (weakref.ref(cos), weakref.ref(sin), _version(cos), _version(sin), in_a_row)]
 
 
-def _assert_twice(fn: str, cos: Tensor, sin: Tensor, in_a_row: bool, shape: str = "(…, T, r)", r: str = "r") -> None:
+def _assert_twice(fn: str, cos: Tensor, sin: Tensor, in_a_row: bool, shape: str = "(…, T, r)", r: str = "r",
+                  names: tuple = ("cos", "sin")) -> None:
     """``_check_twice`` for a graph that ``torch.compile`` traces, where Python cannot read a comparison's
     result: an assertion node (``torch._assert_async``) that fails when the compiled code runs, without
     a device sync on CUDA (a device-side assert there: the error surfaces at the next synchronization).
     Its message names r, not its value: a value read from the shape would make the compiler specialize on
     it (a recompilation for each rotary width under ``dynamic=True``)."""
-    for name, x in (("cos", cos), ("sin", sin)):
+    for name, x in zip(names, (cos, sin)):
         first, second = _twice(x, in_a_row)
         torch._assert_async((first == second).all(), f"{fn}: {name} {shape} must hold each value twice, "
                                                      f"{_rule(name, in_a_row, f'{r}/2')}")
@@ -333,6 +337,10 @@ def _drop_in(form: str, fn: str, doc: str):
         def drop_in(q: Tensor, k: Tensor, cos: Tensor, sin: Tensor, cos_k: Tensor, sin_k: Tensor,
                     num_k_exclude_rope: int = 0, repeat_freqs_k: int = 1) -> tuple[Tensor, Tensor]:
             frames, per, m = _check_edgetam(fn, q, k, cos, sin, cos_k, sin_k, num_k_exclude_rope, repeat_freqs_k)
+            if m and torch.compiler.is_compiling():  # the keys' table checked under its own name (the launches
+                _assert_twice(fn, cos_k, sin_k, True, "(S, D)", "D", ("cos_k", "sin_k"))  # below would say cos)
+            elif m and not cos_k.is_meta:
+                _check_twice(fn, cos_k, sin_k, True, ("cos_k", "sin_k"))
             qr = pair(q, None, cos, sin, 1)
             if m == 0:  # no key turned: theirs returns the excluded keys, a view of k
                 return qr, k[:, :, k.shape[2] - num_k_exclude_rope:]
@@ -1117,7 +1125,8 @@ def _probe(original, form: str, r: int = 8, call: str = "plain"):
     (1, 3, ·), or (3, ·) with ``"2-d cos"``; ``"keys excluded"`` k of 5 tokens with num_k_exclude_rope=2,
     ``"keys tiled"`` k of 7, repeat_freqs_k=True and num_k_exclude_rope=1 (two tiles of 3 turned). EdgeTAM's
     cross-attention form: the keys' own table (1, 2, ·) for the last 2 tokens of each frame, k of 2 frames of 3
-    tokens and 1 pointer, or with ``"no latents"`` 3 frames of 2 tokens. Returns the largest difference from the form's result computed in float64, or what the call did
+    tokens and 1 pointer, or with ``"no latents"`` 3 frames of 2 tokens. (SAM 2's and EdgeTAM's keyword calls: k of 2
+    heads.) Returns the largest difference from the form's result computed in float64, or what the call did
     instead (raised, or returned something else)."""
     g = torch.Generator().manual_seed(0)
     q, k = torch.randn(*_PROBE_Q, generator=g), torch.randn(2, 1, 3, 8, generator=g)
@@ -1160,13 +1169,13 @@ def _probe(original, form: str, r: int = 8, call: str = "plain"):
         ck, sk = (torch.rand(1, 2, r // 2, generator=g) * 2 - 1 for _ in range(2))
         cos_k, sin_k = ck.repeat_interleave(2, -1), sk.repeat_interleave(2, -1)
         frames, per, n = (3, 2, 0) if call == "no latents" else (2, 3, 1)
-        k = torch.randn(2, 1, frames * per + n, 8, generator=g)
+        k = torch.randn(2, 2, frames * per + n, 8, generator=g)  # (two heads: a function that reads them as tokens differs)
         sam = dict(cos_k=cos_k[0] if call == "2-d cos" else cos_k, sin_k=sin_k[0] if call == "2-d cos" else sin_k,
                    num_k_exclude_rope=n, repeat_freqs_k=frames)
     elif form in _SAM:  # k of 5 tokens, the last 2 passed through, or of 7, 2 tiles of 3 turned and 1 passed: a
         # function that turns the excluded keys, or the first ones, or repeats each row where it should tile, differs
         if call in ("keys excluded", "keys tiled"):
-            k = torch.randn(2, 1, 5 if call == "keys excluded" else 7, 8, generator=g)
+            k = torch.randn(2, 2, 5 if call == "keys excluded" else 7, 8, generator=g)  # (two heads, as above)
             sam = dict(num_k_exclude_rope=2) if call == "keys excluded" else dict(num_k_exclude_rope=1, repeat_freqs_k=True)
     if form in _COMPLEX:  # Meta's: cos and sin as the real and imaginary parts of freqs_cis (B or 1, T, r/2)
         if form == "llama4_vision" or call == "one row":  # one table for the batch (the vision tower's (T, 1, r/2))
