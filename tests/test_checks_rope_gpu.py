@@ -43,6 +43,11 @@ def score_spread(turn, q, k, distance, starts):
     return max(scores) - min(scores)
 
 
+def abs_score_spread(turn, q, k, distance, starts):  # a wrong answer: the spread of |q·k|
+    scores = [abs(float(np.dot(turn(q, m + distance), turn(k, m)))) for m in starts]
+    return max(scores) - min(scores)
+
+
 def score_spread_torch(turn, q, k, distance, starts):  # the same in torch: a tensor of scores, its max − min
     q, k = torch.as_tensor(q), torch.as_tensor(k)
     scores = torch.stack([torch.dot(torch.as_tensor(turn(q.numpy(), m + distance)), torch.as_tensor(turn(k.numpy(), m)))
@@ -90,16 +95,18 @@ WRONG = {
     "quarter_turn_cos_sin: cos only": (checks.check_quarter_turn_cos_sin, lambda u: quarter_turn_cos_sin(u)[0], ["quarter_turn_cos_sin"]),
     "fixed_point_angle: not callable": (checks.check_fixed_point_angle, 3.14, ["expected a function", "float"]),
     "score_spread: zero, right for RoPE alone": (checks.check_score_spread, lambda turn, q, k, d, starts: 0.0,
-                                                 ["score_spread", "case 3/6", "turn=tiled_halves_turn", "hint"]),
+                                                 ["score_spread", "case 3/7", "turn=tiled_halves_turn", "hint"]),
     "score_spread: both at m": (checks.check_score_spread,
                                 lambda turn, q, k, d, starts: score_spread(turn, q, k, 0, starts),
-                                ["score_spread", "case 3/6", "distance=3"]),
+                                ["score_spread", "case 3/7", "distance=3"]),
     "score_spread: q and k the other way round": (checks.check_score_spread,
                                                   lambda turn, q, k, d, starts: score_spread(turn, k, q, d, starts),
                                                   ["score_spread", "turn=added_turn"]),
     "score_spread: the largest score": (checks.check_score_spread,
                                         lambda turn, q, k, d, starts: max(float(np.dot(turn(q, m + d), turn(k, m))) for m in starts),
-                                        ["score_spread", "case 1/6", "turn=rope_turn"]),
+                                        ["score_spread", "case 1/7", "turn=rope_turn"]),
+    "score_spread: the spread of |score|": (checks.check_score_spread, abs_score_spread,
+                                            ["score_spread", "case 7/7", "scores of both signs"]),
     "score_spread: not implemented": (checks.check_score_spread, _not_implemented, ["not implemented yet"]),
 }
 

@@ -1878,11 +1878,12 @@ def test_patch_hf_in_sam2s_memory_attention(frames):
 # EdgeTAM's cross-attention: k is R frames of memory, each t global latents (passed through) and then S spatial
 # tokens (turned by the keys' own table cos_k (1, S, D)), then n object pointers. (Tq, S, t, R, n)
 EDGETAM_CALLS = {"frames, latents and pointers": (6, 4, 2, 3, 2), "one frame, no latents": (6, 4, 0, 1, 0),
+                 "one frame, latents and pointers": (6, 4, 4, 1, 3),  # (a video's second frame: one frame of memory)
                  "pointers alone": (6, 4, 2, 3, 5), "one spatial token a frame": (1, 1, 1, 4, 1)}
 
 
 @pytest.mark.parametrize("call", EDGETAM_CALLS)
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
 def test_patched_edgetam_cross_drop_in_is_the_modules_formula_rounded_once(call, dtype):
     """EdgeTAM's cross-attention function: q turned by its table, the spatial tokens of each frame of k by the
     keys' table, the latents and the pointers k's own, bit for bit; against the module's own function run in
@@ -1910,6 +1911,8 @@ def test_patched_edgetam_cross_drop_in_is_the_modules_formula_rounded_once(call,
     for i in range(0 if call == "pointers alone" else R):  # the latents, and the pointers, as they came
         assert torch.equal(got[1][:, :, i * per:i * per + t], k[:, :, i * per:i * per + t])
     assert torch.equal(got[1][:, :, Tk - n:], k[:, :, Tk - n:])
+    if call == "pointers alone":  # no key turned: k's own memory, as theirs returns it
+        assert got[1].data_ptr() == k.data_ptr() and got[1].stride() == k.stride()
     if dtype == torch.float32:
         x64 = [x.double().requires_grad_() for x in (q, k)]
         g = [torch.randn_like(w) for w in want]
@@ -1953,12 +1956,25 @@ def _edgetam_as_sam2(q, k, cos, sin, cos_k, sin_k, num_k_exclude_rope=0, repeat_
             1, (k.shape[-2] - num_k_exclude_rope) // cos_k.shape[-2], 1), num_k_exclude_rope)[1:]
 
 
+def _edgetam_heads_folded(q, k, cos, sin, cos_k, sin_k, num_k_exclude_rope=0, repeat_freqs_k=1):
+    """EdgeTAM's with k's heads read as more tokens of each frame (reshape (B, R, H·m/R, D) where theirs views
+    (B, H, R, m/R, D)): the same for keys of one head."""
+    m = k.shape[-2] - num_k_exclude_rope
+    B, H, _, D = k.shape
+    frames = k[..., :m, :].reshape(B, repeat_freqs_k, -1, D)  # (B, R, H·m/R, D): each "frame" has H·m/R tokens
+    t = frames.shape[2] - cos_k.shape[-2]
+    sp = frames[:, :, t:]
+    turned = torch.cat((frames[:, :, :t], sp * cos_k + _pairwise(sp) * sin_k), 2).reshape(B, H, m, D)
+    return q * cos + _pairwise(q) * sin, torch.cat((turned, k[..., m:, :]), -2)
+
+
 @pytest.mark.parametrize("fn, found", [(_edgetam_cross, None), (_edgetam_spatial_first, "differs by"),
-                                       (_edgetam_keys_by_qs_table, "differs by"), (_edgetam_as_sam2, "(differs|raised)")])
+                                       (_edgetam_keys_by_qs_table, "differs by"), (_edgetam_as_sam2, "(differs|raised)"),
+                                       (_edgetam_heads_folded, "(differs|raised)")])
 def test_patch_hf_tells_edgetams_cross_attention_function_from_look_alikes(fn, found):
     """EdgeTAM's formula written out is given its drop-in; one that turns each frame's first tokens where EdgeTAM
-    turns its last, one that turns the keys by q's table, and SAM 2's function with the keys' table tiled over
-    every key (the latents turned too) are refused."""
+    turns its last, one that turns the keys by q's table, SAM 2's function with the keys' table tiled over every
+    key (the latents turned too), and one that reads k's heads as more tokens of each frame are refused."""
     _handwritten("apply_rotary_pos_emb_2d_cross_attn", fn, K.hf_apply_rotary_pos_emb_2d_cross_attn, "EdgeTAM's", found)
 
 
@@ -1994,6 +2010,32 @@ def test_patch_hf_in_edgetams_memory_attention():
     calls = _patched_matches_unpatched(module, "apply_rotary_pos_emb_2d_cross_attn", model, forward,
                                        launches=2 * (1 + 1 + R))  # (the self-attention's launch counted too)
     assert calls.call_count == 2
+
+
+def test_edgetam_compares_each_table_once_per_forward_pass(monkeypatch):
+    """EdgeTAM's memory attention hands every layer two tables, q's and the keys': each is compared (a device
+    sync on CUDA) once per forward pass, not once per layer, as one table is in a text model."""
+    from ropebook.kernels import hf
+
+    transformers = pytest.importorskip("transformers")
+    module = _hf_module("edgetam_video")
+    config = transformers.EdgeTamVideoConfig(
+        memory_attention_hidden_size=32, memory_attention_num_layers=3, memory_attention_num_attention_heads=2,
+        memory_attention_feed_forward_hidden_size=64, memory_attention_rope_feat_sizes=[4, 3],
+        memory_attention_rope_k_sizes=[2, 2])
+    config._attn_implementation = "eager"
+    model = module.EdgeTamVideoMemoryAttention(config).to(DEVICE).eval()
+    g = torch.Generator().manual_seed(1)
+    x, pe = (torch.randn(12, 1, 32, generator=g).to(DEVICE) for _ in range(2))
+    mem, mpe = (torch.randn(2 * (1 + 4) + 1, 1, 64, generator=g).to(DEVICE) for _ in range(2))
+    forward = lambda: model(x, mem, pe, mpe, num_object_pointer_tokens=1, num_spatial_memory_tokens=2)  # noqa: E731
+    with torch.no_grad(), K.patch_hf(module):
+        forward()  # (the probes, and the first pass)
+        calls = []
+        real_equal = torch.equal
+        monkeypatch.setattr(hf.torch, "equal", lambda a, b: calls.append(1) or real_equal(a, b))
+        forward()
+    assert len(calls) == 4  # cos and sin of q's table, then of the keys', for 3 layers
 
 
 
@@ -2367,6 +2409,65 @@ def test_benchmark_rows_of_the_vision_function_compute_the_benchmarks_rotation()
             assert_close_dtype(got, want.to(torch.bfloat16))
             if "drop-in" in name:
                 assert torch.equal(got, w), name
+
+
+def test_benchmark_rows_of_sams_function_compute_its_rotation():
+    """The GPU benchmark's rows for SAM 2's memory cross-attention (their eager function, the drop-in, and one
+    launch for every frame with a tiled table), on a small grid: each gives SAM 2's function run in float64
+    within one rounding to bf16, the pointers as they came, and the drop-in and the tiled launch the same bits
+    (the same products, pair by pair). Runs here, without a GPU."""
+    pytest.importorskip("transformers")
+    from ropebook.kernels import bench
+
+    q, k, cos, sin = bench.sam_inputs(DEVICE, side=3, D=16, frames=2, pointers=3)
+    assert q.shape == (1, 1, 9, 16) and k.shape == (1, 1, 21, 16) and cos.shape == (1, 9, 16) and cos.dtype == torch.float32
+    rows = bench._sam_forms(q, k, cos, sin, 3)
+    assert len(rows) == 4 and rows["device copy (same bytes)"][2] is None
+    got = {}
+    for name, (fn, note, outputs) in rows.items():
+        fn()
+        if outputs is None:
+            continue
+        got[name] = outputs()
+        assert bench._sam_error(outputs, q, k, cos, sin, 3) <= 2.0**-8 * 4  # one bf16 rounding of |x| < 4
+        assert torch.equal(got[name][1][:, :, 18:], k[:, :, 18:]), name
+    drop_in, tiled = got["ropebook hf_apply_rotary_pos_emb_2d (drop-in)"], got["ropebook, table tiled (2 launches)"]
+    assert all(torch.equal(a, b) for a, b in zip(drop_in, tiled))
+
+
+def test_benchmark_timing_loop_restores_inputs_and_reports_failures(monkeypatch, capsys):
+    """The benchmark's loop over contenders (shared by its cases; the GPU timers replaced by counters here): every
+    contender sees the inputs as they were, in every round, whatever an in-place contender did to them; one that
+    fails in its first round is reported with its error and not timed again; the median of the rounds is the
+    time, and the table gives each the copy's percentage."""
+    from ropebook.kernels import bench
+
+    monkeypatch.setattr(bench, "ROUNDS", 3)
+    times = iter(range(1, 100))
+    monkeypatch.setattr(bench, "_time_or_eager", lambda fn, decode: (fn() or next(times) * 1e-3, "graph"))
+    monkeypatch.setattr(bench, "_eager_ms", lambda fn: 0.5)
+    x = torch.zeros(4)
+    seen = []
+
+    def in_place():
+        seen.append(x.sum().item())
+        x.add_(1.0)
+
+    def fails():
+        raise RuntimeError("no kernel for this shape")
+
+    contenders = {"device copy (same bytes)": (lambda: None, "copy", None), "in place": (in_place, "adds 1", lambda: (in_place(), x)[1:]),
+                  "fails": (fails, "raises", None)}
+    results = bench._time_contenders(contenders, (x,), False, lambda outputs: outputs()[0].sum().item())
+    assert seen == [0.0] * 4  # (the error measurement's call, then one a round: each from the saved zeros)
+    assert results["in place"]["max_abs_err"] == 4.0  # outputs(): a call, then what it left (4 ones)
+    assert results["fails"] == dict(us=None, note="failed: RuntimeError: no kernel for this shape")
+    assert results["device copy (same bytes)"]["rounds_us"] == [1.0, 3.0, 5.0]  # interleaved rounds
+    assert results["in place"]["rounds_us"] == [2.0, 4.0, 6.0] and results["in place"]["us"] == 4.0
+    bench._print_case("a case", results, 4000, False)
+    out = capsys.readouterr().out
+    assert results["in place"]["pct_of_copy"] == 75.0 and results["in place"]["GBps"] == 1.0
+    assert "a case, q+k read+write 0.00 MB" in out and "failed: RuntimeError" in out
 
 
 def _glm_pairs_out_interleaved(q, k, cos, sin, position_ids=None, unsqueeze_dim=1):  # GLM's rotation: no de-interleave

@@ -437,8 +437,8 @@ TEST_MUTANTS: tuple[Mutant, ...] = (
            (), ("tests/test_kernels.py",)),
     Mutant("hf-probe-sam-one-tile", "the probe of SAM 2's form hands every function one frame of memory where it "
            "should hand two: a function that repeats each row of the table where SAM 2 tiles it gets the drop-in",
-           (("ropebook/kernels/hf.py", '            k = torch.randn(2, 1, 5 if call == "keys excluded" else 7, 8, generator=g)',
-             '            k = torch.randn(2, 1, 5 if call == "keys excluded" else 4, 8, generator=g)'),),
+           (("ropebook/kernels/hf.py", '            k = torch.randn(2, 2, 5 if call == "keys excluded" else 7, 8, generator=g)',
+             '            k = torch.randn(2, 2, 5 if call == "keys excluded" else 4, 8, generator=g)'),),
            (), ("tests/test_kernels.py",)),
     Mutant("hf-sam2d-tiles-without-repeat", "SAM 2's drop-in tiles the table over keys of several frames whether or "
            "not repeat_freqs_k asks it to, where SAM 2's function raises: a caller's mistake passes silently",
@@ -453,6 +453,21 @@ TEST_MUTANTS: tuple[Mutant, ...] = (
            "keys' table equal to the first rows of q's: a function that turns the keys by q's table gets the drop-in",
            (("ropebook/kernels/hf.py", "        ck, sk = (torch.rand(1, 2, r // 2, generator=g) * 2 - 1 for _ in range(2))",
              "        ck, sk = c[:, :2], s[:, :2]"),),
+           (), ("tests/test_kernels.py",)),
+    Mutant("hf-probe-edgetam-one-head", "the probe of EdgeTAM's cross-attention form hands every function keys of one "
+           "head: a function that reads the heads as more tokens of each frame gets the drop-in",
+           (("ropebook/kernels/hf.py", "        k = torch.randn(2, 2, frames * per + n, 8, generator=g)",
+             "        k = torch.randn(2, 1, frames * per + n, 8, generator=g)"),),
+           (), ("tests/test_kernels.py",)),
+    Mutant("hf-edgetam-keys-table-unchecked", "EdgeTAM's drop-in lets the kernel read the keys' table unchecked under "
+           "its own name: a cos_k whose copies differ is refused as 'cos', the wrong argument",
+           (("ropebook/kernels/hf.py", '                _check_twice(fn, cos_k, sin_k, True, ("cos_k", "sin_k"))',
+             "                pass"),),
+           (), ("tests/test_bad_arguments.py",)),
+    Mutant("bench-inputs-not-restored", "the benchmark's loop hands each contender the inputs as the one before it "
+           "left them: an in-place contender's thousands of turns reach the next one's timing and error",
+           (("ropebook/kernels/bench.py", "            for x, x0 in zip(inputs, saved):\n                x.copy_(x0)\n            try:",
+             "            try:"),),
            (), ("tests/test_kernels.py",)),
     Mutant("hf-nanochat-plus-theta", "nanochat's drop-in asks the kernel for Llama's rotation by +θ: the rotation its "
            "function undoes, silently (q·k then sees n − m where the model was trained on m − n)",

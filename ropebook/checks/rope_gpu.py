@@ -173,7 +173,7 @@ def check_score_spread(fn: Any) -> CheckResult:
     ``distance`` an int, ``starts`` a list of ints → a float.
 
     >>> check_score_spread(_score_spread_reference)
-    Correct: score_spread agrees with the reference on all 6 cases.
+    Correct: score_spread agrees with the reference on all 7 cases.
     >>> check_score_spread(lambda turn, q, k, distance, starts: 0.0).passed  # right for RoPE alone
     False
     """
@@ -184,6 +184,9 @@ def check_score_spread(fn: Any) -> CheckResult:
             q, k = rng.standard_normal(D), rng.standard_normal(D)
             cases.append(Case((turn, q, k, distance, starts),
                               label=f"turn={turn.__name__.strip('_')}, D={D}, distance={distance}, starts={starts}"))
+    q, k = np.random.default_rng(3).standard_normal((2, 8))  # scores of both signs: the spread of |score| is not it
+    cases.append(Case((_tiled_halves_turn, q, k, 2, [2, 3, 10, 40]),
+                      label="turn=tiled_halves_turn, D=8, distance=2, starts=[2, 3, 10, 40], scores of both signs"))
     return check_function("score_spread", fn, _score_spread_reference, cases, rtol=1e-9, atol=1e-9,
                           hint="for each m in starts: the dot product of turn(q, m + distance) and turn(k, m); "
                                "return max − min of those scores.")

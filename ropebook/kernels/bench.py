@@ -360,6 +360,66 @@ def _vision_forms(q_mem, k_mem, c, s) -> dict:
                                                                   lambda: tuple(x[None].transpose(1, 2) for x in rb_v()))}
 
 
+# SAM 2's memory cross-attention at its default sizes: the current frame's 64 × 64 patches, one head of 256 features,
+# attending to 7 frames of memory (num_maskmem) and 16 object pointers of 4 tokens each (max_object_pointers_in_encoder)
+SAM_SIDE, SAM_D, SAM_FRAMES, SAM_POINTERS = 64, 256, 7, 16 * 4
+
+
+def sam_inputs(device, side: int = SAM_SIDE, D: int = SAM_D, frames: int = SAM_FRAMES, pointers: int = SAM_POINTERS,
+               seed: int = 0):
+    """q ``(1, 1, T, D)`` and k ``(1, 1, frames·T + pointers, D)`` bf16, as views of SAM's ``(B, T, H, D)``
+    projections, T = side²; cos and sin SAM's axial table ``(1, T, D)`` float32 (each patch's column in the first
+    half of the pairs, its row in the second, each value twice in a row), as SAM 2's rotary module makes them."""
+    g = torch.Generator(device=device).manual_seed(seed)
+    T = side * side
+    q = torch.randn(1, T, 1, D, device=device, dtype=torch.bfloat16, generator=g).transpose(1, 2)
+    k = torch.randn(1, frames * T + pointers, 1, D, device=device, dtype=torch.bfloat16, generator=g).transpose(1, 2)
+    cols, rows = torch.arange(T) % side, torch.arange(T) // side
+    cs = [torch.cat((rb.rope_cos_sin(cols, D // 2)[i], rb.rope_cos_sin(rows, D // 2)[i]), -1) for i in (0, 1)]
+    cos, sin = (x.repeat_interleave(2, -1)[None].to(device) for x in cs)
+    return q, k, cos, sin
+
+
+def _sam_forms(q, k, cos, sin, pointers: int) -> dict:
+    """Rows for SAM 2's ``apply_rotary_pos_emb_2d`` in its memory cross-attention (the table tiled over the frames
+    of memory, the pointers passed through): their eager function, the drop-in (a launch a frame), and the other
+    way the drop-in could go, one launch for every frame with a tiled copy of the table (as theirs tiles it),
+    q in a launch of its own. Any device (the tests run it on the CPU)."""
+    from transformers.models.sam2_video.modeling_sam2_video import apply_rotary_pos_emb_2d
+
+    from ropebook import kernels as K
+
+    kw = dict(num_k_exclude_rope=pointers, repeat_freqs_k=True)
+    m = k.shape[2] - pointers
+    frames = m // q.shape[2]
+    c1, s1 = cos[..., 0::2], sin[..., 0::2]  # one value a pair (views)
+
+    def tiled():
+        qr, _ = K.rope_qk_cos_sin(q, None, c1, s1, layout="interleaved")
+        kr, _ = K.rope_qk_cos_sin(k[:, :, :m], None, c1.repeat(1, frames, 1), s1.repeat(1, frames, 1), layout="interleaved")
+        return qr, torch.cat((kr, k[:, :, m:]), 2)
+
+    hf = lambda: apply_rotary_pos_emb_2d(q, k, cos, sin, **kw)  # noqa: E731
+    di = lambda: K.hf_apply_rotary_pos_emb_2d(q, k, cos, sin, **kw)  # noqa: E731
+    src = torch.empty(q.numel() + k.numel(), device=q.device, dtype=q.dtype).normal_()
+    dst = torch.empty_like(src)
+    return {"device copy (same bytes)": (lambda: dst.copy_(src), "one copy_ of a buffer of q+k elements", None),
+            "HF eager apply_rotary_pos_emb_2d (SAM 2)": (hf, "float32 table (1, T, D), computes in float32", hf),
+            "ropebook hf_apply_rotary_pos_emb_2d (drop-in)": (di, f"{frames} launches: q with the first frame, then "
+                                                              "one a frame; one concatenation", di),
+            "ropebook, table tiled (2 launches)": (tiled, "q, then every frame in one launch with cos.repeat; "
+                                                   "one concatenation", tiled)}
+
+
+def _sam_error(outputs, q, k, cos, sin, pointers: int) -> float:
+    """Max |result − SAM 2's function run in float64 on the same bf16 inputs| over q and k."""
+    from transformers.models.sam2_video.modeling_sam2_video import apply_rotary_pos_emb_2d
+
+    ref = apply_rotary_pos_emb_2d(q.double(), k.double(), cos.double(), sin.double(), num_k_exclude_rope=pointers,
+                                  repeat_freqs_k=True)
+    return max((y.double() - r).abs().max().item() for y, r in zip(outputs(), ref))
+
+
 def _error(outputs, q_mem, k_mem, offsets, T) -> float:
     """Max |result − float64 RoPE of the same bf16 inputs| over q and k."""
     q, k = q_mem.transpose(1, 2), k_mem.transpose(1, 2)
@@ -548,51 +608,26 @@ def gpu(args) -> int:
         q_mem, k_mem, offsets = _inputs(B, T)
         nbytes = moved_bytes(B, T)
         contenders = _contenders(B, T, q_mem, k_mem, offsets, tables)
-        results = {}
-        q0, k0 = q_mem.clone(), k_mem.clone()
-        for rnd in range(ROUNDS):  # every contender once per round: slow drifts of the GPU hit all of them alike
-            for cname, (fn, note, outputs) in contenders.items():
-                if rnd and "rounds_us" not in results[cname]:  # it failed in the first round
-                    continue
-                q_mem.copy_(q0)  # fresh inputs: in-place contenders rotate them thousands of times, and with
-                k_mem.copy_(k0)  # bf16 cos/sin each rotation scales the norm by about 1 ± 2^-8
-                try:
-                    if rnd:
-                        results[cname]["rounds_us"].append(_time_or_eager(fn, decode=T == 1)[0] * 1e3)
-                        continue
-                    err = _error(outputs, q_mem, k_mem, offsets, T) if outputs is not None else None
-                    ms, how = _time_or_eager(fn, decode=T == 1)
-                    note = note if how == "graph" else f"{note}; timed {how}"
-                    eager = _eager_ms(fn)
-                    host = _host_us(fn) if T == 1 else None
-                    results[cname] = dict(rounds_us=[ms * 1e3], eager_us=eager * 1e3, note=note, max_abs_err=err,
-                                          host_us_per_call=host)
-                except Exception as e:  # a contender that fails here is reported, not hidden
-                    results[cname] = dict(us=None, note=f"failed: {type(e).__name__}: {str(e)[:160]}")
-        for r in results.values():
-            if "rounds_us" in r:
-                r["us"] = statistics.median(r["rounds_us"])
-        copy_us = results["device copy (same bytes)"]["us"]
-        print(f"\n{name}: B={B} T={T} Hq={HQ} Hk={HK} D={D} bf16, q+k read+write {nbytes / 1e6:.2f} MB"
-              f" ({'CUDA-graph replays, L2-warm' if T == 1 else 'CUDA-graph replays, L2 flushed before each call'})")
-        print(f"{'contender':<52} {'time us':>9} {'range':>15} {'GB/s':>7} {'% copy':>7} {'max err':>9} {'eager us':>9}"
-              + (f" {'host us':>8}" if T == 1 else ""))
-        for cname, r in results.items():
-            if r["us"] is None:
-                print(f"{cname:<52} {r['note']}")
-                continue
-            r["GBps"] = nbytes / (r["us"] * 1e-6) / 1e9
-            r["pct_of_copy"] = 100.0 * copy_us / r["us"]
-            err = "" if r.get("max_abs_err") is None else f"{r['max_abs_err']:.2e}"
-            host = "" if r.get("host_us_per_call") is None else f" {r['host_us_per_call']:8.1f}"
-            spread = f"{min(r['rounds_us']):.2f}-{max(r['rounds_us']):.2f}"
-            print(f"{cname:<52} {r['us']:9.2f} {spread:>15} {r['GBps']:7.0f} {r['pct_of_copy']:6.1f}% {err:>9} {r['eager_us']:9.2f}{host}")
+        results = _time_contenders(contenders, (q_mem, k_mem), T == 1,
+                                   lambda outputs: _error(outputs, q_mem, k_mem, offsets, T))
+        _print_case(f"{name}: B={B} T={T} Hq={HQ} Hk={HK} D={D} bf16", results, nbytes, T == 1)
         rows.append(dict(case=name, B=B, T=T, Hq=HQ, Hk=HK, D=D, dtype="bfloat16", bytes=nbytes,
                          rounds=ROUNDS,
                          timing=(f"median over {ROUNDS} rounds (rounds_us) of the median GPU time per call from CUDA-graph replays of 20 calls"
                                  + (", inputs warm in L2" if T == 1 else ", L2 flushed before each call (flush time subtracted)")
                                  + "; eager_us: triton.testing.do_bench median, Python launch included"),
                          results=results))
+    sam = None
+    if not sweep_only and importlib.util.find_spec("transformers") is not None:  # SAM 2's memory cross-attention
+        q, k, cos, sin = sam_inputs("cuda")
+        nbytes = 2 * (q.numel() + k.numel()) * q.element_size()
+        results = _time_contenders(_sam_forms(q, k, cos, sin, SAM_POINTERS), (q, k), False,
+                                   lambda outputs: _sam_error(outputs, q, k, cos, sin, SAM_POINTERS))
+        T = SAM_SIDE * SAM_SIDE
+        _print_case(f"SAM 2 memory cross-attention: q (1, 1, {T}, {SAM_D}), k {SAM_FRAMES} frames of {T} and "
+                    f"{SAM_POINTERS} pointer tokens, bf16", results, nbytes, False)
+        sam = dict(case="SAM 2 memory cross-attention", T=T, D=SAM_D, frames=SAM_FRAMES, pointers=SAM_POINTERS,
+                   dtype="bfloat16", bytes=nbytes, rounds=ROUNDS, results=results)
     host = None if sweep_only else host_to_launch_us()  # this machine's CPU: the host side of the decode rows' host us
     if host is not None:
         _print_host_to_launch(host)
@@ -618,7 +653,7 @@ def gpu(args) -> int:
                     command=os.environ.get("ROPEBOOK_BENCH_COMMAND") or " ".join(
                         [f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("ROPEBOOK_")]
                         + ["python -m ropebook.bench gpu"]),
-                    date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), cases=rows)
+                    date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), cases=rows, sam=sam)
         with open(out, "w") as f:
             json.dump(meta, f, indent=1)
         print(f"wrote {out}")
@@ -630,6 +665,59 @@ def gpu(args) -> int:
             kept = [r for r in json.loads(Path(path).read_text()) if r["case"] not in done] if Path(path).exists() else []
             Path(path).write_text(json.dumps(kept + swept, indent=1))
     return 0
+
+
+def _time_contenders(contenders: dict, inputs: tuple, decode: bool, error) -> dict:
+    """Every contender timed in ``ROUNDS`` rounds (its first round also measures its error, ``error(outputs)``,
+    its eager time and, for decode, its host time), on fresh copies of ``inputs`` each time: in-place contenders
+    rotate them thousands of times, and with bf16 cos/sin each rotation scales the norm by about 1 ± 2^-8. A
+    contender that fails is reported, not hidden. Returns name -> results (``us``: the median of the rounds)."""
+    saved = [x.clone() for x in inputs]
+    results = {}
+    for rnd in range(ROUNDS):  # every contender once per round: slow drifts of the GPU hit all of them alike
+        for cname, (fn, note, outputs) in contenders.items():
+            if rnd and "rounds_us" not in results[cname]:  # it failed in the first round
+                continue
+            for x, x0 in zip(inputs, saved):
+                x.copy_(x0)
+            try:
+                if rnd:
+                    results[cname]["rounds_us"].append(_time_or_eager(fn, decode=decode)[0] * 1e3)
+                    continue
+                err = error(outputs) if outputs is not None else None
+                for x, x0 in zip(inputs, saved):  # (outputs() may have turned them in place)
+                    x.copy_(x0)
+                ms, how = _time_or_eager(fn, decode=decode)
+                note = note if how == "graph" else f"{note}; timed {how}"
+                eager = _eager_ms(fn)
+                host = _host_us(fn) if decode else None
+                results[cname] = dict(rounds_us=[ms * 1e3], eager_us=eager * 1e3, note=note, max_abs_err=err,
+                                      host_us_per_call=host)
+            except Exception as e:  # a contender that fails here is reported, not hidden
+                results[cname] = dict(us=None, note=f"failed: {type(e).__name__}: {str(e)[:160]}")
+    for r in results.values():
+        if "rounds_us" in r:
+            r["us"] = statistics.median(r["rounds_us"])
+    return results
+
+
+def _print_case(title: str, results: dict, nbytes: int, decode: bool) -> None:
+    """The table of one case; adds GB/s and the percentage of the copy's bandwidth to each result."""
+    copy_us = results["device copy (same bytes)"]["us"]
+    print(f"\n{title}, q+k read+write {nbytes / 1e6:.2f} MB"
+          f" ({'CUDA-graph replays, L2-warm' if decode else 'CUDA-graph replays, L2 flushed before each call'})")
+    print(f"{'contender':<52} {'time us':>9} {'range':>15} {'GB/s':>7} {'% copy':>7} {'max err':>9} {'eager us':>9}"
+          + (f" {'host us':>8}" if decode else ""))
+    for cname, r in results.items():
+        if r["us"] is None:
+            print(f"{cname:<52} {r['note']}")
+            continue
+        r["GBps"] = nbytes / (r["us"] * 1e-6) / 1e9
+        r["pct_of_copy"] = 100.0 * copy_us / r["us"]
+        err = "" if r.get("max_abs_err") is None else f"{r['max_abs_err']:.2e}"
+        host = "" if r.get("host_us_per_call") is None else f" {r['host_us_per_call']:8.1f}"
+        spread = f"{min(r['rounds_us']):.2f}-{max(r['rounds_us']):.2f}"
+        print(f"{cname:<52} {r['us']:9.2f} {spread:>15} {r['GBps']:7.0f} {r['pct_of_copy']:6.1f}% {err:>9} {r['eager_us']:9.2f}{host}")
 
 
 def _dist_version(pkg: str):
