@@ -207,7 +207,8 @@ def _base(form: str) -> str:
 
 def _drop_in(form: str, fn: str, doc: str):
     """A drop-in for the Hugging Face form ``form`` (``"half"``, ``"interleaved"``, ``"pairs"``, ``"single"``,
-    ``"cohere"``, ``"pairs_interleaved"``, ``"gptj"``, ``"nanochat"``, ``"deepseek_v4"``, ``"dinov3"``, ``"clvp"``, ``"sam2d"``, ``"edgetam_cross"``,
+    ``"cohere"``, ``"pairs_interleaved"``, ``"gptj"``, ``"nanochat"``, ``"deepseek_v4"``, ``"dinov3"``, ``"clvp"``,
+    ``"sam2d"``, ``"edgetam_cross"``,
     ``"llama4"``, ``"deepseek_v2"``, ``"llama4_vision"``, ``"deepseek"``, ``"vision"``
     or ``"vision_cohere"``: the module docstring says what each reads),
     named ``fn``: checks, then one launch. A factory rather than one shared body that thin functions call: a
@@ -872,7 +873,7 @@ hf_apply_rotary_pos_emb_2d = _drop_in("sam2d", "hf_apply_rotary_pos_emb_2d", """
     Args:
         q: ``(B, Hq, Tq, D)``, an image's Tq patches (features contiguous).
         k: ``(B, Hk, Tk, D)``: in self-attention the same patches (Tk = Tq); in SAM 2's cross-attention to its
-            memory, the patches of ``Tk − n`` / Tq earlier frames, then n object pointers.
+            memory, ``(Tk − n) / Tq`` other frames of Tq tokens (one a patch), then n object pointer tokens.
         cos, sin: ``(1, Tq, D)`` or ``(Tq, D)``: each patch's angles from its column and row (SAM's axial table),
             one for the batch, each value twice in a row.
         num_k_exclude_rope: n, the last keys, passed through unturned (SAM 2's object pointers).
@@ -915,8 +916,9 @@ hf_apply_rotary_pos_emb_2d_cross_attn = _drop_in("edgetam_cross", "hf_apply_rota
             of at least S tokens). Not read where no key is turned (``n = Tk``), as in theirs.
 
     Returns: ``(q_embed, k_embed)``, of q's and k's shapes and dtype; differentiable in q and k. For q in bf16,
-    fp16 or fp32, theirs computes in float32 and rounds to q's dtype, as the kernel does. Where no key is turned, k_embed is a view of k, as in
-    theirs; otherwise the latents, the turned tokens and the pointers are joined by one concatenation.
+    fp16 or fp32, theirs computes in float32 and rounds to q's dtype, as the kernel does. Where no key is turned,
+    k_embed is a view of k, as in theirs; otherwise the latents, the turned tokens and the pointers are joined by
+    one concatenation.
 
     >>> import os, ropebook as rb
     >>> from unittest import mock
