@@ -1988,20 +1988,26 @@ def test_edgetam_cross_drop_in_gradcheck_and_compiled_backward():
     _gradcheck_and_compiled_backward(K.hf_apply_rotary_pos_emb_2d_cross_attn, (q, k), (cos, sin, cos_k, sin_k, 2, 3))
 
 
+def _edgetam_memory_attention(layers):
+    """EdgeTAM video's module and its memory attention with random weights: ``layers`` layers of 2 heads of 16
+    features, queries a 4 × 3 grid of patches, each frame of memory's spatial tokens a 2 × 2 grid."""
+    transformers = pytest.importorskip("transformers")
+    module = _hf_module("edgetam_video")
+    config = transformers.EdgeTamVideoConfig(
+        memory_attention_hidden_size=32, memory_attention_num_layers=layers, memory_attention_num_attention_heads=2,
+        memory_attention_feed_forward_hidden_size=64, memory_attention_rope_feat_sizes=[4, 3],
+        memory_attention_rope_k_sizes=[2, 2])
+    config._attn_implementation = "eager"
+    torch.manual_seed(0)
+    return module, module.EdgeTamVideoMemoryAttention(config).to(DEVICE).eval()
+
+
 def test_patch_hf_in_edgetams_memory_attention():
     """EdgeTAM video's memory attention with random weights, two layers each of self-attention over a 4 × 3 grid
     of patches (SAM 2's drop-in) and cross-attention to 3 frames of memory, each 2 latents and a 2 × 2 grid, and
     2 pointers (EdgeTAM's): the outputs and gradients, patched against unpatched; a launch for each
     self-attention, and for each cross-attention one for q and one a frame."""
-    transformers = pytest.importorskip("transformers")
-    module = _hf_module("edgetam_video")
-    config = transformers.EdgeTamVideoConfig(
-        memory_attention_hidden_size=32, memory_attention_num_layers=2, memory_attention_num_attention_heads=2,
-        memory_attention_feed_forward_hidden_size=64, memory_attention_rope_feat_sizes=[4, 3],
-        memory_attention_rope_k_sizes=[2, 2])
-    config._attn_implementation = "eager"
-    torch.manual_seed(0)
-    model = module.EdgeTamVideoMemoryAttention(config).to(DEVICE).eval()
+    module, model = _edgetam_memory_attention(layers=2)
     g = torch.Generator().manual_seed(1)
     R, t, P = 3, 2, 2
     x, pe = (torch.randn(12, 2, 32, generator=g).to(DEVICE) for _ in range(2))
@@ -2017,14 +2023,7 @@ def test_edgetam_compares_each_table_once_per_forward_pass(monkeypatch):
     sync on CUDA) once per forward pass, not once per layer, as one table is in a text model."""
     from ropebook.kernels import hf
 
-    transformers = pytest.importorskip("transformers")
-    module = _hf_module("edgetam_video")
-    config = transformers.EdgeTamVideoConfig(
-        memory_attention_hidden_size=32, memory_attention_num_layers=3, memory_attention_num_attention_heads=2,
-        memory_attention_feed_forward_hidden_size=64, memory_attention_rope_feat_sizes=[4, 3],
-        memory_attention_rope_k_sizes=[2, 2])
-    config._attn_implementation = "eager"
-    model = module.EdgeTamVideoMemoryAttention(config).to(DEVICE).eval()
+    module, model = _edgetam_memory_attention(layers=3)
     g = torch.Generator().manual_seed(1)
     x, pe = (torch.randn(12, 1, 32, generator=g).to(DEVICE) for _ in range(2))
     mem, mpe = (torch.randn(2 * (1 + 4) + 1, 1, 64, generator=g).to(DEVICE) for _ in range(2))
