@@ -107,6 +107,12 @@ WRONG = {
                                         ["score_spread", "case 1/7", "turn=rope_turn"]),
     "score_spread: the spread of |score|": (checks.check_score_spread, abs_score_spread,
                                             ["score_spread", "case 7/7", "scores of both signs"]),
+    "score_spread: the first start skipped": (checks.check_score_spread,
+                                              lambda turn, q, k, d, starts: score_spread(turn, q, k, d, starts[1:]),
+                                              ["score_spread", "case 7/7"]),
+    "score_spread: float32": (checks.check_score_spread,
+                              lambda turn, q, k, d, starts: np.float32(score_spread(turn, q, k, d, starts)),
+                              ["score_spread", "float64"]),
     "score_spread: not implemented": (checks.check_score_spread, _not_implemented, ["not implemented yet"]),
 }
 

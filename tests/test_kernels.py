@@ -2428,10 +2428,25 @@ def test_benchmark_rows_of_sams_function_compute_its_rotation():
         if outputs is None:
             continue
         got[name] = outputs()
-        assert bench._sam_error(outputs, q, k, cos, sin, 3) <= 2.0**-8 * 4  # one bf16 rounding of |x| < 4
+        assert bench._sam_error(outputs, q, k, cos, sin, 3) <= 2.0**-6  # one bf16 rounding (half an ulp) of |x| < 8
         assert torch.equal(got[name][1][:, :, 18:], k[:, :, 18:]), name
-    drop_in, tiled = got["ropebook hf_apply_rotary_pos_emb_2d (drop-in)"], got["ropebook, table tiled (2 launches)"]
+    drop_in, tiled = got["ropebook hf_apply_rotary_pos_emb_2d (drop-in)"], got["ropebook, table tiled, keys in one launch"]
     assert all(torch.equal(a, b) for a, b in zip(drop_in, tiled))
+
+
+def test_benchmark_sam_case_failing_is_reported_not_fatal(monkeypatch, capsys):
+    """The SAM case runs after the main cases are timed, before the file is written: where it fails (here: its
+    inputs cannot be made), it says so in its entry and the run goes on."""
+    from ropebook.kernels import bench
+
+    def no_memory(device):
+        raise RuntimeError("CUDA out of memory")
+
+    monkeypatch.setattr(bench, "sam_inputs", no_memory)
+    case = bench._sam_case()
+    assert case["failed"] == "RuntimeError: CUDA out of memory" and "results" not in case
+    assert case["case"] == "SAM 2 memory cross-attention" and "timing" in case
+    assert "SAM 2 memory cross-attention: failed: RuntimeError: CUDA out of memory" in capsys.readouterr().out
 
 
 def test_benchmark_timing_loop_restores_inputs_and_reports_failures(monkeypatch, capsys):

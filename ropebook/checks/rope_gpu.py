@@ -185,8 +185,8 @@ def check_score_spread(fn: Any) -> CheckResult:
             cases.append(Case((turn, q, k, distance, starts),
                               label=f"turn={turn.__name__.strip('_')}, D={D}, distance={distance}, starts={starts}"))
     q, k = np.random.default_rng(3).standard_normal((2, 8))  # scores of both signs: the spread of |score| is not it
-    cases.append(Case((_tiled_halves_turn, q, k, 2, [2, 3, 10, 40]),
-                      label="turn=tiled_halves_turn, D=8, distance=2, starts=[2, 3, 10, 40], scores of both signs"))
+    cases.append(Case((_tiled_halves_turn, q, k, 2, [40, 2, 3, 10]),  # (the largest score first)
+                      label="turn=tiled_halves_turn, D=8, distance=2, starts=[40, 2, 3, 10], scores of both signs"))
     return check_function("score_spread", fn, _score_spread_reference, cases, rtol=1e-9, atol=1e-9,
-                          hint="for each m in starts: the dot product of turn(q, m + distance) and turn(k, m); "
-                               "return max − min of those scores.")
+                          hint="for each m in starts (every one): the dot product of turn(q, m + distance) and "
+                               "turn(k, m), in float64; return max − min of those scores.")
