@@ -1732,9 +1732,9 @@ SAM_CALLS = {"self-attention": (6, 6, 0, False), "one frame and pointers": (6, 1
 def _sam_table(T, D, dtype=torch.float32):
     """SAM's axial table for T patches of a grid 3 wide: the first half of the pairs turned by each patch's column,
     the second by its row, each value twice in a row; (1, T, D)."""
-    cols, rows = torch.arange(T) % 3, torch.arange(T) // 3
-    c, s = (torch.cat((rb.rope_cos_sin(cols, D // 2)[i], rb.rope_cos_sin(rows, D // 2)[i]), -1) for i in (0, 1))
-    return tuple(x.repeat_interleave(2, -1)[None].to(DEVICE, dtype) for x in (c, s))
+    from ropebook.kernels import bench
+
+    return tuple(x.to(DEVICE, dtype) for x in bench.sam_table(T, 3, D))
 
 
 @pytest.mark.parametrize("call", SAM_CALLS)

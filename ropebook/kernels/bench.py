@@ -377,10 +377,15 @@ def sam_inputs(device, side: int = SAM_SIDE, D: int = SAM_D, frames: int = SAM_F
     T = side * side
     q = torch.randn(1, T, 1, D, device=device, dtype=torch.bfloat16, generator=g).transpose(1, 2)
     k = torch.randn(1, frames * T + pointers, 1, D, device=device, dtype=torch.bfloat16, generator=g).transpose(1, 2)
-    cols, rows = torch.arange(T) % side, torch.arange(T) // side
-    cs = [torch.cat((rb.rope_cos_sin(cols, D // 2)[i], rb.rope_cos_sin(rows, D // 2)[i]), -1) for i in (0, 1)]
-    cos, sin = (x.repeat_interleave(2, -1)[None].to(device) for x in cs)
-    return q, k, cos, sin
+    return (q, k, *(x.to(device) for x in sam_table(T, side, D)))
+
+
+def sam_table(T: int, width: int, D: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """SAM's axial cos and sin ``(1, T, D)`` float32 for T patches in rows of ``width``: the first half of the
+    pairs turned by each patch's column, the second by its row (frequencies θ_i = 10000^(-2i/(D/2)) on each
+    axis), each value twice in a row, as SAM 2's rotary module makes them."""
+    cols, rows = (rb.rope_cos_sin(p, D // 2) for p in (torch.arange(T) % width, torch.arange(T) // width))
+    return tuple(torch.cat((c, r), -1).repeat_interleave(2, -1)[None] for c, r in zip(cols, rows))
 
 
 def _sam_forms(q, k, cos, sin, pointers: int) -> dict:
