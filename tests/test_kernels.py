@@ -1106,7 +1106,7 @@ def test_hf_drop_in_compares_halves_once_per_forward_pass(monkeypatch):
 
     calls = []
     real_equal = torch.equal
-    monkeypatch.setattr(hf.torch, "equal", lambda a, b: calls.append(1) or real_equal(a, b))
+    monkeypatch.setattr(hf._checks.torch, "equal", lambda a, b: calls.append(1) or real_equal(a, b))
     model = _tiny_llama()
     ids = torch.randint(0, 97, (1, 6), generator=torch.Generator().manual_seed(2)).to(DEVICE)
     with torch.no_grad(), K.patch_hf(llama):
@@ -1216,8 +1216,8 @@ def test_patch_hf_probes_a_function_once(monkeypatch):
     module = _hf_module("helium")
     with K.patch_hf(module):
         pass
-    probes = mock.Mock(wraps=hf._probe)
-    monkeypatch.setattr(hf, "_probe", probes)
+    probes = mock.Mock(wraps=hf._probing._probe)
+    monkeypatch.setattr(hf._probing, "_probe", probes)
     for _ in range(3):
         with K.patch_hf(module):
             assert module.apply_rotary_pos_emb is K.hf_apply_rotary_pos_emb_interleaved
@@ -1589,7 +1589,7 @@ def _patched_matches_unpatched(module, attr, model, forward, launches_per_call=1
 
     with mock.patch.object(module, attr, wraps=getattr(module, attr)) as calls:
         want, want_grads = run()
-    with mock.patch.object(hf, "_rope_qk_cos_sin", wraps=hf._rope_qk_cos_sin) as counted, K.patch_hf(module):
+    with mock.patch.object(hf._factory, "_rope_qk_cos_sin", wraps=hf._factory._rope_qk_cos_sin) as counted, K.patch_hf(module):
         got, grads = run()
     assert calls.call_count > 0
     assert counted.call_count == (launches_per_call * calls.call_count if launches is None else launches)
@@ -1609,7 +1609,7 @@ def _no_grad_twice_is_the_same(module, forward, got):
 
     autograd._plans.clear()
     with (torch.no_grad(), K.patch_hf(module), mock.patch.object(autograd, "_repeat", wraps=autograd._repeat) as repeats,
-          mock.patch.object(hf, "_rope_qk_cos_sin", wraps=hf._rope_qk_cos_sin) as launches):
+          mock.patch.object(hf._factory, "_rope_qk_cos_sin", wraps=hf._factory._rope_qk_cos_sin) as launches):
         first = forward()
         made, n = launches.call_count - repeats.call_count, launches.call_count
         second = forward()
@@ -1754,7 +1754,7 @@ def test_patched_sam2d_drop_in_is_the_modules_formula_rounded_once(call, dtype):
     cos, sin = _sam_table(T, 16)
     kw = dict(num_k_exclude_rope=n, repeat_freqs_k=repeat)
     want = original(q.double(), k.double(), cos.double(), sin.double(), **kw)
-    with K.patch_hf(module), mock.patch.object(hf, "_rope_qk_cos_sin", wraps=hf._rope_qk_cos_sin) as launches:
+    with K.patch_hf(module), mock.patch.object(hf._factory, "_rope_qk_cos_sin", wraps=hf._factory._rope_qk_cos_sin) as launches:
         assert module.apply_rotary_pos_emb_2d is K.hf_apply_rotary_pos_emb_2d
         got = module.apply_rotary_pos_emb_2d(q, k, cos, sin, **kw)
     m = Tk - n
@@ -1900,7 +1900,7 @@ def test_patched_edgetam_cross_drop_in_is_the_modules_formula_rounded_once(call,
     cos_k, sin_k = (x[:, 3:] for x in _sam_table(S + 3, 16))  # the keys' (1, S, D): other angles than q's first rows
     kw = dict(num_k_exclude_rope=n, repeat_freqs_k=R)
     want = original(q.double(), k.double(), *(x.double() for x in (*tables, cos_k, sin_k)), **kw)
-    with K.patch_hf(module), mock.patch.object(hf, "_rope_qk_cos_sin", wraps=hf._rope_qk_cos_sin) as launches:
+    with K.patch_hf(module), mock.patch.object(hf._factory, "_rope_qk_cos_sin", wraps=hf._factory._rope_qk_cos_sin) as launches:
         assert module.apply_rotary_pos_emb_2d_cross_attn is K.hf_apply_rotary_pos_emb_2d_cross_attn
         got = module.apply_rotary_pos_emb_2d_cross_attn(q, k, *tables, cos_k, sin_k, **kw)
     assert launches.call_count == 1 + (0 if call == "pointers alone" else R)
@@ -2034,7 +2034,7 @@ def test_edgetam_compares_each_table_once_per_forward_pass(monkeypatch):
         forward()  # (the probes, and the first pass)
         calls = []
         real_equal = torch.equal
-        monkeypatch.setattr(hf.torch, "equal", lambda a, b: calls.append(1) or real_equal(a, b))
+        monkeypatch.setattr(hf._checks.torch, "equal", lambda a, b: calls.append(1) or real_equal(a, b))
         forward()
     assert len(calls) == 4  # cos and sin of q's table, then of the keys', for 3 layers
 
@@ -2132,7 +2132,7 @@ def test_patch_hf_in_tiny_models_of_other_families(name):
         want_logits, want_tokens, want_grads = run()
     from ropebook.kernels import hf
 
-    with mock.patch.object(hf, "_rope_qk_cos_sin", wraps=hf._rope_qk_cos_sin) as launches, K.patch_hf(module):
+    with mock.patch.object(hf._factory, "_rope_qk_cos_sin", wraps=hf._factory._rope_qk_cos_sin) as launches, K.patch_hf(module):
         logits, tokens, grads = run()
     if name == "deepseek_v4":  # one launch for each call of its own (a count that depends on the compressors)
         assert launches.call_count == calls.call_count > 2 * 3 * (1 + 3 + 1)
@@ -2657,7 +2657,7 @@ def test_patch_hf_in_a_tiny_vision_language_model():
     want_logits, want_grads = run()
     from ropebook.kernels import hf
 
-    with mock.patch.object(hf, "_rope_qk_cos_sin", wraps=hf._rope_qk_cos_sin) as launches, K.patch_hf(module):
+    with mock.patch.object(hf._factory, "_rope_qk_cos_sin", wraps=hf._factory._rope_qk_cos_sin) as launches, K.patch_hf(module):
         assert module.apply_rotary_pos_emb_vision is K.hf_apply_rotary_pos_emb_vision
         logits, grads = run()
     assert launches.call_count == 2 * (2 + 2)  # two passes, each 2 vision blocks and 2 text layers

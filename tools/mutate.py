@@ -286,7 +286,7 @@ TEST_MUTANTS: tuple[Mutant, ...] = (
              "pos = _rope._positions(fn, t, positions, offset if t is q else 0)  #"),),
            (), ("tests/test_rope.py",)),
     Mutant("hf-unsqueeze2-k", "the Hugging Face drop-in returns k in the kernel's (B, H, T, D) view for unsqueeze_dim=2",
-           (("ropebook/kernels/hf.py", "qr, kr = qr.transpose(1, 2), kr.transpose(1, 2)",
+           (("ropebook/kernels/hf/_factory.py", "qr, kr = qr.transpose(1, 2), kr.transpose(1, 2)",
              "qr, kr = qr.transpose(1, 2), kr"),),
            (), ("tests/test_kernels.py",)),
     Mutant("compiled-factor-dropped", "under torch.compile the custom operator is called with factor 1.0",
@@ -311,27 +311,27 @@ TEST_MUTANTS: tuple[Mutant, ...] = (
            (), ("tests/test_kernels.py",)),
     Mutant("patch-hf-llama-everywhere", "patch_hf installs Llama's drop-in whatever the module's formula (as before "
            "the probe): GLM, ERNIE 4.5 and Helium pair features (2i, 2i + 1), so their outputs change silently",
-           (("ropebook/kernels/hf.py", "        patches[attr] = (original, _DROP_INS[form])",
+           (("ropebook/kernels/hf/_patch.py", "        patches[attr] = (original, _DROP_INS[form])",
              "        patches[attr] = (original, hf_apply_rotary_pos_emb)"),),
            (), ("tests/test_kernels.py",)),
     Mutant("hf-interleaved-compares-halves", "the interleaved drop-in compares cos's halves, which GLM's function "
            "never reads: a model whose halves differ is refused for nothing",
-           (("ropebook/kernels/hf.py", '    twice = base in ("half", "single", "cohere", "nanochat")  # cos holds',
+           (("ropebook/kernels/hf/_factory.py", '    twice = base in ("half", "single", "cohere", "nanochat")  # cos holds',
              '    twice = base != "pairs"  # cos holds'),),
            (), ("tests/test_kernels.py",)),
     Mutant("hf-cohere-copies-unchecked", "Cohere's drop-in reads every other value of cos without checking that each "
            "value is there twice in a row: Llama's cos (equal halves) handed to it rotates by the wrong angles, silently",
-           (("ropebook/kernels/hf.py", '    twice = base in ("half", "single", "cohere", "nanochat")  # cos holds',
+           (("ropebook/kernels/hf/_factory.py", '    twice = base in ("half", "single", "cohere", "nanochat")  # cos holds',
              '    twice = base in ("half", "single", "nanochat")  # cos holds'),),
            (), ("tests/test_kernels.py", "tests/test_bad_arguments.py")),
     Mutant("hf-cohere-reads-first-half", "Cohere's drop-in reads the first half of cos, as GLM's does, instead of every "
            "other value",
-           (("ropebook/kernels/hf.py", "    step = 2 if in_a_row else 1", "    step = 1"),),
+           (("ropebook/kernels/hf/_factory.py", "    step = 2 if in_a_row else 1", "    step = 1"),),
            (), ("tests/test_kernels.py",)),
     Mutant("hf-interleave-writes-interleaved", "DeepSeek-V3's drop-in writes its output interleaved, as read, not as "
            "(i, i + r/2): the model's q·k is unchanged (the same permutation of q and k) but the tensors returned, and "
            "its KV cache, are not the function's",
-           (("ropebook/kernels/hf.py", '_OUT_LAYOUTS = {"deepseek": "half"}', "_OUT_LAYOUTS = {}"),),
+           (("ropebook/kernels/hf/_factory.py", '_OUT_LAYOUTS = {"deepseek": "half"}', "_OUT_LAYOUTS = {}"),),
            (), ("tests/test_kernels.py",)),
     Mutant("backward-layout-not-inverted", "the backward of a rotation that reads one layout and writes the other "
            "reads the gradients in the input's layout",
@@ -344,124 +344,124 @@ TEST_MUTANTS: tuple[Mutant, ...] = (
            (), ("tests/test_kernels.py",)),
     Mutant("hf-vision-not-patched", "patch_hf leaves a vision tower's apply_rotary_pos_emb_vision in place: the "
            "Qwen-VL family's image encoders run the eager formula, where the chapter says they run the kernel",
-           (("ropebook/kernels/hf.py", '"apply_rotary_pos_emb_vision": ("vision", "vision_cohere"),', ""),),
+           (("ropebook/kernels/hf/_probing.py", '"apply_rotary_pos_emb_vision": ("vision", "vision_cohere"),', ""),),
            (), ("tests/test_kernels.py",)),
     Mutant("hf-vision-cohere-as-llama", "Inkling 2's vision drop-in rotates Llama's pairs (i, i + r/2) instead of "
            "Cohere's (2i, 2i + 1)",
-           (("ropebook/kernels/hf.py", '_VISION = {"vision": "half", "vision_cohere": "cohere"}',
+           (("ropebook/kernels/hf/_factory.py", '_VISION = {"vision": "half", "vision_cohere": "cohere"}',
              '_VISION = {"vision": "half", "vision_cohere": "half"}'),),
            (), ("tests/test_kernels.py",)),
     Mutant("hf-gptj-sin-cos-swapped", "GPT-J's drop-in reads its arguments in Llama's order, cos before sin: it "
            "rotates by the complementary angle, silently",
-           (("ropebook/kernels/hf.py", "            return pair(tensor, None, cos, sin, 2)",
+           (("ropebook/kernels/hf/_factory.py", "            return pair(tensor, None, cos, sin, 2)",
              "            return pair(tensor, None, sin, cos, 2)"),),
            (), ("tests/test_kernels.py",)),
     Mutant("hf-pairs-interleaved-as-pairs", "the OpenAI privacy filter's drop-in pairs features (i, i + D/2), as "
            "gpt-oss's, instead of (2i, 2i + 1)",
-           (("ropebook/kernels/hf.py", '"pairs_interleaved": "interleaved", "gptj": "interleaved",',
+           (("ropebook/kernels/hf/_factory.py", '"pairs_interleaved": "interleaved", "gptj": "interleaved",',
              '"pairs_interleaved": "half", "gptj": "interleaved",'),),
            (), ("tests/test_kernels.py",)),
     Mutant("hf-deepseek-v4-turns-the-first-features", "DeepSeek-V4's drop-in rotates the first r features of a head, "
            "as every other partial-rotary form does, where V4 rotates the last r: the same at r = D, silently wrong "
            "below it",
-           (("ropebook/kernels/hf.py", "        if last and 2 * pairs < D:", "        if False and 2 * pairs < D:"),),
+           (("ropebook/kernels/hf/_factory.py", "        if last and 2 * pairs < D:", "        if False and 2 * pairs < D:"),),
            (), ("tests/test_kernels.py",)),
     Mutant("hf-probe-turns-the-first-features-for-v4", "the probe expects DeepSeek-V4's form to rotate the first r "
            "features: V4's own function is refused, and a function that rotates the first r gets V4's drop-in",
-           (("ropebook/kernels/hf.py", "    skip = q.shape[-1] - r if form in _LAST else 0", "    skip = 0"),),
+           (("ropebook/kernels/hf/_probing.py", "    skip = q.shape[-1] - r if form in _LAST else 0", "    skip = 0"),),
            (), ("tests/test_kernels.py",)),
     Mutant("hf-dinov3-turns-the-first-tokens", "DINOv3's drop-in rotates the first P tokens by the patches' angles, "
            "where DINOv3 rotates the last P (the patches, after the class token and registers): the same with no prefix, "
            "silently wrong with one",
-           (("ropebook/kernels/hf.py", "_rope_qk_cos_sin(fn, q[:, :, p:], k[:, :, p:], cos,",
+           (("ropebook/kernels/hf/_factory.py", "_rope_qk_cos_sin(fn, q[:, :, p:], k[:, :, p:], cos,",
              "_rope_qk_cos_sin(fn, q[:, :, :-p], k[:, :, :-p], cos,"),),
            (), ("tests/test_kernels.py",)),
     Mutant("hf-probe-no-prefix-for-dinov3", "the probe of DINOv3's form hands every function as many rows of cos as "
            "tokens: a function that rotates every token, the class token and registers too, gets DINOv3's drop-in",
-           (("ropebook/kernels/hf.py", '        tokens = 0 if call == "no prefix" else 2', "        tokens = 0"),),
+           (("ropebook/kernels/hf/_probing.py", '        tokens = 0 if call == "no prefix" else 2', "        tokens = 0"),),
            (), ("tests/test_kernels.py",)),
     Mutant("hf-complex-conjugate", "Llama 4's drop-in multiplies by the conjugate of freqs_cis (sin's sign flipped): a "
            "turn by −θ, silently (q·k then sees n − m where the model was trained on m − n)",
-           (("ropebook/kernels/hf.py", "return pair(xq, xk, f[..., 0], f[..., 1], dim)",
+           (("ropebook/kernels/hf/_factory.py", "return pair(xq, xk, f[..., 0], f[..., 1], dim)",
              "return pair(xq, xk, f[..., 0], -f[..., 1], dim)"),),
            (), ("tests/test_kernels.py",)),
     Mutant("hf-complex-bits-unresolved", "the complex drop-ins hand the kernel freqs_cis's memory without resolving "
            "torch's lazy conjugate and negative bits: a negated view turns the wrong way, silently",
-           (("ropebook/kernels/hf.py", "    freqs = freqs.resolve_conj().resolve_neg()\n", ""),),
+           (("ropebook/kernels/hf/_checks.py", "    freqs = freqs.resolve_conj().resolve_neg()\n", ""),),
            (), ("tests/test_kernels.py",)),
     Mutant("hf-others-refused", "patch_hf refuses a module whose apply_rotary_emb is another library's (flash-attn's, "
            "imported under that name) instead of patching its apply_rotary_pos_emb and leaving that one alone",
-           (("ropebook/kernels/hf.py", "        if form is None and attr in _OTHERS and _takes_none(original, forms):",
+           (("ropebook/kernels/hf/_patch.py", "        if form is None and attr in _OTHERS and _takes_none(original, forms):",
              "        if False:"),),
            (), ("tests/test_kernels.py",)),
     Mutant("hf-others-left-when-they-differ", "patch_hf leaves an apply_rotary_emb that takes Meta's call and computes "
            "another rotation as it is, where it should refuse the module: the model then runs a function nobody checked",
-           (("ropebook/kernels/hf.py", '    return all(isinstance(d, str) and d.startswith("raised")',
+           (("ropebook/kernels/hf/_probing.py", '    return all(isinstance(d, str) and d.startswith("raised")',
              '    return True or all(isinstance(d, str) and d.startswith("raised")'),),
            (), ("tests/test_kernels.py",)),
     Mutant("hf-probe-complex-one-row", "the probe of Meta's complex form hands every function one row of freqs_cis "
            "for both sequences: a function that turns every sequence by the first one's angles gets Llama 4's drop-in",
-           (("ropebook/kernels/hf.py", '        if form == "llama4_vision" or call == "one row":', "        if True:"),),
+           (("ropebook/kernels/hf/_probing.py", '        if form == "llama4_vision" or call == "one row":', "        if True:"),),
            (), ("tests/test_kernels.py",)),
     Mutant("hf-clvp-v-unturned", "CLVP's drop-in turns q and k and hands v back as it came: CLVP's attention then "
            "mixes values its model was trained to see rotated, silently",
-           (("ropebook/kernels/hf.py", "            return qr, kr, pair(v, None, cos, sin, unsqueeze_dim)",
+           (("ropebook/kernels/hf/_factory.py", "            return qr, kr, pair(v, None, cos, sin, unsqueeze_dim)",
              "            return qr, kr, v"),),
            (), ("tests/test_kernels.py",)),
     Mutant("hf-clvp-reads-the-first-rows", "CLVP's drop-in reads the first T rows of the table whatever the position "
            "ids: the same for ids 0..T-1, silently wrong for any others",
-           (("ropebook/kernels/hf.py", "    return cos[position_ids], sin[position_ids]",
+           (("ropebook/kernels/hf/_checks.py", "    return cos[position_ids], sin[position_ids]",
              "    return cos[:position_ids.shape[1]], sin[:position_ids.shape[1]]"),),
            (), ("tests/test_kernels.py",)),
     Mutant("hf-probe-clvp-positions-in-order", "the probe of CLVP's form hands every function the ids 0, 1, 2 for "
            "both sequences: a function that ignores the ids and reads the first rows gets CLVP's drop-in",
-           (("ropebook/kernels/hf.py", "        pos = torch.tensor([[4, -1, 2], [1, -4, 1]])",
+           (("ropebook/kernels/hf/_probing.py", "        pos = torch.tensor([[4, -1, 2], [1, -4, 1]])",
              "        pos = torch.tensor([[0, 1, 2], [0, 1, 2]])"),),
            (), ("tests/test_kernels.py",)),
     Mutant("hf-clvp-clamps-negative-ids", "CLVP's drop-in reads a negative position id as row 0, where CLVP's "
            "indexing counts it from the end of the table: silently wrong for negative ids alone",
-           (("ropebook/kernels/hf.py", "    return cos[position_ids], sin[position_ids]",
+           (("ropebook/kernels/hf/_checks.py", "    return cos[position_ids], sin[position_ids]",
              "    return cos[position_ids.clamp(min=0)], sin[position_ids.clamp(min=0)]"),),
            (), ("tests/test_kernels.py",)),
     Mutant("hf-clvp-halves-unchecked", "CLVP's drop-in does not compare the table's halves before the kernel reads "
            "the first: a table whose halves differ is turned by its first half, silently",
-           (("ropebook/kernels/hf.py", "        _check_twice(fn, cos, sin, False)\n    return cos[position_ids]",
+           (("ropebook/kernels/hf/_checks.py", "        _check_twice(fn, cos, sin, False)\n    return cos[position_ids]",
              "        pass\n    return cos[position_ids]"),),
            (), ("tests/test_kernels.py", "tests/test_bad_arguments.py")),
     Mutant("hf-sam2d-later-frames-unturned", "SAM 2's drop-in turns the first frame of memory with q and hands the "
            "later frames' keys back as they came: the same in self-attention and with one frame, silently wrong "
            "for a memory of several",
-           (("ropebook/kernels/hf.py",
+           (("ropebook/kernels/hf/_factory.py",
              "krs = [kr] + [pair(k[:, :, i * T:(i + 1) * T], None, cos, sin, 1) for i in range(1, tiles)]",
              "krs = [kr] + [k[:, :, i * T:(i + 1) * T] for i in range(1, tiles)]"),),
            (), ("tests/test_kernels.py",)),
     Mutant("hf-probe-sam-one-tile", "the probe of SAM 2's form hands every function one frame of memory where it "
            "should hand two: a function that repeats each row of the table where SAM 2 tiles it gets the drop-in",
-           (("ropebook/kernels/hf.py", '            k = torch.randn(2, 2, 5 if call == "keys excluded" else 7, 8, generator=g)',
+           (("ropebook/kernels/hf/_probing.py", '            k = torch.randn(2, 2, 5 if call == "keys excluded" else 7, 8, generator=g)',
              '            k = torch.randn(2, 2, 5 if call == "keys excluded" else 4, 8, generator=g)'),),
            (), ("tests/test_kernels.py",)),
     Mutant("hf-sam2d-tiles-without-repeat", "SAM 2's drop-in tiles the table over keys of several frames whether or "
            "not repeat_freqs_k asks it to, where SAM 2's function raises: a caller's mistake passes silently",
-           (("ropebook/kernels/hf.py", "tiles != 1 and not (repeat or T == 1)", "tiles != 1 and False"),),
+           (("ropebook/kernels/hf/_checks.py", "tiles != 1 and not (repeat or T == 1)", "tiles != 1 and False"),),
            (), ("tests/test_bad_arguments.py",)),
     Mutant("hf-edgetam-keys-by-qs-table", "EdgeTAM's drop-in turns the spatial tokens of each frame of memory by the "
            "first rows of q's table instead of the keys' own: silently wrong wherever the two grids differ",
-           (("ropebook/kernels/hf.py", "pair(k[:, :, i * per + t:(i + 1) * per], None, cos_k, sin_k, 1)",
+           (("ropebook/kernels/hf/_factory.py", "pair(k[:, :, i * per + t:(i + 1) * per], None, cos_k, sin_k, 1)",
              "pair(k[:, :, i * per + t:(i + 1) * per], None, cos[..., :per - t, :], sin[..., :per - t, :], 1)"),),
            (), ("tests/test_kernels.py",)),
     Mutant("hf-probe-edgetam-keys-table-is-qs", "the probe of EdgeTAM's cross-attention form hands every function a "
            "keys' table equal to the first rows of q's: a function that turns the keys by q's table gets the drop-in",
-           (("ropebook/kernels/hf.py", "        ck, sk = (torch.rand(1, 2, r // 2, generator=g) * 2 - 1 for _ in range(2))",
+           (("ropebook/kernels/hf/_probing.py", "        ck, sk = (torch.rand(1, 2, r // 2, generator=g) * 2 - 1 for _ in range(2))",
              "        ck, sk = c[:, :2], s[:, :2]"),),
            (), ("tests/test_kernels.py",)),
     Mutant("hf-probe-edgetam-one-head", "the probe of EdgeTAM's cross-attention form hands every function keys of one "
            "head: a function that reads the heads as more tokens of each frame gets the drop-in",
-           (("ropebook/kernels/hf.py", "        k = torch.randn(2, 2, frames * per + n, 8, generator=g)",
+           (("ropebook/kernels/hf/_probing.py", "        k = torch.randn(2, 2, frames * per + n, 8, generator=g)",
              "        k = torch.randn(2, 1, frames * per + n, 8, generator=g)"),),
            (), ("tests/test_kernels.py",)),
     Mutant("hf-edgetam-keys-table-unchecked", "EdgeTAM's drop-in lets the kernel read the keys' table unchecked under "
            "its own name: a cos_k whose copies differ is refused as 'cos', the wrong argument",
-           (("ropebook/kernels/hf.py", '                _check_twice(fn, cos_k, sin_k, True, ("cos_k", "sin_k"))',
+           (("ropebook/kernels/hf/_factory.py", '                _check_twice(fn, cos_k, sin_k, True, ("cos_k", "sin_k"))',
              "                pass"),),
            (), ("tests/test_bad_arguments.py",)),
     Mutant("bench-inputs-not-restored", "the benchmark's loop hands each contender the inputs as the one before it "
