@@ -21,6 +21,11 @@ def rope_bytes(B, T, n_q_heads, n_kv_heads, head_dim, itemsize):
     return 2 * B * T * (n_q_heads + n_kv_heads) * head_dim * itemsize
 
 
+def decode_layer_bytes(B, L, d_model, d_ff, n_q_heads, n_kv_heads, head_dim, itemsize):
+    weights = d_model * (n_q_heads + 2 * n_kv_heads) * head_dim + n_q_heads * head_dim * d_model + 3 * d_model * d_ff
+    return (weights + 2 * B * L * n_kv_heads * head_dim) * itemsize
+
+
 def fixed_point_angle(m, theta):
     tau = np.uint64(round(math.fmod(theta / (2 * math.pi), 1.0) * 2.0**64) % 2**64)
     return (np.asarray(m, dtype=np.uint64) * tau).view(np.int64).astype(np.float64) * TWO_PI_OVER_2_64
@@ -66,6 +71,7 @@ def _not_implemented(*args):
 
 SOLUTIONS = {
     "rope_bytes": (checks.check_rope_bytes, rope_bytes),
+    "decode_layer_bytes": (checks.check_decode_layer_bytes, decode_layer_bytes),
     "fixed_point_angle": (checks.check_fixed_point_angle, fixed_point_angle),
     "quarter_turn_cos_sin": (checks.check_quarter_turn_cos_sin, quarter_turn_cos_sin),
     "quarter_turn_cos_sin, the quarter below": (checks.check_quarter_turn_cos_sin, lambda u: quarter_turn_cos_sin(u, floor=True)),
@@ -77,6 +83,18 @@ SOLUTIONS = {
 WRONG = {
     "rope_bytes: reads only": (checks.check_rope_bytes, lambda *a: rope_bytes(*a) // 2, ["rope_bytes", "hint"]),
     "rope_bytes: q heads for k too": (checks.check_rope_bytes, lambda B, T, hq, hk, d, i: rope_bytes(B, T, hq, hq, d, i), ["rope_bytes"]),
+    "decode_layer_bytes: keys only": (checks.check_decode_layer_bytes,
+                                      lambda B, L, dm, dff, hq, hk, d, i: decode_layer_bytes(B, L, dm, dff, hq, hk, d, i)
+                                      - B * L * hk * d * i, ["decode_layer_bytes", "case 1/4", "hint"]),
+    "decode_layer_bytes: square projections": (checks.check_decode_layer_bytes,
+                                               lambda B, L, dm, dff, hq, hk, d, i: ((2 * dm * dm + 2 * dm * hk * d + 3 * dm * dff)
+                                                                                    + 2 * B * L * hk * d) * i,
+                                               ["decode_layer_bytes", "case 3/4", "not square"]),
+    "decode_layer_bytes: two MLP matrices": (checks.check_decode_layer_bytes,
+                                             lambda B, L, dm, dff, hq, hk, d, i: decode_layer_bytes(B, L, dm, dff, hq, hk, d, i)
+                                             - dm * dff * i, ["decode_layer_bytes", "case 1/4"]),
+    "decode_layer_bytes: the cache alone": (checks.check_decode_layer_bytes,
+                                            lambda B, L, dm, dff, hq, hk, d, i: 2 * B * L * hk * d * i, ["decode_layer_bytes"]),
     "fixed_point_angle: float32 before the scaling": (
         checks.check_fixed_point_angle,
         lambda m, t: (np.asarray(m, dtype=np.uint64) * np.uint64(round(math.fmod(t / (2 * math.pi), 1.0) * 2.0**64) % 2**64))

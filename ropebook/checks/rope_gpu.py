@@ -1,4 +1,5 @@
-"""Checkers for the exercises of ``ch-rope-gpu``: the bytes a RoPE call must move, fixed-point angles,
+"""Checkers for the exercises of ``ch-rope-gpu``: the bytes a RoPE call must move and those a decoding step of
+a layer must read, fixed-point angles,
 cos and sin after an exact reduction to a quarter turn, and the spread of q·k over positions at one distance
 (a test of whether a function found in a model is RoPE).
 
@@ -15,7 +16,8 @@ import numpy as np
 
 from ropebook.checks._core import Case, CheckResult, check_function
 
-__all__ = ["check_rope_bytes", "check_fixed_point_angle", "check_quarter_turn_cos_sin", "check_score_spread"]
+__all__ = ["check_rope_bytes", "check_decode_layer_bytes", "check_fixed_point_angle", "check_quarter_turn_cos_sin",
+           "check_score_spread"]
 
 
 def _rope_bytes_reference(B, T, n_q_heads, n_kv_heads, head_dim, itemsize):
@@ -32,6 +34,33 @@ def check_rope_bytes(fn: Any) -> CheckResult:
              [(1, 1024, 32, 8, 128, 2), (64, 1, 32, 8, 128, 2), (2, 7, 4, 4, 64, 4), (1, 16384, 64, 8, 128, 1)]]
     return check_function("rope_bytes", fn, _rope_bytes_reference, cases,
                           hint="q has B·T·Hq·D elements, k has B·T·Hk·D; each is read once and written once.")
+
+
+def _decode_layer_bytes_reference(B, L, d_model, d_ff, n_q_heads, n_kv_heads, head_dim, itemsize):
+    weights = (d_model * (n_q_heads + 2 * n_kv_heads) * head_dim  # the q, k and v projections
+               + n_q_heads * head_dim * d_model  # the output projection
+               + 3 * d_model * d_ff)  # the gated MLP: gate, up and down
+    cache = 2 * B * L * n_kv_heads * head_dim  # keys and values of B sequences of L tokens
+    return (weights + cache) * itemsize
+
+
+def check_decode_layer_bytes(fn: Any) -> CheckResult:
+    """Check ``decode_layer_bytes(B, L, d_model, d_ff, n_q_heads, n_kv_heads, head_dim, itemsize)``: the bytes one
+    layer of a Llama-style model (grouped-query attention, gated MLP, no biases) reads at least in a decoding
+    step, its weights and the keys and values of B sequences of L tokens in its cache.
+
+    >>> check_decode_layer_bytes(_decode_layer_bytes_reference)
+    Correct: decode_layer_bytes agrees with the reference on all 4 cases.
+    """
+    cases = [Case(a, label=f"(B, L, d_model, d_ff, Hq, Hk, D, itemsize)={a}{note}") for a, note in
+             [((64, 1024, 4096, 14336, 32, 8, 128, 2), ", Llama 3 8B"), ((64, 8192, 8192, 28672, 64, 8, 128, 2), ", Llama 3 70B"),
+              ((3, 5, 48, 96, 4, 2, 16, 4), ", Hq·D = 64 ≠ d_model: q's and o's projections not square"),
+              ((1, 0, 64, 128, 2, 2, 32, 1), ", an empty cache: the weights alone")]]
+    return check_function("decode_layer_bytes", fn, _decode_layer_bytes_reference, cases,
+                          hint="the weights: q, k and v projections (d_model × heads·head_dim each), the output "
+                               "projection (n_q_heads·head_dim × d_model), the MLP's three d_model × d_ff matrices; "
+                               "the cache: a key and a value of n_kv_heads·head_dim for each of B·L tokens; "
+                               "all times itemsize.")
 
 
 def _turns(theta: float) -> np.uint64:
