@@ -71,6 +71,10 @@ hf_vision_apply_rotary_emb = _drop_in("llama4_vision", "hf_vision_apply_rotary_e
     True
     """)
 
+# the form each drop-in here computes (_factory's names) -> the drop-in; patch_hf installs from these
+DROP_INS = {
+    "llama4": hf_apply_rotary_emb, "deepseek_v2": hf_apply_rotary_emb_deepseek_v2,
+    "llama4_vision": hf_vision_apply_rotary_emb}
 # doctest counts a function as this module's only if it was defined here; _factory's _drop_in built
 # these, so their examples are listed for it
 __test__ = {name: fn for name, fn in list(globals().items()) if name.startswith("hf_")}

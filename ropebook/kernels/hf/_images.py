@@ -122,6 +122,10 @@ hf_apply_rotary_pos_emb_2d_cross_attn = _drop_in("edgetam_cross", "hf_apply_rota
     True
     """)
 
+# the form each drop-in here computes (_factory's names) -> the drop-in; patch_hf installs from these
+DROP_INS = {
+    "vision": hf_apply_rotary_pos_emb_vision, "vision_cohere": hf_apply_rotary_pos_emb_vision_cohere,
+    "sam2d": hf_apply_rotary_pos_emb_2d, "edgetam_cross": hf_apply_rotary_pos_emb_2d_cross_attn}
 # doctest counts a function as this module's only if it was defined here; _factory's _drop_in built
 # these, so their examples are listed for it
 __test__ = {name: fn for name, fn in list(globals().items()) if name.startswith("hf_")}

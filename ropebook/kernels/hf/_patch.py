@@ -5,27 +5,11 @@ from __future__ import annotations
 
 import contextlib
 
-from ropebook.kernels.hf._complex import hf_apply_rotary_emb, hf_apply_rotary_emb_deepseek_v2, hf_vision_apply_rotary_emb
+from ropebook.kernels.hf import _complex, _images, _pos_emb
 from ropebook.kernels.hf._factory import _OTHERS
-from ropebook.kernels.hf._images import (hf_apply_rotary_pos_emb_2d, hf_apply_rotary_pos_emb_2d_cross_attn,
-                                         hf_apply_rotary_pos_emb_vision, hf_apply_rotary_pos_emb_vision_cohere)
-from ropebook.kernels.hf._pos_emb import (hf_apply_rotary_pos_emb, hf_apply_rotary_pos_emb_clvp,
-                                          hf_apply_rotary_pos_emb_cohere, hf_apply_rotary_pos_emb_deepseek_v4,
-                                          hf_apply_rotary_pos_emb_dinov3, hf_apply_rotary_pos_emb_gptj,
-                                          hf_apply_rotary_pos_emb_interleave, hf_apply_rotary_pos_emb_interleaved,
-                                          hf_apply_rotary_pos_emb_nanochat, hf_apply_rotary_pos_emb_pairs,
-                                          hf_apply_rotary_pos_emb_pairs_interleaved, hf_apply_rotary_pos_emb_single)
 from ropebook.kernels.hf._probing import _FUNCTIONS, _PROBE_Q, _formula, _takes_none
 
-_DROP_INS = {"half": hf_apply_rotary_pos_emb, "interleaved": hf_apply_rotary_pos_emb_interleaved,
-             "pairs": hf_apply_rotary_pos_emb_pairs, "single": hf_apply_rotary_pos_emb_single,
-             "cohere": hf_apply_rotary_pos_emb_cohere, "pairs_interleaved": hf_apply_rotary_pos_emb_pairs_interleaved,
-             "gptj": hf_apply_rotary_pos_emb_gptj, "nanochat": hf_apply_rotary_pos_emb_nanochat,
-             "deepseek_v4": hf_apply_rotary_pos_emb_deepseek_v4, "dinov3": hf_apply_rotary_pos_emb_dinov3,
-             "clvp": hf_apply_rotary_pos_emb_clvp, "sam2d": hf_apply_rotary_pos_emb_2d,
-             "edgetam_cross": hf_apply_rotary_pos_emb_2d_cross_attn, "llama4": hf_apply_rotary_emb,
-             "deepseek_v2": hf_apply_rotary_emb_deepseek_v2, "llama4_vision": hf_vision_apply_rotary_emb, "deepseek": hf_apply_rotary_pos_emb_interleave,
-             "vision": hf_apply_rotary_pos_emb_vision, "vision_cohere": hf_apply_rotary_pos_emb_vision_cohere}
+_DROP_INS = {**_pos_emb.DROP_INS, **_complex.DROP_INS, **_images.DROP_INS}  # form -> its drop-in
 
 
 @contextlib.contextmanager

@@ -280,6 +280,14 @@ hf_apply_rotary_pos_emb_interleave = _drop_in("deepseek", "hf_apply_rotary_pos_e
     True
     """)
 
+# the form each drop-in here computes (_factory's names) -> the drop-in; patch_hf installs from these
+DROP_INS = {
+    "half": hf_apply_rotary_pos_emb, "interleaved": hf_apply_rotary_pos_emb_interleaved,
+    "pairs": hf_apply_rotary_pos_emb_pairs, "single": hf_apply_rotary_pos_emb_single,
+    "cohere": hf_apply_rotary_pos_emb_cohere, "pairs_interleaved": hf_apply_rotary_pos_emb_pairs_interleaved,
+    "gptj": hf_apply_rotary_pos_emb_gptj, "nanochat": hf_apply_rotary_pos_emb_nanochat,
+    "deepseek_v4": hf_apply_rotary_pos_emb_deepseek_v4, "dinov3": hf_apply_rotary_pos_emb_dinov3,
+    "clvp": hf_apply_rotary_pos_emb_clvp, "deepseek": hf_apply_rotary_pos_emb_interleave}
 # doctest counts a function as this module's only if it was defined here; _factory's _drop_in built
 # these, so their examples are listed for it
 __test__ = {name: fn for name, fn in list(globals().items()) if name.startswith("hf_")}
