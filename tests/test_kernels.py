@@ -1102,11 +1102,9 @@ def test_hf_drop_in_compares_halves_once_per_forward_pass(monkeypatch):
     layer, and again only when they change."""
     import transformers.models.llama.modeling_llama as llama
 
-    from ropebook.kernels import hf
-
     calls = []
     real_equal = torch.equal
-    monkeypatch.setattr(hf._checks.torch, "equal", lambda a, b: calls.append(1) or real_equal(a, b))
+    monkeypatch.setattr(torch, "equal", lambda a, b: calls.append(1) or real_equal(a, b))
     model = _tiny_llama()
     ids = torch.randint(0, 97, (1, 6), generator=torch.Generator().manual_seed(2)).to(DEVICE)
     with torch.no_grad(), K.patch_hf(llama):
@@ -2023,7 +2021,6 @@ def test_patch_hf_in_edgetams_memory_attention():
 def test_edgetam_compares_each_table_once_per_forward_pass(monkeypatch):
     """EdgeTAM's memory attention hands every layer two tables, q's and the keys': each is compared (a device
     sync on CUDA) once per forward pass, not once per layer, as one table is in a text model."""
-    from ropebook.kernels import hf
 
     module, model = _edgetam_memory_attention(layers=3)
     g = torch.Generator().manual_seed(1)
@@ -2034,7 +2031,7 @@ def test_edgetam_compares_each_table_once_per_forward_pass(monkeypatch):
         forward()  # (the probes, and the first pass)
         calls = []
         real_equal = torch.equal
-        monkeypatch.setattr(hf._checks.torch, "equal", lambda a, b: calls.append(1) or real_equal(a, b))
+        monkeypatch.setattr(torch, "equal", lambda a, b: calls.append(1) or real_equal(a, b))
         forward()
     assert len(calls) == 4  # cos and sin of q's table, then of the keys', for 3 layers
 

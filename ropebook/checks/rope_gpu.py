@@ -50,15 +50,15 @@ def check_decode_layer_bytes(fn: Any) -> CheckResult:
     step, its weights and the keys and values of B sequences of L tokens in its cache.
 
     >>> check_decode_layer_bytes(_decode_layer_bytes_reference)
-    Correct: decode_layer_bytes agrees with the reference on all 4 cases.
+    Correct: decode_layer_bytes agrees with the reference on all 3 cases.
     """
     cases = [Case(a, label=f"(B, L, d_model, d_ff, Hq, Hk, D, itemsize)={a}{note}") for a, note in
              [((64, 1024, 4096, 14336, 32, 8, 128, 2), ", Llama 3 8B"), ((64, 8192, 8192, 28672, 64, 8, 128, 2), ", Llama 3 70B"),
-              ((3, 5, 48, 96, 4, 2, 16, 4), ", Hq·D = 64 ≠ d_model: q's and o's projections not square"),
-              ((1, 0, 64, 128, 2, 2, 32, 1), ", an empty cache: the weights alone")]]
+              ((3, 5, 48, 96, 4, 2, 16, 4), ", Hq·D = 64 ≠ d_model: q's and o's projections not square")]]
     return check_function("decode_layer_bytes", fn, _decode_layer_bytes_reference, cases,
-                          hint="the weights: q, k and v projections (d_model × heads·head_dim each), the output "
-                               "projection (n_q_heads·head_dim × d_model), the MLP's three d_model × d_ff matrices; "
+                          hint="the weights: q's projection d_model × n_q_heads·head_dim, k's and v's d_model × "
+                               "n_kv_heads·head_dim each, the output projection n_q_heads·head_dim × d_model, the "
+                               "MLP's three d_model × d_ff matrices; "
                                "the cache: a key and a value of n_kv_heads·head_dim for each of B·L tokens; "
                                "all times itemsize.")
 

@@ -87,6 +87,8 @@ computes) and ``_patch`` (:func:`patch_hf`).
 Chapter: ``ch-rope-gpu``.
 """
 
+import torch  # (the drop-ins' examples run here: their __module__ is this package's)
+
 from ropebook.kernels.hf._complex import hf_apply_rotary_emb, hf_apply_rotary_emb_deepseek_v2, hf_vision_apply_rotary_emb
 from ropebook.kernels.hf._images import (hf_apply_rotary_pos_emb_2d, hf_apply_rotary_pos_emb_2d_cross_attn,
                                          hf_apply_rotary_pos_emb_vision, hf_apply_rotary_pos_emb_vision_cohere)

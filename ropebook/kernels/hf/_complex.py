@@ -3,8 +3,6 @@ vision tower's ``vision_apply_rotary_emb(query, key, freqs_ci)``."""
 
 from __future__ import annotations
 
-import torch  # (the examples use it)
-
 from ropebook.kernels.hf._factory import _drop_in
 
 hf_apply_rotary_emb = _drop_in("llama4", "hf_apply_rotary_emb", """
@@ -75,6 +73,3 @@ hf_vision_apply_rotary_emb = _drop_in("llama4_vision", "hf_vision_apply_rotary_e
 DROP_INS = {
     "llama4": hf_apply_rotary_emb, "deepseek_v2": hf_apply_rotary_emb_deepseek_v2,
     "llama4_vision": hf_vision_apply_rotary_emb}
-# doctest counts a function as this module's only if it was defined here; _factory's _drop_in built
-# these, so their examples are listed for it
-__test__ = {name: fn for name, fn in list(globals().items()) if name.startswith("hf_")}

@@ -232,5 +232,7 @@ def _drop_in(form: str, fn: str, doc: str):
             return pair(q, k, cos, sin, 2)
 
     drop_in.__name__ = drop_in.__qualname__ = fn
+    drop_in.__module__ = "ropebook.kernels.hf"  # where it is imported from: pickle and help() look there, and
+    # doctest runs its example there (it counts a function as the module's that __module__ names)
     drop_in.__doc__ = doc
     return drop_in

@@ -3,8 +3,6 @@ family, Inkling 2's), and SAM 2's, SAM 3's and EdgeTAM's ``apply_rotary_pos_emb_
 
 from __future__ import annotations
 
-import torch  # (the examples use it)
-
 from ropebook.kernels.hf._factory import _drop_in
 
 hf_apply_rotary_pos_emb_vision = _drop_in("vision", "hf_apply_rotary_pos_emb_vision", """
@@ -126,6 +124,3 @@ hf_apply_rotary_pos_emb_2d_cross_attn = _drop_in("edgetam_cross", "hf_apply_rota
 DROP_INS = {
     "vision": hf_apply_rotary_pos_emb_vision, "vision_cohere": hf_apply_rotary_pos_emb_vision_cohere,
     "sam2d": hf_apply_rotary_pos_emb_2d, "edgetam_cross": hf_apply_rotary_pos_emb_2d_cross_attn}
-# doctest counts a function as this module's only if it was defined here; _factory's _drop_in built
-# these, so their examples are listed for it
-__test__ = {name: fn for name, fn in list(globals().items()) if name.startswith("hf_")}

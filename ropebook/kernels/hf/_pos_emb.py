@@ -3,8 +3,6 @@ it), and for DeepSeek-V3's ``apply_rotary_pos_emb_interleave``."""
 
 from __future__ import annotations
 
-import torch  # (the examples use it)
-
 from ropebook.kernels.hf._factory import _drop_in
 
 hf_apply_rotary_pos_emb = _drop_in("half", "hf_apply_rotary_pos_emb", """
@@ -288,6 +286,3 @@ DROP_INS = {
     "gptj": hf_apply_rotary_pos_emb_gptj, "nanochat": hf_apply_rotary_pos_emb_nanochat,
     "deepseek_v4": hf_apply_rotary_pos_emb_deepseek_v4, "dinov3": hf_apply_rotary_pos_emb_dinov3,
     "clvp": hf_apply_rotary_pos_emb_clvp, "deepseek": hf_apply_rotary_pos_emb_interleave}
-# doctest counts a function as this module's only if it was defined here; _factory's _drop_in built
-# these, so their examples are listed for it
-__test__ = {name: fn for name, fn in list(globals().items()) if name.startswith("hf_")}
