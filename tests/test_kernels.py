@@ -457,7 +457,7 @@ def _element_offsets(shape, stride, offset) -> set:
 def test_shared_elements_against_every_element():
     """The in-place overlap test (``_solve_shared``) against the sets of memory offsets themselves, on random
     strided layouts without a repeated element: never wrong; "not worked out" only where strides differ."""
-    from ropebook.kernels.autograd import _solve_shared
+    from ropebook.kernels._aliasing import _solve_shared
 
     rng = random.Random(0)
     checked = unsure = 0
@@ -3295,7 +3295,7 @@ def test_torch_export_keeps_the_operator_in_the_exported_program():
 def test_self_overlap_verdict_against_every_element():
     """``_overlaps_itself`` against the set of memory offsets: it never passes a layout that reaches one
     location twice; it refuses a layout that does not only when its strides are not nested."""
-    from ropebook.kernels.autograd import _overlaps_itself
+    from ropebook.kernels._aliasing import _overlaps_itself
 
     rng = random.Random(1)
     refused_distinct = passed = 0
