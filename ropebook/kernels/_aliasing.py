@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+
 def _check_not_aliased(fn: str, q, k, inplace: bool) -> None:
     """``inplace`` is True or False; in place, each element of q and of k has its own memory, and q and k share
     none: an element reached twice would be rotated twice (or raced over by two programs). Views of one fused
