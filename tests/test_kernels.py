@@ -3,7 +3,8 @@
 Without CUDA the kernel runs on the CPU through the Triton interpreter: the
 autouse fixture sets TRITON_INTERPRET=1 for every test of this module (the
 kernel module reads it at launch, so import order does not matter). With CUDA
-the same tests run natively on the GPU.
+the same tests run natively on the GPU. The GPU benchmark's tests are in
+test_kernel_bench.py.
 """
 
 import itertools
@@ -23,9 +24,9 @@ import torch
 pytest.importorskip("triton")
 
 import ropebook as rb  # noqa: E402
+from kernel_cases import DEVICE, EPS, assert_close_dtype, interpret_on_cpu, qk  # noqa: E402
 from ropebook import kernels as K  # noqa: E402
 
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 LAYOUTS = ["half", "interleaved"]
 # cos and sin: computed in the kernel (math library), read from the table, or computed with the
@@ -33,13 +34,11 @@ LAYOUTS = ["half", "interleaved"]
 ANGLES = ["kernel", "table", "kernel+quadrant"]
 # (head_dim, rotary_dim): full, half, and a rotary width whose r/2 = 6 is no power of two
 ROTARY = [(16, None), (16, 8), (16, 12)]
-EPS = {torch.float64: 2.0**-52, torch.float32: 2.0**-23, torch.float16: 2.0**-10, torch.bfloat16: 2.0**-7}
 
 
 @pytest.fixture(autouse=True)
 def _interpreter_on_cpu(monkeypatch, request):
-    if DEVICE == "cpu":
-        monkeypatch.setenv("TRITON_INTERPRET", "1")
+    interpret_on_cpu(monkeypatch)
     callspec = getattr(request.node, "callspec", None)
     if callspec is not None and callspec.params.get("angles") == "kernel+quadrant":
         from ropebook.kernels import rope_triton
@@ -50,21 +49,6 @@ def _interpreter_on_cpu(monkeypatch, request):
 def _source(angles: str) -> str:
     """rope_qk's angles= for a value of ANGLES (the fixture above has set SINCOS for the quadrant one)."""
     return "kernel" if angles == "kernel+quadrant" else angles
-
-
-def assert_close_dtype(actual, expected):
-    """Equal up to one rounding of the output dtype (the two paths round fp32 sums in different orders)."""
-    assert actual.dtype == expected.dtype and actual.shape == expected.shape
-    eps = EPS[actual.dtype]
-    torch.testing.assert_close(actual, expected, rtol=eps, atol=max(eps * 1e-3, 1e-6 if eps > 1e-10 else 1e-12))
-
-
-def qk(B=2, T=5, HQ=3, HK=1, D=16, dtype=torch.float32, seed=0):
-    """q, k as a projection leaves them, (B, T, H, D) in memory, returned as (B, H, T, D) views."""
-    g = torch.Generator().manual_seed(seed)
-    q = torch.randn(B, T, HQ, D, generator=g, dtype=torch.float64).to(DEVICE, dtype).transpose(1, 2)
-    k = torch.randn(B, T, HK, D, generator=g, dtype=torch.float64).to(DEVICE, dtype).transpose(1, 2)
-    return q, k
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -2366,123 +2350,6 @@ def test_interleave_and_nanochat_drop_ins_gradcheck_and_compiled_backward(fn):
     _gradcheck_and_compiled_backward(drop_in, (q, k), (cos, sin))
 
 
-def test_benchmark_rows_of_cohere_and_deepseek_compute_the_benchmarks_rotation():
-    """The GPU benchmark's rows for Cohere's and DeepSeek-V3's drop-ins hand them interleaved copies of q and k, so
-    that their results, in the half layout, are the rotation every other row computes: bit for bit the Llama
-    drop-in's on the same bf16 cos and sin (the same products, pair by pair). Runs here, without a GPU."""
-    from ropebook.kernels import bench
-
-    q, k = qk(B=2, T=3, HQ=4, HK=2, D=16, dtype=torch.bfloat16)
-    q_mem, k_mem = q.transpose(1, 2).contiguous(), k.transpose(1, 2).contiguous()  # (B, T, H, D), as benchmarked
-    c, s = (x.to(DEVICE) for x in rb.rope_cos_sin(torch.tensor([[5, 6, 7], [900, 901, 902]]), 16))
-    want = K.hf_apply_rotary_pos_emb(q, k, *(torch.cat((x, x), -1).to(torch.bfloat16) for x in (c, s)))
-    rows = bench._other_forms(q_mem, k_mem, c, s)
-    assert len(rows) == 2
-    for name, (fn, note, outputs) in rows.items():
-        fn()
-        for got, w in zip(outputs(), want):
-            assert torch.equal(got, w), name
-
-
-def test_benchmark_rows_of_the_vision_function_compute_the_benchmarks_rotation():
-    """The GPU benchmark's rows for Qwen2-VL's vision function and its drop-in, on the prefill's one sequence as
-    (T, H, D) with float32 cos (T, D): the drop-in gives the Llama drop-in's result on the same (1, H, T, D) views
-    and float32 cos bit for bit, and both rows the float64 rotation within one rounding to bf16. Runs here,
-    without a GPU."""
-    pytest.importorskip("transformers")
-    from ropebook.kernels import bench
-
-    q, k = qk(B=1, T=6, HQ=4, HK=2, D=16, dtype=torch.bfloat16)
-    q_mem, k_mem = q.transpose(1, 2).contiguous(), k.transpose(1, 2).contiguous()  # (1, T, H, D), as benchmarked
-    c, s = (x.to(DEVICE) for x in rb.rope_cos_sin(torch.tensor([[5, 6, 7, 8, 9, 10]]), 16))  # (1, T, 8)
-    llama = K.hf_apply_rotary_pos_emb(q_mem.transpose(1, 2), k_mem.transpose(1, 2), torch.cat((c, c), -1),
-                                      torch.cat((s, s), -1))
-    rows = bench._vision_forms(q_mem, k_mem, c, s)
-    assert len(rows) == 2
-    for name, (fn, note, outputs) in rows.items():
-        fn()
-        for got, x, w in zip(outputs(), (q, k), llama):
-            assert got.shape == x.shape and got.dtype == torch.bfloat16, name
-            want = rb.apply_rope(x.double(), offset=5, backend="torch")
-            assert_close_dtype(got, want.to(torch.bfloat16))
-            if "drop-in" in name:
-                assert torch.equal(got, w), name
-
-
-def test_benchmark_rows_of_sams_function_compute_its_rotation():
-    """The GPU benchmark's rows for SAM 2's memory cross-attention (their eager function, the drop-in, and one
-    launch for every frame with a tiled table), on a small grid: each gives SAM 2's function run in float64
-    within one rounding to bf16, the pointers as they came, and the drop-in and the tiled launch the same bits
-    (the same products, pair by pair). Runs here, without a GPU."""
-    pytest.importorskip("transformers")
-    from ropebook.kernels import bench
-
-    q, k, cos, sin = bench.sam_inputs(DEVICE, side=3, D=16, frames=2, pointers=3)
-    assert q.shape == (1, 1, 9, 16) and k.shape == (1, 1, 21, 16) and cos.shape == (1, 9, 16) and cos.dtype == torch.float32
-    rows = bench._sam_forms(q, k, cos, sin, 3)
-    assert len(rows) == 4 and rows["device copy (same bytes)"][2] is None
-    got = {}
-    for name, (fn, note, outputs) in rows.items():
-        fn()
-        if outputs is None:
-            continue
-        got[name] = outputs()
-        assert bench._sam_error(outputs, q, k, cos, sin, 3) <= 2.0**-6  # one bf16 rounding (half an ulp) of |x| < 8
-        assert torch.equal(got[name][1][:, :, 18:], k[:, :, 18:]), name
-    drop_in, tiled = got["ropebook hf_apply_rotary_pos_emb_2d (drop-in)"], got["ropebook, table tiled, keys in one launch"]
-    assert all(torch.equal(a, b) for a, b in zip(drop_in, tiled))
-
-
-def test_benchmark_sam_case_failing_is_reported_not_fatal(monkeypatch, capsys):
-    """The SAM case runs after the main cases are timed, before the file is written: where it fails (here: its
-    inputs cannot be made), it says so in its entry and the run goes on."""
-    from ropebook.kernels import bench
-
-    def no_memory(device):
-        raise RuntimeError("CUDA out of memory")
-
-    monkeypatch.setattr(bench, "sam_inputs", no_memory)
-    case = bench._sam_case()
-    assert case["failed"] == "RuntimeError: CUDA out of memory" and "results" not in case
-    assert case["case"] == "SAM 2 memory cross-attention" and "timing" in case
-    assert "SAM 2 memory cross-attention: failed: RuntimeError: CUDA out of memory" in capsys.readouterr().out
-
-
-def test_benchmark_timing_loop_restores_inputs_and_reports_failures(monkeypatch, capsys):
-    """The benchmark's loop over contenders (shared by its cases; the GPU timers replaced by counters here): every
-    contender sees the inputs as they were, in every round, whatever an in-place contender did to them; one that
-    fails in its first round is reported with its error and not timed again; the median of the rounds is the
-    time, and the table gives each the copy's percentage."""
-    from ropebook.kernels import bench
-
-    monkeypatch.setattr(bench, "ROUNDS", 3)
-    times = iter(range(1, 100))
-    monkeypatch.setattr(bench, "_time_or_eager", lambda fn, decode: (fn() or next(times) * 1e-3, "graph"))
-    monkeypatch.setattr(bench, "_eager_ms", lambda fn: 0.5)
-    x = torch.zeros(4)
-    seen = []
-
-    def in_place():
-        seen.append(x.sum().item())
-        x.add_(1.0)
-
-    def fails():
-        raise RuntimeError("no kernel for this shape")
-
-    contenders = {"device copy (same bytes)": (lambda: None, "copy", None), "in place": (in_place, "adds 1", lambda: (in_place(), x)[1:]),
-                  "fails": (fails, "raises", None)}
-    results = bench._time_contenders(contenders, (x,), False, lambda outputs: outputs()[0].sum().item())
-    assert seen == [0.0] * 4  # (the error measurement's call, then one a round: each from the saved zeros)
-    assert results["in place"]["max_abs_err"] == 4.0  # outputs(): a call, then what it left (4 ones)
-    assert results["fails"] == dict(us=None, note="failed: RuntimeError: no kernel for this shape")
-    assert results["device copy (same bytes)"]["rounds_us"] == [1.0, 3.0, 5.0]  # interleaved rounds
-    assert results["in place"]["rounds_us"] == [2.0, 4.0, 6.0] and results["in place"]["us"] == 4.0
-    bench._print_case("a case", results, 4000, False)
-    out = capsys.readouterr().out
-    assert results["in place"]["pct_of_copy"] == 75.0 and results["in place"]["GBps"] == 1.0
-    assert "a case, q+k read+write 0.00 MB" in out and "failed: RuntimeError" in out
-
-
 def _glm_pairs_out_interleaved(q, k, cos, sin, position_ids=None, unsqueeze_dim=1):  # GLM's rotation: no de-interleave
     h = cos.shape[-1] // 2
     c, s = (x[..., :h].repeat_interleave(2, -1).unsqueeze(unsqueeze_dim) for x in (cos, sin))
@@ -2853,60 +2720,6 @@ def test_loads_before_first_wait_reads_sass():
     assert _loads_before_first_wait(sass("LDG.E R9, desc[UR10][R2.64]", "LDG.E R8, desc[UR10][R8.64]",
                                          "STG.E desc[UR10][R10.64], R1")) == 1  # R8.64 reads R9 too
     assert _loads_before_first_wait(sass("@P0 LDG.E R3, desc[UR10][R4.64]", "MOV R6, R5", "EXIT")) == 1
-
-
-@pytest.mark.skipif(DEVICE == "cuda", reason="what the GPU benchmark does on a machine without one")
-def test_gpu_benchmark_without_cuda_says_so_and_checks_the_kernel():
-    """``python -m ropebook.bench gpu`` in CI: it prints no GPU time, says plainly that it measured none, and
-    runs its CPU-safe parts: the host time of a decoding call up to the launch, labelled as this machine's
-    CPU's, and the kernel under the interpreter against rb.apply_rope; without Triton it says that."""
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    r = subprocess.run([sys.executable, "-m", "ropebook.bench", "gpu", "--quick"], capture_output=True, text=True, env=env)
-    assert r.returncode == 0, r.stderr
-    assert "GPU numbers were NOT measured" in r.stdout and not re.search(r"\d\s*(us|µs|GB/s)\b", r.stdout), r.stdout
-    head, table = r.stdout.split("host µs a decoding call, up to the launch (this machine's CPU: ")
-    table = table.split("kernel under TRITON_INTERPRET=1 agrees with rb.apply_rope")[0].splitlines()[2:]
-    assert [line.rsplit(None, 2)[0] for line in table] == ["rope_qk, angles=table", "rope_qk, angles=kernel",
-                                                           "rope_qk, angles=table, in place", "rope_qk_cos_sin",
-                                                           "hf_apply_rotary_pos_emb",
-                                                           "torch.ops.ropebook.rope (compiled)"], r.stdout
-    assert all(0 < float(x) < 1e5 for line in table for x in line.rsplit(None, 2)[1:]), r.stdout
-    assert "kernel under TRITON_INTERPRET=1 agrees with rb.apply_rope" in r.stdout, r.stdout
-    code = "import sys; sys.modules['triton'] = None; from ropebook.bench import main; sys.exit(main(['gpu']))"
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
-    assert r.returncode == 0 and "triton is not installed" in r.stdout and "NOT measured" in r.stdout, (r.stdout, r.stderr)
-
-
-@pytest.mark.parametrize("source", ["kernel", "table", "quadrant", "cos_sin"])
-@pytest.mark.parametrize("inplace", [False, True])
-@pytest.mark.parametrize("together", [False, True])
-def test_sweep_variants_launch_what_they_name(source, inplace, together):
-    """The GPU sweep forces a tile configuration and an angle source: the launch it makes must carry that
-    configuration and source, and still rotate correctly (it decides the defaults, so it must time what it says)."""
-    from ropebook.kernels import bench, rope_triton
-
-    cache = K.rope_cache(16, max_position=64, device=DEVICE)
-    q, k = qk(B=2, T=1, HQ=4, HK=2, D=16, dtype=torch.bfloat16)
-    off = torch.tensor([3, 40], device=DEVICE)
-    pos = off[:, None] + torch.arange(1, device=DEVICE)  # (B, T)
-    cos, sin = cache.cos[pos], cache.sin[pos]  # (B, T, r/2)
-    q0, k0, default_config = q.clone(), k.clone(), rope_triton.default_config
-    call = bench._variant(q, k, cache, off, cos, sin, source, (1, 2, 1, together), inplace)
-    rope_triton._capture = captured = []
-    try:
-        call()
-    finally:
-        rope_triton._capture = None
-    ((grid, num_warps, _, consts),) = captured
-    c = dict(zip(rope_triton._CONSTEXPRS, consts))
-    assert (c["BLOCK_T"], c["BLOCK_H"], num_warps, c["TOGETHER"]) == (1, 2, 1, together)
-    assert grid[0] == (2 if together else 2 + 1)  # 4 q heads, 2 a block; and 2 k heads: with q's, or 2 a block
-    assert c["ANGLES"] == (0 if source in ("table", "cos_sin") else 1) and c["SINCOS"] == (source == "quadrant")
-    assert rope_triton.default_config is default_config and rope_triton.SINCOS == "libdevice"  # both put back
-    qr, kr = call()
-    assert_close_dtype(qr, rb.apply_rope(q0, offset=off.view(2, 1, 1)))
-    assert_close_dtype(kr, rb.apply_rope(k0, offset=off.view(2, 1, 1)))
-    assert (qr.data_ptr() == q.data_ptr()) == inplace
 
 
 # ----------------------------------------------------------------------------- torch.compile

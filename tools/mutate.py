@@ -468,7 +468,14 @@ TEST_MUTANTS: tuple[Mutant, ...] = (
            "left them: an in-place contender's thousands of turns reach the next one's timing and error",
            (("ropebook/kernels/bench.py", "            for x, x0 in zip(inputs, saved):\n                x.copy_(x0)\n            try:",
              "            try:"),),
-           (), ("tests/test_kernels.py",)),
+           (), ("tests/test_kernel_bench.py",)),
+    Mutant("bench-error-after-in-place", "the benchmark takes its float64 references from q and k after the row's "
+           "call: an in-place row is compared with the rotation of its own output, and its error reads as q's size",
+           (("ropebook/kernels/bench.py",
+             "    return max((y.double() - ref).abs().max().item() for y, ref in zip(outputs(), refs))",
+             "    outs = outputs()\n    refs = [rb.apply_rope(x.transpose(1, 2).double(), offset=offs, backend=\"torch\") "
+             "for x in (q_mem, k_mem)]\n    return max((y.double() - ref).abs().max().item() for y, ref in zip(outs, refs))"),),
+           (), ("tests/test_kernel_bench.py",)),
     Mutant("hf-nanochat-plus-theta", "nanochat's drop-in asks the kernel for Llama's rotation by +θ: the rotation its "
            "function undoes, silently (q·k then sees n − m where the model was trained on m − n)",
            (("ropebook/kernels/autograd.py", '**op.table_args(cos3, None), **({"conj": True} if conj else {}))',
