@@ -34,13 +34,13 @@ def test_benchmark_rows_of_cohere_and_deepseek_compute_the_benchmarks_rotation()
     """The GPU benchmark's rows for Cohere's and DeepSeek-V3's drop-ins hand them interleaved copies of q and k, so
     that their results, in the half layout, are the rotation every other row computes: bit for bit the Llama
     drop-in's on the same bf16 cos and sin (the same products, pair by pair). Runs here, without a GPU."""
-    from ropebook.kernels import bench
+    from ropebook.kernels.bench import _rows
 
     q, k = qk(B=2, T=3, HQ=4, HK=2, D=16, dtype=torch.bfloat16)
     q_mem, k_mem = q.transpose(1, 2).contiguous(), k.transpose(1, 2).contiguous()  # (B, T, H, D), as benchmarked
     c, s = (x.to(DEVICE) for x in rb.rope_cos_sin(torch.tensor([[5, 6, 7], [900, 901, 902]]), 16))
     want = K.hf_apply_rotary_pos_emb(q, k, *(torch.cat((x, x), -1).to(torch.bfloat16) for x in (c, s)))
-    rows = bench._other_forms(q_mem, k_mem, c, s)
+    rows = _rows._other_forms(q_mem, k_mem, c, s)
     assert len(rows) == 2
     for name, (fn, note, outputs) in rows.items():
         fn()
@@ -54,14 +54,14 @@ def test_benchmark_rows_of_the_vision_function_compute_the_benchmarks_rotation()
     and float32 cos bit for bit, and both rows the float64 rotation within one rounding to bf16. Runs here,
     without a GPU."""
     pytest.importorskip("transformers")
-    from ropebook.kernels import bench
+    from ropebook.kernels.bench import _rows
 
     q, k = qk(B=1, T=6, HQ=4, HK=2, D=16, dtype=torch.bfloat16)
     q_mem, k_mem = q.transpose(1, 2).contiguous(), k.transpose(1, 2).contiguous()  # (1, T, H, D), as benchmarked
     c, s = (x.to(DEVICE) for x in rb.rope_cos_sin(torch.tensor([[5, 6, 7, 8, 9, 10]]), 16))  # (1, T, 8)
     llama = K.hf_apply_rotary_pos_emb(q_mem.transpose(1, 2), k_mem.transpose(1, 2), torch.cat((c, c), -1),
                                       torch.cat((s, s), -1))
-    rows = bench._vision_forms(q_mem, k_mem, c, s)
+    rows = _rows._vision_forms(q_mem, k_mem, c, s)
     assert len(rows) == 2
     for name, (fn, note, outputs) in rows.items():
         fn()
@@ -79,11 +79,11 @@ def test_benchmark_rows_of_sams_function_compute_its_rotation():
     within one rounding to bf16, the pointers as they came, and the drop-in and the tiled launch the same bits
     (the same products, pair by pair). Runs here, without a GPU."""
     pytest.importorskip("transformers")
-    from ropebook.kernels import bench
+    from ropebook.kernels.bench import _sam
 
-    q, k, cos, sin = bench.sam_inputs(DEVICE, side=3, D=16, frames=2, pointers=3)
+    q, k, cos, sin = _sam.sam_inputs(DEVICE, side=3, D=16, frames=2, pointers=3)
     assert q.shape == (1, 1, 9, 16) and k.shape == (1, 1, 21, 16) and cos.shape == (1, 9, 16) and cos.dtype == torch.float32
-    rows = bench._sam_forms(q, k, cos, sin, 3)
+    rows = _sam._sam_forms(q, k, cos, sin, 3)
     assert len(rows) == 4 and rows["device copy (same bytes)"][2] is None
     got = {}
     for name, (fn, note, outputs) in rows.items():
@@ -91,7 +91,7 @@ def test_benchmark_rows_of_sams_function_compute_its_rotation():
         if outputs is None:
             continue
         got[name] = outputs()
-        assert bench._sam_error(outputs, q, k, cos, sin, 3) <= 2.0**-6  # one bf16 rounding (half an ulp) of |x| < 8
+        assert _sam._sam_error(outputs, q, k, cos, sin, 3) <= 2.0**-6  # one bf16 rounding (half an ulp) of |x| < 8
         assert torch.equal(got[name][1][:, :, 18:], k[:, :, 18:]), name
     drop_in, tiled = got["ropebook hf_apply_rotary_pos_emb_2d (drop-in)"], got["ropebook, table tiled, keys in one launch"]
     assert all(torch.equal(a, b) for a, b in zip(drop_in, tiled))
@@ -100,13 +100,13 @@ def test_benchmark_rows_of_sams_function_compute_its_rotation():
 def test_benchmark_sam_case_failing_is_reported_not_fatal(monkeypatch, capsys):
     """The SAM case runs after the main cases are timed, before the file is written: where it fails (here: its
     inputs cannot be made), it says so in its entry and the run goes on."""
-    from ropebook.kernels import bench
+    from ropebook.kernels.bench import _sam
 
     def no_memory(device, *sizes):
         raise RuntimeError("CUDA out of memory")
 
-    monkeypatch.setattr(bench, "sam_inputs", no_memory)
-    case = bench._sam_case()
+    monkeypatch.setattr(_sam, "sam_inputs", no_memory)
+    case = _sam._sam_case()
     assert case["failed"] == "RuntimeError: CUDA out of memory" and "results" not in case
     assert case["case"] == "SAM 2 memory cross-attention" and "timing" in case
     assert "SAM 2 memory cross-attention: failed: RuntimeError: CUDA out of memory" in capsys.readouterr().out
@@ -117,12 +117,12 @@ def test_benchmark_timing_loop_restores_inputs_and_reports_failures(monkeypatch,
     contender sees the inputs as they were, in every round, whatever an in-place contender did to them; one that
     fails in its first round is reported with its error and not timed again; the median of the rounds is the
     time, and the table gives each the copy's percentage."""
-    from ropebook.kernels import bench
+    from ropebook.kernels.bench import _config, _timing
 
-    monkeypatch.setattr(bench, "ROUNDS", 3)
+    monkeypatch.setattr(_config, "ROUNDS", 3)
     times = iter(range(1, 100))
-    monkeypatch.setattr(bench, "_time_or_eager", lambda fn, decode: (fn() or next(times) * 1e-3, "graph"))
-    monkeypatch.setattr(bench, "_eager_ms", lambda fn: 0.5)
+    monkeypatch.setattr(_timing, "_time_or_eager", lambda fn, decode: (fn() or next(times) * 1e-3, "graph"))
+    monkeypatch.setattr(_timing, "_eager_ms", lambda fn: 0.5)
     x = torch.zeros(4)
     seen = []
 
@@ -135,13 +135,13 @@ def test_benchmark_timing_loop_restores_inputs_and_reports_failures(monkeypatch,
 
     contenders = {"device copy (same bytes)": (lambda: None, "copy", None), "in place": (in_place, "adds 1", lambda: (in_place(), x)[1:]),
                   "fails": (fails, "raises", None)}
-    results = bench._time_contenders(contenders, (x,), False, lambda outputs: outputs()[0].sum().item())
+    results = _timing._time_contenders(contenders, (x,), False, lambda outputs: outputs()[0].sum().item())
     assert seen == [0.0] * 4  # (the error measurement's call, then one a round: each from the saved zeros)
     assert results["in place"]["max_abs_err"] == 4.0  # outputs(): a call, then what it left (4 ones)
     assert results["fails"] == dict(us=None, note="failed: RuntimeError: no kernel for this shape")
     assert results["device copy (same bytes)"]["rounds_us"] == [1.0, 3.0, 5.0]  # interleaved rounds
     assert results["in place"]["rounds_us"] == [2.0, 4.0, 6.0] and results["in place"]["us"] == 4.0
-    bench._print_case("a case", results, 4000, False)
+    _timing._print_case("a case", results, 4000, False)
     out = capsys.readouterr().out
     assert results["in place"]["pct_of_copy"] == 75.0 and results["in place"]["GBps"] == 1.0
     assert "a case, q+k read+write 0.00 MB" in out and "failed: RuntimeError" in out
@@ -232,30 +232,23 @@ def test_gpu_benchmark_runs_end_to_end_on_the_cpu(monkeypatch, tmp_path, capsys)
     rotation (a wrong position or layout is off by the size of q itself); the file and the sweep's rows hold
     what the chapter and ``finalists`` read."""
     from ropebook.kernels import bench, rope_triton
+    from ropebook.kernels.bench import _config, _host, _rows, _sweep, _timing
 
     cases = [("prefill T=8", 1, 8), ("decode B=2", 2, 1)]
-    monkeypatch.setattr(bench, "shapes", lambda quick: cases)
-    monkeypatch.setattr(bench, "_sweep_cases", lambda: cases[::-1])
-    monkeypatch.setattr(bench, "MAX_OFFSET", 4096)  # decode's offsets, and the table's length (1M rows is 512 MB)
-    monkeypatch.setattr(bench, "ROUNDS", 2)
-    monkeypatch.setattr(bench, "FINAL_ROUNDS", 1)
-    monkeypatch.setattr(bench, "SAM_SIDE", 3)
-    monkeypatch.setattr(bench, "SAM_D", 16)
-    monkeypatch.setattr(bench, "SAM_FRAMES", 2)
-    monkeypatch.setattr(bench, "SAM_POINTERS", 3)
-    configs = bench.sweep_configs
-    monkeypatch.setattr(bench, "sweep_configs", lambda T: configs(T)[:2] + configs(T)[-1:])
-    monkeypatch.setattr(bench, "host_to_launch_us", functools.partial(bench.host_to_launch_us, batches=1, calls=2))
-    timed = []
+    for name, value in dict(shapes=lambda quick: cases, ROUNDS=2, FINAL_ROUNDS=1, SAM_SIDE=3, SAM_D=16, SAM_FRAMES=2,
+                            SAM_POINTERS=3, MAX_OFFSET=4096).items():  # MAX_OFFSET: the table's length (1M rows: 512 MB)
+        monkeypatch.setattr(_config, name, value)
+    monkeypatch.setattr(_sweep, "_sweep_cases", lambda: cases[::-1])
+    configs = _sweep.sweep_configs
+    monkeypatch.setattr(_sweep, "sweep_configs", lambda T: configs(T)[:2] + configs(T)[-1:])
+    monkeypatch.setattr(_host, "host_to_launch_us", functools.partial(_host.host_to_launch_us, batches=1, calls=2))
 
     def counter(fn, *args, **kwargs):  # each GPU timer: the call it would time, once, and a made-up duration
         fn()
-        timed.append(fn)
         return 1e-3
 
-    monkeypatch.setattr(bench, "_time", counter)
-    monkeypatch.setattr(bench, "_eager_ms", counter)
-    monkeypatch.setattr(bench, "_host_us", counter)
+    for timer in ("_time", "_eager_ms", "_host_us"):
+        monkeypatch.setattr(_timing, timer, counter)
     sweep_file = tmp_path / "gpu_sweep.json"
     other = dict(case="prefill T=16384", stage="sweep", angles="table", us=9.0)  # a case this run does not sweep
     sweep_file.write_text(json.dumps([other]))
@@ -281,7 +274,7 @@ def test_gpu_benchmark_runs_end_to_end_on_the_cpu(monkeypatch, tmp_path, capsys)
         assert ("ropebook rope_qk, angles=table, Triton JIT launch" in results) == (T == 1)
         assert [n for n, r in results.items() if r["max_abs_err"] is None] == [COPY]
         # the float64 rotation's largest value: one bf16 ulp there is the scale of every bound below
-        q_mem, k_mem, offsets = bench._inputs(B, T, device="cpu")
+        q_mem, k_mem, offsets = _rows._inputs(B, T, device="cpu")
         offs = offsets.view(-1, 1, 1).long() if T == 1 else 0
         top = max(rb.apply_rope(x.transpose(1, 2).double(), offset=offs).abs().max().item() for x in (q_mem, k_mem))
         top = max(top, q_mem.abs().max().item(), k_mem.abs().max().item())

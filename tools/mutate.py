@@ -466,12 +466,12 @@ TEST_MUTANTS: tuple[Mutant, ...] = (
            (), ("tests/test_bad_arguments.py",)),
     Mutant("bench-inputs-not-restored", "the benchmark's loop hands each contender the inputs as the one before it "
            "left them: an in-place contender's thousands of turns reach the next one's timing and error",
-           (("ropebook/kernels/bench.py", "            for x, x0 in zip(inputs, saved):\n                x.copy_(x0)\n            try:",
+           (("ropebook/kernels/bench/_timing.py", "            for x, x0 in zip(inputs, saved):\n                x.copy_(x0)\n            try:",
              "            try:"),),
            (), ("tests/test_kernel_bench.py",)),
     Mutant("bench-error-after-in-place", "the benchmark takes its float64 references from q and k after the row's "
            "call: an in-place row is compared with the rotation of its own output, and its error reads as q's size",
-           (("ropebook/kernels/bench.py",
+           (("ropebook/kernels/bench/_rows.py",
              "    return max((y.double() - ref).abs().max().item() for y, ref in zip(outputs(), refs))",
              "    outs = outputs()\n    refs = [rb.apply_rope(x.transpose(1, 2).double(), offset=offs, backend=\"torch\") "
              "for x in (q_mem, k_mem)]\n    return max((y.double() - ref).abs().max().item() for y, ref in zip(outs, refs))"),),
