@@ -1,12 +1,13 @@
-"""The GPU benchmark (``python -m ropebook.kernels.bench``, run as ``python -m ropebook.bench gpu``), here without a
+"""The GPU benchmark (``ropebook.kernels.bench``, run as ``python -m ropebook.bench gpu``), here without a
 GPU: each of its rows computes the rotation it claims to time, its loop over contenders hands each the inputs as
 they were, and the whole run (cases, SAM's case, the results file, the sweep) goes through on the CPU with the
 kernel under the Triton interpreter and only the GPU timers replaced, so that what a GPU session runs has run
-before it. On a CUDA machine the same tests run natively (the end-to-end run stays on the CPU)."""
+before it. On a CUDA machine the same tests run natively, the end-to-end run on the GPU with its timers replaced."""
 
 import argparse
 import functools
 import hashlib
+import importlib.util
 import json
 import math
 import os
@@ -210,10 +211,12 @@ FLOAT32_TABLES = {"torch.compile(rb torch path)", "ropebook rope_qk, angles=kern
                   "ropebook rope_qk, angles=kernel, quadrant sin/cos, in place",
                   "ropebook rope_qk_cos_sin, float32 cos/sin", "HF eager vision formula (Qwen2-VL)",
                   "ropebook hf_apply_rotary_pos_emb_vision (drop-in)",
-                  "ropebook rope_qk, angles=table, Triton JIT launch"}
+                  "ropebook rope_qk, angles=table, Triton JIT launch", "flash-attn apply_rotary (2 calls)",
+                  "flash-attn apply_rotary (2 calls, in place)"}
 BF16_TABLES = {"HF eager formula", "torch.compile(HF formula)", "ropebook rope_qk_cos_sin, HF bf16 cos/sin, in place",
                "ropebook hf_apply_rotary_pos_emb (drop-in)", "ropebook hf_apply_rotary_pos_emb_cohere (drop-in)",
-               "ropebook hf_apply_rotary_pos_emb_interleave (drop-in)", "torch.compile(ropebook drop-in)"}
+               "ropebook hf_apply_rotary_pos_emb_interleave (drop-in)", "torch.compile(ropebook drop-in)",
+               "Liger-Kernel rope (in place)"}
 COPY = "device copy (same bytes)"
 
 
@@ -224,7 +227,7 @@ def _ulp_bf16(x: float) -> float:
 
 def test_gpu_benchmark_runs_end_to_end_on_the_cpu(monkeypatch, tmp_path, capsys):
     """The GPU session's run, here first: ``bench._measure`` (what ``python -m ropebook.bench gpu`` calls on a CUDA
-    device) on the CPU at the benchmark's heads and D but two small cases, SAM's case on a small grid, the results
+    device) on this machine's device at the benchmark's heads and D but two small cases, SAM's case on a small grid, the results
     file, and the sweep (two tile configurations and the one-program-a-token one, every angle source) with its
     final. The kernel runs under the Triton interpreter and torch.compile for real; only the GPU timers are
     replaced, each by a counter that still calls its contender. Every row of every case runs and none fails;
@@ -256,10 +259,10 @@ def test_gpu_benchmark_runs_end_to_end_on_the_cpu(monkeypatch, tmp_path, capsys)
     monkeypatch.setenv("ROPEBOOK_BENCH_SWEEP", "1")
     monkeypatch.setenv("ROPEBOOK_SWEEP_JSON", str(sweep_file))
 
-    assert bench._measure(argparse.Namespace(quick=False), "cpu") == 0
+    assert bench._measure(argparse.Namespace(quick=False), DEVICE) == 0
     out = capsys.readouterr().out
     data = json.loads((tmp_path / "gpu_bench.json").read_text())
-    assert data["device"].startswith("cpu (") and data["sm_count"] is None
+    assert data["device"].startswith("cpu (") and data["sm_count"] is None if DEVICE == "cpu" else data["sm_count"] > 0
     assert data["kernel_sha256"] == hashlib.sha256(Path(rope_triton.__file__).read_bytes()).hexdigest()
     assert set(data["host_to_launch_us"]) == {"rope_qk, angles=table", "rope_qk, angles=kernel",
                                               "rope_qk, angles=table, in place", "rope_qk_cos_sin",
@@ -274,7 +277,7 @@ def test_gpu_benchmark_runs_end_to_end_on_the_cpu(monkeypatch, tmp_path, capsys)
         assert ("ropebook rope_qk, angles=table, Triton JIT launch" in results) == (T == 1)
         assert [n for n, r in results.items() if r["max_abs_err"] is None] == [COPY]
         # the float64 rotation's largest value: one bf16 ulp there is the scale of every bound below
-        q_mem, k_mem, offsets = _rows._inputs(B, T, device="cpu")
+        q_mem, k_mem, offsets = _rows._inputs(B, T, device=DEVICE)
         offs = offsets.view(-1, 1, 1).long() if T == 1 else 0
         top = max(rb.apply_rope(x.transpose(1, 2).double(), offset=offs).abs().max().item() for x in (q_mem, k_mem))
         top = max(top, q_mem.abs().max().item(), k_mem.abs().max().item())
@@ -302,5 +305,6 @@ def test_gpu_benchmark_runs_end_to_end_on_the_cpu(monkeypatch, tmp_path, capsys)
         assert {r["angles"] for r in finals if r.get("default")} == set(bench.SOURCES)  # users' defaults: always in
         assert {(r["angles"], r["inplace"]) for r in finals if "angles" in r} == {
             (s, i) for s in bench.SOURCES for i in (False, True)}
-        assert [r["contender"] for r in finals if "contender" in r] == [COPY]  # (no Liger-Kernel here)
+        liger = ["Liger-Kernel rope (in place)"] if importlib.util.find_spec("liger_kernel") else []
+        assert [r["contender"] for r in finals if "contender" in r] == [COPY] + liger
         assert bench.finalists(swept, name)  # what the sweep's reader takes from the file
