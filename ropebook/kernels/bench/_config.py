@@ -12,8 +12,6 @@ import os
 HQ, HK, D = 32, 8, 128
 PREFILL_T = (1024, 4096, 16384)
 DECODE_B, MAX_OFFSET = 64, 1_000_000
-
-
 ROUNDS = int(os.environ.get("ROPEBOOK_BENCH_ROUNDS", "3"))  # rounds over all contenders; `us` is their median
 
 
