@@ -29,7 +29,8 @@ more (``IDX``): what a program computes before its first load is on the
 critical path of a few-microsecond decoding step. ``CONJ`` rotates by −θ (the
 backward pass). This module holds the kernel and its launcher only (``launch``
 works a launch out as a ``Plan``, which a caller can keep and run again); the
-autograd wrapper and the public API are in ``ropebook.kernels.autograd``.
+autograd wrapper and the public API are in ``ropebook.kernels.autograd``, the
+frequency cache it reads in ``ropebook.kernels._cache``.
 
 Chapter: ``ch-rope-gpu``.
 """

@@ -2,7 +2,8 @@
 
 The other modules read the knobs a run can change (``ROUNDS``, ``FINAL_ROUNDS``, ``MAX_OFFSET``, ``SAM_*``,
 ``shapes``) as ``_config.NAME`` at call time, so that the tests can run the whole benchmark at small sizes by
-setting them here; the fixed shapes they import by name.
+setting them here; the fixed shapes they import by name (as ``sam_inputs``' defaults do the SAM sizes: the SAM
+case passes its sizes explicitly).
 """
 
 from __future__ import annotations
