@@ -38,6 +38,7 @@ import sympy as sp
 import torch
 
 import ropebook as rb
+from kernel_cases import interpret_on_cpu
 from ropebook import attention, crope, data, decay, lrpe, model, positions, reference, scaling
 
 NAN, INF = math.nan, math.inf
@@ -50,8 +51,7 @@ ERRORS = (ValueError, TypeError)  # what bad input may raise
 @pytest.fixture(autouse=True)
 def _interpreter_on_cpu(monkeypatch):
     """As in test_kernels.py: without CUDA the kernel rows run under Triton's interpreter."""
-    if not CUDA:
-        monkeypatch.setenv("TRITON_INTERPRET", "1")
+    interpret_on_cpu(monkeypatch)
 
 
 # ----------------------------------------------------------------------------- bad values by kind

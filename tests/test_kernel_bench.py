@@ -230,17 +230,12 @@ def _ulp_bf16(x: float) -> float:
     return 2.0 ** (math.floor(math.log2(x)) - 7)
 
 
-def _rotation_ulp(*xs) -> float:
-    """bf16's ulp at the largest value a rotation of ``xs`` can give: √2·max|x| (a turned pair keeps its norm,
-    and one of its two values can take all of it)."""
-    return _ulp_bf16(math.sqrt(2) * max(x.abs().max().item() for x in xs))
-
-
 def _one_rounding(*xs) -> float:
     """The most a rotation of ``xs`` computed in float32 and rounded once to bf16 can be off from the exact one: a
-    whole ulp, since the Triton interpreter truncates (a GPU rounds to nearest: half that), plus float32's own
-    error, a few roundings of 2^-24 relative to values under two ulp-binades up, well under 2^-12 of an ulp."""
-    return _rotation_ulp(*xs) * (1 + 2.0**-12)
+    whole ulp at the largest value a rotation can give, √2·max|x| (a turned pair keeps its norm), since the Triton
+    interpreter truncates (a GPU rounds to nearest: half that), plus float32's own error, a few roundings of
+    2^-24 relative, well under 2^-12 of an ulp."""
+    return _ulp_bf16(math.sqrt(2) * max(x.abs().max().item() for x in xs)) * (1 + 2.0**-12)
 
 
 def test_gpu_benchmark_runs_end_to_end_on_the_cpu(monkeypatch, tmp_path, capsys):
