@@ -1,8 +1,11 @@
-"""What the kernel's test modules share: the device they run on, the tolerance of one rounding of a dtype, and
-q and k laid out as a projection leaves them. Without CUDA the kernel runs on the CPU through the Triton
-interpreter: each module's autouse fixture calls ``interpret_on_cpu`` (the kernel module reads
-TRITON_INTERPRET at launch, so import order does not matter)."""
+"""What the kernel's test modules share: the device they run on, the tolerance of one rounding of a dtype,
+q and k laid out as a projection leaves them, and a tiny Hugging Face Llama. Without CUDA the kernel runs on
+the CPU through the Triton interpreter: each module's autouse fixture calls ``interpret_on_cpu`` (the kernel
+module reads TRITON_INTERPRET at launch, so import order does not matter)."""
 
+import os
+
+import pytest
 import torch
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -30,3 +33,13 @@ def qk(B=2, T=5, HQ=3, HK=1, D=16, dtype=torch.float32, seed=0):
     q = torch.randn(B, T, HQ, D, generator=g, dtype=torch.float64).to(DEVICE, dtype).transpose(1, 2)
     k = torch.randn(B, T, HK, D, generator=g, dtype=torch.float64).to(DEVICE, dtype).transpose(1, 2)
     return q, k
+
+
+def tiny_llama(dtype=torch.float32):
+    """A two-layer Llama of random weights (seed 0), on DEVICE in eval mode; a skip without transformers."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    cfg = transformers.LlamaConfig(vocab_size=97, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
+    return transformers.LlamaForCausalLM(cfg).to(DEVICE, dtype).eval()

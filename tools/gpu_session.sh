@@ -11,7 +11,7 @@
 # Usage: bash tools/gpu_session.sh STAGE, with $OUT the folder whose files come back
 #   fetch           on a machine that reaches PyPI (not the GPU one): fills .whl/ as above, then
 #                   carry .whl to the GPU machine with the other stages (the device tool's `carry`)
-#   tests           tests/test_kernels.py and test_kernel_bench.py natively    -> $OUT/tests.log
+#   tests           tests/test_kernels.py, test_kernels_hf.py, test_kernel_bench.py natively -> $OUT/tests.log
 #   bench           python -m ropebook.bench gpu, every contender and case     -> $OUT/gpu_bench.json, bench.log
 #   sweep CASES     the kernel's tile and angle sweep for CASES (decode, T=1024, T=16384; comma-separated)
 #                   -> $OUT/gpu_sweep.json (rows of the other cases kept from book/data/gpu_sweep.json)
@@ -52,7 +52,7 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv 
 
 case "$stage" in
     tests)
-        "$python" -m pytest -q -p no:cacheprovider tests/test_kernels.py tests/test_kernel_bench.py 2>&1 | tee "$out/tests.log"
+        "$python" -m pytest -q -p no:cacheprovider tests/test_kernels.py tests/test_kernels_hf.py tests/test_kernel_bench.py 2>&1 | tee "$out/tests.log"
         ;;
     bench)
         ROPEBOOK_BENCH_COMMAND="PYTHONPATH=$site:\$PWD HF_HUB_OFFLINE=1 ROPEBOOK_FLASH_ROTARY=$ROPEBOOK_FLASH_ROTARY \

@@ -69,6 +69,9 @@ class Mutant:
     tests: tuple[str, ...] = ()
 
 
+# the kernel's tests: the kernel itself, and its Hugging Face drop-ins (one file until they outgrew it)
+KERNEL_TESTS = ("tests/test_kernels.py", "tests/test_kernels_hf.py")
+
 _ROTATE_DOC = '    """Rotate the first rotary_dim features of x (..., T, D); the rest pass through."""\n'
 
 MUTANTS: tuple[Mutant, ...] = (
@@ -128,11 +131,11 @@ MUTANTS: tuple[Mutant, ...] = (
            ("why-position",), ("tests/test_positions.py",)),
     Mutant("kernel-backward", "the kernel's backward rotates by +θ (CONJ ignored)",
            (("ropebook/kernels/rope_triton.py", "    if CONJ:\n        sin = -sin\n", "    if CONJ:\n        sin = sin\n"),),
-           ("rope-gpu",), ("tests/test_kernels.py",)),
+           ("rope-gpu",), KERNEL_TESTS),
     Mutant("turns-scale", "fixed-point turns at half the scale (2^62 where 2^63 is meant)",
            (("ropebook/kernels/_cache.py", "round(Fraction(theta) * 2**63 / _PI)",
              "round(Fraction(theta) * 2**62 / _PI)"),),
-           ("rope-gpu",), ("tests/test_kernels.py",)),
+           ("rope-gpu",), KERNEL_TESTS),
     Mutant("yarn-bound-pi", "YaRN's ramp bounds from rotations·π instead of rotations·2π (bounds off by 2x in turns)",
            (("ropebook/scaling.py", "(rotations * 2 * math.pi)", "(rotations * math.pi)"),),
            ("rope-d-dims",), ("tests/test_scaling.py", "tests/test_hf_oracle.py")),
@@ -164,16 +167,16 @@ MUTANTS: tuple[Mutant, ...] = (
            (("ropebook/kernels/autograd.py",
              "k_out = None if k is None else (k if inplace else torch.empty_like(k))",
              "k_out = None if k is None else torch.empty_like(k)"),),
-           ("rope-gpu",), ("tests/test_kernels.py",)),
+           ("rope-gpu",), KERNEL_TESTS),
     Mutant("kernel-factor-dropped", "rope_qk with computed angles ignores the cache's attention factor",
            (("ropebook/kernels/autograd.py",
              "spec = dict(half=r // 2, layout=layout, factor=cache.attention_factor)",
              "spec = dict(half=r // 2, layout=layout, factor=1.0)"),),
-           ("rope-gpu",), ("tests/test_kernels.py",)),
+           ("rope-gpu",), KERNEL_TESTS),
     Mutant("turns-truncate", "fixed-point turns truncated (int) instead of rounded to the nearest integer",
            (("ropebook/kernels/_cache.py", "v = round(Fraction(theta) * 2**63 / _PI) % 2**64",
              "v = int(Fraction(theta) * 2**63 / _PI) % 2**64"),),
-           ("rope-gpu",), ("tests/test_kernels.py",)),
+           ("rope-gpu",), KERNEL_TESTS),
     Mutant("causal-mask-leak", "softmax attention's causal mask lets query m see key m + 1 (triu(2) for triu(1))",
            (("ropebook/attention.py", "future = torch.ones(T, T, dtype=torch.bool, device=q.device).triu(1)  # (T, T)",
              "future = torch.ones(T, T, dtype=torch.bool, device=q.device).triu(2)  # (T, T)"),),
@@ -242,11 +245,11 @@ MUTANTS: tuple[Mutant, ...] = (
            ("crope",), ("tests/test_model.py",)),
     Mutant("inplace-overlap-unchecked", "in place, q and k views of one storage pass unchecked (a shared element is rotated twice)",
            (("ropebook/kernels/_aliasing.py", "        shared = _shared_elements(q, k)\n", "        shared = False\n"),),
-           ("rope-gpu",), ("tests/test_kernels.py",)),
+           ("rope-gpu",), KERNEL_TESTS),
     Mutant("inplace-expand-unchecked", "in place, an expand()ed q or k (stride 0) passes: each location rotated once per repeat",
            (("ropebook/kernels/_aliasing.py", "for n, s in zip(shape, stride) if n > 1):",
              "for n, s in zip(shape, stride) if n > 1 and s != 0):"),),
-           ("rope-gpu",), ("tests/test_kernels.py",)),
+           ("rope-gpu",), KERNEL_TESTS),
     Mutant("copy-model-no-latency", "the copy model's bandwidth read off the largest copy alone (bytes / t, no fixed cost)",
            (("ropebook/plotting/gpu.py",
              "    bandwidth = (large[\"bytes\"] - small[\"bytes\"]) / (t_l - t_s) / 1e3  # bytes per µs / 1e3 = GB/s\n",
@@ -288,11 +291,11 @@ TEST_MUTANTS: tuple[Mutant, ...] = (
     Mutant("hf-unsqueeze2-k", "the Hugging Face drop-in returns k in the kernel's (B, H, T, D) view for unsqueeze_dim=2",
            (("ropebook/kernels/hf/_factory.py", "qr, kr = qr.transpose(1, 2), kr.transpose(1, 2)",
              "qr, kr = qr.transpose(1, 2), kr"),),
-           (), ("tests/test_kernels.py",)),
+           (), KERNEL_TESTS),
     Mutant("compiled-factor-dropped", "under torch.compile the custom operator is called with factor 1.0",
            (("ropebook/kernels/op.py", 'spec.get("factor", 1.0), spec.get("offset", 0)',
              '1.0, spec.get("offset", 0)'),),
-           (), ("tests/test_kernels.py",)),
+           (), KERNEL_TESTS),
     Mutant("crope-init-scale", "ComplexLinear initialised with the complex fan-in D/2: twice the output variance of nn.Linear",
            (("ropebook/crope.py", "bound = 1.0 / math.sqrt(in_features)",
              "bound = 1.0 / math.sqrt(in_features // 2)"),),
@@ -308,138 +311,138 @@ TEST_MUTANTS: tuple[Mutant, ...] = (
     Mutant("inplace-version-not-bumped", "the kernel writes q and k in place without telling autograd: a graph that "
            "saved them computes gradients from the rotated values",
            (("ropebook/kernels/autograd.py", "    increment_version((q,) if k is None else (q, k))", "    pass"),),
-           (), ("tests/test_kernels.py",)),
+           (), KERNEL_TESTS),
     Mutant("patch-hf-llama-everywhere", "patch_hf installs Llama's drop-in whatever the module's formula (as before "
            "the probe): GLM, ERNIE 4.5 and Helium pair features (2i, 2i + 1), so their outputs change silently",
            (("ropebook/kernels/hf/_patch.py", "        patches[attr] = (original, _DROP_INS[form])",
              "        patches[attr] = (original, hf_apply_rotary_pos_emb)"),),
-           (), ("tests/test_kernels.py",)),
+           (), KERNEL_TESTS),
     Mutant("hf-interleaved-compares-halves", "the interleaved drop-in compares cos's halves, which GLM's function "
            "never reads: a model whose halves differ is refused for nothing",
            (("ropebook/kernels/hf/_factory.py", '    twice = base in ("half", "single", "cohere", "nanochat")  # cos holds',
              '    twice = base != "pairs"  # cos holds'),),
-           (), ("tests/test_kernels.py",)),
+           (), KERNEL_TESTS),
     Mutant("hf-cohere-copies-unchecked", "Cohere's drop-in reads every other value of cos without checking that each "
            "value is there twice in a row: Llama's cos (equal halves) handed to it rotates by the wrong angles, silently",
            (("ropebook/kernels/hf/_factory.py", '    twice = base in ("half", "single", "cohere", "nanochat")  # cos holds',
              '    twice = base in ("half", "single", "nanochat")  # cos holds'),),
-           (), ("tests/test_kernels.py", "tests/test_bad_arguments.py")),
+           (), (*KERNEL_TESTS, "tests/test_bad_arguments.py")),
     Mutant("hf-cohere-reads-first-half", "Cohere's drop-in reads the first half of cos, as GLM's does, instead of every "
            "other value",
            (("ropebook/kernels/hf/_factory.py", "    step = 2 if in_a_row else 1", "    step = 1"),),
-           (), ("tests/test_kernels.py",)),
+           (), KERNEL_TESTS),
     Mutant("hf-interleave-writes-interleaved", "DeepSeek-V3's drop-in writes its output interleaved, as read, not as "
            "(i, i + r/2): the model's q·k is unchanged (the same permutation of q and k) but the tensors returned, and "
            "its KV cache, are not the function's",
            (("ropebook/kernels/hf/_factory.py", '_OUT_LAYOUTS = {"deepseek": "half"}', "_OUT_LAYOUTS = {}"),),
-           (), ("tests/test_kernels.py",)),
+           (), KERNEL_TESTS),
     Mutant("backward-layout-not-inverted", "the backward of a rotation that reads one layout and writes the other "
            "reads the gradients in the input's layout",
            (("ropebook/kernels/autograd.py", '"layout": rope_triton.inverse_layout(launch["layout"])}',
              '"layout": launch["layout"]}'),),
-           (), ("tests/test_kernels.py",)),
+           (), KERNEL_TESTS),
     Mutant("operator-backward-layout-not-inverted", "under torch.compile the custom operator's backward reads the "
            "gradients in the input's layout",
            (("ropebook/kernels/op.py", "half, rope_triton.inverse_layout(layout), *rest,", "half, layout, *rest,"),),
-           (), ("tests/test_kernels.py",)),
+           (), KERNEL_TESTS),
     Mutant("hf-vision-not-patched", "patch_hf leaves a vision tower's apply_rotary_pos_emb_vision in place: the "
            "Qwen-VL family's image encoders run the eager formula, where the chapter says they run the kernel",
            (("ropebook/kernels/hf/_probing.py", '"apply_rotary_pos_emb_vision": ("vision", "vision_cohere"),', ""),),
-           (), ("tests/test_kernels.py",)),
+           (), KERNEL_TESTS),
     Mutant("hf-vision-cohere-as-llama", "Inkling 2's vision drop-in rotates Llama's pairs (i, i + r/2) instead of "
            "Cohere's (2i, 2i + 1)",
            (("ropebook/kernels/hf/_factory.py", '_VISION = {"vision": "half", "vision_cohere": "cohere"}',
              '_VISION = {"vision": "half", "vision_cohere": "half"}'),),
-           (), ("tests/test_kernels.py",)),
+           (), KERNEL_TESTS),
     Mutant("hf-gptj-sin-cos-swapped", "GPT-J's drop-in reads its arguments in Llama's order, cos before sin: it "
            "rotates by the complementary angle, silently",
            (("ropebook/kernels/hf/_factory.py", "            return pair(tensor, None, cos, sin, 2)",
              "            return pair(tensor, None, sin, cos, 2)"),),
-           (), ("tests/test_kernels.py",)),
+           (), KERNEL_TESTS),
     Mutant("hf-pairs-interleaved-as-pairs", "the OpenAI privacy filter's drop-in pairs features (i, i + D/2), as "
            "gpt-oss's, instead of (2i, 2i + 1)",
            (("ropebook/kernels/hf/_factory.py", '"pairs_interleaved": "interleaved", "gptj": "interleaved",',
              '"pairs_interleaved": "half", "gptj": "interleaved",'),),
-           (), ("tests/test_kernels.py",)),
+           (), KERNEL_TESTS),
     Mutant("hf-deepseek-v4-turns-the-first-features", "DeepSeek-V4's drop-in rotates the first r features of a head, "
            "as every other partial-rotary form does, where V4 rotates the last r: the same at r = D, silently wrong "
            "below it",
            (("ropebook/kernels/hf/_factory.py", "        if last and 2 * pairs < D:", "        if False and 2 * pairs < D:"),),
-           (), ("tests/test_kernels.py",)),
+           (), KERNEL_TESTS),
     Mutant("hf-probe-turns-the-first-features-for-v4", "the probe expects DeepSeek-V4's form to rotate the first r "
            "features: V4's own function is refused, and a function that rotates the first r gets V4's drop-in",
            (("ropebook/kernels/hf/_probing.py", "    skip = q.shape[-1] - r if form in _LAST else 0", "    skip = 0"),),
-           (), ("tests/test_kernels.py",)),
+           (), KERNEL_TESTS),
     Mutant("hf-dinov3-turns-the-first-tokens", "DINOv3's drop-in rotates the first P tokens by the patches' angles, "
            "where DINOv3 rotates the last P (the patches, after the class token and registers): the same with no prefix, "
            "silently wrong with one",
            (("ropebook/kernels/hf/_factory.py", "_rope_qk_cos_sin(fn, q[:, :, p:], k[:, :, p:], cos,",
              "_rope_qk_cos_sin(fn, q[:, :, :-p], k[:, :, :-p], cos,"),),
-           (), ("tests/test_kernels.py",)),
+           (), KERNEL_TESTS),
     Mutant("hf-probe-no-prefix-for-dinov3", "the probe of DINOv3's form hands every function as many rows of cos as "
            "tokens: a function that rotates every token, the class token and registers too, gets DINOv3's drop-in",
            (("ropebook/kernels/hf/_probing.py", '        tokens = 0 if call == "no prefix" else 2', "        tokens = 0"),),
-           (), ("tests/test_kernels.py",)),
+           (), KERNEL_TESTS),
     Mutant("hf-complex-conjugate", "Llama 4's drop-in multiplies by the conjugate of freqs_cis (sin's sign flipped): a "
            "turn by −θ, silently (q·k then sees n − m where the model was trained on m − n)",
            (("ropebook/kernels/hf/_factory.py", "return pair(xq, xk, f[..., 0], f[..., 1], dim)",
              "return pair(xq, xk, f[..., 0], -f[..., 1], dim)"),),
-           (), ("tests/test_kernels.py",)),
+           (), KERNEL_TESTS),
     Mutant("hf-complex-bits-unresolved", "the complex drop-ins hand the kernel freqs_cis's memory without resolving "
            "torch's lazy conjugate and negative bits: a negated view turns the wrong way, silently",
            (("ropebook/kernels/hf/_checks.py", "    freqs = freqs.resolve_conj().resolve_neg()\n", ""),),
-           (), ("tests/test_kernels.py",)),
+           (), KERNEL_TESTS),
     Mutant("hf-others-refused", "patch_hf refuses a module whose apply_rotary_emb is another library's (flash-attn's, "
            "imported under that name) instead of patching its apply_rotary_pos_emb and leaving that one alone",
            (("ropebook/kernels/hf/_patch.py", "        if form is None and attr in _OTHERS and _takes_none(original, forms):",
              "        if False:"),),
-           (), ("tests/test_kernels.py",)),
+           (), KERNEL_TESTS),
     Mutant("hf-others-left-when-they-differ", "patch_hf leaves an apply_rotary_emb that takes Meta's call and computes "
            "another rotation as it is, where it should refuse the module: the model then runs a function nobody checked",
            (("ropebook/kernels/hf/_probing.py", '    return all(isinstance(d, str) and d.startswith("raised")',
              '    return True or all(isinstance(d, str) and d.startswith("raised")'),),
-           (), ("tests/test_kernels.py",)),
+           (), KERNEL_TESTS),
     Mutant("hf-probe-complex-one-row", "the probe of Meta's complex form hands every function one row of freqs_cis "
            "for both sequences: a function that turns every sequence by the first one's angles gets Llama 4's drop-in",
            (("ropebook/kernels/hf/_probing.py", '        if form == "llama4_vision" or call == "one row":', "        if True:"),),
-           (), ("tests/test_kernels.py",)),
+           (), KERNEL_TESTS),
     Mutant("hf-clvp-v-unturned", "CLVP's drop-in turns q and k and hands v back as it came: CLVP's attention then "
            "mixes values its model was trained to see rotated, silently",
            (("ropebook/kernels/hf/_factory.py", "            return qr, kr, pair(v, None, cos, sin, unsqueeze_dim)",
              "            return qr, kr, v"),),
-           (), ("tests/test_kernels.py",)),
+           (), KERNEL_TESTS),
     Mutant("hf-clvp-reads-the-first-rows", "CLVP's drop-in reads the first T rows of the table whatever the position "
            "ids: the same for ids 0..T-1, silently wrong for any others",
            (("ropebook/kernels/hf/_checks.py", "    return cos[position_ids], sin[position_ids]",
              "    return cos[:position_ids.shape[1]], sin[:position_ids.shape[1]]"),),
-           (), ("tests/test_kernels.py",)),
+           (), KERNEL_TESTS),
     Mutant("hf-probe-clvp-positions-in-order", "the probe of CLVP's form hands every function the ids 0, 1, 2 for "
            "both sequences: a function that ignores the ids and reads the first rows gets CLVP's drop-in",
            (("ropebook/kernels/hf/_probing.py", "        pos = torch.tensor([[4, -1, 2], [1, -4, 1]])",
              "        pos = torch.tensor([[0, 1, 2], [0, 1, 2]])"),),
-           (), ("tests/test_kernels.py",)),
+           (), KERNEL_TESTS),
     Mutant("hf-clvp-clamps-negative-ids", "CLVP's drop-in reads a negative position id as row 0, where CLVP's "
            "indexing counts it from the end of the table: silently wrong for negative ids alone",
            (("ropebook/kernels/hf/_checks.py", "    return cos[position_ids], sin[position_ids]",
              "    return cos[position_ids.clamp(min=0)], sin[position_ids.clamp(min=0)]"),),
-           (), ("tests/test_kernels.py",)),
+           (), KERNEL_TESTS),
     Mutant("hf-clvp-halves-unchecked", "CLVP's drop-in does not compare the table's halves before the kernel reads "
            "the first: a table whose halves differ is turned by its first half, silently",
            (("ropebook/kernels/hf/_checks.py", "        _check_twice(fn, cos, sin, False)\n    return cos[position_ids]",
              "        pass\n    return cos[position_ids]"),),
-           (), ("tests/test_kernels.py", "tests/test_bad_arguments.py")),
+           (), (*KERNEL_TESTS, "tests/test_bad_arguments.py")),
     Mutant("hf-sam2d-later-frames-unturned", "SAM 2's drop-in turns the first frame of memory with q and hands the "
            "later frames' keys back as they came: the same in self-attention and with one frame, silently wrong "
            "for a memory of several",
            (("ropebook/kernels/hf/_factory.py",
              "krs = [kr] + [pair(k[:, :, i * T:(i + 1) * T], None, cos, sin, 1) for i in range(1, tiles)]",
              "krs = [kr] + [k[:, :, i * T:(i + 1) * T] for i in range(1, tiles)]"),),
-           (), ("tests/test_kernels.py",)),
+           (), KERNEL_TESTS),
     Mutant("hf-probe-sam-one-tile", "the probe of SAM 2's form hands every function one frame of memory where it "
            "should hand two: a function that repeats each row of the table where SAM 2 tiles it gets the drop-in",
            (("ropebook/kernels/hf/_probing.py", '            k = torch.randn(2, 2, 5 if call == "keys excluded" else 7, 8, generator=g)',
              '            k = torch.randn(2, 2, 5 if call == "keys excluded" else 4, 8, generator=g)'),),
-           (), ("tests/test_kernels.py",)),
+           (), KERNEL_TESTS),
     Mutant("hf-sam2d-tiles-without-repeat", "SAM 2's drop-in tiles the table over keys of several frames whether or "
            "not repeat_freqs_k asks it to, where SAM 2's function raises: a caller's mistake passes silently",
            (("ropebook/kernels/hf/_checks.py", "tiles != 1 and not (repeat or T == 1)", "tiles != 1 and False"),),
@@ -448,17 +451,17 @@ TEST_MUTANTS: tuple[Mutant, ...] = (
            "first rows of q's table instead of the keys' own: silently wrong wherever the two grids differ",
            (("ropebook/kernels/hf/_factory.py", "pair(k[:, :, i * per + t:(i + 1) * per], None, cos_k, sin_k, 1)",
              "pair(k[:, :, i * per + t:(i + 1) * per], None, cos[..., :per - t, :], sin[..., :per - t, :], 1)"),),
-           (), ("tests/test_kernels.py",)),
+           (), KERNEL_TESTS),
     Mutant("hf-probe-edgetam-keys-table-is-qs", "the probe of EdgeTAM's cross-attention form hands every function a "
            "keys' table equal to the first rows of q's: a function that turns the keys by q's table gets the drop-in",
            (("ropebook/kernels/hf/_probing.py", "        ck, sk = (torch.rand(1, 2, r // 2, generator=g) * 2 - 1 for _ in range(2))",
              "        ck, sk = c[:, :2], s[:, :2]"),),
-           (), ("tests/test_kernels.py",)),
+           (), KERNEL_TESTS),
     Mutant("hf-probe-edgetam-one-head", "the probe of EdgeTAM's cross-attention form hands every function keys of one "
            "head: a function that reads the heads as more tokens of each frame gets the drop-in",
            (("ropebook/kernels/hf/_probing.py", "        k = torch.randn(2, 2, frames * per + n, 8, generator=g)",
              "        k = torch.randn(2, 1, frames * per + n, 8, generator=g)"),),
-           (), ("tests/test_kernels.py",)),
+           (), KERNEL_TESTS),
     Mutant("hf-edgetam-keys-table-unchecked", "EdgeTAM's drop-in lets the kernel read the keys' table unchecked under "
            "its own name: a cos_k whose copies differ is refused as 'cos', the wrong argument",
            (("ropebook/kernels/hf/_factory.py", '                _check_twice(fn, cos_k, sin_k, True, ("cos_k", "sin_k"))',
@@ -480,37 +483,37 @@ TEST_MUTANTS: tuple[Mutant, ...] = (
            "function undoes, silently (q·k then sees n − m where the model was trained on m − n)",
            (("ropebook/kernels/autograd.py", '**op.table_args(cos3, None), **({"conj": True} if conj else {}))',
              "**op.table_args(cos3, None))"),),
-           (), ("tests/test_kernels.py",)),
+           (), KERNEL_TESTS),
     Mutant("kernel-cos-feature-stride-ignored", "the kernel reads cos and sin with feature stride 1 whatever their "
            "stride (a strided cos, Cohere's every other value, read as if contiguous)",
            (("ropebook/kernels/rope_triton.py", "+ i[None, :] * cs_d  # masked", "+ i[None, :]  # masked"),),
-           (), ("tests/test_kernels.py",)),
+           (), KERNEL_TESTS),
     Mutant("empty-q-tail-from-q", "with Hq = 0, out of place is told from q alone (empty tensors' data_ptr 0): k's "
            "unrotated features left as uninitialised memory",
            (("ropebook/kernels/rope_triton.py", "x, out = (k, k_out) if q.numel() == 0 and k is not None else (q, q_out)",
              "x, out = q, q_out"),),
-           (), ("tests/test_kernels.py",)),
+           (), KERNEL_TESTS),
     Mutant("backward-not-recorded", "create_graph=True: the backward launches the kernel outside autograd, so "
            "second-order gradients are dropped",
            (("ropebook/kernels/autograd.py", "if _records_graph(gq, gk):  # create_graph=True", "if False:  # create_graph=True"),),
-           (), ("tests/test_kernels.py",)),
+           (), KERNEL_TESTS),
     Mutant("operator-backward-conj-fixed", "the custom operator's backward always rotates by −θ: its own backward "
            "(the second derivative) rotates the wrong way",
            (("ropebook/kernels/op.py", "inverse_layout(layout), *rest,\n                                                       not ctx.conj)",
              "inverse_layout(layout), *rest,\n                                                       True)"),),
-           (), ("tests/test_kernels.py",)),
+           (), KERNEL_TESTS),
     Mutant("repeat-positions-made-contiguous", "a repeated call hands the kernel a contiguous copy of positions "
            "while its plan holds the strides of the first call's (transposed) positions",
            (("ropebook/kernels/autograd.py", "(None, None, cache.turns)), positions,",
              "(None, None, cache.turns)), None if positions is None else positions.contiguous(),"),),
-           (), ("tests/test_kernels.py",)),
+           (), KERNEL_TESTS),
     Mutant("packed-offset-vs-max-seqlen", "a packed batch's int offset checked against max_seqlen when cu_seqlens's "
            "lengths are known: a generous max_seqlen refused",
            (("ropebook/kernels/autograd.py", "(max_seqlen if cu_max is None else cu_max) if varlen", "max_seqlen if varlen"),),
-           (), ("tests/test_kernels.py",)),
+           (), KERNEL_TESTS),
     Mutant("compiled-packed-offset-vs-max-seqlen", "the same, in the custom operator's body (torch.compile's path)",
            (("ropebook/kernels/op.py", "(max_seqlen if longest is None else longest)", "max_seqlen"),),
-           (), ("tests/test_kernels.py",)),
+           (), KERNEL_TESTS),
 )
 
 
