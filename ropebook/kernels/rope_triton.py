@@ -201,7 +201,7 @@ def _rope_kernel(
 ):
     # ---- which tokens and heads. The head blocks of one token tile are neighbours in launch order
     # (q's blocks, then k's), so the GPU sweeps each tensor once, front to back. (Token tiles as the
-    # slow index made one sweep per head block, strided: measurably slower, see ch-rope-gpu.)
+    # fast index made one sweep per head block, strided: measurably slower, see ch-rope-gpu.)
     # Head counts are constants of the compile (a model has one pair): the division below is by a
     # constant, and a mask that is always true is known to be, so the loads carry no predicate. (Each
     # such mask is written out where it is used: a helper taking the bound it may not use fails to

@@ -23,8 +23,9 @@ kernel was timed) and the host time of a decoding call up to the launch (``host_
 machine's CPU, no GPU involved; without CUDA that is all it times); ``$ROPEBOOK_BENCH_SWEEP=1``
 also times the kernel's tile configurations and angle sources in one round, then the fastest of them and
 the defaults against Liger-Kernel in ``$ROPEBOOK_SWEEP_ROUNDS`` interleaved rounds (default 5), written to
-``$ROPEBOOK_SWEEP_JSON`` (``$ROPEBOOK_BENCH_SWEEP=only`` skips the main table; ``$ROPEBOOK_SWEEP_CASES``
-picks cases, and the file keeps the rows of the others). Without CUDA it says so, times ``host_to_launch_us`` and
+``$ROPEBOOK_SWEEP_JSON``, each row with the device, ``kernel_sha256`` and the date
+(``$ROPEBOOK_BENCH_SWEEP=only`` skips the main table; ``$ROPEBOOK_SWEEP_CASES`` picks cases, and the file
+keeps the rows of the others). Without CUDA it says so, times ``host_to_launch_us`` and
 checks the kernel's agreement under the Triton interpreter.
 
 The parts: ``_config`` (shapes and the knobs a run can change, read there at call time), ``_rows`` (a case's
@@ -96,10 +97,7 @@ def _measure(args, device: str) -> int:
         _print_host_to_launch(host)
     out = os.environ.get("ROPEBOOK_BENCH_JSON")
     if out and not sweep_only:
-        from ropebook.kernels import rope_triton
-
-        kernel_sha256 = hashlib.sha256(Path(rope_triton.__file__).read_bytes()).hexdigest()  # which kernel was timed
-        meta = dict(**_machine(device), kernel_sha256=kernel_sha256, cpu=_cpu_name(), host_to_launch_us=host,
+        meta = dict(**_machine(device), kernel_sha256=_kernel_sha256(), cpu=_cpu_name(), host_to_launch_us=host,
                     command=os.environ.get("ROPEBOOK_BENCH_COMMAND") or " ".join(
                         [f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("ROPEBOOK_")]
                         + ["python -m ropebook.bench gpu"]),
@@ -111,10 +109,20 @@ def _measure(args, device: str) -> int:
         swept = _sweep.sweep(tables, device)
         path = os.environ.get("ROPEBOOK_SWEEP_JSON")
         if path:  # rows of the cases not swept this time are kept: the sweep can run one case a call
+            stamp = dict(device=_machine(device)["device"], kernel_sha256=_kernel_sha256(),
+                         date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+            swept = [{**r, **stamp} for r in swept]  # so each row, kept from whichever run, says what it timed
             done = {r["case"] for r in swept}
             kept = [r for r in json.loads(Path(path).read_text()) if r["case"] not in done] if Path(path).exists() else []
             Path(path).write_text(json.dumps(kept + swept, indent=1))
     return 0
+
+
+def _kernel_sha256() -> str:
+    """The SHA-256 of the kernel's source file: which kernel a results file or a sweep row timed."""
+    from ropebook.kernels import rope_triton
+
+    return hashlib.sha256(Path(rope_triton.__file__).read_bytes()).hexdigest()
 
 
 def _machine(device: str) -> dict:
