@@ -1034,6 +1034,19 @@ def test_aot_works_with_the_pinned_triton():
             aot.compile_launches(lambda: None)
 
 
+def test_the_kernel_source_hash_does_not_depend_on_the_interpreter():
+    """tools/sass_counts.py records a hash of the kernel's source next to its counts, and the chapter compares it
+    with the hash of the kernel it is built with to say whether the counts are current. Both must hash the same
+    functions whether or not the module was imported under TRITON_INTERPRET (which decides whether the kernel's
+    own JITFunction, ``_native``, exists): else the chapter calls fresh counts stale."""
+    code = ("import sys; sys.path.insert(0, 'tools'); import sass_counts; from ropebook.kernels import rope_triton; "
+            "print(sass_counts.kernel_functions_sha256(rope_triton))")
+    root = Path(__file__).parents[1]
+    hashes = {subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True,
+                             env={**os.environ, "TRITON_INTERPRET": flag}).stdout.strip() for flag in ("0", "1")}
+    assert len(hashes) == 1 and len(next(iter(hashes))) == 64, hashes
+
+
 def _pinned_triton() -> str:
     """The Triton version requirements.txt pins: the one CI runs."""
     return re.search(r"^triton==(\S+)", (Path(__file__).parents[1] / "requirements.txt").read_text(), re.M).group(1)

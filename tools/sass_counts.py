@@ -48,12 +48,15 @@ ROWS = ("table", "computed, library", "computed, quadrant", "the caller's")  # t
 
 def kernel_functions_sha256(rope_triton) -> str:
     """sha256 of what Triton compiles: the source of ``_rope_kernel``, then of the module's device
-    functions (its ``JITFunction`` objects, which the kernel calls), in name order."""
+    functions (its ``JITFunction`` objects, which the kernel calls), in name order. The kernel's own
+    ``JITFunction`` (``_native``, which exists only when the module was imported without TRITON_INTERPRET)
+    is not a device function: leaving it out makes the hash the same either way."""
     import inspect
 
     from triton.runtime.jit import JITFunction
 
-    device = [obj.src for _, obj in sorted(vars(rope_triton).items()) if isinstance(obj, JITFunction)]
+    device = [obj.src for _, obj in sorted(vars(rope_triton).items())
+              if isinstance(obj, JITFunction) and obj.fn is not rope_triton._rope_kernel]
     return hashlib.sha256("\n".join([inspect.getsource(rope_triton._rope_kernel), *device]).encode()).hexdigest()
 
 
