@@ -121,6 +121,24 @@ def test_partial_rotary_and_in_place(D, rotary_dim, layout, inplace, angles):
         assert_close_dtype(k, want_k)
 
 
+@pytest.mark.parametrize("D, rotary_dim", [(80, 20), (80, 32), (96, 24), (96, None), (256, 64), (40, None)])
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("angles", ["kernel", "table"])
+def test_head_dims_that_are_not_powers_of_two(D, rotary_dim, layout, angles):
+    """The other tests' heads are 16 or 128 features wide; models also use 40, 80, 96 and 256, rotating all of
+    them or a quarter to a half (rotary_dim 20, 24, 32, 64): tiles of pairs wider than the pairs, a tail
+    wider than the rotated part, and both kinds of position (an offset each in decoding, arange in prefill)."""
+    r = rotary_dim or D
+    cache = K.rope_cache(r, max_position=300, device=DEVICE)
+    for T, offsets in ((1, torch.tensor([5, 290], device=DEVICE)), (6, 0)):
+        q, k = qk(B=2, T=T, HQ=3, HK=1, D=D, dtype=torch.bfloat16)
+        qr, kr = K.rope_qk(q, k, cache, layout=layout, offsets=offsets, angles=angles)
+        offs = offsets.view(2, 1, 1) if T == 1 else 0
+        assert_close_dtype(qr, rb.apply_rope(q, layout=layout, rotary_dim=rotary_dim, offset=offs))
+        assert_close_dtype(kr, rb.apply_rope(k, layout=layout, rotary_dim=rotary_dim, offset=offs))
+        assert torch.equal(qr[..., r:], q[..., r:]) and torch.equal(kr[..., r:], k[..., r:])  # the tail, as it was
+
+
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("inplace", [False, True])
 @pytest.mark.parametrize("angles", ANGLES + ["cos_sin"])
