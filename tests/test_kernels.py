@@ -23,6 +23,8 @@ import torch
 
 pytest.importorskip("triton")
 
+import triton.language as tl  # noqa: E402
+
 import ropebook as rb  # noqa: E402
 from kernel_cases import DEVICE, EPS, assert_close_dtype, interpret_on_cpu, qk, tiny_llama  # noqa: E402
 from ropebook import kernels as K  # noqa: E402
@@ -1203,6 +1205,52 @@ def test_benchmark_shapes_compile_to_wide_loads_and_quadrant_to_less_code():
         if isinstance(off, torch.Tensor):  # decoding: the table's row needs the offset, and the compiled code waits for it first
             assert sass_stats(table)["loads_before_first_wait"] == 1
             assert quadrant["loads_before_first_wait"] >= 3
+
+
+# a Triton kernel for test_compile_call_counts_bf16_math: y = x·x + x, in bf16 or widened to float32
+def _square(X, Y, N: tl.constexpr, WIDEN: tl.constexpr):
+    i = tl.arange(0, N)
+    x = tl.load(X + i)
+    if WIDEN:
+        x = x.to(tl.float32)
+    tl.store(Y + i, (x * x + x).to(Y.dtype.element_ty))
+
+
+def test_compile_call_counts_bf16_math():
+    """aot.compile_call compiles any Triton kernel (tools/sass_counts.py compiles Liger-Kernel's with it) and
+    sass_stats counts arithmetic done in bf16: the chapter says Liger-Kernel's rotation is, and ours is not."""
+    from triton.runtime.jit import JITFunction
+
+    aot = _aot()
+    x, y = (torch.zeros(256, dtype=torch.bfloat16) for _ in range(2))
+    kernel = JITFunction(_square)
+    in_bf16 = aot.sass_stats(aot.compile_call(kernel, (x, y), dict(N=256, WIDEN=False)))
+    widened = aot.sass_stats(aot.compile_call(kernel, (x, y), dict(N=256, WIDEN=True)))
+    assert in_bf16["bf16_math"] > 0 and widened["bf16_math"] == 0, (in_bf16, widened)
+    for case in ("bf16 decode, table", "bf16 caller's HF cos/sin, in place"):  # ours: bf16 in memory, float32 math
+        (ours,) = aot.compile_launches(_aot_cases()[case])
+        assert aot.sass_stats(ours)["bf16_math"] == 0
+
+
+def test_sass_counts_compiles_a_liger_kernel_folder(tmp_path, monkeypatch):
+    """tools/sass_counts.py --liger: a stand-in for Liger-Kernel's unpacked wheel (its version in the dist-info
+    folder's name, a kernel launched as kernel[grid](...) from rope_forward) goes through the tool's recording
+    and compile, one launch a case, with the programs and warps the launch asked for."""
+    _aot()
+    ops = tmp_path / "liger_kernel" / "ops"
+    ops.mkdir(parents=True)
+    (tmp_path / "liger_kernel-9.8.7.dist-info").mkdir()
+    (ops / "rope.py").write_text(
+        "import triton\nimport triton.language as tl\n\n\n@triton.jit\ndef _triton_rope(Q, N: tl.constexpr):\n"
+        "    i = tl.arange(0, N)\n    tl.store(Q + i, tl.load(Q + i) * 2)\n\n\n"
+        "def rope_forward(q, k, cos, sin):\n    _triton_rope[(q.shape[0] * q.shape[2],)](q, N=16, num_warps=2)\n")
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "tools"))
+    import sass_counts
+
+    version, rows = sass_counts.liger_rows(tmp_path)
+    assert version == "9.8.7" and set(rows) == set(sass_counts.CASES)
+    for case, (B, T) in sass_counts.CASES.items():
+        assert rows[case]["programs"] == B * T and rows[case]["num_warps"] == 2 and rows[case]["global_loads"] >= 1
 
 
 def test_loads_before_first_wait_reads_sass():

@@ -17,6 +17,10 @@ Usage (from the repository root)::
     pip install --no-deps --target /tmp/t36 triton==3.6.0
     PYTHONPATH=/tmp/t36 python tools/sass_counts.py --out book/data/sass_triton36.json
 
+    # and Liger-Kernel's rope kernel beside them (its wheel unpacked: only liger_kernel/ops/rope.py is loaded)
+    pip download --no-deps -d /tmp/lk liger-kernel==0.8.5 && mkdir /tmp/liger && unzip -q /tmp/lk/*.whl -d /tmp/liger
+    PYTHONPATH=/tmp/t36 python tools/sass_counts.py --liger /tmp/liger --out book/data/sass_triton36.json
+
     # the rows of the kernel as it was at a commit (its whole ropebook package, unpacked)
     mkdir /tmp/c817116 && git archive c817116 ropebook | tar -x -C /tmp/c817116
     python tools/sass_counts.py --tree /tmp/c817116 --label c817116 --out book/data/sass_c817116.json
@@ -25,7 +29,11 @@ Usage (from the repository root)::
 as they were there); the counting is always this repository's ``sass_stats``, so counts from
 different trees mean the same thing. ``kernel_functions_sha256`` hashes the source of the kernel
 and of its device functions (what the compiler sees), so a change of the module's docstring or of
-its Python launcher does not change it.
+its Python launcher does not change it. ``--liger DIR`` adds a row ``Liger-Kernel`` to each case:
+the program Liger-Kernel launches for the same q and k, given cos and sin as Hugging Face's rotary
+module hands them over (``(B, T, D)`` bf16), compiled through this repository's
+``aot.compile_call`` and counted the same way, with its launch's ``programs`` and ``num_warps``; the
+file records Liger-Kernel's version.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ import argparse
 import hashlib
 import importlib.util
 import json
+import math
 import os
 import shlex
 import sys
@@ -60,12 +69,52 @@ def kernel_functions_sha256(rope_triton) -> str:
     return hashlib.sha256("\n".join([inspect.getsource(rope_triton._rope_kernel), *device]).encode()).hexdigest()
 
 
-def _repo_sass_stats():
-    """This repository's ``aot.sass_stats``, whichever ``ropebook`` is imported (it reads only the cubin)."""
+def _repo_aot():
+    """This repository's ``ropebook.kernels.aot``, whichever ``ropebook`` is imported (``sass_stats`` reads
+    only the cubin; ``compile_call`` compiles any Triton kernel)."""
     spec = importlib.util.spec_from_file_location("_sass_counts_aot", ROOT / "ropebook" / "kernels" / "aot.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.sass_stats
+    return module
+
+
+def liger_rows(folder: Path) -> tuple[str, dict]:
+    """(Liger-Kernel's version, {case: sass_stats}) for the program its rope launches on each case's q and k,
+    with Hugging Face's bf16 (B, T, D) cos and sin. ``folder`` holds an unpacked liger-kernel wheel; only
+    its ``liger_kernel/ops/rope.py`` is loaded (the package's ``__init__`` probes the machine's devices)."""
+    import torch
+    from triton.runtime.jit import JITFunction
+
+    aot = _repo_aot()
+    dist = sorted(folder.glob("liger_kernel-*.dist-info"))
+    if len(dist) != 1:
+        raise SystemExit(f"--liger {folder}: expected one liger_kernel-*.dist-info there, found {len(dist)}")
+    version = dist[0].name[len("liger_kernel-"):-len(".dist-info")]
+    spec = importlib.util.spec_from_file_location("_liger_rope", folder / "liger_kernel" / "ops" / "rope.py")
+    rope = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rope)
+    kernel = rope._triton_rope  # a JITFunction, or an InterpretedFunction under TRITON_INTERPRET=1: its .fn either way
+    fn = JITFunction(getattr(kernel, "fn", kernel))
+    launches = []
+
+    class _Record:  # stands in for the kernel: kernel[grid](*args, **constexprs) records instead of launching
+        def __getitem__(self, grid):
+            return lambda *args, **kwargs: launches.append((grid, args, kwargs))
+
+    rope._triton_rope = _Record()
+    out = {}
+    for case, (B, T) in CASES.items():
+        q = torch.zeros(B, T, 32, 128, dtype=torch.bfloat16).transpose(1, 2)  # as count_rows's
+        k = torch.zeros(B, T, 8, 128, dtype=torch.bfloat16).transpose(1, 2)
+        cos = sin = torch.zeros(B, T, 128, dtype=torch.bfloat16)  # Hugging Face's (B, T, D)
+        launches.clear()
+        rope.rope_forward(q, k, cos, sin)
+        (grid, args, kwargs), = launches
+        kwargs = dict(kwargs)
+        num_warps = kwargs.pop("num_warps", 4)  # Triton's default: Liger's rope launch does not set it
+        out[case] = dict(aot.sass_stats(aot.compile_call(fn, args, kwargs, num_warps=num_warps)),
+                         programs=math.prod(grid), num_warps=num_warps)
+    return version, out
 
 
 def count_rows() -> dict:
@@ -75,7 +124,7 @@ def count_rows() -> dict:
     from ropebook import kernels as K
     from ropebook.kernels import aot
 
-    sass_stats = _repo_sass_stats()
+    sass_stats = _repo_aot().sass_stats
     cache = K.rope_cache(128, max_position=1024)
     out = {}
     for case, (B, T) in CASES.items():
@@ -101,6 +150,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", required=True, type=Path, help="the JSON file to write")
     parser.add_argument("--tree", type=Path, help="import ropebook from this folder (holding a ropebook/ package)")
     parser.add_argument("--label", help="what the tree is (a commit, say); recorded in the file")
+    parser.add_argument("--liger", type=Path, help="an unpacked liger-kernel wheel: add its rope kernel's row")
     args = parser.parse_args(argv)
     os.environ.setdefault("TRITON_INTERPRET", "1")  # compile_launches records launches; nothing runs on a GPU
     sys.path.insert(0, str((args.tree or ROOT).resolve()))
@@ -118,6 +168,10 @@ def main(argv=None) -> int:
     record = dict(command=command, triton=triton.__version__, torch=torch.__version__, arch=90,
                   tree=args.label or "this repository", kernel_functions_sha256=kernel_functions_sha256(rope_triton),
                   date=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), cases=count_rows())
+    if args.liger is not None:
+        record["liger_kernel"], liger = liger_rows(args.liger)
+        for case, stats in liger.items():
+            record["cases"][case]["Liger-Kernel"] = stats
     args.out.write_text(json.dumps(record, indent=1) + "\n")
     print(f"wrote {args.out}: Triton {record['triton']}, kernel {record['kernel_functions_sha256'][:12]}")
     for case, rows in record["cases"].items():

@@ -13,7 +13,9 @@ with the ``cuobjdump`` that ships inside Triton.
 The tests use this to compile every branch of the kernel natively in CI, which
 has no GPU (the interpreter runs the same code through NumPy, which forgives
 things a real compile does not); the chapter uses it to compare the ways of
-forming cos and sin instruction by instruction.
+forming cos and sin instruction by instruction. ``compile_call`` compiles one
+launch of any Triton kernel the same way: ``tools/sass_counts.py`` counts
+Liger-Kernel's rope kernel with it.
 
 Chapter: ``ch-rope-gpu``.
 """
@@ -38,7 +40,7 @@ try:  # Triton's argument binder: an internal API, as in Triton 3.9 (what requir
 except ImportError:
     create_function_from_signature = None
 
-__all__ = ["compile_launches", "sass_stats", "supported"]
+__all__ = ["compile_call", "compile_launches", "sass_stats", "supported"]
 
 
 def supported() -> bool:
@@ -72,22 +74,30 @@ def compile_launches(call, *, arch: int = 90) -> list:
         rope_triton._capture = None
     if not captured:
         raise ValueError("compile_launches: call() launched no kernel")
+    fn = JITFunction(rope_triton._rope_kernel)
+    return [compile_call(fn, args, dict(zip(rope_triton._CONSTEXPRS, consts)), num_warps=num_warps, arch=arch)
+            for _grid, num_warps, args, consts in captured]
+
+
+def compile_call(fn: JITFunction, args: tuple, kwargs: dict, *, num_warps: int = 4, arch: int = 90):
+    """Compile one launch of any Triton kernel ``fn`` (``args``: its run-time arguments, tensors as pointers;
+    ``kwargs``: its ``tl.constexpr`` ones) for compute capability ``arch``, specialized as Triton's JIT
+    specializes that launch on a GPU. ``num_warps``: as the launch asks (Triton's default is 4).
+    ``tools/sass_counts.py`` compiles Liger-Kernel's rope kernel with it."""
+    if not supported():
+        raise RuntimeError(f"compile_call: needs Triton's argument binder (create_function_from_signature, "
+                           f"JITFunction._pack_args), as in Triton 3.9; this is Triton {triton.__version__}")
     target = GPUTarget("cuda", arch, 32)
     backend = make_backend(target)
-    fn = JITFunction(rope_triton._rope_kernel)
     binder = create_function_from_signature(fn.signature, fn.params, backend)
-    kernels = []
-    for _grid, num_warps, args, consts in captured:
-        # multiplies and adds fused into FMAs: the default of the Triton that launches the kernel on the GPU
-        # machine (3.6). Triton 3.9 warns that its default is about to change; the option here says it.
-        kwargs = dict(zip(rope_triton._CONSTEXPRS, consts), num_warps=num_warps, enable_fp_fusion=True, debug=False)
-        bound, specialization, options = binder(*args, **kwargs)
-        options, signature, constexprs, attrs = fn._pack_args(backend, kwargs, bound, specialization, options)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="TRITON_DEFAULT_FP_FUSION")
-            kernels.append(triton.compile(ASTSource(fn, signature, constexprs, attrs), target=target,
-                                          options=options.__dict__))
-    return kernels
+    # multiplies and adds fused into FMAs: the default of the Triton that launches the kernel on the GPU
+    # machine (3.6). Triton 3.9 warns that its default is about to change; the option here says it.
+    kwargs = dict(kwargs, num_warps=num_warps, enable_fp_fusion=True, debug=False)
+    bound, specialization, options = binder(*args, **kwargs)
+    options, signature, constexprs, attrs = fn._pack_args(backend, kwargs, bound, specialization, options)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="TRITON_DEFAULT_FP_FUSION")
+        return triton.compile(ASTSource(fn, signature, constexprs, attrs), target=target, options=options.__dict__)
 
 
 def _cuobjdump() -> Path:
@@ -131,8 +141,10 @@ def sass_stats(kernel) -> dict:
     store (in program order: a kernel compiled in two copies, one for q and one for k, counts the second
     copy's), global loads and the widest of them
     (bits), the loads issued before the first wait for one (``loads_before_first_wait``: how many memory
-    round trips overlap at the start), special-function (MUFU) instructions, local-memory loads and
-    stores (spills, or a stack array), the registers a thread uses and its stack bytes."""
+    round trips overlap at the start), special-function (MUFU) instructions, arithmetic in bf16
+    (``bf16_math``: bf16 adds, multiplies and FMAs in the PTX, each result rounded to bf16; counted there,
+    as SASS writes a bf16 FMA as ``HFMA2.MMA``, a form it also uses to move constants), local-memory loads
+    and stores (spills, or a stack array), the registers a thread uses and its stack bytes."""
     with tempfile.TemporaryDirectory() as d:
         cubin = Path(d) / "kernel.cubin"
         cubin.write_bytes(kernel.asm["cubin"])
@@ -148,5 +160,6 @@ def sass_stats(kernel) -> dict:
                 loads_after_first_store=names[names.index("STG"):].count("LDG") if "STG" in names else 0,
                 global_loads=len(loads), widest_load_bits=max(widths, default=0),
                 loads_before_first_wait=_loads_before_first_wait(sass), mufu=names.count("MUFU"),
+                bf16_math=len(re.findall(r"^\s*(?:add|sub|mul|fma)(?:\.rn)?\.bf16(?:x2)?\s", kernel.asm["ptx"], re.M)),
                 local=sum(n in ("LDL", "STL") for n in names), registers=int(regs.group(1)) if regs else None,
                 stack_bytes=int(stack.group(1)) if stack else None)
