@@ -308,7 +308,8 @@ def test_gpu_benchmark_runs_end_to_end_on_the_cpu(monkeypatch, tmp_path, capsys)
     assert all(r["max_abs_err"] <= _one_rounding(q, k) for n, r in sam["results"].items() if n != COPY), sam["results"]
     swept = json.loads(sweep_file.read_text())
     assert swept[0] == other  # kept as it was, from the run that wrote it
-    assert all(r["kernel_sha256"] == data["kernel_sha256"] and r["device"] == data["device"] for r in swept[1:])
+    assert all(r["kernel_sha256"] == data["kernel_sha256"] and r["device"] == data["device"]
+               and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", r["date"]) for r in swept[1:])
     for name, B, T in cases:
         rows = [r for r in swept if r["case"] == name]
         sweep_rows = [r for r in rows if r["stage"] == "sweep"]

@@ -13,11 +13,9 @@ hash of the kernel's source next to the counts.
 
 Usage (from the repository root)::
 
-    # the rows under Triton 3.6 (installed into a folder of its own, not into the environment)
+    # the rows under Triton 3.6 (installed into a folder of its own, not into the environment), with
+    # Liger-Kernel's rope kernel beside them (its wheel unpacked: only liger_kernel/ops/rope.py is loaded)
     pip install --no-deps --target /tmp/t36 triton==3.6.0
-    PYTHONPATH=/tmp/t36 python tools/sass_counts.py --out book/data/sass_triton36.json
-
-    # and Liger-Kernel's rope kernel beside them (its wheel unpacked: only liger_kernel/ops/rope.py is loaded)
     pip download --no-deps -d /tmp/lk liger-kernel==0.8.5 && mkdir /tmp/liger && unzip -q /tmp/lk/*.whl -d /tmp/liger
     PYTHONPATH=/tmp/t36 python tools/sass_counts.py --liger /tmp/liger --out book/data/sass_triton36.json
 
@@ -52,7 +50,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 CASES = {"decode B=64": (64, 1), "prefill T=1024": (1, 1024)}  # (B, T), as ropebook.bench and the chapter
-ROWS = ("table", "computed, library", "computed, quadrant", "the caller's")  # the chapter's labels
+ROWS = ("table", "computed, library", "computed, quadrant", "the caller's", "Liger's inputs, in place")  # the chapter's
 
 
 def kernel_functions_sha256(rope_triton) -> str:
@@ -132,10 +130,14 @@ def count_rows() -> dict:
         k = torch.zeros(B, T, 8, 128, dtype=torch.bfloat16).transpose(1, 2)  # (B, Hk, T, D)
         offsets = torch.arange(B, dtype=torch.int32) * 7 if T == 1 else 0
         cos = sin = torch.zeros(B, T, 64)  # (B, T, r/2): cos and sin the caller gathered
+        cos_hf = torch.zeros(B, T, 128, dtype=torch.bfloat16)  # Hugging Face's (B, T, D) bf16, as Liger gets them
         calls = {"table": ("libdevice", lambda: K.rope_qk(q, k, cache, offsets=offsets, angles="table")),
                  "computed, library": ("libdevice", lambda: K.rope_qk(q, k, cache, offsets=offsets, angles="kernel")),
                  "computed, quadrant": ("quadrant", lambda: K.rope_qk(q, k, cache, offsets=offsets, angles="kernel")),
-                 "the caller's": ("libdevice", lambda: K.rope_qk_cos_sin(q, k, cos, sin))}
+                 "the caller's": ("libdevice", lambda: K.rope_qk_cos_sin(q, k, cos, sin)),
+                 # the benchmark's row "rope_qk_cos_sin, HF bf16 cos/sin, in place": the first half of each row
+                 "Liger's inputs, in place": ("libdevice", lambda: K.rope_qk_cos_sin(q, k, cos_hf[..., :64],
+                                                                                    cos_hf[..., :64], inplace=True))}
         out[case] = {}
         for row in ROWS:
             sincos, call = calls[row]
@@ -152,6 +154,8 @@ def main(argv=None) -> int:
     parser.add_argument("--label", help="what the tree is (a commit, say); recorded in the file")
     parser.add_argument("--liger", type=Path, help="an unpacked liger-kernel wheel: add its rope kernel's row")
     args = parser.parse_args(argv)
+    if args.liger is None and args.out.exists() and "liger_kernel" in json.loads(args.out.read_text()):
+        parser.error(f"{args.out} holds Liger-Kernel's rows, which this run would drop: pass --liger DIR too")
     os.environ.setdefault("TRITON_INTERPRET", "1")  # compile_launches records launches; nothing runs on a GPU
     sys.path.insert(0, str((args.tree or ROOT).resolve()))
     import torch

@@ -59,7 +59,7 @@ def compile_launches(call, *, arch: int = 90) -> list:
     >>> from ropebook import kernels as K
     >>> q = torch.zeros(64, 1, 32, 128, dtype=torch.bfloat16).transpose(1, 2)   # a decoding step, (B, H, T, D)
     >>> (kernel,) = compile_launches(lambda: K.rope_qk(q, None, K.rope_cache(128)))
-    >>> sass_stats(kernel)["widest_load_bits"]   # q moves in 16-byte loads
+    >>> sass_stats(kernel)["widest_store_bits"]   # q is written in 16-byte stores
     128
     """
     if not supported():
@@ -139,9 +139,10 @@ def sass_stats(kernel) -> dict:
     global load (``before_first_load``: the address arithmetic every program does before memory can start
     working for it, which a decoding step's few microseconds feel), the global loads placed after the first
     store (in program order: a kernel compiled in two copies, one for q and one for k, counts the second
-    copy's), global loads and the widest of them
-    (bits), the loads issued before the first wait for one (``loads_before_first_wait``: how many memory
-    round trips overlap at the start), special-function (MUFU) instructions, arithmetic in bf16
+    copy's), global loads and the widest of them (bits; it may be a load of cos and sin), the widest global
+    store (bits: only q and k are stored, so this is how wide the kernel moves them), the loads issued
+    before the first wait for one (``loads_before_first_wait``: how many memory round trips overlap at the
+    start), special-function (MUFU) instructions, arithmetic in bf16
     (``bf16_math``: bf16 adds, multiplies and FMAs in the PTX, each result rounded to bf16; counted there,
     as SASS writes a bf16 FMA as ``HFMA2.MMA``, a form it also uses to move constants), local-memory loads
     and stores (spills, or a stack array), the registers a thread uses and its stack bytes."""
@@ -153,12 +154,16 @@ def sass_stats(kernel) -> dict:
     ops = re.findall(r"^\s+/\*[0-9a-f]{4}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)", sass, flags=re.M)
     names = [op.split(".")[0] for op in ops]
     loads = [op for op in ops if op.split(".")[0] == "LDG"]
-    widths = [int((re.findall(r"\.[SU]?(\d+)\b", op) or [32])[-1]) for op in loads]  # LDG.E is 32 bits
+
+    def bits(op):  # LDG.E / STG.E move 32 bits
+        return int((re.findall(r"\.[SU]?(\d+)\b", op) or [32])[-1])
+
     regs, stack = re.search(r"REG:(\d+)", usage), re.search(r"STACK:(\d+)", usage)
     return dict(instructions=len(names), branches=sum(n in ("BRA", "BRX", "JMP", "CALL") for n in names),
                 before_first_load=names.index("LDG") if "LDG" in names else None,
                 loads_after_first_store=names[names.index("STG"):].count("LDG") if "STG" in names else 0,
-                global_loads=len(loads), widest_load_bits=max(widths, default=0),
+                global_loads=len(loads), widest_load_bits=max(map(bits, loads), default=0),
+                widest_store_bits=max((bits(op) for op in ops if op.split(".")[0] == "STG"), default=0),
                 loads_before_first_wait=_loads_before_first_wait(sass), mufu=names.count("MUFU"),
                 bf16_math=len(re.findall(r"^\s*(?:add|sub|mul|fma)(?:\.rn)?\.bf16(?:x2)?\s", kernel.asm["ptx"], re.M)),
                 local=sum(n in ("LDL", "STL") for n in names), registers=int(regs.group(1)) if regs else None,
