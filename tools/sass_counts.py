@@ -22,6 +22,9 @@ Usage (from the repository root)::
     # the rows of the kernel as it was at a commit (its whole ropebook package, unpacked)
     mkdir /tmp/c817116 && git archive c817116 ropebook | tar -x -C /tmp/c817116
     python tools/sass_counts.py --tree /tmp/c817116 --label c817116 --out book/data/sass_c817116.json
+    # the same rows compiled by Triton 3.6, to set beside Liger-Kernel's
+    PYTHONPATH=/tmp/t36 python tools/sass_counts.py --tree /tmp/c817116 --label c817116 \
+        --out book/data/sass_c817116_triton36.json
 
 ``--tree DIR`` imports ``ropebook`` from DIR (the kernel, its launcher and ``compile_launches``
 as they were there); the counting is always this repository's ``sass_stats``, so counts from
