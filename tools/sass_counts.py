@@ -40,7 +40,6 @@ file records Liger-Kernel's version.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib.util
 import json
 import math
@@ -57,17 +56,9 @@ ROWS = ("table", "computed, library", "computed, quadrant", "the caller's", "Lig
 
 
 def kernel_functions_sha256(rope_triton) -> str:
-    """sha256 of what Triton compiles: the source of ``_rope_kernel``, then of the module's device
-    functions (its ``JITFunction`` objects, which the kernel calls), in name order. The kernel's own
-    ``JITFunction`` (``_native``, which exists only when the module was imported without TRITON_INTERPRET)
-    is not a device function: leaving it out makes the hash the same either way."""
-    import inspect
-
-    from triton.runtime.jit import JITFunction
-
-    device = [obj.src for _, obj in sorted(vars(rope_triton).items())
-              if isinstance(obj, JITFunction) and obj.fn is not rope_triton._rope_kernel]
-    return hashlib.sha256("\n".join([inspect.getsource(rope_triton._rope_kernel), *device]).encode()).hexdigest()
+    """sha256 of what Triton compiles (``aot.kernel_source_sha256``, this repository's, whichever tree's
+    ``rope_triton`` it is handed): the chapter compares it with the kernel it is built with."""
+    return _repo_aot().kernel_source_sha256(rope_triton)
 
 
 def _repo_aot():

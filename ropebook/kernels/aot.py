@@ -40,7 +40,7 @@ try:  # Triton's argument binder: an internal API, as in Triton 3.9 (what requir
 except ImportError:
     create_function_from_signature = None
 
-__all__ = ["compile_call", "compile_launches", "sass_stats", "supported"]
+__all__ = ["compile_call", "compile_launches", "kernel_source_sha256", "sass_stats", "supported"]
 
 
 def supported() -> bool:
@@ -98,6 +98,21 @@ def compile_call(fn: JITFunction, args: tuple, kwargs: dict, *, num_warps: int =
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="TRITON_DEFAULT_FP_FUSION")
         return triton.compile(ASTSource(fn, signature, constexprs, attrs), target=target, options=options.__dict__)
+
+
+def kernel_source_sha256(rope_triton) -> str:
+    """sha256 of what Triton compiles for the kernel of the module ``rope_triton`` (this package's, or an older
+    tree's: ``tools/sass_counts.py`` records it next to its counts): the source of ``_rope_kernel``, then of
+    the module's device functions (its ``JITFunction`` objects, which the kernel calls), in name order. The
+    kernel's own ``JITFunction`` (``_native``, which exists only when the module was imported without
+    TRITON_INTERPRET) is not a device function: leaving it out makes the hash the same either way. A change
+    of a docstring outside the kernel, or of the Python launcher, does not change it."""
+    import hashlib
+    import inspect
+
+    device = [obj.src for _, obj in sorted(vars(rope_triton).items())
+              if isinstance(obj, JITFunction) and obj.fn is not rope_triton._rope_kernel]
+    return hashlib.sha256("\n".join([inspect.getsource(rope_triton._rope_kernel), *device]).encode()).hexdigest()
 
 
 def _cuobjdump() -> Path:
