@@ -40,6 +40,7 @@ file records Liger-Kernel's version.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 import math
@@ -61,6 +62,7 @@ def kernel_functions_sha256(rope_triton) -> str:
     return _repo_aot().kernel_source_sha256(rope_triton)
 
 
+@functools.cache
 def _repo_aot():
     """This repository's ``ropebook.kernels.aot``, whichever ``ropebook`` is imported (``sass_stats`` reads
     only the cubin; ``compile_call`` compiles any Triton kernel)."""

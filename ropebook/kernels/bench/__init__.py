@@ -101,7 +101,7 @@ def _measure(args, device: str) -> int:
                     command=os.environ.get("ROPEBOOK_BENCH_COMMAND") or " ".join(
                         [f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("ROPEBOOK_")]
                         + ["python -m ropebook.bench gpu"]),
-                    date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), cases=rows, sam=sam)
+                    date=_utc_now(), cases=rows, sam=sam)
         with open(out, "w") as f:
             json.dump(meta, f, indent=1)
         print(f"wrote {out}")
@@ -109,13 +109,17 @@ def _measure(args, device: str) -> int:
         swept = _sweep.sweep(tables, device)
         path = os.environ.get("ROPEBOOK_SWEEP_JSON")
         if path:  # rows of the cases not swept this time are kept: the sweep can run one case a call
-            stamp = dict(device=_machine(device)["device"], kernel_sha256=_kernel_sha256(),
-                         date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+            stamp = dict(device=_machine(device)["device"], kernel_sha256=_kernel_sha256(), date=_utc_now())
             swept = [{**r, **stamp} for r in swept]  # so each row, kept from whichever run, says what it timed
             done = {r["case"] for r in swept}
             kept = [r for r in json.loads(Path(path).read_text()) if r["case"] not in done] if Path(path).exists() else []
             Path(path).write_text(json.dumps(kept + swept, indent=1))
     return 0
+
+
+def _utc_now() -> str:
+    """The date and time a file or row records, in UTC (``2026-11-23T09:02:14Z``)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def _kernel_sha256() -> str:
