@@ -1,9 +1,12 @@
 """Time causal linear attention against causal softmax attention as T grows: ``python -m ropebook.bench_linear``.
 
-Both run under ``torch.no_grad()`` on the same (B, H, T, D) inputs, with RoPE
+All run under ``torch.no_grad()`` on the same (B, H, T, D) inputs, with RoPE
 (``lrpe.Rotation``) on queries and keys: ``attention.linear_attention``
-(chunked, O(T)) and ``attention.softmax_attention`` (the T×T reference, O(T²)).
-For each length: a warm-up call, then the two alternate for ``repeats`` rounds
+(chunked, O(T)); ``attention.softmax_attention``, the book's reference, which
+builds the T×T scores, masks them and takes their softmax (O(T²) time and
+memory); and PyTorch's fused ``scaled_dot_product_attention`` on the rotated q
+and k (``"sdpa"``: O(T²) time, no T×T tensor in Python), the softmax attention
+a model actually calls. For each length: a warm-up call, then the three alternate for ``repeats`` rounds
 (a noisy neighbour slows both alike) and the fastest call is kept (as ``timeit``
 does). With one thread (the default) the clock is the thread's CPU time
 (``time.thread_time``): on a machine shared with other processes, wall-clock time
@@ -11,8 +14,8 @@ also counts the time slices the scheduler gave to them, which inflates long call
 more than short ones and so the ratio below. With several threads it is
 wall-clock time. Printed: the
 times, time(8n)/time(n) for linear attention (≈ 8 when linear, 64 when
-quadratic; the two lengths alternate call by call) and the crossover, the first
-measured T from which linear attention is faster than softmax attention.
+quadratic; the two lengths alternate call by call) and the crossovers, the first
+measured T from which linear attention is faster than each softmax attention.
 
 Chapter: ``ch-linear-attention``.
 """
@@ -26,11 +29,18 @@ import sys
 import time
 
 import torch
+import torch.nn.functional as F
 
 from ropebook import lrpe
 from ropebook.attention import linear_attention, softmax_attention
 
-__all__ = ["time_attention", "crossover", "scaling_ratio", "main"]
+__all__ = ["IMPLEMENTATIONS", "time_attention", "crossover", "scaling_ratio", "main"]
+
+IMPLEMENTATIONS = {  # the keys of time_attention's result, and what each times
+    "linear": "linear attention (chunked, O(T))",
+    "softmax": "softmax attention, the book's reference (T×T scores, O(T²))",
+    "sdpa": "softmax attention, PyTorch's fused scaled_dot_product_attention (O(T²))",
+}
 
 
 @contextlib.contextmanager
@@ -52,16 +62,17 @@ def _clock(threads):
 
 def time_attention(lengths, *, batch: int = 1, heads: int = 4, head_dim: int = 64, repeats: int = 5,
                    chunk_size: int = 64, seed: int = 0, threads: int | None = 1) -> dict:
-    """Fastest-of-``repeats`` seconds of causal linear and softmax attention (with RoPE) at each length.
+    """Fastest-of-``repeats`` seconds of causal linear, reference softmax and fused softmax attention (with RoPE).
 
     ``threads=1`` (the default) times one CPU thread by its CPU time, which is far
     steadier on a shared machine; None keeps torch's threads and uses wall-clock time.
 
-    Returns ``{"lengths": [...], "linear": [...], "softmax": [...], "shape": ...}``.
+    Returns ``{"lengths": [...], "linear": [...], "softmax": [...], "sdpa": [...], "shape": ...}``, a time for
+    each length under each of the three (``IMPLEMENTATIONS``).
 
     >>> r = time_attention([16, 32], repeats=1, heads=1, head_dim=8)
-    >>> sorted(r), len(r["linear"])
-    (['chunk_size', 'clock', 'lengths', 'linear', 'shape', 'softmax', 'threads'], 2)
+    >>> sorted(r), len(r["sdpa"])
+    (['chunk_size', 'clock', 'lengths', 'linear', 'sdpa', 'shape', 'softmax', 'threads'], 2)
     """
     lengths = [int(t) for t in lengths]
     if not lengths or any(t <= 0 for t in lengths) or repeats <= 0:
@@ -69,13 +80,15 @@ def time_attention(lengths, *, batch: int = 1, heads: int = 4, head_dim: int = 6
     enc = lrpe.Rotation(head_dim)
     g = torch.Generator().manual_seed(seed)
     clock = _clock(threads)
-    out = {"lengths": lengths, "linear": [], "softmax": [], "shape": [batch, heads, None, head_dim], "chunk_size": chunk_size,
-           "threads": threads, "clock": clock.__name__}
+    out = {"lengths": lengths, **{name: [] for name in IMPLEMENTATIONS}, "shape": [batch, heads, None, head_dim],
+           "chunk_size": chunk_size, "threads": threads, "clock": clock.__name__}
     with torch.no_grad(), _threads(threads):
         for T in lengths:
             q, k, v = torch.randn(3, batch, heads, T, head_dim, generator=g).unbind(0)  # (B, H, T, D) each
+            positions = torch.arange(T)  # (T,)
             fns = {"linear": lambda: linear_attention(q, k, v, causal=True, encoding=enc, chunk_size=chunk_size),
-                   "softmax": lambda: softmax_attention(q, k, v, causal=True, encoding=enc)}
+                   "softmax": lambda: softmax_attention(q, k, v, causal=True, encoding=enc),
+                   "sdpa": lambda: F.scaled_dot_product_attention(enc(q, positions), enc(k, positions), v, is_causal=True)}
             times = {name: [] for name in fns}
             for fn in fns.values():
                 fn()  # warm-up
@@ -89,8 +102,9 @@ def time_attention(lengths, *, batch: int = 1, heads: int = 4, head_dim: int = 6
     return out
 
 
-def crossover(result: dict) -> int | None:
-    """The first measured length from which linear attention is faster at every longer length, or None.
+def crossover(result: dict, against: str = "softmax") -> int | None:
+    """The first measured length from which linear attention is faster than ``against`` (``"softmax"``, the
+    reference, or ``"sdpa"``, the fused one) at every longer length, or None.
 
     A single noisy point where linear attention happens to win (at a short length)
     does not count: the crossover is where softmax attention stops winning.
@@ -98,8 +112,10 @@ def crossover(result: dict) -> int | None:
     >>> crossover({"lengths": [1, 2, 4, 8], "linear": [1.0, 3.0, 3.0, 3.0], "softmax": [2.0, 1.0, 4.0, 9.0]})
     4
     """
+    if against not in ("softmax", "sdpa"):
+        raise ValueError(f"crossover: against must be 'softmax' or 'sdpa', got against={against!r}")
     found = None
-    for T, lin, soft in zip(result["lengths"], result["linear"], result["softmax"]):
+    for T, lin, soft in zip(result["lengths"], result["linear"], result[against]):
         if lin < soft:
             found = T if found is None else found
         else:
@@ -149,12 +165,15 @@ def main(argv: list[str] | None = None) -> int:
     r = time_attention(args.lengths, **kw)
     print(f"causal attention with RoPE, (B, H, T, D) = (1, {args.heads}, T, {args.head_dim}), "
           f"{args.threads or torch.get_num_threads()} thread(s), fastest of {args.repeats}, clock: {r['clock']}")
-    print(f"{'T':>7} {'linear ms':>10} {'softmax ms':>11}")
-    for T, lin, soft in zip(r["lengths"], r["linear"], r["softmax"]):
-        print(f"{T:>7} {lin * 1e3:>10.2f} {soft * 1e3:>11.2f}")
-    c = crossover(r)
-    print(f"softmax crossover: linear attention is faster from T = {c}" if c else
-          f"softmax crossover: not reached up to T = {r['lengths'][-1]}")
+    for name, what in IMPLEMENTATIONS.items():
+        print(f"  {name:<8} {what}")
+    print(f"{'T':>7} {'linear ms':>10} {'softmax ms':>11} {'sdpa ms':>9}")
+    for T, lin, soft, sdpa in zip(r["lengths"], r["linear"], r["softmax"], r["sdpa"]):
+        print(f"{T:>7} {lin * 1e3:>10.2f} {soft * 1e3:>11.2f} {sdpa * 1e3:>9.2f}")
+    for against in ("softmax", "sdpa"):
+        c = crossover(r, against)
+        print(f"{against} crossover: linear attention is faster from T = {c}" if c else
+              f"{against} crossover: not reached up to T = {r['lengths'][-1]}")
     ratio = scaling_ratio(args.n, factor=8, **{**kw, "repeats": max(args.repeats, 9)})
     print(f"linear attention time(8n)/time(n) at n = {args.n}: {ratio:.2f} (linear: 8, quadratic: 64; target ≤ 9)")
     return 0

@@ -54,7 +54,7 @@ class TaskConfig:
 
 
 def make_encoding(name: str, head_dim: int, *, base: float = 100.0) -> nn.Module | None:
-    """The encoding a run uses: None, RoPE (P = I), a permutation, or a learned Householder P.
+    """The encoding a run uses: None, RoPE, a permutation, or RoPE in a learned Householder basis Q.
 
     ``base`` is small (100) because T is only 32: with b = 10 000 most pairs barely turn.
 

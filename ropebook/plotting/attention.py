@@ -19,7 +19,8 @@ __all__ = ["plot_attention_times", "plot_weight_rows", "plot_offset_scores", "pl
 def plot_attention_times(result: dict, *, crossover: int | None = None) -> Figure:
     """Log–log time against T for causal linear and softmax attention, with slope-1 and slope-2 guides.
 
-    ``result`` is what ``ropebook.bench_linear.time_attention`` returns.
+    ``result`` is what ``ropebook.bench_linear.time_attention`` returns; its ``"sdpa"`` times (PyTorch's
+    fused softmax attention), when present, are drawn too. ``crossover`` marks a length with a dashed line.
 
     >>> fig = plot_attention_times({"lengths": [64, 128], "linear": [1e-3, 2e-3], "softmax": [1e-4, 4e-4]})
     >>> fig.axes[0].get_xscale()
@@ -27,12 +28,15 @@ def plot_attention_times(result: dict, *, crossover: int | None = None) -> Figur
     """
     T = np.asarray(result["lengths"], dtype=float)
     fig, ax = new_figure()
-    for name, color, label in (("linear", COLORS[0], "linear attention (chunked, O(T))"),
-                               ("softmax", COLORS[1], "softmax attention (T×T, O(T²))")):
+    for name, color, label, slope in (("linear", COLORS[0], "linear attention (chunked, O(T))", 1),
+                                      ("softmax", COLORS[1], "softmax attention, reference (T×T, O(T²))", 2),
+                                      ("sdpa", COLORS[2], "softmax attention, PyTorch's fused SDPA", None)):
+        if name not in result:
+            continue
         t = np.asarray(result[name]) * 1e3
         ax.plot(T, t, "o-", color=color, label=label)
-        slope = 1 if name == "linear" else 2
-        ax.plot(T, t[-1] * (T / T[-1]) ** slope, ":", color=color, alpha=0.7, label=f"slope {slope} guide")
+        if slope is not None:
+            ax.plot(T, t[-1] * (T / T[-1]) ** slope, ":", color=color, alpha=0.7, label=f"slope {slope} guide")
     if crossover is not None:
         ax.axvline(crossover, color="gray", ls="--", lw=1)
         ax.annotate(f"crossover T = {crossover}", (crossover, ax.get_ylim()[1]), xytext=(4, -14),
