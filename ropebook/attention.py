@@ -33,7 +33,7 @@ __all__ = ["FEATURE_MAPS", "feature_map", "softmax_attention", "linear_attention
 
 FEATURE_MAPS: dict[str, Callable[[Tensor], Tensor]] = {
     "elu": lambda x: F.elu(x) + 1.0,  # 1 + elu(x) > 0 (Katharopoulos et al. 2020)
-    "relu": F.relu,  # ≥ 0; a row of zeros gives a zero denominator
+    "relu": F.relu,  # ≥ 0; a row of zeros gives a zero denominator, which linear attention refuses
 }
 
 
@@ -81,6 +81,9 @@ def _positions(fn: str, x: Tensor, positions) -> Tensor:
 
 
 def _check_encoding(fn: str, encoding) -> None:
+    if isinstance(encoding, type):
+        raise ValueError(f"{fn}: encoding must be an instance, such as ropebook.lrpe.Rotation(d), not a class, "
+                         f"got encoding={encoding.__module__}.{encoding.__qualname__}")
     if encoding is not None and not callable(encoding):
         raise ValueError(f"{fn}: encoding must be None or a callable (x, positions) -> x such as "
                          f"ropebook.lrpe.Rotation(d), got encoding={encoding!r}")
@@ -102,6 +105,18 @@ def _features(fn, q, k, feature_map_name, encoding, positions):
     if encoding is None:
         return fq, fk, fq, fk
     return fq, fk, encoding(fq, positions), encoding(fk, positions)
+
+
+def _check_denominator(fn: str, denominator: Tensor, feature_map_name: str, start: int = 0) -> None:
+    """Refuse a zero denominator φ(q_m)ᵀ Σ_n φ(k_n) (``denominator``: (..., T, 1), token ``start`` first), which
+    would give NaN or ±inf outputs: φ = relu has zero rows, and 1 + elu(x) = eˣ underflows to 0 for very
+    negative x (below about −104 in float32)."""
+    zero = denominator == 0
+    if bool(zero.any()):
+        token = start + int(zero.nonzero()[0, -2])
+        raise ValueError(f"{fn}: the denominator φ(q_m)ᵀ Σ_n φ(k_n) is 0 for the query at token m={token} with "
+                         f"feature_map={feature_map_name!r} (all-zero features of q_m or of every key it sees), which "
+                         f"would divide by zero; use feature_map='elu' or inputs of moderate size")
 
 
 def _check_chunk(fn: str, chunk_size) -> None:
@@ -174,7 +189,9 @@ def linear_attention_weights(q: Tensor, k: Tensor, *, causal: bool = False, feat
         T = q.shape[-2]
         past = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
         numerator, denominator = numerator * past, denominator * past
-    return numerator / denominator.sum(-1, keepdim=True)
+    denominator = denominator.sum(-1, keepdim=True)  # (..., T, 1)
+    _check_denominator(fn, denominator, feature_map)
+    return numerator / denominator
 
 
 def linear_attention_quadratic(q: Tensor, k: Tensor, v: Tensor, *, causal: bool = False, feature_map: str = "elu",
@@ -207,7 +224,8 @@ def linear_attention(q: Tensor, k: Tensor, v: Tensor, *, causal: bool = False, f
     Args:
         q, k: ``(..., T, D)``; v: ``(..., T, Dv)``.
         causal: query m sees keys n ≤ m only.
-        feature_map: ``"elu"`` (1 + elu) or ``"relu"``.
+        feature_map: ``"elu"`` (1 + elu) or ``"relu"``; a zero denominator (a query or every key it sees
+            with all-zero features) raises ValueError.
         encoding: ``(x, positions) -> x``, e.g. a member of ``ropebook.lrpe``; applied to φ(q), φ(k).
         positions: ``(T,)``, default ``arange(T)``.
         chunk_size: tokens per chunk in the causal form (time O(T·(chunk_size·(D + Dv) + D·Dv))).
@@ -227,7 +245,9 @@ def linear_attention(q: Tensor, k: Tensor, v: Tensor, *, causal: bool = False, f
     if not causal:
         S = ek.transpose(-1, -2) @ vv  # (..., D, Dv)
         z = fk.sum(dim=-2, keepdim=True)  # (..., 1, D)
-        return ((eq @ S) / (fq * z).sum(-1, keepdim=True)).to(v.dtype)
+        denominator = (fq * z).sum(-1, keepdim=True)  # (..., T, 1)
+        _check_denominator(fn, denominator, feature_map)
+        return ((eq @ S) / denominator).to(v.dtype)
     T, D, Dv = q.shape[-2], fq.shape[-1], v.shape[-1]
     S = fq.new_zeros(*q.shape[:-2], D, Dv)  # (..., D, Dv): Σ_{n < chunk} (M_n φ(k_n)) v_nᵀ
     z = fq.new_zeros(*q.shape[:-2], 1, D)  # (..., 1, D): Σ_{n < chunk} φ(k_n)
@@ -239,6 +259,7 @@ def linear_attention(q: Tensor, k: Tensor, v: Tensor, *, causal: bool = False, f
         within = (ceq @ cek.transpose(-1, -2)) * past  # (..., C, C)
         numerator = within @ cv + ceq @ S  # (..., C, Dv)
         denominator = (cq * (ck.cumsum(dim=-2) + z)).sum(-1, keepdim=True)  # (..., C, 1)
+        _check_denominator(fn, denominator, feature_map, start)
         out[..., sl, :] = numerator / denominator
         S = S + cek.transpose(-1, -2) @ cv
         z = z + ck.sum(dim=-2, keepdim=True)

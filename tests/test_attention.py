@@ -189,11 +189,44 @@ def test_softmax_attention_checks_encoding_and_scale(options, pattern):
         torch.testing.assert_close(A.softmax_attention(q, k, v, scale=2 / math.sqrt(D)), A.softmax_attention(2 * q, k, v))
 
 
+def test_encoding_class_instead_of_instance_is_named():
+    """A class is callable, so it passed the check and failed inside with "takes 2 positional arguments"."""
+    q, k, v = _qkv(4)
+    for fn in (A.softmax_attention, A.linear_attention, A.linear_attention_quadratic):
+        with pytest.raises(ValueError, match=r"encoding must be an instance, such as ropebook.lrpe.Rotation\(d\), "
+                                             r"not a class, got encoding=ropebook.lrpe.Rotation"):
+            fn(q, k, v, encoding=lrpe.Rotation)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("chunk_size", [2, 64])
+def test_zero_denominator_raises_instead_of_nan(causal, chunk_size):
+    """φ = relu of an all-negative row is all zeros: the output was NaN, with no error. The error names the
+    first such query, in the chunked loop too (token 4 lies in the third chunk of 2)."""
+    q, k, v = torch.ones(6, 8, dtype=torch.float64), torch.ones(6, 8, dtype=torch.float64), torch.randn(6, 3).double()
+    out = A.linear_attention(q, k, v, causal=causal, feature_map="relu", chunk_size=chunk_size)
+    torch.testing.assert_close(out, A.linear_attention_quadratic(q, k, v, causal=causal, feature_map="relu"))
+    q[4] = -1.0  # φ(q_4) = 0
+    for call in (lambda: A.linear_attention(q, k, v, causal=causal, feature_map="relu", chunk_size=chunk_size),
+                 lambda: A.linear_attention_quadratic(q, k, v, causal=causal, feature_map="relu")):
+        with pytest.raises(ValueError, match=r"linear_attention\w*: the denominator .* is 0 for the query at "
+                                             r"token m=4 with feature_map='relu'"):
+            call()
+    torch.testing.assert_close(A.linear_attention(q, k, v, causal=causal, chunk_size=chunk_size),  # elu: positive
+                               A.linear_attention_quadratic(q, k, v, causal=causal))
+
+
 def test_bench_crossover_and_timing_shape():
     from ropebook import bench_linear
 
     r = bench_linear.time_attention([8, 16], repeats=1, heads=1, head_dim=8)
-    assert len(r["linear"]) == len(r["softmax"]) == 2 and all(t > 0 for t in r["linear"] + r["softmax"])
+    assert set(bench_linear.IMPLEMENTATIONS) == {"linear", "softmax", "sdpa"}
+    assert all(len(r[name]) == 2 and all(t > 0 for t in r[name]) for name in bench_linear.IMPLEMENTATIONS)
     assert bench_linear.crossover({"lengths": [1, 2], "linear": [5.0, 5.0], "softmax": [1.0, 2.0]}) is None
+    result = {"lengths": [1, 2, 4], "linear": [5.0, 5.0, 5.0], "softmax": [1.0, 9.0, 9.0], "sdpa": [1.0, 2.0, 6.0]}
+    assert bench_linear.crossover(result) == 2 and bench_linear.crossover(result, "sdpa") == 4
+    with pytest.raises(ValueError, match="crossover: against must be 'softmax' or 'sdpa', got against='flash'"):
+        bench_linear.crossover(result, "flash")
     with pytest.raises(ValueError, match="lengths must be positive"):
         bench_linear.time_attention([0])
+
