@@ -51,6 +51,8 @@ WRONG = {  # checker: (right answer, wrong answers)
     L.check_permutation_power: (permutation_power, [
         lambda perm, m: np.linalg.matrix_power(np.eye(len(perm))[perm].T, m % 7),  # transposed
         lambda perm, m: np.linalg.matrix_power(np.eye(len(perm))[perm], abs(m)),  # sign of m dropped
+        # Πᵀ for every negative m: right at m = −1 only (the reviewer's answer, which passed 6 cases with one m < 0)
+        lambda perm, m: np.linalg.matrix_power(np.eye(len(perm))[perm], m) if m >= 0 else np.eye(len(perm))[perm].T,
     ]),
     L.check_permutation_period: (permutation_period, [
         lambda perm: len(perm),  # d is not the period

@@ -86,9 +86,11 @@ def _permutation_matrix(perm) -> np.ndarray:
 
 
 def _permutation_cases() -> list[Case]:
-    # m = 0 (Π⁰ = I) catches a loop that starts from Π and multiplies m − 1 more times
-    perms = ([1, 2, 0], [1, 0, 3, 4, 2], [3, 0, 1, 2, 5, 4], [0, 1], [2, 4, 0, 1, 5, 3, 6], [3, 1, 0, 2])
-    ms = (2, 3, -1, 5, 7, 0)
+    # m = 0 (Π⁰ = I) catches a loop that starts from Π and multiplies m − 1 more times; m = −2 and −3 on cycles
+    # longer than 3 catch an answer that returns Πᵀ (or Π^|m|) for every negative m
+    perms = ([1, 2, 0], [1, 0, 3, 4, 2], [3, 0, 1, 2, 5, 4], [0, 1], [2, 4, 0, 1, 5, 3, 6], [3, 1, 0, 2],
+             [1, 2, 3, 4, 5, 0], [4, 0, 1, 2, 3, 6, 5])
+    ms = (2, 3, -1, 5, 7, 0, -2, -3)
     return [Case((list(p), m), label=f"perm={p}, m={m}") for p, m in zip(perms, ms)]
 
 
@@ -96,7 +98,7 @@ def check_permutation_power(fn) -> CheckResult:
     """Check ``fn(perm, m)`` = the (d, d) float64 array Π^m, where (Π x)_j = x_{perm[j]}; m may be negative.
 
     >>> check_permutation_power(lambda perm, m: np.linalg.matrix_power(np.eye(len(perm))[perm], m))
-    Correct: permutation_power agrees with the reference on all 6 cases.
+    Correct: permutation_power agrees with the reference on all 8 cases.
     """
     def reference(perm, m):
         return np.linalg.matrix_power(_permutation_matrix(perm), m)
