@@ -4,7 +4,8 @@ A 2-D real vector (a, b) and the complex number a + bi are the same object seen
 two ways; a rotation by α is the matrix R(α) or multiplication by e^{iα}. These
 helpers build both views symbolically, and :func:`is_identity` decides whether
 two expressions are equal for every value of their symbols, so a page can
-``assert`` each identity it displays. Declare symbols ``real=True``: conjugates
+``assert`` each identity it displays; :func:`has_counterexample` asserts the
+opposite, that a claim is false, only when numbers show it. Declare symbols ``real=True``: conjugates
 and real parts only simplify for real symbols.
 
 Chapters: ``ch-complex-rotations`` (and Part II, which builds on it).
@@ -26,6 +27,7 @@ __all__ = [
     "as_vector",
     "complex_inner",
     "is_identity",
+    "has_counterexample",
 ]
 
 J = sp.ImmutableMatrix([[0, -1], [1, 0]])  # the 90° rotation R(π/2)
@@ -177,6 +179,19 @@ def _is_zero(expr) -> bool:
     return False
 
 
+def _differences(fn: str, lhs, rhs) -> list:
+    """The entries of lhs − rhs (one for scalars), after checking that both are scalars or same-shape matrices."""
+    lhs_is_matrix, rhs_is_matrix = isinstance(lhs, sp.MatrixBase), isinstance(rhs, sp.MatrixBase)
+    if lhs_is_matrix != rhs_is_matrix:
+        shapes = [x.shape if isinstance(x, sp.MatrixBase) else "scalar" for x in (lhs, rhs)]
+        raise ValueError(f"{fn}: lhs and rhs must both be matrices or both scalars, got {shapes[0]} and {shapes[1]}")
+    if lhs_is_matrix:
+        if lhs.shape != rhs.shape:
+            raise ValueError(f"{fn}: lhs and rhs must have the same shape, got {lhs.shape} and {rhs.shape}")
+        return list(lhs - rhs)
+    return [sp.sympify(lhs) - sp.sympify(rhs)]
+
+
 def is_identity(lhs, rhs) -> bool:
     """Whether lhs == rhs for every value of the symbols, decided by simplifying lhs − rhs.
 
@@ -185,6 +200,8 @@ def is_identity(lhs, rhs) -> bool:
     is rejected at once; otherwise ``True`` needs a symbolic proof. It returns
     ``False`` when sympy cannot prove the identity, so a page's
     ``assert is_identity(...)`` fails loudly rather than passing an unproven claim.
+    For the opposite claim, that lhs ≠ rhs, use :func:`has_counterexample`:
+    ``not is_identity(...)`` would also pass on a true identity sympy failed to prove.
 
     >>> a, b = sp.symbols("a b", real=True)
     >>> is_identity(rotation_matrix(a) * rotation_matrix(b), rotation_matrix(a + b))
@@ -192,12 +209,23 @@ def is_identity(lhs, rhs) -> bool:
     >>> is_identity(sp.cos(a + b), sp.cos(a) + sp.cos(b))
     False
     """
-    lhs_is_matrix, rhs_is_matrix = isinstance(lhs, sp.MatrixBase), isinstance(rhs, sp.MatrixBase)
-    if lhs_is_matrix != rhs_is_matrix:
-        shapes = [x.shape if isinstance(x, sp.MatrixBase) else "scalar" for x in (lhs, rhs)]
-        raise ValueError(f"is_identity: lhs and rhs must both be matrices or both scalars, got {shapes[0]} and {shapes[1]}")
-    if lhs_is_matrix:
-        if lhs.shape != rhs.shape:
-            raise ValueError(f"is_identity: lhs and rhs must have the same shape, got {lhs.shape} and {rhs.shape}")
-        return all(_is_zero(entry) for entry in (lhs - rhs))
-    return _is_zero(sp.sympify(lhs) - sp.sympify(rhs))
+    return all(_is_zero(entry) for entry in _differences("is_identity", lhs, rhs))
+
+
+def has_counterexample(lhs, rhs) -> bool:
+    """Whether numbers show lhs ≠ rhs: a random point where lhs − rhs is clearly nonzero.
+
+    Works for scalars and for matrices of the same shape. Each entry of lhs − rhs
+    is evaluated to 50 digits at up to three seeded random points that respect the
+    symbols' assumptions (integer, positive). ``True`` needs such a counterexample,
+    so a page's ``assert has_counterexample(...)`` cannot pass on a claim that is
+    true, as ``assert not is_identity(...)`` can when sympy fails to prove it. An
+    expression that cannot be evaluated (an undefined function) gives ``False``.
+
+    >>> a, b = sp.symbols("a b", real=True)
+    >>> has_counterexample(sp.cos(a + b), sp.cos(a) + sp.cos(b))
+    True
+    >>> has_counterexample(rotation_matrix(a) * rotation_matrix(b), rotation_matrix(a + b))
+    False
+    """
+    return any(_numerically_nonzero(entry) for entry in _differences("has_counterexample", lhs, rhs))

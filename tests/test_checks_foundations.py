@@ -63,6 +63,7 @@ WRONG = [
     (checks.check_sinusoidal_encoding, lambda T, D: torch.cat((sinusoidal_encoding(T, D)[:, 0::2], sinusoidal_encoding(T, D)[:, 1::2]), -1), "entries differ"),  # half layout
     (checks.check_sinusoidal_encoding, lambda T, D: sinusoidal_encoding(T, D).double(), "wrong dtype: yours float64, expected float32"),
     (checks.check_sinusoidal_encoding, lambda T, D: _float32_angles(T, D), "case 6/6 (seq_len=4096"),  # the exercise's warning
+    (checks.check_sinusoidal_encoding, lambda T, D: _float32_angles(T, D), "usually means the angles m·θ_i were formed in float32; form them in float64"),
     (checks.check_alibi_slopes, lambda h: torch.tensor([2.0 ** (-8 * (j + 1) / h) for j in range(h)], dtype=torch.float64), "n_heads=12"),
     (checks.check_alibi_slopes, lambda h: alibi_slopes(h).flip(0), "entries differ"),
     (checks.check_complex_inner, lambda x, y: (torch.view_as_complex(x.contiguous()) * torch.view_as_complex(y.contiguous())).real, "entries differ"),  # no conjugate
@@ -118,6 +119,22 @@ def test_malformed_answer_gets_a_clear_message(checker, answer, expected):
     assert expected in result.message, result.message
     with pytest.raises(AssertionError):
         result.assert_passed()
+
+
+def _zero_from_1000(seq_len, dim):
+    """Right for the first 1000 positions, zero after: wrong at large positions, but not by rounding."""
+    table = sinusoidal_encoding(seq_len, dim)
+    table[1000:] = 0.0
+    return table
+
+
+def test_float32_hint_only_for_small_errors_at_large_positions():
+    """The float32-angle hint replaces the generic one only when the failure looks like rounding of large angles."""
+    result = checks.check_sinusoidal_encoding(_zero_from_1000)
+    assert not result.passed and "case 6/6" in result.message and "float32;" not in result.message, result.message
+    assert "hint: even features sin" in result.message
+    result = checks.check_sinusoidal_encoding(_float32_angles)
+    assert "hint: even features sin" not in result.message and "off by up to" in result.message, result.message
 
 
 def test_an_answer_that_works_in_place_passes():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import sympy as sp
 import torch
 
@@ -71,7 +72,9 @@ SOLUTIONS = {
 WRONG = {
     # plausible mistakes a reader makes
     "rope_2d: rotates the wrong way": (checks.check_rope_2d, lambda x, m, t: rope_2d(x, -m, t), ["rope_2d", "entries differ", "yours", "expected", "hint"]),
-    "rope_2d: ignores theta": (checks.check_rope_2d, lambda x, m, t: rope_2d(x, m, 1.0), ["rope_2d", "case 2/3", "entries differ"]),
+    "rope_2d: ignores theta": (checks.check_rope_2d, lambda x, m, t: rope_2d(x, m, 1.0), ["rope_2d", "case 2/4", "entries differ"]),
+    "rope_2d: angles in float32": (checks.check_rope_2d, lambda x, m, t: _float32_angles_2d(x, m, t),
+                                   ["rope_2d", "case 4/4", "positions up to", "entries differ", "formed in float64"]),
     "score: cos term only": (checks.check_relative_score, (q1 * k1 + q2 * k2) * sp.cos(r * theta), ["score", "not identically equal", "hint"]),
     "score: sign of the sine term": (checks.check_relative_score, (q1 * k1 + q2 * k2) * sp.cos(r * theta) - (q1 * k2 - q2 * k1) * sp.sin(r * theta), ["not identically equal"]),
     "score: uses m and n": (checks.check_relative_score, sp.Symbol("m") - sp.Symbol("n"), ["score", "['m', 'n']", "r"]),
@@ -87,6 +90,13 @@ WRONG = {
     "rope_matrix_sym: transposed blocks": (checks.check_rope_matrix_sym, lambda m, ts: rope_matrix_sym(m, ts).T, ["rope_matrix_sym", "d=2", "not identically equal"]),
     "rope_matrix_sym: one frequency for all": (checks.check_rope_matrix_sym, lambda m, ts: rope_matrix_sym(m, [ts[0]] * len(ts)), ["rope_matrix_sym", "d=4"]),
 }
+
+
+def _float32_angles_2d(x, m, theta):
+    """rope_2d with its angles formed in float32: right at small positions, off by ~1e-3 rad at m ≈ 10⁵."""
+    angle = m.float() * theta
+    cos, sin = angle.cos().to(x.dtype), angle.sin().to(x.dtype)
+    return torch.stack((x[:, 0] * cos - x[:, 1] * sin, x[:, 0] * sin + x[:, 1] * cos), dim=-1)
 
 
 def _dtype_angles(x, positions, base):
@@ -115,7 +125,7 @@ MALFORMED = {
     "rope_matrix_sym: not callable": (checks.check_rope_matrix_sym, "diag", ["expected a function", "str"]),
     "to_half: a tensor, not a function": (checks.check_interleaved_to_half, torch.zeros(3), ["expected a function", "Tensor"]),
     # raises
-    "rope_2d: raises": (checks.check_rope_2d, _raises, ["raised ValueError", "boom", "case 1/3"]),
+    "rope_2d: raises": (checks.check_rope_2d, _raises, ["raised ValueError", "boom", "case 1/4"]),
     "rope_half: raises": (checks.check_rope_elementwise, _raises, ["raised ValueError: boom"]),
     "rope_matrix_sym: raises": (checks.check_rope_matrix_sym, _raises, ["d=2", "raised ValueError: boom"]),
     "to_half: not implemented": (checks.check_interleaved_to_half, _not_implemented, ["not implemented yet"]),
@@ -155,6 +165,27 @@ def test_score_accepts_symbols_without_assumptions():
     plain = sp.symbols("q1 q2 k1 k2 theta r")
     expr = SCORE.subs(dict(zip((q1, q2, k1, k2, theta, r), plain)))
     assert checks.check_relative_score(expr).passed
+
+
+# (wrong score, what the "differs:" line must say)
+SCORE_DIFFS = [
+    ((q1 * k1 + q2 * k2) * sp.cos(r * theta), "the term in sin(r*theta) is missing"),
+    ((q1 * k1 + q2 * k2) * sp.cos(r * theta) - (q1 * k2 - q2 * k1) * sp.sin(r * theta), "coefficient of sin(r*theta) has the wrong sign"),
+    ((q1 * k2 - q2 * k1) * sp.cos(r * theta) + (q1 * k1 + q2 * k2) * sp.sin(r * theta), "coefficient of cos(r*theta) is wrong"),
+    ((q1 * k1 + q2 * k2) * sp.cos(2 * r * theta), "not A·cos(r*theta) + B·sin(r*theta)"),
+]
+
+
+@pytest.mark.parametrize("wrong,differs", SCORE_DIFFS, ids=range(len(SCORE_DIFFS)))
+def test_score_checker_says_what_differs_without_giving_the_answer_away(wrong, differs):
+    """The expected score is the exercise's answer: a wrong answer's message must not print it, in any form."""
+    message = checks.check_relative_score(wrong).message
+    assert message.startswith("✗ score: not identically equal"), message
+    assert differs in message, message
+    expected = checks.relative_score_expected()
+    for form in (expected, SCORE, sp.expand(expected), sp.expand(SCORE)):
+        assert str(form) not in message, message
+    assert "expected:" not in message and "sin(r*theta)" in message, message
 
 
 def test_score_expected_is_derived_not_typed():

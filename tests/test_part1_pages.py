@@ -1,4 +1,5 @@
-"""Part I pages keep the book's rules without executing them: header, label, skeleton, checked identities, checkers.
+"""Part I pages (and ch-deriving-rope, which builds on them) keep the book's rules without executing them:
+header, label, skeleton, checked identities, checkers, exercise names.
 
 Execution itself is tested by the book build; these checks are static and fast, and say
 which rule a page broke.
@@ -15,13 +16,14 @@ ROOT = Path(__file__).resolve().parents[1]
 HEADER = (ROOT / "CONTRIBUTING.md").read_text().split("```\n  ---\n", 1)[1].split("\n  ```", 1)[0]
 
 # (page, label, needs the chapter skeleton)
-PAGES = [("preface", "preface", False), ("why-position", "ch-why-position", True), ("complex-rotations", "ch-complex-rotations", True)]
+PAGES = [("preface", "preface", False), ("why-position", "ch-why-position", True), ("complex-rotations", "ch-complex-rotations", True),
+         ("deriving-rope", "ch-deriving-rope", True)]
 CHAPTERS = [p for p in PAGES if p[2]]
 
 DISPLAY = re.compile(r"^\$\$\n(.*?)\n\$\$ \((eq-[\w-]+)\)$", re.S | re.M)
 CODE_CELL = re.compile(r"^```\{code-cell\} ipython3\n(.*?)^```$", re.S | re.M)
 # Displays that define something rather than claim an identity; each names the cell that uses it.
-DEFINITIONS = {"eq-rotation-matrix", "eq-shaw"}
+DEFINITIONS = {"eq-rotation-matrix", "eq-shaw", "eq-rope-requirement", "eq-rope-complex-requirement"}
 
 
 def _text(page: str) -> str:
@@ -71,3 +73,15 @@ def test_exercises_have_solutions_and_an_automatic_checker(page, label, _):
     import ropebook.checks
 
     assert all(hasattr(ropebook.checks, name) for name in checked), checked
+
+
+@pytest.mark.parametrize("page,label,_", PAGES, ids=[p[0] for p in PAGES])
+def test_exercise_functions_do_not_shadow_imported_names(page, label, _):
+    """A stub `def complex_inner(x, y)` overwrote the sympy helper imported at the top of the page, which
+    later cells still used: a reader running the page top to bottom after the exercise got the wrong one."""
+    text = _text(page)
+    imported = set()
+    for names in re.findall(r"^from [\w.]+ import (.+)$", text, re.M):
+        imported |= {n.strip().split(" as ")[-1] for n in names.split(",")}
+    defined = set(re.findall(r"^def (\w+)\(", text.split("## Exercises", 1)[-1], re.M))
+    assert not imported & defined, f"{page}.md: exercise functions shadow imports: {sorted(imported & defined)}"

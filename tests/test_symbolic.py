@@ -15,6 +15,7 @@ from ropebook.symbolic import (
     as_vector,
     block_diagonal_rotation,
     complex_inner,
+    has_counterexample,
     is_identity,
     real_vector,
     rotation_matrix,
@@ -74,6 +75,24 @@ def test_false_identities_are_really_false(name, lhs, rhs):
     assert max(abs(complex(e.subs(values).evalf())) for e in difference) > 1e-6, name
 
 
+@pytest.mark.parametrize("name,lhs,rhs", TRUE_IDENTITIES, ids=[t[0] for t in TRUE_IDENTITIES])
+def test_true_identities_have_no_counterexample(name, lhs, rhs):
+    assert not has_counterexample(lhs, rhs), name
+
+
+@pytest.mark.parametrize("name,lhs,rhs", FALSE_IDENTITIES, ids=[t[0] for t in FALSE_IDENTITIES])
+def test_false_identities_have_a_counterexample(name, lhs, rhs):
+    assert has_counterexample(lhs, rhs), name
+
+
+def test_what_cannot_be_evaluated_gives_no_counterexample():
+    """An undefined function has no value at a point: no counterexample, whether the claim is true or not,
+    so `assert has_counterexample(...)` fails rather than passing unchecked."""
+    f = sp.Function("f")
+    assert not has_counterexample(f(alpha) * (sp.sin(alpha) ** 2 + sp.cos(alpha) ** 2), f(alpha))
+    assert not has_counterexample(f(alpha), f(beta))
+
+
 def test_counterexample_search_tells_tiny_differences_from_rounding():
     """Evaluated to 50 digits: a difference of 1e-25 is a counterexample; a true identity of size e^60 is not."""
     from ropebook.symbolic import _numerically_nonzero
@@ -126,6 +145,8 @@ BAD_INPUTS = [
     (lambda: complex_inner([a, b], [c]), "z and w must have the same length, got 2 and 1"),
     (lambda: is_identity(sp.eye(2), sp.eye(3)), "lhs and rhs must have the same shape, got (2, 2) and (3, 3)"),
     (lambda: is_identity(sp.eye(2), a), "lhs and rhs must both be matrices or both scalars"),
+    (lambda: has_counterexample(sp.eye(2), sp.eye(3)), "has_counterexample: lhs and rhs must have the same shape, got (2, 2) and (3, 3)"),
+    (lambda: has_counterexample(a, sp.eye(2)), "has_counterexample: lhs and rhs must both be matrices or both scalars, got scalar and (2, 2)"),
 ]
 
 

@@ -44,8 +44,32 @@ def check_sinusoidal_encoding(fn: Any) -> CheckResult:
     """
     # the last case reaches positions in the thousands, where angles formed in float32 are visibly off
     cases = [Case((T, D), label=f"seq_len={T}, dim={D}") for T, D in [(1, 2), (6, 4), (50, 16), (7, 6), (200, 64), (4096, 64)]]
-    return check_function("sinusoidal_encoding", fn, positions.sinusoidal_encoding, cases,
-                          hint="even features sin(m·θ_i), odd features cos(m·θ_i), θ_i = 10000**(-2i/dim); return float32.")
+    hint = "even features sin(m·θ_i), odd features cos(m·θ_i), θ_i = 10000**(-2i/dim); return float32."
+    result = check_function("sinusoidal_encoding", fn, positions.sinusoidal_encoding, cases, hint=hint)
+    if result.passed or f"case {len(cases)}/{len(cases)}" not in result.message:
+        return result
+    precision = _float32_angle_hint(fn, *cases[-1].args)
+    return CheckResult(False, result.message.replace(f"  hint: {hint}", f"  hint: {precision}")) if precision else result
+
+
+def _float32_angle_hint(fn: Any, seq_len: int, dim: int) -> str | None:
+    """A hint when an encoding is right at small positions and off by a little at large ones (never raises).
+
+    That pattern is what angles m·θ_i formed in float32 give: the error of an angle
+    grows with m, about m·θ_i·2⁻²⁴ radians, so it shows only at positions in the thousands.
+    """
+    try:
+        yours = fn(seq_len, dim).detach().cpu().to(torch.float64)  # (T, D)
+        error = (yours - positions.sinusoidal_encoding(seq_len, dim, dtype=torch.float64)).abs().amax(dim=-1)  # (T,)
+    except Exception:  # a malformed answer: the plain message already says what is wrong
+        return None
+    if error.shape != (seq_len,) or not bool(torch.isfinite(error).all()):
+        return None
+    small, large = float(error[:200].max()), float(error.max())
+    if small > 1e-5 or not 1e-5 < large < 1e-2:  # wrong at small positions too, or wrong by far more than rounding
+        return None
+    return (f"right at positions below 200, off by up to {large:.1e} only at large ones: that usually means the "
+            "angles m·θ_i were formed in float32; form them in float64, then cast the table to float32.")
 
 
 def check_alibi_slopes(fn: Any) -> CheckResult:

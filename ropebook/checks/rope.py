@@ -20,6 +20,7 @@ import torch
 
 from ropebook import reference
 from ropebook.checks._core import Case, CheckResult, check_function, check_sympy_equal
+from ropebook.symbolic import is_identity
 
 __all__ = [
     "check_rope_2d",
@@ -60,12 +61,17 @@ def check_rope_2d(fn: Any) -> CheckResult:
     """
     g = torch.Generator().manual_seed(_SEED)
     cases = []
-    for T, theta, top, dtype in [(5, 1.0, 50, torch.float64), (7, 0.3, 16, torch.float32), (1, 2.5, 4, torch.float64)]:
+    # the last case has positions up to 10⁵: angles m·θ formed in float32 are off there by ~1e-3 rad, far
+    # beyond float64's tolerance; formed in float64 they are exact to ~1e-11
+    for T, theta, top, dtype in [(5, 1.0, 50, torch.float64), (7, 0.3, 16, torch.float32), (1, 2.5, 4, torch.float64),
+                                 (8, 0.7, 100_000, torch.float64)]:
         x = torch.randn(T, 2, generator=g, dtype=torch.float64).to(dtype)
         m = torch.randint(0, top, (T,), generator=g)
-        cases.append(Case((x, m, theta), label=f"x.shape={tuple(x.shape)}, x.dtype={str(dtype)[6:]}, theta={theta}"))
+        cases.append(Case((x, m, theta), label=f"x.shape={tuple(x.shape)}, x.dtype={str(dtype)[6:]}, theta={theta}, "
+                                               f"positions up to {int(m.max())}"))
     return check_function("rope_2d", fn, _rope_2d_reference, cases,
-                          hint="y₁ = x₁ cos(mθ) − x₂ sin(mθ), y₂ = x₁ sin(mθ) + x₂ cos(mθ); return x's dtype.")
+                          hint="y₁ = x₁ cos(mθ) − x₂ sin(mθ), y₂ = x₁ sin(mθ) + x₂ cos(mθ), with the angles mθ formed "
+                               "in float64 (float32 angles are off by ~1e-3 rad at m ≈ 10⁵); return x's dtype.")
 
 
 # ----------------------------------------------------------------------------- the relative score (ch-deriving-rope)
@@ -122,8 +128,46 @@ def check_relative_score(expr: Any) -> CheckResult:
         return CheckResult(False, f"✗ {name}: your expression uses {unknown}; use only {list(_SCORE_NAMES)} "
                                   "(write m − n as r: the point is that m and n never appear alone).")
     expr = expr.subs({s: S[str(s)] for s in expr.free_symbols})
-    return _safe_sympy_equal(name, expr, relative_score_expected(),
-                             hint="expand ⟨R(mθ)q, R(nθ)k⟩, then use cos(a)cos(b) + sin(a)sin(b) = cos(a − b).")
+    expected = relative_score_expected()
+    result = _safe_sympy_equal(name, expr, expected,
+                               hint="expand ⟨R(mθ)q, R(nθ)k⟩, then use cos(a)cos(b) + sin(a)sin(b) = cos(a − b).")
+    if result.passed or "\n  expected: " not in result.message:
+        return result
+    # The expected score is the exercise's answer: say what differs instead of printing it.
+    lines = [f"  differs:  {_score_difference(expr, expected)}" if line.startswith("  expected:") else line
+             for line in result.message.splitlines()]
+    return CheckResult(False, "\n".join(lines))
+
+
+def _score_difference(yours: sp.Expr, expected: sp.Expr) -> str:
+    """Which coefficient of a wrong score, on cos(rθ) or on sin(rθ), differs from the expected one (never raises)."""
+    S = _score_symbols()
+    u = sp.Symbol("u", real=True)  # the angle rθ
+
+    def in_u(e: sp.Expr) -> sp.Expr:
+        return sp.expand(sp.expand_complex(e.subs(S["r"], u / S["theta"])))
+
+    try:
+        y, e = in_u(yours), in_u(expected)
+        coefficients = {"cos(r*theta)": (y.subs(u, 0), e.subs(u, 0)),  # A and B of A·cos(u) + B·sin(u)
+                        "sin(r*theta)": (y.subs(u, sp.pi / 2), e.subs(u, sp.pi / 2))}
+        if not is_identity(y, coefficients["cos(r*theta)"][0] * sp.cos(u) + coefficients["sin(r*theta)"][0] * sp.sin(u)):
+            return "yours is not A·cos(r*theta) + B·sin(r*theta) with A and B free of r; the score has that form"
+        problems = []
+        for trig, (mine, want) in coefficients.items():
+            if is_identity(mine, want):
+                continue
+            if mine == 0:
+                problems.append(f"the term in {trig} is missing")
+            elif is_identity(mine, -want):
+                problems.append(f"the coefficient of {trig} has the wrong sign")
+            else:
+                problems.append(f"the coefficient of {trig} is wrong")
+        if problems:
+            return "; ".join(problems) + " (after expanding)"
+    except Exception:  # an expression sympy cannot expand or evaluate: fall through to the plain message
+        pass
+    return "the expected score is not shown, since it is the answer; compare your steps with the hint"
 
 
 # ----------------------------------------------------------------------------- wavelengths (ch-rope-d-dims)

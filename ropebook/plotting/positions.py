@@ -22,9 +22,9 @@ def _numpy(x) -> np.ndarray:
 
 
 def sinusoidal_figure(pe, *, starts=(0, 40, 90), max_offset: int = 60) -> Figure:
-    """Left: the encoding table PE[m, j]. Right: PE(m)·PE(m + k) against k, one curve per start m.
+    """Left: the encoding table PE[m, j]. Right: PE(m)·PE(m + r) against the offset r, one curve per start m.
 
-    The curves coincide: the dot product of two sinusoidal encodings depends on the offset k only.
+    The curves coincide: the dot product of two sinusoidal encodings depends on the offset r only.
 
     >>> import torch
     >>> from ropebook.positions import sinusoidal_encoding
@@ -46,7 +46,7 @@ def sinusoidal_figure(pe, *, starts=(0, 40, 90), max_offset: int = 60) -> Figure
         dots = pe[m + offsets] @ pe[m]  # (K,)
         ax_dot.plot(offsets, dots, color=colour, lw=2.5 if m == starts[0] else 1.2,
                     ls="-" if m == starts[0] else "--", label=f"m = {m}")
-    ax_dot.set(xlabel="offset k", ylabel="PE(m)·PE(m + k)", title="depends on k only")
+    ax_dot.set(xlabel="offset r", ylabel="PE(m)·PE(m + r)", title="depends on r only")
     ax_dot.legend(frameon=False)
     return fig
 
@@ -56,16 +56,16 @@ def shaw_figure(index, max_relative_position: int) -> Figure:
 
     >>> from ropebook.positions import shaw_relative_index
     >>> shaw_figure(shaw_relative_index(8, 2), 2).axes[0].get_title()
-    'index clip(n − m, −k, k) + k, k = 2'
+    'index clip(n − m, −κ, κ) + κ, κ = 2'
     """
     index = _numpy(index)  # (T, T)
-    k = max_relative_position
+    kappa = max_relative_position  # κ, the clipping distance
     fig, ax = new_figure(width=4.6, height=3.9)
-    image = ax.imshow(index, cmap="viridis", vmin=0, vmax=2 * k, interpolation="nearest")
-    ax.set(xlabel="key position n", ylabel="query position m", title=f"index clip(n − m, −k, k) + k, k = {k}")
+    image = ax.imshow(index, cmap="viridis", vmin=0, vmax=2 * kappa, interpolation="nearest")
+    ax.set(xlabel="key position n", ylabel="query position m", title=f"index clip(n − m, −κ, κ) + κ, κ = {kappa}")
     ax.grid(False)
-    bar = fig.colorbar(image, ax=ax, ticks=range(0, 2 * k + 1))
-    bar.set_ticklabels([f"a[{j - k:+d}]" if j != k else "a[0]" for j in range(2 * k + 1)])
+    bar = fig.colorbar(image, ax=ax, ticks=range(0, 2 * kappa + 1))
+    bar.set_ticklabels([f"a[{j - kappa:+d}]" if j != kappa else "a[0]" for j in range(2 * kappa + 1)])
     return fig
 
 
