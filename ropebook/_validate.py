@@ -2,8 +2,9 @@
 what was expected and what it got (``apply_rope: head_dim must be even, got x.shape=(2, 4, 16, 63)``).
 
 Checks that read tensor values (finiteness) are skipped while ``torch.compile`` traces, and none reads a
-CUDA tensor's values on a hot path but the finiteness of float positions. The module imports no other
-part of the package at load time, so every module (``scaling`` included) can import its checks from here.
+CUDA tensor's values on a hot path but the finiteness (and, in float32, the range) of float positions.
+The module imports no other part of the package at load time, so every module (``scaling`` included) can
+import its checks from here.
 """
 
 from __future__ import annotations
@@ -18,14 +19,36 @@ from torch import Tensor
 LAYOUTS = ("half", "interleaved")
 
 
-def _check_dim(fn: str, dim, name: str = "dim") -> None:
-    if isinstance(dim, bool) or not isinstance(dim, int) or dim <= 0 or dim % 2:
-        raise ValueError(f"{fn}: {name} must be a positive even integer, got {name}={dim!r}")
+def _is_int(value) -> bool:
+    """A Python or numpy integer, never a bool (``numbers.Integral``: ``np.int64(8)`` is one, a 0-d tensor is not)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
 
 
-def _check_base(fn: str, base) -> None:
-    if isinstance(base, bool) or not isinstance(base, (int, float)) or not (math.isfinite(base) and base > 0):
-        raise ValueError(f"{fn}: base must be a positive finite number, got base={base!r}")
+def _is_real(value) -> bool:
+    """A Python or numpy int or float, never a bool. Not any ``numbers.Real``: a Fraction or a sympy number
+    would pass and then fail inside torch arithmetic with an error that does not name the argument."""
+    return _is_int(value) or isinstance(value, (float, np.floating))
+
+
+def _kind(value) -> str:
+    """`` (a Tensor, not a Python or numpy number)`` after a value of another type, so that ``got dim=tensor(8)``
+    explains itself; nothing after a number (``got dim=np.int64(7)`` is wrong by its value)."""
+    return "" if _is_real(value) or isinstance(value, bool) else f" (a {type(value).__name__}, not a Python or numpy number)"
+
+
+def _check_dim(fn: str, dim, name: str = "dim") -> int:
+    """A positive even integer (numpy's too); returns it as an int."""
+    if not _is_int(dim) or dim <= 0 or dim % 2:
+        raise ValueError(f"{fn}: {name} must be a positive even integer, got {name}={dim!r}{_kind(dim)}")
+    return int(dim)
+
+
+def _check_base(fn: str, base) -> float:
+    """A finite number > 1 (numpy's too), as everywhere in the package: with b = 1 every θ_i is 1, with b < 1
+    the frequencies rise instead of fall. Returns it as a float."""
+    if not _is_real(base) or not (math.isfinite(base) and base > 1):
+        raise ValueError(f"{fn}: base must be a finite number > 1, got base={base!r}{_kind(base)}")
+    return float(base)
 
 
 def _check_layout(fn: str, layout) -> None:
@@ -58,8 +81,9 @@ def _check_x(fn: str, x, rotary_dim, name: str = "x") -> int:
         if head_dim % 2:
             raise ValueError(f"{fn}: head_dim must be even, got {name}.shape={tuple(x.shape)}")
         return head_dim
-    if isinstance(rotary_dim, bool) or not isinstance(rotary_dim, int) or rotary_dim <= 0 or rotary_dim % 2:
-        raise ValueError(f"{fn}: rotary_dim must be a positive even integer, got rotary_dim={rotary_dim!r}")
+    if not _is_int(rotary_dim) or rotary_dim <= 0 or rotary_dim % 2:
+        raise ValueError(f"{fn}: rotary_dim must be a positive even integer, got rotary_dim={rotary_dim!r}{_kind(rotary_dim)}")
+    rotary_dim = int(rotary_dim)
     if rotary_dim > head_dim:
         raise ValueError(
             f"{fn}: rotary_dim must be at most head_dim={head_dim}, got rotary_dim={rotary_dim} "
@@ -108,15 +132,34 @@ def _check_seq_len(fn: str, seq_len) -> None:
     _seq_len(fn, seq_len)
 
 
+_EXACT_INTEGERS = {torch.float16: 2**11, torch.bfloat16: 2**8, torch.float32: 2**24}  # every integer up to this is exact
+
+
 def _check_position_values(fn: str, name: str, t: Tensor) -> None:
-    """Integers or finite real floats (the check of values is skipped while a compiler traces)."""
+    """Integers, or finite float32/float64 (the check of values is skipped while a compiler traces).
+
+    float16 and bfloat16 are refused: they have rounded the positions already (bfloat16 holds integers exactly
+    only up to 256), and the angles would be wrong by radians. float32 holds integers exactly up to 2^24, so
+    float32 positions beyond it are refused too; pass int64 or float64 there.
+    """
     if t.dtype == torch.bool or t.is_complex():
         raise ValueError(f"{fn}: {name} must be integers or real floats, got {name}.dtype={t.dtype}")
+    if t.dtype in (torch.float16, torch.bfloat16):
+        raise ValueError(f"{fn}: {name} must be integers or float32/float64, got {name}.dtype={t.dtype} "
+                         f"({str(t.dtype).removeprefix('torch.')} holds integers exactly only up to "
+                         f"{_EXACT_INTEGERS[t.dtype]}: the positions have been rounded already)")
     if t.is_floating_point() and not torch.compiler.is_compiling():
         finite = torch.isfinite(t)
-        if not bool(finite.all()):
-            bad = t[~finite].flatten()[0].item()
-            raise ValueError(f"{fn}: {name} must be finite, got {bad} in {name} of shape {tuple(t.shape)}")
+        limit = _EXACT_INTEGERS.get(t.dtype)
+        ok = finite if limit is None else finite & (t.abs() <= limit)
+        if not bool(ok.all()):  # one read of the device either way
+            if not bool(finite.all()):
+                bad = t[~finite].flatten()[0].item()
+                raise ValueError(f"{fn}: {name} must be finite, got {bad} in {name} of shape {tuple(t.shape)}")
+            bad = t[~ok].flatten()[0].item()
+            raise ValueError(f"{fn}: float32 {name} must be at most 2**24 = {limit} in size (float32 holds integers "
+                             f"exactly only up to 2**24; pass int64 or float64), got {bad:.0f} in {name} of shape "
+                             f"{tuple(t.shape)}")
 
 
 def _is_integer_tensor(value) -> bool:

@@ -3,8 +3,8 @@
 RoFormer (§3.4.3) writes the RoPE score at relative distance r = m − n as
 Re Σ_i h_i e^{i r θ_i} with h_i = q̃_i conj(k̃_i), sums by parts (Abel) and
 bounds it by max_i |h_{i+1} − h_i| · Σ_{j=1}^{d/2} |S_j|, where
-S_j = Σ_{k<j} e^{i r θ_k}. ``decay_bound`` is the factor (1/(d/2)) Σ_j |S_j|
-that the paper plots. Men et al. ask instead that a key equal to the query
+S_j = Σ_{i<j} e^{i r θ_i} sums over the pairs i < j. ``decay_bound`` is the
+factor (1/(d/2)) Σ_j |S_j| that the paper plots. Men et al. ask instead that a key equal to the query
 (plus noise) outscore a random key at every distance below the context length L;
 for zero-mean q, k that margin is 2σ² B_r with B_r = Σ_i cos(r θ_i), and
 ``min_base`` finds the first base b on a fine geometric grid (refined by bisection) for which
@@ -22,6 +22,7 @@ import numbers
 
 import numpy as np
 
+from ropebook import _validate
 from ropebook._validate import _short_repr
 
 __all__ = ["decay_bound", "relative_scores", "random_score_stats", "cos_sum", "satisfies_base_bound", "min_base"]
@@ -31,15 +32,11 @@ __all__ = ["decay_bound", "relative_scores", "random_score_stats", "cos_sum", "s
 
 
 def _check_dim(fn: str, dim) -> int:
-    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim <= 0 or dim % 2:
-        raise ValueError(f"{fn}: dim must be a positive even integer, got dim={dim!r}")
-    return int(dim)
+    return _validate._check_dim(fn, dim)  # a positive even int (numpy's too), as in ropebook.rope
 
 
 def _check_base(fn: str, base) -> float:
-    if isinstance(base, bool) or not isinstance(base, (int, float, np.integer, np.floating)) or not (math.isfinite(base) and base > 1):
-        raise ValueError(f"{fn}: base must be a finite number > 1, got base={base!r}")
-    return float(base)
+    return _validate._check_base(fn, base)  # a finite number > 1 (numpy's too), as in ropebook.rope
 
 
 def _real_array(fn: str, name: str, value) -> np.ndarray:
@@ -67,7 +64,7 @@ def _theta(dim: int, base: float) -> np.ndarray:
 
 
 def decay_bound(distance, dim: int, base: float = 10000.0) -> np.ndarray:
-    """RoFormer's decay factor (1/(d/2)) Σ_{j=1}^{d/2} |S_j(r)|, S_j(r) = Σ_{k<j} e^{i r θ_k}.
+    """RoFormer's decay factor (1/(d/2)) Σ_{j=1}^{d/2} |S_j(r)|, S_j(r) = Σ_{i<j} e^{i r θ_i} over pairs i.
 
     Vectorised over ``distance`` (any shape; the result has the same shape).
     At r = 0 every S_j = j, so the factor is (d/2 + 1)/2.
@@ -89,7 +86,7 @@ def decay_bound(distance, dim: int, base: float = 10000.0) -> np.ndarray:
     dim, base = _check_dim(fn, dim), _check_base(fn, base)
     r = _distances(fn, distance)
     angles = r.reshape(-1, 1) * _theta(dim, base)  # (R, d/2)
-    z = np.empty(angles.shape, dtype=np.complex128)  # e^{i r θ_k}: cos and sin are cheaper than a complex exp
+    z = np.empty(angles.shape, dtype=np.complex128)  # e^{i r θ_i}: cos and sin are cheaper than a complex exp
     np.cos(angles, out=z.real)
     np.sin(angles, out=z.imag)
     partial = np.cumsum(z, axis=-1, out=z)  # (R, d/2)  column j-1 holds S_j
@@ -224,7 +221,7 @@ def min_base(context_length: int, dim: int = 128, *, per_decade: int = 96, rtol:
     L, dim = _check_context(fn, context_length), _check_dim(fn, dim)
     if not (isinstance(rtol, float) and 0 < rtol < 0.5):
         raise ValueError(f"{fn}: rtol must be a float in (0, 0.5), got rtol={rtol!r}")
-    if isinstance(per_decade, bool) or not isinstance(per_decade, int) or per_decade < 1:
+    if not _validate._is_int(per_decade) or per_decade < 1:
         raise ValueError(f"{fn}: per_decade must be a positive integer, got per_decade={per_decade!r}")
     if isinstance(max_base, bool) or not isinstance(max_base, numbers.Real) or not max_base > 0:
         # (NaN fails too: it would lift the limit, every comparison with it being False; inf means no limit)

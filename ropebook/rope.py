@@ -46,6 +46,10 @@ def _positions(fn: str, x: Tensor, positions, offset) -> Tensor:
             hint = ""
             if name == "offset" and len(shape) == 1 and x.ndim >= 3:  # one offset per sequence of (B, ..., T, D)
                 hint = f"; for one offset per sequence pass offset[:, {', '.join(['None'] * (x.ndim - 2))}]"
+            if name == "positions" and len(shape) == 2 and x.ndim >= 4 and tuple(shape) == (x.shape[0], x.shape[-2]):
+                # Hugging Face's position_ids, (B, T), for x of (B, H, T, D)
+                hint = (f"; for one row of positions per sequence (B, T) pass "
+                        f"positions[:, {', '.join(['None'] * (x.ndim - 3))}, :]")
             raise ValueError(f"{fn}: {name} must broadcast to x.shape[:-1]={target}, "
                              f"got {name}.shape={tuple(shape)}{hint}")
 
@@ -81,7 +85,7 @@ def rope_frequencies(dim: int, *, base: float = 10000.0, scaling=None, seq_len=N
 
     Args:
         dim: number of rotated features d (even).
-        base: the base b (positive).
+        base: the base b (> 1).
         scaling: a rule from ``ropebook.scaling`` or None.
         seq_len: current length, for rules that depend on it (``DynamicNTK``, ``LongRoPE``).
         dtype: float64 by default (exact); float32 reproduces Hugging Face's bits.
@@ -96,8 +100,7 @@ def rope_frequencies(dim: int, *, base: float = 10000.0, scaling=None, seq_len=N
 
 def _frequencies(fn: str, dim, base, scaling, seq_len, dtype, device) -> Tensor:
     """``rope_frequencies`` for a caller whose name the errors carry."""
-    _check_dim(fn, dim)
-    _check_base(fn, base)
+    dim, base = _check_dim(fn, dim), _check_base(fn, base)  # an int and a float, numpy scalars included
     _check_float_dtype(fn, dtype, angles=True)  # angles in fp32 or better
     _check_scaling(fn, scaling)
     _check_seq_len(fn, seq_len)
@@ -112,7 +115,18 @@ def rope_angles(positions, inv_freq: Tensor) -> Tensor:
     >>> rope_angles(torch.tensor([0, 1, 2]), rope_frequencies(4))[:, 0]
     tensor([0., 1., 2.], dtype=torch.float64)
     """
-    positions = torch.as_tensor(positions, device=inv_freq.device)
+    fn = "rope_angles"
+    if not isinstance(inv_freq, Tensor) or inv_freq.ndim != 1 or not inv_freq.is_floating_point():
+        got = (f"inv_freq.shape={tuple(inv_freq.shape)}, inv_freq.dtype={inv_freq.dtype}" if isinstance(inv_freq, Tensor)
+               else f"type(inv_freq)={type(inv_freq).__name__}")
+        raise ValueError(f"{fn}: inv_freq must be a 1-d floating-point tensor (d/2,), got {got}")
+    positions = _as_tensor(fn, "positions", positions, inv_freq.device)
+    _check_position_values(fn, "positions", positions)
+    return _angles(positions, inv_freq)
+
+
+def _angles(positions: Tensor, inv_freq: Tensor) -> Tensor:
+    """``rope_angles`` for positions already checked."""
     return positions.to(torch.float64)[..., None] * inv_freq.to(torch.float64)  # (..., T, d/2)
 
 
@@ -132,7 +146,7 @@ def rope_cos_sin(positions, dim: int, *, base: float = 10000.0, scaling=None, se
     _check_position_values(fn, "positions", positions)
     _check_float_dtype(fn, dtype)
     inv_freq = _frequencies(fn, dim, base, scaling, seq_len, torch.float64, positions.device)
-    angles = rope_angles(positions, inv_freq)  # (..., T, d/2) float64
+    angles = _angles(positions, inv_freq)  # (..., T, d/2) float64
     factor = 1.0 if scaling is None else scaling.attention_factor
     cos, sin = angles.cos(), angles.sin()
     if factor != 1.0:
@@ -156,8 +170,9 @@ def apply_rope(x: Tensor, positions=None, *, base: float = 10000.0, layout: str 
 
     Args:
         x: queries or keys, ``(..., T, D)``, any floating dtype.
-        positions: integers or floats broadcastable to ``(..., T)``; default ``arange(T)``.
-        base: the base b of θ_i = b^(-2i/d).
+        positions: integers, or float32/float64, broadcastable to ``(..., T)``; default ``arange(T)``.
+            (float16 and bfloat16 are refused: they have rounded the positions already.)
+        base: the base b > 1 of θ_i = b^(-2i/d).
         layout: ``"half"`` (pairs i, i + d/2) or ``"interleaved"`` (pairs 2i, 2i + 1).
         scaling: a rule from ``ropebook.scaling``; its attention factor multiplies cos and sin.
         rotary_dim: rotate only the first ``rotary_dim`` features (GPT-NeoX partial rotary).
@@ -213,7 +228,7 @@ def apply_rope_complex(x: Tensor, positions=None, *, base: float = 10000.0, layo
     positions = _positions(fn, x, positions, offset)
     seq_len = _seq_len(scaling, positions, seq_len)
     inv_freq = _frequencies(fn, r, base, scaling, seq_len, torch.float64, x.device)
-    angles = rope_angles(positions, inv_freq)  # (..., T, r/2) float64
+    angles = _angles(positions, inv_freq)  # (..., T, r/2) float64
     factor = 1.0 if scaling is None else scaling.attention_factor
     rotation = torch.polar(torch.full_like(angles, factor), angles)  # e^{i m θ}, complex128
     xr = x[..., :r].to(_compute_dtype(x))

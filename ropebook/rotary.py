@@ -30,11 +30,11 @@ def layout_permutation(head_dim: int) -> Tensor:
     >>> layout_permutation(6)
     tensor([0, 2, 4, 1, 3, 5])
     """
-    _validate._check_dim("layout_permutation", head_dim, "head_dim")
+    head_dim = _validate._check_dim("layout_permutation", head_dim, "head_dim")
     return torch.cat((torch.arange(0, head_dim, 2), torch.arange(1, head_dim, 2)))
 
 
-def interleaved_to_half_weights(w: Tensor, n_heads: int) -> Tensor:
+def interleaved_to_half_weights(w: Tensor, n_heads: int, *, head_dim: int | None = None) -> Tensor:
     """Permute the output rows of a q/k projection, head by head, from interleaved to half layout.
 
     If ``q = x @ w.T`` is used with ``layout="interleaved"``, then
@@ -42,24 +42,44 @@ def interleaved_to_half_weights(w: Tensor, n_heads: int) -> Tensor:
     the same attention scores (it is what Meta → Hugging Face Llama converters do).
     Works for a bias too (a 1-D ``w``).
 
+    Args:
+        w: the weight ``(n_heads * head_dim, in_features)``, stored as ``nn.Linear`` stores it, or a bias.
+        n_heads: the heads of this projection: for W_k the number of key/value heads, which with
+            grouped-query attention is smaller than the number of query heads (Hugging Face's converter
+            permutes W_k with ``num_key_value_heads``).
+        head_dim: if given, ``w.shape[0] // n_heads`` must equal it. A wrong ``n_heads`` that still divides
+            the rows (the query heads passed for W_k) or a weight stored as ``(in, out)`` then raises instead
+            of permuting silently with the wrong head size.
+
     Shapes: ``w (n_heads * head_dim, in_features)`` → same shape.
 
     >>> w = torch.arange(8.0)[:, None]                 # 2 heads of head_dim 4
     >>> interleaved_to_half_weights(w, 2).flatten()
     tensor([0., 2., 1., 3., 4., 6., 5., 7.])
     """
+    fn = "interleaved_to_half_weights"
     if not isinstance(w, Tensor) or w.ndim < 1:
         got = f"w.shape={tuple(w.shape)}" if isinstance(w, Tensor) else f"type(w)={type(w).__name__}"
-        raise ValueError(f"interleaved_to_half_weights: w must be a weight (n_heads * head_dim, in_features) or a "
+        raise ValueError(f"{fn}: w must be a weight (n_heads * head_dim, in_features) or a "
                          f"bias (n_heads * head_dim,), got {got}")
     rows = w.shape[0]
-    if isinstance(n_heads, bool) or not isinstance(n_heads, int) or n_heads <= 0 or rows % n_heads:
-        raise ValueError(
-            f"interleaved_to_half_weights: n_heads must be a positive divisor of w.shape[0]={rows}, got n_heads={n_heads!r}"
-        )
+    if not _validate._is_int(n_heads) or n_heads <= 0:
+        raise ValueError(f"{fn}: n_heads must be a positive divisor of w.shape[0]={rows}, "
+                         f"got n_heads={n_heads!r}{_validate._kind(n_heads)}")
+    n_heads = int(n_heads)
+    if head_dim is not None:
+        head_dim = _validate._check_dim(fn, head_dim, "head_dim")
+        if rows != n_heads * head_dim:
+            raise ValueError(
+                f"{fn}: w.shape[0] must be n_heads * head_dim = {n_heads} * {head_dim} = {n_heads * head_dim}, "
+                f"got w.shape={tuple(w.shape)} (w.shape[0] // n_heads = {rows // n_heads}); for W_k pass the number "
+                f"of key/value heads (fewer than the query heads with grouped-query attention), and pass w as "
+                f"nn.Linear stores it, (out_features, in_features)")
+    if rows % n_heads:
+        raise ValueError(f"{fn}: n_heads must be a positive divisor of w.shape[0]={rows}, got n_heads={n_heads!r}")
     head_dim = rows // n_heads
     if head_dim % 2:
-        raise ValueError(f"interleaved_to_half_weights: head_dim = w.shape[0] / n_heads must be even (pairs of "
+        raise ValueError(f"{fn}: head_dim = w.shape[0] / n_heads must be even (pairs of "
                          f"features), got head_dim={head_dim} from w.shape={tuple(w.shape)}, n_heads={n_heads}")
     p = layout_permutation(head_dim).to(w.device)
     return w.reshape(n_heads, head_dim, *w.shape[1:])[:, p].reshape(w.shape)
@@ -99,18 +119,16 @@ class RotaryEmbedding(nn.Module):
     def __init__(self, dim: int, *, base: float = 10000.0, layout: str = "half", scaling=None,
                  rotary_dim: int | None = None, max_positions: int = 2048):
         super().__init__()
-        _validate._check_dim("RotaryEmbedding", dim)
-        _validate._check_base("RotaryEmbedding", base)
+        dim = _validate._check_dim("RotaryEmbedding", dim)
+        base = _validate._check_base("RotaryEmbedding", base)
         _validate._check_layout("RotaryEmbedding", layout)
-        r = dim if rotary_dim is None else rotary_dim
-        _validate._check_dim("RotaryEmbedding", r, "rotary_dim")
+        r = _validate._check_dim("RotaryEmbedding", dim if rotary_dim is None else rotary_dim, "rotary_dim")
         if r > dim:
             raise ValueError(f"RotaryEmbedding: rotary_dim must be at most dim={dim}, got rotary_dim={r}")
         _validate._check_scaling("RotaryEmbedding", scaling)
-        if isinstance(max_positions, bool) or not isinstance(max_positions, int) or max_positions <= 0:
-            raise ValueError(f"RotaryEmbedding: max_positions must be a positive integer, got max_positions={max_positions!r}")
+        _validate._check_positive_int("RotaryEmbedding", max_positions, "max_positions")
         self.dim, self.base, self.layout, self.scaling, self.rotary_dim = dim, base, layout, scaling, r
-        self.max_positions = max_positions
+        self.max_positions = int(max_positions)
         self._cache: dict[tuple, tuple[Tensor, Tensor]] = {}  # (device, dtype, long?) -> cos, sin (L, r/2)
 
     def extra_repr(self) -> str:

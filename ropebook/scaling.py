@@ -212,9 +212,7 @@ class YaRN:
             object.__setattr__(self, "attention_factor", af)
 
     def inv_freq(self, dim: int, *, base: float = 10000.0, seq_len=None, dtype=torch.float64, device=None) -> Tensor:
-        _check_dim_base("YaRN.inv_freq", dim, base, dtype)
-        if base <= 1:
-            raise ValueError(f"YaRN.inv_freq: base must be > 1 (the ramp bounds divide by ln base), got base={base!r}")
+        _check_dim_base("YaRN.inv_freq", dim, base, dtype)  # base > 1: the ramp bounds divide by ln base
 
         def correction_dim(rotations: float) -> float:  # pair index (in units of dim) with this many rotations
             return (dim * math.log(self.original_max_positions / (rotations * 2 * math.pi))) / (2 * math.log(base))

@@ -58,8 +58,11 @@ def _interpreter_on_cpu(monkeypatch):
 
 BAD = {
     "positive int": [("str", "8"), ("float", 8.0), ("zero", 0), ("negative", -2), ("bool", True)],
-    "even int": [("str", "8"), ("float", 8.0), ("zero", 0), ("negative", -2), ("bool", True), ("odd", 7)],
-    "base": [("str", "1e4"), ("nan", NAN), ("inf", INF), ("zero", 0.0), ("negative", -1.0), ("bool", True)],
+    "even int": [("str", "8"), ("float", 8.0), ("zero", 0), ("negative", -2), ("bool", True), ("odd", 7),
+                 ("0-d tensor", torch.tensor(8))],
+    # b = 1 makes every θ_i 1, b < 1 turns the frequencies upside down: base > 1 everywhere
+    "base": [("str", "1e4"), ("nan", NAN), ("inf", INF), ("zero", 0.0), ("negative", -1.0), ("bool", True),
+             ("one", 1.0), ("below one", 0.5), ("0-d tensor", torch.tensor(1e4))],
     "positive number": [("str", "1"), ("nan", NAN), ("inf", INF), ("zero", 0.0), ("negative", -1.0), ("bool", True)],
     "factor": [("str", "2"), ("nan", NAN), ("inf", INF), ("below one", 0.5), ("bool", True), ("Fraction", Fraction(2))],
     "layout": [("neox", "neox"), ("None", None), ("upper case", "HALF")],
@@ -109,7 +112,7 @@ SPECS = [
      {"dtype": "float dtype", "seq_len": "seq_len"}),
     ("layout_permutation", rb.layout_permutation, lambda: dict(head_dim=8), {"head_dim": "even int"}),
     ("interleaved_to_half_weights", rb.interleaved_to_half_weights, lambda: dict(w=_x(16, 3), n_heads=2),
-     {"n_heads": "positive int"}),
+     {"n_heads": "positive int", "head_dim": "even int"}),
     # ropebook.scaling
     ("Linear", scaling.Linear, lambda: dict(factor=2.0), {"factor": "factor"}),
     ("Linear.inv_freq", lambda **kw: scaling.Linear(2.0).inv_freq(**kw), lambda: dict(dim=8),
@@ -203,9 +206,6 @@ def _bad_values(fn_label: str, arg: str, kind: str):
         return [("unknown", "alibi"), ("None", None), ("upper case", "ROPE")]
     if (fn_label, arg) == ("YaRN", "truncate"):
         return [v for v in values if v[0] != "None"]  # None: no truncation, as in Hugging Face
-    if kind == "base" and fn_label in ("decay_bound", "cos_sum", "satisfies_base_bound", "relative_scores",
-                                       "random_score_stats"):
-        return values + [("one", 1.0)]  # the decay module needs base > 1
     if (fn_label, arg) == ("random_score_stats", "seed"):
         return values + [("negative", -1)]  # numpy seeds are non-negative
     if fn_label == "next_token_task" and arg in ("seq_len", "n_content"):
@@ -316,8 +316,32 @@ ROWS = [
      ("apply_rope_complex: ", "positions='abc'")),
     ("apply_rope_complex offset nan", rb.apply_rope_complex, call(_x(2, 3, 8), offset=NAN), ERRORS,
      ("apply_rope_complex: ", "offset=nan")),
+    # positions in float16/bfloat16 have been rounded before they arrive (bf16: 257 → 256): refused, as are float32
+    # positions past 2^24, the last integer float32 holds exactly
+    ("apply_rope positions bf16", rb.apply_rope, lazy(lambda: ((X(), torch.arange(3).bfloat16()), {})), ERRORS,
+     ("apply_rope: positions must be integers or float32/float64", "positions.dtype=torch.bfloat16",
+      "bfloat16 holds integers exactly only up to 256")),
+    ("apply_rope positions fp16", rb.apply_rope, lazy(lambda: ((X(), torch.arange(3).half()), {})), ERRORS,
+     ("apply_rope: ", "positions.dtype=torch.float16", "float16 holds integers exactly only up to 2048")),
+    ("apply_rope offset bf16 tensor", rb.apply_rope, lazy(lambda: ((X(),), dict(offset=torch.tensor(300.0).bfloat16()))),
+     ERRORS, ("apply_rope: offset must be integers or float32/float64", "offset.dtype=torch.bfloat16")),
+    ("apply_rope positions float32 past 2^24", rb.apply_rope,
+     lazy(lambda: ((X(), torch.tensor([0.0, 1.0, 2.0**24 + 2])), {})), ERRORS,
+     ("apply_rope: float32 positions must be at most 2**24", "got 16777218", "pass int64 or float64")),
+    ("apply_rope_complex positions bf16", rb.apply_rope_complex, lazy(lambda: ((X(), torch.arange(3).bfloat16()), {})),
+     ERRORS, ("apply_rope_complex: ", "positions.dtype=torch.bfloat16")),
+    # Hugging Face's position_ids are (B, T); x is (B, H, T, D)
+    ("apply_rope positions (B, T)", rb.apply_rope, lazy(lambda: ((_x(2, 4, 3, 8), torch.arange(3).expand(2, 3)), {})),
+     ERRORS, ("apply_rope: ", "positions.shape=(2, 3)", "positions[:, None, :]")),
+    ("rope_angles positions bf16", rb.rope.rope_angles,
+     lazy(lambda: ((torch.arange(3).bfloat16(), rb.rope_frequencies(8)), {})), ERRORS,
+     ("rope_angles: ", "positions.dtype=torch.bfloat16")),
+    ("rope_angles inv_freq list", rb.rope.rope_angles, call(torch.arange(3), [1.0, 0.1]), ERRORS,
+     ("rope_angles: ", "inv_freq must be", "type(inv_freq)=list")),
     # --- rope_cos_sin
     ("rope_cos_sin positions str", rb.rope_cos_sin, call("abc", 8), ERRORS, ("rope_cos_sin: ", "positions='abc'")),
+    ("rope_cos_sin positions bf16", rb.rope_cos_sin, lazy(lambda: ((torch.arange(3).bfloat16(), 8), {})), ERRORS,
+     ("rope_cos_sin: ", "positions.dtype=torch.bfloat16")),
     ("rope_cos_sin positions nan", rb.rope_cos_sin, call([0.0, NAN], 8), ERRORS, ("rope_cos_sin: ", "positions must be finite")),
     ("rope_cos_sin positions bool", rb.rope_cos_sin, lazy(lambda: ((torch.tensor([True]), 8), {})), ERRORS,
      ("rope_cos_sin: ", "positions", "torch.bool")),
@@ -343,6 +367,15 @@ ROWS = [
      ERRORS, ("RotaryEmbedding: ", "offset.shape=(2,)")),
     ("RotaryEmbedding offset nan", _rotary_forward, lazy(lambda: ((Q4(), K4()), dict(offset=NAN))), ERRORS,
      ("RotaryEmbedding: ", "offset=nan")),
+    ("RotaryEmbedding positions bf16", _rotary_forward, lazy(lambda: ((Q4(), K4(), torch.arange(3).bfloat16()), {})),
+     ERRORS, ("RotaryEmbedding: ", "positions.dtype=torch.bfloat16")),
+    ("RotaryEmbedding.cos_sin positions fp16", lambda p: rb.RotaryEmbedding(8).cos_sin(p), lazy(lambda: ((torch.arange(3).half(),), {})),
+     ERRORS, ("RotaryEmbedding.cos_sin: ", "positions.dtype=torch.float16")),
+    ("RotaryEmbedding positions (B, T)", _rotary_forward,
+     lazy(lambda: ((_x(2, 2, 3, 8), _x(2, 1, 3, 8), torch.arange(3).expand(2, 3).contiguous() + 1), {})), ERRORS,
+     ("RotaryEmbedding: ", "positions.shape=(2, 3)", "positions[:, None, :]")),
+    ("RotaryEmbedding dim 0-d tensor", rb.RotaryEmbedding, lazy(lambda: ((torch.tensor(8),), {})), ERRORS,
+     ("RotaryEmbedding: dim must be a positive even integer", "dim=tensor(8) (a Tensor, not a Python or numpy number)")),
     # --- layout converters
     ("interleaved_to_half_weights w str", rb.interleaved_to_half_weights, call("w", 2), ERRORS,
      ("interleaved_to_half_weights: ", "type(w)=str")),
@@ -352,6 +385,17 @@ ROWS = [
      ERRORS, ("interleaved_to_half_weights: ", "n_heads=3", "w.shape[0]=16")),
     ("interleaved_to_half_weights odd head_dim", rb.interleaved_to_half_weights, lazy(lambda: ((_x(6, 4), 2), {})),
      ERRORS, ("interleaved_to_half_weights: ", "head_dim", "w.shape=(6, 4)", "n_heads=2")),
+    # grouped-query attention: W_k has 2 key/value heads of 8, and the 4 query heads divide its 16 rows as well
+    ("interleaved_to_half_weights W_k with the query heads", rb.interleaved_to_half_weights,
+     lazy(lambda: ((_x(16, 32), 4), dict(head_dim=8))), ERRORS,
+     ("interleaved_to_half_weights: ", "n_heads * head_dim = 4 * 8 = 32", "w.shape=(16, 32)", "w.shape[0] // n_heads = 4",
+      "number of key/value heads")),
+    ("interleaved_to_half_weights w stored (in, out)", rb.interleaved_to_half_weights,
+     lazy(lambda: ((_x(64, 32), 4), dict(head_dim=8))), ERRORS,
+     ("interleaved_to_half_weights: ", "w.shape=(64, 32)", "(out_features, in_features)")),
+    ("interleaved_to_half_weights n_heads 0-d tensor", rb.interleaved_to_half_weights,
+     lazy(lambda: ((_x(16, 3), torch.tensor(2)), {})), ERRORS,
+     ("interleaved_to_half_weights: ", "n_heads=tensor(2) (a Tensor, not a Python or numpy number)")),
     # --- scaling rules
     ("NTKAware.inv_freq dim 2", lambda **kw: scaling.NTKAware(2.0).inv_freq(**kw), call(dim=2), ERRORS,
      ("NTKAware", "dim=2")),
@@ -973,6 +1017,16 @@ GOOD = {  # legitimate values the checks must let through (a review found the fi
     "sympy angle": lambda: reference.rotation_matrix_2d(sp.pi / 2),
     "sympy position": lambda: reference.rope_matrix(sp.Integer(3), 4),
     "flat targets": lambda: (lambda lm, idx: lm(idx, idx.flatten()))(*_tinylm()),
+    # numpy scalars for dims, heads and bases, as ropebook.decay has always taken them (they were refused elsewhere
+    # with "dim must be a positive even integer, got dim=np.int64(8)")
+    "numpy dim and base": lambda: rb.rope_frequencies(np.int64(8), base=np.float32(500.0)),
+    "numpy rotary_dim": lambda: rb.apply_rope(_x(2, 3, 8), rotary_dim=np.int64(4), base=np.int64(100)),
+    "numpy module sizes": lambda: rb.RotaryEmbedding(np.int64(8), rotary_dim=np.int64(4), max_positions=np.int64(4))(
+        _x(1, 2, 6, 8), _x(1, 1, 6, 8)),
+    "numpy heads": lambda: rb.interleaved_to_half_weights(_x(16, 3), np.int64(2), head_dim=np.int64(8)),
+    "numpy head_dim": lambda: rb.layout_permutation(np.int32(8)),
+    "numpy decay": lambda: (rb.decay_bound([0, 1], np.int64(8), np.float32(100.0)), rb.min_base(64, 8, per_decade=np.int64(6))),
+    "float32 positions at 2^24": lambda: rb.apply_rope(_x(1, 8), torch.tensor([2.0**24])),
 }
 
 

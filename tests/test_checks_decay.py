@@ -42,7 +42,9 @@ SOLUTIONS = {
     "base_ok": (checks.check_base_ok, base_ok),
     "base_ok: a numpy bool": (checks.check_base_ok, lambda b, L, d: cos_sums(b, L, d).min() >= 0),
     "abel": (check_abel, ABEL),
-    "abel: Σ h_j (S_{j+1} − S_j), the same polynomial": (check_abel, sum(H[j] * (S[j] - (S[j - 1] if j else 0)) for j in range(5))),
+    # regrouped by sympy instead of by hand: after collecting, each S_j still appears once, times h_{j-1} − h_j
+    "abel: expanded": (check_abel, sp.expand(ABEL)),
+    "abel: h_N written out as 0": (check_abel, sum(S[i] * (H_EXT[i] - H_EXT[i + 1]) for i in range(4)) + S[4] * (H[4] - 0)),
 }
 
 # (checker, answer, words the message must contain)
@@ -65,6 +67,13 @@ WRONG = {
     "base_ok: the minimum, not the comparison": (checks.check_base_ok, lambda b, L, d: float(cos_sums(b, L, d).min()),
                                                  ["expected True or False, got"]),
     "abel: S shifted by one": (check_abel, sum(S[i] * (H_EXT[i + 1] - H_EXT[i]) for i in range(5)), ["not identically equal"]),
+    "abel: a sign error": (check_abel, ABEL - 2 * S[2] * (H[2] - H[3]), ["not identically equal", "yours:", "expected:"]),
+    # z_i = S_{i+1} − S_i put in, nothing rearranged: the same polynomial in S, so only the form tells it apart
+    "abel: Σ h_i (S_{i+1} − S_i), substituted only": (
+        check_abel, sum(H[j] * (S[j] - (S[j - 1] if j else 0)) for j in range(5)),
+        ["equal to Σ_i h_i z_i, but not rearranged", "h1*(-S1 + S2)", "each S_j appears once, times an expression in h"]),
+    "abel: half rearranged": (check_abel, S[0] * (H[0] - H[1]) + sum(H[j] * (S[j] - S[j - 1]) for j in range(2, 5)) + H[1] * S[1],
+                              ["not rearranged", "h2*(-S2 + S3)"]),
     "abel: still in z": (check_abel, sum(h * z for h, z in zip(H, Z)), ["partial sums S and h alone", "z0"]),
     # an equation, a set or a tuple raised TypeError inside sympy
     "abel: an equation": (check_abel, sp.Eq(sp.Symbol("abel"), ABEL), ["an equation"]),

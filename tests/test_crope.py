@@ -181,7 +181,7 @@ def test_scores_checks_x_like_forward(cls):
         attn.scores(torch.randn(3, 16))
     with pytest.raises(ValueError, match=rf"{cls.__name__}\.forward: expected x of shape \(B, T, 16\), got x.shape=\(1, 3, 8\)"):
         attn(torch.randn(1, 3, 8))
-    with pytest.raises(ValueError, match=rf"{cls.__name__}: base must be a positive finite number, got base=-1\.0"):
+    with pytest.raises(ValueError, match=rf"{cls.__name__}: base must be a finite number > 1, got base=-1\.0"):
         cls(16, 2, base=-1.0)
 
 

@@ -35,7 +35,7 @@ BAD = [
 
 
 def bound_by_loop(distances, dim, base):
-    """The definition, term by term: (1/(d/2)) Σ_{j=1}^{d/2} |Σ_{k<j} e^{i r θ_k}|."""
+    """The definition, term by term: (1/(d/2)) Σ_{j=1}^{d/2} |Σ_{i<j} e^{i r θ_i}|."""
     theta = [base ** (-2 * i / dim) for i in range(dim // 2)]
     out = []
     for r in distances:
@@ -51,7 +51,7 @@ def bound_by_loop(distances, dim, base):
 
 @pytest.mark.parametrize("dim,base", DIM_BASE)
 def test_bound_at_distance_zero(dim, base):
-    # At r = 0 every e^{i·0·θ_k} = 1, so S_j = j and the factor is (1/N) Σ_{j=1}^{N} j = (N + 1)/2 with N = d/2.
+    # At r = 0 every e^{i·0·θ_i} = 1, so S_j = j and the factor is (1/N) Σ_{j=1}^{N} j = (N + 1)/2 with N = d/2.
     N = sp.Symbol("N", positive=True, integer=True)
     j = sp.Symbol("j", positive=True, integer=True)
     closed_form = sp.simplify(sp.summation(j, (j, 1, N)) / N)
@@ -183,18 +183,14 @@ def test_check_base_ok():
 
 
 def test_check_abel_sum():
-    h, z = sp.symbols("h0:4"), sp.symbols("z0:4")
-    S = [sum(z[:j], sp.Integer(0)) for j in range(5)]
+    h, z, S = sp.symbols("h0:4"), sp.symbols("z0:4"), sp.symbols("S1:5")  # S[j] stands for S_{j+1}
     he = list(h) + [0]
-    assert check_abel_sum(sum(S[i + 1] * (he[i] - he[i + 1]) for i in range(4)), h, z).passed
-    assert not check_abel_sum(sum(S[i + 1] * (he[i] + he[i + 1]) for i in range(4)), h, z).passed
-    assert not check_abel_sum(sum(S[i] * (he[i] - he[i + 1]) for i in range(4)), h, z).passed
-    # in the S basis: the summation by parts passes; Σ h z itself, or an expression still in z, does not
-    Ss = sp.symbols("S1:5")
-    assert check_abel_sum(sum(Ss[i] * (he[i] - he[i + 1]) for i in range(4)), h, z, Ss).passed
-    assert not check_abel_sum(sum(hj * zj for hj, zj in zip(h, z)), h, z, Ss).passed
-    assert not check_abel_sum(sum(Ss[i] * (he[i] + he[i + 1]) for i in range(4)), h, z, Ss).passed
-    assert not check_abel_sum(None, h, z).passed
+    assert check_abel_sum(sum(S[i] * (he[i] - he[i + 1]) for i in range(4)), h, z, S).passed
+    assert not check_abel_sum(sum(S[i] * (he[i] + he[i + 1]) for i in range(4)), h, z, S).passed  # a sign
+    assert not check_abel_sum(sum(hj * zj for hj, zj in zip(h, z)), h, z, S).passed  # still in z
+    substituted = sum(h[i] * (S[i] - (S[i - 1] if i else 0)) for i in range(4))  # equal, not rearranged
+    assert not check_abel_sum(substituted, h, z, S).passed
+    assert not check_abel_sum(None, h, z, S).passed
 
 
 # ----------------------------------------------------------------------------- figures

@@ -130,10 +130,10 @@ BAD = [
     (lambda: lrpe.Permutation(4)(torch.randn(3, 4), torch.tensor([0.0, 1.0, 2.0])), r"positions must be integers of shape \(T,\)=\(3,\)"),
     (lambda: lrpe.Unitary(4)(torch.randn(3, 4), torch.arange(4)), r"got positions.shape=\(4,\)"),
     # base and layout are checked when the member is built, not when M_m is (matrix() used to return cosh entries)
-    (lambda: lrpe.Rotation(8, base=-1.0), r"Rotation: base must be a positive finite number, got base=-1\.0"),
+    (lambda: lrpe.Rotation(8, base=-1.0), r"Rotation: base must be a finite number > 1, got base=-1\.0"),
     (lambda: lrpe.Rotation(8, layout="neox"), r"Rotation: layout must be one of .* got layout='neox'"),
-    (lambda: lrpe.Unitary(8, base=-1.0), r"Unitary: base must be a positive finite number, got base=-1\.0"),
-    (lambda: lrpe.LearnedHouseholder(8, base=float("nan")), r"LearnedHouseholder: base must be a positive finite number, got base=nan"),
+    (lambda: lrpe.Unitary(8, base=-1.0), r"Unitary: base must be a finite number > 1, got base=-1\.0"),
+    (lambda: lrpe.LearnedHouseholder(8, base=float("nan")), r"LearnedHouseholder: base must be a finite number > 1, got base=nan"),
     (lambda: lrpe.Unitary(5), r"Unitary: head_dim must be a positive even integer, got head_dim=5"),
 ]
 

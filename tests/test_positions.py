@@ -162,7 +162,7 @@ def test_alibi_with_softmax_attention_is_permutation_sensitive():
 BAD_INPUTS = [
     (lambda: sinusoidal_encoding(0, 8), "sinusoidal_encoding: seq_len must be a positive integer, got seq_len=0"),
     (lambda: sinusoidal_encoding(4, 7), "sinusoidal_encoding: dim must be a positive even integer, got dim=7"),
-    (lambda: sinusoidal_encoding(4, 8, base=-1.0), "sinusoidal_encoding: base must be a positive finite number, got base=-1.0"),
+    (lambda: sinusoidal_encoding(4, 8, base=-1.0), "sinusoidal_encoding: base must be a finite number > 1, got base=-1.0"),
     (lambda: shaw_relative_index(4, 0), "shaw_relative_index: max_relative_position must be a positive integer, got max_relative_position=0"),
     (lambda: t5_relative_bucket(torch.tensor([0.5])), "t5_relative_bucket: relative_position must hold integers, got dtype=torch.float32"),
     (lambda: t5_relative_bucket(torch.tensor([1]), num_buckets=31), "num_buckets must be a positive even integer, got num_buckets=31"),

@@ -84,9 +84,9 @@ def test_apply_rope_reference_options():
 
 # (call, pattern): the checks the torch path makes (ropebook.rope), named after the reference function
 BAD_INPUTS = [
-    (lambda: reference.rope_frequencies(8, base=-1.0), r"reference\.rope_frequencies: base must be a positive finite number, got base=-1\.0"),
+    (lambda: reference.rope_frequencies(8, base=-1.0), r"reference\.rope_frequencies: base must be a finite number > 1, got base=-1\.0"),
     (lambda: reference.rope_frequencies(4.0), r"reference\.rope_frequencies: dim must be a positive even integer, got dim=4\.0"),
-    (lambda: reference.apply_rope_reference(np.ones((3, 4)), base=-1.0), r"apply_rope_reference: base must be a positive finite number, got base=-1\.0"),
+    (lambda: reference.apply_rope_reference(np.ones((3, 4)), base=-1.0), r"apply_rope_reference: base must be a finite number > 1, got base=-1\.0"),
     (lambda: reference.apply_rope_reference(np.ones((3, 4)), [0.0, np.nan, 2.0]), r"apply_rope_reference: positions must be finite, got nan"),
     (lambda: reference.apply_rope_reference(np.ones((3, 4)), [0, 1j, 2]), r"apply_rope_reference: positions must be integers or real floats, got positions.dtype="),
     (lambda: reference.apply_rope_reference(np.ones((3, 8)), rotary_dim=10), r"apply_rope_reference: rotary_dim must be at most head_dim=8, got rotary_dim=10"),

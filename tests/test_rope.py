@@ -40,8 +40,34 @@ BAD_INPUTS = {
     "NaN positions": (lambda: rb.apply_rope(X, torch.full((16,), math.nan)), ["positions", "finite", "nan"]),
     "inf positions": (lambda: rb.apply_rope(X, torch.full((16,), math.inf)), ["positions", "finite", "inf"]),
     "unknown layout": (lambda: rb.apply_rope(X, layout="neox"), ["layout", "('half', 'interleaved')", "'neox'"]),
-    "non-positive base": (lambda: rb.apply_rope(X, base=0.0), ["base", "positive", "base=0.0"]),
-    "negative base": (lambda: rb.rope_frequencies(8, base=-1.0), ["base", "positive", "base=-1.0"]),
+    "non-positive base": (lambda: rb.apply_rope(X, base=0.0), ["base", "finite number > 1", "base=0.0"]),
+    "negative base": (lambda: rb.rope_frequencies(8, base=-1.0), ["base", "finite number > 1", "base=-1.0"]),
+    # b = 1: every θ_i = 1; b < 1: the frequencies rise with i (both ran silently once)
+    "base one": (lambda: rb.apply_rope(X, base=1.0), ["apply_rope: base must be a finite number > 1", "base=1.0"]),
+    "base below one": (lambda: rb.RotaryEmbedding(8, base=0.5), ["RotaryEmbedding: base must be a finite number > 1", "base=0.5"]),
+    # positions that have been rounded before they arrive: bf16 holds integers exactly only up to 256
+    "bf16 positions": (lambda: rb.apply_rope(torch.zeros(300, 8), torch.arange(300).bfloat16()),
+                       ["apply_rope: positions must be integers or float32/float64", "positions.dtype=torch.bfloat16",
+                        "only up to 256"]),
+    "fp16 positions, module": (lambda: rb.RotaryEmbedding(8)(torch.zeros(1, 2, 3, 8), torch.zeros(1, 1, 3, 8),
+                                                             torch.arange(3).half()),
+                               ["RotaryEmbedding: positions", "positions.dtype=torch.float16", "only up to 2048"]),
+    "float32 positions past 2^24": (lambda: rb.rope_cos_sin(torch.tensor([2.0**24 + 2]), 8),
+                                    ["rope_cos_sin: float32 positions must be at most 2**24", "got 16777218",
+                                     "int64 or float64"]),
+    # Hugging Face's position_ids (B, T) for x (B, H, T, D): the hint says how to add the head axis
+    "positions (B, T)": (lambda: rb.apply_rope(X, torch.arange(16).expand(2, 16)),
+                         ["positions must broadcast to x.shape[:-1]=(2, 4, 16)", "positions.shape=(2, 16)",
+                          "one row of positions per sequence (B, T) pass positions[:, None, :]"]),
+    "positions (B, T), 5-d x": (lambda: rb.apply_rope(torch.zeros(2, 3, 4, 16, 8), torch.arange(16).expand(2, 16)),
+                                ["positions.shape=(2, 16)", "positions[:, None, None, :]"]),
+    "weights: W_k with the query heads": (
+        lambda: rb.interleaved_to_half_weights(torch.zeros(2 * 8, 32), 4, head_dim=8),
+        ["n_heads * head_dim = 4 * 8 = 32", "w.shape=(16, 32)", "key/value heads"]),
+    "weights: head_dim odd": (lambda: rb.interleaved_to_half_weights(torch.zeros(12, 4), 4, head_dim=3),
+                              ["head_dim must be a positive even integer", "head_dim=3"]),
+    "dim as a 0-d tensor": (lambda: rb.rope_frequencies(torch.tensor(8)),
+                               ["dim must be a positive even integer", "dim=tensor(8) (a Tensor, not a Python or numpy number)"]),
     "factor below 1": (lambda: scaling.Linear(0.5), ["factor", ">= 1", "factor=0.5"]),
     "LongRoPE length": (
         lambda: rb.apply_rope(X, scaling=scaling.LongRoPE([1.0] * 3, [1.0] * 3, 8)),
@@ -80,11 +106,12 @@ BAD_INPUTS = {
 @pytest.mark.parametrize("positions, offset", [
     (torch.arange(4, dtype=torch.int8) + 120, 100),         # int8 + 100 wrapped
     (torch.arange(4, dtype=torch.int32), 2**31),            # int32 + 2^31 wrapped
-    (torch.arange(4, dtype=torch.float16) + 0.5, 4001),     # float16: 4001.5 rounds to 4000
-    (torch.arange(4, dtype=torch.bfloat16), 1001),          # bfloat16: 1001 rounds to 1000
+    (torch.arange(4, dtype=torch.float32) + 0.5, 2**24),    # float32: 2^24 + 0.5 rounds to 2^24
+    (torch.arange(4, dtype=torch.float32), 2**25 + 1),      # float32: 2^25 + 1 rounds to 2^25
 ])
 def test_offset_is_added_in_64_bits(positions, offset):
-    """positions + offset once ran in the positions' dtype: wrapped or rounded, errors of 1.4 to 3.3."""
+    """positions + offset once ran in the positions' dtype: wrapped or rounded, errors of 1.4 to 3.3.
+    (float16/bfloat16 positions are refused outright: they have rounded before the offset is added.)"""
     x = torch.randn(4, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     exact = positions.to(torch.float64 if positions.is_floating_point() else torch.int64) + offset
     torch.testing.assert_close(rb.apply_rope(x, positions, offset=offset), rb.apply_rope(x, exact), rtol=0, atol=0)
@@ -213,6 +240,48 @@ def test_converter_permutation_preserves_attention_scores(n_heads, head_dim):
     hf = scores(rb.interleaved_to_half_weights(wq, n_heads), rb.interleaved_to_half_weights(wk, n_heads), "half")
     torch.testing.assert_close(hf, meta, rtol=1e-12, atol=1e-10)
     assert not torch.allclose(scores(wq, wk, "half"), meta)  # without the permutation they differ
+
+
+def test_converter_with_grouped_query_attention():
+    """Hugging Face's converter permutes W_k with num_key_value_heads. With head_dim given, the query heads'
+    count (which also divides W_k's rows) raises instead of permuting with a head size of 4."""
+    n_heads, n_kv_heads, head_dim, d_model = 4, 2, 8, 32
+    wk = torch.randn(n_kv_heads * head_dim, d_model, generator=torch.Generator().manual_seed(2))
+    hf_permute = wk.view(n_kv_heads, head_dim // 2, 2, d_model).transpose(1, 2).reshape(n_kv_heads * head_dim, d_model)
+    got = rb.interleaved_to_half_weights(wk, n_kv_heads, head_dim=head_dim)
+    torch.testing.assert_close(got, hf_permute, rtol=0, atol=0)
+    torch.testing.assert_close(got, rb.interleaved_to_half_weights(wk, n_kv_heads), rtol=0, atol=0)
+    assert not torch.equal(rb.interleaved_to_half_weights(wk, n_heads), hf_permute)  # the silent mistake
+    with pytest.raises(ValueError, match=r"w\.shape\[0\] must be n_heads \* head_dim = 4 \* 8 = 32, got w\.shape=\(16, 32\)"):
+        rb.interleaved_to_half_weights(wk, n_heads, head_dim=head_dim)
+    with pytest.raises(ValueError, match=r"\(out_features, in_features\)"):  # stored (in, out)
+        rb.interleaved_to_half_weights(wk.T.contiguous(), n_kv_heads, head_dim=head_dim)
+
+
+def test_numpy_scalars_are_taken_as_their_values():
+    """np.int64 dims and numpy bases were refused with "dim must be a positive even integer, got dim=np.int64(8)"."""
+    x = torch.randn(2, 5, 8, dtype=torch.float64)
+    torch.testing.assert_close(rb.rope_frequencies(np.int64(8), base=np.float32(100.0)), rb.rope_frequencies(8, base=100.0))
+    torch.testing.assert_close(rb.apply_rope(x, rotary_dim=np.int64(4), base=np.int64(100)),
+                               rb.apply_rope(x, rotary_dim=4, base=100.0), rtol=0, atol=0)
+    assert rb.RotaryEmbedding(np.int64(8)).dim == 8 and type(rb.RotaryEmbedding(np.int64(8)).dim) is int
+    assert rb.layout_permutation(np.int32(6)).tolist() == [0, 2, 4, 1, 3, 5]
+
+
+def test_low_precision_positions_are_refused_not_rounded():
+    """bf16 positions 0 … 299 hold 257 → 256 and so on: apply_rope's answer was off by up to 2.2 from the integer one."""
+    x = torch.randn(300, 64, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    rounded = torch.arange(300).bfloat16()
+    assert (rounded.long() != torch.arange(300)).any()  # the rounding the error is about
+    for call in (lambda: rb.apply_rope(x, rounded), lambda: rb.apply_rope_complex(x, rounded),
+                 lambda: rb.rope_cos_sin(rounded, 64), lambda: rb.rope.rope_angles(rounded, rb.rope_frequencies(64)),
+                 lambda: rb.RotaryEmbedding(64).cos_sin(rounded), lambda: rb.apply_rope(x, offset=rounded[:, None] * 0)):
+        with pytest.raises(ValueError, match=r"must be integers or float32/float64, got (positions|offset)\.dtype=torch\.bfloat16"):
+            call()
+    # float32 positions are taken up to 2^24 (every integer exact), float64 and int64 beyond
+    big = 2**24 + torch.arange(3)
+    torch.testing.assert_close(rb.apply_rope(x[:3], big.double()), rb.apply_rope(x[:3], big), rtol=0, atol=0)
+    rb.apply_rope(x[:1], torch.tensor([-(2.0**24)]))
 
 
 def test_converter_matches_meta_to_hf_reshape():

@@ -26,7 +26,7 @@ def check_decay_bound(fn) -> CheckResult:
         r = np.sort(rng.uniform(0, 5000, size=17)).round()
         cases.append(Case((r, dim, base), label=f"distance.shape=(17,), dim={dim}, base={base:g}"))
     return check_function("decay_bound", fn, decay_bound, cases,
-                          hint="S_j sums e^{i r θ_k} for k < j, j = 1 … d/2; average |S_j| over j.")
+                          hint="S_j sums e^{i r θ_i} over the pairs i < j, j = 1 … d/2; average |S_j| over j.")
 
 
 def check_base_ok(fn) -> CheckResult:
@@ -46,37 +46,53 @@ def check_base_ok(fn) -> CheckResult:
                           hint="evaluate the sum at every integer distance 0 … L − 1 and take the minimum.")
 
 
-def check_abel_sum(expr, h, z, S=None) -> CheckResult:
-    """Check a summation-by-parts form of Σ_j h_j z_j, written with partial sums S_j = Σ_{k<j} z_k.
+def check_abel_sum(expr, h, z, S) -> CheckResult:
+    """Check the summation by parts of Σ_i h_i z_i, written in the partial sums S_j = Σ_{i<j} z_i.
 
-    ``h`` and ``z`` are the reader's lists of sympy symbols (the same length N). With ``S``, the symbols
-    S_1 … S_N, ``expr`` must be written in h and S alone (no z: Σ_j h_j z_j itself is not an answer) and
-    equal Σ_j h_j z_j once S_j = z_0 + … + z_{j−1} is put in. In the S basis that form is unique, so it
-    is the summation by parts Σ_j S_{j+1} (h_j − h_{j+1}) however it is written. Without ``S``, ``expr``
-    (built from z) must equal Σ_j h_j z_j identically.
+    ``h``, ``z`` and ``S`` are the reader's lists of N sympy symbols; ``S[j]`` stands for S_{j+1} = z_0 + … + z_j.
+    ``expr`` must be in h and S alone, equal Σ_i h_i z_i once the sums are put in for S, and be the
+    rearrangement itself: after ``sp.collect(expr, S)`` (which groups terms and expands nothing) every S_j
+    appears once, times an expression in h alone (that coefficient is then h_{j−1} − h_j, with h_N = 0).
+    So Σ_i h_i (S_{i+1} − S_i), the substitution z_i = S_{i+1} − S_i before any rearranging, is equal
+    but is not an answer.
 
     >>> h, z, S = sp.symbols("h0:3"), sp.symbols("z0:3"), sp.symbols("S1:4")
     >>> check_abel_sum(sum(S[j] * (h[j] - (h[j + 1] if j + 1 < 3 else 0)) for j in range(3)), h, z, S)
     Correct: abel equals the expected expression.
     >>> print(check_abel_sum(sum(hj * zj for hj, zj in zip(h, z)), h, z, S))
     ✗ abel: write it with the partial sums S and h alone; it contains z0, z1, z2
+    >>> print(check_abel_sum(h[0] * S[0] + h[1] * (S[1] - S[0]) + h[2] * (S[2] - S[1]), h, z, S))  # doctest: +ELLIPSIS
+    ✗ abel: equal to Σ_i h_i z_i, but not rearranged; after collecting the terms of each S_j this is left: h1*(-S1 + S2) + h2*(-S2 + S3)
+    ...
     """
     try:
-        h, z, S = list(h), list(z), (None if S is None else list(S))
+        h, z, S = list(h), list(z), list(S)
     except TypeError:
-        return CheckResult(False, f"✗ abel: h, z (and S) must be lists of sympy symbols, got {type(h).__name__}, "
-                                  f"{type(z).__name__}" + ("" if S is None else f" and {type(S).__name__}"))
-    if len(h) != len(z) or not h or (S is not None and len(S) != len(h)):
-        return CheckResult(False, f"✗ abel: h, z (and S) must be non-empty and of one length, got {len(h)}, {len(z)}"
-                                  + ("" if S is None else f" and {len(S)}"))
+        return CheckResult(False, f"✗ abel: h, z and S must be lists of sympy symbols, got {type(h).__name__}, "
+                                  f"{type(z).__name__} and {type(S).__name__}")
+    if len(h) != len(z) or not h or len(S) != len(h):
+        return CheckResult(False, f"✗ abel: h, z and S must be non-empty and of one length, got {len(h)}, {len(z)} "
+                                  f"and {len(S)}")
     target = sum(hj * zj for hj, zj in zip(h, z))
-    hint = "with h_N = 0: Σ_j h_j (S_{j+1} − S_j) = Σ_j S_{j+1} (h_j − h_{j+1})."
-    if S is None:
-        return check_sympy_equal("abel", expr, target, hint=hint)
+    value = expr  # None, a tuple, an equation...: check_sympy_equal says what it expected
     if isinstance(expr, sp.Basic):
         used = sorted(expr.free_symbols & set(z), key=str)
         if used:
             return CheckResult(False, f"✗ abel: write it with the partial sums S and h alone; it contains "
                                       f"{', '.join(map(str, used))}")
-        expr = expr.subs({S[j]: sum(z[: j + 1], sp.Integer(0)) for j in range(len(S))})  # S_{j+1} = z_0 + … + z_j
-    return check_sympy_equal("abel", expr, target, hint=hint)
+        value = expr.subs({S[j]: sum(z[: j + 1], sp.Integer(0)) for j in range(len(S))})  # S_{j+1} = z_0 + … + z_j
+    result = check_sympy_equal("abel", value, target,
+                               hint="with h_N = 0: Σ_i h_i (S_{i+1} − S_i) = Σ_j S_{j+1} (h_j − h_{j+1}).")
+    if not result.passed:
+        return result
+    # Equal, and in h and S alone. Now the form: Σ_j S_j·c_j, each c_j free of S.
+    try:
+        groups = sp.collect(sp.sympify(expr), S, evaluate=False)  # {S_j: its coefficient, 1: the rest}
+        left = [c if key == 1 else key * c for key, c in groups.items() if key not in S or c.free_symbols & set(S)]
+    except Exception as exc:  # never raise on a reader's answer
+        return CheckResult(False, f"✗ abel: sympy could not collect the terms of each S_j ({type(exc).__name__}: {exc})")
+    if left:
+        return CheckResult(False, f"✗ abel: equal to Σ_i h_i z_i, but not rearranged; after collecting the terms of "
+                                  f"each S_j this is left: {' + '.join(map(str, left))}\n  hint: summation by parts "
+                                  f"regroups the sum so that each S_j appears once, times an expression in h alone.")
+    return result
