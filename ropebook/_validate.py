@@ -26,7 +26,9 @@ def _is_int(value) -> bool:
 
 def _is_real(value) -> bool:
     """A Python or numpy int or float, never a bool. Not any ``numbers.Real``: a Fraction or a sympy number
-    would pass and then fail inside torch arithmetic with an error that does not name the argument."""
+    would pass and then fail inside torch arithmetic with an error that does not name the argument. (A check
+    that takes numpy scalars returns the Python value, which callers use: a numpy float32 kept as it is would
+    make the arithmetic float32.)"""
     return _is_int(value) or isinstance(value, (float, np.floating))
 
 
@@ -100,7 +102,10 @@ def _short_repr(value, limit: int = 80) -> str:
 def _as_tensor(fn: str, name: str, value, device=None) -> Tensor:
     """``torch.as_tensor``, with an error naming the argument when value is no numeric data (a str, a ragged list)."""
     try:
-        return torch.as_tensor(value, device=device)
+        t = torch.as_tensor(value, device=device)
+        if not isinstance(value, (Tensor, np.ndarray, np.generic)) and t.dtype == torch.get_default_dtype():
+            t = torch.as_tensor(value, dtype=torch.float64, device=device)  # Python floats: float32 would round them
+        return t
     except (TypeError, ValueError, RuntimeError) as err:
         raise ValueError(f"{fn}: {name} must be a tensor, an array or a list of integers or real floats, "
                          f"got {name}={_short_repr(value)}") from err

@@ -109,7 +109,7 @@ class _Attention(nn.Module):
         _check_positive_even(name, "dim", dim)
         if isinstance(n_heads, bool) or not isinstance(n_heads, int) or n_heads <= 0 or dim % (2 * n_heads):
             raise ValueError(f"{name}: n_heads must be a positive integer with dim/n_heads even, got dim={dim}, n_heads={n_heads!r}")
-        _check_base(name, base)
+        base = _check_base(name, base)
         _check_bool(name, rope, "rope")
         _check_bool(name, causal, "causal")
         self.dim, self.n_heads, self.head_dim = dim, n_heads, dim // n_heads

@@ -108,7 +108,7 @@ class Rotation(nn.Module):
     def __init__(self, head_dim: int, *, base: float = 10000.0, layout: str = "half"):
         super().__init__()
         _check_head_dim("Rotation", head_dim)
-        _check_base("Rotation", base)
+        base = _check_base("Rotation", base)  # a float (numpy scalars too)
         _check_layout("Rotation", layout)
         self.head_dim, self.base, self.layout = head_dim, base, layout
 
@@ -155,7 +155,7 @@ class Unitary(_Conjugated):
     def __init__(self, head_dim: int, *, basis="dct", base: float = 10000.0, seed: int = 0):
         super().__init__()
         _check_head_dim("Unitary", head_dim)
-        _check_base("Unitary", base)
+        base = _check_base("Unitary", base)
         seed = _check_seed("Unitary", seed)
         if isinstance(basis, Tensor):
             P = basis.detach().to(torch.float64)
@@ -188,7 +188,7 @@ class LearnedHouseholder(_Conjugated):
     def __init__(self, head_dim: int, *, base: float = 10000.0, seed: int = 0):
         super().__init__()
         _check_head_dim("LearnedHouseholder", head_dim)
-        _check_base("LearnedHouseholder", base)
+        base = _check_base("LearnedHouseholder", base)
         seed = _check_seed("LearnedHouseholder", seed)
         self.head_dim, self.base = head_dim, base
         self.v = nn.Parameter(torch.randn(head_dim, generator=torch.Generator().manual_seed(seed)))  # (d,)

@@ -53,7 +53,7 @@ class ModelConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"ModelConfig: {name} must be a positive integer, got {name}={value!r}")
-        _check_base("ModelConfig", self.base)
+        object.__setattr__(self, "base", _check_base("ModelConfig", self.base))  # a float (numpy scalars too)
         if self.dim % (2 * self.n_heads):
             raise ValueError(f"ModelConfig: dim / n_heads must be an even integer, got dim={self.dim}, n_heads={self.n_heads}")
 

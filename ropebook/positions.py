@@ -37,7 +37,7 @@ def sinusoidal_encoding(seq_len: int, dim: int, *, base: float = 10000.0, dtype:
     fn = "sinusoidal_encoding"
     _check_positive_int(fn, seq_len, "seq_len")
     _check_positive_int(fn, dim, "dim", even=True)
-    _check_base(fn, base)
+    base = _check_base(fn, base)  # a float (numpy scalars too)
     _check_float_dtype(fn, dtype)
     theta = base ** (-torch.arange(0, dim, 2, dtype=torch.float64) / dim)  # (D/2,)
     angles = torch.arange(seq_len, dtype=torch.float64)[:, None] * theta  # (T, D/2)
@@ -45,11 +45,12 @@ def sinusoidal_encoding(seq_len: int, dim: int, *, base: float = 10000.0, dtype:
 
 
 def shaw_relative_index(seq_len: int, max_relative_position: int) -> Tensor:
-    """Index of the learned vector a_{n−m} Shaw et al. (2018) add for query m, key n: clip(n − m, −k, k) + k.
+    """Index of the learned vector a_{n−m} Shaw et al. (2018) add for query m, key n: clip(n − m, −κ, κ) + κ,
+    with κ = ``max_relative_position``, the clipping distance.
 
-    Offsets beyond ±k share the last vector, so 2k + 1 vectors cover every length.
+    Offsets beyond ±κ share the outermost vector, so 2κ + 1 vectors cover every length.
 
-    Shapes: returns ``(seq_len, seq_len)`` int64 with values in ``[0, 2k]``.
+    Shapes: returns ``(seq_len, seq_len)`` int64 with values in ``[0, 2κ]``.
 
     >>> shaw_relative_index(4, 1)
     tensor([[1, 2, 2, 2],

@@ -79,7 +79,7 @@ def rope_frequencies(dim: int, *, base: float = 10000.0, scaling=None, seq_len=N
     """
     fn = "reference.rope_frequencies"
     _check_dim(fn, dim)
-    _check_base(fn, base)
+    base = _check_base(fn, base)  # a float: a numpy float32 base would compute in float32
     _check_scaling(fn, scaling)
     _check_seq_len(fn, seq_len)
     if scaling is not None:
@@ -127,7 +127,7 @@ def rope_matrix(m: float, dim: int, *, base: float = 10000.0, layout: str = "hal
     fn = "rope_matrix"
     m = _real(fn, "m", m)
     _check_dim(fn, dim)
-    _check_base(fn, base)
+    base = _check_base(fn, base)  # a float: a numpy float32 base would compute in float32
     _check_layout(fn, layout)
     theta = rope_frequencies(dim, base=base) if inv_freq is None else _inv_freq_array(fn, inv_freq, dim // 2)
     R = np.zeros((dim, dim))
@@ -168,7 +168,7 @@ def apply_rope_reference(x, positions=None, *, base: float = 10000.0, layout: st
     shape_only = torch.empty((), dtype=torch.float64).expand(x.shape)  # the torch path's checks read shape and dtype only
     r = _check_x(fn, shape_only, rotary_dim)
     _check_layout(fn, layout)
-    _check_base(fn, base)
+    base = _check_base(fn, base)  # a float: a numpy float32 base would compute in float32
     _check_positive_number(fn, attention_factor, "attention_factor", optional=True)
     _check_scaling(fn, scaling)
     _check_seq_len(fn, seq_len)

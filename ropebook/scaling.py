@@ -44,11 +44,12 @@ def _check_factor(rule: str, factor: float, name: str = "factor") -> None:
         raise ValueError(f"{rule}: {name} must be a finite number >= 1, got {name}={factor!r}")
 
 
-def _check_dim_base(fn: str, dim, base, dtype) -> None:
-    """The checks ``rope_frequencies`` makes, for callers of a rule's ``inv_freq`` directly."""
-    _check_dim(fn, dim)
-    _check_base(fn, base)
+def _check_dim_base(fn: str, dim, base, dtype) -> tuple[int, float]:
+    """The checks ``rope_frequencies`` makes, for callers of a rule's ``inv_freq`` directly; returns dim and
+    base as an int and a float (numpy scalars too: a numpy float32 base would compute in float32)."""
+    dim, base = _check_dim(fn, dim), _check_base(fn, base)
     _check_float_dtype(fn, dtype, angles=True)  # frequencies in fp32 or better
+    return dim, base
 
 
 def _seq_len(fn: str, seq_len):
@@ -88,7 +89,7 @@ class Linear:
         _check_factor("Linear", self.factor)
 
     def inv_freq(self, dim: int, *, base: float = 10000.0, seq_len=None, dtype=torch.float64, device=None) -> Tensor:
-        _check_dim_base("Linear.inv_freq", dim, base, dtype)
+        dim, base = _check_dim_base("Linear.inv_freq", dim, base, dtype)
         inv_freq = _inv_freq(dim, base, dtype, device)  # (dim/2,)
         return inv_freq / self.factor
 
@@ -113,7 +114,7 @@ class NTKAware:
         _check_factor("NTKAware", self.factor)
 
     def inv_freq(self, dim: int, *, base: float = 10000.0, seq_len=None, dtype=torch.float64, device=None) -> Tensor:
-        _check_dim_base("NTKAware.inv_freq", dim, base, dtype)
+        dim, base = _check_dim_base("NTKAware.inv_freq", dim, base, dtype)
         new_base = base * self.factor ** _ntk_exponent("NTKAware", dim)
         return _inv_freq(dim, new_base, dtype, device)
 
@@ -144,7 +145,7 @@ class DynamicNTK:
         _check_positive_int("DynamicNTK", self.original_max_positions, "original_max_positions")
 
     def inv_freq(self, dim: int, *, base: float = 10000.0, seq_len=None, dtype=torch.float64, device=None) -> Tensor:
-        _check_dim_base("DynamicNTK.inv_freq", dim, base, dtype)
+        dim, base = _check_dim_base("DynamicNTK.inv_freq", dim, base, dtype)
         seq_len = _seq_len("DynamicNTK.inv_freq", seq_len)
         L = self.original_max_positions if seq_len is None else max(int(seq_len), self.original_max_positions)
         s = self.factor
@@ -212,7 +213,7 @@ class YaRN:
             object.__setattr__(self, "attention_factor", af)
 
     def inv_freq(self, dim: int, *, base: float = 10000.0, seq_len=None, dtype=torch.float64, device=None) -> Tensor:
-        _check_dim_base("YaRN.inv_freq", dim, base, dtype)  # base > 1: the ramp bounds divide by ln base
+        dim, base = _check_dim_base("YaRN.inv_freq", dim, base, dtype)  # base > 1: the ramp bounds divide by ln base
 
         def correction_dim(rotations: float) -> float:  # pair index (in units of dim) with this many rotations
             return (dim * math.log(self.original_max_positions / (rotations * 2 * math.pi))) / (2 * math.log(base))
@@ -266,7 +267,7 @@ class Llama3:
             )
 
     def inv_freq(self, dim: int, *, base: float = 10000.0, seq_len=None, dtype=torch.float64, device=None) -> Tensor:
-        _check_dim_base("Llama3.inv_freq", dim, base, dtype)
+        dim, base = _check_dim_base("Llama3.inv_freq", dim, base, dtype)
         inv_freq = _inv_freq(dim, base, dtype, device)  # (dim/2,)
         s, L = self.factor, self.original_max_positions
         low_freq_wavelen, high_freq_wavelen = L / self.low_freq_factor, L / self.high_freq_factor
@@ -337,7 +338,7 @@ class LongRoPE:
             object.__setattr__(self, "attention_factor", af)
 
     def inv_freq(self, dim: int, *, base: float = 10000.0, seq_len=None, dtype=torch.float64, device=None) -> Tensor:
-        _check_dim_base("LongRoPE.inv_freq", dim, base, dtype)
+        dim, base = _check_dim_base("LongRoPE.inv_freq", dim, base, dtype)
         seq_len = _seq_len("LongRoPE.inv_freq", seq_len)
         for name in ("short_factor", "long_factor"):
             if len(getattr(self, name)) != dim // 2:

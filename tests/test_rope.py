@@ -268,6 +268,29 @@ def test_numpy_scalars_are_taken_as_their_values():
     assert rb.layout_permutation(np.int32(6)).tolist() == [0, 2, 4, 1, 3, 5]
 
 
+def test_a_numpy_float32_base_is_computed_with_as_a_python_float():
+    """A check took np.float32(100.0) but its caller kept the numpy scalar: the float64 oracle then formed its
+    frequencies in float32 (off by 1.5e-3 at positions near 1e5), and so did lrpe and the scaling rules."""
+    from ropebook.kernels import rope_cache  # the kernels' table (no Triton needed to build it)
+
+    b32, x = np.float32(100.0), torch.randn(3, 8, dtype=torch.float64)
+    positions = torch.tensor([0, 77_777, 99_999])
+    exact = {  # name: (with the float32 base, with the Python float)
+        "reference.rope_frequencies": lambda b: torch.as_tensor(rb.reference.rope_frequencies(8, base=b)),
+        "reference.apply_rope_reference": lambda b: torch.as_tensor(
+            rb.reference.apply_rope_reference(x.numpy(), positions.numpy(), base=b)),
+        "reference.rope_matrix": lambda b: torch.as_tensor(rb.reference.rope_matrix(99_999, 8, base=b)),
+        "lrpe.Rotation": lambda b: rb.lrpe.Rotation(8, base=b)(x, positions),
+        "NTKAware.inv_freq": lambda b: rb.scaling.NTKAware(2.0).inv_freq(8, base=b),
+        "YaRN.inv_freq": lambda b: rb.scaling.YaRN(2.0, 64).inv_freq(8, base=b),
+        "sinusoidal_encoding": lambda b: rb.positions.sinusoidal_encoding(4, 8, base=b, dtype=torch.float64),
+        "rope_cache": lambda b: rope_cache(8, base=b, max_position=100_000).cos,
+    }
+    for name, fn in exact.items():
+        torch.testing.assert_close(fn(b32), fn(100.0), rtol=0, atol=0, msg=name)
+    assert type(rb.model.ModelConfig(base=b32).base) is float and type(rb.lrpe.Rotation(8, base=b32).base) is float
+
+
 def test_low_precision_positions_are_refused_not_rounded():
     """bf16 positions 0 … 299 hold 257 → 256 and so on: apply_rope's answer was off by up to 2.2 from the integer one."""
     x = torch.randn(300, 64, dtype=torch.float64, generator=torch.Generator().manual_seed(0))

@@ -85,7 +85,7 @@ def rope_cache(rotary_dim: int, *, base: float = 10000.0, scaling=None, seq_len=
     (torch.Size([4]), torch.Size([4, 4]), 1.0)
     """
     _check_dim("rope_cache", rotary_dim, "rotary_dim")
-    _check_base("rope_cache", base)
+    base = _check_base("rope_cache", base)  # a float (numpy scalars too)
     _check_scaling("rope_cache", scaling)
     _check_seq_len("rope_cache", seq_len)
     inv_freq = rope_frequencies(rotary_dim, base=base, scaling=scaling, seq_len=seq_len)  # (r/2,) float64
