@@ -107,13 +107,15 @@ def _features(fn, q, k, feature_map_name, encoding, positions):
     return fq, fk, encoding(fq, positions), encoding(fk, positions)
 
 
-def _check_denominator(fn: str, denominator: Tensor, feature_map_name: str, start: int = 0) -> None:
-    """Refuse a zero denominator φ(q_m)ᵀ Σ_n φ(k_n) (``denominator``: (..., T, 1), token ``start`` first), which
-    would give NaN or ±inf outputs: φ = relu has zero rows, and 1 + elu(x) = eˣ underflows to 0 for very
-    negative x (below about −104 in float32)."""
+def _check_denominator(fn: str, denominator: Tensor, feature_map_name: str) -> None:
+    """Refuse a zero denominator φ(q_m)ᵀ Σ_n φ(k_n) (``denominator``: (..., T, 1)), which would give NaN or ±inf
+    outputs: φ = relu has zero rows, and 1 + elu(x) = eˣ underflows to 0 for very negative x (below about −104
+    in float32). One read of the device a call; skipped while a compiler traces."""
+    if torch.compiler.is_compiling():
+        return
     zero = denominator == 0
     if bool(zero.any()):
-        token = start + int(zero.nonzero()[0, -2])
+        token = int(zero.nonzero()[0, -2])
         raise ValueError(f"{fn}: the denominator φ(q_m)ᵀ Σ_n φ(k_n) is 0 for the query at token m={token} with "
                          f"feature_map={feature_map_name!r} (all-zero features of q_m or of every key it sees), which "
                          f"would divide by zero; use feature_map='elu' or inputs of moderate size")
@@ -252,6 +254,7 @@ def linear_attention(q: Tensor, k: Tensor, v: Tensor, *, causal: bool = False, f
     S = fq.new_zeros(*q.shape[:-2], D, Dv)  # (..., D, Dv): Σ_{n < chunk} (M_n φ(k_n)) v_nᵀ
     z = fq.new_zeros(*q.shape[:-2], 1, D)  # (..., 1, D): Σ_{n < chunk} φ(k_n)
     out = torch.empty(*v.shape, dtype=fq.dtype, device=v.device)  # (..., T, Dv)
+    denominators = []  # (..., C, 1) each: φ(q_m)ᵀ Σ_{n ≤ m} φ(k_n)
     for start in range(0, T, chunk_size):
         sl = slice(start, min(start + chunk_size, T))
         cq, ck, ceq, cek, cv = fq[..., sl, :], fk[..., sl, :], eq[..., sl, :], ek[..., sl, :], vv[..., sl, :]  # (..., C, ·)
@@ -259,8 +262,10 @@ def linear_attention(q: Tensor, k: Tensor, v: Tensor, *, causal: bool = False, f
         within = (ceq @ cek.transpose(-1, -2)) * past  # (..., C, C)
         numerator = within @ cv + ceq @ S  # (..., C, Dv)
         denominator = (cq * (ck.cumsum(dim=-2) + z)).sum(-1, keepdim=True)  # (..., C, 1)
-        _check_denominator(fn, denominator, feature_map, start)
+        denominators.append(denominator)
         out[..., sl, :] = numerator / denominator
         S = S + cek.transpose(-1, -2) @ cv
         z = z + ck.sum(dim=-2, keepdim=True)
+    if denominators:  # T = 0 has none
+        _check_denominator(fn, torch.cat(denominators, dim=-2), feature_map)  # (..., T, 1): once, not a chunk
     return out.to(v.dtype)

@@ -214,6 +214,8 @@ def test_zero_denominator_raises_instead_of_nan(causal, chunk_size):
             call()
     torch.testing.assert_close(A.linear_attention(q, k, v, causal=causal, chunk_size=chunk_size),  # elu: positive
                                A.linear_attention_quadratic(q, k, v, causal=causal))
+    empty = torch.zeros(0, 8, dtype=torch.float64)  # no tokens: no denominator to check, an empty output
+    assert A.linear_attention(empty, empty, empty[:, :3], causal=causal, chunk_size=chunk_size).shape == (0, 3)
 
 
 def test_bench_crossover_and_timing_shape():

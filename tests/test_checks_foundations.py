@@ -24,6 +24,13 @@ def sinusoidal_encoding(seq_len, dim):
     return torch.stack((angles.sin(), angles.cos()), dim=-1).flatten(-2).float()  # (T, D)
 
 
+def _float32_divided_angles(seq_len, dim):
+    """The same in float32, written m / 10000**(2i/dim): off by ~1e-5 already at small positions."""
+    i = torch.arange(0, dim, 2, dtype=torch.float32)
+    angles = torch.arange(seq_len, dtype=torch.float32)[:, None] / 10000 ** (i / dim)
+    return torch.stack((angles.sin(), angles.cos()), dim=-1).flatten(-2)
+
+
 def _float32_angles(seq_len, dim):
     """The encoding with its angles formed in float32: off by up to ~1e-4 at positions in the thousands."""
     theta = (10000.0 ** (-torch.arange(0, dim, 2, dtype=torch.float64) / dim)).float()
@@ -64,6 +71,7 @@ WRONG = [
     (checks.check_sinusoidal_encoding, lambda T, D: sinusoidal_encoding(T, D).double(), "wrong dtype: yours float64, expected float32"),
     (checks.check_sinusoidal_encoding, lambda T, D: _float32_angles(T, D), "case 6/6 (seq_len=4096"),  # the exercise's warning
     (checks.check_sinusoidal_encoding, lambda T, D: _float32_angles(T, D), "usually means the angles m·θ_i were formed in float32; form them in float64"),
+    (checks.check_sinusoidal_encoding, _float32_divided_angles, "usually means the angles m·θ_i were formed in float32"),
     (checks.check_alibi_slopes, lambda h: torch.tensor([2.0 ** (-8 * (j + 1) / h) for j in range(h)], dtype=torch.float64), "n_heads=12"),
     (checks.check_alibi_slopes, lambda h: alibi_slopes(h).flip(0), "entries differ"),
     (checks.check_complex_inner, lambda x, y: (torch.view_as_complex(x.contiguous()) * torch.view_as_complex(y.contiguous())).real, "entries differ"),  # no conjugate

@@ -29,7 +29,7 @@ def test_figures_have_white_faces(name, make):
 
 
 def test_sinusoidal_figure_curves_coincide():
-    """The right panel's curves (one per start m) are the same curve: the dot product depends on the offset r only."""
+    """The right panel's curves (one per start m) are the same curve: the dot product depends on the shift δ only."""
     fig = plotting.sinusoidal_figure(sinusoidal_encoding(160, 16), starts=(0, 40, 90))
     ys = [line.get_ydata() for line in fig.axes[1].get_lines()]
     assert len(ys) == 3

@@ -46,7 +46,7 @@ def check_sinusoidal_encoding(fn: Any) -> CheckResult:
     cases = [Case((T, D), label=f"seq_len={T}, dim={D}") for T, D in [(1, 2), (6, 4), (50, 16), (7, 6), (200, 64), (4096, 64)]]
     hint = "even features sin(m·θ_i), odd features cos(m·θ_i), θ_i = 10000**(-2i/dim); return float32."
     result = check_function("sinusoidal_encoding", fn, positions.sinusoidal_encoding, cases, hint=hint)
-    if result.passed or f"case {len(cases)}/{len(cases)}" not in result.message:
+    if result.passed or "entries differ" not in result.message:  # right, or wrong in shape, dtype or kind
         return result
     precision = _float32_angle_hint(fn, *cases[-1].args)
     return CheckResult(False, result.message.replace(f"  hint: {hint}", f"  hint: {precision}")) if precision else result
@@ -66,7 +66,9 @@ def _float32_angle_hint(fn: Any, seq_len: int, dim: int) -> str | None:
     if error.shape != (seq_len,) or not bool(torch.isfinite(error).all()):
         return None
     small, large = float(error[:200].max()), float(error.max())
-    if small > 1e-5 or not 1e-5 < large < 1e-2:  # wrong at small positions too, or wrong by far more than rounding
+    # right to float32's rounding at small positions (a divided-out θ_i there is already off by ~1e-5), off by
+    # several times more, yet by far less than a wrong formula, at large ones
+    if small > 1e-4 or not 1e-5 < large < 1e-2 or large < 4 * small:
         return None
     return (f"right at positions below 200, off by up to {large:.1e} only at large ones: that usually means the "
             "angles m·θ_i were formed in float32; form them in float64, then cast the table to float32.")

@@ -22,9 +22,9 @@ def _numpy(x) -> np.ndarray:
 
 
 def sinusoidal_figure(pe, *, starts=(0, 40, 90), max_offset: int = 60) -> Figure:
-    """Left: the encoding table PE[m, j]. Right: PE(m)·PE(m + r) against the offset r, one curve per start m.
+    """Left: the encoding table PE[m, j]. Right: PE(m)·PE(m + δ) against the shift δ, one curve per start m.
 
-    The curves coincide: the dot product of two sinusoidal encodings depends on the offset r only.
+    The curves coincide: the dot product of two sinusoidal encodings depends on the shift δ only.
 
     >>> import torch
     >>> from ropebook.positions import sinusoidal_encoding
@@ -46,7 +46,7 @@ def sinusoidal_figure(pe, *, starts=(0, 40, 90), max_offset: int = 60) -> Figure
         dots = pe[m + offsets] @ pe[m]  # (K,)
         ax_dot.plot(offsets, dots, color=colour, lw=2.5 if m == starts[0] else 1.2,
                     ls="-" if m == starts[0] else "--", label=f"m = {m}")
-    ax_dot.set(xlabel="offset r", ylabel="PE(m)·PE(m + r)", title="depends on r only")
+    ax_dot.set(xlabel="shift δ", ylabel="PE(m)·PE(m + δ)", title="depends on δ only")
     ax_dot.legend(frameon=False)
     return fig
 
