@@ -133,7 +133,8 @@ def _angles(positions: Tensor, inv_freq: Tensor) -> Tensor:
 def rope_cos_sin(positions, dim: int, *, base: float = 10000.0, scaling=None, seq_len=None, dtype=torch.float32):
     """cos(m·θ_i) and sin(m·θ_i), each times the rule's attention factor, cast to ``dtype``.
 
-    The angles are formed in float64 first, so they stay exact at large positions.
+    The angles are formed in float64 first, so they stay exact at large positions. ``seq_len`` (the
+    length ``DynamicNTK`` and ``LongRoPE`` read) defaults to ``max(positions) + 1``, as in ``apply_rope``.
 
     Shapes: positions ``(..., T)`` → cos, sin ``(..., T, dim // 2)``.
 
@@ -145,6 +146,8 @@ def rope_cos_sin(positions, dim: int, *, base: float = 10000.0, scaling=None, se
     positions = _as_tensor(fn, "positions", positions)
     _check_position_values(fn, "positions", positions)
     _check_float_dtype(fn, dtype)
+    _check_scaling(fn, scaling)
+    seq_len = _seq_len(scaling, positions, seq_len)  # None stood for the training length: not what apply_rope used
     inv_freq = _frequencies(fn, dim, base, scaling, seq_len, torch.float64, positions.device)
     angles = _angles(positions, inv_freq)  # (..., T, d/2) float64
     factor = 1.0 if scaling is None else scaling.attention_factor

@@ -100,7 +100,7 @@ class RotaryEmbedding(nn.Module):
     frequencies depend on the length) are computed directly. ``DynamicNTK`` takes its
     length from each call (``max(positions) + 1``, or ``seq_len`` when given); Hugging
     Face's rotary module instead keeps the longest length it has seen until one drops
-    below the training length, so the two differ when a shorter call (still past the
+    below the training length, so the two differ when a shorter call (at or past the
     training length) follows a longer one (``cos_sin(..., seq_len=...)`` can match it).
 
     >>> rope = RotaryEmbedding(8)

@@ -5,7 +5,10 @@ Every rule is a small frozen dataclass with an ``attention_factor`` attribute
 square) and a method ``inv_freq(dim, *, base, seq_len, dtype, device)``. The
 formulas follow Hugging Face ``transformers.modeling_rope_utils``
 (``ROPE_INIT_FUNCTIONS``) operation by operation, so that in float32 they give
-the same bits; in float64 (the default here) they are the exact values.
+the same bits as those functions called with an integer ``seq_len``; in float64
+(the default here) they are the exact values. (Hugging Face's rotary module
+passes ``seq_len`` as a tensor, so its dynamic rule forms the new base in float32
+and can differ from these by an ulp or two.)
 
 Chapter: none yet (the plan's context-extension chapter is not written); ``ch-rope-d-dims`` introduces
 the wavelengths these rules act on.
@@ -147,7 +150,7 @@ class DynamicNTK:
     def inv_freq(self, dim: int, *, base: float = 10000.0, seq_len=None, dtype=torch.float64, device=None) -> Tensor:
         dim, base = _check_dim_base("DynamicNTK.inv_freq", dim, base, dtype)
         seq_len = _seq_len("DynamicNTK.inv_freq", seq_len)
-        L = self.original_max_positions if seq_len is None else max(int(seq_len), self.original_max_positions)
+        L = self.original_max_positions if seq_len is None else max(seq_len, self.original_max_positions)  # as HF: no int()
         s = self.factor
         new_base = base * ((s * L / self.original_max_positions) - (s - 1)) ** _ntk_exponent("DynamicNTK", dim)
         return _inv_freq(dim, new_base, dtype, device)
@@ -167,7 +170,10 @@ class YaRN:
     writes the ramp γ(r) as linear in the rotation count r_i; this follows the reference
     code and Hugging Face, which ramp linearly in the pair index between the bounds.
     attention_factor = 0.1·ln s + 1 (or the DeepSeek ratio
-    mscale(s, mscale)/mscale(s, mscale_all_dim)), unless given. As in Hugging Face
+    mscale(s, mscale)/mscale(s, mscale_all_dim)), unless given. That ratio is only the factor
+    on cos and sin; DeepSeek's attention multiplies its softmax scale by mscale(s, mscale_all_dim)²
+    besides, outside the rule (for the released V2/V3 configs the ratio is 1 and all of YaRN's
+    temperature comes from there). As in Hugging Face
     (``beta_fast or 32``), ``beta_fast``/``beta_slow`` of None or 0 mean the defaults 32/1,
     and ``mscale``/``mscale_all_dim`` of None or 0 mean "not given"; the rule needs base > 1.
     Peng et al. 2023, "YaRN" (arXiv 2309.00071) §3.2–3.4; Hugging Face ``rope_type="yarn"``.

@@ -177,3 +177,34 @@ def test_ntk_aware_is_hf_default_with_the_changed_base():
     hf_inv = LlamaRotaryEmbedding(config).inv_freq
     ours = rb.rope_frequencies(head_dim, base=base, scaling=scaling.NTKAware(factor), dtype=torch.float32)
     torch.testing.assert_close(ours, hf_inv, rtol=2.0**-23, atol=0)
+
+
+# (head_dim, base, max_position_embeddings, HF rope_parameters, our rule, partial_rotary_factor, seq_len):
+# YaRN's correction range and the NTK exponent d/(d − 2) depend on the rotated width, not on head_dim
+PARTIAL_CASES = {
+    "yarn-half": (64, 10000.0, 8192, {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 2048},
+                  scaling.YaRN(4.0, 2048), 0.5, None),
+    "dynamic-quarter": (64, 10000.0, 2048, {"rope_type": "dynamic", "factor": 2.0}, scaling.DynamicNTK(2.0, 2048),
+                        0.25, 4096),
+    "longrope-half": (32, 10000.0, 131072, {"rope_type": "longrope", "short_factor": PHI3_SHORT[:8],
+                                            "long_factor": PHI3_LONG[:8], "original_max_position_embeddings": 4096},
+                      scaling.LongRoPE(PHI3_SHORT[:8], PHI3_LONG[:8], 4096, max_positions=131072), 0.5, 100000),
+    "linear-half": (64, 10000.0, 4096, {"rope_type": "linear", "factor": 2.0}, scaling.Linear(2.0), 0.5, None),
+}
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("case_id", PARTIAL_CASES)
+def test_partial_rotary_frequencies_match_rope_init_functions(case_id):
+    head_dim, base, max_pos, params, rule, partial, seq_len = PARTIAL_CASES[case_id]
+    config = _config(head_dim, base, max_pos, {**params, "partial_rotary_factor": partial})
+    hf_inv, hf_factor = ROPE_INIT_FUNCTIONS[params["rope_type"]](config, "cpu", seq_len=seq_len)
+    rotary_dim = int(head_dim * partial)
+    assert hf_inv.shape == (rotary_dim // 2,)  # HF read the factor: frequencies for the rotated width only
+    ours32 = rb.rope_frequencies(rotary_dim, base=base, scaling=rule, seq_len=seq_len, dtype=torch.float32)
+    assert torch.equal(ours32, hf_inv), f"max |Δ| = {(ours32 - hf_inv).abs().max().item()}"
+    assert rule.attention_factor == hf_factor
+    if not isinstance(rule, scaling.LongRoPE):  # (LongRoPE refuses head_dim: its factors count the rotated pairs)
+        # the mistake the test is for: the rule applied to head_dim, its first pairs kept
+        wrong = rb.rope_frequencies(head_dim, base=base, scaling=rule, seq_len=seq_len, dtype=torch.float32)
+        assert not torch.equal(wrong[: rotary_dim // 2], hf_inv)

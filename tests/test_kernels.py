@@ -330,6 +330,22 @@ def test_scaling_rules(rule):
     assert_close_dtype(qr, rb.apply_rope(q, scaling=rule))
 
 
+@pytest.mark.parametrize("rule", [rb.scaling.DynamicNTK(4.0, 4), rb.scaling.LongRoPE([1.0] * 8, [4.0] * 8, 4, max_positions=16)],
+                         ids=["DynamicNTK", "LongRoPE"])
+def test_a_length_dependent_rule_needs_the_length_the_cache_serves(rule):
+    """With seq_len=None the cache held the training length's frequencies while apply_rope used max(positions) + 1:
+    past the training length rope_qk was off by up to 3.2, silently."""
+    with pytest.raises(ValueError, match=r"rope_cache: scaling=\w+\(\.\.\.\) depends on the sequence length, .* "
+                                         r"pass seq_len= .* got seq_len=None"):
+        K.rope_cache(16, scaling=rule)
+    q, k = qk(T=6)  # positions 0 … 5, past the training length 4
+    for angles, cache in (("kernel", K.rope_cache(16, scaling=rule, seq_len=6, device=DEVICE)),
+                          ("table", K.rope_cache(16, scaling=rule, seq_len=6, max_position=6, device=DEVICE))):
+        qr, kr = K.rope_qk(q, k, cache, angles=angles)
+        assert_close_dtype(qr, rb.apply_rope(q, scaling=rule))
+        assert_close_dtype(kr, rb.apply_rope(k, scaling=rule))
+
+
 # (x shape, positions shape or None, rotary_dim)
 HOOK_CASES = [((5, 16), None, None), ((3, 5, 16), None, 8), ((2, 3, 5, 16), (2, 1, 5), None),
               ((2, 3, 5, 16), (2, 3, 5), 12), ((2, 2, 3, 5, 16), None, None)]

@@ -550,3 +550,19 @@ def test_bad_input_in_module_and_complex_form():
     rope = rb.RotaryEmbedding(8)
     with pytest.raises(ValueError, match=r"RotaryEmbedding: q must have shape \(..., T, dim=8\), got q.shape=\(1, 4, 6\)"):
         rope(torch.zeros(1, 4, 6), torch.zeros(1, 4, 8))
+
+
+@pytest.mark.parametrize("rule", [rb.scaling.DynamicNTK(4.0, 16), rb.scaling.LongRoPE([1.0] * 4, [4.0] * 4, 16, max_positions=64)],
+                         ids=["DynamicNTK", "LongRoPE"])
+def test_length_dependent_rules_default_to_the_same_length_everywhere(rule):
+    """rope_cos_sin took seq_len=None as the training length while apply_rope and RotaryEmbedding take
+    max(positions) + 1: past the training length their angles differed by up to 2.4 with no error."""
+    positions = torch.arange(40)  # past the training length 16
+    cos, sin = rb.rope_cos_sin(positions, 8, scaling=rule)
+    torch.testing.assert_close((cos, sin), rb.RotaryEmbedding(8, scaling=rule).cos_sin(positions))
+    torch.testing.assert_close((cos, sin), rb.rope_cos_sin(positions, 8, scaling=rule, seq_len=40))
+    short = rb.rope_cos_sin(positions, 8, scaling=rule, seq_len=16)  # the training length: other angles
+    assert (cos - short[0]).abs().max() > 0.1
+    x = torch.randn(40, 8, dtype=torch.float64)
+    torch.testing.assert_close(rb.apply_rope(x, positions, scaling=rule),
+                               rb.apply_rope(x, positions, scaling=rule, seq_len=40), rtol=0, atol=0)

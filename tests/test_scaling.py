@@ -208,3 +208,13 @@ def test_yarn_beta_none_and_zero_match_hugging_face_bit_for_bit():
     rule = scaling.YaRN(4.0, 2048, beta_fast=0, beta_slow=None)
     assert torch.equal(rb.rope_frequencies(64, scaling=rule, dtype=torch.float32), hf_inv)
     assert rule.attention_factor == hf_factor
+
+
+@pytest.mark.parametrize("factor", [2.0, 3.0, 7.5])
+def test_ntk_aware_is_dynamic_ntk_frozen_at_its_length_even_between_integers(factor):
+    """NTKAware's docstring: it is the dynamic rule at L = (2 − 1/s)·L_train. For s = 3 that length is 1666.67;
+    DynamicNTK floored a float seq_len (Hugging Face does not), and was off by 6.7e-4 relative there."""
+    L_train = 1000
+    L = (2 - 1 / factor) * L_train
+    torch.testing.assert_close(scaling.DynamicNTK(factor, L_train).inv_freq(64, seq_len=L),
+                               scaling.NTKAware(factor).inv_freq(64), rtol=1e-13, atol=0)

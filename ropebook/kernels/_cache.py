@@ -78,7 +78,8 @@ def rope_cache(rotary_dim: int, *, base: float = 10000.0, scaling=None, seq_len=
     """Frequencies for the kernel: fixed-point turns always, a cos/sin table for ``max_position`` positions if given.
 
     The table is float32, rounded from float64 angles (``rb.rope_cos_sin``); the
-    turns let the kernel form exact angles itself for any integer position.
+    turns let the kernel form exact angles itself for any integer position. A rule whose frequencies
+    depend on the length (``DynamicNTK``, ``LongRoPE``) needs ``seq_len``: the cache freezes it.
 
     >>> c = rope_cache(8, max_position=4)
     >>> c.turns.shape, c.cos.shape, c.attention_factor
@@ -88,6 +89,10 @@ def rope_cache(rotary_dim: int, *, base: float = 10000.0, scaling=None, seq_len=
     base = _check_base("rope_cache", base)  # a float (numpy scalars too)
     _check_scaling("rope_cache", scaling)
     _check_seq_len("rope_cache", seq_len)
+    if scaling is not None and scaling.uses_seq_len and seq_len is None:
+        raise ValueError(f"rope_cache: scaling={type(scaling).__name__}(...) depends on the sequence length, which a "
+                         f"cache freezes: pass seq_len= (the length it serves; apply_rope and Hugging Face use "
+                         f"max(position_ids) + 1), got seq_len=None")
     inv_freq = rope_frequencies(rotary_dim, base=base, scaling=scaling, seq_len=seq_len)  # (r/2,) float64
     factor = 1.0 if scaling is None else float(scaling.attention_factor)
     cos = sin = None
