@@ -170,3 +170,17 @@ def test_sympy_checker_takes_matrix_expressions_and_names_what_is_not_a_matrix()
     assert check_sympy_equal("blocks", sp.BlockDiagMatrix(R(a), R(b)), sp.diag(R(a), R(b))).passed
     result = check_sympy_equal("R", [[sp.cos(a), -sp.sin(a)], [sp.sin(a), sp.cos(a)]], R(a))
     assert not result.passed and "expected a 2×2 sympy Matrix, got list" in result.message, result.message
+
+
+def test_sympy_messages_are_cut_to_a_readable_length():
+    """An unsimplified product printed one line of ~3,000 characters: not a short diff."""
+    import sympy as sp
+
+    from ropebook.symbolic import rotation_matrix
+
+    a, b = sp.symbols("alpha beta", real=True)
+    long = rotation_matrix(a).T * rotation_matrix(b) * rotation_matrix(a) * rotation_matrix(a) * rotation_matrix(b)
+    result = check_sympy_equal("M", long, sp.eye(2))
+    assert not result.passed
+    yours = next(line for line in result.message.splitlines() if line.startswith("  yours:"))
+    assert len(str(long)) > 300 and len(yours) <= 320 and "characters in all)" in yours, yours

@@ -55,3 +55,12 @@ WRONG = {
 
 
 test_solution_passes, test_wrong_answer_fails_with_a_clear_message = checker_tests(SOLUTIONS, WRONG)
+
+
+def test_complex_part_hides_the_answer_on_a_wrong_try():
+    """It printed the expected matrix, Matrix([[p/2 + s/2, q/2 - r/2], ...]): the exercise's answer."""
+    p, q, r, s = sp.symbols("p q r s", real=True)
+    answer = str(checks.complex_part_reference(sp.Matrix([[p, q], [r, s]])))
+    result = checks.check_complex_part(lambda M: M)  # the whole block: wrong
+    assert not result.passed and "expected: a matrix in span{I, J} (not shown" in result.message, result.message
+    assert answer not in result.message and "p/2" not in result.message, result.message

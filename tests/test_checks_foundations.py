@@ -163,3 +163,21 @@ def test_rotation_composition_matches_symbols_by_name():
     unsimplified = rotation_matrix(plain_alpha).T * rotation_matrix(plain_beta) * rotation_matrix(plain_alpha)
     assert "not simplified" in checks.check_rotation_composition(unsimplified).message
     assert not checks.check_rotation_composition(rotation_matrix(-plain_beta)).passed
+
+
+def test_messages_name_the_readers_function():
+    """The pages call the stubs *_yours (the reference of the same name is imported beside them); the messages
+    named the reference's function instead."""
+    def sinusoidal_encoding_yours(seq_len, dim):
+        return torch.zeros(seq_len, dim)
+
+    def complex_inner_yours(x, y):
+        return x[..., 0] * y[..., 0]
+
+    for check, fn in ((checks.check_sinusoidal_encoding, sinusoidal_encoding_yours),
+                      (checks.check_complex_inner, complex_inner_yours),
+                      (checks.check_alibi_slopes, sinusoidal_encoding_yours)):
+        result = check(fn)
+        assert not result.passed and result.message.startswith(f"✗ {fn.__name__}: "), result.message
+    result = checks.check_complex_inner(lambda x, y: x[..., 0])  # a lambda: the exercise's name
+    assert result.message.startswith("✗ complex_inner: "), result.message

@@ -22,6 +22,14 @@ from ropebook.checks.rope import (
 from ropebook.checks.linear import check_causal_linear_attention, check_permutation_period, check_permutation_power
 from ropebook.checks.crope import check_complex_linear, check_complex_part, check_layer_saving
 from ropebook.checks.decay import check_abel_sum, check_base_ok, check_decay_bound  # ch-long-term-decay
+from ropebook.checks import rope_gpu  # rb.checks.rope_gpu.check_… works in a fresh notebook too
+from ropebook.checks.rope_gpu import (  # ch-rope-gpu
+    check_decode_layer_bytes,
+    check_fixed_point_angle,
+    check_quarter_turn_cos_sin,
+    check_rope_bytes,
+    check_score_spread,
+)
 from ropebook.checks.foundations import (  # ch-why-position, ch-complex-rotations
     check_alibi_slopes,
     check_complex_inner,
@@ -40,3 +48,5 @@ __all__ += ["check_complex_part", "check_complex_linear", "check_layer_saving"] 
 __all__ += ["check_decay_bound", "check_base_ok", "check_abel_sum"]  # ch-long-term-decay
 __all__ += ["check_sinusoidal_encoding", "check_alibi_slopes"]  # ch-why-position
 __all__ += ["check_complex_inner", "check_rotate_2d", "check_rotation_composition"]  # ch-complex-rotations
+__all__ += ["check_rope_bytes", "check_decode_layer_bytes", "check_fixed_point_angle",  # ch-rope-gpu
+            "check_quarter_turn_cos_sin", "check_score_spread", "rope_gpu"]

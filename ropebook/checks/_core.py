@@ -317,9 +317,31 @@ def check_sympy_equal(name: str, yours: Any, expected: Any, *, hint: str = "") -
                                   f"({type(exc).__name__}: {exc}); yours: {_short(yours_s)}")
     if zero:
         return CheckResult(True, f"Correct: {name} equals the expected expression.")
-    lines = [f"✗ {name}: not identically equal to the expected expression", f"  yours:    {yours_s}", f"  expected: {expected_s}"]
+    lines = [f"✗ {name}: not identically equal to the expected expression", f"  yours:    {_clip(str(yours_s))}",
+             f"  expected: {_clip(str(expected_s))}"]
     if hint:
         lines.append(f"  hint: {hint}")
+    return CheckResult(False, "\n".join(lines))
+
+
+def _clip(text: str, limit: int = 300) -> str:
+    """A long expression cut to ``limit`` characters (an unsimplified 2×2 product printed 3,000 on one line)."""
+    return text if len(text) <= limit else text[: limit - 30] + f" … ({len(text)} characters in all)"
+
+
+def hide_expected(result: CheckResult, description: str) -> CheckResult:
+    """``result`` with its ``expected:`` line replaced by ``description``, for a checker whose expected value is
+    the exercise's answer (a failed check must not hand it over).
+
+    >>> wrong = CheckResult(False, "\\n".join(["✗ f: wrong", "  yours:    1", "  expected: 2"]))
+    >>> print(hide_expected(wrong, "an even number"))
+    ✗ f: wrong
+      yours:    1
+      expected: an even number
+    """
+    if result.passed:
+        return result
+    lines = [f"  expected: {description}" if line.startswith("  expected:") else line for line in result.message.splitlines()]
     return CheckResult(False, "\n".join(lines))
 
 

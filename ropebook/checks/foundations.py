@@ -34,6 +34,13 @@ _SEED = 1706_03762  # "Attention is all you need": every checker draws the same 
 # ----------------------------------------------------------------------------- ch-why-position
 
 
+def _reader_name(fn: Any, default: str) -> str:
+    """The name the reader gave the function (``sinusoidal_encoding_yours`` on the page, whose module also imports
+    the reference ``sinusoidal_encoding``), for the messages; ``default`` for a lambda or a non-function."""
+    name = getattr(fn, "__name__", "")
+    return name if isinstance(name, str) and name.isidentifier() else default
+
+
 def check_sinusoidal_encoding(fn: Any) -> CheckResult:
     """Check ``sinusoidal_encoding(seq_len, dim)``: PE[m, 2i] = sin(m·θ_i), PE[m, 2i+1] = cos(m·θ_i), float32.
 
@@ -45,7 +52,7 @@ def check_sinusoidal_encoding(fn: Any) -> CheckResult:
     # the last case reaches positions in the thousands, where angles formed in float32 are visibly off
     cases = [Case((T, D), label=f"seq_len={T}, dim={D}") for T, D in [(1, 2), (6, 4), (50, 16), (7, 6), (200, 64), (4096, 64)]]
     hint = "even features sin(m·θ_i), odd features cos(m·θ_i), θ_i = 10000**(-2i/dim); return float32."
-    result = check_function("sinusoidal_encoding", fn, positions.sinusoidal_encoding, cases, hint=hint)
+    result = check_function(_reader_name(fn, "sinusoidal_encoding"), fn, positions.sinusoidal_encoding, cases, hint=hint)
     if result.passed or "entries differ" not in result.message:  # right, or wrong in shape, dtype or kind
         return result
     precision = _float32_angle_hint(fn, *cases[-1].args)
@@ -82,7 +89,7 @@ def check_alibi_slopes(fn: Any) -> CheckResult:
     ✗ alibi_slopes: case 5/7 (n_heads=12): ...
     """
     cases = [Case((h,), label=f"n_heads={h}") for h in [1, 2, 4, 8, 12, 16, 20]]
-    return check_function("alibi_slopes", fn, positions.alibi_slopes, cases,
+    return check_function(_reader_name(fn, "alibi_slopes"), fn, positions.alibi_slopes, cases,
                           hint="for H not a power of two: the slopes for 2^⌊log₂H⌋ heads, then every other slope "
                                "for twice as many heads, until there are H.")
 
@@ -112,7 +119,7 @@ def check_complex_inner(fn: Any) -> CheckResult:
     for shape, dtype in [((), torch.float64), ((5,), torch.float64), ((3, 4), torch.float32), ((7,), torch.float32)]:
         x, y = _pairs(g, shape, dtype), _pairs(g, shape, dtype)
         cases.append(Case((x, y), label=f"x.shape={tuple(x.shape)}, dtype={str(dtype)[6:]}"))
-    return check_function("complex_inner", fn, _inner_reference, cases,
+    return check_function(_reader_name(fn, "complex_inner"), fn, _inner_reference, cases,
                           hint="torch.view_as_complex needs float tensors ending in 2; Re[z · conj(w)]; cast back to x's dtype.")
 
 

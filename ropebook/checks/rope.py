@@ -19,7 +19,7 @@ import sympy as sp
 import torch
 
 from ropebook import reference
-from ropebook.checks._core import Case, CheckResult, check_function, check_sympy_equal
+from ropebook.checks._core import Case, CheckResult, check_function, check_sympy_equal, hide_expected
 from ropebook.symbolic import is_identity
 
 __all__ = [
@@ -294,6 +294,7 @@ def check_rope_matrix_sym(fn: Any) -> CheckResult:
         result = _safe_sympy_equal(name, yours, _rope_matrix_sym_reference(m, thetas),
                                    hint="sp.diag(*blocks) puts 2×2 blocks on the diagonal; block i is R(m·θ_i).")
         if not result:
+            result = hide_expected(result, f"R_{{Θ,m}} for d={d} (not shown: it is the answer)")
             return CheckResult(False, result.message.replace(f"✗ {name}:", f"✗ {name}: d={d}:", 1))
     return CheckResult(True, f"Correct: {name} equals R_{{Θ,m}} for d = 2, 4, 6.")
 

@@ -56,7 +56,7 @@ def check_decode_layer_bytes(fn: Any) -> CheckResult:
              [((64, 1024, 4096, 14336, 32, 8, 128, 2), ", Llama 3 8B"), ((64, 8192, 8192, 28672, 64, 8, 128, 2), ", Llama 3 70B"),
               ((3, 5, 48, 96, 4, 2, 16, 4), ", Hq·D = 64 ≠ d_model: q's and o's projections not square")]]
     return check_function("decode_layer_bytes", fn, _decode_layer_bytes_reference, cases,
-                          hint="the weights: q's projection d_model × n_q_heads·head_dim, k's and v's d_model × "
+                          hint="the weight matrices (not the norm vectors): q's projection d_model × n_q_heads·head_dim, k's and v's d_model × "
                                "n_kv_heads·head_dim each, the output projection n_q_heads·head_dim × d_model, the "
                                "MLP's three d_model × d_ff matrices; "
                                "the cache: a key and a value of n_kv_heads·head_dim for each of B·L tokens; "
