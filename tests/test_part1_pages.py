@@ -65,7 +65,7 @@ def test_every_displayed_identity_is_asserted_right_under_it(page, label, _):
 @pytest.mark.parametrize("page,label,_", CHAPTERS, ids=[p[0] for p in CHAPTERS])
 def test_exercises_have_solutions_and_an_automatic_checker(page, label, _):
     text = _text(page).split("## Exercises", 1)[1]
-    exercises = re.findall(r"^```\{exercise\}.*\n:label: ([\w-]+)$", text, re.M)
+    exercises = re.findall(r"^(?:```|:::)\{exercise\}.*\n:label: ([\w-]+)$", text, re.M)
     solutions = re.findall(r"^```\{solution-start\} ([\w-]+)$", text, re.M)
     assert len(exercises) >= 3 and sorted(exercises) == sorted(solutions), (exercises, solutions)
     checked = re.findall(r"rb\.checks\.(check_\w+)\(.*\)\.assert_passed\(\)", text)
