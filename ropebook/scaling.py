@@ -64,7 +64,7 @@ def _seq_len(fn: str, seq_len):
         return value  # ints are finite (and a SymInt under torch.compile cannot be inspected)
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise ValueError(f"{fn}: seq_len must be None or a finite number, got seq_len={seq_len!r}")
-    return value
+    return int(value) if isinstance(value, numbers.Integral) else float(value)  # numpy scalars: Python numbers
 
 
 def _ntk_exponent(rule: str, dim: int) -> float:

@@ -174,10 +174,28 @@ def test_messages_name_the_readers_function():
     def complex_inner_yours(x, y):
         return x[..., 0] * y[..., 0]
 
+    def alibi_slopes_yours(n_heads):
+        return torch.ones(n_heads, dtype=torch.float64)
+
+    def f(x, y):
+        return x[..., 0]
+
     for check, fn in ((checks.check_sinusoidal_encoding, sinusoidal_encoding_yours),
                       (checks.check_complex_inner, complex_inner_yours),
-                      (checks.check_alibi_slopes, sinusoidal_encoding_yours)):
+                      (checks.check_alibi_slopes, alibi_slopes_yours)):
         result = check(fn)
-        assert not result.passed and result.message.startswith(f"✗ {fn.__name__}: "), result.message
-    result = checks.check_complex_inner(lambda x, y: x[..., 0])  # a lambda: the exercise's name
-    assert result.message.startswith("✗ complex_inner: "), result.message
+        assert not result.passed and result.message.startswith(f"✗ {fn.__name__}: ") and "entries differ" in result.message, \
+            result.message
+    for fn in (lambda x, y: x[..., 0], f):  # a lambda, another name: the exercise's name
+        result = checks.check_complex_inner(fn)
+        assert result.message.startswith("✗ complex_inner: "), result.message
+
+
+def test_the_imported_reference_is_not_an_answer():
+    """The page imports sinusoidal_encoding and alibi_slopes for its figures; handed in, they passed."""
+    from ropebook import positions
+
+    for check, reference in ((checks.check_sinusoidal_encoding, positions.sinusoidal_encoding),
+                             (checks.check_alibi_slopes, positions.alibi_slopes)):
+        result = check(reference)
+        assert not result.passed and "imported at the top of the page; write yours" in result.message, result.message

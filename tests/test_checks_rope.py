@@ -218,3 +218,14 @@ def test_exports():
     for name in checks.__all__:
         if name.startswith("check_"):
             assert getattr(rb.checks, name) is getattr(checks, name)
+
+
+def test_rope_matrix_checker_hides_the_answer_on_a_wrong_try():
+    """It printed the expected R_{Θ,m}, the exercise's answer, under a wrong one."""
+    def transposed(m, thetas):  # every block turned the wrong way
+        return sp.diag(*[sp.Matrix([[sp.cos(m * t), sp.sin(m * t)], [-sp.sin(m * t), sp.cos(m * t)]]) for t in thetas])
+
+    result = checks.check_rope_matrix_sym(transposed)
+    assert not result.passed and "expected: R_{Θ,m} for d=2 (not shown: it is the answer)" in result.message, result.message
+    expected_line = next(line for line in result.message.splitlines() if line.startswith("  expected:"))
+    assert "cos" not in expected_line and "sin" not in expected_line, result.message

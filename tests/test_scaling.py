@@ -218,3 +218,10 @@ def test_ntk_aware_is_dynamic_ntk_frozen_at_its_length_even_between_integers(fac
     L = (2 - 1 / factor) * L_train
     torch.testing.assert_close(scaling.DynamicNTK(factor, L_train).inv_freq(64, seq_len=L),
                                scaling.NTKAware(factor).inv_freq(64), rtol=1e-13, atol=0)
+
+
+def test_a_numpy_seq_len_is_taken_as_a_python_number():
+    """A float32 seq_len made DynamicNTK's new base float32 (1.6e-9 off) once int() no longer converted it."""
+    rule = scaling.DynamicNTK(2.0, 8)
+    torch.testing.assert_close(rule.inv_freq(64, seq_len=np.float32(16.5)), rule.inv_freq(64, seq_len=16.5), rtol=0, atol=0)
+    torch.testing.assert_close(rule.inv_freq(64, seq_len=np.int64(20)), rule.inv_freq(64, seq_len=20), rtol=0, atol=0)

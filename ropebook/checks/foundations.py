@@ -35,10 +35,19 @@ _SEED = 1706_03762  # "Attention is all you need": every checker draws the same 
 
 
 def _reader_name(fn: Any, default: str) -> str:
-    """The name the reader gave the function (``sinusoidal_encoding_yours`` on the page, whose module also imports
-    the reference ``sinusoidal_encoding``), for the messages; ``default`` for a lambda or a non-function."""
+    """The name the reader gave the function when it is the exercise's own (``sinusoidal_encoding_yours`` on the
+    page, whose module also imports the reference ``sinusoidal_encoding``), for the messages; ``default`` for
+    any other name (``f``, a lambda)."""
     name = getattr(fn, "__name__", "")
-    return name if isinstance(name, str) and name.isidentifier() else default
+    return name if isinstance(name, str) and name.isidentifier() and name.startswith(default) else default
+
+
+def _is_the_reference(name: str, fn: Any, reference: Any) -> CheckResult | None:
+    """A failed result when the reader handed in the reference the page imports (it would pass, and teach nothing)."""
+    if fn is reference:
+        return CheckResult(False, f"✗ {name}: that is ropebook's own {reference.__name__}, imported at the top of the "
+                                  "page; write yours without calling it")
+    return None
 
 
 def check_sinusoidal_encoding(fn: Any) -> CheckResult:
@@ -52,6 +61,9 @@ def check_sinusoidal_encoding(fn: Any) -> CheckResult:
     # the last case reaches positions in the thousands, where angles formed in float32 are visibly off
     cases = [Case((T, D), label=f"seq_len={T}, dim={D}") for T, D in [(1, 2), (6, 4), (50, 16), (7, 6), (200, 64), (4096, 64)]]
     hint = "even features sin(m·θ_i), odd features cos(m·θ_i), θ_i = 10000**(-2i/dim); return float32."
+    refused = _is_the_reference("sinusoidal_encoding", fn, positions.sinusoidal_encoding)
+    if refused is not None:  # (a CheckResult is falsy when it failed)
+        return refused
     result = check_function(_reader_name(fn, "sinusoidal_encoding"), fn, positions.sinusoidal_encoding, cases, hint=hint)
     if result.passed or "entries differ" not in result.message:  # right, or wrong in shape, dtype or kind
         return result
@@ -89,6 +101,9 @@ def check_alibi_slopes(fn: Any) -> CheckResult:
     ✗ alibi_slopes: case 5/7 (n_heads=12): ...
     """
     cases = [Case((h,), label=f"n_heads={h}") for h in [1, 2, 4, 8, 12, 16, 20]]
+    refused = _is_the_reference("alibi_slopes", fn, positions.alibi_slopes)
+    if refused is not None:  # (a CheckResult is falsy when it failed)
+        return refused
     return check_function(_reader_name(fn, "alibi_slopes"), fn, positions.alibi_slopes, cases,
                           hint="for H not a power of two: the slopes for 2^⌊log₂H⌋ heads, then every other slope "
                                "for twice as many heads, until there are H.")

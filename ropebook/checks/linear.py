@@ -79,7 +79,7 @@ def check_causal_linear_attention(fn) -> CheckResult:
 
     return check_function("causal_linear_attention", answer, reference, _qkv_cases(),
                           hint="keep S = Σ φ(k_n) v_nᵀ and z = Σ φ(k_n); update them before reading out token m; "
-                               "no ε in the denominator (φ = 1 + elu is positive, and the check is to float64 rounding).")
+                               "no ε in the denominator (φ = 1 + elu is positive, and the check's tolerance is 1e-7).")
 
 
 def _permutation_matrix(perm) -> np.ndarray:
