@@ -186,6 +186,21 @@ def test_every_real_page_strips_cleanly(page):
     assert squash(outside_solutions(SOURCES[page])) == squash(stripped), "the tool and this test disagree on what a solution is"
 
 
+def test_the_source_folder_is_what_students_install_and_run(tmp_path):
+    """The README hands out OUT/source: `pip install -e .` there needs pyproject.toml and its README, and the
+    pages must be the stripped ones."""
+    import tomllib
+
+    work = tmp_path / "source"
+    counts, _ = student_edition.prepare(ROOT, work)
+    project = tomllib.loads((work / "pyproject.toml").read_text())["project"]
+    assert (work / project["readme"]).is_file() and (work / "ropebook" / "__init__.py").is_file()
+    assert (work / "requirements.txt").is_file() and (work / "requirements-lab.txt").is_file()
+    assert (work / "book" / "data").is_dir() and counts  # the data the pages read, and solutions were removed
+    for page in counts:
+        assert "{solution-start}" not in (work / page).read_text(), page
+
+
 def test_sources_give_enough_solution_text():
     """The sentinel: without enough probes the grep below would pass vacuously."""
     assert OWN_CHAPTERS, f"{TOC_PATH} lists neither Part II chapter: nothing to test"

@@ -5,7 +5,10 @@ copies and the search index are made from the sources, so the solutions have to
 go from the sources. This tool
 
 1. copies the book's sources (``_config.yml``, ``_toc.yml``, ``_ext/``, ``_vendor/``,
-   ``book/``, and ``ropebook/`` for ``literalinclude``) into ``OUT/source``;
+   ``book/``, and ``ropebook/`` for ``literalinclude``) into ``OUT/source``, with
+   ``pyproject.toml``, ``README.md`` and the requirements, so that the folder is what a
+   teacher hands out to run: ``pip install -r requirements.txt -r requirements-lab.txt``,
+   ``pip install -e .``, ``jupyter lab --notebook-dir=book`` (the pages without solutions);
 2. removes every ``{solution-start}`` … ``{solution-end}`` block (the markdown and
    every code cell between them) and every ``{solution}`` block from each page;
 3. builds the copy strictly (``jupyter-book build -W -n --keep-going``) with an
@@ -36,7 +39,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = ["_config.yml", "_toc.yml", "_ext", "_vendor", "book", "ropebook"]  # what a build reads
+SOURCES = ["_config.yml", "_toc.yml", "_ext", "_vendor", "book", "ropebook",  # what a build reads
+           "pyproject.toml", "README.md", "requirements.txt", "requirements-lab.txt"]  # what makes OUT/source installable
 _IGNORE = shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints", "*.pyc", "_build", ".jupyter_cache")
 
 _FENCE = re.compile(r"^(?P<fence>`{3,}|:{3,})\{(?P<name>[\w-]+)\}")
