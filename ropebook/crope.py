@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ropebook._validate import _check_base, _check_bool, _check_dim
+from ropebook._validate import _as_tensor, _check_base, _check_bool, _check_dim, _check_position_values, _is_int
 from ropebook.rope import apply_rope, apply_rope_complex
 
 __all__ = ["ComplexLinear", "RoPEAttention", "CRoPEAttention", "parameter_count"]
@@ -107,8 +107,9 @@ class _Attention(nn.Module):
         super().__init__()
         name = type(self).__name__
         _check_positive_even(name, "dim", dim)
-        if isinstance(n_heads, bool) or not isinstance(n_heads, int) or n_heads <= 0 or dim % (2 * n_heads):
+        if not _is_int(n_heads) or n_heads <= 0 or dim % (2 * n_heads):
             raise ValueError(f"{name}: n_heads must be a positive integer with dim/n_heads even, got dim={dim}, n_heads={n_heads!r}")
+        dim, n_heads = int(dim), int(n_heads)
         base = _check_base(name, base)
         _check_bool(name, rope, "rope")
         _check_bool(name, causal, "causal")
@@ -133,10 +134,28 @@ class _Attention(nn.Module):
             raise ValueError(f"{type(self).__name__}.{fn}: expected x of shape (B, T, {self.dim}), got {got}")
         if not x.is_floating_point():
             raise ValueError(f"{type(self).__name__}.{fn}: x must be floating-point, got x.dtype={x.dtype}")
+        weight = self.out_proj.weight
+        if x.dtype != weight.dtype:
+            raise ValueError(f"{type(self).__name__}.{fn}: x must have the weights' dtype {weight.dtype} (convert the "
+                             f"module with .to(dtype), or x), got x.dtype={x.dtype}")
+
+    def _positions(self, fn: str, x: Tensor, positions):
+        """None, or positions of shape (T,) or, one row per sequence, (B, T), as (B, 1, T) for q and k of
+        (B, H, T, hd) (passed on as (B, T), a row would be read per head when B = H). Checked with rope=False too."""
+        if positions is None:
+            return None
+        B, T, _ = x.shape
+        positions = _as_tensor(f"{type(self).__name__}.{fn}", "positions", positions, x.device)
+        if positions.shape not in ((T,), (B, T)):
+            raise ValueError(f"{type(self).__name__}.{fn}: positions must have shape (T,)=({T},) or (B, T)=({B}, {T}) "
+                             f"for x.shape={tuple(x.shape)}, got positions.shape={tuple(positions.shape)}")
+        _check_position_values(f"{type(self).__name__}.{fn}", "positions", positions)
+        return positions if positions.ndim == 1 else positions[:, None, :]  # (T,) or (B, 1, T)
 
     def forward(self, x: Tensor, positions=None) -> Tensor:
-        """x ``(B, T, D)`` → ``(B, T, D)``; positions default to ``arange(T)``."""
+        """x ``(B, T, D)`` → ``(B, T, D)``; positions ``(T,)`` or ``(B, T)``, default ``arange(T)``."""
         self._check_x("forward", x)
+        positions = self._positions("forward", x, positions)
         B, T, D = x.shape
         q, k, v = (self._heads(proj(x)) for proj in (self.q_proj, self.k_proj, self.v_proj))  # (B, H, T, hd)
         if self.rope:
@@ -147,6 +166,7 @@ class _Attention(nn.Module):
     def scores(self, x: Tensor, positions=None) -> Tensor:
         """The pre-softmax scores q_m·k_n/√hd, ``(B, H, T, T)`` (no mask): for figures and tests."""
         self._check_x("scores", x)
+        positions = self._positions("scores", x, positions)
         q, k = self._heads(self.q_proj(x)), self._heads(self.k_proj(x))
         if self.rope:
             q, k = self._rotate(q, positions), self._rotate(k, positions)

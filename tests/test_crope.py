@@ -243,3 +243,23 @@ def test_property_crope_scores_depend_on_offset_only_and_projection_is_complex_l
     scaled = torch.view_as_real(w * z).flatten(-2)  # w·x̃ as a real tensor
     out = torch.view_as_complex(attn.q_proj(x).reshape(1, 5, -1, 2))
     torch.testing.assert_close(torch.view_as_complex(attn.q_proj(scaled).reshape(1, 5, -1, 2)), w * out)
+
+
+@pytest.mark.parametrize("cls", [RoPEAttention, CRoPEAttention])
+def test_attention_takes_one_row_of_positions_per_sequence(cls):
+    """(B, T) positions went to q of (B, H, T, hd) unchanged: with B = H each head read a batch row's positions,
+    silently; with B ≠ H the error named apply_rope and a shape the caller never passed."""
+    torch.manual_seed(0)
+    m = cls(16, 2)
+    x = torch.randn(2, 5, 16)
+    positions = torch.stack([torch.arange(5), torch.tensor([0, 3, 4, 9, 20])])  # (B, T), B = H = 2
+    torch.testing.assert_close(m(x, positions), torch.cat([m(x[b:b + 1], positions[b]) for b in range(2)]))
+    torch.testing.assert_close(m.scores(x, positions), torch.cat([m.scores(x[b:b + 1], positions[b]) for b in range(2)]))
+    with pytest.raises(ValueError, match=rf"{cls.__name__}.forward: positions must have shape \(T,\)=\(5,\) or \(B, T\)=\(3, 5\) "
+                                         r"for x.shape=\(3, 5, 16\), got positions.shape=\(2, 5\)"):
+        m(torch.randn(3, 5, 16), positions)
+    with pytest.raises(ValueError, match=r"positions must have shape"):  # checked with rope=False too
+        cls(16, 2, rope=False)(x, torch.zeros(7, dtype=torch.long))
+    with pytest.raises(ValueError, match=rf"{cls.__name__}.forward: x must have the weights' dtype torch.float32 .* got x.dtype=torch.float64"):
+        m(x.double())
+    assert cls(16, np.int64(2)).n_heads == 2
