@@ -86,6 +86,7 @@ def t5_relative_bucket(relative_position, *, bidirectional: bool = True, num_buc
     relative_position = _as_tensor(fn, "relative_position", relative_position)
     if relative_position.is_floating_point() or relative_position.is_complex() or relative_position.dtype == torch.bool:
         raise ValueError(f"{fn}: relative_position must hold integers, got dtype={relative_position.dtype}")
+    relative_position = relative_position.long()  # abs() and minus in int8/int16/uint8 overflow or wrap
     _check_bool(fn, bidirectional, "bidirectional")
     _check_positive_int(fn, num_buckets, "num_buckets", even=bidirectional)
     _check_positive_int(fn, max_distance, "max_distance")

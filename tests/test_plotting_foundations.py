@@ -54,3 +54,26 @@ def test_bad_input(call, message):
     with pytest.raises(ValueError) as info:
         call()
     assert message in str(info.value)
+
+
+def test_figures_draw_every_series_past_the_eighth_colour():
+    """zip(..., COLORS) stopped at the 8 colours: a 10-encoding bar chart drew 8 bars under 10 labels."""
+    rows = {f"variant {j}": np.linspace(0, 1, 5) + j for j in range(10)}
+    fig = plotting.plot_weight_rows(range(5), rows)
+    assert len([line for line in fig.axes[0].lines if line.get_label().startswith("variant")]) == 10
+    fig = plotting.offset_task_figure({f"run {j}": [2.0, 1.0] for j in range(10)},
+                                         {f"m {j}": ([0, 1], [0.5, 0.5]) for j in range(10)})
+    assert len(fig.axes[0].lines) == 10 and len(fig.axes[1].patches) == 20
+    fig = plotting.pair_cosines(dim=32, pairs=tuple(range(10)), max_distance=50)
+    assert len(fig.axes) == 10 and all(ax.lines for ax in fig.axes), "a pair's panel was left empty"
+
+
+def test_position_figures_refuse_what_they_would_draw_wrong():
+    """A negative start wrapped to the table's end under the label m = −10; an index built for κ = 3 drawn with
+    κ = 2 was clipped at 4 under the title κ = 2."""
+    pe = sinusoidal_encoding(160, 32)
+    with pytest.raises(ValueError, match=r"sinusoidal_figure: starts must be one or more positions ≥ 0 .* got starts=\(-10, 0\)"):
+        plotting.sinusoidal_figure(pe, starts=(-10, 0))
+    with pytest.raises(ValueError, match=r"shaw_figure: index must be .* values in \[0, 2κ\] = \[0, 4\] .* values 0 … 6"):
+        plotting.shaw_figure(shaw_relative_index(8, 3), 2)
+    assert plotting.shaw_figure(shaw_relative_index(8, 3), 3).axes[0].get_title().endswith("κ = 3")

@@ -177,3 +177,13 @@ def test_bad_input_names_argument_and_values(call, message):
     with pytest.raises(ValueError) as info:
         call()
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize("dtype", [torch.int8, torch.int16, torch.int32, torch.uint8])
+def test_t5_buckets_do_not_depend_on_the_integer_dtype(dtype):
+    """abs() of int8 −128 is −128 and −3 in uint8 is 253: the buckets came out negative or wrong, silently."""
+    info = torch.iinfo(dtype)
+    offsets = torch.arange(max(info.min, -200), min(info.max, 200) + 1)
+    for bidirectional in (True, False):
+        torch.testing.assert_close(t5_relative_bucket(offsets.to(dtype), bidirectional=bidirectional),
+                                   t5_relative_bucket(offsets, bidirectional=bidirectional), rtol=0, atol=0)

@@ -8,6 +8,8 @@ Chapter: ``ch-linear-attention``.
 
 from __future__ import annotations
 
+from itertools import cycle  # more series than colours: the colours repeat, no series is dropped
+
 import numpy as np
 from matplotlib.figure import Figure
 
@@ -54,7 +56,7 @@ def plot_weight_rows(keys, rows: dict) -> Figure:
     3
     """
     fig, ax = new_figure()
-    for (label, w), color in zip(rows.items(), COLORS):
+    for (label, w), color in zip(rows.items(), cycle(COLORS)):
         w = np.asarray(w, dtype=float)
         ax.plot(list(keys), w, ".-", color=color, label=f"{label} (row sum {w.sum():.3f})")
     ax.axhline(0, color="black", lw=0.8)
@@ -73,7 +75,7 @@ def plot_offset_scores(offsets, scores: dict) -> Figure:
     n = len(scores)
     fig, axes = new_figure(n, 1, width=6.4, height=1.5 * n + 0.6, sharex=True)
     axes = np.atleast_1d(axes)
-    for ax, (label, s), color in zip(axes, scores.items(), COLORS):
+    for ax, (label, s), color in zip(axes, scores.items(), cycle(COLORS)):
         ax.plot(list(offsets), np.asarray(s, dtype=float), color=color, lw=1.2)
         ax.set_ylabel(label, fontsize=9)
     axes[-1].set_xlabel("offset Δ = n − m")
@@ -96,7 +98,7 @@ def plot_copy_results(results: dict, *, names: dict | None = None) -> Figure:
     axes = np.atleast_1d(axes)
     for ax, (offset, run) in zip(axes, by_offset.items()):
         encodings = list(dict.fromkeys(r["encoding"] for r in run["runs"]))
-        for i, (enc, color) in enumerate(zip(encodings, COLORS)):
+        for i, (enc, color) in enumerate(zip(encodings, cycle(COLORS))):
             acc = np.array([r["accuracy"] for r in run["runs"] if r["encoding"] == enc])
             ax.bar(i, acc.mean(), yerr=acc.std(ddof=1) if len(acc) > 1 else None, color=color, alpha=0.6, capsize=4)
             ax.plot(np.full(len(acc), i) + np.linspace(-0.15, 0.15, len(acc)), acc, "k.", ms=5)

@@ -6,6 +6,7 @@ Chapter: ``ch-crope``.
 from __future__ import annotations
 
 from collections import defaultdict
+from itertools import cycle  # more series than colours: the colours repeat, no series is dropped
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -28,14 +29,14 @@ def offset_task_figure(losses: dict, attention: dict, *, chance: float | None = 
     2
     """
     fig, (left, right) = new_figure(1, 2, width=9.0, height=3.4)
-    for color, (label, curve) in zip(COLORS, losses.items()):
+    for color, (label, curve) in zip(cycle(COLORS), losses.items()):
         left.plot(np.arange(1, len(curve) + 1), curve, color=color, label=label, lw=1.5)
     if chance is not None:
         left.axhline(chance, color="0.4", ls=":", lw=1, label="uniform guess")
     left.set(xlabel="training step", ylabel="loss at the marker (nats, log scale)", yscale="log", title="Training")
     left.legend(frameon=False, fontsize=8)
     width = 0.8 / max(1, len(attention))
-    for k, (color, (label, (offsets, weights))) in enumerate(zip(COLORS, attention.items())):
+    for k, (color, (label, (offsets, weights))) in enumerate(zip(cycle(COLORS), attention.items())):
         offsets = np.asarray(offsets, dtype=float)
         right.bar(offsets + (k - (len(attention) - 1) / 2) * width, weights, width=width, color=color, label=label)
     right.set(xlabel="offset n − m of the key from the marker", ylabel="mean attention weight", ylim=(0, 1.05),
@@ -85,7 +86,7 @@ def comparison_figure(results: dict, *, smooth: int = 25) -> Figure:
     """
     summary = summarize_comparison(results)
     fig, (left, right) = new_figure(1, 2, width=9.5, height=3.6, gridspec_kw={"width_ratios": [1.6, 1]})
-    for k, (color, (position, s)) in enumerate(zip(COLORS, summary.items())):
+    for k, (color, (position, s)) in enumerate(zip(cycle(COLORS), summary.items())):
         train = s["train"]  # (seeds, steps)
         window = max(1, min(smooth, train.shape[1]))
         kernel = np.ones(window) / window

@@ -8,6 +8,8 @@ Chapter: ``ch-long-term-decay``.
 
 from __future__ import annotations
 
+from itertools import cycle  # more series than colours: the colours repeat, no series is dropped
+
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullLocator
@@ -119,7 +121,7 @@ def pair_cosines(*, dim: int = 128, base: float = 10000.0, pairs=(0, 8, 32, 63),
     theta = base ** (-2.0 * np.arange(dim // 2) / dim)  # (d/2,)
     fig, axes = new_figure(len(pairs), 1, width=width, height=height, sharex=True)
     axes = np.atleast_1d(axes)
-    for ax, i, colour in zip(axes, pairs, COLORS):
+    for ax, i, colour in zip(axes, pairs, cycle(COLORS)):
         ax.plot(r, np.cos(r * theta[i]), color=colour, lw=0.8)
         ax.set_ylim(-1.15, 1.15)
         ax.set_yticks([-1, 0, 1])

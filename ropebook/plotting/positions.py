@@ -7,6 +7,8 @@ Chapter: ``ch-why-position``.
 
 from __future__ import annotations
 
+from itertools import cycle  # more series than colours: the colours repeat, no series is dropped
+
 import numpy as np
 from matplotlib.figure import Figure
 
@@ -33,7 +35,13 @@ def sinusoidal_figure(pe, *, starts=(0, 40, 90), max_offset: int = 60) -> Figure
     3
     """
     pe = _numpy(pe)  # (T, D)
+    if pe.ndim != 2:
+        raise ValueError(f"sinusoidal_figure: pe must be a (T, D) table, got pe.shape={pe.shape}")
     T, D = pe.shape
+    starts = tuple(starts)
+    if not starts or min(starts) < 0 or max_offset < 0:  # a negative index would wrap round to the table's end
+        raise ValueError(f"sinusoidal_figure: starts must be one or more positions ≥ 0 and max_offset ≥ 0, "
+                         f"got starts={starts}, max_offset={max_offset}")
     if max(starts) + max_offset >= T:
         raise ValueError(f"sinusoidal_figure: need max(starts) + max_offset < T={T}, got {max(starts)} + {max_offset}")
     fig, (ax_table, ax_dot) = new_figure(1, 2, width=9.0, height=3.6)
@@ -42,7 +50,7 @@ def sinusoidal_figure(pe, *, starts=(0, 40, 90), max_offset: int = 60) -> Figure
     ax_table.grid(False)
     fig.colorbar(image, ax=ax_table, fraction=0.05)
     offsets = np.arange(max_offset + 1)
-    for colour, m in zip(COLORS, starts):
+    for colour, m in zip(cycle(COLORS), starts):
         dots = pe[m + offsets] @ pe[m]  # (K,)
         ax_dot.plot(offsets, dots, color=colour, lw=2.5 if m == starts[0] else 1.2,
                     ls="-" if m == starts[0] else "--", label=f"m = {m}")
@@ -60,6 +68,10 @@ def shaw_figure(index, max_relative_position: int) -> Figure:
     """
     index = _numpy(index)  # (T, T)
     kappa = max_relative_position  # κ, the clipping distance
+    if index.ndim != 2 or index.shape[0] != index.shape[1] or (index.size and not 0 <= index.min() <= index.max() <= 2 * kappa):
+        raise ValueError(f"shaw_figure: index must be a (T, T) table of clip(n − m, −κ, κ) + κ with values in "
+                         f"[0, 2κ] = [0, {2 * kappa}] for max_relative_position={kappa}, got index.shape={index.shape}"
+                         + (f", values {index.min():g} … {index.max():g}" if index.size else ""))
     fig, ax = new_figure(width=4.6, height=3.9)
     image = ax.imshow(index, cmap="viridis", vmin=0, vmax=2 * kappa, interpolation="nearest")
     ax.set(xlabel="key position n", ylabel="query position m", title=f"index clip(n − m, −κ, κ) + κ, κ = {kappa}")
