@@ -26,7 +26,7 @@ import numbers
 import torch
 from torch import Tensor
 
-from ropebook._validate import _check_positive_int, _is_integer_tensor
+from ropebook._validate import _check_positive_int, _is_int, _is_integer_tensor
 
 __all__ = ["Corpus", "stdlib_corpus", "random_windows", "validation_windows", "next_token_task"]
 
@@ -70,7 +70,7 @@ def stdlib_corpus(*, val_fraction: float = 0.1, max_bytes: int | None = None) ->
     ok = not isinstance(val_fraction, bool) and isinstance(val_fraction, numbers.Real) and math.isfinite(val_fraction)
     if not (ok and 0.0 < val_fraction < 1.0):
         raise ValueError(f"stdlib_corpus: val_fraction must be in (0, 1), got val_fraction={val_fraction!r}")
-    if max_bytes is not None and (isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 2):
+    if max_bytes is not None and (not _is_int(max_bytes) or max_bytes < 2):
         raise ValueError(f"stdlib_corpus: max_bytes must be an integer ≥ 2 or None, got max_bytes={max_bytes!r}")
     folder = Path(sysconfig.get_paths()["stdlib"])
     paths = sorted(folder.glob("*.py"))
@@ -81,9 +81,9 @@ def stdlib_corpus(*, val_fraction: float = 0.1, max_bytes: int | None = None) ->
         total += len(data)
         if max_bytes is not None and total >= max_bytes:
             break
-    text = b"".join(chunks)[:max_bytes]
+    text = b"".join(chunks)[: None if max_bytes is None else int(max_bytes)]
     data = torch.frombuffer(bytearray(text), dtype=torch.uint8)  # (N,)
-    n_val = max(1, int(round(len(data) * val_fraction)))
+    n_val = min(max(1, int(round(len(data) * val_fraction))), len(data) - 1)  # both splits hold a byte at least
     version = ".".join(map(str, sys.version_info[:3]))
     return Corpus(data[:-n_val].clone(), data[-n_val:].clone(), str(folder), len(chunks), version)
 
@@ -123,7 +123,10 @@ def validation_windows(data: Tensor, n_windows: int, seq_len: int) -> tuple[Tens
     _check_positive_int(fn, seq_len, "seq_len")
     if len(data) < seq_len + 1:
         raise ValueError(f"validation_windows: data must hold more than seq_len={seq_len} tokens, got len(data)={len(data)}")
-    starts = torch.linspace(0, len(data) - seq_len - 1, n_windows).long()  # (n,)
+    last = len(data) - seq_len - 1
+    # float32 linspace, as the committed runs chose their windows; beyond 2^24 tokens it can round the last start up
+    # past the end, hence the clamp (an exact integer spacing would move existing windows by a token)
+    starts = torch.linspace(0, last, n_windows).long().clamp(max=last)  # (n,)
     window = data[starts[:, None] + torch.arange(seq_len + 1)].long()  # (n, T + 1)
     return window[:, :-1], window[:, 1:]
 

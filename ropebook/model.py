@@ -128,12 +128,15 @@ class TinyLM(nn.Module):
     def forward(self, idx: Tensor, targets: Tensor | None = None):
         _check_tokens("idx", idx, (torch.int64, torch.int32), None, self.config.vocab_size)  # what nn.Embedding takes
         B, T = idx.shape
+        if B == 0 or T == 0:  # the mean loss over no tokens is NaN
+            raise ValueError(f"TinyLM: idx must hold at least one sequence of at least one token, got idx.shape={tuple(idx.shape)}")
         if T > self.config.max_seq_len:
             raise ValueError(f"TinyLM: sequence length must be at most max_seq_len={self.config.max_seq_len}, got idx.shape={tuple(idx.shape)}")
         if targets is not None:
             flat = targets.ndim == 1 if isinstance(targets, Tensor) else False  # (B·T,): the loss flattens them anyway
             _check_tokens("targets", targets.view(idx.shape) if flat and targets.numel() == idx.numel() else targets,
-                          (torch.int64, torch.uint8), idx.shape, None)  # what cross_entropy takes
+                          (torch.int64, torch.uint8), idx.shape, self.config.vocab_size)  # what cross_entropy takes;
+            # in range too (cross_entropy would fail with "Target 10 is out of bounds", or read −100 as "ignore")
         x = self.embed(idx)  # (B, T, D)
         if self.config.position == "learned":
             x = x + self.pos_embed[:T]

@@ -125,3 +125,50 @@ def test_stdlib_corpus_is_the_sorted_files_train_then_validation():
     text = b"".join(f.read_bytes() for f in files)[:50_000]
     assert torch.cat((corpus.train, corpus.val)).numpy().tobytes() == text
     assert len(corpus.val) == round(0.1 * len(text))
+
+
+@pytest.mark.parametrize("kwargs, pattern", [
+    (dict(offset=32), r"offset must be in 1 … seq_len − 1 = 31, got offset=32"),  # wrote NaN accuracies, exit 0
+    (dict(steps=0), r"steps must be a positive integer, got steps=0"),  # UnboundLocalError: 'loss'
+    (dict(eval_batches=0), r"eval_batches must be a positive integer"),  # ZeroDivisionError
+    (dict(heads=3), r"dim / heads must be an even integer .* got dim=64, heads=3"),  # blamed Rotation: head_dim=21
+])
+def test_lrpe_recall_config_refuses_what_would_fail_or_write_nan(kwargs, pattern):
+    from ropebook.experiments import lrpe_recall
+
+    with pytest.raises(ValueError, match=pattern):
+        lrpe_recall.TaskConfig(**kwargs)
+
+
+def test_lrpe_recall_command_refuses_before_training_and_makes_its_folder(tmp_path, monkeypatch):
+    from ropebook.experiments import lrpe_recall
+
+    out = tmp_path / "new" / "copy.json"
+    with pytest.raises(ValueError, match=r"offset must be in 1 … seq_len − 1"):
+        lrpe_recall.main(["--offsets", "1", "32", "--steps", "1", "--out", str(out)])
+    assert not out.parent.exists()  # refused before anything: no folder, no training
+    monkeypatch.setattr(lrpe_recall, "run", lambda cfg, encodings, seeds: {"config": {"offset": cfg.offset}})
+    assert lrpe_recall.main(["--offsets", "1", "--steps", "1", "--seeds", "0", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["by_offset"]["1"]["config"]["offset"] == 1  # the missing folder was made
+
+
+def test_offset_model_checks_its_inputs():
+    """A (1,) marker_pos broadcast over the batch and a negative one wrapped round, silently; offset_accuracy scored
+    a model on another task's tokens (0.46 for a 6-token model asked about 3)."""
+    from ropebook.experiments import offset_task
+
+    model = offset_task.OffsetModel(4, 16)
+    tokens = torch.zeros(2, 6, dtype=torch.long)
+    for marker_pos, pattern in ((torch.tensor([0]), r"marker_pos must be integers of shape \(B,\)=\(2,\)"),
+                                (torch.tensor([0, -1]), r"marker_pos must lie in \[0, T = 6\), got values in \[-1, 0\]"),
+                                (torch.tensor([0, 6]), r"marker_pos must lie in \[0, T = 6\)")):
+        for call in (model, model.marker_attention):
+            with pytest.raises(ValueError, match=pattern):
+                call(tokens, marker_pos)
+    with pytest.raises(ValueError, match=r"tokens must lie in \[0, n_content \+ 2 = 6\), got values in \[0, 6\]"):
+        model(torch.tensor([[0, 6]]), torch.tensor([0]))
+    with pytest.raises(ValueError, match=r"offset_accuracy: n_content must be the model's, 6, got n_content=3"):
+        offset_task.offset_accuracy(offset_task.constructed_offset_model(6), n_content=3, seq_len=16, seed=0)
+    with pytest.raises(ValueError, match=r"OffsetModel: n_content must be a positive integer"):
+        offset_task.OffsetModel(0, 16)
+    assert model(tokens, torch.tensor([0, 5])).shape == (2, 4)

@@ -106,3 +106,32 @@ def test_bad_config_raises_with_names_and_values(kw, message):
 def test_too_long_sequence_raises():
     with pytest.raises(ValueError, match=r"max_seq_len=16, got idx.shape=\(1, 17\)"):
         _model("rope")(torch.zeros(1, 17, dtype=torch.long))
+
+
+def test_empty_input_and_out_of_range_targets_are_refused():
+    """No tokens gave a NaN loss; a target of 16 (vocab 16) failed inside cross_entropy, and −100 was read as
+    cross_entropy's "ignore" and gave a NaN loss when every target was −100."""
+    m = TinyLM(ModelConfig(vocab_size=16, dim=32, n_layers=1, n_heads=2, max_seq_len=8))
+    idx = torch.zeros(2, 4, dtype=torch.long)
+    for empty in (torch.zeros(2, 0, dtype=torch.long), torch.zeros(0, 4, dtype=torch.long)):
+        with pytest.raises(ValueError, match=r"idx must hold at least one sequence of at least one token"):
+            m(empty, empty)
+    for value in (16, -1, -100):
+        with pytest.raises(ValueError, match=rf"targets must hold tokens in \[0, vocab_size=16\), got values in \[{value}, {value}\]"):
+            m(idx, torch.full((2, 4), value))
+    assert torch.isfinite(m(idx, torch.full((2, 4), 15))[1])
+
+
+def test_data_edge_cases():
+    """validation_windows indexed past the end beyond 2^24 tokens (float32 linspace rounds up); stdlib_corpus
+    could return an empty training split."""
+    import numpy as np
+
+    from ropebook.data import stdlib_corpus, validation_windows
+
+    x, y = validation_windows(torch.zeros(2**25, dtype=torch.uint8), 3, 4)
+    assert x.shape == y.shape == (3, 4)
+    assert validation_windows(torch.arange(100), 3, 4)[0][:, 0].tolist() == [0, 47, 95]  # the windows runs used
+    corpus = stdlib_corpus(max_bytes=3, val_fraction=0.9)
+    assert len(corpus.train) >= 1 and len(corpus.val) >= 1 and len(corpus.train) + len(corpus.val) == 3
+    assert len(stdlib_corpus(max_bytes=np.int64(1000)).val) == 100

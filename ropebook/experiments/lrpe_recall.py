@@ -25,12 +25,14 @@ import platform
 import sys
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ropebook import lrpe
+from ropebook._validate import _check_positive_int, _check_positive_number
 from ropebook.attention import linear_attention
 
 __all__ = ["ENCODINGS", "TaskConfig", "make_encoding", "CopyModel", "copy_batch", "train_one", "run", "main"]
@@ -51,6 +53,18 @@ class TaskConfig:
     batch_size: int = 32
     lr: float = 3e-3
     eval_batches: int = 8  # held-out batches (a fixed generator) for the accuracy
+
+    def __post_init__(self):
+        fn = "TaskConfig"
+        for name in ("vocab", "seq_len", "dim", "heads", "steps", "batch_size", "eval_batches"):
+            _check_positive_int(fn, getattr(self, name), name)
+        _check_positive_int(fn, self.offset, "offset")
+        if self.offset >= self.seq_len:  # no position t ≥ offset would have a target
+            raise ValueError(f"{fn}: offset must be in 1 … seq_len − 1 = {self.seq_len - 1}, got offset={self.offset}")
+        if self.dim % self.heads or (self.dim // self.heads) % 2:
+            raise ValueError(f"{fn}: dim / heads must be an even integer (the head dimension RoPE rotates in pairs), "
+                             f"got dim={self.dim}, heads={self.heads}")
+        _check_positive_number(fn, self.lr, "lr")
 
 
 def make_encoding(name: str, head_dim: int, *, base: float = 100.0) -> nn.Module | None:
@@ -159,11 +173,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--encodings", nargs="+", default=list(ENCODINGS), choices=ENCODINGS)
     parser.add_argument("--out", default="book/data/lrpe_recall.json")
     args = parser.parse_args(argv)
+    configs = [TaskConfig(offset=offset, steps=args.steps) for offset in args.offsets]  # refused before any training
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)  # not after minutes of training
     results = {"command": "python -m ropebook.experiments.lrpe_recall " + " ".join(argv if argv is not None else sys.argv[1:]),
                "torch": torch.__version__, "machine": platform.machine(), "by_offset": {}}
-    for offset in args.offsets:
-        cfg = TaskConfig(offset=offset, steps=args.steps)
-        results["by_offset"][str(offset)] = run(cfg, encodings=args.encodings, seeds=args.seeds)
+    for cfg in configs:
+        results["by_offset"][str(cfg.offset)] = run(cfg, encodings=args.encodings, seeds=args.seeds)
     with open(args.out, "w") as f:
         json.dump(results, f, indent=1)
         f.write("\n")

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ropebook._validate import _check_positive_int
 from ropebook.crope import CRoPEAttention, RoPEAttention
 from ropebook.data import next_token_task
 
@@ -43,19 +44,40 @@ class OffsetModel(nn.Module):
         super().__init__()
         if position not in ("crope", "rope", "none"):
             raise ValueError(f"OffsetModel: position must be 'crope', 'rope' or 'none', got position={position!r}")
+        _check_positive_int("OffsetModel", n_content, "n_content")
         self.n_content, self.position = n_content, position
         self.embed = nn.Embedding(n_content + 2, dim)
         attention = CRoPEAttention if position == "crope" else RoPEAttention
         self.attn = attention(dim, 1, base=base, rope=position != "none", causal=False)
         self.readout = nn.Linear(dim, n_content, bias=False)
 
+    def _check(self, fn: str, tokens, marker_pos) -> None:
+        """tokens (B, T) in [0, n_content + 2) and marker_pos (B,) in [0, T), integers: a (1,) marker_pos broadcast
+        over the batch, and a negative one wrapped round, silently."""
+        ok = isinstance(tokens, Tensor) and tokens.ndim == 2 and not tokens.is_floating_point() and tokens.dtype != torch.bool
+        if not ok:
+            got = f"tokens.shape={tuple(tokens.shape)}, dtype={tokens.dtype}" if isinstance(tokens, Tensor) else f"type(tokens)={type(tokens).__name__}"
+            raise ValueError(f"OffsetModel.{fn}: tokens must be integers of shape (B, T), got {got}")
+        B, T = tokens.shape
+        if not isinstance(marker_pos, Tensor) or marker_pos.shape != (B,) or marker_pos.is_floating_point():
+            got = f"marker_pos.shape={tuple(marker_pos.shape)}" if isinstance(marker_pos, Tensor) else f"type(marker_pos)={type(marker_pos).__name__}"
+            raise ValueError(f"OffsetModel.{fn}: marker_pos must be integers of shape (B,)=({B},), got {got}")
+        if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= self.n_content + 2):
+            raise ValueError(f"OffsetModel.{fn}: tokens must lie in [0, n_content + 2 = {self.n_content + 2}), "
+                             f"got values in [{int(tokens.min())}, {int(tokens.max())}]")
+        if marker_pos.numel() and (int(marker_pos.min()) < 0 or int(marker_pos.max()) >= T):
+            raise ValueError(f"OffsetModel.{fn}: marker_pos must lie in [0, T = {T}), "
+                             f"got values in [{int(marker_pos.min())}, {int(marker_pos.max())}]")
+
     def forward(self, tokens: Tensor, marker_pos: Tensor) -> Tensor:
+        self._check("forward", tokens, marker_pos)
         y = self.attn(self.embed(tokens))  # (B, T, D)
         at_marker = y[torch.arange(len(tokens)), marker_pos]  # (B, D)
         return self.readout(at_marker)  # (B, n_content)
 
     def marker_attention(self, tokens: Tensor, marker_pos: Tensor) -> Tensor:
         """Attention weights of the marker's query over all positions, ``(B, T)``."""
+        self._check("marker_attention", tokens, marker_pos)
         scores = self.attn.scores(self.embed(tokens))[:, 0]  # (B, T, T), head 0
         return scores[torch.arange(len(tokens)), marker_pos].softmax(-1)
 
@@ -104,6 +126,8 @@ def constructed_offset_model(n_content: int, *, sharpness: float = 100.0, gain: 
 @torch.no_grad()
 def offset_accuracy(model: OffsetModel, *, n_content: int, seq_len: int, seed: int, n: int = 512) -> float:
     """Fraction of ``n`` fresh task sequences (seeded) whose answer is the model's top logit."""
+    if n_content != model.n_content:  # another task: its tokens mean other things to the model
+        raise ValueError(f"offset_accuracy: n_content must be the model's, {model.n_content}, got n_content={n_content}")
     tokens, pos, answer = next_token_task(n, seq_len, n_content, generator=torch.Generator().manual_seed(seed))
     return float((model(tokens, pos).argmax(-1) == answer).float().mean())
 

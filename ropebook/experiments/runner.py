@@ -66,6 +66,10 @@ class RunConfig:
                 raise ValueError(f"RunConfig: {name} must be a positive integer, got {name}={value!r}")
         if not self.seeds:
             raise ValueError(f"RunConfig: seeds must be non-empty, got seeds={self.seeds!r}")
+        for name in ("positions", "seeds"):  # a repeated run would count as an independent seed in the summary
+            values = list(getattr(self, name))
+            if len(set(values)) != len(values):
+                raise ValueError(f"RunConfig: {name} must not repeat, got {name}={getattr(self, name)!r}")
 
     def model_config(self, position: str, vocab_size: int = 256) -> ModelConfig:
         return ModelConfig(vocab_size=vocab_size, dim=self.dim, n_layers=self.n_layers, n_heads=self.n_heads,
