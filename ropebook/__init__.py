@@ -6,12 +6,17 @@ The package behind the book of the same name. Every page imports it as
 Public names are re-exported here; each lives in a module that holds one idea:
 
 - ``rope``       frequencies, angles, ``apply_rope`` in both layouts, the complex form
+- ``rotary``     ``RotaryEmbedding`` (a module with a cos/sin cache) and the layout permutation of weights
 - ``scaling``    context-extension rules (PI, NTK-aware, dynamic NTK, YaRN, Llama 3, LongRoPE)
 - ``reference``  slow, obviously correct numpy versions (the oracle)
 - ``symbolic``   sympy helpers for the derivation chapters
-- ``checks``     exercise checkers
+- ``positions``  the encodings before RoPE: sinusoidal, learned, Shaw et al., T5 buckets, ALiBi
+- ``attention``  softmax and linear attention with a relative encoding; ``lrpe``, the LRPE family
+- ``crope``      complex-linear projections and attention; ``model`` and ``data``, a small GPT and its bytes
 - ``decay``      long-term decay: the RoFormer bound, random-score statistics, Men et al.'s base bound
-- ``plotting``   figures; ``widgets`` wraps them
+- ``checks``     exercise checkers
+- ``plotting``   figures; ``widgets`` wraps them (imported on first use: it needs ipywidgets)
+- ``kernels``    the fused Triton kernel and its benchmark (``import ropebook.kernels``; needs Triton to run)
 """
 
 from ropebook import reference, scaling
@@ -57,5 +62,8 @@ def __getattr__(name: str):
     if name == "widgets":
         import importlib
 
-        return importlib.import_module("ropebook.widgets")
+        try:
+            return importlib.import_module("ropebook.widgets")
+        except ModuleNotFoundError as err:  # hasattr(rb, "widgets") is then False, not an import error
+            raise AttributeError(f"ropebook.widgets needs ipywidgets, which is not installed ({err})") from err
     raise AttributeError(f"module 'ropebook' has no attribute {name!r}")

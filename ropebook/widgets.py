@@ -161,7 +161,7 @@ def decay_explorer(*, live: bool = False, bases=(1e2, 1e3, 1e4, 1e5, 1e6), dims=
     Wraps :func:`ropebook.plotting.decay_curves`.
     """
     def render(base, dim, distance):
-        return decay_curves(dim=int(dim), base=float(base), max_distance=float(distance), normalise=True,
+        return decay_curves(dim=dim, base=float(base), max_distance=float(distance), normalise=True,
                             show_ones=True, n_points=512, width=5.6, height=3.0)
 
     if live:
@@ -204,7 +204,7 @@ def frequency_explorer(*, live: bool = False, bases=(1e2, 1e3, 1e4, 1e5, 1e6), d
     Wraps :func:`ropebook.plotting.wavelengths`.
     """
     def render(base, dim):
-        return wavelengths(dims=(int(dim),), bases=(float(base),), context_length=context_length, width=5.6, height=3.0)
+        return wavelengths(dims=(dim,), bases=(float(base),), context_length=context_length, width=5.6, height=3.0)
 
     margins = dict(left=0.13, right=0.97, bottom=0.16, top=0.96)
     if live:

@@ -144,3 +144,11 @@ def test_decay_explorer_frames_weigh_under_two_megabytes():
     assert len(pngs) == 4
     # base64 in the page adds a third; the default grid has 40 frames
     assert np.mean(pngs) * 4 / 3 * 40 < 2e6, np.mean(pngs)
+
+
+def test_explorers_refuse_a_fractional_head_dimension():
+    """int(dim) turned 16.5 into 16: the slider said 16.5 over a figure for d = 16."""
+    for explorer, pattern in ((rb.widgets.decay_explorer, r"dim must be a positive even integer, got dim=16\.5"),
+                              (rb.widgets.frequency_explorer, r"dims must be a positive even integer, got dims=\(16\.5,\)")):
+        with pytest.raises(ValueError, match=pattern):
+            explorer(dims=(16.5,))
