@@ -172,3 +172,12 @@ def test_offset_model_checks_its_inputs():
     with pytest.raises(ValueError, match=r"OffsetModel: n_content must be a positive integer"):
         offset_task.OffsetModel(0, 16)
     assert model(tokens, torch.tensor([0, 5])).shape == (2, 4)
+
+
+@pytest.mark.parametrize("kwargs, name", [(dict(seeds=(0, 0)), "seeds"), (dict(positions=("rope", "rope")), "positions")])
+def test_compare_refuses_repeated_runs(kwargs, name):
+    """`compare --seeds 0 0` ran twice and the summary took the copies as independent seeds (std over equal runs)."""
+    from ropebook.experiments.runner import RunConfig
+
+    with pytest.raises(ValueError, match=rf"RunConfig: {name} must not repeat, got {name}="):
+        RunConfig(**kwargs)
