@@ -17,6 +17,8 @@ Public names are re-exported here; each lives in a module that holds one idea:
 - ``checks``     exercise checkers
 - ``plotting``   figures; ``widgets`` wraps them (imported on first use: it needs ipywidgets)
 - ``kernels``    the fused Triton kernel and its benchmark (``import ropebook.kernels``; needs Triton to run)
+- ``bench``, ``bench_decay``, ``bench_linear``, ``experiments``: command-line benchmarks and training runs
+  (``python -m ropebook.bench ...``), imported by name
 """
 
 from ropebook import reference, scaling
@@ -65,5 +67,7 @@ def __getattr__(name: str):
         try:
             return importlib.import_module("ropebook.widgets")
         except ModuleNotFoundError as err:  # hasattr(rb, "widgets") is then False, not an import error
+            if err.name != "ipywidgets":
+                raise
             raise AttributeError(f"ropebook.widgets needs ipywidgets, which is not installed ({err})") from err
     raise AttributeError(f"module 'ropebook' has no attribute {name!r}")

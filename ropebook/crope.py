@@ -135,7 +135,7 @@ class _Attention(nn.Module):
         if not x.is_floating_point():
             raise ValueError(f"{type(self).__name__}.{fn}: x must be floating-point, got x.dtype={x.dtype}")
         weight = self.out_proj.weight
-        if x.dtype != weight.dtype:
+        if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):  # autocast casts per op
             raise ValueError(f"{type(self).__name__}.{fn}: x must have the weights' dtype {weight.dtype} (convert the "
                              f"module with .to(dtype), or x), got x.dtype={x.dtype}")
 

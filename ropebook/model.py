@@ -128,8 +128,10 @@ class TinyLM(nn.Module):
     def forward(self, idx: Tensor, targets: Tensor | None = None):
         _check_tokens("idx", idx, (torch.int64, torch.int32), None, self.config.vocab_size)  # what nn.Embedding takes
         B, T = idx.shape
-        if B == 0 or T == 0:  # the mean loss over no tokens is NaN
-            raise ValueError(f"TinyLM: idx must hold at least one sequence of at least one token, got idx.shape={tuple(idx.shape)}")
+        if targets is not None and (B == 0 or T == 0):  # the mean loss over no tokens is NaN (logits alone are fine:
+            # a process of a distributed validation can get no windows)
+            raise ValueError(f"TinyLM: with targets, idx must hold at least one sequence of at least one token, "
+                             f"got idx.shape={tuple(idx.shape)}")
         if T > self.config.max_seq_len:
             raise ValueError(f"TinyLM: sequence length must be at most max_seq_len={self.config.max_seq_len}, got idx.shape={tuple(idx.shape)}")
         if targets is not None:

@@ -263,3 +263,5 @@ def test_attention_takes_one_row_of_positions_per_sequence(cls):
     with pytest.raises(ValueError, match=rf"{cls.__name__}.forward: x must have the weights' dtype torch.float32 .* got x.dtype=torch.float64"):
         m(x.double())
     assert cls(16, np.int64(2)).n_heads == 2
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast casts per op: bf16 in is not a mismatch there
+        assert m(x.bfloat16()).shape == x.shape

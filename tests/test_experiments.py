@@ -128,7 +128,7 @@ def test_stdlib_corpus_is_the_sorted_files_train_then_validation():
 
 
 @pytest.mark.parametrize("kwargs, pattern", [
-    (dict(offset=32), r"offset must be in 1 … seq_len − 1 = 31, got offset=32"),  # wrote NaN accuracies, exit 0
+    (dict(offset=32), r"offset must be an integer in 0 … seq_len − 1 = 31, got offset=32"),  # wrote NaN accuracies, exit 0
     (dict(steps=0), r"steps must be a positive integer, got steps=0"),  # UnboundLocalError: 'loss'
     (dict(eval_batches=0), r"eval_batches must be a positive integer"),  # ZeroDivisionError
     (dict(heads=3), r"dim / heads must be an even integer .* got dim=64, heads=3"),  # blamed Rotation: head_dim=21
@@ -140,11 +140,17 @@ def test_lrpe_recall_config_refuses_what_would_fail_or_write_nan(kwargs, pattern
         lrpe_recall.TaskConfig(**kwargs)
 
 
+def test_lrpe_recall_copies_the_current_token_at_offset_zero():
+    from ropebook.experiments import lrpe_recall
+
+    assert lrpe_recall.TaskConfig(offset=0).offset == 0  # a trivial task, but a task
+
+
 def test_lrpe_recall_command_refuses_before_training_and_makes_its_folder(tmp_path, monkeypatch):
     from ropebook.experiments import lrpe_recall
 
     out = tmp_path / "new" / "copy.json"
-    with pytest.raises(ValueError, match=r"offset must be in 1 … seq_len − 1"):
+    with pytest.raises(ValueError, match=r"offset must be an integer in 0 … seq_len − 1"):
         lrpe_recall.main(["--offsets", "1", "32", "--steps", "1", "--out", str(out)])
     assert not out.parent.exists()  # refused before anything: no folder, no training
     monkeypatch.setattr(lrpe_recall, "run", lambda cfg, encodings, seeds: {"config": {"offset": cfg.offset}})
@@ -159,7 +165,7 @@ def test_offset_model_checks_its_inputs():
 
     model = offset_task.OffsetModel(4, 16)
     tokens = torch.zeros(2, 6, dtype=torch.long)
-    for marker_pos, pattern in ((torch.tensor([0]), r"marker_pos must be integers of shape \(B,\)=\(2,\)"),
+    for marker_pos, pattern in ((torch.tensor([0]), r"marker_pos must be int64 or int32 of shape \(B,\)=\(2,\)"),
                                 (torch.tensor([0, -1]), r"marker_pos must lie in \[0, T = 6\), got values in \[-1, 0\]"),
                                 (torch.tensor([0, 6]), r"marker_pos must lie in \[0, T = 6\)")):
         for call in (model, model.marker_attention):
@@ -171,6 +177,11 @@ def test_offset_model_checks_its_inputs():
         offset_task.offset_accuracy(offset_task.constructed_offset_model(6), n_content=3, seq_len=16, seed=0)
     with pytest.raises(ValueError, match=r"OffsetModel: n_content must be a positive integer"):
         offset_task.OffsetModel(0, 16)
+    for bad in (torch.tensor([True, False]), torch.tensor([0, 1], dtype=torch.uint8)):  # an index of these is a mask
+        with pytest.raises(ValueError, match=r"marker_pos must be int64 or int32 of shape \(B,\)=\(2,\)"):
+            model(tokens, bad)
+    with pytest.raises(ValueError, match=r"tokens must be int64 or int32 of shape \(B, T\)"):
+        model(tokens.to(torch.uint8), torch.tensor([0, 1]))
     assert model(tokens, torch.tensor([0, 5])).shape == (2, 4)
 
 

@@ -114,12 +114,14 @@ def test_empty_input_and_out_of_range_targets_are_refused():
     m = TinyLM(ModelConfig(vocab_size=16, dim=32, n_layers=1, n_heads=2, max_seq_len=8))
     idx = torch.zeros(2, 4, dtype=torch.long)
     for empty in (torch.zeros(2, 0, dtype=torch.long), torch.zeros(0, 4, dtype=torch.long)):
-        with pytest.raises(ValueError, match=r"idx must hold at least one sequence of at least one token"):
+        with pytest.raises(ValueError, match=r"with targets, idx must hold at least one sequence of at least one token"):
             m(empty, empty)
     for value in (16, -1, -100):
         with pytest.raises(ValueError, match=rf"targets must hold tokens in \[0, vocab_size=16\), got values in \[{value}, {value}\]"):
             m(idx, torch.full((2, 4), value))
     assert torch.isfinite(m(idx, torch.full((2, 4), 15))[1])
+    # logits alone of no windows are fine: a process of a distributed validation can be handed none
+    assert m(torch.zeros(0, 4, dtype=torch.long))[0].shape == (0, 4, 16)
 
 
 def test_data_edge_cases():

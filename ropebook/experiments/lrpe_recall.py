@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ropebook import lrpe
-from ropebook._validate import _check_positive_int, _check_positive_number
+from ropebook._validate import _check_positive_int, _check_positive_number, _is_int
 from ropebook.attention import linear_attention
 
 __all__ = ["ENCODINGS", "TaskConfig", "make_encoding", "CopyModel", "copy_batch", "train_one", "run", "main"]
@@ -58,9 +58,8 @@ class TaskConfig:
         fn = "TaskConfig"
         for name in ("vocab", "seq_len", "dim", "heads", "steps", "batch_size", "eval_batches"):
             _check_positive_int(fn, getattr(self, name), name)
-        _check_positive_int(fn, self.offset, "offset")
-        if self.offset >= self.seq_len:  # no position t ≥ offset would have a target
-            raise ValueError(f"{fn}: offset must be in 1 … seq_len − 1 = {self.seq_len - 1}, got offset={self.offset}")
+        if not _is_int(self.offset) or not 0 <= self.offset < self.seq_len:  # else no position t ≥ offset has a target
+            raise ValueError(f"{fn}: offset must be an integer in 0 … seq_len − 1 = {self.seq_len - 1}, got offset={self.offset!r}")
         if self.dim % self.heads or (self.dim // self.heads) % 2:
             raise ValueError(f"{fn}: dim / heads must be an even integer (the head dimension RoPE rotates in pairs), "
                              f"got dim={self.dim}, heads={self.heads}")

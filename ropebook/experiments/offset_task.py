@@ -54,14 +54,17 @@ class OffsetModel(nn.Module):
     def _check(self, fn: str, tokens, marker_pos) -> None:
         """tokens (B, T) in [0, n_content + 2) and marker_pos (B,) in [0, T), integers: a (1,) marker_pos broadcast
         over the batch, and a negative one wrapped round, silently."""
-        ok = isinstance(tokens, Tensor) and tokens.ndim == 2 and not tokens.is_floating_point() and tokens.dtype != torch.bool
+        ints = (torch.int64, torch.int32)  # what nn.Embedding and indexing take (a bool or uint8 index is a mask)
+        ok = isinstance(tokens, Tensor) and tokens.ndim == 2 and tokens.dtype in ints
         if not ok:
             got = f"tokens.shape={tuple(tokens.shape)}, dtype={tokens.dtype}" if isinstance(tokens, Tensor) else f"type(tokens)={type(tokens).__name__}"
-            raise ValueError(f"OffsetModel.{fn}: tokens must be integers of shape (B, T), got {got}")
+            raise ValueError(f"OffsetModel.{fn}: tokens must be int64 or int32 of shape (B, T), got {got}")
         B, T = tokens.shape
-        if not isinstance(marker_pos, Tensor) or marker_pos.shape != (B,) or marker_pos.is_floating_point():
+        if not isinstance(marker_pos, Tensor) or marker_pos.shape != (B,) or marker_pos.dtype not in ints:
             got = f"marker_pos.shape={tuple(marker_pos.shape)}" if isinstance(marker_pos, Tensor) else f"type(marker_pos)={type(marker_pos).__name__}"
-            raise ValueError(f"OffsetModel.{fn}: marker_pos must be integers of shape (B,)=({B},), got {got}")
+            raise ValueError(f"OffsetModel.{fn}: marker_pos must be int64 or int32 of shape (B,)=({B},), got {got}")
+        if tokens.device.type != "cpu" or torch.compiler.is_compiling():  # reading values would sync a GPU each step
+            return
         if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= self.n_content + 2):
             raise ValueError(f"OffsetModel.{fn}: tokens must lie in [0, n_content + 2 = {self.n_content + 2}), "
                              f"got values in [{int(tokens.min())}, {int(tokens.max())}]")
