@@ -219,8 +219,9 @@ def min_base(context_length: int, dim: int = 128, *, per_decade: int = 96, rtol:
     """
     fn = "min_base"
     L, dim = _check_context(fn, context_length), _check_dim(fn, dim)
-    if not (isinstance(rtol, float) and 0 < rtol < 0.5):
+    if not (isinstance(rtol, (float, np.floating)) and 0 < rtol < 0.5):
         raise ValueError(f"{fn}: rtol must be a float in (0, 0.5), got rtol={rtol!r}")
+    rtol = float(rtol)
     if not _validate._is_int(per_decade) or per_decade < 1:
         raise ValueError(f"{fn}: per_decade must be a positive integer, got per_decade={per_decade!r}")
     if isinstance(max_base, bool) or not isinstance(max_base, numbers.Real) or not max_base > 0:

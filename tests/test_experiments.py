@@ -192,3 +192,17 @@ def test_compare_refuses_repeated_runs(kwargs, name):
 
     with pytest.raises(ValueError, match=rf"RunConfig: {name} must not repeat, got {name}="):
         RunConfig(**kwargs)
+
+
+def test_configs_take_numpy_integers_and_write_python_ones():
+    """ModelConfig(dim=np.int64(32)) was refused although the rest of the package takes numpy integers; taken
+    as they are, they would break the JSON the runner writes."""
+    import numpy as np
+
+    from ropebook.model import ModelConfig
+
+    cfg = ModelConfig(dim=np.int64(32), n_heads=np.int32(2))
+    assert type(cfg.dim) is int and type(cfg.n_heads) is int
+    json.dumps(cfg.to_dict())
+    run = RunConfig(steps=np.int64(3), batch_size=np.int64(2))
+    assert type(run.steps) is int and type(run.batch_size) is int

@@ -37,7 +37,7 @@ def angle_errors(positions, errors: Mapping[str, object], *, floor: float = 1e-9
         raise ValueError(f"{fn}: positions must be a non-empty 1-D array, got shape {positions.shape}")
     if not errors:
         raise ValueError(f"{fn}: errors must map at least one label to an array, got {errors!r}")
-    if not (isinstance(floor, (int, float)) and floor > 0):
+    if isinstance(floor, bool) or not (isinstance(floor, (int, float, np.integer, np.floating)) and floor > 0):
         raise ValueError(f"{fn}: floor must be a positive number, got floor={floor!r}")
     fig, ax = new_figure(width=width, height=height)
     for j, (label, err) in enumerate(errors.items()):
