@@ -172,11 +172,12 @@ def _is_integer_tensor(value) -> bool:
     return isinstance(value, Tensor) and not (value.is_floating_point() or value.is_complex() or value.dtype == torch.bool)
 
 
-def _check_positive_int(fn: str, value, name: str, *, even: bool = False) -> None:
-    """An integer > 0 (numpy's too, never a bool); even, with ``even``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0 or (even and value % 2):
+def _check_positive_int(fn: str, value, name: str, *, even: bool = False) -> int:
+    """An integer > 0 (numpy's too, never a bool); even, with ``even``. Returns it as a Python int."""
+    if not _is_int(value) or value <= 0 or (even and value % 2):
         kind = "a positive even integer" if even else "a positive integer"
         raise ValueError(f"{fn}: {name} must be {kind}, got {name}={value!r}")
+    return int(value)
 
 
 def _check_positive_number(fn: str, value, name: str, *, optional: bool = False, zero: bool = False) -> None:

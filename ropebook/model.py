@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from ropebook.crope import CRoPEAttention, RoPEAttention
 from ropebook.positions import sinusoidal_encoding
-from ropebook._validate import _check_base, _is_int
+from ropebook._validate import _check_base, _check_positive_int
 
 __all__ = ["POSITIONS", "ModelConfig", "TinyLM"]
 
@@ -50,10 +50,8 @@ class ModelConfig:
         if self.position not in POSITIONS:
             raise ValueError(f"ModelConfig: position must be one of {POSITIONS}, got position={self.position!r}")
         for name in ("vocab_size", "dim", "n_layers", "n_heads", "max_seq_len", "mlp_ratio"):
-            value = getattr(self, name)
-            if not _is_int(value) or value <= 0:
-                raise ValueError(f"ModelConfig: {name} must be a positive integer, got {name}={value!r}")
-            object.__setattr__(self, name, int(value))  # a Python int: to_dict() goes to JSON, which has no np.int64
+            # a Python int: to_dict() goes to JSON, which has no np.int64
+            object.__setattr__(self, name, _check_positive_int("ModelConfig", getattr(self, name), name))
         object.__setattr__(self, "base", _check_base("ModelConfig", self.base))  # a float (numpy scalars too)
         if self.dim % (2 * self.n_heads):
             raise ValueError(f"ModelConfig: dim / n_heads must be an even integer, got dim={self.dim}, n_heads={self.n_heads}")

@@ -329,9 +329,9 @@ def _clip(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 30] + f" … ({len(text)} characters in all)"
 
 
-def hide_expected(result: CheckResult, description: str) -> CheckResult:
-    """``result`` with its ``expected:`` line replaced by ``description``, for a checker whose expected value is
-    the exercise's answer (a failed check must not hand it over).
+def hide_expected(result: CheckResult, description: str, *, label: str = "expected") -> CheckResult:
+    """``result`` with its ``expected:`` line replaced by ``label: description``, for a checker whose expected
+    value is the exercise's answer (a failed check must not hand it over).
 
     >>> wrong = CheckResult(False, "\\n".join(["✗ f: wrong", "  yours:    1", "  expected: 2"]))
     >>> print(hide_expected(wrong, "an even number"))
@@ -341,7 +341,8 @@ def hide_expected(result: CheckResult, description: str) -> CheckResult:
     """
     if result.passed:
         return result
-    lines = [f"  expected: {description}" if line.startswith("  expected:") else line for line in result.message.splitlines()]
+    lines = [f"  {label + ':':<10}{description}" if line.startswith("  expected:") else line
+             for line in result.message.splitlines()]
     return CheckResult(False, "\n".join(lines))
 
 

@@ -31,7 +31,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from ropebook._validate import _is_int
+from ropebook._validate import _check_positive_int
 from ropebook.crope import parameter_count
 from ropebook.data import Corpus, random_windows, stdlib_corpus, validation_windows
 from ropebook.model import POSITIONS, ModelConfig, TinyLM
@@ -62,10 +62,8 @@ class RunConfig:
         if bad or not self.positions:
             raise ValueError(f"RunConfig: positions must be a non-empty subset of {POSITIONS}, got positions={self.positions!r}")
         for name in ("steps", "batch_size", "seq_len", "eval_every", "val_windows"):
-            value = getattr(self, name)
-            if not _is_int(value) or value <= 0:
-                raise ValueError(f"RunConfig: {name} must be a positive integer, got {name}={value!r}")
-            object.__setattr__(self, name, int(value))  # a Python int: the config is written to JSON
+            # a Python int: the config is written to JSON
+            object.__setattr__(self, name, _check_positive_int("RunConfig", getattr(self, name), name))
         if not self.seeds:
             raise ValueError(f"RunConfig: seeds must be non-empty, got seeds={self.seeds!r}")
         for name in ("positions", "seeds"):  # a repeated run would count as an independent seed in the summary
