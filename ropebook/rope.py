@@ -59,6 +59,14 @@ def _positions(fn: str, x: Tensor, positions, offset) -> Tensor:
         positions = _as_tensor(fn, "positions", positions, x.device)
         _check_position_values(fn, "positions", positions)
         check_shape("positions", positions.shape)
+        if (positions.ndim == 2 and x.ndim >= 4 and 1 < x.shape[0] == x.shape[-3]
+                and tuple(positions.shape) == (x.shape[0], x.shape[-2])):
+            # Hugging Face's (B, T) position_ids for x of (B, H, T, D) with B == H: broadcasting reads one row
+            # per head, not per sequence, and the result would come out wrong without a word
+            raise ValueError(f"{fn}: positions.shape={tuple(positions.shape)} is ambiguous for x.shape={tuple(x.shape)}, "
+                             f"where x.shape[0] == x.shape[-3] == {x.shape[0]}: broadcasting reads one row per head; "
+                             f"pass positions[:, {', '.join(['None'] * (x.ndim - 3))}, :] for one row per sequence "
+                             f"(Hugging Face's position_ids), or positions[None] for one row per head")
     if isinstance(offset, Tensor):
         _check_position_values(fn, "offset", offset)
         check_shape("offset", offset.shape)

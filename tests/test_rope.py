@@ -83,6 +83,13 @@ BAD_INPUTS = {
     "offset per sequence, B == T": (lambda: rb.apply_rope(torch.zeros(3, 2, 3, 8), offset=torch.tensor([3, 5, 7])),
                                     ["offset.shape=(3,)", "ambiguous", "x.shape=(3, 2, 3, 8)", "offset[:, None, None]",
                                      "offset.view(1, 1, -1)"]),
+    # B == H: Hugging Face's (B, T) position_ids broadcast as one row per head, silently wrong
+    "positions (B, T), B == H": (lambda: rb.apply_rope(torch.zeros(3, 3, 5, 8), torch.arange(15).view(3, 5)),
+                                 ["positions.shape=(3, 5)", "ambiguous", "x.shape=(3, 3, 5, 8)", "positions[:, None, :]",
+                                  "positions[None]"]),
+    "module: positions (B, T), B == H": (
+        lambda: rb.RotaryEmbedding(8)(torch.zeros(2, 2, 5, 8), torch.zeros(2, 1, 5, 8), torch.arange(10).view(2, 5)),
+        ["positions.shape=(2, 5)", "ambiguous", "x.shape=(2, 2, 5, 8)", "positions[:, None, :]"]),
     "NaN offset": (lambda: rb.apply_rope(X, offset=math.nan), ["offset", "finite", "offset=nan"]),
     "NaN offset tensor": (lambda: rb.apply_rope(X, offset=torch.tensor(math.nan)), ["offset", "finite", "nan"]),
     "string offset": (lambda: rb.apply_rope(X, offset="3"), ["offset", "an int", "offset='3'"]),
@@ -191,6 +198,13 @@ def test_default_positions_offset_and_float_positions():
     row_offsets = torch.tensor([0, 10]).view(2, 1, 1)  # (B, 1, 1): one start per batch row
     y = rb.apply_rope(x, offset=row_offsets)
     torch.testing.assert_close(y[1], rb.apply_rope(x[1], offset=10))
+    # the two ways out the ambiguity message offers, for (B, T) positions with B == H
+    sq = torch.randn(3, 3, 5, 8)
+    pos = torch.tensor([[0, 1, 2, 3, 4], [7, 8, 9, 10, 11], [2, 4, 6, 8, 10]])
+    per_sequence, per_head = rb.apply_rope(sq, pos[:, None, :]), rb.apply_rope(sq, pos[None])
+    for i in range(3):
+        torch.testing.assert_close(per_sequence[i], rb.apply_rope(sq[i], pos[i]))
+        torch.testing.assert_close(per_head[:, i], rb.apply_rope(sq[:, i], pos[i]))
     half = reference.apply_rope_reference(x, np.arange(5) * 0.5)
     np.testing.assert_allclose(rb.apply_rope(x, torch.arange(5) * 0.5).numpy(), half, atol=1e-6)
 
