@@ -9,10 +9,13 @@ Chapter: ``ch-linear-attention``.
 from __future__ import annotations
 
 from itertools import cycle  # more series than colours: the colours repeat, no series is dropped
+from typing import Mapping, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
 
+from ropebook._validate import _check_positive_number, _short_repr
+from ropebook.plotting._checks import _array, _mapping, _real_number, _require_keys
 from ropebook.plotting._style import COLORS, new_figure
 
 __all__ = ["plot_attention_times", "plot_weight_rows", "plot_offset_scores", "plot_copy_results"]
@@ -28,14 +31,27 @@ def plot_attention_times(result: dict, *, crossover: int | None = None) -> Figur
     >>> fig.axes[0].get_xscale()
     'log'
     """
-    T = np.asarray(result["lengths"], dtype=float)
+    fn = "plot_attention_times"
+    _require_keys(fn, "result", result, ("lengths",))
+    series = [name for name in ("linear", "softmax", "sdpa") if name in result]
+    if not series:
+        raise ValueError(f"{fn}: result must have at least one of the keys 'linear', 'softmax', 'sdpa', "
+                         f"got keys {sorted(map(str, result))}")
+    T = _array(fn, "result['lengths']", result["lengths"], positive=True)  # log axes: T > 0
+    times = {}
+    for name in series:
+        times[name] = _array(fn, f"result[{name!r}]", result[name], positive=True)
+        if times[name].shape != T.shape:
+            raise ValueError(f"{fn}: result[{name!r}] must have one time per length, len(result['lengths'])={len(T)}, "
+                             f"got shape={times[name].shape}")
+    _check_positive_number(fn, crossover, "crossover", optional=True)
     fig, ax = new_figure()
     for name, color, label, slope in (("linear", COLORS[0], "linear attention (chunked, O(T))", 1),
                                       ("softmax", COLORS[1], "softmax attention, reference (T×T, O(T²))", 2),
                                       ("sdpa", COLORS[2], "softmax attention, PyTorch's fused SDPA", None)):
         if name not in result:
             continue
-        t = np.asarray(result[name]) * 1e3
+        t = times[name] * 1e3
         ax.plot(T, t, "o-", color=color, label=label)
         if slope is not None:
             ax.plot(T, t[-1] * (T / T[-1]) ** slope, ":", color=color, alpha=0.7, label=f"slope {slope} guide")
@@ -55,10 +71,17 @@ def plot_weight_rows(keys, rows: dict) -> Figure:
     >>> len(fig.axes[0].lines)
     3
     """
+    fn = "plot_weight_rows"
+    x = _array(fn, "keys", keys)
+    _mapping(fn, "rows", rows)
+    checked = {}
+    for label, w in rows.items():
+        w = checked[label] = _array(fn, f"rows[{label!r}]", w, nonempty=False)
+        if w.shape != x.shape:
+            raise ValueError(f"{fn}: rows[{label!r}] must have one value per key, len(keys)={len(x)}, got shape={w.shape}")
     fig, ax = new_figure()
-    for (label, w), color in zip(rows.items(), cycle(COLORS)):
-        w = np.asarray(w, dtype=float)
-        ax.plot(list(keys), w, ".-", color=color, label=f"{label} (row sum {w.sum():.3f})")
+    for (label, w), color in zip(checked.items(), cycle(COLORS)):
+        ax.plot(x, w, ".-", color=color, label=f"{label} (row sum {w.sum():.3f})")
     ax.axhline(0, color="black", lw=0.8)
     ax.set(xlabel="key position n", ylabel="weight $a_{mn}$")
     ax.legend(fontsize=8, frameon=False)
@@ -72,11 +95,20 @@ def plot_offset_scores(offsets, scores: dict) -> Figure:
     >>> len(fig.axes)
     2
     """
+    fn = "plot_offset_scores"
+    x = _array(fn, "offsets", offsets)
+    _mapping(fn, "scores", scores)
+    checked = {}
+    for label, s in scores.items():
+        s = checked[label] = _array(fn, f"scores[{label!r}]", s, nonempty=False)
+        if s.shape != x.shape:
+            raise ValueError(f"{fn}: scores[{label!r}] must have one score per offset, len(offsets)={len(x)}, "
+                             f"got shape={s.shape}")
     n = len(scores)
     fig, axes = new_figure(n, 1, width=6.4, height=1.5 * n + 0.6, sharex=True)
     axes = np.atleast_1d(axes)
-    for ax, (label, s), color in zip(axes, scores.items(), cycle(COLORS)):
-        ax.plot(list(offsets), np.asarray(s, dtype=float), color=color, lw=1.2)
+    for ax, (label, s), color in zip(axes, checked.items(), cycle(COLORS)):
+        ax.plot(x, s, color=color, lw=1.2)
         ax.set_ylabel(label, fontsize=9)
     axes[-1].set_xlabel("offset Δ = n − m")
     return fig
@@ -92,7 +124,31 @@ def plot_copy_results(results: dict, *, names: dict | None = None) -> Figure:
     >>> len(plot_copy_results(run).axes)
     1
     """
-    by_offset = results["by_offset"] if "by_offset" in results else {str(results["config"]["offset"]): results}
+    fn = "plot_copy_results"
+    _mapping(fn, "results", results)
+    if "by_offset" in results:
+        by_offset = _mapping(fn, "results['by_offset']", results["by_offset"])
+        where = {offset: f"results['by_offset'][{offset!r}]" for offset in by_offset}
+    else:
+        _require_keys(fn, "results", results, ("config", "runs", "chance"))
+        _require_keys(fn, "results['config']", results["config"], ("offset",))
+        by_offset = {str(results["config"]["offset"]): results}
+        where = {offset: "results" for offset in by_offset}
+    for offset, run in by_offset.items():
+        _require_keys(fn, where[offset], run, ("runs", "chance"))
+        chance = _real_number(fn, f"{where[offset]}['chance']", run["chance"])
+        if not 0 <= chance <= 1:
+            raise ValueError(f"{fn}: {where[offset]}['chance'] must be an accuracy in [0, 1], got {chance!r}")
+        if isinstance(run["runs"], (str, bytes, Mapping)) or not isinstance(run["runs"], Sequence) or not run["runs"]:
+            raise ValueError(f"{fn}: {where[offset]}['runs'] must be a non-empty list of runs, "
+                             f"got {where[offset]}['runs']={_short_repr(run['runs'])}")
+        for i, r in enumerate(run["runs"]):
+            _require_keys(fn, f"{where[offset]}['runs'][{i}]", r, ("encoding", "accuracy"))
+            acc = _real_number(fn, f"{where[offset]}['runs'][{i}]['accuracy']", r["accuracy"])
+            if not 0 <= acc <= 1:
+                raise ValueError(f"{fn}: {where[offset]}['runs'][{i}]['accuracy'] must be in [0, 1], got {acc!r}")
+    if names is not None:
+        _mapping(fn, "names", names, nonempty=False)
     names = names or {}
     fig, axes = new_figure(1, len(by_offset), width=3.4 * len(by_offset) + 0.6, height=3.4, sharey=True)
     axes = np.atleast_1d(axes)

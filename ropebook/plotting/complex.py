@@ -36,7 +36,15 @@ def complex_product(z: complex, w: complex) -> Figure:
     >>> "arg(zw)" in fig.axes[0].get_title()
     True
     """
-    z, w = complex(z), complex(w)
+    given = {"z": z, "w": w}
+    for name, value in given.items():  # complex("1+2j") parses a str, complex(True) is 1: neither is meant here
+        if isinstance(value, (str, bytes, bool, np.bool_)) or not hasattr(value, "__complex__") and not hasattr(value, "__float__"):
+            raise ValueError(f"complex_product: {name} must be a complex number (or a real one), "
+                             f"got {name}={value!r} (a {type(value).__name__})")
+    try:
+        z, w = complex(z), complex(w)
+    except (TypeError, ValueError) as err:  # a tensor of several elements, say
+        raise ValueError(f"complex_product: z and w must be complex numbers, got z={z!r}, w={w!r}") from err
     for name, value in (("z", z), ("w", w)):
         if value == 0 or not (math.isfinite(value.real) and math.isfinite(value.imag)):
             raise ValueError(f"complex_product: {name} must be a finite nonzero complex number, got {name}={value!r}")

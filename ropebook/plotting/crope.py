@@ -7,13 +7,18 @@ from __future__ import annotations
 
 from collections import defaultdict
 from itertools import cycle  # more series than colours: the colours repeat, no series is dropped
+from typing import Mapping, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
 
+from ropebook._validate import _check_positive_int, _check_positive_number, _short_repr
+from ropebook.plotting._checks import _array, _mapping, _real_number, _require_keys
 from ropebook.plotting._style import COLORS, new_figure
 
 __all__ = ["offset_task_figure", "comparison_figure", "summarize_comparison"]
+
+_RUN_KEYS = ("position", "seed", "parameters", "final_val_loss", "val_steps", "val_loss", "train_loss")
 
 
 def offset_task_figure(losses: dict, attention: dict, *, chance: float | None = None) -> Figure:
@@ -28,6 +33,25 @@ def offset_task_figure(losses: dict, attention: dict, *, chance: float | None = 
     >>> len(fig.axes)
     2
     """
+    fn = "offset_task_figure"
+    _mapping(fn, "losses", losses)
+    losses = {label: _array(fn, f"losses[{label!r}]", curve, nonnegative=True) for label, curve in losses.items()}
+    _mapping(fn, "attention", attention)
+    bars = {}
+    for label, pair in attention.items():
+        name = f"attention[{label!r}]"
+        if isinstance(pair, (str, bytes, Mapping)) or not isinstance(pair, Sequence) or len(pair) != 2:
+            raise ValueError(f"{fn}: {name} must be a pair (offsets, weights), got {name}={_short_repr(pair)}")
+        offsets = _array(fn, f"{name}[0]", pair[0])  # the offsets
+        weights = _array(fn, f"{name}[1]", pair[1], nonnegative=True)  # the weights
+        if weights.shape != offsets.shape:
+            raise ValueError(f"{fn}: {name}[1] must have one weight per offset, len({name}[0])={len(offsets)}, "
+                             f"got shape={weights.shape}")
+        if weights.max() > 1 + 1e-6:  # the axis stops at 1.05: a larger value would be cut off unseen
+            raise ValueError(f"{fn}: {name}[1] must be attention weights in [0, 1], got max {weights.max():g} "
+                             f"({name}[1].shape={weights.shape})")
+        bars[label] = (offsets, weights)
+    _check_positive_number(fn, chance, "chance", optional=True)  # a line on a log axis
     fig, (left, right) = new_figure(1, 2, width=9.0, height=3.4)
     for color, (label, curve) in zip(cycle(COLORS), losses.items()):
         left.plot(np.arange(1, len(curve) + 1), curve, color=color, label=label, lw=1.5)
@@ -36,8 +60,7 @@ def offset_task_figure(losses: dict, attention: dict, *, chance: float | None = 
     left.set(xlabel="training step", ylabel="loss at the marker (nats, log scale)", yscale="log", title="Training")
     left.legend(frameon=False, fontsize=8)
     width = 0.8 / max(1, len(attention))
-    for k, (color, (label, (offsets, weights))) in enumerate(zip(cycle(COLORS), attention.items())):
-        offsets = np.asarray(offsets, dtype=float)
+    for k, (color, (label, (offsets, weights))) in enumerate(zip(cycle(COLORS), bars.items())):
         right.bar(offsets + (k - (len(attention) - 1) / 2) * width, weights, width=width, color=color, label=label)
     right.set(xlabel="offset n − m of the key from the marker", ylabel="mean attention weight", ylim=(0, 1.05),
               title="Where the marker looks")
@@ -55,9 +78,30 @@ def summarize_comparison(results: dict) -> dict:
     >>> summarize_comparison({"runs": runs})["rope"]["mean"], summarize_comparison({"runs": runs})["rope"]["std"]
     (2.0, 1.4142135623730951)
     """
+    fn = "summarize_comparison"
+    _require_keys(fn, "results", results, ("runs",))
+    if isinstance(results["runs"], (str, bytes, Mapping)) or not isinstance(results["runs"], Sequence) or not results["runs"]:
+        raise ValueError(f"{fn}: results['runs'] must be a non-empty list of runs, got results['runs']="
+                         f"{_short_repr(results['runs'])}")
     grouped = defaultdict(list)
-    for run in results["runs"]:
+    for i, run in enumerate(results["runs"]):
+        name = f"results['runs'][{i}]"
+        _require_keys(fn, name, run, _RUN_KEYS)
+        _require_keys(fn, f"{name}['parameters']", run["parameters"], ("total",))
+        _real_number(fn, f"{name}['final_val_loss']", run["final_val_loss"])
+        steps = _array(fn, f"{name}['val_steps']", run["val_steps"], nonempty=False)
+        val = _array(fn, f"{name}['val_loss']", run["val_loss"], nonempty=False)
+        _array(fn, f"{name}['train_loss']", run["train_loss"])
+        if val.shape != steps.shape:
+            raise ValueError(f"{fn}: {name}['val_loss'] must have one loss per step, len(val_steps)={len(steps)}, "
+                             f"got shape={val.shape}")
         grouped[run["position"]].append(run)
+    for position, runs in grouped.items():  # the seeds of one scheme are stacked: one length each
+        for key in ("val_steps", "train_loss"):
+            lengths = {len(r[key]) for r in runs}
+            if len(lengths) > 1:
+                raise ValueError(f"{fn}: every run of position {position!r} must have one length of {key!r}, "
+                                 f"got lengths {sorted(lengths)} (seeds {[r['seed'] for r in runs]})")
     summary = {}
     for position, runs in grouped.items():
         runs = sorted(runs, key=lambda r: r["seed"])
@@ -84,6 +128,7 @@ def comparison_figure(results: dict, *, smooth: int = 25) -> Figure:
     >>> len(comparison_figure({"runs": runs}, smooth=1).axes)
     2
     """
+    smooth = _check_positive_int("comparison_figure", smooth, "smooth")
     summary = summarize_comparison(results)
     fig, (left, right) = new_figure(1, 2, width=9.5, height=3.6, gridspec_kw={"width_ratios": [1.6, 1]})
     for k, (color, (position, s)) in enumerate(zip(cycle(COLORS), summary.items())):

@@ -14,8 +14,9 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullLocator
 
-from ropebook._validate import _check_positive_int
+from ropebook._validate import _check_bool, _check_positive_int
 from ropebook.decay import _check_base, _check_dim, cos_sum, decay_bound
+from ropebook.plotting._checks import _array, _check_size, _real_number
 from ropebook.plotting._style import COLORS, new_figure
 from ropebook.plotting.rope import _power_of_ten
 
@@ -28,6 +29,11 @@ def _distance_grid(fn: str, max_distance: float, n_points: int, *, log: bool = F
                                               and np.isfinite(max_distance) and max_distance > 0):
         raise ValueError(f"{fn}: max_distance must be a positive finite number, got max_distance={max_distance!r}")
     _check_positive_int(fn, n_points, "n_points")
+    if n_points < 2:
+        raise ValueError(f"{fn}: n_points must be at least 2 (a curve needs two distances), got n_points={n_points!r}")
+    if max_distance < (2 if log else 1):  # the grid would hold one distance: an empty, singular x-axis
+        raise ValueError(f"{fn}: max_distance must be at least {2 if log else 1}"
+                         f"{' on a log axis (which starts at distance 1)' if log else ''}, got max_distance={max_distance!r}")
     if max_distance + 1 <= n_points:
         r = np.arange(int(max_distance) + 1, dtype=np.float64)  # every integer distance
         return r[r > 0] if log else r
@@ -53,7 +59,12 @@ def decay_curves(*, dim: int = 128, base: float = 10000.0, max_distance: float =
     >>> fig.axes[0].get_xlabel()
     'relative distance m − n'
     """
-    r = _distance_grid("decay_curves", max_distance, n_points, log=log_x)
+    fn = "decay_curves"
+    dim, base = _check_dim(fn, dim), _check_base(fn, base)  # here, so that the error names decay_curves
+    for name, flag in (("normalise", normalise), ("show_ones", show_ones), ("log_x", log_x)):
+        _check_bool(fn, flag, name)
+    _check_size(fn, width, height)
+    r = _distance_grid(fn, max_distance, n_points, log=log_x)
     bound = decay_bound(r, dim, base)  # (R,)
     fig, ax = new_figure(width=width, height=height)
     scale_b = (dim / 2 + 1) / 2 if normalise else 1.0  # the bound's value at r = 0
@@ -83,7 +94,12 @@ def random_score_band(distance, mean, std, sem, *, dim: int | None = None,
     >>> len(fig.axes)
     1
     """
-    r, mean, std, sem = (np.asarray(a, dtype=np.float64) for a in (distance, mean, std, sem))
+    fn = "random_score_band"
+    r, mean, std, sem = (_array(fn, name, a, ndim=None, nonnegative=name in ("std", "sem"))
+                         for name, a in (("distance", distance), ("mean", mean), ("std", std), ("sem", sem)))
+    if dim is not None:
+        dim = _check_positive_int(fn, dim, "dim")
+    _check_size(fn, width, height)
     if not (r.shape == mean.shape == std.shape == sem.shape and r.ndim == 1):
         raise ValueError(f"random_score_band: distance, mean, std, sem must be 1-D of one length, got shapes "
                          f"{r.shape}, {mean.shape}, {std.shape}, {sem.shape}")
@@ -110,6 +126,7 @@ def pair_cosines(*, dim: int = 128, base: float = 10000.0, pairs=(0, 8, 32, 63),
     2
     """
     dim, base = _check_dim("pair_cosines", dim), _check_base("pair_cosines", base)
+    _check_size("pair_cosines", width, height)
     given = pairs
     pairs = tuple(pairs) if isinstance(pairs, (tuple, list, range, np.ndarray)) else ()
     if not pairs or not all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) and 0 <= i < dim // 2
@@ -140,10 +157,17 @@ def min_base_curve(context_lengths, bases, *, fit: tuple[float, float] | None = 
     >>> len(fig.axes[0].lines)
     2
     """
-    L, b = np.asarray(context_lengths, dtype=np.float64), np.asarray(bases, dtype=np.float64)
-    if L.shape != b.shape or L.ndim != 1 or np.any(L <= 0) or np.any(b <= 0):
+    fn = "min_base_curve"
+    L = _array(fn, "context_lengths", context_lengths, ndim=None, positive=True)  # log axes
+    b = _array(fn, "bases", bases, ndim=None, positive=True)
+    if L.shape != b.shape or L.ndim != 1:
         raise ValueError(f"min_base_curve: context_lengths and bases must be positive 1-D arrays of one length, "
                          f"got shapes {L.shape} and {b.shape}")
+    if fit is not None:
+        if isinstance(fit, (str, bytes)) or not hasattr(fit, "__len__") or len(fit) != 2:
+            raise ValueError(f"{fn}: fit must be None or a pair (c, p) of the power law c·L^p, got fit={fit!r}")
+        fit = (_real_number(fn, "fit[0]", fit[0], positive=True), _real_number(fn, "fit[1]", fit[1]))  # (c, p)
+    _check_size(fn, width, height)
     fig, ax = new_figure(width=width, height=height)
     ax.plot(L, b, "^", color=COLORS[0], ms=6, label=label)
     if fit is not None:

@@ -6,11 +6,14 @@ a matplotlib ``Figure`` out. Chapter: ``ch-rope-gpu``.
 
 from __future__ import annotations
 
+import math
 from typing import Mapping, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
 
+from ropebook._validate import _is_int, _is_real, _short_repr
+from ropebook.plotting._checks import _check_size
 from ropebook.plotting._style import COLORS, new_figure
 
 __all__ = ["latency_bandwidth_fit", "rope_time_model", "GPU_CONTENDERS"]
@@ -39,13 +42,28 @@ def _cases(fn: str, bench: Mapping) -> list[Mapping]:
         raise ValueError(f"{fn}: bench must be a benchmark's results with a non-empty 'cases' list "
                          f"(book/data/gpu_bench.json), got {type(bench).__name__} with keys "
                          f"{sorted(bench) if isinstance(bench, Mapping) else None}")
-    for c in cases:
+    if isinstance(cases, (str, bytes, Mapping)) or not isinstance(cases, Sequence):
+        raise ValueError(f"{fn}: bench['cases'] must be a list of cases, got bench['cases']={_short_repr(cases)}")
+    for i, c in enumerate(cases):
+        if not isinstance(c, Mapping):
+            raise ValueError(f"{fn}: every case must be a dict, got bench['cases'][{i}]={_short_repr(c)}")
         missing = [k for k in _CASE_KEYS if k not in c]
         if missing:
             raise ValueError(f"{fn}: every case needs keys {_CASE_KEYS}, got case {c.get('case')!r} without {missing}")
-        if COPY not in c["results"] or "us" not in c["results"][COPY]:
+        for key in ("B", "T", "Hq", "Hk", "D", "bytes"):
+            if not _is_int(c[key]) or c[key] < 1:
+                raise ValueError(f"{fn}: every case's {key!r} must be a positive integer, got case {c['case']!r} "
+                                 f"with {key}={c[key]!r}")
+        if not isinstance(c["results"], Mapping):
+            raise ValueError(f"{fn}: every case's 'results' must be a dict of rows, got case {c['case']!r} "
+                             f"with results={_short_repr(c['results'])}")
+        if COPY not in c["results"] or not isinstance(c["results"][COPY], Mapping) or "us" not in c["results"][COPY]:
             raise ValueError(f"{fn}: every case needs the row {COPY!r} with 'us', got case {c['case']!r} "
                              f"with rows {sorted(c['results'])}")
+        us = c["results"][COPY]["us"]
+        if not _is_real(us) or not math.isfinite(us) or us <= 0:
+            raise ValueError(f"{fn}: every case's {COPY!r} time 'us' must be a positive finite number, "
+                             f"got case {c['case']!r} with us={us!r}")
     return sorted(cases, key=lambda c: c["B"] * c["T"])
 
 
@@ -101,6 +119,14 @@ def rope_time_model(bench: Mapping, *, tokens: int | None = None, heads: tuple[i
     fn = "rope_time_model"
     cases = _cases(fn, bench)
     shape = (cases[0]["Hq"], cases[0]["Hk"], cases[0]["D"])
+    if heads is not None and (isinstance(heads, (str, bytes)) or not isinstance(heads, Sequence) or len(heads) != 2):
+        raise ValueError(f"{fn}: heads must be None or a pair (query heads, key heads), got heads={heads!r}")
+    if (isinstance(contenders, (str, bytes)) or not isinstance(contenders, Sequence)
+            or not all(isinstance(row, Sequence) and not isinstance(row, str) and len(row) == 3
+                       and all(isinstance(x, str) for x in row) for row in contenders)):
+        raise ValueError(f"{fn}: contenders must be a sequence of (label, prefill row, decode row) string triples, "
+                         f"got contenders={_short_repr(contenders)}")
+    _check_size(fn, width, height)
     hq, hk = shape[:2] if heads is None else heads
     d = shape[2] if head_dim is None else head_dim
     for name, v in (("heads[0]", hq), ("heads[1]", hk), ("head_dim", d), ("element_bytes", element_bytes),

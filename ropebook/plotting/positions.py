@@ -12,15 +12,11 @@ from itertools import cycle  # more series than colours: the colours repeat, no 
 import numpy as np
 from matplotlib.figure import Figure
 
+from ropebook._validate import _check_positive_int, _is_int
+from ropebook.plotting._checks import _array, _check_int
 from ropebook.plotting._style import COLORS, new_figure
 
 __all__ = ["sinusoidal_figure", "shaw_figure", "t5_bucket_figure", "alibi_figure"]
-
-
-def _numpy(x) -> np.ndarray:
-    if hasattr(x, "detach"):
-        x = x.detach().cpu().double().numpy()
-    return np.asarray(x, dtype=np.float64)
 
 
 def sinusoidal_figure(pe, *, starts=(0, 40, 90), max_offset: int = 60) -> Figure:
@@ -34,11 +30,18 @@ def sinusoidal_figure(pe, *, starts=(0, 40, 90), max_offset: int = 60) -> Figure
     >>> len(fig.axes)
     3
     """
-    pe = _numpy(pe)  # (T, D)
+    fn = "sinusoidal_figure"
+    pe = _array(fn, "pe", pe, ndim=None, nonempty=False)  # (T, D)
     if pe.ndim != 2:
         raise ValueError(f"sinusoidal_figure: pe must be a (T, D) table, got pe.shape={pe.shape}")
     T, D = pe.shape
-    starts = tuple(starts)
+    given = starts
+    starts = tuple(starts) if isinstance(starts, (tuple, list, range, np.ndarray)) else None
+    if starts is None or not all(_is_int(m) for m in starts):  # a float would fail as an index, deep in numpy
+        raise ValueError(f"{fn}: starts must be a sequence of integer positions, got starts={given!r}")
+    starts = tuple(int(m) for m in starts)
+    if not _is_int(max_offset):
+        raise ValueError(f"{fn}: max_offset must be an integer ≥ 0, got max_offset={max_offset!r}")
     if not starts or min(starts) < 0 or max_offset < 0:  # a negative index would wrap round to the table's end
         raise ValueError(f"sinusoidal_figure: starts must be one or more positions ≥ 0 and max_offset ≥ 0, "
                          f"got starts={starts}, max_offset={max_offset}")
@@ -66,8 +69,15 @@ def shaw_figure(index, max_relative_position: int) -> Figure:
     >>> shaw_figure(shaw_relative_index(8, 2), 2).axes[0].get_title()
     'index clip(n − m, −κ, κ) + κ, κ = 2'
     """
-    index = _numpy(index)  # (T, T)
-    kappa = max_relative_position  # κ, the clipping distance
+    fn = "shaw_figure"
+    kappa = _check_positive_int(fn, max_relative_position, "max_relative_position")  # κ, the clipping distance, as in shaw_relative_index
+    index = _array(fn, "index", index, ndim=None, nonempty=False, finite=False)  # (T, T); NaN: refused below
+    if index.size == 0:
+        raise ValueError(f"{fn}: index must not be empty, got index.shape={index.shape}")
+    if np.isfinite(index).all() and (index != np.round(index)).any():
+        bad = index[index != np.round(index)].flat[0]
+        raise ValueError(f"{fn}: index must hold integers (indices into the 2κ + 1 learned vectors), got {bad:g} "
+                         f"in index of shape {index.shape}")
     if index.ndim != 2 or index.shape[0] != index.shape[1] or (index.size and not 0 <= index.min() <= index.max() <= 2 * kappa):
         raise ValueError(f"shaw_figure: index must be a (T, T) table of clip(n − m, −κ, κ) + κ with values in "
                          f"[0, 2κ] = [0, {2 * kappa}] for max_relative_position={kappa}, got index.shape={index.shape}"
@@ -91,7 +101,15 @@ def t5_bucket_figure(relative, buckets_bidirectional, buckets_causal, *, max_dis
     >>> len(fig.axes)
     1
     """
-    relative, bi, causal = _numpy(relative), _numpy(buckets_bidirectional), _numpy(buckets_causal)
+    fn = "t5_bucket_figure"
+    relative = _array(fn, "relative", relative)
+    bi = _array(fn, "buckets_bidirectional", buckets_bidirectional, nonempty=False)
+    causal = _array(fn, "buckets_causal", buckets_causal, nonempty=False)
+    for name, b in (("buckets_bidirectional", bi), ("buckets_causal", causal)):
+        if b.shape != relative.shape:
+            raise ValueError(f"{fn}: {name} must have one bucket per offset, len(relative)={len(relative)}, "
+                             f"got shape={b.shape}")
+    max_distance = _check_positive_int(fn, max_distance, "max_distance")  # as in t5_relative_bucket
     fig, ax = new_figure(width=7.0, height=3.6)
     ax.step(relative, bi, where="mid", color=COLORS[0], lw=1.8, label="bidirectional (encoder)")
     ax.step(relative, causal, where="mid", color=COLORS[1], lw=1.8, ls="--", label="causal (decoder)")
@@ -111,8 +129,19 @@ def alibi_figure(bias, *, head: int = 0, max_distance: int | None = None) -> Fig
     >>> len(alibi_figure(alibi_bias(16, 8)).axes)
     3
     """
-    bias = _numpy(bias)  # (H, T, T)
+    fn = "alibi_figure"
+    bias = _array(fn, "bias", bias, ndim=None, nonempty=False, finite=False)  # (H, T, T); −inf: masked
+    if bias.ndim != 3 or bias.shape[1] != bias.shape[2] or bias.size == 0:
+        raise ValueError(f"{fn}: bias must be a non-empty (H, T, T) array, one (T, T) matrix per head, "
+                         f"got bias.shape={bias.shape}")
+    if np.isnan(bias).any() or np.isposinf(bias).any():
+        bad = bias[np.isnan(bias) | np.isposinf(bias)].flat[0]
+        raise ValueError(f"{fn}: bias must be finite or −inf (a masked entry), got {bad} in bias of shape {bias.shape}")
     H, T, _ = bias.shape
+    if not _is_int(head):
+        raise ValueError(f"{fn}: head must be an integer in [0, {H}), got head={head!r}")
+    if max_distance is not None:
+        max_distance = _check_int(fn, "max_distance", max_distance)
     if not 0 <= head < H:
         raise ValueError(f"alibi_figure: head must be in [0, {H}), got head={head}")
     fig, (ax_matrix, ax_lines) = new_figure(1, 2, width=9.0, height=3.8)

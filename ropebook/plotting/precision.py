@@ -10,6 +10,7 @@ from typing import Mapping
 import numpy as np
 from matplotlib.figure import Figure
 
+from ropebook.plotting._checks import _array, _check_size, _mapping
 from ropebook.plotting._style import COLORS, new_figure
 
 __all__ = ["angle_errors"]
@@ -32,18 +33,23 @@ def angle_errors(positions, errors: Mapping[str, object], *, floor: float = 1e-9
     [1e-09, 0.1, 0.1, 1.0]
     """
     fn = "angle_errors"
-    positions = np.asarray(positions, dtype=np.float64)
+    positions = _array(fn, "positions", positions, ndim=None, nonempty=False)
     if positions.ndim != 1 or positions.size == 0:
         raise ValueError(f"{fn}: positions must be a non-empty 1-D array, got shape {positions.shape}")
     if not errors:
         raise ValueError(f"{fn}: errors must map at least one label to an array, got {errors!r}")
-    if isinstance(floor, bool) or not (isinstance(floor, (int, float, np.integer, np.floating)) and floor > 0):
-        raise ValueError(f"{fn}: floor must be a positive number, got floor={floor!r}")
-    fig, ax = new_figure(width=width, height=height)
-    for j, (label, err) in enumerate(errors.items()):
-        err = np.abs(np.asarray(err, dtype=np.float64))
+    _mapping(fn, "errors", errors)
+    if isinstance(floor, bool) or not (isinstance(floor, (int, float, np.integer, np.floating)) and np.isfinite(floor)
+                                       and floor > 0):
+        raise ValueError(f"{fn}: floor must be a positive finite number, got floor={floor!r}")
+    _check_size(fn, width, height)
+    checked = {}
+    for label, err in errors.items():
+        err = checked[label] = np.abs(_array(fn, f"errors[{label!r}]", err, ndim=None, nonempty=False))
         if err.shape != positions.shape:
             raise ValueError(f"{fn}: errors[{label!r}] must have the shape of positions {positions.shape}, got {err.shape}")
+    fig, ax = new_figure(width=width, height=height)
+    for j, (label, err) in enumerate(checked.items()):
         running = np.maximum(np.maximum.accumulate(err), floor)  # (N,) largest error up to position m
         ax.plot(positions, running, color=COLORS[j % len(COLORS)], lw=1.6, label=str(label))
     ax.set_yscale("log")

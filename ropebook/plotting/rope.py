@@ -18,14 +18,18 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Arc
 from matplotlib.ticker import FuncFormatter, NullLocator
 
+from ropebook.plotting._checks import _array, _check_size
 from ropebook.plotting._style import COLORS, new_figure
 
 __all__ = ["rotation_2d", "wavelengths"]
 
 
 def _vector2(fn: str, name: str, v) -> np.ndarray:
-    arr = np.asarray(v, dtype=np.float64)
-    if arr.shape != (2,) or not np.all(np.isfinite(arr)):
+    try:
+        arr = _array(fn, name, v, ndim=None, nonempty=False, finite=False)
+    except ValueError:  # a str, None, complex values: the one message below
+        arr = None
+    if arr is None or arr.shape != (2,) or not np.all(np.isfinite(arr)):
         raise ValueError(f"{fn}: {name} must be 2 finite numbers, got {name}={v!r}")
     return arr
 
@@ -59,6 +63,7 @@ def rotation_2d(q, k, m: float, n: float, *, theta: float = 0.5, width: float = 
     for name, val in (("m", m), ("n", n), ("theta", theta)):
         if isinstance(val, bool) or not isinstance(val, (int, float, np.integer, np.floating)) or not math.isfinite(val):
             raise ValueError(f"{fn}: {name} must be a finite real number, got {name}={val!r}")
+    _check_size(fn, width, height)
     qm, kn = _rotate(q, m * theta), _rotate(k, n * theta)
     score = float(qm @ kn)
 
@@ -128,8 +133,12 @@ def wavelengths(*, dims=(64, 128), bases=(1e4, 5e5), context_length: float | Non
             raise ValueError(f"{fn}: every entry of bases must be a finite number > 1, got bases={bases!r}")
     if not dims or not bases:
         raise ValueError(f"{fn}: dims and bases must be non-empty, got dims={dims!r}, bases={bases!r}")
-    if context_length is not None and not (isinstance(context_length, (int, float)) and context_length > 0):
-        raise ValueError(f"{fn}: context_length must be a positive number or None, got context_length={context_length!r}")
+    if context_length is not None and (isinstance(context_length, bool) or not (
+            isinstance(context_length, (int, float, np.integer, np.floating)) and math.isfinite(context_length)
+            and context_length > 0)):
+        raise ValueError(f"{fn}: context_length must be a positive finite number or None, "
+                         f"got context_length={context_length!r}")
+    _check_size(fn, width, height)
 
     fig, ax = new_figure(width=width, height=height)
     markers = "os^Dv<>"
