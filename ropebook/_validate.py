@@ -194,3 +194,50 @@ def _check_bool(fn: str, value, name: str) -> None:
     """True or False (numpy's too): not 1, "yes" or None, which would pass an ``if`` silently."""
     if value is not True and value is not False and not isinstance(value, np.bool_):
         raise ValueError(f"{fn}: {name} must be True or False, got {name}={value!r}")
+
+
+_TOKEN_DTYPES = (torch.int64, torch.int32)  # what nn.Embedding and advanced indexing take (bool, uint8: a mask)
+
+
+def _reads_values(t: Tensor) -> bool:
+    """Whether a check may read ``t``'s values: not while a compiler traces or a CUDA graph is captured (a
+    read there fails or breaks the graph), and not on the meta device (no values)."""
+    if torch.compiler.is_compiling() or t.device.type == "meta":
+        return False
+    return not (t.device.type == "cuda" and torch.cuda.is_current_stream_capturing())
+
+
+def _check_index_range(fn: str, name: str, t: Tensor, high: int, bound: str, what: str = "token ids") -> None:
+    """Integer ``t`` in [0, high) (``bound`` names high: ``"vocab_size=256"``). One read of the device (a min and a
+    max together), also on a GPU, where an index out of range would fail later in the embedding or gather with a
+    device-side assert that names no argument and spoils the CUDA context. Skipped for no elements and where
+    :func:`_reads_values` says no."""
+    if not t.numel() or not _reads_values(t):
+        return
+    low, top = torch.stack(torch.aminmax(t)).tolist()  # one transfer
+    if low < 0 or top >= high:
+        raise ValueError(f"{fn}: {name} must hold {what} in [0, {bound}), got values in [{low}, {top}] "
+                         f"({name}.shape={tuple(t.shape)})")
+
+
+def _check_tokens(fn: str, name: str, t, vocab_size: int | None, *, ndim: int = 2, shape: str = "(B, T)",
+                  dtypes: tuple = _TOKEN_DTYPES, bound: str | None = None, max_len: int | None = None,
+                  max_name: str = "max_seq_len", what: str = "token ids") -> None:
+    """Token ids for a model: a tensor of one of ``dtypes`` (int64 or int32 by default: never float, bool or
+    uint8) of ``ndim`` dimensions (``shape`` says which, for the message), values in [0, vocab_size) (``bound``
+    names the limit, default ``"vocab_size=<vocab_size>"``; with vocab_size None the values are not read) and,
+    with ``max_len``, a last dimension T of at most ``max_len`` (``max_name`` names it). ``what`` the values are,
+    for the messages (``"positions"`` for indices that are not tokens).
+
+    ``OffsetModel.forward: tokens must hold token ids in [0, n_content + 2=6), got values in [0, 9] (...)``.
+    The range check reads the device once a call (see :func:`_check_index_range`)."""
+    if not isinstance(t, Tensor) or t.ndim != ndim or t.dtype not in dtypes:
+        got = (f"{name}.shape={tuple(t.shape)}, {name}.dtype={t.dtype}" if isinstance(t, Tensor)
+               else f"type({name})={type(t).__name__}")
+        kinds = " or ".join(str(d).removeprefix("torch.") for d in dtypes)
+        raise ValueError(f"{fn}: {name} must be {kinds} of shape {shape} ({what}), got {got}")
+    if max_len is not None and t.shape[-1] > max_len:
+        raise ValueError(f"{fn}: the sequence length T of {name} must be at most {max_name}={max_len}, "
+                         f"got {name}.shape={tuple(t.shape)}")
+    if vocab_size is not None:
+        _check_index_range(fn, name, t, vocab_size, f"vocab_size={vocab_size}" if bound is None else bound, what)

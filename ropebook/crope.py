@@ -89,6 +89,10 @@ class ComplexLinear(nn.Module):
                              f"got {got}")
         if x.shape[-1] != self.in_features:
             raise ValueError(f"ComplexLinear: expected x.shape[-1]={self.in_features}, got x.shape={tuple(x.shape)}")
+        weight = self.weight_real
+        if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):  # autocast casts per op
+            raise ValueError(f"ComplexLinear: x must have the weights' dtype {weight.dtype} (convert the module with "
+                             f".to(dtype), or x), got x.dtype={x.dtype}")
         x_re, x_im = x[..., 0::2], x[..., 1::2]  # (..., in/2) each
         y_re = F.linear(x_re, self.weight_real) - F.linear(x_im, self.weight_imag)  # (..., out/2)
         y_im = F.linear(x_re, self.weight_imag) + F.linear(x_im, self.weight_real)

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from ropebook.crope import CRoPEAttention, RoPEAttention
 from ropebook.positions import sinusoidal_encoding
-from ropebook._validate import _check_base, _check_positive_int
+from ropebook._validate import _check_base, _check_index_range, _check_positive_int, _check_tokens
 
 __all__ = ["POSITIONS", "ModelConfig", "TinyLM"]
 
@@ -58,24 +58,6 @@ class ModelConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def _check_tokens(name: str, t, dtypes: tuple, shape, vocab_size) -> None:
-    """Integer tokens (B, T) of one of ``dtypes`` (of ``shape`` when given). With ``vocab_size``, their range too,
-    on the CPU (where it costs no device sync; out-of-range indices on a GPU fail in the embedding with a
-    device-side assert)."""
-    if not isinstance(t, Tensor) or t.ndim != 2 or t.dtype not in dtypes:
-        got = (f"{name}.shape={tuple(t.shape)}, {name}.dtype={t.dtype}" if isinstance(t, Tensor)
-               else f"type({name})={type(t).__name__}")
-        raise ValueError(f"TinyLM: {name} must be a tensor of shape (B, T) and dtype in {[str(d) for d in dtypes]}, "
-                         f"got {got}")
-    if shape is not None and t.shape != shape:
-        raise ValueError(f"TinyLM: {name} must have the shape of idx {tuple(shape)}, got {name}.shape={tuple(t.shape)}")
-    if vocab_size is not None and t.device.type == "cpu" and t.numel() and not torch.compiler.is_compiling():
-        low, high = int(t.min()), int(t.max())
-        if low < 0 or high >= vocab_size:
-            raise ValueError(f"TinyLM: {name} must hold tokens in [0, vocab_size={vocab_size}), "
-                             f"got values in [{low}, {high}] ({name}.shape={tuple(t.shape)})")
 
 
 class _Block(nn.Module):
@@ -125,19 +107,25 @@ class TinyLM(nn.Module):
         nn.init.normal_(self.embed.weight, std=0.02)
 
     def forward(self, idx: Tensor, targets: Tensor | None = None):
-        _check_tokens("idx", idx, (torch.int64, torch.int32), None, self.config.vocab_size)  # what nn.Embedding takes
+        fn, vocab = "TinyLM", self.config.vocab_size
+        # int64/int32 (what nn.Embedding takes), ids in range on every device (a GPU would fail with a device-side
+        # assert), T at most max_seq_len (the learned and sinusoidal tables have that many rows; all schemes alike)
+        _check_tokens(fn, "idx", idx, vocab, max_len=self.config.max_seq_len)
         B, T = idx.shape
         if targets is not None and (B == 0 or T == 0):  # the mean loss over no tokens is NaN (logits alone are fine:
             # a process of a distributed validation can get no windows)
             raise ValueError(f"TinyLM: with targets, idx must hold at least one sequence of at least one token, "
                              f"got idx.shape={tuple(idx.shape)}")
-        if T > self.config.max_seq_len:
-            raise ValueError(f"TinyLM: sequence length must be at most max_seq_len={self.config.max_seq_len}, got idx.shape={tuple(idx.shape)}")
         if targets is not None:
             flat = targets.ndim == 1 if isinstance(targets, Tensor) else False  # (B·T,): the loss flattens them anyway
-            _check_tokens("targets", targets.view(idx.shape) if flat and targets.numel() == idx.numel() else targets,
-                          (torch.int64, torch.uint8), idx.shape, self.config.vocab_size)  # what cross_entropy takes;
-            # in range too (cross_entropy would fail with "Target 10 is out of bounds", or read −100 as "ignore")
+            view = targets.view(idx.shape) if flat and targets.numel() == idx.numel() else targets
+            # int64 or uint8, what cross_entropy takes; in range too (cross_entropy would fail with "Target 10 is out
+            # of bounds", or read −100 as "ignore")
+            _check_tokens(fn, "targets", view, None, dtypes=(torch.int64, torch.uint8))  # the values after the shape
+            if view.shape != idx.shape:
+                raise ValueError(f"TinyLM: targets must have the shape of idx {tuple(idx.shape)}, "
+                                 f"got targets.shape={tuple(targets.shape)}")
+            _check_index_range(fn, "targets", targets, vocab, f"vocab_size={vocab}")
         x = self.embed(idx)  # (B, T, D)
         if self.config.position == "learned":
             x = x + self.pos_embed[:T]

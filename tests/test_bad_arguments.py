@@ -40,6 +40,7 @@ import torch
 import ropebook as rb
 from kernel_cases import interpret_on_cpu
 from ropebook import attention, crope, data, decay, lrpe, model, positions, reference, scaling
+from ropebook.experiments import lrpe_recall, offset_task
 
 NAN, INF = math.nan, math.inf
 HAS_TRITON = importlib.util.find_spec("triton") is not None
@@ -78,6 +79,18 @@ BAD = {
 
 def _x(*shape, dtype=torch.float32):
     return torch.randn(*shape, dtype=dtype, generator=torch.Generator().manual_seed(0))
+
+
+@functools.lru_cache(maxsize=None)
+def _copy_model():
+    torch.manual_seed(0)
+    return lrpe_recall.CopyModel(lrpe_recall.TaskConfig(vocab=10, dim=16, heads=2, seq_len=8), "rope")
+
+
+@functools.lru_cache(maxsize=None)
+def _offset_model():
+    torch.manual_seed(0)
+    return offset_task.OffsetModel(4, 16)  # ids 0 … 5: four content tokens, NEXT and NEXT2
 
 
 @functools.lru_cache(maxsize=None)
@@ -541,6 +554,9 @@ ROWS = [
      lazy(lambda: ((torch.zeros(2, 4, dtype=I64),), {})), ERRORS, ("ComplexLinear: ", "torch.int64")),
     ("ComplexLinear.forward in_features", lambda x: crope.ComplexLinear(4, 4)(x), lazy(lambda: ((_x(2, 6),), {})),
      ERRORS, ("ComplexLinear: ", "x.shape=(2, 6)")),
+    ("ComplexLinear.forward x float64", lambda x: crope.ComplexLinear(4, 4)(x),
+     lazy(lambda: ((_x(2, 4, dtype=torch.float64),), {})), ERRORS,
+     ("ComplexLinear: ", "weights' dtype torch.float32", "x.dtype=torch.float64")),
     ("RoPEAttention n_heads not a divisor", crope.RoPEAttention, call(8, 3), ERRORS, ("RoPEAttention: ", "n_heads=3")),
     ("RoPEAttention.forward x 2-d", lambda x: crope.RoPEAttention(8, 2)(x), lazy(lambda: ((_x(3, 8),), {})), ERRORS,
      ("RoPEAttention.forward: ", "x.shape=(3, 8)")),
@@ -593,6 +609,41 @@ ROWS = [
      ERRORS, ("TinyLM: ", "targets.dtype=torch.int32")),
     ("TinyLM idx uint8", _lm, lazy(lambda: ((torch.zeros(1, 4, dtype=torch.uint8),), {})), ERRORS,
      ("TinyLM: ", "idx.dtype=torch.uint8")),
+    ("TinyLM idx bool", _lm, lazy(lambda: ((torch.zeros(1, 4, dtype=torch.bool),), {})), ERRORS,
+     ("TinyLM: ", "idx.dtype=torch.bool")),
+    ("TinyLM targets out of vocabulary", _lm, lazy(lambda: ((torch.zeros(1, 4, dtype=I64), torch.full((1, 4), 10)), {})),
+     ERRORS, ("TinyLM: ", "targets must hold token ids in [0, vocab_size=10)", "got values in [10, 10]")),
+    # --- experiments: the copy task's and the offset task's models
+    ("CopyModel cfg dict", lrpe_recall.CopyModel, call({"vocab": 10}, "rope"), ERRORS, ("CopyModel: ", "type(cfg)=dict")),
+    ("CopyModel tokens float", lambda t: _copy_model()(t), lazy(lambda: ((torch.zeros(2, 4),), {})), ERRORS,
+     ("CopyModel: ", "tokens must be int64 or int32 of shape (B, T)", "tokens.dtype=torch.float32")),
+    ("CopyModel tokens bool", lambda t: _copy_model()(t), lazy(lambda: ((torch.ones(2, 4, dtype=torch.bool),), {})),
+     ERRORS, ("CopyModel: ", "tokens.dtype=torch.bool")),
+    ("CopyModel tokens 1-d", lambda t: _copy_model()(t), lazy(lambda: ((torch.zeros(4, dtype=I64),), {})), ERRORS,
+     ("CopyModel: ", "tokens.shape=(4,)")),
+    ("CopyModel tokens str", lambda t: _copy_model()(t), call("abc"), ERRORS, ("CopyModel: ", "type(tokens)=str")),
+    ("CopyModel tokens out of vocabulary", lambda t: _copy_model()(t), lazy(lambda: ((torch.tensor([[0, 10]]),), {})),
+     ERRORS, ("CopyModel: ", "tokens must hold token ids in [0, vocab=10)", "got values in [0, 10]")),
+    ("CopyModel tokens negative", lambda t: _copy_model()(t), lazy(lambda: ((torch.tensor([[-3, 1]]),), {})),
+     ERRORS, ("CopyModel: ", "tokens", "got values in [-3, 1]")),
+    ("OffsetModel tokens float", lambda t, p: _offset_model()(t, p),
+     lazy(lambda: ((torch.zeros(2, 6), torch.zeros(2, dtype=I64)), {})), ERRORS,
+     ("OffsetModel.forward: ", "tokens must be int64 or int32", "tokens.dtype=torch.float32")),
+    ("OffsetModel tokens out of vocabulary", lambda t, p: _offset_model()(t, p),
+     lazy(lambda: ((torch.tensor([[0, 6]]), torch.zeros(1, dtype=I64)), {})), ERRORS,
+     ("OffsetModel.forward: ", "tokens must hold token ids in [0, n_content + 2=6)", "got values in [0, 6]")),
+    ("OffsetModel.marker_attention marker_pos past T", lambda t, p: _offset_model().marker_attention(t, p),
+     lazy(lambda: ((torch.zeros(1, 6, dtype=I64), torch.tensor([6])), {})), ERRORS,
+     ("OffsetModel.marker_attention: ", "marker_pos must hold positions in [0, T=6)", "got values in [6, 6]")),
+    ("OffsetModel marker_pos float", lambda t, p: _offset_model()(t, p),
+     lazy(lambda: ((torch.zeros(1, 6, dtype=I64), torch.tensor([1.0])), {})), ERRORS,
+     ("OffsetModel.forward: ", "marker_pos must be int64 or int32", "marker_pos.dtype=torch.float32")),
+    ("constructed_offset_model sharpness nan", offset_task.constructed_offset_model, call(4, sharpness=NAN), ERRORS,
+     ("constructed_offset_model: ", "sharpness=nan")),
+    ("offset_accuracy model str", offset_task.offset_accuracy, call("model", n_content=4, seq_len=8, seed=0), ERRORS,
+     ("offset_accuracy: ", "type(model)=str")),
+    ("train_offset_model lr nan", lambda lr: offset_task.train_offset_model(_offset_model(), lr=lr), call(NAN), ERRORS,
+     ("train_offset_model: ", "lr=nan")),
     # --- decay
     ("decay_bound distance str", rb.decay_bound, call("far", 8), ERRORS, ("decay_bound: ", "distance='far'")),
     ("decay_bound distance nan", rb.decay_bound, call([0.0, NAN], 8), ERRORS, ("decay_bound: ", "distance")),

@@ -162,6 +162,11 @@ BAD_INPUTS = [
     (lambda: ComplexLinear(3, 4), "in_features must be a positive even integer, got in_features=3"),
     (lambda: ComplexLinear(4, 0), "out_features must be a positive even integer, got out_features=0"),
     (lambda: ComplexLinear(4, 4)(torch.randn(2, 6)), "expected x.shape[-1]=4, got x.shape=(2, 6)"),
+    # F.linear failed with "expected m1 and m2 to have the same dtype", which names no argument
+    (lambda: ComplexLinear(4, 4)(torch.randn(2, 4, dtype=torch.float64)),
+     "ComplexLinear: x must have the weights' dtype torch.float32 (convert the module with .to(dtype), or x), "
+     "got x.dtype=torch.float64"),
+    (lambda: ComplexLinear(4, 4).double()(torch.randn(2, 4)), "weights' dtype torch.float64"),
     (lambda: CRoPEAttention(12, 4), "dim/n_heads even, got dim=12, n_heads=4"),
     (lambda: RoPEAttention(16, 2)(torch.randn(2, 16)), "expected x of shape (B, T, 16), got x.shape=(2, 16)"),
 ]
@@ -172,6 +177,13 @@ def test_bad_input_names_argument_expected_and_actual(make, message):
     with pytest.raises(ValueError) as err:
         make()
     assert message in str(err.value)
+
+
+def test_complex_linear_takes_other_dtypes_under_autocast():
+    """Autocast casts per op, so x of another dtype than the weights is fine there (as in the attention modules)."""
+    layer = ComplexLinear(4, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert layer(torch.randn(2, 4, dtype=torch.bfloat16)).shape == (2, 4)
 
 
 @pytest.mark.parametrize("cls", [RoPEAttention, CRoPEAttention])

@@ -166,12 +166,12 @@ def test_offset_model_checks_its_inputs():
     model = offset_task.OffsetModel(4, 16)
     tokens = torch.zeros(2, 6, dtype=torch.long)
     for marker_pos, pattern in ((torch.tensor([0]), r"marker_pos must be int64 or int32 of shape \(B,\)=\(2,\)"),
-                                (torch.tensor([0, -1]), r"marker_pos must lie in \[0, T = 6\), got values in \[-1, 0\]"),
-                                (torch.tensor([0, 6]), r"marker_pos must lie in \[0, T = 6\)")):
+                                (torch.tensor([0, -1]), r"marker_pos must hold positions in \[0, T=6\), got values in \[-1, 0\]"),
+                                (torch.tensor([0, 6]), r"marker_pos must hold positions in \[0, T=6\)")):
         for call in (model, model.marker_attention):
             with pytest.raises(ValueError, match=pattern):
                 call(tokens, marker_pos)
-    with pytest.raises(ValueError, match=r"tokens must lie in \[0, n_content \+ 2 = 6\), got values in \[0, 6\]"):
+    with pytest.raises(ValueError, match=r"tokens must hold token ids in \[0, n_content \+ 2=6\), got values in \[0, 6\]"):
         model(torch.tensor([[0, 6]]), torch.tensor([0]))
     with pytest.raises(ValueError, match=r"offset_accuracy: n_content must be the model's, 6, got n_content=3"):
         offset_task.offset_accuracy(offset_task.constructed_offset_model(6), n_content=3, seq_len=16, seed=0)
@@ -206,3 +206,177 @@ def test_configs_take_numpy_integers_and_write_python_ones():
     json.dumps(cfg.to_dict())
     run = RunConfig(steps=np.int64(3), batch_size=np.int64(2))
     assert type(run.steps) is int and type(run.batch_size) is int
+
+
+# ----------------------------------------------------------------------------- token ids of the book's models
+
+
+def _token_models():
+    """(label as the messages name it, argument name, what bounds the ids, call(tokens), vocabulary, longest T)
+    for each model of the book that takes token ids: TinyLM, OffsetModel (forward, marker_attention), CopyModel."""
+    from ropebook.experiments import lrpe_recall, offset_task
+    from ropebook.model import ModelConfig
+
+    torch.manual_seed(0)
+    tiny = TinyLM(ModelConfig(vocab_size=10, dim=16, n_layers=1, n_heads=2, max_seq_len=8, position="learned")).eval()
+    offset = offset_task.OffsetModel(4, 16).eval()  # vocabulary: 4 content tokens, NEXT and NEXT2
+    copy = lrpe_recall.CopyModel(lrpe_recall.TaskConfig(vocab=10, dim=16, heads=2, seq_len=8), "rope").eval()
+
+    def marker(tokens):  # a valid marker_pos for the tokens, whatever they are
+        return torch.zeros(len(tokens) if isinstance(tokens, torch.Tensor) and tokens.ndim else 1, dtype=torch.long)
+
+    return {
+        "TinyLM": ("TinyLM", "idx", "vocab_size=10", lambda t: tiny(t)[0], 10, 8),
+        "OffsetModel.forward": ("OffsetModel.forward", "tokens", "n_content + 2=6", lambda t: offset(t, marker(t)), 6, None),
+        "OffsetModel.marker_attention": ("OffsetModel.marker_attention", "tokens", "n_content + 2=6",
+                                         lambda t: offset.marker_attention(t, marker(t)), 6, None),
+        "CopyModel": ("CopyModel", "tokens", "vocab=10", copy, 10, None),
+    }
+
+
+BAD_TOKENS = [  # (id, tokens given the vocabulary V, words of the message beyond "<label>: <name>")
+    ("float", lambda V: torch.zeros(2, 4), ("must be int64 or int32 of shape (B, T)", ".dtype=torch.float32")),
+    ("float64 of integers", lambda V: torch.ones(2, 4, dtype=torch.float64), (".dtype=torch.float64",)),
+    ("bool", lambda V: torch.ones(2, 4, dtype=torch.bool), (".dtype=torch.bool",)),  # would index as a mask
+    ("uint8", lambda V: torch.zeros(2, 4, dtype=torch.uint8), (".dtype=torch.uint8",)),
+    ("1-d", lambda V: torch.zeros(4, dtype=torch.long), (".shape=(4,)",)),
+    ("3-d", lambda V: torch.zeros(1, 2, 4, dtype=torch.long), (".shape=(1, 2, 4)",)),
+    ("list", lambda V: [[0, 1, 2]], ("=list",)),
+    ("id = vocabulary", lambda V: torch.tensor([[0, 1], [V, 2]]), ("must hold token ids in [0, ", "got values in [0, {V}]",
+                                                                    ".shape=(2, 2)")),
+    ("far out of range", lambda V: torch.tensor([[3, 10**6]]), ("got values in [3, 1000000]",)),
+    ("negative", lambda V: torch.tensor([[0, -1]]), ("got values in [-1, 0]",)),
+    ("int32 out of range", lambda V: torch.tensor([[V + 1]], dtype=torch.int32), ("got values in [{V1}, {V1}]",)),
+]
+
+
+@pytest.mark.parametrize("case", [c[0] for c in BAD_TOKENS])
+@pytest.mark.parametrize("which", ["TinyLM", "OffsetModel.forward", "OffsetModel.marker_attention", "CopyModel"])
+def test_models_refuse_bad_token_ids_by_name(which, case):
+    """nn.Embedding took a float, bool or uint8 tensor to a raw error (or a mask) and an id out of range to
+    "index out of range in self" (a device-side assert on a GPU); CopyModel checked nothing. Each model now names
+    the argument, what it expected (the bound: vocab_size, n_content + 2, vocab) and what it got."""
+    label, name, bound, fn, V, _ = _token_models()[which]
+    _, make, words = next(c for c in BAD_TOKENS if c[0] == case)
+    with pytest.raises(ValueError) as err:
+        fn(make(V))
+    message = str(err.value)
+    assert message.startswith(f"{label}: {name} ") or message.startswith(f"{label}: {name}."), message
+    for word in words:
+        assert word.format(V=V, V1=V + 1) in message, message
+    if "got values" in message:  # the bound, by name
+        assert f"[0, {bound})" in message, message
+
+
+@pytest.mark.parametrize("which", ["TinyLM", "OffsetModel.forward", "OffsetModel.marker_attention", "CopyModel"])
+def test_models_take_int64_and_int32_ids_up_to_the_last_one(which):
+    """The checks let every valid id through (0 and V − 1, T up to the model's limit) in int64 and int32 alike."""
+    _, _, _, fn, V, max_len = _token_models()[which]
+    T = max_len or 7
+    tokens = torch.arange(2 * T).reshape(2, T) % V
+    tokens[0, 0], tokens[1, -1] = 0, V - 1
+    with torch.no_grad():
+        torch.testing.assert_close(fn(tokens.int()), fn(tokens))
+
+
+def test_tinylm_refuses_sequences_longer_than_its_tables_in_every_scheme():
+    """The learned and sinusoidal tables have max_seq_len rows; every scheme refuses longer idx alike, by name."""
+    from ropebook.model import POSITIONS, ModelConfig
+
+    for position in POSITIONS:
+        lm = TinyLM(ModelConfig(vocab_size=10, dim=16, n_layers=1, n_heads=2, max_seq_len=8, position=position))
+        assert lm(torch.zeros(1, 8, dtype=torch.long))[0].shape == (1, 8, 10)
+        with pytest.raises(ValueError, match=r"TinyLM: the sequence length T of idx must be at most max_seq_len=8, "
+                                             r"got idx.shape=\(1, 9\)"):
+            lm(torch.zeros(1, 9, dtype=torch.long))
+
+
+@pytest.mark.parametrize("targets, pattern", [
+    (torch.full((8,), 10), r"TinyLM: targets must hold token ids in \[0, vocab_size=10\), got values in \[10, 10\] "
+                           r"\(targets.shape=\(8,\)\)"),  # the flat form (B·T,) is named as given
+    (torch.zeros(2, 4, dtype=torch.bool), r"TinyLM: targets must be int64 or uint8 .*targets.dtype=torch.bool"),
+    (torch.zeros(2, 5, dtype=torch.long), r"TinyLM: targets must have the shape of idx \(2, 4\), got targets.shape=\(2, 5\)"),
+])
+def test_tinylm_targets_are_checked_like_idx(targets, pattern):
+    from ropebook.model import ModelConfig
+
+    model = TinyLM(ModelConfig(vocab_size=10, dim=16, n_layers=1, n_heads=2, max_seq_len=8))
+    with pytest.raises(ValueError, match=pattern):
+        model(torch.zeros(2, 4, dtype=torch.long), targets)
+    assert torch.isfinite(model(torch.zeros(2, 4, dtype=torch.long), torch.full((8,), 9, dtype=torch.uint8))[1])
+
+
+def test_copy_model_takes_empty_batches_and_checks_its_config():
+    """No tokens failed inside linear_attention ("chunk_size must be a positive integer, got chunk_size=0") and
+    in a reshape; a dict for the config failed with an AttributeError."""
+    from ropebook.experiments import lrpe_recall
+
+    model = lrpe_recall.CopyModel(lrpe_recall.TaskConfig(vocab=10, dim=16, heads=2, seq_len=8), "permutation")
+    for shape in ((2, 0), (0, 5), (0, 0)):
+        assert model(torch.zeros(shape, dtype=torch.long)).shape == (*shape, 10)
+    with pytest.raises(ValueError, match=r"CopyModel: cfg must be a TaskConfig, got type\(cfg\)=dict"):
+        lrpe_recall.CopyModel({"vocab": 10}, "rope")
+
+
+def test_token_range_check_is_skipped_while_compiling(monkeypatch):
+    """The range check reads the device (a min and a max); under torch.compile it must not run. The dtype and shape
+    checks, which read no values, still do."""
+    from ropebook import _validate
+
+    too_big = torch.tensor([[0, 99]])
+    with pytest.raises(ValueError, match=r"f: t must hold token ids in \[0, vocab_size=4\), got values in \[0, 99\]"):
+        _validate._check_tokens("f", "t", too_big, 4)
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    _validate._check_tokens("f", "t", too_big, 4)  # not read
+    with pytest.raises(ValueError, match=r"f: t must be int64 or int32 of shape \(B, T\) \(token ids\), got t.shape=\(2,\)"):
+        _validate._check_tokens("f", "t", torch.zeros(2, dtype=torch.long), 4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_out_of_range_ids_on_a_gpu_are_refused_before_the_embedding():
+    """On a GPU nn.Embedding would fail with a device-side assert (and spoil the CUDA context): the check reads the
+    device once and raises first."""
+    from ropebook.model import ModelConfig
+
+    model = TinyLM(ModelConfig(vocab_size=10, dim=16, n_layers=1, n_heads=2, max_seq_len=8)).cuda()
+    with pytest.raises(ValueError, match=r"TinyLM: idx must hold token ids in \[0, vocab_size=10\), got values in \[0, 10\]"):
+        model(torch.tensor([[0, 10]], device="cuda"))
+    assert model(torch.tensor([[0, 9]], device="cuda"))[0].shape == (1, 2, 10)
+
+
+@pytest.mark.parametrize("call, pattern", [
+    (lambda O: O.constructed_offset_model(4, sharpness=math.nan), r"constructed_offset_model: sharpness must be a positive "
+                                                                   r"finite number, got sharpness=nan"),
+    (lambda O: O.constructed_offset_model(4, gain=-1.0), r"constructed_offset_model: gain must be .*got gain=-1.0"),
+    (lambda O: O.constructed_offset_model(4, base=1.0), r"constructed_offset_model: base must be a finite number > 1, got base=1.0"),
+    (lambda O: O.constructed_offset_model(0), r"constructed_offset_model: n_content must be a positive integer, got n_content=0"),
+    (lambda O: O.offset_accuracy("model", n_content=4, seq_len=8, seed=0),
+     r"offset_accuracy: model must be an OffsetModel, got type\(model\)=str"),
+    (lambda O: O.offset_accuracy(O.OffsetModel(4, 16), n_content=4, seq_len=8, seed=0.5),
+     r"offset_accuracy: seed must be an integer, got seed=0.5"),
+    (lambda O: O.offset_accuracy(O.OffsetModel(4, 16), n_content=4, seq_len=8, seed=0, n=0),
+     r"offset_accuracy: n must be a positive integer, got n=0"),
+    (lambda O: O.train_offset_model(O.OffsetModel(4, 16), lr=math.nan), r"train_offset_model: lr must be a positive finite "
+                                                                         r"number, got lr=nan"),
+    (lambda O: O.train_offset_model(O.OffsetModel(4, 16), steps=0), r"train_offset_model: steps must be a positive integer, "
+                                                                     r"got steps=0"),
+    (lambda O: O.train_offset_model(O.OffsetModel(4, 16), seed="0"), r"train_offset_model: seed must be an integer, got seed='0'"),
+])
+def test_offset_task_functions_name_bad_arguments(call, pattern):
+    """A NaN sharpness or lr gave NaN weights or losses silently; a float seed, n=0 or a str model failed with raw
+    errors (TypeError from manual_seed, next_token_task's name for n, AttributeError)."""
+    from ropebook.experiments import offset_task
+
+    with pytest.raises(ValueError, match=pattern):
+        call(offset_task)
+
+
+def test_offset_task_functions_take_numpy_integers():
+    import numpy as np
+
+    from ropebook.experiments import offset_task
+
+    model = offset_task.constructed_offset_model(np.int64(4))
+    assert offset_task.offset_accuracy(model, n_content=4, seq_len=np.int64(12), seed=np.int64(0), n=np.int64(64)) == 1.0
+    assert len(offset_task.train_offset_model(offset_task.OffsetModel(np.int64(4), 16), steps=np.int64(2),
+                                              seed=np.int64(1))) == 2

@@ -117,7 +117,7 @@ def test_empty_input_and_out_of_range_targets_are_refused():
         with pytest.raises(ValueError, match=r"with targets, idx must hold at least one sequence of at least one token"):
             m(empty, empty)
     for value in (16, -1, -100):
-        with pytest.raises(ValueError, match=rf"targets must hold tokens in \[0, vocab_size=16\), got values in \[{value}, {value}\]"):
+        with pytest.raises(ValueError, match=rf"targets must hold token ids in \[0, vocab_size=16\), got values in \[{value}, {value}\]"):
             m(idx, torch.full((2, 4), value))
     assert torch.isfinite(m(idx, torch.full((2, 4), 15))[1])
     # logits alone of no windows are fine: a process of a distributed validation can be handed none

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ropebook import lrpe
-from ropebook._validate import _check_positive_int, _check_positive_number, _is_int
+from ropebook._validate import _check_positive_int, _check_positive_number, _check_tokens, _is_int
 from ropebook.attention import linear_attention
 
 __all__ = ["ENCODINGS", "TaskConfig", "make_encoding", "CopyModel", "copy_batch", "train_one", "run", "main"]
@@ -90,7 +90,9 @@ class CopyModel(nn.Module):
 
     def __init__(self, cfg: TaskConfig, encoding: str):
         super().__init__()
-        self.heads, self.head_dim = cfg.heads, cfg.dim // cfg.heads
+        if not isinstance(cfg, TaskConfig):
+            raise ValueError(f"CopyModel: cfg must be a TaskConfig, got type(cfg)={type(cfg).__name__}")
+        self.vocab, self.heads, self.head_dim = cfg.vocab, cfg.heads, cfg.dim // cfg.heads
         self.embed = nn.Embedding(cfg.vocab, cfg.dim)
         self.qkv = nn.Linear(cfg.dim, 3 * cfg.dim)
         self.proj = nn.Linear(cfg.dim, cfg.dim)
@@ -98,11 +100,14 @@ class CopyModel(nn.Module):
         self.encoding = make_encoding(encoding, self.head_dim)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:  # (B, T) -> (B, T, V)
+        # int64/int32 token ids in [0, vocab) (nn.Embedding's "index out of range in self" names no argument)
+        _check_tokens("CopyModel", "tokens", tokens, self.vocab, bound=f"vocab={self.vocab}")
         x = self.embed(tokens)  # (B, T, dim)
         B, T, _ = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)  # (B, H, T, Dh) each
-        y = linear_attention(q, k, v, causal=True, encoding=self.encoding, chunk_size=T)  # (B, H, T, Dh)
-        x = x + self.proj(y.transpose(1, 2).reshape(B, T, -1))
+        # one chunk (T ≥ 1: no tokens gave "linear_attention: chunk_size must be a positive integer, got chunk_size=0")
+        y = linear_attention(q, k, v, causal=True, encoding=self.encoding, chunk_size=max(T, 1))  # (B, H, T, Dh)
+        x = x + self.proj(y.transpose(1, 2).reshape(B, T, self.heads * self.head_dim))
         return self.readout(x)
 
 

@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ropebook._validate import _check_positive_int
+from ropebook._validate import (_check_base, _check_index_range, _check_positive_int, _check_positive_number,
+                                _check_tokens, _is_int)
 from ropebook.crope import CRoPEAttention, RoPEAttention
 from ropebook.data import next_token_task
 
@@ -44,7 +45,7 @@ class OffsetModel(nn.Module):
         super().__init__()
         if position not in ("crope", "rope", "none"):
             raise ValueError(f"OffsetModel: position must be 'crope', 'rope' or 'none', got position={position!r}")
-        _check_positive_int("OffsetModel", n_content, "n_content")
+        n_content = _check_positive_int("OffsetModel", n_content, "n_content")
         self.n_content, self.position = n_content, position
         self.embed = nn.Embedding(n_content + 2, dim)
         attention = CRoPEAttention if position == "crope" else RoPEAttention
@@ -52,25 +53,19 @@ class OffsetModel(nn.Module):
         self.readout = nn.Linear(dim, n_content, bias=False)
 
     def _check(self, fn: str, tokens, marker_pos) -> None:
-        """tokens (B, T) in [0, n_content + 2) and marker_pos (B,) in [0, T), integers: a (1,) marker_pos broadcast
-        over the batch, and a negative one wrapped round, silently."""
-        ints = (torch.int64, torch.int32)  # what nn.Embedding and indexing take (a bool or uint8 index is a mask)
-        ok = isinstance(tokens, Tensor) and tokens.ndim == 2 and tokens.dtype in ints
-        if not ok:
-            got = f"tokens.shape={tuple(tokens.shape)}, dtype={tokens.dtype}" if isinstance(tokens, Tensor) else f"type(tokens)={type(tokens).__name__}"
-            raise ValueError(f"OffsetModel.{fn}: tokens must be int64 or int32 of shape (B, T), got {got}")
+        """tokens (B, T) in [0, n_content + 2) and marker_pos (B,) in [0, T), int64 or int32: a (1,) marker_pos
+        broadcast over the batch, and a negative one wrapped round, silently; a bool or uint8 one is a mask. The
+        values are read on every device (one read each; skipped while a compiler traces): out of range on a GPU,
+        the embedding or the gather would fail with a device-side assert."""
+        fn = f"OffsetModel.{fn}"
+        _check_tokens(fn, "tokens", tokens, None)  # the shapes first, then the values
         B, T = tokens.shape
-        if not isinstance(marker_pos, Tensor) or marker_pos.shape != (B,) or marker_pos.dtype not in ints:
-            got = f"marker_pos.shape={tuple(marker_pos.shape)}" if isinstance(marker_pos, Tensor) else f"type(marker_pos)={type(marker_pos).__name__}"
-            raise ValueError(f"OffsetModel.{fn}: marker_pos must be int64 or int32 of shape (B,)=({B},), got {got}")
-        if tokens.device.type != "cpu" or torch.compiler.is_compiling():  # reading values would sync a GPU each step
-            return
-        if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= self.n_content + 2):
-            raise ValueError(f"OffsetModel.{fn}: tokens must lie in [0, n_content + 2 = {self.n_content + 2}), "
-                             f"got values in [{int(tokens.min())}, {int(tokens.max())}]")
-        if marker_pos.numel() and (int(marker_pos.min()) < 0 or int(marker_pos.max()) >= T):
-            raise ValueError(f"OffsetModel.{fn}: marker_pos must lie in [0, T = {T}), "
-                             f"got values in [{int(marker_pos.min())}, {int(marker_pos.max())}]")
+        _check_tokens(fn, "marker_pos", marker_pos, None, ndim=1, shape=f"(B,)=({B},)", what="positions")
+        if marker_pos.shape != (B,):
+            raise ValueError(f"{fn}: marker_pos must be int64 or int32 of shape (B,)=({B},), "
+                             f"got marker_pos.shape={tuple(marker_pos.shape)}")
+        _check_index_range(fn, "tokens", tokens, self.n_content + 2, f"n_content + 2={self.n_content + 2}")
+        _check_index_range(fn, "marker_pos", marker_pos, T, f"T={T}", what="positions")
 
     def forward(self, tokens: Tensor, marker_pos: Tensor) -> Tensor:
         self._check("forward", tokens, marker_pos)
@@ -83,6 +78,18 @@ class OffsetModel(nn.Module):
         self._check("marker_attention", tokens, marker_pos)
         scores = self.attn.scores(self.embed(tokens))[:, 0]  # (B, T, T), head 0
         return scores[torch.arange(len(tokens)), marker_pos].softmax(-1)
+
+
+def _check_model(fn: str, model) -> None:
+    if not isinstance(model, OffsetModel):
+        raise ValueError(f"{fn}: model must be an OffsetModel, got type(model)={type(model).__name__}")
+
+
+def _check_seed(fn: str, seed) -> int:
+    """An integer (numpy's too, never a bool), as the Python int that ``torch.Generator.manual_seed`` takes."""
+    if not _is_int(seed):
+        raise ValueError(f"{fn}: seed must be an integer, got seed={seed!r}")
+    return int(seed)
 
 
 @torch.no_grad()
@@ -104,6 +111,11 @@ def constructed_offset_model(n_content: int, *, sharpness: float = 100.0, gain: 
     >>> offset_accuracy(model, n_content=6, seq_len=16, seed=0)
     1.0
     """
+    fn = "constructed_offset_model"
+    n_content = _check_positive_int(fn, n_content, "n_content")
+    _check_positive_number(fn, sharpness, "sharpness")  # NaN or inf would give NaN weights, silently
+    _check_positive_number(fn, gain, "gain")
+    base = _check_base(fn, base)
     n = n_content + 3  # complex coordinates
     dim = 2 * n
     model = OffsetModel(n_content, dim, position="crope", base=base)
@@ -129,6 +141,9 @@ def constructed_offset_model(n_content: int, *, sharpness: float = 100.0, gain: 
 @torch.no_grad()
 def offset_accuracy(model: OffsetModel, *, n_content: int, seq_len: int, seed: int, n: int = 512) -> float:
     """Fraction of ``n`` fresh task sequences (seeded) whose answer is the model's top logit."""
+    _check_model("offset_accuracy", model)
+    _check_positive_int("offset_accuracy", n, "n")  # else next_token_task names its batch_size
+    seed = _check_seed("offset_accuracy", seed)
     if n_content != model.n_content:  # another task: its tokens mean other things to the model
         raise ValueError(f"offset_accuracy: n_content must be the model's, {model.n_content}, got n_content={n_content}")
     tokens, pos, answer = next_token_task(n, seq_len, n_content, generator=torch.Generator().manual_seed(seed))
@@ -138,6 +153,12 @@ def offset_accuracy(model: OffsetModel, *, n_content: int, seq_len: int, seed: i
 def train_offset_model(model: OffsetModel, *, steps: int = 400, batch_size: int = 64, seq_len: int = 16,
                        lr: float = 1e-2, seed: int = 0) -> list[float]:
     """Adam on the cross-entropy at the marker; returns the loss per step (nats)."""
+    fn = "train_offset_model"
+    _check_model(fn, model)
+    _check_positive_int(fn, steps, "steps")
+    _check_positive_int(fn, batch_size, "batch_size")
+    _check_positive_number(fn, lr, "lr")
+    seed = _check_seed(fn, seed)
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     losses = []
