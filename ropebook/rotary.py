@@ -21,20 +21,36 @@ from ropebook.scaling import DynamicNTK, LongRoPE
 __all__ = ["RotaryEmbedding", "layout_permutation", "interleaved_to_half_weights"]
 
 
-def layout_permutation(head_dim: int) -> Tensor:
+def layout_permutation(head_dim: int, *, rotary_dim: int | None = None) -> Tensor:
     """Indices p with ``x_half = x_interleaved[..., p]``: even features first, then odd ones.
 
     Pair i sits at features (2i, 2i + 1) in the interleaved layout and at
-    (i, i + d/2) in the half layout. ``torch.argsort(p)`` maps back.
+    (i, i + d/2) in the half layout. ``torch.argsort(p)`` maps back. With partial rotary
+    (``rotary_dim`` r < head_dim, as GPT-J) only the first r features are pairs; the rest stay where they are.
 
     >>> layout_permutation(6)
     tensor([0, 2, 4, 1, 3, 5])
+    >>> layout_permutation(6, rotary_dim=4)
+    tensor([0, 2, 1, 3, 4, 5])
     """
-    head_dim = _validate._check_dim("layout_permutation", head_dim, "head_dim")
-    return torch.cat((torch.arange(0, head_dim, 2), torch.arange(1, head_dim, 2)))
+    fn = "layout_permutation"
+    if isinstance(head_dim, int) and not isinstance(head_dim, bool) and head_dim > 0 and rotary_dim is not None:
+        head_dim = int(head_dim)  # with partial rotary an odd head_dim is allowed: only the r rotated features pair up
+    else:
+        head_dim = _validate._check_dim(fn, head_dim, "head_dim")
+    r = head_dim if rotary_dim is None else _check_rotary_dim(fn, rotary_dim, head_dim)
+    return torch.cat((torch.arange(0, r, 2), torch.arange(1, r, 2), torch.arange(r, head_dim)))
 
 
-def interleaved_to_half_weights(w: Tensor, n_heads: int, *, head_dim: int | None = None) -> Tensor:
+def _check_rotary_dim(fn: str, rotary_dim, head_dim: int) -> int:
+    r = _validate._check_dim(fn, rotary_dim, "rotary_dim")
+    if r > head_dim:
+        raise ValueError(f"{fn}: rotary_dim must be at most head_dim={head_dim}, got rotary_dim={r}")
+    return r
+
+
+def interleaved_to_half_weights(w: Tensor, n_heads: int, *, head_dim: int | None = None,
+                                rotary_dim: int | None = None) -> Tensor:
     """Permute the output rows of a q/k projection, head by head, from interleaved to half layout.
 
     If ``q = x @ w.T`` is used with ``layout="interleaved"``, then
@@ -50,6 +66,10 @@ def interleaved_to_half_weights(w: Tensor, n_heads: int, *, head_dim: int | None
         head_dim: if given, ``w.shape[0] // n_heads`` must equal it. A wrong ``n_heads`` that still divides
             the rows (the query heads passed for W_k) or a weight stored as ``(in, out)`` then raises instead
             of permuting silently with the wrong head size.
+        rotary_dim: with partial rotary (GPT-J: ``rotary_dim`` < head_dim), the rotated features, the first
+            ``rotary_dim`` of each head; only those are permuted. Default: the whole head. Converting a
+            partial-rotary checkpoint without it changes the scores (the pass-through features would be
+            permuted as if they were pairs).
 
     Shapes: ``w (n_heads * head_dim, in_features)`` → same shape.
 
@@ -78,6 +98,9 @@ def interleaved_to_half_weights(w: Tensor, n_heads: int, *, head_dim: int | None
     if rows % n_heads:
         raise ValueError(f"{fn}: n_heads must be a positive divisor of w.shape[0]={rows}, got n_heads={n_heads!r}")
     head_dim = rows // n_heads
+    if rotary_dim is not None:
+        p = layout_permutation(head_dim, rotary_dim=_check_rotary_dim(fn, rotary_dim, head_dim)).to(w.device)
+        return w.reshape(n_heads, head_dim, *w.shape[1:])[:, p].reshape(w.shape)
     if head_dim % 2:
         raise ValueError(f"{fn}: head_dim = w.shape[0] / n_heads must be even (pairs of "
                          f"features), got head_dim={head_dim} from w.shape={tuple(w.shape)}, n_heads={n_heads}")

@@ -256,6 +256,34 @@ def test_converter_permutation_preserves_attention_scores(n_heads, head_dim):
     assert not torch.allclose(scores(wq, wk, "half"), meta)  # without the permutation they differ
 
 
+@pytest.mark.parametrize("head_dim, rotary_dim", [(8, 4), (16, 6), (7, 4)])
+def test_converter_with_partial_rotary(head_dim, rotary_dim):
+    """GPT-J rotates the first rotary_dim features of a head, interleaved; the rest pass through. Converting its
+    W_q, W_k to the half layout permutes those features only: with rotary_dim the scores are unchanged."""
+    n_heads, d_model, T = 3, 24, 9
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(T, d_model, dtype=torch.float64, generator=g)
+    wq, wk = (torch.randn(n_heads * head_dim, d_model, dtype=torch.float64, generator=g) for _ in range(2))
+
+    def scores(wq, wk, layout):
+        q, k = ((x @ w.T).view(T, n_heads, head_dim).transpose(0, 1) for w in (wq, wk))  # (H, T, D)
+        rot = [rb.apply_rope(t, layout=layout, rotary_dim=rotary_dim) for t in (q, k)]
+        return rot[0] @ rot[1].transpose(-1, -2)
+
+    meta = scores(wq, wk, "interleaved")
+    conv = [rb.interleaved_to_half_weights(w, n_heads, rotary_dim=rotary_dim) for w in (wq, wk)]
+    eps = torch.finfo(torch.float64).eps
+    torch.testing.assert_close(scores(*conv, "half"), meta, rtol=0, atol=64 * head_dim * eps * meta.abs().max().item())
+    p = rb.layout_permutation(head_dim, rotary_dim=rotary_dim)
+    assert torch.equal(p[rotary_dim:], torch.arange(rotary_dim, head_dim))  # the pass-through features stay
+    if head_dim % 2 == 0:  # the whole-head permutation moves pass-through features too: the silent mistake
+        whole = [rb.interleaved_to_half_weights(w, n_heads) for w in (wq, wk)]
+        assert not torch.allclose(scores(*whole, "half"), meta)
+    too_many = head_dim + 2 - head_dim % 2  # even, past the head
+    with pytest.raises(ValueError, match=rf"rotary_dim must be at most head_dim={head_dim}, got rotary_dim={too_many}"):
+        rb.interleaved_to_half_weights(wq, n_heads, rotary_dim=too_many)
+
+
 def test_converter_with_grouped_query_attention():
     """Hugging Face's converter permutes W_k with num_key_value_heads. With head_dim given, the query heads'
     count (which also divides W_k's rows) raises instead of permuting with a head size of 4."""
