@@ -214,7 +214,7 @@ def test_packed_tokens_past_a_too_small_max_seqlen_come_out_nan(monkeypatch, inp
     from ropebook.kernels import autograd, op, rope_triton
 
     monkeypatch.setattr(rope_triton, "default_config", lambda T, H, table: config)
-    monkeypatch.setattr(autograd, "_check_cu_seqlens", lambda fn, cu, n, max_seqlen=None: op.check_cu_seqlens(fn, cu, n))
+    monkeypatch.setattr(autograd, "_check_cu_seqlens", lambda fn, cu, n, max_seqlen=None, **kw: op.check_cu_seqlens(fn, cu, n))
     cu = torch.tensor([0, 3, 4, 9], device=DEVICE, dtype=torch.int32)  # lengths 3, 1, 5: max_seqlen=3 misses 2
     g = torch.Generator().manual_seed(2)
     q = torch.randn(9, 4, 16, generator=g).to(DEVICE).transpose(0, 1)  # (Hq, N, D)
@@ -270,11 +270,12 @@ def test_computed_cos_sin_error_in_float32_ulps(monkeypatch, sincos, ulps):
     sin of the same fixed-point angle. Bounds, in units of 2^-23: the math library's way converts the
     angle in [-π, π) to float32 and scales it by the float32 constant 2π/2^64: two roundings of at most
     2^-24 relative each, and the constant 0.47·2^-24 off (≤ 2.47·π·2^-24 ≈ 3.9 at |α| = π, where sin's
-    value and so its own error
-    are small), then cosf/sinf add up to 2 ulps of their value (CUDA's documented bound; numpy's under
-    the interpreter is tighter): 4 (2.5 measured here). The quadrant reduction forms only the rest in
-    [-π/4, π/4] that way (≤ 0.7 once weighted by the other function's value) and its polynomials are
-    within 0.6 of cos and sin on that interval (checked by a dense scan when they were chosen): 1.5."""
+    value and so its own error are small), then cosf/sinf add up to 2 ulps of their value (CUDA's documented
+    bound; an ulp below 1 is at most 2^-24, so that is at most one unit; numpy's, under the interpreter,
+    reach about 1.4 ulps, under one unit, as ch-rope-gpu measures): 4 (2.5 measured here). The quadrant
+    reduction forms only the rest in [-π/4, π/4] that way (≤ 0.7 once weighted by the other function's value)
+    and its polynomials are within 0.6 of cos and sin on that interval (checked by a dense scan when they were
+    chosen): 1.5."""
     from ropebook.kernels import rope_triton
 
     monkeypatch.setattr(rope_triton, "SINCOS", sincos)
@@ -432,7 +433,7 @@ def test_an_unchecked_cu_seqlens_stays_inside_q_and_k(cu, monkeypatch):
     nothing outside q and k is read or written. Before the clamp, [0, 4, 12] wrote past q, [-3, 4, 8] before it."""
     from ropebook.kernels import autograd
 
-    monkeypatch.setattr(autograd, "_check_cu_seqlens", lambda fn, cu_seqlens, n_tokens, max_seqlen=None: 6)
+    monkeypatch.setattr(autograd, "_check_cu_seqlens", lambda fn, cu_seqlens, n_tokens, max_seqlen=None, **kw: 6)
     pad, n = 16, 8
     qb = torch.full((2, pad + n + pad, 16), 7.0, device=DEVICE)  # q is rows pad … pad + n - 1 of each head
     kb = torch.full((1, pad + n + pad, 16), 7.0, device=DEVICE)

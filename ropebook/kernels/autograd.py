@@ -282,7 +282,8 @@ def rope_qk(q: Tensor, k: Tensor | None, cache: RopeCache, *, layout: str = "hal
     cu_max = None  # the longest packed sequence, once cu_seqlens is checked
     if (varlen and cu_seqlens.device.type == "cpu" and isinstance(q, Tensor)
             and not torch.compiler.is_compiling()):  # compiled: values are not known while tracing
-        cu_max = _check_cu_seqlens(fn, cu_seqlens, q.shape[1] if q.ndim == 3 else None, max_seqlen)  # free on the CPU, even on a repeat
+        cu_max = _check_cu_seqlens(fn, cu_seqlens, q.shape[1] if q.ndim == 3 else None, max_seqlen,  # free on the CPU,
+                                   n_heads=q.shape[0] if q.ndim == 3 else None)  # even on a repeat
     if varlen and max_seqlen is None and torch.compiler.is_compiling():
         raise ValueError(f"{fn}: under torch.compile, pass max_seqlen with cu_seqlens (reading it from cu_seqlens's "
                          f"values cannot be traced), got max_seqlen=None")
@@ -338,7 +339,7 @@ def rope_qk(q: Tensor, k: Tensor | None, cache: RopeCache, *, layout: str = "hal
         if cu_seqlens.ndim != 1 or cu_seqlens.numel() < 2:
             raise ValueError(f"{fn}: cu_seqlens must have shape (B + 1,) with B >= 1, got cu_seqlens.shape={tuple(cu_seqlens.shape)}")
         if max_seqlen is None:  # a device synchronization (pass max_seqlen to avoid it), so check cu_seqlens too
-            max_seqlen = cu_max if cu_max is not None else _check_cu_seqlens(fn, cu_seqlens, q.shape[1])
+            max_seqlen = cu_max if cu_max is not None else _check_cu_seqlens(fn, cu_seqlens, q.shape[1], n_heads=q.shape[0])
         elif isinstance(max_seqlen, bool) or not isinstance(max_seqlen, int) or max_seqlen < 1:
             raise ValueError(f"{fn}: max_seqlen must be a positive int (the longest sequence's length), got max_seqlen={max_seqlen!r}")
         spec.update(cu_seqlens=cu_seqlens, max_seqlen=int(max_seqlen))
