@@ -41,17 +41,30 @@ def _positions(fn: str, x: Tensor, positions, offset) -> Tensor:
     """Positions broadcastable to x.shape[:-1] (default arange(T)), plus offset, in int64 or float64."""
     target = tuple(x.shape[:-1])
 
+    def per_sequence(name: str, shape) -> bool:
+        """A 2-d (B, T) (or, for offset, (B, 1)) of Hugging Face's position_ids kind, for x of (B, H, T, D)."""
+        widths = (x.shape[-2],) if name == "positions" else (x.shape[-2], 1)
+        return len(shape) == 2 and x.ndim >= 4 and shape[0] == x.shape[0] and shape[1] in widths
+
+    def per_sequence_view(name: str) -> str:
+        return f"{name}[:, {', '.join(['None'] * (x.ndim - 3))}, :]"
+
     def check_shape(name: str, shape) -> None:
         if not _broadcasts_to(shape, target):
             hint = ""
             if name == "offset" and len(shape) == 1 and x.ndim >= 3:  # one offset per sequence of (B, ..., T, D)
                 hint = f"; for one offset per sequence pass offset[:, {', '.join(['None'] * (x.ndim - 2))}]"
-            if name == "positions" and len(shape) == 2 and x.ndim >= 4 and tuple(shape) == (x.shape[0], x.shape[-2]):
-                # Hugging Face's position_ids, (B, T), for x of (B, H, T, D)
-                hint = (f"; for one row of positions per sequence (B, T) pass "
-                        f"positions[:, {', '.join(['None'] * (x.ndim - 3))}, :]")
+            if per_sequence(name, shape):
+                hint = f"; for one row of {name} per sequence (B, T) pass {per_sequence_view(name)}"
             raise ValueError(f"{fn}: {name} must broadcast to x.shape[:-1]={target}, "
                              f"got {name}.shape={tuple(shape)}{hint}")
+        if per_sequence(name, shape) and 1 < x.shape[0] == x.shape[-3]:
+            # Hugging Face's (B, T) position_ids (or a (B, 1) start) for x of (B, H, T, D) with B == H:
+            # broadcasting reads one row per head, not per sequence, and the result would be wrong without a word
+            raise ValueError(f"{fn}: {name}.shape={tuple(shape)} is ambiguous for x.shape={tuple(x.shape)}, "
+                             f"where x.shape[0] == x.shape[-3] == {x.shape[0]}: broadcasting reads one row per head; "
+                             f"pass {per_sequence_view(name)} for one row per sequence (Hugging Face's position_ids), "
+                             f"or {name}[None] for one row per head")
 
     if positions is None:
         positions = torch.arange(x.shape[-2], device=x.device)  # (T,)
@@ -59,14 +72,6 @@ def _positions(fn: str, x: Tensor, positions, offset) -> Tensor:
         positions = _as_tensor(fn, "positions", positions, x.device)
         _check_position_values(fn, "positions", positions)
         check_shape("positions", positions.shape)
-        if (positions.ndim == 2 and x.ndim >= 4 and 1 < x.shape[0] == x.shape[-3]
-                and tuple(positions.shape) == (x.shape[0], x.shape[-2])):
-            # Hugging Face's (B, T) position_ids for x of (B, H, T, D) with B == H: broadcasting reads one row
-            # per head, not per sequence, and the result would come out wrong without a word
-            raise ValueError(f"{fn}: positions.shape={tuple(positions.shape)} is ambiguous for x.shape={tuple(x.shape)}, "
-                             f"where x.shape[0] == x.shape[-3] == {x.shape[0]}: broadcasting reads one row per head; "
-                             f"pass positions[:, {', '.join(['None'] * (x.ndim - 3))}, :] for one row per sequence "
-                             f"(Hugging Face's position_ids), or positions[None] for one row per head")
     if isinstance(offset, Tensor):
         _check_position_values(fn, "offset", offset)
         check_shape("offset", offset.shape)
@@ -194,7 +199,10 @@ def apply_rope(x: Tensor, positions=None, *, base: float = 10000.0, layout: str 
             Either way cos and sin are formed afresh on every call; a model builds
             ``ropebook.kernels.rope_cache`` once and calls ``rope_qk`` (ch-rope-gpu).
 
-    Shapes: ``x (B, H, T, D)``, ``positions (T,)`` or ``(B, 1, T)`` → ``(B, H, T, D)``.
+    Shapes: ``x (B, H, T, D)``, ``positions (T,)`` or ``(B, 1, T)`` → ``(B, H, T, D)``. The tokens are
+    x's second-to-last axis: a ``(B, T, H, D)`` tensor (flash-attn's and Liger's layout) is rotated as if
+    each head were a position unless it is passed as ``x.transpose(1, 2)``. Hugging Face's ``position_ids``
+    ``(B, T)`` are ``position_ids[:, None, :]`` here.
 
     Returns: a tensor with the shape, dtype and device of x.
 

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from ropebook import _validate
 from ropebook import rope as _rope
 from ropebook._rotation import apply_cos_sin
-from ropebook.scaling import DynamicNTK, LongRoPE
+from ropebook.scaling import DynamicNTK, LongRoPE, from_hf_config
 
 __all__ = ["RotaryEmbedding", "layout_permutation", "interleaved_to_half_weights"]
 
@@ -114,7 +114,9 @@ class RotaryEmbedding(nn.Module):
     Args:
         dim: head dimension D.
         base, layout, scaling, rotary_dim: as in :func:`ropebook.apply_rope`.
-        max_positions: initial table length; the table grows (doubling) when needed.
+        max_positions: initial table length; the table grows (doubling) as positions grow, to at most
+            ``TABLE_LIMIT`` rows. A few positions more than twice past the table (a decode step at a far
+            offset) are computed directly instead: exact all the same, with no table of every position below.
 
     ``forward(q, k, positions=None, *, offset=0)``: q ``(B, H, T, D)``, k ``(B, H_kv, T, D)``.
     For decoding with a KV cache pass ``offset`` (an int, or a tensor ``(B,)`` with
@@ -154,15 +156,36 @@ class RotaryEmbedding(nn.Module):
         self.max_positions = int(max_positions)
         self._cache: dict[tuple, tuple[Tensor, Tensor]] = {}  # (device, dtype, long?) -> cos, sin (L, r/2)
 
+    @classmethod
+    def from_hf_config(cls, config, *, layer_type: str | None = None, **kwargs) -> "RotaryEmbedding":
+        """The rotary embedding of a Hugging Face model config: head size, base, scaling rule and partial-rotary
+        width read as ``transformers`` reads them (:func:`ropebook.scaling.from_hf_config`); ``kwargs``
+        (``layout``, ``max_positions``, or any of those) override. Hugging Face's Llama family uses the half
+        layout, the default here; GPT-J and other interleaved models need ``layout="interleaved"``.
+
+        >>> rope = RotaryEmbedding.from_hf_config({"hidden_size": 64, "num_attention_heads": 4,
+        ...                                        "rope_parameters": {"rope_type": "default", "rope_theta": 1e6}})
+        >>> rope.dim, rope.base, rope.rotary_dim
+        (16, 1000000.0, 16)
+        """
+        return cls(**{**from_hf_config(config, layer_type=layer_type), **kwargs})
+
     def extra_repr(self) -> str:
         return f"dim={self.dim}, base={self.base}, layout={self.layout!r}, scaling={self.scaling}, rotary_dim={self.rotary_dim}"
 
-    def _table(self, length: int, *, dtype, device, seq_len) -> tuple[Tensor, Tensor]:
+    def _table(self, length: int, *, dtype, device, seq_len, asked: int) -> tuple[Tensor, Tensor] | None:
+        """The table of at least ``length`` positions, grown by doubling; None for a jump more than twice past
+        the table that asks for few positions (``asked``: a decode step at a far offset): one far position does
+        not pay for a table of every position below it (2^20 rows of a head of 128 are 512 MB of cos and sin,
+        and seconds to build). A prefill asks for about as many positions as the table has rows: it is built."""
         long = isinstance(self.scaling, LongRoPE) and seq_len is not None and seq_len > self.scaling.original_max_positions
         key = (torch.device(device), dtype, long)
         table = self._cache.get(key)
         if table is None or table[0].shape[0] < length:
+            have = self.max_positions if table is None else max(self.max_positions, table[0].shape[0])
             size = max(self.max_positions, 1 << (length - 1).bit_length())
+            if (size > 2 * have and size > 4 * asked) or length > max(self.max_positions, self.TABLE_LIMIT):
+                return None
             table = _rope.rope_cos_sin(torch.arange(size, device=device), self.rotary_dim, base=self.base,
                                        scaling=self.scaling, seq_len=seq_len, dtype=dtype)  # (L, r/2) each
             self._cache[key] = table
@@ -184,13 +207,13 @@ class RotaryEmbedding(nn.Module):
             seq_len = int(positions.max()) + 1
         cacheable = not positions.is_floating_point() and not isinstance(self.scaling, DynamicNTK)
         if cacheable and positions.numel() and int(positions.min()) >= 0:
-            length = int(positions.max()) + 1
-            # the table doubles as positions grow, up to a bound; a far position (a huge offset) is computed
-            # directly, exact all the same, instead of allocating a table of every position below it
-            if length <= max(self.max_positions, self.TABLE_LIMIT):
-                cos, sin = self._table(length, dtype=dtype, device=positions.device, seq_len=seq_len)
+            # the table doubles as positions grow, up to a bound; a far position (a huge offset, or a jump more
+            # than twice past the table) is computed directly, exact all the same
+            table = self._table(int(positions.max()) + 1, dtype=dtype, device=positions.device, seq_len=seq_len,
+                                asked=positions.numel())
+            if table is not None:
                 positions = positions.long()  # int8/int16/uint8 cannot index
-                return cos[positions], sin[positions]
+                return table[0][positions], table[1][positions]
         return _rope.rope_cos_sin(positions, self.rotary_dim, base=self.base, scaling=self.scaling,
                                   seq_len=seq_len, dtype=dtype)
 
@@ -203,8 +226,11 @@ class RotaryEmbedding(nn.Module):
                 raise ValueError(f"{fn}: {name} must have shape (..., T, dim={self.dim}), got {name}.shape={got}")
             _validate._check_x(fn, t, self.rotary_dim, name)
         if q.ndim != k.ndim or q.shape[:-3] != k.shape[:-3] or q.shape[-2] != k.shape[-2]:
+            hint = ""
+            if q.ndim == k.ndim >= 4 and q.shape[:-2] == k.shape[:-2]:  # the heads differ, the tokens agree
+                hint = "; q and k look like (B, T, H, D): pass q.transpose(1, 2) and k.transpose(1, 2)"
             raise ValueError(f"{fn}: q (B, H, T, D) and k (B, H_kv, T, D) must share B and T, got "
-                             f"q.shape={tuple(q.shape)}, k.shape={tuple(k.shape)}")
+                             f"q.shape={tuple(q.shape)}, k.shape={tuple(k.shape)}{hint}")
         if isinstance(offset, Tensor) and offset.ndim == 1 and q.ndim >= 3:
             if offset.shape[0] not in (1, q.shape[0]):
                 raise ValueError(f"{fn}: a 1-d offset holds one start position per batch row, B={q.shape[0]}, "

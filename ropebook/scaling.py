@@ -31,7 +31,7 @@ from torch import Tensor
 from ropebook._validate import (_check_base, _check_bool, _check_dim, _check_float_dtype, _check_positive_int,
                                 _check_positive_number)
 
-__all__ = ["Linear", "NTKAware", "DynamicNTK", "YaRN", "Llama3", "LongRoPE"]
+__all__ = ["Linear", "NTKAware", "DynamicNTK", "YaRN", "Llama3", "LongRoPE", "from_hf_config"]
 
 
 def _inv_freq(dim: int, base: float, dtype: torch.dtype, device=None) -> Tensor:
@@ -292,7 +292,9 @@ class LongRoPE:
     θ_i' = θ_i / a_i with a = ``long_factor`` when seq_len > L_train, else
     ``short_factor`` (``seq_len=None`` counts as short). attention_factor =
     sqrt(1 + ln s / ln L_train) with s = ``factor`` or, if not given,
-    ``max_positions / original_max_positions`` (1 when s ≤ 1), unless given.
+    ``max_positions / original_max_positions`` (1 when s ≤ 1), unless given. One of
+    ``max_positions``, ``factor`` and ``attention_factor`` is required: Hugging Face reads s from
+    ``config.max_position_embeddings``, outside the rope parameters.
     Ding et al. 2024, "LongRoPE" (arXiv 2402.13753); Phi-3; Hugging Face ``rope_type="longrope"``.
 
     >>> rule = LongRoPE([1.0, 1.0], [1.0, 4.0], original_max_positions=4096, max_positions=131072)
@@ -330,6 +332,12 @@ class LongRoPE:
         if self.factor is not None:
             _check_factor("LongRoPE", self.factor)
         _check_positive_number("LongRoPE", self.attention_factor, "attention_factor", optional=True)
+        if self.max_positions is None and self.factor is None and self.attention_factor is None:
+            # Hugging Face derives s from config.max_position_embeddings, which is not among the rope parameters
+            # a port copies: without it the factor would come out 1 (Phi-3-mini-128k uses 1.19), silently
+            raise ValueError("LongRoPE: pass max_positions (the extended context, Hugging Face's "
+                             "config.max_position_embeddings), factor or attention_factor, got none of them: the "
+                             "attention factor sqrt(1 + ln s / ln original_max_positions) needs s")
         if self.attention_factor is None:
             s = self.factor
             if s is None:
@@ -355,3 +363,82 @@ class LongRoPE:
         ext = torch.tensor(factors, dtype=dtype, device=device)  # (dim/2,)
         exponent = torch.arange(0, dim, 2, dtype=torch.int64, device=device).to(dtype) / dim
         return 1.0 / (ext * base**exponent)
+
+
+_HF_RULES = ("default", "linear", "dynamic", "yarn", "llama3", "longrope")
+
+
+def from_hf_config(config, *, layer_type: str | None = None) -> dict:
+    """The RoPE of a Hugging Face model config, as keyword arguments for ropebook: ``dim``, ``base``,
+    ``scaling`` and ``rotary_dim``.
+
+    A rule of this module does not carry the base (Hugging Face's ``rope_theta``) nor the partial-rotary width:
+    porting a model by hand, each is easy to leave at its default without a word (Llama 3.1's base is
+    500000, not 10000). This reads them all from the config, as ``transformers.modeling_rope_utils`` does:
+    ``rope_parameters`` (transformers 5; with ``layer_type`` for a config that has one per layer type) or
+    ``rope_theta``, ``rope_scaling`` and ``partial_rotary_factor`` (transformers 4); ``head_dim``, else
+    ``hidden_size // num_attention_heads``; ``max_position_embeddings`` where a rule needs it (dynamic NTK's
+    training length; YaRN's and LongRoPE's factor when the parameters give none). ``config`` is a
+    ``transformers`` config or a dict of its attributes.
+
+    >>> kw = from_hf_config({"hidden_size": 4096, "num_attention_heads": 32, "max_position_embeddings": 131072,
+    ...                      "rope_parameters": {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0,
+    ...                                          "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+    ...                                          "original_max_position_embeddings": 8192}})
+    >>> kw["dim"], kw["base"], kw["rotary_dim"], kw["scaling"]
+    (128, 500000.0, 128, Llama3(factor=8.0, original_max_positions=8192, low_freq_factor=1.0, high_freq_factor=4.0))
+    >>> import ropebook as rb
+    >>> rope = rb.RotaryEmbedding(**kw)      # or rb.apply_rope(x, base=kw["base"], scaling=kw["scaling"], ...)
+    """
+    fn = "from_hf_config"
+    get = config.get if isinstance(config, dict) else (lambda name, default=None: getattr(config, name, default))
+    params = get("rope_parameters")
+    if params is None:  # transformers 4: the base and the rule beside each other
+        params = {"rope_theta": get("rope_theta", 10000.0), **(get("rope_scaling") or {})}
+        if get("partial_rotary_factor") is not None or get("rotary_pct") is not None:
+            params["partial_rotary_factor"] = get("partial_rotary_factor", get("rotary_pct"))
+    if not isinstance(params, dict):
+        params = dict(params)
+    if layer_type is not None or ("rope_theta" not in params and all(isinstance(v, dict) for v in params.values())):
+        if layer_type not in params:
+            raise ValueError(f"{fn}: this config has RoPE parameters per layer type {sorted(params)}: pass "
+                             f"layer_type= one of them, got layer_type={layer_type!r}")
+        params = params[layer_type]
+    kind = params.get("rope_type", params.get("type", "default"))
+    if kind not in _HF_RULES:
+        raise ValueError(f"{fn}: rope_type must be one of {_HF_RULES} (what ropebook implements), got rope_type={kind!r}")
+
+    def need(name: str, where=params, label: str = "rope_parameters"):
+        value = where.get(name) if isinstance(where, dict) else get(name)
+        if value is None:
+            raise ValueError(f"{fn}: rope_type={kind!r} needs {label}[{name!r}], got none")
+        return value
+
+    head_dim = get("head_dim") or need("hidden_size", None, "config") // need("num_attention_heads", None, "config")
+    rotary_dim = int(head_dim * params.get("partial_rotary_factor", 1.0))  # Hugging Face's int(), as it is
+    base = float(need("rope_theta"))
+    max_pos = get("max_position_embeddings")
+    if kind == "default":
+        rule = None
+    elif kind == "linear":
+        rule = Linear(float(need("factor")))
+    elif kind == "dynamic":  # Hugging Face's training length here is max_position_embeddings itself
+        rule = DynamicNTK(float(need("factor")), need("max_position_embeddings", None, "config"))
+    elif kind == "yarn":
+        original = need("original_max_position_embeddings")
+        factor = params.get("factor")
+        if factor is None:  # DeepSeek-V3: the ratio of the two lengths
+            factor = need("max_position_embeddings", None, "config") / original
+        rule = YaRN(float(factor), original, beta_fast=params.get("beta_fast") or 32.0,
+                    beta_slow=params.get("beta_slow") or 1.0, mscale=params.get("mscale"),
+                    mscale_all_dim=params.get("mscale_all_dim"), truncate=params.get("truncate", True),
+                    attention_factor=params.get("attention_factor"))
+    elif kind == "llama3":
+        rule = Llama3(float(need("factor")), need("original_max_position_embeddings"),
+                      low_freq_factor=float(need("low_freq_factor")), high_freq_factor=float(need("high_freq_factor")))
+    else:  # longrope: s = factor, else max_position_embeddings / original (Phi-3)
+        factor = params.get("factor")
+        rule = LongRoPE(need("short_factor"), need("long_factor"), need("original_max_position_embeddings"),
+                        max_positions=max_pos, factor=None if factor is None else float(factor),
+                        attention_factor=params.get("attention_factor"))
+    return {"dim": int(head_dim), "base": base, "scaling": rule, "rotary_dim": rotary_dim}

@@ -140,7 +140,8 @@ SPECS = [
       "truncate": "flag"}),
     ("Llama3", scaling.Llama3, lambda: dict(factor=2.0, original_max_positions=64),
      {"factor": "factor", "original_max_positions": "positive int"}),
-    ("LongRoPE", scaling.LongRoPE, lambda: dict(short_factor=[1.0, 1.0], long_factor=[1.0, 2.0], original_max_positions=4),
+    ("LongRoPE", scaling.LongRoPE, lambda: dict(short_factor=[1.0, 1.0], long_factor=[1.0, 2.0], original_max_positions=4,
+                                                max_positions=8),
      {"original_max_positions": "positive int", "max_positions": "positive int", "factor": "factor",
       "attention_factor": "positive number"}),
     # ropebook.reference
@@ -431,7 +432,7 @@ ROWS = [
     ("LongRoPE long_factor zero", scaling.LongRoPE, call([1.0], [0.0], 4), ERRORS, ("LongRoPE: ", "long_factor")),
     ("LongRoPE long_factor nan", scaling.LongRoPE, call([1.0], [NAN], 4), ERRORS, ("LongRoPE: ", "long_factor")),
     ("LongRoPE long_factor number", scaling.LongRoPE, call([1.0], 2.0, 4), ERRORS, ("LongRoPE: ", "long_factor=2.0")),
-    ("LongRoPE.inv_freq factor count", lambda **kw: scaling.LongRoPE([1.0] * 3, [1.0] * 3, 4).inv_freq(**kw),
+    ("LongRoPE.inv_freq factor count", lambda **kw: scaling.LongRoPE([1.0] * 3, [1.0] * 3, 4, factor=1.0).inv_freq(**kw),
      call(dim=8), ERRORS, ("LongRoPE", "short_factor", "dim // 2 = 4")),
     # --- reference
     ("pair_indices i past the pairs", reference.pair_indices, call(4, 8), ERRORS, ("pair_indices: ", "i=4")),
@@ -726,6 +727,10 @@ def _kernel_rows():
          lazy(lambda: ((q4(torch.float32, 2, 3, 8), None, cache()),
                        dict(cu_seqlens=torch.tensor([0, 3], dtype=torch.int32, device=DEVICE), max_seqlen=0))),
          ERRORS, ("rope_qk: ", "max_seqlen=0")),
+        # flash-attn's packed (N, H, D): 5 tokens of 2 heads, where rope_qk takes (H, N, D)
+        ("rope_qk packed (N, H, D)", K.rope_qk,
+         lazy(lambda: ((q4(torch.float32, 5, 2, 8), None, cache()), dict(cu_seqlens=torch.tensor([0, 2, 5], dtype=torch.int32)))),
+         ERRORS, ("rope_qk: ", "end at q.shape[1]=2", "look like (N, H, D)", "q.transpose(0, 1)")),
         ("rope_qk cu_seqlens float", K.rope_qk,
          lazy(lambda: ((q4(torch.float32, 2, 3, 8), None, cache()), dict(cu_seqlens=torch.tensor([0.0, 3.0], device=DEVICE)))),
          ERRORS, ("rope_qk: ", "cu_seqlens")),

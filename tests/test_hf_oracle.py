@@ -208,3 +208,92 @@ def test_partial_rotary_frequencies_match_rope_init_functions(case_id):
         # the mistake the test is for: the rule applied to head_dim, its first pairs kept
         wrong = rb.rope_frequencies(head_dim, base=base, scaling=rule, seq_len=seq_len, dtype=torch.float32)
         assert not torch.equal(wrong[: rotary_dim // 2], hf_inv)
+
+
+def _hf_rope(config, seq_len):
+    """Hugging Face's frequencies and attention factor for a config, as its rotary modules compute them."""
+    kind = config.rope_parameters["rope_type"]
+    if kind == "default":
+        dim = int(config.head_dim * config.rope_parameters.get("partial_rotary_factor", 1.0))
+        base = config.rope_parameters["rope_theta"]
+        return 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim)), 1.0
+    return ROPE_INIT_FUNCTIONS[kind](config, "cpu", seq_len=seq_len)
+
+
+FROM_CONFIG_CASES = ([(cid, cfg[2:4], None, L) for cid, cfg in CONFIGS.items() for L in cfg[5]]
+                     + [(cid, (cfg[2], {**cfg[3], "partial_rotary_factor": cfg[5]}), cfg[5], cfg[6])
+                        for cid, cfg in PARTIAL_CASES.items()])
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("case_id, config_args, partial, seq_len", FROM_CONFIG_CASES,
+                         ids=[f"{c[0]}-{c[3]}" for c in FROM_CONFIG_CASES])
+def test_from_hf_config_reads_what_hugging_face_reads(case_id, config_args, partial, seq_len):
+    """from_hf_config, given only the config, gives Hugging Face's frequencies bit for bit in float32 and its
+    attention factor: the base, the rule, its lengths and the rotated width all read as transformers reads them."""
+    head_dim, base = (CONFIGS if case_id in CONFIGS else PARTIAL_CASES)[case_id][:2]
+    max_pos, params = config_args
+    config = _config(head_dim, base, max_pos, params)
+    kw = scaling.from_hf_config(config)
+    hf_inv, hf_factor = _hf_rope(config, seq_len)
+    assert (kw["dim"], kw["base"], kw["rotary_dim"]) == (head_dim, base, 2 * hf_inv.numel())
+    ours = rb.rope_frequencies(kw["rotary_dim"], base=kw["base"], scaling=kw["scaling"], seq_len=seq_len, dtype=torch.float32)
+    assert torch.equal(ours, hf_inv), f"max |Δ| = {(ours - hf_inv).abs().max().item()}"
+    assert (1.0 if kw["scaling"] is None else kw["scaling"].attention_factor) == hf_factor
+    # the same from a dict of the config's attributes, and in transformers 4's spelling
+    as_dict = {"head_dim": head_dim, "max_position_embeddings": max_pos, "rope_parameters": {"rope_theta": base, **params}}
+    assert scaling.from_hf_config(as_dict) == kw
+    old = {k: v for k, v in params.items() if k not in ("rope_type", "partial_rotary_factor")}
+    v4 = {"head_dim": head_dim, "max_position_embeddings": max_pos, "rope_theta": base,
+          "rope_scaling": {"rope_type": params["rope_type"], **old} if params["rope_type"] != "default" else None,
+          "partial_rotary_factor": params.get("partial_rotary_factor")}
+    assert scaling.from_hf_config(v4) == kw
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_rotary_embedding_from_a_real_models_config_matches_its_rotary_module():
+    """The module built from a Llama 3.1 config rotates as LlamaRotaryEmbedding + apply_rotary_pos_emb do, to
+    Hugging Face's own fp32 angle error; from a GPT-NeoX config with partial rotary, as GPT-NeoX's module."""
+    head_dim, base, max_pos, params, _, _ = CONFIGS["llama3.1"]
+    config = _config(head_dim, base, max_pos, params)
+    T, start = 16, 9000
+    q = torch.randn(2, 4, T, head_dim, generator=torch.Generator().manual_seed(0))
+    position_ids = start + torch.arange(T)[None].expand(2, T)
+    cos, sin = LlamaRotaryEmbedding(config)(q, position_ids)
+    hf_q, _ = apply_rotary_pos_emb(q, q, cos, sin)
+    ours, _ = rb.RotaryEmbedding.from_hf_config(config)(q, q, offset=start)
+    torch.testing.assert_close(ours, hf_q, rtol=0, atol=12 * ((start + T) * 2.0**-23 + 2.0**-20))
+    neox_config = GPTNeoXConfig(hidden_size=256, num_attention_heads=4, max_position_embeddings=2048,
+                                rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.25})
+    q = q[..., :64]  # GPT-NeoX's heads: 256 / 4
+    cos, sin = neox.GPTNeoXRotaryEmbedding(neox_config)(q, torch.arange(T)[None].expand(2, T))
+    hf_q, _ = neox.apply_rotary_pos_emb(q, q, cos, sin)
+    rope = rb.RotaryEmbedding.from_hf_config(neox_config)
+    assert (rope.dim, rope.rotary_dim) == (64, 16)
+    torch.testing.assert_close(rope(q, q)[0], hf_q, rtol=0, atol=12 * (T * 2.0**-23 + 2.0**-20))
+
+
+@pytest.mark.parametrize("config, words", [
+    ({"head_dim": 64, "rope_parameters": {"rope_type": "proportional", "rope_theta": 1e4}},
+     ["rope_type must be one of", "'proportional'"]),
+    ({"head_dim": 64, "rope_parameters": {"rope_type": "yarn", "rope_theta": 1e4, "factor": 4.0}},
+     ["rope_type='yarn' needs rope_parameters['original_max_position_embeddings']"]),
+    ({"head_dim": 64, "rope_parameters": {"rope_type": "dynamic", "rope_theta": 1e4, "factor": 2.0}},
+     ["needs config['max_position_embeddings']"]),
+    ({"hidden_size": 256, "rope_parameters": {"rope_type": "default", "rope_theta": 1e4}},
+     ["needs config['num_attention_heads']"]),
+    ({"head_dim": 64, "rope_parameters": {"full_attention": {"rope_type": "default", "rope_theta": 1e6},
+                                          "sliding_attention": {"rope_type": "default", "rope_theta": 1e4}}},
+     ["per layer type ['full_attention', 'sliding_attention']", "layer_type=None"]),
+])
+def test_from_hf_config_bad_input_message(config, words):
+    with pytest.raises(ValueError) as info:
+        scaling.from_hf_config(config)
+    assert all(w in str(info.value) for w in words), str(info.value)
+
+
+def test_from_hf_config_per_layer_type():
+    config = {"head_dim": 64, "rope_parameters": {"full_attention": {"rope_type": "default", "rope_theta": 1e6},
+                                                  "sliding_attention": {"rope_type": "default", "rope_theta": 1e4}}}
+    assert scaling.from_hf_config(config, layer_type="full_attention")["base"] == 1e6
+    assert scaling.from_hf_config(config, layer_type="sliding_attention")["base"] == 1e4

@@ -70,7 +70,7 @@ BAD_INPUTS = {
                                ["dim must be a positive even integer", "dim=tensor(8) (a Tensor, not a Python or numpy number)"]),
     "factor below 1": (lambda: scaling.Linear(0.5), ["factor", ">= 1", "factor=0.5"]),
     "LongRoPE length": (
-        lambda: rb.apply_rope(X, scaling=scaling.LongRoPE([1.0] * 3, [1.0] * 3, 8)),
+        lambda: rb.apply_rope(X, scaling=scaling.LongRoPE([1.0] * 3, [1.0] * 3, 8, factor=1.0)),
         ["short_factor", "dim // 2 = 4", "got 3"],
     ),
     "unknown backend": (lambda: rb.apply_rope(X, backend="cuda"), ["backend", "('auto', 'torch', 'triton')", "'cuda'"]),
@@ -90,6 +90,14 @@ BAD_INPUTS = {
     "module: positions (B, T), B == H": (
         lambda: rb.RotaryEmbedding(8)(torch.zeros(2, 2, 5, 8), torch.zeros(2, 1, 5, 8), torch.arange(10).view(2, 5)),
         ["positions.shape=(2, 5)", "ambiguous", "x.shape=(2, 2, 5, 8)", "positions[:, None, :]"]),
+    # an offset of (B, 1), position_ids[:, -1:] say, for B == H: one start per head, silently
+    "offset (B, 1), B == H": (lambda: rb.apply_rope(torch.zeros(4, 4, 1, 8), offset=torch.tensor([[5], [17], [300], [9]])),
+                              ["offset.shape=(4, 1)", "ambiguous", "x.shape=(4, 4, 1, 8)", "offset[:, None, :]"]),
+    "module: offset (B, 1), B == H": (
+        lambda: rb.RotaryEmbedding(8)(torch.zeros(2, 2, 5, 8), torch.zeros(2, 2, 5, 8), offset=torch.tensor([[5], [9]])),
+        ["offset.shape=(2, 1)", "ambiguous", "offset[:, None, :]"]),
+    "offset (B, 1), B != H": (lambda: rb.apply_rope(torch.zeros(3, 2, 1, 8), offset=torch.tensor([[5], [17], [300]])),
+                              ["offset must broadcast", "offset.shape=(3, 1)", "offset[:, None, :]"]),
     "NaN offset": (lambda: rb.apply_rope(X, offset=math.nan), ["offset", "finite", "offset=nan"]),
     "NaN offset tensor": (lambda: rb.apply_rope(X, offset=torch.tensor(math.nan)), ["offset", "finite", "nan"]),
     "string offset": (lambda: rb.apply_rope(X, offset="3"), ["offset", "an int", "offset='3'"]),
@@ -103,6 +111,9 @@ BAD_INPUTS = {
         ["offset", "B=1", "offset.shape=(2,)"]),
     "module: q and k tokens": (lambda: rb.RotaryEmbedding(8)(torch.zeros(1, 5, 4, 8), torch.zeros(1, 5, 1, 8)),
                                ["share B and T", "q.shape=(1, 5, 4, 8)", "k.shape=(1, 5, 1, 8)"]),
+    "module: q and k as (B, T, H, D)": (
+        lambda: rb.RotaryEmbedding(8)(torch.zeros(1, 5, 4, 8), torch.zeros(1, 5, 2, 8)),
+        ["share B and T", "q.shape=(1, 5, 4, 8)", "look like (B, T, H, D)", "q.transpose(1, 2)"]),
     "module: q and k batch": (lambda: rb.RotaryEmbedding(8)(torch.zeros(2, 5, 4, 8), torch.zeros(1, 5, 4, 8)),
                               ["share B and T", "k.shape=(1, 5, 4, 8)"]),
     "weights: a scalar": (lambda: rb.interleaved_to_half_weights(torch.tensor(1.0), 1), ["w must be", "w.shape=()"]),
@@ -136,6 +147,26 @@ def test_module_small_integer_positions_and_far_offsets():
     q1, _ = rope(q, k, offset=2**40)
     torch.testing.assert_close(q1, rb.apply_rope(q, offset=2**40), rtol=0, atol=1e-6)
     assert all(cos.shape[0] <= rb.RotaryEmbedding.TABLE_LIMIT for cos, _ in rope._cache.values())
+
+
+def test_module_table_grows_by_doubling_and_computes_a_far_jump():
+    """A decode step at position 10^6 once built a 2^20-row table (512 MB of cos and sin for a head of 128):
+    a jump more than twice past the table is computed directly; steady growth still doubles the table."""
+    rope = rb.RotaryEmbedding(8, max_positions=16)
+    q, k = torch.randn(1, 2, 1, 8, dtype=torch.float64), torch.randn(1, 1, 1, 8, dtype=torch.float64)
+    rows = lambda: max(cos.shape[0] for cos, _ in rope._cache.values())  # noqa: E731
+    rope(q, k, offset=3)
+    assert rows() == 16
+    for start, expected_rows in ((20, 32), (40, 64), (100, 128)):  # each within twice the table: it doubles
+        got = rope(q, k, offset=start)[0]
+        torch.testing.assert_close(got, rb.apply_rope(q, offset=start), rtol=0, atol=0)
+        assert rows() == expected_rows
+    far = rope(q, k, offset=10**6)[0]  # more than twice past 128 rows: computed, the table stays
+    torch.testing.assert_close(far, rb.apply_rope(q, offset=10**6), rtol=0, atol=0)
+    assert rows() == 128
+    long_q = torch.randn(1, 2, 1000, 8, dtype=torch.float64)  # a prefill of 1000 tokens: the table is built
+    torch.testing.assert_close(rope(long_q, long_q)[0], rb.apply_rope(long_q), rtol=0, atol=0)
+    assert rows() == 1024
 
 
 def test_empty_inputs_with_a_length_dependent_rule():

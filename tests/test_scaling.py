@@ -21,7 +21,7 @@ CLOSED_FORMS = [
     (scaling.NTKAware(8.0), lambda th: (BASE * 8.0 ** (DIM / (DIM - 2))) ** (-torch.arange(0, DIM, 2, dtype=torch.float64) / DIM), 1.0),
     (scaling.YaRN(1.0, 2048), lambda th: th, 1.0),  # s = 1: nothing changes
     (scaling.Llama3(1.0, 8192), lambda th: th, 1.0),
-    (scaling.LongRoPE([2.0] * 32, [2.0] * 32, 4096), lambda th: th / 2.0, 1.0),
+    (scaling.LongRoPE([2.0] * 32, [2.0] * 32, 4096, max_positions=4096), lambda th: th / 2.0, 1.0),
 ]
 
 RULES = [
@@ -43,8 +43,10 @@ BAD_RULES = [
     (lambda: scaling.DynamicNTK(2.0, 0), ["DynamicNTK", "original_max_positions", "positive integer", "=0"]),
     (lambda: scaling.Llama3(8.0, 8192, low_freq_factor=4.0, high_freq_factor=1.0), ["Llama3", "high_freq_factor > low_freq_factor", "low_freq_factor=4.0"]),
     (lambda: scaling.LongRoPE([1.0, -1.0], [1.0, 1.0], 16), ["LongRoPE", "short_factor", "positive", "-1.0"]),
-    (lambda: scaling.LongRoPE([1.0] * 3, [1.0] * 4, 16).inv_freq(8), ["LongRoPE", "short_factor", "dim // 2 = 4", "got 3"]),
-    (lambda: scaling.LongRoPE([1.0] * 4, [1.0] * 5, 16).inv_freq(8), ["LongRoPE", "long_factor", "dim // 2 = 4", "got 5"]),
+    # without s the attention factor came out 1; Phi-3's is 1.19 (s from config.max_position_embeddings)
+    (lambda: scaling.LongRoPE([1.0], [4.0], 4096), ["LongRoPE", "max_positions", "factor or attention_factor"]),
+    (lambda: scaling.LongRoPE([1.0] * 3, [1.0] * 4, 16, factor=1.0).inv_freq(8), ["LongRoPE", "short_factor", "dim // 2 = 4", "got 3"]),
+    (lambda: scaling.LongRoPE([1.0] * 4, [1.0] * 5, 16, factor=1.0).inv_freq(8), ["LongRoPE", "long_factor", "dim // 2 = 4", "got 5"]),
     (lambda: scaling.NTKAware(2.0).inv_freq(2), ["NTKAware", "dim", "> 2", "dim=2"]),
 ]
 
@@ -119,7 +121,7 @@ def test_longrope_switches_at_training_length_and_attention_factor():
     torch.testing.assert_close(rule.inv_freq(8, seq_len=4096), rb.rope_frequencies(8))
     torch.testing.assert_close(rule.inv_freq(8, seq_len=4097), rb.rope_frequencies(8) / 4)
     assert rule.attention_factor == pytest.approx(math.sqrt(1 + math.log(32) / math.log(4096)))
-    assert scaling.LongRoPE([1.0] * 4, [4.0] * 4, 4096).attention_factor == 1.0  # no extension: s = 1
+    assert scaling.LongRoPE([1.0] * 4, [4.0] * 4, 4096, max_positions=4096).attention_factor == 1.0  # no extension: s = 1
     assert scaling.LongRoPE([1.0] * 4, [4.0] * 4, 4096, factor=2.0, attention_factor=1.5).attention_factor == 1.5
 
 
@@ -158,7 +160,7 @@ BAD_FIELDS = [
     (lambda: scaling.LongRoPE([1.0] * 4, [1.0] * 4, 1, max_positions=4), r"LongRoPE: original_max_positions must be >= 2 .* got original_max_positions=1"),
     (lambda: scaling.LongRoPE([1.0] * 4, [1.0] * 4, 16, max_positions=0), r"LongRoPE: max_positions must be a positive integer, got max_positions=0"),
     (lambda: scaling.LongRoPE("ab", [1.0] * 2, 16), r"LongRoPE: short_factor must be a sequence of numbers, got short_factor='ab'"),
-    (lambda: scaling.LongRoPE([1.0] * 4, [1.0] * 4, 16).inv_freq(8, seq_len=NAN), r"LongRoPE\.inv_freq: seq_len must be None or a finite number, got seq_len=nan"),
+    (lambda: scaling.LongRoPE([1.0] * 4, [1.0] * 4, 16, factor=1.0).inv_freq(8, seq_len=NAN), r"LongRoPE\.inv_freq: seq_len must be None or a finite number, got seq_len=nan"),
     (lambda: scaling.Llama3(8.0, 8192, low_freq_factor="1"), r"Llama3: low_freq_factor must be a positive finite number, got low_freq_factor='1'"),
     (lambda: scaling.DynamicNTK(2.0, 16).inv_freq(8, seq_len="abc"), r"DynamicNTK\.inv_freq: seq_len must be None or a finite number, got seq_len='abc'"),
     (lambda: scaling.DynamicNTK(2.0, 16).inv_freq(8, seq_len=NAN), r"DynamicNTK\.inv_freq: seq_len must be None or a finite number, got seq_len=nan"),
