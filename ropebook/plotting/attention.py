@@ -64,6 +64,18 @@ def plot_attention_times(result: dict, *, crossover: int | None = None) -> Figur
     return fig
 
 
+def _curves(fn: str, x_name: str, x, name: str, curves, one: str) -> tuple[np.ndarray, dict]:
+    """x, 1-D, and a dict of curves over it, each of x's length (``one``: "value per key"), as float arrays."""
+    x = _array(fn, x_name, x)
+    _mapping(fn, name, curves)
+    checked = {}
+    for label, y in curves.items():
+        y = checked[label] = _array(fn, f"{name}[{label!r}]", y, nonempty=False)
+        if y.shape != x.shape:
+            raise ValueError(f"{fn}: {name}[{label!r}] must have one {one}, len({x_name})={len(x)}, got shape={y.shape}")
+    return x, checked
+
+
 def plot_weight_rows(keys, rows: dict) -> Figure:
     """The weights a_mn of one query m against key position n, one line per variant, with the zero line.
 
@@ -71,14 +83,7 @@ def plot_weight_rows(keys, rows: dict) -> Figure:
     >>> len(fig.axes[0].lines)
     3
     """
-    fn = "plot_weight_rows"
-    x = _array(fn, "keys", keys)
-    _mapping(fn, "rows", rows)
-    checked = {}
-    for label, w in rows.items():
-        w = checked[label] = _array(fn, f"rows[{label!r}]", w, nonempty=False)
-        if w.shape != x.shape:
-            raise ValueError(f"{fn}: rows[{label!r}] must have one value per key, len(keys)={len(x)}, got shape={w.shape}")
+    x, checked = _curves("plot_weight_rows", "keys", keys, "rows", rows, "value per key")
     fig, ax = new_figure()
     for (label, w), color in zip(checked.items(), cycle(COLORS)):
         ax.plot(x, w, ".-", color=color, label=f"{label} (row sum {w.sum():.3f})")
@@ -95,15 +100,7 @@ def plot_offset_scores(offsets, scores: dict) -> Figure:
     >>> len(fig.axes)
     2
     """
-    fn = "plot_offset_scores"
-    x = _array(fn, "offsets", offsets)
-    _mapping(fn, "scores", scores)
-    checked = {}
-    for label, s in scores.items():
-        s = checked[label] = _array(fn, f"scores[{label!r}]", s, nonempty=False)
-        if s.shape != x.shape:
-            raise ValueError(f"{fn}: scores[{label!r}] must have one score per offset, len(offsets)={len(x)}, "
-                             f"got shape={s.shape}")
+    x, checked = _curves("plot_offset_scores", "offsets", offsets, "scores", scores, "score per offset")
     n = len(scores)
     fig, axes = new_figure(n, 1, width=6.4, height=1.5 * n + 0.6, sharex=True)
     axes = np.atleast_1d(axes)
