@@ -518,7 +518,7 @@ def test_rotary_embedding_matches_function_and_decodes(layout, device):
 
 
 def test_rotary_embedding_dynamic_and_longrope_follow_seq_len():
-    for rule in (scaling.DynamicNTK(2.0, original_max_positions=8), scaling.LongRoPE([1.0] * 4, [3.0] * 4, 8)):
+    for rule in (scaling.DynamicNTK(2.0, original_max_positions=8), scaling.LongRoPE([1.0] * 4, [3.0] * 4, 8, max_positions=32)):
         rope = rb.RotaryEmbedding(8, scaling=rule)
         for T in (4, 20):
             q = torch.randn(1, 2, T, 8)

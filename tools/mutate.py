@@ -263,6 +263,22 @@ MUTANTS: tuple[Mutant, ...] = (
 # Hugging Face layout). `run --test-table` runs these; a page that starts catching one
 # moves it to MUTANTS.
 TEST_MUTANTS: tuple[Mutant, ...] = (
+    Mutant("hf-config-dynamic-length", "from_hf_config: dynamic NTK's training length from the rope parameters' "
+           "original_max_position_embeddings (absent: the default) where Hugging Face takes max_position_embeddings",
+           (("ropebook/scaling.py", 'need("max_position_embeddings", None, "config"))',
+             'params.get("original_max_position_embeddings", 2048))'),),
+           (), ("tests/test_hf_oracle.py",)),
+    Mutant("hf-config-partial-ignored", "from_hf_config rotates the whole head, ignoring partial_rotary_factor",
+           (("ropebook/scaling.py", 'rotary_dim = int(head_dim * params.get("partial_rotary_factor", 1.0))',
+             "rotary_dim = int(head_dim)"),),
+           (), ("tests/test_hf_oracle.py",)),
+    Mutant("converter-partial-ignored", "interleaved_to_half_weights permutes the whole head even with rotary_dim",
+           (("ropebook/rotary.py", "    return torch.cat((torch.arange(0, r, 2), torch.arange(1, r, 2), torch.arange(r, head_dim)))",
+             "    return torch.cat((torch.arange(0, head_dim, 2), torch.arange(1, head_dim, 2)))"),),
+           (), ("tests/test_rope.py",)),
+    Mutant("module-table-far-jump", "RotaryEmbedding builds a table for any jump, however far (up to 2^20 rows)",
+           (("ropebook/rotary.py", "if (size > 2 * have and size > 4 * asked) or", "if"),),
+           (), ("tests/test_rope.py",)),
     Mutant("ntk-no-exponent", "NTK-aware base b' = b·s, without the exponent d/(d-2)",
            (("ropebook/scaling.py", 'new_base = base * self.factor ** _ntk_exponent("NTKAware", dim)',
              "new_base = base * self.factor"),),
