@@ -377,9 +377,11 @@ def from_hf_config(config, *, layer_type: str | None = None) -> dict:
     500000, not 10000). This reads them all from the config, as ``transformers.modeling_rope_utils`` does:
     ``rope_parameters`` (transformers 5; with ``layer_type`` for a config that has one per layer type) or
     ``rope_theta``, ``rope_scaling`` and ``partial_rotary_factor`` (transformers 4); ``head_dim``, else
-    ``hidden_size // num_attention_heads``; ``max_position_embeddings`` where a rule needs it (dynamic NTK's
-    training length; YaRN's and LongRoPE's factor when the parameters give none). ``config`` is a
-    ``transformers`` config or a dict of its attributes.
+    ``hidden_size // num_attention_heads``; ``rotary_dim`` where the config has one (GPT-J, CodeGen);
+    ``max_position_embeddings`` where a rule needs it (dynamic NTK's training length; YaRN's and LongRoPE's
+    factor when the parameters give none). ``config`` is a ``transformers`` config or a dict of its
+    attributes. The layout is not in a config but in the modeling code: Llama, Mistral, Qwen, GPT-NeoX and most
+    others rotate the half layout (the default); GPT-J and CodeGen the interleaved one.
 
     >>> kw = from_hf_config({"hidden_size": 4096, "num_attention_heads": 32, "max_position_embeddings": 131072,
     ...                      "rope_parameters": {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0,
@@ -416,6 +418,8 @@ def from_hf_config(config, *, layer_type: str | None = None) -> dict:
 
     head_dim = get("head_dim") or need("hidden_size", None, "config") // need("num_attention_heads", None, "config")
     rotary_dim = int(head_dim * params.get("partial_rotary_factor", 1.0))  # Hugging Face's int(), as it is
+    if get("rotary_dim") is not None:  # GPT-J and CodeGen give the rotated width itself
+        rotary_dim = int(get("rotary_dim"))
     base = float(need("rope_theta"))
     max_pos = get("max_position_embeddings")
     if kind == "default":

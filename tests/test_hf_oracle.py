@@ -297,3 +297,23 @@ def test_from_hf_config_per_layer_type():
                                                   "sliding_attention": {"rope_type": "default", "rope_theta": 1e4}}}
     assert scaling.from_hf_config(config, layer_type="full_attention")["base"] == 1e6
     assert scaling.from_hf_config(config, layer_type="sliding_attention")["base"] == 1e4
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_rotary_embedding_from_gptj_config_matches_gptj():
+    """GPT-J's config gives the rotated width itself (rotary_dim) and no base (10 000 in its code); its modeling
+    code rotates the interleaved layout of the first rotary_dim features of each head, (B, T, H, D)."""
+    from transformers import GPTJConfig
+    from transformers.models.gptj import modeling_gptj as gptj
+
+    config = GPTJConfig(n_embd=256, n_head=4, rotary_dim=16, n_positions=64)
+    kw = scaling.from_hf_config(config)
+    assert (kw["dim"], kw["base"], kw["rotary_dim"], kw["scaling"]) == (64, 10000.0, 16, None)
+    B, T = 2, 40
+    q = torch.randn(B, T, 4, 64, generator=torch.Generator().manual_seed(1))  # GPT-J's (B, T, H, D)
+    sincos = gptj.create_sinusoidal_positions(64, 16)[:T]  # (T, 16): sin of 8 frequencies, then cos
+    sin, cos = sincos[None, :, :8], sincos[None, :, 8:]
+    hf_q = torch.cat((gptj.apply_rotary_pos_emb(q[..., :16], sin, cos), q[..., 16:]), dim=-1)
+    rope = rb.RotaryEmbedding.from_hf_config(config, layout="interleaved")
+    ours = rope(q.transpose(1, 2), q.transpose(1, 2))[0].transpose(1, 2)
+    torch.testing.assert_close(ours, hf_q, rtol=0, atol=12 * (T * 2.0**-23 + 2.0**-20))
