@@ -367,82 +367,138 @@ class LongRoPE:
 
 _HF_RULES = ("default", "linear", "dynamic", "yarn", "llama3", "longrope")
 
+# model types whose modeling code in transformers rotates pairs (2i, 2i + 1) whatever the config says (their
+# rotate_half takes x[..., 0::2] and x[..., 1::2], or they view pairs as complex numbers); a config may also
+# ask for it with rope_interleave (DeepSeek-V3 and others). tests/test_hf_oracle.py checks this list against
+# the installed transformers' source.
+HF_INTERLEAVED_MODEL_TYPES = ("gptj", "codegen", "cohere", "cohere2", "glm", "glm4", "helium", "ernie4_5",
+                              "ernie4_5_moe", "deepseek_v2", "llama4", "llama4_text", "moonshine")
+
 
 def from_hf_config(config, *, layer_type: str | None = None) -> dict:
-    """The RoPE of a Hugging Face model config, as keyword arguments for ropebook: ``dim``, ``base``,
-    ``scaling`` and ``rotary_dim``.
+    """The RoPE of a Hugging Face model config, as keyword arguments for :class:`ropebook.RotaryEmbedding`:
+    ``dim``, ``base``, ``scaling``, ``rotary_dim`` and ``layout``.
 
     A rule of this module does not carry the base (Hugging Face's ``rope_theta``) nor the partial-rotary width:
     porting a model by hand, each is easy to leave at its default without a word (Llama 3.1's base is
-    500000, not 10000). This reads them all from the config, as ``transformers.modeling_rope_utils`` does:
-    ``rope_parameters`` (transformers 5; with ``layer_type`` for a config that has one per layer type) or
-    ``rope_theta``, ``rope_scaling`` and ``partial_rotary_factor`` (transformers 4); ``head_dim``, else
-    ``hidden_size // num_attention_heads``; ``rotary_dim`` where the config has one (GPT-J, CodeGen);
-    ``max_position_embeddings`` where a rule needs it (dynamic NTK's training length; YaRN's and LongRoPE's
-    factor when the parameters give none). ``config`` is a ``transformers`` config or a dict of its
-    attributes. The layout is not in a config but in the modeling code: Llama, Mistral, Qwen, GPT-NeoX and most
-    others rotate the half layout (the default); GPT-J and CodeGen the interleaved one.
+    500000, not 10000). This reads them from the config as transformers 5 does: ``rope_parameters`` (with
+    ``layer_type`` for a config with one set per layer type, as Gemma 3's); ``head_dim`` (DeepSeek's
+    ``qk_rope_head_dim``), else ``hidden_size // num_attention_heads``; the rotated width from
+    ``partial_rotary_factor``, or ``rotary_dim`` (GPT-J, CodeGen); ``max_position_embeddings`` where a rule
+    needs it (dynamic NTK's training length; YaRN's and LongRoPE's factor when the parameters give none). A
+    multimodal config is read through its ``get_text_config()``.
+
+    ``config`` is a transformers config object, or a dict such as a checkpoint's ``config.json``: with a
+    ``model_type`` the dict is first built into that model's transformers config, which translates the older
+    spellings (``rope_scaling``, GPT-NeoX's ``rotary_emb_base`` and ``rotary_pct``, Phi-3's top-level
+    ``original_max_position_embeddings``); without one it is read as above, with ``rope_theta`` and
+    ``rope_scaling`` accepted beside ``rope_parameters``.
+
+    The layout is the modeling code's: the half layout for most models (Llama, Mistral, Qwen, GPT-NeoX, Phi),
+    the interleaved one for the model types in ``HF_INTERLEAVED_MODEL_TYPES`` and where the config sets
+    ``rope_interleave``. A dict without ``model_type`` gets the half layout unless it sets ``rope_interleave``.
+    Multimodal RoPE (``mrope_section``) is refused: ropebook does not implement it.
 
     >>> kw = from_hf_config({"hidden_size": 4096, "num_attention_heads": 32, "max_position_embeddings": 131072,
     ...                      "rope_parameters": {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0,
     ...                                          "low_freq_factor": 1.0, "high_freq_factor": 4.0,
     ...                                          "original_max_position_embeddings": 8192}})
-    >>> kw["dim"], kw["base"], kw["rotary_dim"], kw["scaling"]
-    (128, 500000.0, 128, Llama3(factor=8.0, original_max_positions=8192, low_freq_factor=1.0, high_freq_factor=4.0))
+    >>> kw["dim"], kw["base"], kw["rotary_dim"], kw["layout"], kw["scaling"]
+    (128, 500000.0, 128, 'half', Llama3(factor=8.0, original_max_positions=8192, low_freq_factor=1.0, high_freq_factor=4.0))
     >>> import ropebook as rb
     >>> rope = rb.RotaryEmbedding(**kw)      # or rb.apply_rope(x, base=kw["base"], scaling=kw["scaling"], ...)
     """
     fn = "from_hf_config"
+    if isinstance(config, dict) and config.get("model_type") is not None:
+        try:
+            from transformers import AutoConfig
+        except ImportError:  # read the dict as it is
+            pass
+        else:
+            fields = {k: v for k, v in config.items() if k != "model_type"}
+            try:
+                config = AutoConfig.for_model(config["model_type"], **fields)
+            except ValueError as err:  # a model type this transformers does not know
+                raise ValueError(f"{fn}: transformers cannot build a config of model_type="
+                                 f"{config['model_type']!r} ({err}); pass the dict without model_type to read it "
+                                 f"as it is") from None
+    if not isinstance(config, dict) and hasattr(config, "get_text_config"):
+        config = config.get_text_config()  # the language model's config of a multimodal one (itself otherwise)
     get = config.get if isinstance(config, dict) else (lambda name, default=None: getattr(config, name, default))
+    where = "config[{!r}]" if isinstance(config, dict) else "config.{}"
     params = get("rope_parameters")
-    if params is None:  # transformers 4: the base and the rule beside each other
-        params = {"rope_theta": get("rope_theta", 10000.0), **(get("rope_scaling") or {})}
-        if get("partial_rotary_factor") is not None or get("rotary_pct") is not None:
-            params["partial_rotary_factor"] = get("partial_rotary_factor", get("rotary_pct"))
+    if params is None:  # transformers 4's spelling, or a dict without model_type: the base and the rule apart
+        params = {"rope_theta": get("rope_theta") or get("rotary_emb_base"), **(get("rope_scaling") or {})}
+        partial = get("partial_rotary_factor") if get("partial_rotary_factor") is not None else get("rotary_pct")
+        if partial is not None:
+            params["partial_rotary_factor"] = partial
     if not isinstance(params, dict):
         params = dict(params)
-    if layer_type is not None or ("rope_theta" not in params and all(isinstance(v, dict) for v in params.values())):
-        if layer_type not in params:
-            raise ValueError(f"{fn}: this config has RoPE parameters per layer type {sorted(params)}: pass "
-                             f"layer_type= one of them, got layer_type={layer_type!r}")
+    nested = (any(isinstance(v, dict) for v in params.values())  # {layer type: parameters, or None for no RoPE}
+              and all(isinstance(v, dict) or v is None for v in params.values()))
+    if nested or layer_type is not None:
+        if not nested:
+            raise ValueError(f"{fn}: layer_type is for a config with RoPE parameters per layer type, and this one "
+                             f"has one set, got layer_type={layer_type!r}")
+        if layer_type not in params or params[layer_type] is None:
+            raise ValueError(f"{fn}: this config has RoPE parameters per layer type "
+                             f"{sorted(k for k, v in params.items() if v is not None)}: pass layer_type= one of them, "
+                             f"got layer_type={layer_type!r}")
         params = params[layer_type]
     kind = params.get("rope_type", params.get("type", "default"))
     if kind not in _HF_RULES:
         raise ValueError(f"{fn}: rope_type must be one of {_HF_RULES} (what ropebook implements), got rope_type={kind!r}")
+    if params.get("mrope_section") is not None or params.get("mrope_interleaved") is not None:
+        raise ValueError(f"{fn}: multimodal RoPE (mrope_section={params.get('mrope_section')!r}) splits the pairs "
+                         f"between time, height and width positions; ropebook does not implement it")
 
-    def need(name: str, where=params, label: str = "rope_parameters"):
-        value = where.get(name) if isinstance(where, dict) else get(name)
+    def need(name: str, *, in_params: bool = True):
+        value = params.get(name) if in_params else get(name)
         if value is None:
-            raise ValueError(f"{fn}: rope_type={kind!r} needs {label}[{name!r}], got none")
+            label = f"rope_parameters[{name!r}]" if in_params else where.format(name)
+            raise ValueError(f"{fn}: rope_type={kind!r} needs {label}, got none")
         return value
 
-    head_dim = get("head_dim") or need("hidden_size", None, "config") // need("num_attention_heads", None, "config")
-    rotary_dim = int(head_dim * params.get("partial_rotary_factor", 1.0))  # Hugging Face's int(), as it is
+    heads = get("num_attention_heads")
+    head_dim = get("qk_rope_head_dim") or get("head_dim") or (
+        need("hidden_size", in_params=False) // need("num_attention_heads", in_params=False) if heads else None)
+    if head_dim is None:
+        raise ValueError(f"{fn}: the head size needs {where.format('head_dim')} or "
+                         f"{where.format('hidden_size')} and {where.format('num_attention_heads')}, got none")
+    rotary_dim = int(head_dim * (params.get("partial_rotary_factor") or 1.0))  # Hugging Face's int(), as it is
     if get("rotary_dim") is not None:  # GPT-J and CodeGen give the rotated width itself
         rotary_dim = int(get("rotary_dim"))
-    base = float(need("rope_theta"))
+    base = float(params.get("rope_theta") or get("default_theta") or 10000.0)  # transformers' default, as GPT-J's code
     max_pos = get("max_position_embeddings")
+
+    def original() -> int:  # transformers 5 prefers the config's own (Phi-3), then the rule's, then max_pos
+        value = get("original_max_position_embeddings") or params.get("original_max_position_embeddings") or max_pos
+        if value is None:
+            raise ValueError(f"{fn}: rope_type={kind!r} needs rope_parameters['original_max_position_embeddings'] "
+                             f"or {where.format('max_position_embeddings')}, got none")
+        return int(value)
+
     if kind == "default":
         rule = None
     elif kind == "linear":
         rule = Linear(float(need("factor")))
     elif kind == "dynamic":  # Hugging Face's training length here is max_position_embeddings itself
-        rule = DynamicNTK(float(need("factor")), need("max_position_embeddings", None, "config"))
+        rule = DynamicNTK(float(need("factor")), need("max_position_embeddings", in_params=False))
     elif kind == "yarn":
-        original = need("original_max_position_embeddings")
         factor = params.get("factor")
         if factor is None:  # DeepSeek-V3: the ratio of the two lengths
-            factor = need("max_position_embeddings", None, "config") / original
-        rule = YaRN(float(factor), original, beta_fast=params.get("beta_fast") or 32.0,
+            factor = need("max_position_embeddings", in_params=False) / original()
+        rule = YaRN(float(factor), original(), beta_fast=params.get("beta_fast") or 32.0,
                     beta_slow=params.get("beta_slow") or 1.0, mscale=params.get("mscale"),
                     mscale_all_dim=params.get("mscale_all_dim"), truncate=params.get("truncate", True),
                     attention_factor=params.get("attention_factor"))
     elif kind == "llama3":
-        rule = Llama3(float(need("factor")), need("original_max_position_embeddings"),
-                      low_freq_factor=float(need("low_freq_factor")), high_freq_factor=float(need("high_freq_factor")))
+        rule = Llama3(float(need("factor")), original(), low_freq_factor=float(need("low_freq_factor")),
+                      high_freq_factor=float(need("high_freq_factor")))
     else:  # longrope: s = factor, else max_position_embeddings / original (Phi-3)
         factor = params.get("factor")
-        rule = LongRoPE(need("short_factor"), need("long_factor"), need("original_max_position_embeddings"),
-                        max_positions=max_pos, factor=None if factor is None else float(factor),
-                        attention_factor=params.get("attention_factor"))
-    return {"dim": int(head_dim), "base": base, "scaling": rule, "rotary_dim": rotary_dim}
+        rule = LongRoPE(need("short_factor"), need("long_factor"), original(), max_positions=max_pos,
+                        factor=None if factor is None else float(factor), attention_factor=params.get("attention_factor"))
+    interleaved = bool(get("rope_interleave")) or get("model_type") in HF_INTERLEAVED_MODEL_TYPES
+    return {"dim": int(head_dim), "base": base, "scaling": rule, "rotary_dim": rotary_dim,
+            "layout": "interleaved" if interleaved else "half"}

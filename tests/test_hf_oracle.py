@@ -281,7 +281,10 @@ def test_rotary_embedding_from_a_real_models_config_matches_its_rotary_module():
     ({"head_dim": 64, "rope_parameters": {"rope_type": "dynamic", "rope_theta": 1e4, "factor": 2.0}},
      ["needs config['max_position_embeddings']"]),
     ({"hidden_size": 256, "rope_parameters": {"rope_type": "default", "rope_theta": 1e4}},
-     ["needs config['num_attention_heads']"]),
+     ["head size needs config['head_dim'] or config['hidden_size'] and config['num_attention_heads'], got none"]),
+    ({"head_dim": 128, "rope_parameters": {"rope_type": "default", "rope_theta": 1e6, "mrope_section": [16, 24, 24]}},
+     ["multimodal RoPE", "mrope_section=[16, 24, 24]", "does not implement"]),
+    ({"model_type": "no-such-model", "head_dim": 64}, ["model_type='no-such-model'", "without model_type"]),
     ({"head_dim": 64, "rope_parameters": {"full_attention": {"rope_type": "default", "rope_theta": 1e6},
                                           "sliding_attention": {"rope_type": "default", "rope_theta": 1e4}}},
      ["per layer type ['full_attention', 'sliding_attention']", "layer_type=None"]),
@@ -308,12 +311,100 @@ def test_rotary_embedding_from_gptj_config_matches_gptj():
 
     config = GPTJConfig(n_embd=256, n_head=4, rotary_dim=16, n_positions=64)
     kw = scaling.from_hf_config(config)
-    assert (kw["dim"], kw["base"], kw["rotary_dim"], kw["scaling"]) == (64, 10000.0, 16, None)
+    assert (kw["dim"], kw["base"], kw["rotary_dim"], kw["scaling"], kw["layout"]) == (64, 10000.0, 16, None, "interleaved")
     B, T = 2, 40
     q = torch.randn(B, T, 4, 64, generator=torch.Generator().manual_seed(1))  # GPT-J's (B, T, H, D)
     sincos = gptj.create_sinusoidal_positions(64, 16)[:T]  # (T, 16): sin of 8 frequencies, then cos
     sin, cos = sincos[None, :, :8], sincos[None, :, 8:]
     hf_q = torch.cat((gptj.apply_rotary_pos_emb(q[..., :16], sin, cos), q[..., 16:]), dim=-1)
-    rope = rb.RotaryEmbedding.from_hf_config(config, layout="interleaved")
+    rope = rb.RotaryEmbedding.from_hf_config(config)  # the layout read from the model type
     ours = rope(q.transpose(1, 2), q.transpose(1, 2))[0].transpose(1, 2)
     torch.testing.assert_close(ours, hf_q, rtol=0, atol=12 * (T * 2.0**-23 + 2.0**-20))
+
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("name, config_json, expected", [
+    # DeepSeek-V3's config.json: no head_dim; RoPE on qk_rope_head_dim; YaRN in rope_scaling with "type"; interleaved
+    ("deepseek-v3", {"model_type": "deepseek_v3", "hidden_size": 7168, "num_attention_heads": 128, "qk_rope_head_dim": 64,
+                     "max_position_embeddings": 163840, "rope_theta": 10000,
+                     "rope_scaling": {"type": "yarn", "factor": 40, "mscale": 1.0, "mscale_all_dim": 1.0,
+                                      "original_max_position_embeddings": 4096}},
+     dict(dim=64, base=10000.0, rotary_dim=64, layout="interleaved")),
+    # GPT-NeoX's older spellings: rotary_emb_base for the base, rotary_pct (default 0.25) for the rotated share
+    ("gpt-neox", {"model_type": "gpt_neox", "hidden_size": 2048, "num_attention_heads": 16, "rotary_emb_base": 50000},
+     dict(dim=128, base=50000.0, rotary_dim=32, layout="half")),
+    # Phi-3's config.json: original_max_position_embeddings at the top level, LongRoPE in rope_scaling
+    ("phi-3", {"model_type": "phi3", "hidden_size": 3072, "num_attention_heads": 32, "max_position_embeddings": 131072,
+               "original_max_position_embeddings": 4096, "rope_theta": 10000.0,
+               "rope_scaling": {"type": "longrope", "short_factor": [1.0] * 48, "long_factor": [2.0] * 48}},
+     dict(dim=96, base=10000.0, rotary_dim=96, layout="half")),
+])
+def test_from_hf_config_reads_a_checkpoints_config_json(name, config_json, expected):
+    """A config.json as checkpoints ship it (older spellings, fields outside the rope parameters) reads as the
+    model's transformers config reads it: the same frequencies and attention factor as ROPE_INIT_FUNCTIONS."""
+    from transformers import AutoConfig
+
+    kw = scaling.from_hf_config(config_json)
+    assert {key: kw[key] for key in expected} == expected
+    hf_config = AutoConfig.for_model(**config_json)
+    kind = hf_config.rope_parameters["rope_type"]
+    seq_len = 5000 if kind == "longrope" else None  # past Phi-3's 4096: the long factors
+    hf_inv, hf_factor = (ROPE_INIT_FUNCTIONS[kind](hf_config, "cpu", seq_len=seq_len) if kind != "default"
+                         else (None, 1.0))
+    ours = rb.rope_frequencies(kw["rotary_dim"], base=kw["base"], scaling=kw["scaling"], seq_len=seq_len, dtype=torch.float32)
+    if hf_inv is not None:
+        assert torch.equal(ours, hf_inv), f"max |Δ| = {(ours - hf_inv).abs().max().item()}"
+    assert (1.0 if kw["scaling"] is None else kw["scaling"].attention_factor) == hf_factor
+    if name == "phi-3":
+        assert kw["scaling"].original_max_positions == 4096 and round(hf_factor, 4) == 1.1902
+
+
+def test_from_hf_config_reads_the_text_config_of_a_multimodal_model():
+    from transformers import Gemma3Config
+
+    config = Gemma3Config()  # vision tower + Gemma 3 text model, RoPE per layer type
+    full = scaling.from_hf_config(config, layer_type="full_attention")
+    assert full == scaling.from_hf_config(config.get_text_config(), layer_type="full_attention")
+    assert (full["base"], full["dim"]) == (1_000_000.0, config.get_text_config().head_dim)
+
+
+def test_interleaved_model_types_rotate_pairs_in_the_installed_transformers():
+    """HF_INTERLEAVED_MODEL_TYPES against transformers' own source: each listed family's rotary code takes the
+    features two by two (x[..., 0::2], x[..., 1::2]) or views them as complex numbers; Llama's does not."""
+    import importlib
+    import inspect
+
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    def rotary_source(model_type):
+        config_class = CONFIG_MAPPING[model_type]
+        module = importlib.import_module(config_class.__module__.replace("configuration_", "modeling_"))
+        return "".join(inspect.getsource(getattr(module, name)) for name in ("rotate_half", "apply_rotary_emb",
+                                                                           "rotate_every_two") if hasattr(module, name))
+
+    def pairs_two_by_two(source):
+        return ("::2]" in source and "1::2]" in source) or "view_as_complex" in source
+
+    for model_type in scaling.HF_INTERLEAVED_MODEL_TYPES:
+        assert pairs_two_by_two(rotary_source(model_type)), model_type
+    for model_type in ("llama", "mistral", "qwen2", "gpt_neox", "phi3"):
+        assert not pairs_two_by_two(rotary_source(model_type)), model_type
+        assert scaling.from_hf_config(CONFIG_MAPPING[model_type]())["layout"] == "half"
+    from transformers import DeepseekV3Config
+
+    assert DeepseekV3Config().rope_interleave and scaling.from_hf_config(DeepseekV3Config())["layout"] == "interleaved"
+    assert scaling.from_hf_config(DeepseekV3Config(rope_interleave=False))["layout"] == "half"
+
+
+def test_from_hf_config_without_model_type_reads_the_dict_as_it_is():
+    """Without model_type nothing builds the transformers config: the dict is read as it stands, DeepSeek's
+    qk_rope_head_dim before hidden_size // num_attention_heads (7168 / 128 = 56), the half layout unless
+    rope_interleave says otherwise."""
+    deepseek = {"hidden_size": 7168, "num_attention_heads": 128, "qk_rope_head_dim": 64, "max_position_embeddings": 163840,
+                "rope_theta": 10000, "rope_scaling": {"type": "yarn", "factor": 40, "mscale": 1.0, "mscale_all_dim": 1.0,
+                                                      "original_max_position_embeddings": 4096}}
+    kw = scaling.from_hf_config(deepseek)
+    assert (kw["dim"], kw["rotary_dim"], kw["layout"]) == (64, 64, "half")
+    assert kw == {**scaling.from_hf_config({**deepseek, "model_type": "deepseek_v3"}), "layout": "half"}
+    assert scaling.from_hf_config({**deepseek, "rope_interleave": True})["layout"] == "interleaved"

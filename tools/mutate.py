@@ -41,7 +41,6 @@ package exactly once and leave valid Python, so the mutants follow the code as i
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import os
 import shutil
@@ -265,19 +264,33 @@ MUTANTS: tuple[Mutant, ...] = (
 TEST_MUTANTS: tuple[Mutant, ...] = (
     Mutant("hf-config-dynamic-length", "from_hf_config: dynamic NTK's training length from the rope parameters' "
            "original_max_position_embeddings (absent: the default) where Hugging Face takes max_position_embeddings",
-           (("ropebook/scaling.py", 'need("max_position_embeddings", None, "config"))',
-             'params.get("original_max_position_embeddings", 2048))'),),
+           (("ropebook/scaling.py", 'rule = DynamicNTK(float(need("factor")), need("max_position_embeddings", in_params=False))',
+             'rule = DynamicNTK(float(need("factor")), params.get("original_max_position_embeddings", 2048))'),),
+           (), ("tests/test_hf_oracle.py",)),
+    Mutant("hf-config-no-interleave-flag", "from_hf_config ignores rope_interleave (DeepSeek-V3 rotated in the half layout)",
+           (("ropebook/scaling.py", 'interleaved = bool(get("rope_interleave")) or ', "interleaved = "),),
+           (), ("tests/test_hf_oracle.py",)),
+    Mutant("hf-config-head-dim-first", "from_hf_config takes hidden_size // heads before DeepSeek's qk_rope_head_dim",
+           (("ropebook/scaling.py", 'head_dim = get("qk_rope_head_dim") or get("head_dim") or (',
+             'head_dim = get("head_dim") or ('),),
            (), ("tests/test_hf_oracle.py",)),
     Mutant("hf-config-partial-ignored", "from_hf_config rotates the whole head, ignoring partial_rotary_factor",
-           (("ropebook/scaling.py", 'rotary_dim = int(head_dim * params.get("partial_rotary_factor", 1.0))',
+           (("ropebook/scaling.py", 'rotary_dim = int(head_dim * (params.get("partial_rotary_factor") or 1.0))',
              "rotary_dim = int(head_dim)"),),
            (), ("tests/test_hf_oracle.py",)),
+    Mutant("module-table-jump-factor", "RotaryEmbedding builds a table only for calls asking half its rows, not a quarter",
+           (("ropebook/rotary.py", "4 * asked < length", "2 * asked < length"),),
+           (), ("tests/test_rope.py",)),
+    Mutant("module-table-per-dtype", "RotaryEmbedding grows each dtype's table from max_positions, not from the longest held",
+           (("ropebook/rotary.py", "for k, t in self._cache.items() if k[0] == dev]", "for k, t in self._cache.items() if k == key]"),),
+           (), ("tests/test_rope.py",)),
     Mutant("converter-partial-ignored", "interleaved_to_half_weights permutes the whole head even with rotary_dim",
            (("ropebook/rotary.py", "    return torch.cat((torch.arange(0, r, 2), torch.arange(1, r, 2), torch.arange(r, head_dim)))",
              "    return torch.cat((torch.arange(0, head_dim, 2), torch.arange(1, head_dim, 2)))"),),
            (), ("tests/test_rope.py",)),
     Mutant("module-table-far-jump", "RotaryEmbedding builds a table for any jump, however far (up to 2^20 rows)",
-           (("ropebook/rotary.py", "if (size > 2 * have and size > 4 * asked) or", "if"),),
+           (("ropebook/rotary.py", "if length > limit or (length > 2 * have and 4 * asked < length):",
+             "if length > limit:"),),
            (), ("tests/test_rope.py",)),
     Mutant("ntk-no-exponent", "NTK-aware base b' = b·s, without the exponent d/(d-2)",
            (("ropebook/scaling.py", 'new_base = base * self.factor ** _ntk_exponent("NTKAware", dim)',
