@@ -49,7 +49,7 @@ def _positions(fn: str, x: Tensor, positions, offset) -> Tensor:
     def per_sequence_view(name: str) -> str:
         return f"{name}[:, {', '.join(['None'] * (x.ndim - 3))}, :]"
 
-    def check_shape(name: str, shape) -> None:
+    def check_shape(name: str, shape, rows_alike: bool = False) -> None:
         if not _broadcasts_to(shape, target):
             hint = ""
             if name == "offset" and len(shape) == 1 and x.ndim >= 3:  # one offset per sequence of (B, ..., T, D)
@@ -58,9 +58,10 @@ def _positions(fn: str, x: Tensor, positions, offset) -> Tensor:
                 hint = f"; for one row of {name} per sequence (B, T) pass {per_sequence_view(name)}"
             raise ValueError(f"{fn}: {name} must broadcast to x.shape[:-1]={target}, "
                              f"got {name}.shape={tuple(shape)}{hint}")
-        if per_sequence(name, shape) and 1 < x.shape[0] == x.shape[-3]:
+        if per_sequence(name, shape) and 1 < x.shape[0] == x.shape[-3] and not rows_alike:
             # Hugging Face's (B, T) position_ids (or a (B, 1) start) for x of (B, H, T, D) with B == H:
             # broadcasting reads one row per head, not per sequence, and the result would be wrong without a word
+            # (unless every row is one row, expanded: arange(T)[None].expand(B, T), either reading the same)
             raise ValueError(f"{fn}: {name}.shape={tuple(shape)} is ambiguous for x.shape={tuple(x.shape)}, "
                              f"where x.shape[0] == x.shape[-3] == {x.shape[0]}: broadcasting reads one row per head; "
                              f"pass {per_sequence_view(name)} for one row per sequence (Hugging Face's position_ids), "
@@ -71,10 +72,10 @@ def _positions(fn: str, x: Tensor, positions, offset) -> Tensor:
     else:
         positions = _as_tensor(fn, "positions", positions, x.device)
         _check_position_values(fn, "positions", positions)
-        check_shape("positions", positions.shape)
+        check_shape("positions", positions.shape, positions.ndim == 2 and positions.stride(0) == 0)
     if isinstance(offset, Tensor):
         _check_position_values(fn, "offset", offset)
-        check_shape("offset", offset.shape)
+        check_shape("offset", offset.shape, offset.ndim == 2 and offset.stride(0) == 0)
         if offset.ndim == 1 and x.ndim >= 3 and 1 < offset.shape[0] == x.shape[0] == x.shape[-2]:
             # broadcasting reads a (T,) offset per token; with B == T, one start per sequence (as
             # RotaryEmbedding reads a (B,) offset) would pass silently and come out wrong

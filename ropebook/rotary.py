@@ -34,7 +34,7 @@ def layout_permutation(head_dim: int, *, rotary_dim: int | None = None) -> Tenso
     tensor([0, 2, 1, 3, 4, 5])
     """
     fn = "layout_permutation"
-    if isinstance(head_dim, int) and not isinstance(head_dim, bool) and head_dim > 0 and rotary_dim is not None:
+    if _validate._is_int(head_dim) and head_dim > 0 and rotary_dim is not None:
         head_dim = int(head_dim)  # with partial rotary an odd head_dim is allowed: only the r rotated features pair up
     else:
         head_dim = _validate._check_dim(fn, head_dim, "head_dim")
@@ -42,10 +42,10 @@ def layout_permutation(head_dim: int, *, rotary_dim: int | None = None) -> Tenso
     return torch.cat((torch.arange(0, r, 2), torch.arange(1, r, 2), torch.arange(r, head_dim)))
 
 
-def _check_rotary_dim(fn: str, rotary_dim, head_dim: int) -> int:
+def _check_rotary_dim(fn: str, rotary_dim, head_dim: int, name: str = "head_dim") -> int:
     r = _validate._check_dim(fn, rotary_dim, "rotary_dim")
     if r > head_dim:
-        raise ValueError(f"{fn}: rotary_dim must be at most head_dim={head_dim}, got rotary_dim={r}")
+        raise ValueError(f"{fn}: rotary_dim must be at most {name}={head_dim}, got rotary_dim={r}")
     return r
 
 
@@ -147,9 +147,7 @@ class RotaryEmbedding(nn.Module):
         dim = _validate._check_dim("RotaryEmbedding", dim)
         base = _validate._check_base("RotaryEmbedding", base)
         _validate._check_layout("RotaryEmbedding", layout)
-        r = _validate._check_dim("RotaryEmbedding", dim if rotary_dim is None else rotary_dim, "rotary_dim")
-        if r > dim:
-            raise ValueError(f"RotaryEmbedding: rotary_dim must be at most dim={dim}, got rotary_dim={r}")
+        r = dim if rotary_dim is None else _check_rotary_dim("RotaryEmbedding", rotary_dim, dim, "dim")
         _validate._check_scaling("RotaryEmbedding", scaling)
         _validate._check_positive_int("RotaryEmbedding", max_positions, "max_positions")
         self.dim, self.base, self.layout, self.scaling, self.rotary_dim = dim, base, layout, scaling, r
@@ -174,18 +172,23 @@ class RotaryEmbedding(nn.Module):
         return f"dim={self.dim}, base={self.base}, layout={self.layout!r}, scaling={self.scaling}, rotary_dim={self.rotary_dim}"
 
     def _table(self, length: int, *, dtype, device, seq_len, asked: int) -> tuple[Tensor, Tensor] | None:
-        """The table of at least ``length`` positions, grown by doubling; None for a jump more than twice past
-        the table that asks for few positions (``asked``: a decode step at a far offset): one far position does
-        not pay for a table of every position below it (2^20 rows of a head of 128 are 512 MB of cos and sin,
-        and seconds to build). A prefill asks for about as many positions as the table has rows: it is built."""
+        """The table of at least ``length`` positions, grown by doubling; None (compute directly) for ``length``
+        more than twice the longest table held on this device (or ``max_positions``) when the call asks for
+        few positions (``asked`` < a quarter of the table it would build: a decode step at a far offset). One far
+        position does not pay for a table of every position below it (2^20 rows of a head of 128 are 512 MB of
+        cos and sin, and seconds to build); a prefill asks for about as many positions as the table has rows,
+        so it is built. Never more than ``max(max_positions, TABLE_LIMIT)`` rows."""
         long = isinstance(self.scaling, LongRoPE) and seq_len is not None and seq_len > self.scaling.original_max_positions
-        key = (torch.device(device), dtype, long)
+        dev = torch.device(device)
+        key = (dev, dtype, long)
         table = self._cache.get(key)
         if table is None or table[0].shape[0] < length:
-            have = self.max_positions if table is None else max(self.max_positions, table[0].shape[0])
-            size = max(self.max_positions, 1 << (length - 1).bit_length())
-            if (size > 2 * have and size > 4 * asked) or length > max(self.max_positions, self.TABLE_LIMIT):
+            limit = max(self.max_positions, self.TABLE_LIMIT)
+            # any table on this device counts: a second dtype, or LongRoPE's long factors, grows like the first
+            have = max([self.max_positions] + [t[0].shape[0] for k, t in self._cache.items() if k[0] == dev])
+            if length > limit or (length > 2 * have and 4 * asked < length):
                 return None
+            size = min(limit, max(self.max_positions, 1 << (length - 1).bit_length()))
             table = _rope.rope_cos_sin(torch.arange(size, device=device), self.rotary_dim, base=self.base,
                                        scaling=self.scaling, seq_len=seq_len, dtype=dtype)  # (L, r/2) each
             self._cache[key] = table

@@ -164,9 +164,19 @@ def test_module_table_grows_by_doubling_and_computes_a_far_jump():
     far = rope(q, k, offset=10**6)[0]  # more than twice past 128 rows: computed, the table stays
     torch.testing.assert_close(far, rb.apply_rope(q, offset=10**6), rtol=0, atol=0)
     assert rows() == 128
-    long_q = torch.randn(1, 2, 1000, 8, dtype=torch.float64)  # a prefill of 1000 tokens: the table is built
-    torch.testing.assert_close(rope(long_q, long_q)[0], rb.apply_rope(long_q), rtol=0, atol=0)
+    some = torch.randn(1, 2, 200, 8, dtype=torch.float64)  # 200 tokens up to 700: over a quarter of it, built
+    torch.testing.assert_close(rope(some, some, offset=500)[0], rb.apply_rope(some, offset=500), rtol=0, atol=0)
     assert rows() == 1024
+    few = torch.randn(1, 2, 200, 8, dtype=torch.float64)  # 200 tokens up to 4200: fewer than a quarter, computed
+    torch.testing.assert_close(rope(few, few, offset=4000)[0], rb.apply_rope(few, offset=4000), rtol=0, atol=0)
+    assert rows() == 1024
+    long_q = torch.randn(1, 2, 3000, 8, dtype=torch.float64)  # a prefill of 3000 tokens: the table is built
+    torch.testing.assert_close(rope(long_q, long_q)[0], rb.apply_rope(long_q), rtol=0, atol=0)
+    assert rows() == 4096
+    # a second dtype grows from the longest table on the device: a step at 5000 is within twice 4096
+    torch.testing.assert_close(rope(q.float(), k.float(), offset=5000)[0], rb.apply_rope(q.float(), offset=5000),
+                               rtol=0, atol=1e-6)
+    assert rope._cache[(torch.device("cpu"), torch.float32, False)][0].shape[0] == 8192
 
 
 def test_empty_inputs_with_a_length_dependent_rule():
@@ -222,6 +232,11 @@ def test_frequencies_and_angles():
     torch.testing.assert_close(angles[0, 0], 3 * inv)
 
 
+def per_sequence_of(x, positions):
+    """Each sequence of x (B, H, T, D) rotated at its own row of positions (B, T), one call per sequence."""
+    return torch.stack([rb.apply_rope(x[b], positions[b]) for b in range(x.shape[0])])
+
+
 def test_default_positions_offset_and_float_positions():
     x = torch.randn(2, 3, 5, 8)
     torch.testing.assert_close(rb.apply_rope(x, offset=7), rb.apply_rope(x, torch.arange(7, 12)))
@@ -236,6 +251,12 @@ def test_default_positions_offset_and_float_positions():
     for i in range(3):
         torch.testing.assert_close(per_sequence[i], rb.apply_rope(sq[i], pos[i]))
         torch.testing.assert_close(per_head[:, i], rb.apply_rope(sq[:, i], pos[i]))
+    # Hugging Face's usual position_ids, one row expanded over the batch (stride 0): either reading is the same
+    shared = torch.arange(5)[None].expand(3, 5)
+    torch.testing.assert_close(rb.apply_rope(sq, shared), per_sequence_of(sq, torch.arange(5).expand(3, 5)), rtol=0, atol=0)
+    torch.testing.assert_close(rb.apply_rope(sq, offset=torch.tensor([[4]]).expand(3, 1)), rb.apply_rope(sq, offset=4))
+    with pytest.raises(ValueError, match="ambiguous"):  # the same values, but not one row expanded: refused
+        rb.apply_rope(sq, shared.contiguous())
     half = reference.apply_rope_reference(x, np.arange(5) * 0.5)
     np.testing.assert_allclose(rb.apply_rope(x, torch.arange(5) * 0.5).numpy(), half, atol=1e-6)
 
