@@ -241,3 +241,10 @@ def _check_tokens(fn: str, name: str, t, vocab_size: int | None, *, ndim: int = 
                          f"got {name}.shape={tuple(t.shape)}")
     if vocab_size is not None:
         _check_index_range(fn, name, t, vocab_size, f"vocab_size={vocab_size}" if bound is None else bound, what)
+
+
+def _check_seed(fn: str, seed) -> int:
+    """An integer (numpy's too, never a bool), as the Python int that torch's ``manual_seed`` takes."""
+    if not _is_int(seed):
+        raise ValueError(f"{fn}: seed must be an integer, got seed={seed!r}")
+    return int(seed)

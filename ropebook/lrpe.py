@@ -27,7 +27,7 @@ import numbers
 import torch
 from torch import Tensor, nn
 
-from ropebook._validate import _as_tensor, _check_base, _check_dim, _check_layout
+from ropebook._validate import _as_tensor, _check_base, _check_dim, _check_layout, _check_seed
 from ropebook.rope import apply_rope
 from ropebook.reference import _real, rope_matrix
 
@@ -49,13 +49,6 @@ def _check_input(name: str, x, positions, head_dim: int) -> Tensor:
         raise ValueError(f"{name}: positions must be integers of shape (T,)=({x.shape[-2]},), "
                          f"got positions.shape={tuple(positions.shape)}, dtype={positions.dtype}")
     return positions
-
-
-def _check_seed(fn: str, seed) -> int:
-    """An integer (numpy's too, never a bool), as the Python int that torch's ``manual_seed`` takes."""
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise ValueError(f"{fn}: seed must be an integer, got seed={seed!r}")
-    return int(seed)
 
 
 def _check_m(fn: str, m) -> int:

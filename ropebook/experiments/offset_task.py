@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ropebook._validate import (_check_base, _check_index_range, _check_positive_int, _check_positive_number,
-                                _check_tokens, _is_int)
+                                _check_seed, _check_tokens)
 from ropebook.crope import CRoPEAttention, RoPEAttention
 from ropebook.data import next_token_task
 
@@ -83,13 +83,6 @@ class OffsetModel(nn.Module):
 def _check_model(fn: str, model) -> None:
     if not isinstance(model, OffsetModel):
         raise ValueError(f"{fn}: model must be an OffsetModel, got type(model)={type(model).__name__}")
-
-
-def _check_seed(fn: str, seed) -> int:
-    """An integer (numpy's too, never a bool), as the Python int that ``torch.Generator.manual_seed`` takes."""
-    if not _is_int(seed):
-        raise ValueError(f"{fn}: seed must be an integer, got seed={seed!r}")
-    return int(seed)
 
 
 @torch.no_grad()
