@@ -89,7 +89,7 @@ CASES = [
     ("times: no series", lambda: plotting.plot_attention_times({"lengths": [64, 128]}),
      r"^plot_attention_times: result must have at least one of the keys 'linear', 'softmax', 'sdpa', got keys \['lengths'\]"),
     ("times: one time short", lambda: plotting.plot_attention_times({"lengths": [64, 128], "linear": [1e-3]}),
-     r"^plot_attention_times: result\['linear'\] must have one time per length, len\(result\['lengths'\]\)=2, got shape=\(1,\)"),
+     r"^plot_attention_times: result\['linear'\] must have one time per length, len\(result\['lengths'\]\)=2, got result\['linear'\]\.shape=\(1,\)"),
     ("times: empty", lambda: plotting.plot_attention_times({"lengths": [], "linear": []}),
      r"^plot_attention_times: result\['lengths'\] must not be empty, got result\['lengths'\].shape=\(0,\)"),
     ("times: nan", lambda: plotting.plot_attention_times({"lengths": [64, 128], "linear": [1e-3, NAN]}),
@@ -104,7 +104,7 @@ CASES = [
      r"^plot_attention_times: crossover must be .* got crossover=-5"),
     # plot_weight_rows: keys against rows
     ("rows: one weight short", lambda: plotting.plot_weight_rows(range(3), {"a": [0.5, 0.5]}),
-     r"^plot_weight_rows: rows\['a'\] must have one value per key, len\(keys\)=3, got shape=\(2,\)"),
+     r"^plot_weight_rows: rows\['a'\] must have one value per key, len\(keys\)=3, got rows\['a'\]\.shape=\(2,\)"),
     ("rows: a 2-d row", lambda: plotting.plot_weight_rows(range(3), {"a": [[0.2, 0.3, 0.5]]}),
      r"^plot_weight_rows: rows\['a'\] must be 1-D, got rows\['a'\].shape=\(1, 3\)"),
     ("rows: none", lambda: plotting.plot_weight_rows(range(3), {}), r"^plot_weight_rows: rows must have at least one entry, got rows=\{\}"),
@@ -118,7 +118,7 @@ CASES = [
      r"^plot_weight_rows: rows\['a'\] must be an array of real numbers, got rows\['a'\]='abc'"),
     # plot_offset_scores: offsets against scores
     ("scores: one score short", lambda: plotting.plot_offset_scores(range(3), {"a": [1, 2]}),
-     r"^plot_offset_scores: scores\['a'\] must have one score per offset, len\(offsets\)=3, got shape=\(2,\)"),
+     r"^plot_offset_scores: scores\['a'\] must have one score per offset, len\(offsets\)=3, got scores\['a'\]\.shape=\(2,\)"),
     ("scores: none", lambda: plotting.plot_offset_scores(range(3), {}),
      r"^plot_offset_scores: scores must have at least one entry, got scores=\{\}"),
     ("scores: inf", lambda: plotting.plot_offset_scores(range(3), {"a": [1, INF, 3]}),
@@ -140,18 +140,18 @@ CASES = [
     ("copy: nan accuracy", lambda: plotting.plot_copy_results({"by_offset": {"1": dict(COPY_RUN, runs=[{"encoding": "x", "accuracy": NAN}])}}),
      r"^plot_copy_results: results\['by_offset'\]\['1'\]\['runs'\]\[0\]\['accuracy'\] must be a finite number, got .*=nan"),
     ("copy: accuracy in percent", lambda: plotting.plot_copy_results(dict(COPY_RUN, runs=[{"encoding": "x", "accuracy": 87.5}])),
-     r"^plot_copy_results: results\['runs'\]\[0\]\['accuracy'\] must be in \[0, 1\], got 87.5"),
+     r"^plot_copy_results: results\['runs'\]\[0\]\['accuracy'\] must be in \[0, 1\], got results\['runs'\]\[0\]\['accuracy'\]=87.5"),
     ("copy: str chance", lambda: plotting.plot_copy_results(dict(COPY_RUN, chance="1/16")),
      r"^plot_copy_results: results\['chance'\] must be a finite number, got results\['chance'\]='1/16'"),
     ("copy: names a list", lambda: plotting.plot_copy_results(COPY_RUN, names=["none"]),
      r"^plot_copy_results: names must be a dict, got names=\['none'\] \(a list\)"),
     # offset_task_figure: losses, attention pairs, chance
     ("task: weights short", lambda: plotting.offset_task_figure({"a": [2.0, 1.0]}, {"N": ([-1, 0, 1], [0.2, 0.8])}),
-     r"^offset_task_figure: attention\['N'\]\[1\] must have one weight per offset, len\(attention\['N'\]\[0\]\)=3, got shape=\(2,\)"),
+     r"^offset_task_figure: attention\['N'\]\[1\] must have one weight per offset, len\(attention\['N'\]\[0\]\)=3, got attention\['N'\]\[1\]\.shape=\(2,\)"),
     ("task: weights only", lambda: plotting.offset_task_figure({"a": [2.0, 1.0]}, {"N": [0.2, 0.8, 0.0]}),
      r"^offset_task_figure: attention\['N'\] must be a pair \(offsets, weights\), got attention\['N'\]=\[0.2, 0.8, 0.0\]"),
     ("task: weight above 1", lambda: plotting.offset_task_figure({"a": [2.0, 1.0]}, {"N": ([0, 1], [0.5, 3.0])}),
-     r"^offset_task_figure: attention\['N'\]\[1\] must be attention weights in \[0, 1\], got max 3"),
+     r"^offset_task_figure: attention\['N'\]\[1\] must be attention weights in \[0, 1\], got max\(attention\['N'\]\[1\]\)=3"),
     ("task: empty loss", lambda: plotting.offset_task_figure({"a": []}, ATTENTION),
      r"^offset_task_figure: losses\['a'\] must not be empty, got losses\['a'\].shape=\(0,\)"),
     ("task: nan loss", lambda: plotting.offset_task_figure({"a": [2.0, NAN]}, ATTENTION),
@@ -174,9 +174,10 @@ CASES = [
     ("summary: seeds of two lengths", lambda: plotting.summarize_comparison(_runs(train_loss=[1.0])),
      r"^summarize_comparison: every run of position 'rope' must have one length of 'train_loss', got lengths \[1, 2\]"),
     ("summary: val_loss against val_steps", lambda: plotting.summarize_comparison(_runs(val_loss=[1.0, 2.0])),
-     r"^summarize_comparison: results\['runs'\]\[0\]\['val_loss'\] must have one loss per step, len\(val_steps\)=1, got shape=\(2,\)"),
-    ("summary: nan final loss", lambda: plotting.summarize_comparison(_runs(final_val_loss=NAN)),
-     r"^summarize_comparison: results\['runs'\]\[0\]\['final_val_loss'\] must be a finite number, got .*=nan"),
+     r"^summarize_comparison: results\['runs'\]\[0\]\['val_loss'\] must have one loss per step, len\(val_steps\)=1, got results\['runs'\]\[0\]\['val_loss'\]\.shape=\(2,\)"),
+    # summarized, a diverged run is data (see the test below); drawn, its NaN is refused
+    ("comparison: nan final loss", lambda: plotting.comparison_figure(_runs(final_val_loss=NAN)),
+     r"^comparison_figure: results\['runs'\]\[0\]\['final_val_loss'\] must be a finite number, got .*=nan"),
     ("comparison: smooth 0", lambda: plotting.comparison_figure({"runs": RUNS}, smooth=0),
      r"^comparison_figure: smooth must be a positive integer, got smooth=0"),
     ("comparison: smooth float", lambda: plotting.comparison_figure({"runs": RUNS}, smooth=2.5),
@@ -184,7 +185,7 @@ CASES = [
     ("comparison: empty training curves", lambda: plotting.comparison_figure({"runs": [dict(r, train_loss=[]) for r in RUNS]}),
      r"^summarize_comparison: results\['runs'\]\[0\]\['train_loss'\] must not be empty"),
     ("comparison: nan training loss", lambda: plotting.comparison_figure(_runs(train_loss=[2.0, NAN])),
-     r"^summarize_comparison: results\['runs'\]\[0\]\['train_loss'\] must be finite everywhere, got .*\[1\]=nan"),
+     r"^comparison_figure: results\['runs'\]\[0\]\['train_loss'\] must be finite everywhere, got .*\[1\]=nan"),
     # decay_curves: dim and base named by decay_curves (not decay_bound), flags, grid, size
     ("decay: odd dim", lambda: plotting.decay_curves(dim=7), r"^decay_curves: dim must be a positive even integer, got dim=7$"),
     ("decay: base 1", lambda: plotting.decay_curves(base=1.0), r"^decay_curves: base must be a finite number > 1, got base=1.0$"),
@@ -239,9 +240,9 @@ CASES = [
      r"^shaw_figure: index must hold integers .* got 1.5 in index of shape \(4, 4\)$"),
     # t5_bucket_figure: three arrays of one length, max_distance
     ("t5: bidirectional short", lambda: plotting.t5_bucket_figure(T5[0], T5[1][:5], T5[2], max_distance=16),
-     r"^t5_bucket_figure: buckets_bidirectional must have one bucket per offset, len\(relative\)=41, got shape=\(5,\)$"),
+     r"^t5_bucket_figure: buckets_bidirectional must have one bucket per offset, len\(relative\)=41, got buckets_bidirectional\.shape=\(5,\)$"),
     ("t5: causal short", lambda: plotting.t5_bucket_figure(T5[0], T5[1], T5[2][:5], max_distance=16),
-     r"^t5_bucket_figure: buckets_causal must have one bucket per offset, len\(relative\)=41, got shape=\(5,\)$"),
+     r"^t5_bucket_figure: buckets_causal must have one bucket per offset, len\(relative\)=41, got buckets_causal\.shape=\(5,\)$"),
     ("t5: a batch of rows", lambda: plotting.t5_bucket_figure(*(t[None] for t in T5), max_distance=16),
      r"^t5_bucket_figure: relative must be 1-D, got relative.shape=\(1, 41\)$"),
     ("t5: empty", lambda: plotting.t5_bucket_figure([], [], [], max_distance=16), r"^t5_bucket_figure: relative must not be empty"),
@@ -318,3 +319,10 @@ def test_bad_argument_is_refused_by_name(call, pattern):
 
 def test_the_case_ids_are_unique():
     assert len({c[0] for c in CASES}) == len(CASES)
+
+
+def test_a_diverged_run_is_summarized():
+    """A run whose loss went to NaN is data to summarize (its mean is NaN), though not drawable."""
+    runs = _runs(final_val_loss=NAN, train_loss=[2.0, NAN])
+    summary = plotting.summarize_comparison(runs)
+    assert any(math.isnan(s["mean"]) for s in summary.values())

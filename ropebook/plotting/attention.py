@@ -43,7 +43,7 @@ def plot_attention_times(result: dict, *, crossover: int | None = None) -> Figur
         times[name] = _array(fn, f"result[{name!r}]", result[name], positive=True)
         if times[name].shape != T.shape:
             raise ValueError(f"{fn}: result[{name!r}] must have one time per length, len(result['lengths'])={len(T)}, "
-                             f"got shape={times[name].shape}")
+                             f"got result[{name!r}].shape={times[name].shape}")
     _check_positive_number(fn, crossover, "crossover", optional=True)
     fig, ax = new_figure()
     for name, color, label, slope in (("linear", COLORS[0], "linear attention (chunked, O(T))", 1),
@@ -72,7 +72,7 @@ def _curves(fn: str, x_name: str, x, name: str, curves, one: str) -> tuple[np.nd
     for label, y in curves.items():
         y = checked[label] = _array(fn, f"{name}[{label!r}]", y, nonempty=False)
         if y.shape != x.shape:
-            raise ValueError(f"{fn}: {name}[{label!r}] must have one {one}, len({x_name})={len(x)}, got shape={y.shape}")
+            raise ValueError(f"{fn}: {name}[{label!r}] must have one {one}, len({x_name})={len(x)}, got {name}[{label!r}].shape={y.shape}")
     return x, checked
 
 
@@ -143,7 +143,7 @@ def plot_copy_results(results: dict, *, names: dict | None = None) -> Figure:
             _require_keys(fn, f"{where[offset]}['runs'][{i}]", r, ("encoding", "accuracy"))
             acc = _real_number(fn, f"{where[offset]}['runs'][{i}]['accuracy']", r["accuracy"])
             if not 0 <= acc <= 1:
-                raise ValueError(f"{fn}: {where[offset]}['runs'][{i}]['accuracy'] must be in [0, 1], got {acc!r}")
+                raise ValueError(f"{fn}: {where[offset]}['runs'][{i}]['accuracy'] must be in [0, 1], got {where[offset]}['runs'][{i}]['accuracy']={acc!r}")
     if names is not None:
         _mapping(fn, "names", names, nonempty=False)
     names = names or {}

@@ -12,7 +12,7 @@ from typing import Mapping, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from ropebook._validate import _check_positive_int, _check_positive_number, _short_repr
+from ropebook._validate import _check_positive_int, _check_positive_number, _is_real, _short_repr
 from ropebook.plotting._checks import _array, _mapping, _real_number, _require_keys
 from ropebook.plotting._style import COLORS, new_figure
 
@@ -46,9 +46,9 @@ def offset_task_figure(losses: dict, attention: dict, *, chance: float | None = 
         weights = _array(fn, f"{name}[1]", pair[1], nonnegative=True)  # the weights
         if weights.shape != offsets.shape:
             raise ValueError(f"{fn}: {name}[1] must have one weight per offset, len({name}[0])={len(offsets)}, "
-                             f"got shape={weights.shape}")
+                             f"got {name}[1].shape={weights.shape}")
         if weights.max() > 1 + 1e-6:  # the axis stops at 1.05: a larger value would be cut off unseen
-            raise ValueError(f"{fn}: {name}[1] must be attention weights in [0, 1], got max {weights.max():g} "
+            raise ValueError(f"{fn}: {name}[1] must be attention weights in [0, 1], got max({name}[1])={weights.max():g} "
                              f"({name}[1].shape={weights.shape})")
         bars[label] = (offsets, weights)
     _check_positive_number(fn, chance, "chance", optional=True)  # a line on a log axis
@@ -88,13 +88,14 @@ def summarize_comparison(results: dict) -> dict:
         name = f"results['runs'][{i}]"
         _require_keys(fn, name, run, _RUN_KEYS)
         _require_keys(fn, f"{name}['parameters']", run["parameters"], ("total",))
-        _real_number(fn, f"{name}['final_val_loss']", run["final_val_loss"])
+        if not _is_real(run["final_val_loss"]):  # NaN or inf allowed: a diverged run is data to summarise
+            raise ValueError(f"{fn}: {name}['final_val_loss'] must be a number, got {_short_repr(run['final_val_loss'])}")
         steps = _array(fn, f"{name}['val_steps']", run["val_steps"], nonempty=False)
-        val = _array(fn, f"{name}['val_loss']", run["val_loss"], nonempty=False)
-        _array(fn, f"{name}['train_loss']", run["train_loss"])
+        val = _array(fn, f"{name}['val_loss']", run["val_loss"], nonempty=False, finite=False)
+        _array(fn, f"{name}['train_loss']", run["train_loss"], finite=False)
         if val.shape != steps.shape:
             raise ValueError(f"{fn}: {name}['val_loss'] must have one loss per step, len(val_steps)={len(steps)}, "
-                             f"got shape={val.shape}")
+                             f"got {name}['val_loss'].shape={val.shape}")
         grouped[run["position"]].append(run)
     for position, runs in grouped.items():  # the seeds of one scheme are stacked: one length each
         for key in ("val_steps", "train_loss"):
@@ -128,8 +129,12 @@ def comparison_figure(results: dict, *, smooth: int = 25) -> Figure:
     >>> len(comparison_figure({"runs": runs}, smooth=1).axes)
     2
     """
-    smooth = _check_positive_int("comparison_figure", smooth, "smooth")
+    fn = "comparison_figure"
+    smooth = _check_positive_int(fn, smooth, "smooth")
     summary = summarize_comparison(results)
+    for i, run in enumerate(results["runs"]):  # summarized, a diverged run is fine; drawn, its NaN is not
+        _array(fn, f"results['runs'][{i}]['train_loss']", run["train_loss"])
+        _real_number(fn, f"results['runs'][{i}]['final_val_loss']", run["final_val_loss"])
     fig, (left, right) = new_figure(1, 2, width=9.5, height=3.6, gridspec_kw={"width_ratios": [1.6, 1]})
     for k, (color, (position, s)) in enumerate(zip(cycle(COLORS), summary.items())):
         train = s["train"]  # (seeds, steps)

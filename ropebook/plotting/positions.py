@@ -108,7 +108,7 @@ def t5_bucket_figure(relative, buckets_bidirectional, buckets_causal, *, max_dis
     for name, b in (("buckets_bidirectional", bi), ("buckets_causal", causal)):
         if b.shape != relative.shape:
             raise ValueError(f"{fn}: {name} must have one bucket per offset, len(relative)={len(relative)}, "
-                             f"got shape={b.shape}")
+                             f"got {name}.shape={b.shape}")
     max_distance = _check_positive_int(fn, max_distance, "max_distance")  # as in t5_relative_bucket
     fig, ax = new_figure(width=7.0, height=3.6)
     ax.step(relative, bi, where="mid", color=COLORS[0], lw=1.8, label="bidirectional (encoder)")
