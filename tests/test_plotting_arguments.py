@@ -268,12 +268,14 @@ CASES = [
     ("complex: a pair", lambda: plotting.complex_product([1, 2], 1j), r"^complex_product: z must be a complex number .* got z=\[1, 2\] \(a list\)$"),
     # rotation_2d: vectors of another type, size
     ("rotation: str q", lambda: plotting.rotation_2d("ab", [0, 1], 3, 1), r"^rotation_2d: q must be 2 finite numbers, got q='ab'$"),
+    ("rotation: theta nan", lambda: plotting.rotation_2d([1, 0], [0, 1], 3, 1, theta=NAN),
+     r"^rotation_2d: theta must be a finite number, got theta=nan$"),
     ("rotation: width 0", lambda: plotting.rotation_2d([1, 0], [0, 1], 3, 1, width=0), r"^rotation_2d: width must be a positive finite number, got width=0$"),
     # wavelengths: context_length
     ("wavelengths: inf context", lambda: plotting.wavelengths(context_length=INF),
-     r"^wavelengths: context_length must be a positive finite number or None, got context_length=inf$"),
+     r"^wavelengths: context_length must be None or a positive finite number, got context_length=inf$"),
     ("wavelengths: bool context", lambda: plotting.wavelengths(context_length=True),
-     r"^wavelengths: context_length must be a positive finite number or None, got context_length=True$"),
+     r"^wavelengths: context_length must be None or a positive finite number, got context_length=True$"),
     # angle_errors: errors a list, str or NaN values, floor
     ("angle errors: a list", lambda: plotting.angle_errors(np.arange(4), [np.zeros(4)]),
      r"^angle_errors: errors must be a dict, got errors=\[array\(.*\)\] \(a list\)$"),

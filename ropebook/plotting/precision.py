@@ -10,6 +10,7 @@ from typing import Mapping
 import numpy as np
 from matplotlib.figure import Figure
 
+from ropebook._validate import _check_positive_number
 from ropebook.plotting._checks import _array, _check_size, _mapping
 from ropebook.plotting._style import COLORS, new_figure
 
@@ -39,9 +40,7 @@ def angle_errors(positions, errors: Mapping[str, object], *, floor: float = 1e-9
     if not errors:
         raise ValueError(f"{fn}: errors must map at least one label to an array, got {errors!r}")
     _mapping(fn, "errors", errors)
-    if isinstance(floor, bool) or not (isinstance(floor, (int, float, np.integer, np.floating)) and np.isfinite(floor)
-                                       and floor > 0):
-        raise ValueError(f"{fn}: floor must be a positive finite number, got floor={floor!r}")
+    _check_positive_number(fn, floor, "floor")
     _check_size(fn, width, height)
     checked = {}
     for label, err in errors.items():

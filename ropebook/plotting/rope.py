@@ -18,7 +18,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Arc
 from matplotlib.ticker import FuncFormatter, NullLocator
 
-from ropebook.plotting._checks import _array, _check_size
+from ropebook._validate import _check_positive_number
+from ropebook.plotting._checks import _array, _check_size, _real_number
 from ropebook.plotting._style import COLORS, new_figure
 
 __all__ = ["rotation_2d", "wavelengths"]
@@ -60,9 +61,7 @@ def rotation_2d(q, k, m: float, n: float, *, theta: float = 0.5, width: float = 
     """
     fn = "rotation_2d"
     q, k = _vector2(fn, "q", q), _vector2(fn, "k", k)
-    for name, val in (("m", m), ("n", n), ("theta", theta)):
-        if isinstance(val, bool) or not isinstance(val, (int, float, np.integer, np.floating)) or not math.isfinite(val):
-            raise ValueError(f"{fn}: {name} must be a finite real number, got {name}={val!r}")
+    m, n, theta = (_real_number(fn, name, val) for name, val in (("m", m), ("n", n), ("theta", theta)))
     _check_size(fn, width, height)
     qm, kn = _rotate(q, m * theta), _rotate(k, n * theta)
     score = float(qm @ kn)
@@ -133,11 +132,7 @@ def wavelengths(*, dims=(64, 128), bases=(1e4, 5e5), context_length: float | Non
             raise ValueError(f"{fn}: every entry of bases must be a finite number > 1, got bases={bases!r}")
     if not dims or not bases:
         raise ValueError(f"{fn}: dims and bases must be non-empty, got dims={dims!r}, bases={bases!r}")
-    if context_length is not None and (isinstance(context_length, bool) or not (
-            isinstance(context_length, (int, float, np.integer, np.floating)) and math.isfinite(context_length)
-            and context_length > 0)):
-        raise ValueError(f"{fn}: context_length must be a positive finite number or None, "
-                         f"got context_length={context_length!r}")
+    _check_positive_number(fn, context_length, "context_length", optional=True)
     _check_size(fn, width, height)
 
     fig, ax = new_figure(width=width, height=height)
