@@ -77,8 +77,11 @@ book-student: setup vendor
 	$(BIN)/python tools/student_edition.py build --out _build/student
 
 # --- tests ------------------------------------------------------------------
+# Two workers, one torch thread each (unless OMP_NUM_THREADS says otherwise): with two workers and the
+# pages' kernels each spinning up a thread a core, the threads fight for the cores. On this project's 2-core
+# machine, crope's eight-seed training cell took 292 s beside a busy process at 2 threads and 10.5 s at 1.
 test: setup vendor browser
-	$(BIN)/python -m pytest -n 2 --dist loadgroup
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m pytest -n 2 --dist loadgroup
 
 # Not part of `make test` (it executes pages once per mutant); CI checks that the table still applies.
 mutate: setup
