@@ -5,7 +5,7 @@ The package behind the book of the same name. Every page imports it as
 
 Public names are re-exported here; each lives in a module that holds one idea:
 
-- ``rope``       frequencies, angles, ``apply_rope`` in both layouts, the complex form
+- ``rope``       frequencies, angles, ``apply_rope`` in both layouts, the complex form, packed positions
 - ``rotary``     ``RotaryEmbedding`` (a module with a cos/sin cache) and the layout permutation of weights
 - ``scaling``    context-extension rules (PI, NTK-aware, dynamic NTK, YaRN, Llama 3, LongRoPE)
 - ``reference``  slow, obviously correct numpy versions (the oracle)
@@ -22,7 +22,7 @@ Public names are re-exported here; each lives in a module that holds one idea:
 """
 
 from ropebook import reference, scaling
-from ropebook.rope import apply_rope, apply_rope_complex, rope_cos_sin, rope_frequencies
+from ropebook.rope import apply_rope, apply_rope_complex, packed_positions, rope_cos_sin, rope_frequencies
 from ropebook.rotary import RotaryEmbedding, interleaved_to_half_weights, layout_permutation
 from ropebook import checks, plotting, symbolic
 from ropebook import positions  # ch-why-position
@@ -36,6 +36,7 @@ __all__ = [
     "apply_rope_complex",
     "rope_cos_sin",
     "rope_frequencies",
+    "packed_positions",
     "RotaryEmbedding",
     "layout_permutation",
     "interleaved_to_half_weights",

@@ -248,3 +248,19 @@ def _check_seed(fn: str, seed) -> int:
     if not _is_int(seed):
         raise ValueError(f"{fn}: seed must be an integer, got seed={seed!r}")
     return int(seed)
+
+
+def _packed_lengths(fn: str, cu: list, n_tokens: int | None = None, n_heads: int | None = None) -> list[int]:
+    """The lengths of packed sequences from their starts ``cu`` (cu_seqlens's values, a list): from 0,
+    non-decreasing and, with ``n_tokens`` (q.shape[1]), ending there. ``n_heads``, q.shape[0]: when the starts
+    end there instead, q is flash-attn's (N, H, D), and the message says so."""
+    lengths = [b - a for a, b in zip(cu, cu[1:])]
+    if not cu or cu[0] != 0 or min(lengths, default=0) < 0 or (n_tokens is not None and cu[-1] != n_tokens):
+        shown = cu if len(cu) <= 8 else [*cu[:4], "...", *cu[-2:]]
+        hint = ""
+        if cu and n_heads is not None and cu[-1] == n_heads != n_tokens:
+            hint = "; cu_seqlens ends at q.shape[0]: q and k look like (N, H, D), pass q.transpose(0, 1) and k.transpose(0, 1)"
+        rule = "start at 0 and be non-decreasing" if n_tokens is None else \
+            f"start at 0, be non-decreasing and end at q.shape[1]={n_tokens}"
+        raise ValueError(f"{fn}: cu_seqlens must {rule}, got cu_seqlens={shown}{hint}")
+    return lengths

@@ -25,9 +25,10 @@ from ropebook._rotation import apply_cos_sin as _apply_cos_sin
 from ropebook._rotation import pairs as _pairs
 from ropebook.scaling import _inv_freq
 from ropebook._validate import (LAYOUTS, _as_tensor, _broadcasts_to, _check_base, _check_dim, _check_float_dtype,
-                                _check_layout, _check_position_values, _check_scaling, _check_seq_len, _check_x)
+                                _check_layout, _check_position_values, _check_scaling, _check_seq_len, _check_x,
+                                _is_int, _packed_lengths)
 
-__all__ = ["LAYOUTS", "rope_frequencies", "rope_angles", "rope_cos_sin", "apply_rope", "apply_rope_complex"]
+__all__ = ["LAYOUTS", "rope_frequencies", "rope_angles", "rope_cos_sin", "packed_positions", "apply_rope", "apply_rope_complex"]
 
 BACKENDS = ("auto", "torch", "triton")
 
@@ -169,6 +170,46 @@ def rope_cos_sin(positions, dim: int, *, base: float = 10000.0, scaling=None, se
     if factor != 1.0:
         cos, sin = cos * factor, sin * factor
     return cos.to(dtype), sin.to(dtype)
+
+
+def packed_positions(cu_seqlens, *, offsets=0) -> Tensor:
+    """The position of every token of a packed batch: 0, 1, … within each sequence, plus its offset.
+
+    A packed (variable-length) batch lays its B sequences end to end, ``(H, N, D)`` with ``cu_seqlens``
+    holding where each starts (flash-attn's and ``ropebook.kernels.rope_qk``'s convention). ``apply_rope``
+    and ``RotaryEmbedding`` rotate it on any device, without Triton, given these positions:
+    ``rb.apply_rope(q, packed_positions(cu_seqlens))``. Hugging Face's ``position_ids`` for a packed batch
+    (``DataCollatorWithFlattening``) are these positions, ``(1, N)``.
+
+    Args:
+        cu_seqlens: the B + 1 starts, integers (a tensor, or a list): from 0, non-decreasing; the last is N.
+        offsets: the position of each sequence's first token (decoding with a KV cache): an int, or B
+            integers (a tensor or a list).
+
+    Returns: int64 positions ``(N,)`` on cu_seqlens's device. Reads cu_seqlens's values (a synchronization
+    on a GPU): N is the size of the result.
+
+    >>> packed_positions(torch.tensor([0, 3, 3, 5]), offsets=[10, 20, 30]).tolist()
+    [10, 11, 12, 30, 31]
+    """
+    fn = "packed_positions"
+    cu = _as_tensor(fn, "cu_seqlens", cu_seqlens)
+    if cu.is_floating_point() or cu.is_complex() or cu.dtype == torch.bool or cu.ndim != 1 or cu.numel() < 2:
+        raise ValueError(f"{fn}: cu_seqlens must be B + 1 integers (B >= 1) of shape (B + 1,), "
+                         f"got cu_seqlens.shape={tuple(cu.shape)}, cu_seqlens.dtype={cu.dtype}")
+    lengths = _packed_lengths(fn, cu.tolist())
+    B, N, dev = len(lengths), int(cu[-1]), cu.device
+    sequence = torch.repeat_interleave(torch.arange(B, device=dev), torch.tensor(lengths, device=dev), output_size=N)
+    positions = torch.arange(N, device=dev) - cu.to(torch.int64)[sequence]  # (N,): 0, 1, … in each sequence
+    if isinstance(offsets, (bool, np.bool_)):
+        raise ValueError(f"{fn}: offsets must be an int or B={B} integers, got offsets={offsets!r}")
+    if _is_int(offsets):
+        return positions + int(offsets)
+    off = _as_tensor(fn, "offsets", offsets, dev)
+    if off.is_floating_point() or off.is_complex() or off.dtype == torch.bool or off.shape not in ((B,), (1,)):
+        raise ValueError(f"{fn}: offsets must be an int or one integer a sequence, shape (B,) = ({B},), "
+                         f"got offsets.shape={tuple(off.shape)}, offsets.dtype={off.dtype}")
+    return positions + off.to(torch.int64).expand(B)[sequence]
 
 
 def _compute_dtype(x: Tensor) -> torch.dtype:

@@ -359,6 +359,25 @@ ROWS = [
     ("rope_cos_sin positions nan", rb.rope_cos_sin, call([0.0, NAN], 8), ERRORS, ("rope_cos_sin: ", "positions must be finite")),
     ("rope_cos_sin positions bool", rb.rope_cos_sin, lazy(lambda: ((torch.tensor([True]), 8), {})), ERRORS,
      ("rope_cos_sin: ", "positions", "torch.bool")),
+    # --- packed_positions
+    ("packed_positions cu_seqlens float", rb.packed_positions, call([0.0, 2.0]), ERRORS,
+     ("packed_positions: ", "cu_seqlens must be B + 1 integers", "cu_seqlens.dtype=torch.float64")),
+    ("packed_positions cu_seqlens one start", rb.packed_positions, call([0]), ERRORS,
+     ("packed_positions: ", "cu_seqlens must be B + 1 integers", "cu_seqlens.shape=(1,)")),
+    ("packed_positions cu_seqlens 2-d", rb.packed_positions, lazy(lambda: ((torch.tensor([[0, 2], [2, 4]]),), {})),
+     ERRORS, ("packed_positions: ", "cu_seqlens.shape=(2, 2)")),
+    ("packed_positions cu_seqlens decreasing", rb.packed_positions, call([0, 3, 2]), ERRORS,
+     ("packed_positions: ", "cu_seqlens must start at 0 and be non-decreasing", "cu_seqlens=[0, 3, 2]")),
+    ("packed_positions cu_seqlens from 1", rb.packed_positions, call([1, 3]), ERRORS,
+     ("packed_positions: ", "start at 0", "cu_seqlens=[1, 3]")),
+    ("packed_positions cu_seqlens str", rb.packed_positions, call("0, 3"), ERRORS,
+     ("packed_positions: ", "cu_seqlens must be", "cu_seqlens='0, 3'")),
+    ("packed_positions offsets per sequence", rb.packed_positions, call([0, 2, 5], offsets=[1, 2, 3]), ERRORS,
+     ("packed_positions: ", "offsets must be", "(B,) = (2,)", "offsets.shape=(3,)")),
+    ("packed_positions offsets float", rb.packed_positions, call([0, 2], offsets=1.5), ERRORS,
+     ("packed_positions: ", "offsets must be", "offsets.dtype=torch.float64")),
+    ("packed_positions offsets bool", rb.packed_positions, call([0, 2], offsets=True), ERRORS,
+     ("packed_positions: ", "offsets=True")),
     # --- RotaryEmbedding
     ("RotaryEmbedding rotary_dim > dim", rb.RotaryEmbedding, call(8, rotary_dim=10), ERRORS,
      ("RotaryEmbedding: ", "rotary_dim=10", "dim=8")),
@@ -675,7 +694,7 @@ def _kernel_rows():
         return _x(1, 1, 3, 8).to(DEVICE)
 
     def cache():
-        return K.rope_cache(8, max_position=16, device=DEVICE)
+        return K.rope_cache(8, max_positions=16, device=DEVICE)
 
     def cs(T=3, half=4, dtype=torch.float32):
         c, s = rb.rope_cos_sin(torch.arange(T), 2 * half, dtype=dtype)
@@ -689,9 +708,9 @@ def _kernel_rows():
         return torch.tensor([[4, 0, 2]], device=DEVICE)
 
     rows = [
-        ("rope_cache max_position", K.rope_cache, call(8, max_position=0), ERRORS, ("rope_cache: ", "max_position=0")),
-        ("rope_cache max_position float", K.rope_cache, call(8, max_position=16.0), ERRORS,
-         ("rope_cache: ", "max_position=16.0")),
+        ("rope_cache max_positions", K.rope_cache, call(8, max_positions=0), ERRORS, ("rope_cache: ", "max_positions=0")),
+        ("rope_cache max_positions float", K.rope_cache, call(8, max_positions=16.0), ERRORS,
+         ("rope_cache: ", "max_positions=16.0")),
         ("rope_cache seq_len", K.rope_cache, call(8, seq_len="x"), ERRORS, ("rope_cache: ", "seq_len='x'")),
         ("rope_qk q 3-d", K.rope_qk, lazy(lambda: ((q4(torch.float32, 2, 3, 8), None, cache()), {})), ERRORS,
          ("rope_qk: ", "q.shape=(2, 3, 8)")),
@@ -1045,7 +1064,7 @@ def test_table_is_broad():
     assert len(set(ids)) == len(ids), "duplicate row ids"
     assert len(ids) >= 150
     covered = {words[0].split(":")[0].split(".")[0] for _, _, _, words in (p.values for p in _spec_rows() + _rows())}
-    for name in ["apply_rope", "apply_rope_complex", "rope_cos_sin", "rope_frequencies", "RotaryEmbedding",
+    for name in ["apply_rope", "apply_rope_complex", "rope_cos_sin", "rope_frequencies", "packed_positions", "RotaryEmbedding",
                  "layout_permutation", "interleaved_to_half_weights", "decay_bound", "min_base"]:
         assert name in covered, f"no row for {name}"
 
@@ -1083,6 +1102,8 @@ GOOD = {  # legitimate values the checks must let through (a review found the fi
     "numpy head_dim": lambda: rb.layout_permutation(np.int32(8)),
     "numpy decay": lambda: (rb.decay_bound([0, 1], np.int64(8), np.float32(100.0)), rb.min_base(64, 8, per_decade=np.int64(6))),
     "float32 positions at 2^24": lambda: rb.apply_rope(_x(1, 8), torch.tensor([2.0**24])),
+    "numpy starts and offsets": lambda: rb.packed_positions(np.array([0, 2, 2, 5], dtype=np.int32), offsets=np.int64(3)),
+    "empty sequences": lambda: rb.packed_positions(torch.tensor([0, 0, 0], dtype=torch.int32), offsets=torch.tensor([1, 2])),
 }
 
 

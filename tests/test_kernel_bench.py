@@ -183,7 +183,7 @@ def test_sweep_variants_launch_what_they_name(source, inplace, together):
     configuration and source, and still rotate correctly (it decides the defaults, so it must time what it says)."""
     from ropebook.kernels import bench, rope_triton
 
-    cache = K.rope_cache(16, max_position=64, device=DEVICE)
+    cache = K.rope_cache(16, max_positions=64, device=DEVICE)
     q, k = qk(B=2, T=1, HQ=4, HK=2, D=16, dtype=torch.bfloat16)
     off = torch.tensor([3, 40], device=DEVICE)
     pos = off[:, None] + torch.arange(1, device=DEVICE)  # (B, T)

@@ -59,7 +59,7 @@ def _source(angles: str) -> str:
 @pytest.mark.parametrize("angles", ANGLES)
 def test_matches_torch_path(dtype, layout, angles):
     q, k = qk(dtype=dtype)
-    cache = K.rope_cache(16, max_position=16, device=DEVICE)
+    cache = K.rope_cache(16, max_positions=16, device=DEVICE)
     qr, kr = K.rope_qk(q, k, cache, layout=layout, offsets=3, angles=_source(angles))
     assert qr.stride() == q.stride() and kr.stride() == k.stride()  # the output keeps the input's layout
     assert_close_dtype(qr, rb.apply_rope(q, layout=layout, offset=3))
@@ -71,7 +71,7 @@ def test_matches_torch_path(dtype, layout, angles):
 def test_many_tiles_every_element_written(layout, angles):
     """Llama-sized heads over several token tiles; outputs start as NaN, so an unwritten element fails."""
     q, k = qk(B=1, T=19, HQ=32, HK=8, D=128, dtype=torch.bfloat16)
-    cache = K.rope_cache(128, max_position=64, device=DEVICE)
+    cache = K.rope_cache(128, max_positions=64, device=DEVICE)
     poison = [torch.full_like(x, float("nan")) for x in (q, k)]  # freed blocks the outputs will likely reuse
     del poison
     qr, kr = K.rope_qk(q, k, cache, layout=layout, offsets=5, angles=_source(angles))
@@ -93,7 +93,7 @@ def test_tile_configurations(monkeypatch, config, varlen):
     monkeypatch.setattr(rope_triton, "default_config", lambda T, H, table: config)
     q, k = qk(B=2, T=7, HQ=5, HK=3, dtype=torch.bfloat16)
     offsets = torch.tensor([3, 11], device=DEVICE)
-    cache = K.rope_cache(16, max_position=32, device=DEVICE)
+    cache = K.rope_cache(16, max_positions=32, device=DEVICE)
     if varlen:  # the two sequences packed: (H, 14, D), lengths 7 and 7
         qp, kp = (x.transpose(0, 1).reshape(x.shape[1], 14, 16) for x in (q, k))
         cu = torch.tensor([0, 7, 14], device=DEVICE, dtype=torch.int32)
@@ -114,7 +114,7 @@ def test_partial_rotary_and_in_place(D, rotary_dim, layout, inplace, angles):
     r = rotary_dim or D
     want_q = rb.apply_rope(q, layout=layout, rotary_dim=rotary_dim)
     want_k = rb.apply_rope(k, layout=layout, rotary_dim=rotary_dim)
-    cache = K.rope_cache(r, max_position=8, device=DEVICE)
+    cache = K.rope_cache(r, max_positions=8, device=DEVICE)
     qr, kr = K.rope_qk(q, k, cache, layout=layout, inplace=inplace, angles=_source(angles))
     assert (qr.data_ptr() == q.data_ptr()) == inplace
     assert_close_dtype(qr, want_q)
@@ -132,7 +132,7 @@ def test_head_dims_that_are_not_powers_of_two(D, rotary_dim, layout, angles):
     them or a quarter to a half (rotary_dim 20, 24, 32, 64): tiles of pairs wider than the pairs, a tail
     wider than the rotated part, and both kinds of position (an offset each in decoding, arange in prefill)."""
     r = rotary_dim or D
-    cache = K.rope_cache(r, max_position=300, device=DEVICE)
+    cache = K.rope_cache(r, max_positions=300, device=DEVICE)
     for T, offsets in ((1, torch.tensor([5, 290], device=DEVICE)), (6, 0)):
         q, k = qk(B=2, T=T, HQ=3, HK=1, D=D, dtype=torch.bfloat16)
         qr, kr = K.rope_qk(q, k, cache, layout=layout, offsets=offsets, angles=angles)
@@ -154,7 +154,7 @@ def test_q_and_k_together_in_every_mode(monkeypatch, layout, inplace, angles):
     q, k = qk(D=16, dtype=torch.bfloat16)  # Hq = 3, Hk = 1: two programs a token, the second with no k head
     r = 12  # r/2 = 6 pairs in a tile of 8, and 4 features passed through
     want = [rb.apply_rope(x, layout=layout, rotary_dim=r, offset=2) for x in (q, k)]
-    cache = K.rope_cache(r, max_position=16, device=DEVICE)
+    cache = K.rope_cache(r, max_positions=16, device=DEVICE)
     cos, sin = (c.to(DEVICE) for c in rb.rope_cos_sin(torch.arange(2, 7), r))  # (T, r/2) for positions 2..6
 
     def run(q, k, inplace=False):
@@ -176,7 +176,7 @@ def test_q_and_k_together_in_every_mode(monkeypatch, layout, inplace, angles):
 def test_per_sequence_offsets(T, angles):
     q, k = qk(B=3, T=T)
     offsets = torch.tensor([0, 7, 40], device=DEVICE, dtype=torch.int32)  # KV-cache lengths
-    qr, kr = K.rope_qk(q, k, K.rope_cache(16, max_position=64, device=DEVICE), offsets=offsets, angles=_source(angles))
+    qr, kr = K.rope_qk(q, k, K.rope_cache(16, max_positions=64, device=DEVICE), offsets=offsets, angles=_source(angles))
     assert_close_dtype(qr, rb.apply_rope(q, offset=offsets.view(3, 1, 1)))
     assert_close_dtype(kr, rb.apply_rope(k, offset=offsets.view(3, 1, 1)))
 
@@ -197,12 +197,16 @@ def test_packed_variable_length_batch(layout, angles):
     g = torch.Generator().manual_seed(1)
     q = torch.randn(8, 4, 16, generator=g).to(DEVICE).transpose(0, 1)  # (Hq, N, D) view of (N, Hq, D)
     k = torch.randn(8, 2, 16, generator=g).to(DEVICE).transpose(0, 1)
-    cache = K.rope_cache(16, max_position=16, device=DEVICE)
+    cache = K.rope_cache(16, max_positions=16, device=DEVICE)
     qr, kr = K.rope_qk(q, k, cache, cu_seqlens=cu, max_seqlen=4, offsets=offsets, layout=layout, angles=_source(angles))
     for b, (start, n) in enumerate(zip([0, 3, 4], lengths)):
         for x, y in ((q, qr), (k, kr)):
             want = rb.apply_rope(x[:, start:start + n], layout=layout, offset=int(offsets[b]))
             assert_close_dtype(y[:, start:start + n], want)
+    # the torch path's packed positions say the same (rb.packed_positions; no Triton needed there)
+    positions = rb.packed_positions(cu, offsets=offsets)
+    assert_close_dtype(qr, rb.apply_rope(q, positions, layout=layout))
+    assert_close_dtype(kr, rb.apply_rope(k, positions, layout=layout))
 
 
 @pytest.mark.parametrize("inplace", [False, True])
@@ -254,7 +258,7 @@ def test_exact_angles_at_a_million_positions(angles):
     """fp32 outputs stay within a few fp32 roundings of float64 RoPE at positions ~1e6."""
     q, k = qk(B=2, T=4)
     offsets = torch.tensor([999_990, 123_456], device=DEVICE)
-    cache = K.rope_cache(16, max_position=1_000_000, device=DEVICE)
+    cache = K.rope_cache(16, max_positions=1_000_000, device=DEVICE)
     qr, _ = K.rope_qk(q, k, cache, offsets=offsets, angles=_source(angles))
     want = rb.apply_rope(q.double(), offset=offsets.view(2, 1, 1))
     assert (qr.double() - want).abs().max().item() < 2e-6
@@ -341,7 +345,7 @@ def test_a_length_dependent_rule_needs_the_length_the_cache_serves(rule):
         K.rope_cache(16, scaling=rule)
     q, k = qk(T=6)  # positions 0 … 5, past the training length 4
     for angles, cache in (("kernel", K.rope_cache(16, scaling=rule, seq_len=6, device=DEVICE)),
-                          ("table", K.rope_cache(16, scaling=rule, seq_len=6, max_position=6, device=DEVICE))):
+                          ("table", K.rope_cache(16, scaling=rule, seq_len=6, max_positions=6, device=DEVICE))):
         qr, kr = K.rope_qk(q, k, cache, angles=angles)
         assert_close_dtype(qr, rb.apply_rope(q, scaling=rule))
         assert_close_dtype(kr, rb.apply_rope(k, scaling=rule))
@@ -381,7 +385,7 @@ def test_import_ropebook_does_not_import_triton():
 BAD = {
     "layout": (lambda q, k, c: K.rope_qk(q, k, c, layout="neox"), ["layout", "'neox'"]),
     "angles": (lambda q, k, c: K.rope_qk(q, k, c, angles="fast"), ["angles", "'fast'"]),
-    "no table": (lambda q, k, c: K.rope_qk(q, k, K.rope_cache(16), angles="table"), ["max_position"]),
+    "no table": (lambda q, k, c: K.rope_qk(q, k, K.rope_cache(16), angles="table"), ["max_positions"]),
     "rotary_dim": (lambda q, k, c: K.rope_qk(q, k, K.rope_cache(32)), ["rotary_dim", "32", "16"]),
     "k shape": (lambda q, k, c: K.rope_qk(q, k[..., :8], c), ["k must match q", "(2, 1, 5, 8)"]),
     "offsets": (lambda q, k, c: K.rope_qk(q, k, c, offsets=-1), ["offsets", "-1"]),
@@ -518,7 +522,7 @@ def test_bad_input_message(case):
     fn, words = BAD[case]
     q, k = qk()
     with pytest.raises(ValueError) as info:
-        fn(q, k, K.rope_cache(16, max_position=4, device=DEVICE))
+        fn(q, k, K.rope_cache(16, max_positions=4, device=DEVICE))
     for w in words:
         assert w in str(info.value), (w, str(info.value))
 
@@ -562,7 +566,7 @@ def _captured_args(angles="table", consts=False):
     q, k = qk(B=2, T=1, HQ=4, HK=2, D=16, dtype=torch.bfloat16)
     rope_triton._capture = captured = []
     try:
-        K.rope_qk(q, k, K.rope_cache(16, max_position=64, device=DEVICE), offsets=torch.tensor([3, 9], device=DEVICE),
+        K.rope_qk(q, k, K.rope_cache(16, max_positions=64, device=DEVICE), offsets=torch.tensor([3, 9], device=DEVICE),
                   angles=angles)
     finally:
         rope_triton._capture = None
@@ -668,7 +672,7 @@ def test_address_arithmetic_is_32_bit_only_where_every_offset_fits(monkeypatch):
     assert not fits(torch.empty(2**31, dtype=torch.bfloat16, device="meta")[:4])  # a small view of a large storage
 
     q, k = qk(B=2, T=5, HQ=3, HK=1, D=16, dtype=torch.bfloat16)
-    cache = K.rope_cache(16, max_position=64, device=DEVICE)
+    cache = K.rope_cache(16, max_positions=64, device=DEVICE)
     offsets = torch.tensor([3, 40], device=DEVICE)
     results = {}
     for wide in (False, True):
@@ -697,7 +701,7 @@ def _signature_variants():
     q32, k32 = qk(B=2, T=5, HQ=4, HK=2, D=16, dtype=torch.float32, seed=1)
     q_padded = torch.randn(2, 5, 4, 18, dtype=torch.float64).to(DEVICE, torch.bfloat16)[..., :16].transpose(1, 2)
     q_strided = torch.randn(2, 4, 5, 32, dtype=torch.float64).to(DEVICE, torch.bfloat16)[..., ::2]  # stride(-1) 2
-    cache, cache12 = K.rope_cache(16, max_position=64, device=DEVICE), K.rope_cache(12, max_position=64, device=DEVICE)
+    cache, cache12 = K.rope_cache(16, max_positions=64, device=DEVICE), K.rope_cache(12, max_positions=64, device=DEVICE)
     off32, off64 = (torch.tensor([3, 9], device=DEVICE, dtype=dt) for dt in (torch.int32, torch.int64))
     pos = torch.tensor([[0, 1, 2, 3, 4], [7, 8, 9, 10, 30]], device=DEVICE)
     qp, kp = q.transpose(1, 2).reshape(10, 4, 16).transpose(0, 1), k.transpose(1, 2).reshape(10, 2, 16).transpose(0, 1)
@@ -821,7 +825,7 @@ def test_a_repeated_signature_still_checks_what_it_does_not_fix():
     from ropebook.kernels import autograd
 
     q, k = qk(B=2, T=5, HQ=4, HK=2, D=16, dtype=torch.bfloat16)
-    cache = K.rope_cache(16, max_position=64, device=DEVICE)
+    cache = K.rope_cache(16, max_positions=64, device=DEVICE)
     K.rope_qk(q, k, cache, offsets=3, angles="table")
     K.rope_qk(q, k, cache, offsets=torch.tensor([3, 9], device=DEVICE))
     assert len(autograd._plans) >= 2
@@ -857,14 +861,14 @@ def test_a_remembered_plan_does_not_keep_the_cache_alive():
     import weakref
 
     q, k = qk(B=2, T=1, HQ=4, HK=2, D=16, dtype=torch.bfloat16)
-    cache = K.rope_cache(16, max_position=64, device=DEVICE)
+    cache = K.rope_cache(16, max_positions=64, device=DEVICE)
     table = weakref.ref(cache.cos)
     for _ in range(2):
         K.rope_qk(q, k, cache, offsets=5, angles="table")
     del cache
     gc.collect()
     assert table() is None
-    other = K.rope_cache(16, base=500.0, max_position=64, device=DEVICE)
+    other = K.rope_cache(16, base=500.0, max_positions=64, device=DEVICE)
     for _ in range(2):
         qr, _ = K.rope_qk(q, k, other, offsets=5, angles="table")
         assert_close_dtype(qr, rb.apply_rope(q, offset=5, base=500.0))
@@ -877,7 +881,7 @@ def test_a_cache_on_another_device_than_q_is_copied_with_a_warning():
 
     q = torch.empty(2, 4, 1, 16, device="meta")
     for angles, nbytes in (("table", 2 * 64 * 8 * 4), ("kernel", 8 * 8)):
-        cache = K.rope_cache(16, max_position=64)
+        cache = K.rope_cache(16, max_positions=64)
         autograd._plans.clear()
         rope_triton._capture = []
         try:
@@ -929,7 +933,7 @@ def test_direct_launch_passes_constants_in_the_kernels_order():
 def test_repeated_launches_with_new_alignment_and_strides(angles):
     """Same shapes, different pointer alignment and strides: each call must still be right (on CUDA the
     second and third calls take the direct launch, or must not)."""
-    cache = K.rope_cache(16, max_position=32, device=DEVICE)
+    cache = K.rope_cache(16, max_positions=32, device=DEVICE)
     q, k = qk(B=2, T=5, HQ=4, HK=2, D=16, dtype=torch.bfloat16)
     storage = torch.randn(1 + q.numel(), dtype=torch.float64).to(DEVICE, torch.bfloat16)
     q_shifted = storage[1:].view(2, 5, 4, 16).transpose(1, 2)  # 2 bytes off 16-byte alignment
@@ -1020,7 +1024,7 @@ def test_positions_outside_the_table_come_out_nan():
     """Per-sequence offsets live on the device, so the launcher cannot check them against the table
     without a sync: the kernel masks the read, and a position outside the table gives NaN, not garbage."""
     q, k = qk(B=2, T=3)
-    cache = K.rope_cache(16, max_position=8, device=DEVICE)
+    cache = K.rope_cache(16, max_positions=8, device=DEVICE)
     offsets = torch.tensor([2, 6], device=DEVICE)  # sequence 1 reaches positions 6, 7, 8: 8 is outside
     qr, kr = K.rope_qk(q, k, cache, offsets=offsets, angles="table")
     want = rb.apply_rope(q, offset=offsets.view(2, 1, 1))
@@ -1037,7 +1041,7 @@ def test_default_angles_table_for_decoding_kernel_for_prefill(monkeypatch):
     seen = []
     real = rope_triton.launch
     monkeypatch.setattr(rope_triton, "launch", lambda *a, **kw: seen.append(kw.get("cos") is not None) or real(*a, **kw))
-    cache = K.rope_cache(16, max_position=64, device=DEVICE)
+    cache = K.rope_cache(16, max_positions=64, device=DEVICE)
     for T in (1, 16, 17):
         K.rope_qk(*qk(B=1, T=T), cache)
     assert seen == [True, True, False]
@@ -1113,7 +1117,7 @@ def _aot_cases():
     def backward_fp16():
         q, k = (x.detach().requires_grad_() for x in qk(B=2, T=3, HQ=4, HK=2, D=16, dtype=torch.float16))
         positions = torch.tensor([[5, 1, 9], [0, 3, 30]], device=DEVICE)
-        qr, kr = K.rope_qk(q, k, K.rope_cache(16, max_position=64, device=DEVICE), positions=positions, layout="interleaved")
+        qr, kr = K.rope_qk(q, k, K.rope_cache(16, max_positions=64, device=DEVICE), positions=positions, layout="interleaved")
         (qr.float().sum() + kr.float().sum()).backward()
 
     def packed_fp32():
@@ -1123,7 +1127,7 @@ def _aot_cases():
 
     decode = qk(B=4, T=1, HQ=8, HK=2, D=128, dtype=torch.bfloat16)
     offsets = torch.tensor([3, 70, 500, 9], dtype=torch.int32, device=DEVICE)
-    table = K.rope_cache(128, max_position=1024, device=DEVICE)
+    table = K.rope_cache(128, max_positions=1024, device=DEVICE)
     prefill = qk(B=1, T=64, HQ=8, HK=2, D=128, dtype=torch.bfloat16)
     cos, sin = rb.rope_cos_sin(torch.arange(64), 128)
     hf = tuple(torch.cat((c, c), -1).to(DEVICE, torch.bfloat16)[..., :64] for c in (cos, sin))  # HF's, as views
@@ -1206,7 +1210,7 @@ def test_benchmark_shapes_compile_to_wide_accesses_and_quadrant_to_less_code():
 
     aot = _aot()
     compile_launches, sass_stats = aot.compile_launches, aot.sass_stats
-    cache = K.rope_cache(128, max_position=1024)
+    cache = K.rope_cache(128, max_positions=1024)
     decode = qk(B=64, T=1, HQ=32, HK=8, D=128, dtype=torch.bfloat16)
     offsets = torch.randint(0, 1000, (64,), dtype=torch.int32).to(DEVICE)
     prefill = qk(B=1, T=1024, HQ=32, HK=8, D=128, dtype=torch.bfloat16)
@@ -1310,7 +1314,7 @@ def test_loads_before_first_wait_reads_sass():
 def _compile_cases():
     """Calls of the public functions, each a function of (q, k) with everything else fixed: the variants
     that take different paths to the operator (angles, offsets, positions, packed, k None, in place, cos/sin)."""
-    cache = K.rope_cache(16, max_position=64, device=DEVICE)
+    cache = K.rope_cache(16, max_positions=64, device=DEVICE)
     yarn = K.rope_cache(16, scaling=rb.scaling.YaRN(4.0, 16), device=DEVICE)  # factor 0.1 ln 4 + 1, in the kernel
     off = torch.tensor([3, 40], device=DEVICE)
     pos = torch.tensor([[5, 1, 9, 2, 7], [0, 30, 31, 32, 60]], device=DEVICE)
@@ -1368,7 +1372,7 @@ def _op_args(mode: str):
     q, k = qk(B=2, T=5, HQ=3, HK=1, D=16)
     q.requires_grad_(True)
     k.requires_grad_(True)
-    cache = K.rope_cache(12, max_position=64, device=DEVICE)
+    cache = K.rope_cache(12, max_positions=64, device=DEVICE)
     none = dict(cos=None, sin=None, turns=None, positions=None, offsets=None, cu_seqlens=None, offset=0, max_seqlen=None)
     if mode == "table, offset":
         a = {**none, "cos": cache.cos, "sin": cache.sin, "offset": 9}
@@ -1415,7 +1419,7 @@ def test_a_compiled_decoding_loop_is_not_recompiled_for_each_offset():
     first change (its automatic dynamic shapes), so the loop runs on at most two graphs, each step exact."""
     from torch._dynamo.testing import CompileCounterWithBackend
 
-    cache = K.rope_cache(16, max_position=64, device=DEVICE)
+    cache = K.rope_cache(16, max_positions=64, device=DEVICE)
     q, k = qk(B=2, T=1, HQ=4, HK=2, D=16, dtype=torch.bfloat16)
     counter = CompileCounterWithBackend("aot_eager")
     torch._dynamo.reset()
@@ -1434,7 +1438,7 @@ def test_a_compiled_call_past_the_tables_end_raises_at_offset_zero_too():
     """Compiled, the int offset's range is checked in the operator's body, and it must be checked at 0 as
     well: T tokens from position 0 read rows 0..T-1 of the table, unmasked, so a table shorter than T
     would be read past its end (garbage, not NaN) instead of raising as the eager call does."""
-    cache = K.rope_cache(16, max_position=4, device=DEVICE)
+    cache = K.rope_cache(16, max_positions=4, device=DEVICE)
     q = qk(B=1, T=8, HQ=2, HK=1, D=16)[0]
     with pytest.raises(ValueError, match="the table holds 4 positions, got offsets=0 and 8 tokens"):
         K.rope_qk(q, None, cache, angles="table")  # eager
@@ -1650,7 +1654,7 @@ def test_the_operator_skips_the_dispatcher_only_for_plain_tensors():
 def test_a_compiled_decoding_step_replays_in_a_cuda_graph():
     """mode="reduce-overhead": Inductor's code, with the operator inside, captured in a CUDA graph and
     replayed at each step (new offsets in the same buffer each time); every step as the eager call."""
-    cache = K.rope_cache(128, max_position=4096, device=DEVICE)
+    cache = K.rope_cache(128, max_positions=4096, device=DEVICE)
     q, k = qk(B=64, T=1, HQ=32, HK=8, D=128, dtype=torch.bfloat16)
     offsets = torch.randint(0, 4000, (64,), generator=torch.Generator().manual_seed(3)).to(DEVICE, torch.int32)
     torch._dynamo.reset()
@@ -1669,7 +1673,7 @@ def test_torch_export_keeps_the_operator_in_the_exported_program():
     class Rotate(torch.nn.Module):
         def __init__(self):
             super().__init__()
-            self.cache = K.rope_cache(16, max_position=64, device=DEVICE)
+            self.cache = K.rope_cache(16, max_positions=64, device=DEVICE)
 
         def forward(self, q, k, offsets):
             return K.rope_qk(q, k, self.cache, offsets=offsets)
@@ -1824,7 +1828,7 @@ def test_shared_positions_and_a_one_element_offset_broadcast_as_apply_rope_does(
     """rb.apply_rope takes positions that broadcast and an offset tensor of one element; rope_qk refused
     positions (T,) or (1, T) for B > 1, a 0-dim offsets (cache_position[0]) and numpy integers."""
     q, k = qk(B=3, T=4, HQ=2, HK=1, D=16)
-    cache = K.rope_cache(16, max_position=32, device=DEVICE)
+    cache = K.rope_cache(16, max_positions=32, device=DEVICE)
     m = torch.tensor([5, 6, 9, 20], device=DEVICE)
     want = rb.apply_rope(q, m), rb.apply_rope(k, m)
     for angles in ["kernel", "table"]:
@@ -1852,7 +1856,7 @@ def test_shared_positions_and_a_one_element_offset_broadcast_as_apply_rope_does(
     qp, cu = torch.randn(2, 9, 16, device=DEVICE), torch.tensor([0, 4, 9], dtype=torch.int32, device=DEVICE)
     ref, _ = K.rope_qk(qp, None, cache, cu_seqlens=cu, max_seqlen=5, offsets=torch.tensor([7, 7], device=DEVICE))
     torch.testing.assert_close(K.rope_qk(qp, None, cache, cu_seqlens=cu, max_seqlen=np.int64(5), offsets=seven)[0], ref)
-    assert K.rope_cache(16, max_position=np.int64(8)).cos.shape == (8, 8)
+    assert K.rope_cache(16, max_positions=np.int64(8)).cos.shape == (8, 8)
     with pytest.raises(ValueError, match=r"positions must be an integer tensor of shape \(3, 4\), or \(4,\) or \(1, 4\) "
                                          r"for every sequence, got positions.shape=\(2, 4\)"):
         K.rope_qk(q, k, cache, positions=m[None].expand(2, 4))  # (2, T) does not broadcast to (3, T)
@@ -1873,7 +1877,7 @@ def test_a_packed_offset_is_checked_against_the_sequences_when_their_lengths_are
     """With a table and an int offset, a generous max_seqlen was refused although every sequence fits: the
     range is now checked against the lengths read from a CPU cu_seqlens; on the device, where they are
     not read, against max_seqlen, which the message names."""
-    cache = K.rope_cache(16, max_position=12)
+    cache = K.rope_cache(16, max_positions=12)
     qp, cu = torch.randn(2, 9, 16), torch.tensor([0, 4, 9], dtype=torch.int32)
     want = torch.cat([rb.apply_rope(qp[:, :4], offset=7), rb.apply_rope(qp[:, 4:], offset=7)], 1)
     for _ in range(2):  # a first call, then a repeat through its plan
@@ -1889,7 +1893,7 @@ def test_a_packed_offset_is_checked_against_the_sequences_when_their_lengths_are
         assert_close_dtype(f(qp, cu, 7)[0], want)
         with pytest.raises(ValueError, match=r"the table holds 12 positions, got offsets=8 and 5 tokens"):
             f(qp, cu, 8)
-    meta = K.rope_cache(16, max_position=12, device="meta")
+    meta = K.rope_cache(16, max_positions=12, device="meta")
     with pytest.raises(ValueError, match=r"the table holds 12 positions, got offsets=7 and max_seqlen=10 \(cu_seqlens is on "
                                          r"the device and not read"):
         K.rope_qk(qp.to("meta"), None, meta, cu_seqlens=cu.to("meta"), max_seqlen=10, offsets=7, angles="table")
@@ -1899,7 +1903,7 @@ def test_meta_tensors_come_back_as_meta_tensors_of_the_right_shape():
     """A model built on torch.device("meta") (to count shapes, or before loading weights) runs its forward
     on tensors without data: the kernel launches nothing; the Triton interpreter failed copying them."""
     q, k = torch.empty(2, 4, 3, 16, device="meta"), torch.empty(2, 2, 3, 16, device="meta")
-    cache = K.rope_cache(16, max_position=8, device="meta")
+    cache = K.rope_cache(16, max_positions=8, device="meta")
     for angles in ["kernel", "table"]:
         qr, kr = K.rope_qk(q, k, cache, angles=angles, offsets=2)
         assert qr.is_meta and kr.is_meta and qr.shape == q.shape and kr.shape == k.shape

@@ -378,7 +378,7 @@ def test_a_numpy_float32_base_is_computed_with_as_a_python_float():
         "NTKAware.inv_freq": lambda b: rb.scaling.NTKAware(2.0).inv_freq(8, base=b),
         "YaRN.inv_freq": lambda b: rb.scaling.YaRN(2.0, 64).inv_freq(8, base=b),
         "sinusoidal_encoding": lambda b: rb.positions.sinusoidal_encoding(4, 8, base=b, dtype=torch.float64),
-        "rope_cache": lambda b: rope_cache(8, base=b, max_position=100_000).cos,
+        "rope_cache": lambda b: rope_cache(8, base=b, max_positions=100_000).cos,
     }
     for name, fn in exact.items():
         torch.testing.assert_close(fn(b32), fn(100.0), rtol=0, atol=0, msg=name)
@@ -536,6 +536,31 @@ def test_rotary_embedding_matches_function_and_decodes(layout, device):
     rope(q.double(), k.double())
     keys = {(key[0].type, key[1]) for key in rope._cache}
     assert {(torch.device(device).type, torch.float32), (torch.device(device).type, torch.float64)} <= keys
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("device", DEVICES)
+def test_packed_batch_rotates_as_each_sequence_alone(layout, device):
+    """A packed batch (sequences end to end, cu_seqlens their starts) through packed_positions: each sequence
+    comes out as it would alone, at its own offset; an empty sequence takes no tokens."""
+    lengths, offsets = [3, 0, 5, 1], [0, 7, 2, 100]
+    cu = torch.tensor([0, 3, 3, 8, 9], dtype=torch.int32, device=device)
+    assert rb.packed_positions(cu).tolist() == [0, 1, 2, 0, 1, 2, 3, 4, 0]
+    positions = rb.packed_positions(cu, offsets=torch.tensor(offsets, device=device))
+    assert positions.tolist() == [0, 1, 2, 2, 3, 4, 5, 6, 100] and positions.dtype == torch.int64
+    assert positions.device.type == torch.device(device).type
+    g = torch.Generator().manual_seed(0)
+    q, k = (torch.randn(h, 9, 16, generator=g).to(device) for h in (4, 2))  # (H, N, D)
+    rope = rb.RotaryEmbedding(16, layout=layout, rotary_dim=8)
+    qr = rb.apply_rope(q, positions, layout=layout, rotary_dim=8)
+    qm, km = rope(q, k, positions)
+    for b, start in enumerate([0, 3, 3, 8]):
+        part = slice(start, start + lengths[b])
+        want = rb.apply_rope(q[:, part], offset=offsets[b], layout=layout, rotary_dim=8)
+        torch.testing.assert_close(qr[:, part], want)
+        torch.testing.assert_close(qm[:, part], want)
+        torch.testing.assert_close(km[:, part], rb.apply_rope(k[:, part], offset=offsets[b], layout=layout, rotary_dim=8))
+    assert rb.packed_positions(cu, offsets=5).tolist() == [5, 6, 7, 5, 6, 7, 8, 9, 5]
 
 
 def test_rotary_embedding_dynamic_and_longrope_follow_seq_len():

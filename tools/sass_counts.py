@@ -119,7 +119,7 @@ def count_rows() -> dict:
     from ropebook.kernels import aot
 
     sass_stats = _repo_aot().sass_stats
-    cache = K.rope_cache(128, max_position=1024)
+    cache = K.rope_cache(128, max_positions=1024)
     out = {}
     for case, (B, T) in CASES.items():
         q = torch.zeros(B, T, 32, 128, dtype=torch.bfloat16).transpose(1, 2)  # (B, Hq, T, D) view of (B, T, Hq, D)

@@ -73,15 +73,15 @@ def _turns(inv_freq: Tensor) -> Tensor:
     return torch.tensor(out, dtype=torch.int64)
 
 
-def rope_cache(rotary_dim: int, *, base: float = 10000.0, scaling=None, seq_len=None, max_position: int | None = None,
+def rope_cache(rotary_dim: int, *, base: float = 10000.0, scaling=None, seq_len=None, max_positions: int | None = None,
                device=None) -> RopeCache:
-    """Frequencies for the kernel: fixed-point turns always, a cos/sin table for ``max_position`` positions if given.
+    """Frequencies for the kernel: fixed-point turns always, a cos/sin table for ``max_positions`` positions if given.
 
     The table is float32, rounded from float64 angles (``rb.rope_cos_sin``); the
     turns let the kernel form exact angles itself for any integer position. A rule whose frequencies
     depend on the length (``DynamicNTK``, ``LongRoPE``) needs ``seq_len``: the cache freezes it.
 
-    >>> c = rope_cache(8, max_position=4)
+    >>> c = rope_cache(8, max_positions=4)
     >>> c.turns.shape, c.cos.shape, c.attention_factor
     (torch.Size([4]), torch.Size([4, 4]), 1.0)
     """
@@ -96,8 +96,8 @@ def rope_cache(rotary_dim: int, *, base: float = 10000.0, scaling=None, seq_len=
     inv_freq = rope_frequencies(rotary_dim, base=base, scaling=scaling, seq_len=seq_len)  # (r/2,) float64
     factor = 1.0 if scaling is None else float(scaling.attention_factor)
     cos = sin = None
-    if max_position is not None:
-        _check_positive_int("rope_cache", max_position, "max_position")  # (numpy's integers too)
-        cos, sin = rope_cos_sin(torch.arange(int(max_position)), rotary_dim, base=base, scaling=scaling, seq_len=seq_len)
+    if max_positions is not None:
+        _check_positive_int("rope_cache", max_positions, "max_positions")  # (numpy's integers too)
+        cos, sin = rope_cos_sin(torch.arange(int(max_positions)), rotary_dim, base=base, scaling=scaling, seq_len=seq_len)
         cos, sin = cos.to(device), sin.to(device)  # (P, r/2) float32
     return RopeCache(rotary_dim, _turns(inv_freq).to(device), cos, sin, factor)

@@ -327,7 +327,7 @@ def rope_qk(q: Tensor, k: Tensor | None, cache: RopeCache, *, layout: str = "hal
     spec = dict(half=r // 2, layout=layout, factor=cache.attention_factor)
     if angles == "table":
         if cache.cos is None:
-            raise ValueError(f"{fn}: angles='table' needs a table: build the cache with rope_cache(..., max_position=P)")
+            raise ValueError(f"{fn}: angles='table' needs a table: build the cache with rope_cache(..., max_positions=P)")
         cos, sin = cache.cos.to(dev), cache.sin.to(dev)
         if q.dtype == torch.float64:
             raise ValueError(f"{fn}: angles='table' holds float32 cos/sin; use angles='kernel' for float64 q, got q.dtype={q.dtype}")

@@ -26,6 +26,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ropebook._validate import _packed_lengths
 from ropebook.kernels import rope_triton
 
 __all__ = ["rope", "call", "check_offset", "check_cu_seqlens", "table_args", "meta"]
@@ -68,15 +69,7 @@ def check_cu_seqlens(fn: str, cu_seqlens: Tensor, n_tokens: int | None, max_seql
     ``max_seqlen``; returns the longest length. Reads the values: a device synchronization for a CUDA tensor.
     ``n_heads``, q.shape[0]: when the starts end there instead, q is flash-attn's (N, H, D), and the message
     says so."""
-    cu = cu_seqlens.flatten().tolist()
-    lengths = [b - a for a, b in zip(cu, cu[1:])]
-    if not cu or cu[0] != 0 or min(lengths, default=0) < 0 or (n_tokens is not None and cu[-1] != n_tokens):
-        shown = cu if len(cu) <= 8 else [*cu[:4], "...", *cu[-2:]]
-        hint = ""
-        if cu and n_heads is not None and cu[-1] == n_heads != n_tokens:
-            hint = "; cu_seqlens ends at q.shape[0]: q and k look like (N, H, D), pass q.transpose(0, 1) and k.transpose(0, 1)"
-        raise ValueError(f"{fn}: cu_seqlens must start at 0, be non-decreasing and end at q.shape[1]={n_tokens}, "
-                         f"got cu_seqlens={shown}{hint}")
+    lengths = _packed_lengths(fn, cu_seqlens.flatten().tolist(), n_tokens, n_heads)
     longest = max(lengths, default=0)
     if type(max_seqlen) is int and max_seqlen < longest:
         raise ValueError(f"{fn}: max_seqlen must be at least the longest packed sequence, {longest} tokens "

@@ -74,7 +74,7 @@ def _measure(args, device: str) -> int:
     so that what a GPU session runs has run before it."""
     from ropebook import kernels as K
 
-    cache = K.rope_cache(D, max_position=_config.MAX_OFFSET + 1, device=device)
+    cache = K.rope_cache(D, max_positions=_config.MAX_OFFSET + 1, device=device)
     tables = (cache, cache.cos, cache.sin)
     rows = []
     sweep_only = os.environ.get("ROPEBOOK_BENCH_SWEEP") == "only"

@@ -30,7 +30,7 @@ def host_to_launch_us(batches: int = 30, calls: int = 200) -> dict:
 
     q = torch.randn(DECODE_B, 1, HQ, D, dtype=torch.bfloat16).transpose(1, 2)  # (B, H, 1, D) views, as benchmarked
     k = torch.randn(DECODE_B, 1, HK, D, dtype=torch.bfloat16).transpose(1, 2)
-    cache = K.rope_cache(D, max_position=4096)
+    cache = K.rope_cache(D, max_positions=4096)
     offsets = torch.randint(0, 4095, (DECODE_B,), dtype=torch.int32)
     c, s = cache.cos[offsets.long()][:, None], cache.sin[offsets.long()][:, None]  # (B, 1, D/2)
     c_hf, s_hf = torch.cat((c, c), -1).bfloat16(), torch.cat((s, s), -1).bfloat16()  # Hugging Face's (B, 1, D)
