@@ -44,6 +44,18 @@ def test_no_page_refers_to_a_cdn(site: Path):
 
 
 @pytest.mark.parametrize("page", NOTEBOOK_PAGES)
+def test_no_stderr_or_build_paths_reach_the_reader(site: Path, page: str):
+    """A warning printed while the page executed shows the reader the build machine's paths and a message meant
+    for the author (Inductor's warning about complex operators did, on a cold compile cache): a page prints
+    what it means to say, to stdout."""
+    html = (site / f"{page}.html").read_text()
+    stderr = [re.sub(r"<[^>]+>", "", m)[:200] for m in re.findall(r'<div class="output stderr[^"]*">(.*?)</pre>', html, flags=re.S)]
+    assert not stderr, f"{page}: output on stderr: {stderr[:3]}"
+    paths = sorted(set(re.findall(r"[\w./-]*(?:site-packages|\.venv)/[\w./-]*", re.sub(r"<[^>]+>", "", html))))
+    assert not paths, f"{page}: paths of the environment that built it: {paths[:5]}"
+
+
+@pytest.mark.parametrize("page", NOTEBOOK_PAGES)
 def test_ipynb_download(site: Path, page: str):
     """Each notebook page offers a generated .ipynb: valid, code cells intact, no outputs."""
     path = site / "_sources" / f"{page}.ipynb"
