@@ -101,6 +101,11 @@ def _preview(value: Any, limit: int) -> str:
     return text if len(text) <= 120 else text[:117] + "..."
 
 
+def _entries_differ(bad: int, total: int) -> str:
+    """``"2 of 3 entries differ"``, ``"1 of 3 entries differs"``."""
+    return f"{bad} of {total} entries {'differs' if bad == 1 else 'differ'}"
+
+
 def _as_number(value: Any) -> complex | None:
     """``value`` as a complex number when it is one number (Python, numpy, sympy, Fraction, 0-d array or tensor)."""
     if isinstance(value, (torch.Tensor, np.ndarray)):
@@ -163,7 +168,9 @@ def _compare(yours: Any, expected: Any, rtol: float | None, atol: float | None) 
             wrong = (y != e).nonzero()
             if len(wrong):
                 index = tuple(wrong[0].tolist())
-                return f"{len(wrong)} of {e.numel()} entries differ, first at index {index}: yours {y[index].item()}, expected {e[index].item()}"
+                if not e.dim():
+                    return f"yours {y.item()}, expected {e.item()}"
+                return f"{_entries_differ(len(wrong), e.numel())}, first at index {index}: yours {y[index].item()}, expected {e[index].item()}"
             return None
         default_rtol, default_atol = _TOLERANCES.get(_dtype_name(expected), (1e-7, 1e-7))
         rtol = default_rtol if rtol is None else rtol
@@ -176,8 +183,10 @@ def _compare(yours: Any, expected: Any, rtol: float | None, atol: float | None) 
             index = tuple(int(i) for i in np.unravel_index(int(diff.reshape(-1).argmax()), tuple(e.shape))) if e.dim() else ()
             bad = int((~close).sum())
             y_at, e_at = _pair(y[index].item(), e[index].item())
+            if not e.dim():  # one number: no count of entries, no index
+                return f"yours {y_at}, expected {e_at}: they differ by {diff.max().item():.3g} (rtol={rtol:g}, atol={atol:g})"
             return (
-                f"{bad} of {e.numel()} entries differ (rtol={rtol:g}, atol={atol:g}); "
+                f"{_entries_differ(bad, e.numel())} (rtol={rtol:g}, atol={atol:g}); "
                 f"largest difference {diff.max().item():.3g} at index {index}: "
                 f"yours {y_at}, expected {e_at}"
             )
@@ -259,7 +268,10 @@ def check_function(
         except Exception as exc:  # an answer of a kind the comparison did not foresee: report, never raise
             problem = f"could not compare your answer with the expected one ({type(exc).__name__}: {exc})"
         if problem:
-            lines = [f"✗ {name}: {where}: {problem}", f"  yours:    {_short(yours)}", f"  expected: {_short(expected)}"]
+            lines = [f"✗ {name}: {where}: {problem}"]
+            shown = (_short(yours), _short(expected))
+            if shown[0] != shown[1]:  # previews that look alike (the difference lies past them) would only confuse
+                lines += [f"  yours:    {shown[0]}", f"  expected: {shown[1]}"]
             if hint:
                 lines.append(f"  hint: {hint}")
             return CheckResult(False, "\n".join(lines))
