@@ -55,13 +55,35 @@ def test_tuple_results_and_numbers_are_compared_item_by_item():
     assert not result.passed and "item 0" in result.message
 
 
-def test_inputs_are_copied_so_a_mutating_answer_cannot_corrupt_the_reference():
+def test_a_mutating_answer_is_named_and_cannot_corrupt_the_reference():
+    """Rotating the caller's tensor in place is a classic RoPE bug the returned value alone cannot show: the
+    answer below returns the right values and passes, with a note that it changed x; the cases stay as they were."""
     def mutate(x):
         x.mul_(2)
         return x
 
-    assert check_function("double", mutate, reference, CASES).passed
+    result = check_function("double", mutate, reference, CASES)  # right: it passes, with a note
+    assert result.passed and "changed its input x in place" in result.message, result.message
     assert torch.equal(CASES[0].args[0], torch.arange(6, dtype=torch.float32).reshape(2, 3))
+    assert check_function("double", lambda x: x * 2, reference, CASES).passed  # the same values, made anew
+
+
+@pytest.mark.parametrize("kind", ["tensor", "array", "keyword"])
+def test_the_changed_input_is_named_as_the_reference_names_it(kind):
+    def ref(q, positions):
+        return q + positions
+
+    def wrong(q, positions):
+        out = q + positions
+        positions[0] = 5  # then writes into the caller's positions
+        return out
+
+    pos = torch.arange(3.0) if kind != "array" else np.arange(3.0)
+    q = torch.ones(3) if kind != "array" else np.ones(3)
+    case = Case((q,), {"positions": pos}) if kind == "keyword" else Case((q, pos))
+    result = check_function("shift", wrong, ref, [case])
+    assert result.passed and "changed its input positions in place" in result.message, result.message
+    assert "in place" not in check_function("shift", ref, ref, [case]).message
 
 
 a, b = sp.symbols("a b", real=True)
@@ -106,7 +128,8 @@ def test_inputs_are_copied_between_the_reference_and_the_answer():
         return out
 
     cases = [Case((torch.arange(1.0, 4.0),), label="x=[1, 2, 3]")]
-    assert check_function("same", wipe_after, lambda x: x, cases).passed
+    result = check_function("same", wipe_after, lambda x: x, cases)  # the values are right; the wipe is named
+    assert result.passed and "changed its input x in place" in result.message, result.message
 
 
 def test_bool_expected_and_an_array_answer_gives_a_message_not_a_traceback():

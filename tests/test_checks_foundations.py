@@ -70,8 +70,8 @@ WRONG = [
     (checks.check_sinusoidal_encoding, lambda T, D: torch.cat((sinusoidal_encoding(T, D)[:, 0::2], sinusoidal_encoding(T, D)[:, 1::2]), -1), "entries differ"),  # half layout
     (checks.check_sinusoidal_encoding, lambda T, D: sinusoidal_encoding(T, D).double(), "wrong dtype: yours float64, expected float32"),
     (checks.check_sinusoidal_encoding, lambda T, D: _float32_angles(T, D), "case 6/6 (seq_len=4096"),  # the exercise's warning
-    (checks.check_sinusoidal_encoding, lambda T, D: _float32_angles(T, D), "usually means the angles m·θ_i were formed in float32; form them in float64"),
-    (checks.check_sinusoidal_encoding, _float32_divided_angles, "usually means the angles m·θ_i were formed in float32"),
+    (checks.check_sinusoidal_encoding, lambda T, D: _float32_angles(T, D), "usually means the angles m·θ_i, or the frequencies θ_i, were formed in float32"),
+    (checks.check_sinusoidal_encoding, _float32_divided_angles, "form both in float64"),
     (checks.check_alibi_slopes, lambda h: torch.tensor([2.0 ** (-8 * (j + 1) / h) for j in range(h)], dtype=torch.float64), "n_heads=12"),
     (checks.check_alibi_slopes, lambda h: alibi_slopes(h).flip(0), "entries differ"),
     (checks.check_complex_inner, lambda x, y: (torch.view_as_complex(x.contiguous()) * torch.view_as_complex(y.contiguous())).real, "they differ by"),  # no conjugate (one number: no count of entries)
@@ -152,7 +152,9 @@ def test_an_answer_that_works_in_place_passes():
         x.copy_(y)
         return x
 
-    checks.check_rotate_2d(in_place).assert_passed()
+    result = checks.check_rotate_2d(in_place)
+    result.assert_passed()
+    assert "changed its input x in place" in result.message  # ... and is told what that does to a caller
 
 
 def test_rotation_composition_matches_symbols_by_name():

@@ -11,6 +11,7 @@ that build :class:`Case` lists and call :func:`check_function`.
 from __future__ import annotations
 
 import copy
+import inspect
 import numbers
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -99,6 +100,29 @@ def _preview(value: Any, limit: int) -> str:
         return f"{type(value).__name__}({inner}{', ...' if len(value) > 4 else ''})"
     text = repr(value)
     return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _changed_inputs(reference: Callable[..., Any], case: "Case", given: tuple, given_kw: dict) -> str | None:
+    """The name of the first tensor or array argument the reader's function changed (``given`` is the copy it was
+    called with, ``case`` holds the originals), or None. Named as the reference names its parameters."""
+    try:
+        names = list(inspect.signature(reference).parameters)
+    except (TypeError, ValueError):
+        names = []
+    pairs = [(names[i] if i < len(names) else f"argument {i + 1}", a, b) for i, (a, b) in enumerate(zip(case.args, given))]
+    pairs += [(k, case.kwargs[k], given_kw.get(k)) for k in case.kwargs]
+    for label, before, after in pairs:
+        if isinstance(before, torch.Tensor) and isinstance(after, torch.Tensor):
+            same = before.shape == after.shape and before.dtype == after.dtype and bool(
+                torch.equal(before, after) or (before.is_floating_point() and torch.allclose(before, after, rtol=0, atol=0, equal_nan=True)))
+        elif isinstance(before, np.ndarray) and isinstance(after, np.ndarray):
+            same = before.shape == after.shape and before.dtype == after.dtype and bool(
+                np.array_equal(before, after, equal_nan=before.dtype.kind in "fc"))
+        else:
+            continue
+        if not same:
+            return label
+    return None
 
 
 def _entries_differ(bad: int, total: int) -> str:
@@ -253,15 +277,18 @@ def check_function(
     if not callable(fn):
         return CheckResult(False, f"✗ {name}: expected a function, got {type(fn).__name__} ({_short(fn)})")
     total = len(cases)
+    changed = None  # the first input the reader's function wrote into, if any
     for i, case in enumerate(cases):
         where = f"case {i + 1}/{total}" + (f" ({case.label})" if case.label else "")
         expected = reference(*copy.deepcopy(case.args), **copy.deepcopy(case.kwargs))
+        given, given_kw = copy.deepcopy(case.args), copy.deepcopy(case.kwargs)
         try:
-            yours = fn(*copy.deepcopy(case.args), **copy.deepcopy(case.kwargs))
+            yours = fn(*given, **given_kw)
         except NotImplementedError:
             return CheckResult(False, f"✗ {name}: not implemented yet — replace the `raise NotImplementedError` line with your code.")
         except Exception as exc:  # the reader's code failed: report it, never re-raise
             return CheckResult(False, f"✗ {name}: {where}: your function raised {type(exc).__name__}: {exc}")
+        changed = changed or _changed_inputs(reference, case, given, given_kw)
         try:
             problem = _compare(yours, expected, rtol if case.rtol is None else case.rtol,
                                atol if case.atol is None else case.atol)
@@ -275,7 +302,11 @@ def check_function(
             if hint:
                 lines.append(f"  hint: {hint}")
             return CheckResult(False, "\n".join(lines))
-    return CheckResult(True, f"Correct: {name} agrees with the reference on all {total} cases.")
+    note = ""
+    if changed:  # right values, but the caller's tensor rotated in place: in a model, a bug the result cannot show
+        note = (f"\n  note: your function also changed its input {changed} in place; a caller that uses {changed} "
+                f"again (q in a model, say) would see the rotated values")
+    return CheckResult(True, f"Correct: {name} agrees with the reference on all {total} cases.{note}")
 
 
 def check_sympy_equal(name: str, yours: Any, expected: Any, *, hint: str = "") -> CheckResult:

@@ -90,7 +90,8 @@ def _float32_angle_hint(fn: Any, seq_len: int, dim: int) -> str | None:
     if small > 1e-4 or not 1e-5 < large < 1e-2 or large < 4 * small:
         return None
     return (f"right at positions below 200, off by up to {large:.1e} only at large ones: that usually means the "
-            "angles m·θ_i were formed in float32; form them in float64, then cast the table to float32.")
+            "angles m·θ_i, or the frequencies θ_i, were formed in float32 (torch.arange(n) / d is float32); form "
+            "both in float64, then cast the table to float32.")
 
 
 def check_alibi_slopes(fn: Any) -> CheckResult:
@@ -124,10 +125,10 @@ def _pairs(g: torch.Generator, shape: tuple, dtype: torch.dtype) -> torch.Tensor
 def check_complex_inner(fn: Any) -> CheckResult:
     """Check ``complex_inner(x, y)``: x, y real ``(..., 2)`` read as complex numbers; return Re[x̃ · ỹ*], shape ``(...)``.
 
-    The result must equal the real dot product x₁y₁ + x₂y₂, in the dtype of x.
+    The result is in the dtype of x. (The examples here show wrong answers only: students open this text.)
 
-    >>> check_complex_inner(lambda x, y: (x * y).sum(-1))
-    Correct: complex_inner agrees with the reference on all 4 cases.
+    >>> check_complex_inner(lambda x, y: x[..., 0] * y[..., 0]).passed
+    False
     """
     g = torch.Generator().manual_seed(_SEED)
     cases = []
@@ -167,9 +168,9 @@ def check_rotation_composition(M: Any) -> CheckResult:
 
     Symbols are matched by name, so ``sp.symbols("alpha beta")`` without ``real=True`` passes too.
 
+    (The examples here show wrong answers only: students open this text.)
+
     >>> a, b = sp.symbols("alpha beta", real=True)
-    >>> check_rotation_composition(rotation_matrix(b))
-    Correct: M equals the expected expression.
     >>> check_rotation_composition(rotation_matrix(a + b)).passed
     False
     >>> print(check_rotation_composition(rotation_matrix(a).T * rotation_matrix(b) * rotation_matrix(a)))

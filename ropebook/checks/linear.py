@@ -64,9 +64,11 @@ def check_causal_linear_attention(fn) -> CheckResult:
     Inputs are float64 tensors q, k ``(T, D)`` and v ``(T, Dv)``; the answer is a
     ``(T, Dv)`` float64 tensor (or numpy array: the exercise does not say which).
 
+    (The examples here show wrong answers only: students open this text.)
+
     >>> import ropebook as rb
-    >>> check_causal_linear_attention(lambda q, k, v: rb.attention.linear_attention(q, k, v, causal=True))
-    Correct: causal_linear_attention agrees with the reference on all 4 cases.
+    >>> check_causal_linear_attention(lambda q, k, v: rb.attention.linear_attention(q, k, v, causal=False)).passed
+    False
     """
     def reference(q, k, v):
         return torch.from_numpy(linear_attention_reference(q, k, v, causal=True))
@@ -98,8 +100,10 @@ def _permutation_cases() -> list[Case]:
 def check_permutation_power(fn) -> CheckResult:
     """Check ``fn(perm, m)`` = the (d, d) float64 array Π^m, where (Π x)_j = x_{perm[j]}; m may be negative.
 
-    >>> check_permutation_power(lambda perm, m: np.linalg.matrix_power(np.eye(len(perm))[perm], m))
-    Correct: permutation_power agrees with the reference on all 8 cases.
+    (The examples here show wrong answers only: students open this text.)
+
+    >>> check_permutation_power(lambda perm, m: np.eye(len(perm))[perm]).passed  # Π, whatever m
+    False
     """
     def reference(perm, m):
         return np.linalg.matrix_power(_permutation_matrix(perm), m)

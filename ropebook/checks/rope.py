@@ -178,8 +178,10 @@ def _wavelengths_reference(dim: int, base: float) -> np.ndarray:
 def check_wavelengths(fn: Any) -> CheckResult:
     """Check ``wavelengths(dim, base)``: λ_i = 2π/θ_i with θ_i = base^(-2i/dim), a float64 numpy array ``(dim // 2,)``.
 
-    >>> check_wavelengths(lambda dim, base: 2 * np.pi * base ** (2 * np.arange(dim // 2) / dim))
-    Correct: wavelengths agrees with the reference on all 4 cases.
+    (The examples here show wrong answers only: students open this text.)
+
+    >>> check_wavelengths(lambda dim, base: np.ones(dim // 2)).passed
+    False
     """
     cases = [Case((d, b), label=f"dim={d}, base={b:g}") for d, b in [(8, 10_000.0), (64, 10_000.0), (128, 10_000.0), (128, 500_000.0)]]
     return check_function("wavelengths", fn, _wavelengths_reference, cases,
@@ -229,9 +231,10 @@ def check_rope_elementwise(fn: Any) -> CheckResult:
 
     Shapes: ``x (..., T, D)`` float, ``positions (T,)`` integers → shape and dtype of x.
 
-    >>> import ropebook as rb
-    >>> check_rope_elementwise(lambda x, positions, base: rb.apply_rope(x, positions, base=base))
-    Correct: rope_half agrees with the reference on all 4 cases.
+    (The examples here show wrong answers only: students open this text.)
+
+    >>> check_rope_elementwise(lambda x, positions, base: x).passed
+    False
     """
     g = torch.Generator().manual_seed(_SEED)
     cases = []
@@ -239,7 +242,8 @@ def check_rope_elementwise(fn: Any) -> CheckResult:
                                     ((1, 4), 10_000.0, 3000, torch.float64)]:
         x = torch.randn(*shape, generator=g, dtype=torch.float64).to(dtype)
         pos = torch.randint(0, top, (shape[-2],), generator=g)
-        cases.append(Case((x, pos, base), label=f"x.shape={shape}, x.dtype={str(dtype)[6:]}, base={base:g}"))
+        cases.append(Case((x, pos, base), label=f"x.shape={shape}, x.dtype={str(dtype)[6:]}, base={base:g}, "
+                                                f"positions up to {int(pos.max())}"))
     # bfloat16 at positions up to 4095: angles formed in x's dtype are wrong by radians there. A correct
     # version may still multiply in bfloat16 (as Hugging Face's does): cos and sin rounded (u each, u = 2^-8
     # the unit roundoff), two products and a difference rounded, then the reference's own rounding of y:
@@ -250,8 +254,9 @@ def check_rope_elementwise(fn: Any) -> CheckResult:
                       rtol=0.0, atol=8 * 2.0**-8 * float(x.abs().max())))
     return check_function("rope_half", fn, _rope_half_reference, cases,
                           hint="pair i is (x[..., i], x[..., i + D/2]); its angle is positions·base**(-2i/D), formed "
-                               "in float64 whatever x's dtype (float32 angles are enough for bfloat16 x, not for a "
-                               "float64 x at positions in the thousands).")
+                               "in float64 whatever x's dtype, the frequencies too (torch.arange(n) / D is float32; "
+                               "float32 angles are enough for bfloat16 x, not for a float64 x at positions in the "
+                               "thousands).")
 
 
 # ----------------------------------------------------------------------------- R_{Θ,m} in sympy (ch-rope-d-dims)
@@ -265,8 +270,10 @@ def _rope_matrix_sym_reference(m: sp.Symbol, thetas: list) -> sp.Matrix:
 def check_rope_matrix_sym(fn: Any) -> CheckResult:
     """Check ``rope_matrix_sym(m, thetas)``: the d×d block-diagonal R_{Θ,m} (interleaved layout) as a sympy Matrix.
 
-    >>> check_rope_matrix_sym(lambda m, thetas: sp.diag(*[sp.Matrix([[sp.cos(m*t), -sp.sin(m*t)], [sp.sin(m*t), sp.cos(m*t)]]) for t in thetas]))
-    Correct: rope_matrix_sym equals R_{Θ,m} for d = 2, 4, 6.
+    (The examples here show wrong answers only: students open this text.)
+
+    >>> check_rope_matrix_sym(lambda m, thetas: sp.eye(2 * len(thetas))).passed
+    False
     """
     name = "rope_matrix_sym"
     if not callable(fn):

@@ -123,7 +123,8 @@ def check_fixed_point_angle(fn: Any) -> CheckResult:
             return yours
 
     return check_function("fixed_point_angle", answer, _fixed_point_angle_reference, cases, atol=1e-12, rtol=0,
-                          hint="turns = round(θ/2π · 2^64) as uint64; m·turns wraps; view as int64 and scale by 2π/2^64.")
+                          hint="turns = round(θ/2π · 2^64) as uint64; m·turns wraps; view as int64 and scale by 2π/2^64. "
+                               "(numpy makes int64 × uint64 a float64 product: cast m to uint64 first.)")
 
 
 def _quarter_turn_cos_sin_reference(u):
