@@ -195,6 +195,9 @@ def test_the_source_folder_is_what_students_install_and_run(tmp_path):
     counts, _ = student_edition.prepare(ROOT, work)
     project = tomllib.loads((work / "pyproject.toml").read_text())["project"]
     assert (work / project["readme"]).is_file() and (work / "ropebook" / "__init__.py").is_file()
+    readme = (work / "README.md").read_text()
+    assert "pip install -e ." in readme and "make " not in readme.split("## Exercises")[0]  # no Makefile is handed out
+    assert not (work / "Makefile").exists() and not (work / "tests").exists()
     assert (work / "requirements.txt").is_file() and (work / "requirements-lab.txt").is_file()
     assert (work / "book" / "data").is_dir() and counts  # the data the pages read, and solutions were removed
     for page in counts:

@@ -43,6 +43,37 @@ SOURCES = ["_config.yml", "_toc.yml", "_ext", "_vendor", "book", "ropebook",  # 
            "pyproject.toml", "README.md", "requirements.txt", "requirements-lab.txt"]  # what makes OUT/source installable
 _IGNORE = shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints", "*.pyc", "_build", ".jupyter_cache")
 
+# The folder's README: the repository's own tells of `make`, `tests/` and `tools/`, none of which is handed out.
+STUDENT_README = """# ropebook: the student edition
+
+The chapters of *ropebook*, an interactive book about rotary position embedding, with
+the solutions removed, and the `ropebook` package the chapters import.
+
+## Run the chapters
+
+With Python 3.11:
+
+```bash
+python3 -m venv .venv && . .venv/bin/activate
+pip install -r requirements.txt -r requirements-lab.txt
+pip install -e .
+jupyter lab --notebook-dir=book
+```
+
+In JupyterLab, right-click a chapter (`book/*.md`) and choose *Open With → Notebook*.
+Nothing is downloaded at run time.
+
+## Exercises
+
+Each chapter ends with exercises. Where an exercise has a checker, the cell below it
+calls `rb.checks.check_...(your_function)`: it runs seeded cases against a reference and
+prints `Correct: ...` or what differs. A checker tests what your function returns, not
+how you wrote it.
+
+Some pages mention commands of the full repository (`make ...`, files under `tests/`
+and `tools/`); they are not part of this folder.
+"""
+
 _FENCE = re.compile(r"^(?P<fence>`{3,}|:{3,})\{(?P<name>[\w-]+)\}")
 
 
@@ -175,6 +206,7 @@ def prepare(source_root: Path, work: Path, *, toc: Path | None = None) -> tuple[
             shutil.copy2(src, work / name)
         elif name in ("_config.yml", "_toc.yml", "book"):
             raise FileNotFoundError(f"student_edition: {src} is missing; run from the repository")
+    (work / "README.md").write_text(STUDENT_README, encoding="utf-8")  # the repository's speaks of make and tests/
     if toc is not None:
         if not toc.is_file():
             raise FileNotFoundError(f"student_edition: toc must be an existing file, got toc={str(toc)!r}")
