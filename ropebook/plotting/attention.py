@@ -94,7 +94,7 @@ def plot_weight_rows(keys, rows: dict) -> Figure:
 
 
 def plot_offset_scores(offsets, scores: dict) -> Figure:
-    """Score qᵀ M_Δ k against the offset Δ = n − m, one panel per LRPE member.
+    """Score qᵀ M_{n−m} k against the offset n − m, one panel per LRPE member.
 
     >>> fig = plot_offset_scores(range(4), {"a": [1, 2, 3, 4], "b": [0, 1, 0, 1]})
     >>> len(fig.axes)
@@ -107,7 +107,7 @@ def plot_offset_scores(offsets, scores: dict) -> Figure:
     for ax, (label, s), color in zip(axes, checked.items(), cycle(COLORS)):
         ax.plot(x, s, color=color, lw=1.2)
         ax.set_ylabel(label, fontsize=9)
-    axes[-1].set_xlabel("offset Δ = n − m")
+    axes[-1].set_xlabel("offset n − m")
     return fig
 
 
