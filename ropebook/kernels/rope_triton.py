@@ -201,11 +201,12 @@ def _rope_kernel(
 ):
     # ---- which tokens and heads. The head blocks of one token tile are neighbours in launch order
     # (q's blocks, then k's), so the GPU sweeps each tensor once, front to back. (Token tiles as the
-    # fast index made one sweep per head block, strided: measurably slower, see ch-rope-gpu.)
+    # fast index made one sweep per head block, strided: measurably slower, see the book's chapter
+    # RoPE on the GPU.)
     # Head counts are constants of the compile (a model has one pair): the division below is by a
     # constant, and a mask that is always true is known to be, so the loads carry no predicate. (Each
     # such mask is written out where it is used: a helper taking the bound it may not use fails to
-    # compile in Triton 3.6, the GPU machine's.)
+    # compile in Triton 3.6, the version the book's GPU measurements ran with.)
     n_q_blocks: tl.constexpr = (HQ + BLOCK_H - 1) // BLOCK_H
     n_blocks: tl.constexpr = n_q_blocks + (1 - TOGETHER) * ((HK + BLOCK_H - 1) // BLOCK_H)
     pid = tl.program_id(0)
@@ -278,7 +279,8 @@ def _rope_kernel(
                 # loads first: they do not depend on the positions, so they can be in flight while the
                 # position (a load, for decoding) and then cos/sin (a second load, or arithmetic) arrive.
                 # The compiler may reorder: with a table at decode it issues them after the offset has
-                # arrived (aot.sass_stats' loads_before_first_wait is 1; see ch-rope-gpu)
+                # arrived (aot.sass_stats' loads_before_first_wait is 1; see the book's chapter RoPE on
+                # the GPU)
                 x1, x2, tail = _load_tile(X, b, h, h_mask, row, t_mask, i, m2, sx_b, sx_h, sx_t, HALF, TAIL, BLOCK_H,
                                           BLOCK_T, BLOCK_HALF, BLOCK_TAIL, INTERLEAVED, COPY_TAIL, COMPUTE)
                 cos, sin = _cos_sin(COS, SIN, TURNS, OFFSETS, POS, b, t, row, t_mask, i, i_mask, m2, cs_b, cs_t,
@@ -377,7 +379,8 @@ def inverse_layout(layout: str) -> str:
 
 def default_config(T: int, n_heads: int, table: bool) -> tuple[int, int, int]:
     """(BLOCK_T, BLOCK_H, num_warps): one token and 8 heads a program; 4 warps reading a table, 2 warps
-    computing cos/sin (with 4, the angle arithmetic cost 22% at 16k tokens). From a sweep on an H100 (ch-rope-gpu)."""
+    computing cos/sin (with 4, the angle arithmetic cost 22 % at 16k tokens). From a sweep on an H100 (the
+    book's chapter RoPE on the GPU)."""
     return 1, min(8, _pow2(max(n_heads, 1))), 4 if table else 2
 
 
