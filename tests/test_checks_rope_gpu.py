@@ -31,6 +31,14 @@ def fixed_point_angle(m, theta):
     return (np.asarray(m, dtype=np.uint64) * tau).view(np.int64).astype(np.float64) * TWO_PI_OVER_2_64
 
 
+def _named(fn, name):
+    """fn under another name: the page's function handed in as the answer (it would pass the values)."""
+    def wrapper(*args, **kwargs):
+        return fn(*args, **kwargs)
+    wrapper.__name__ = name
+    return wrapper
+
+
 def quarter_turn_cos_sin(u, *, floor=False, swap=True, signs=True):
     """The book's solution; the keywords make the plausible mistakes below (floor: the quarter below,
     not the nearest, which is still right, only less accurate)."""
@@ -110,6 +118,8 @@ WRONG = {
     "quarter_turn_cos_sin: float64": (checks.check_quarter_turn_cos_sin,
                                       lambda u: tuple(x.astype(np.float64) for x in quarter_turn_cos_sin(u)), ["wrong dtype", "float64"]),
     "quarter_turn_cos_sin: not implemented": (checks.check_quarter_turn_cos_sin, _not_implemented, ["not implemented yet"]),
+    "quarter_turn_cos_sin: the page's quadrant_cos_sin": (checks.check_quarter_turn_cos_sin, _named(quarter_turn_cos_sin, "quadrant_cos_sin"),
+                                                          ["the page's quadrant_cos_sin", "np.cos and np.sin"]),
     "quarter_turn_cos_sin: cos only": (checks.check_quarter_turn_cos_sin, lambda u: quarter_turn_cos_sin(u)[0], ["quarter_turn_cos_sin"]),
     "fixed_point_angle: not callable": (checks.check_fixed_point_angle, 3.14, ["expected a function", "float"]),
     "score_spread: zero, right for RoPE alone": (checks.check_score_spread, lambda turn, q, k, d, starts: 0.0,

@@ -148,6 +148,9 @@ def check_quarter_turn_cos_sin(fn: Any) -> CheckResult:
     >>> check_quarter_turn_cos_sin(shortcut).passed
     False
     """
+    if getattr(fn, "__name__", None) == "quadrant_cos_sin":  # the page's own version, with Cephes polynomials
+        return CheckResult(False, "✗ quarter_turn_cos_sin: that is the page's quadrant_cos_sin (its polynomials in "
+                                  "place of np.cos and np.sin); write yours with np.cos and np.sin, without it")
     rng = np.random.default_rng(0)
     edges = np.array([0, 1, -1, 2**61, 2**61 - 1, -(2**61), 2**62, -(2**62), 2**63 - 1, -(2**63)], dtype=np.int64)
     cases = [Case((np.concatenate([edges, rng.integers(-(2**63), 2**63 - 1, 4096, dtype=np.int64)]),),
