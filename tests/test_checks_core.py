@@ -207,3 +207,35 @@ def test_sympy_messages_are_cut_to_a_readable_length():
     assert not result.passed
     yours = next(line for line in result.message.splitlines() if line.startswith("  yours:"))
     assert len(str(long)) > 300 and len(yours) <= 320 and "characters in all)" in yours, yours
+
+
+# ----------------------------------------------------------------------------- forbidden library functions
+
+
+def test_forbid_catches_every_route_to_the_function_and_restores_it():
+    """The code is swapped, so `rb.<name>`, `from ... import <name>` and a call from inside another library
+    function are all caught; afterwards (and after an error) the function works again."""
+    from ropebook import positions
+    from ropebook.checks._core import ForbiddenCall, forbid
+    from ropebook.positions import sinusoidal_encoding  # a name bound before the swap
+
+    want = sinusoidal_encoding(3, 4)
+    for call in (lambda: sinusoidal_encoding(3, 4), lambda: positions.sinusoidal_encoding(3, 4)):
+        with pytest.raises(ForbiddenCall) as caught, forbid([positions.sinusoidal_encoding]):
+            call()
+        assert caught.value.names == ["sinusoidal_encoding"]
+        assert torch.equal(sinusoidal_encoding(3, 4), want)  # restored
+    with pytest.raises(KeyError), forbid([positions.sinusoidal_encoding]):
+        raise KeyError("an error of the reader's own")
+    assert torch.equal(positions.sinusoidal_encoding(3, 4), want)
+
+
+def test_check_function_names_a_forbidden_call_and_lets_others_through():
+    from ropebook import positions
+
+    cases = [Case((3, 4), label="seq_len=3, dim=4")]
+    wrapped = lambda seq_len, dim: positions.sinusoidal_encoding(seq_len, dim) + 0  # noqa: E731
+    result = check_function("sinusoidal_encoding", wrapped, positions.sinusoidal_encoding, cases,
+                            forbidden=(positions.sinusoidal_encoding,))
+    assert not result.passed and "calls ropebook's sinusoidal_encoding" in result.message, result.message
+    assert check_function("sinusoidal_encoding", wrapped, positions.sinusoidal_encoding, cases).passed  # allowed there

@@ -8,7 +8,7 @@ import pytest
 import sympy as sp
 import torch
 
-from ropebook import checks
+from ropebook import checks, positions
 from ropebook.checks import CheckResult
 from ropebook.symbolic import rotation_matrix
 
@@ -202,3 +202,14 @@ def test_the_imported_reference_is_not_an_answer():
                              (checks.check_alibi_slopes, positions.alibi_slopes)):
         result = check(reference)
         assert not result.passed and "imported at the top of the page; write yours" in result.message, result.message
+
+
+@pytest.mark.parametrize("checker, answer, named", [
+    (checks.check_sinusoidal_encoding, lambda seq_len, dim: positions.sinusoidal_encoding(seq_len, dim), "sinusoidal_encoding"),
+    (checks.check_alibi_slopes, lambda n: positions.alibi_slopes(n) * 1, "alibi_slopes"),
+])
+def test_the_forbidden_function_inside_a_wrapper_is_refused(checker, answer, named):
+    """The statements say not to call the imported reference; handing it in bare was refused, wrapping it in a
+    lambda passed (a teacher's review)."""
+    result = checker(answer)
+    assert not result.passed and f"calls ropebook's {named}" in result.message, result.message

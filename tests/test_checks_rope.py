@@ -89,6 +89,16 @@ WRONG = {
     "rope_half: angles in x's dtype": (checks.check_rope_elementwise, lambda x, p, b: _dtype_angles(x, p, b), ["rope_half", "case 4/4", "bfloat16"]),
     "rope_matrix_sym: transposed blocks": (checks.check_rope_matrix_sym, lambda m, ts: rope_matrix_sym(m, ts).T, ["rope_matrix_sym", "d=2", "not identically equal"]),
     "rope_matrix_sym: one frequency for all": (checks.check_rope_matrix_sym, lambda m, ts: rope_matrix_sym(m, [ts[0]] * len(ts)), ["rope_matrix_sym", "d=4"]),
+    # the statements forbid these library functions; wrapped in a lambda they passed (a teacher's review)
+    "rope_matrix_sym: rb.symbolic's block_diagonal_rotation": (
+        checks.check_rope_matrix_sym, lambda m, ts: rb.symbolic.block_diagonal_rotation([m * t for t in ts]),
+        ["rope_matrix_sym", "calls ropebook's rotation_matrix or ropebook's block_diagonal_rotation"]),
+    "rope_matrix_sym: rb.symbolic's rotation_matrix": (
+        checks.check_rope_matrix_sym, lambda m, ts: sp.diag(*[rb.symbolic.rotation_matrix(m * t) for t in ts]),
+        ["rope_matrix_sym", "not to use"]),
+    "to_half: rb.interleaved_to_half_weights": (
+        checks.check_interleaved_to_half, lambda w, h: rb.interleaved_to_half_weights(w, h),
+        ["to_half", "calls ropebook's interleaved_to_half_weights"]),
 }
 
 

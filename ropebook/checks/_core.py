@@ -10,6 +10,7 @@ that build :class:`Case` lists and call :func:`check_function`.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import numbers
@@ -100,6 +101,52 @@ def _preview(value: Any, limit: int) -> str:
         return f"{type(value).__name__}({inner}{', ...' if len(value) > 4 else ''})"
     text = repr(value)
     return text if len(text) <= 120 else text[:117] + "..."
+
+
+class ForbiddenCall(Exception):
+    """Raised, while a checker runs the reader's function, by a library function the exercise forbids."""
+
+    def __init__(self, names: Sequence[str]):
+        super().__init__(", ".join(names))
+        self.names = list(names)
+
+    def message(self, name: str) -> str:
+        which = " or ".join(f"ropebook's {n}" for n in self.names)
+        return (f"✗ {name}: your function calls {which} (directly, or through another function), which the exercise "
+                f"asks you not to use; write that part yourself")
+
+
+def _forbidden_stub(*args, **kwargs):
+    """The code every forbidden function runs while a check is under way. It runs with the globals of the function
+    whose code it replaced, so it names nothing of this module but through the import (a builtin)."""
+    __import__("ropebook.checks._core", fromlist=["_raise_forbidden"])._raise_forbidden()
+
+
+def _raise_forbidden():
+    raise ForbiddenCall(_FORBIDDEN_NOW)
+
+
+_FORBIDDEN_NOW: list[str] = []  # the names the stub reports (it may have no closure: it replaces a function's code)
+
+
+@contextlib.contextmanager
+def forbid(functions: Sequence[Callable[..., Any]]):
+    """While the block runs, each of ``functions`` raises :class:`ForbiddenCall` when called. Its code is swapped, not a
+    module attribute, so a name the page imported with ``from ropebook... import`` is caught as well as ``rb.<name>``;
+    the code is put back after, whatever happens. Plain Python functions only (no closure)."""
+    saved = []
+    try:
+        for f in functions:
+            if f.__closure__:
+                raise ValueError(f"forbid: {f.__qualname__} has a closure; its code cannot be swapped")
+            saved.append((f, f.__code__))
+            f.__code__ = _forbidden_stub.__code__
+        _FORBIDDEN_NOW[:] = [f.__name__ for f in functions]
+        yield
+    finally:
+        for f, code in saved:
+            f.__code__ = code
+        _FORBIDDEN_NOW.clear()
 
 
 def _changed_inputs(reference: Callable[..., Any], case: "Case", given: tuple, given_kw: dict) -> str | None:
@@ -251,6 +298,7 @@ def check_function(
     rtol: float | None = None,
     atol: float | None = None,
     hint: str = "",
+    forbidden: Sequence[Callable[..., Any]] = (),
 ) -> CheckResult:
     """Run ``fn`` and ``reference`` on every case and report the first disagreement.
 
@@ -261,6 +309,8 @@ def check_function(
         cases: the inputs, usually drawn from a seeded generator.
         rtol, atol: tolerances; by default they follow the expected result's dtype.
         hint: a sentence shown under a failure.
+        forbidden: library functions the exercise asks the reader not to call; while ``fn`` runs, a call to any
+            of them (however it was imported) ends the check with a message naming it (see :func:`forbid`).
 
     Returns:
         A :class:`CheckResult`: ``Correct: ...`` or ``✗ name: case i/n (label): problem``
@@ -283,7 +333,10 @@ def check_function(
         expected = reference(*copy.deepcopy(case.args), **copy.deepcopy(case.kwargs))
         given, given_kw = copy.deepcopy(case.args), copy.deepcopy(case.kwargs)
         try:
-            yours = fn(*given, **given_kw)
+            with forbid(forbidden):
+                yours = fn(*given, **given_kw)
+        except ForbiddenCall as call:
+            return CheckResult(False, call.message(name))
         except NotImplementedError:
             return CheckResult(False, f"✗ {name}: not implemented yet — replace the `raise NotImplementedError` line with your code.")
         except Exception as exc:  # the reader's code failed: report it, never re-raise

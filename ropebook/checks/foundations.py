@@ -64,7 +64,8 @@ def check_sinusoidal_encoding(fn: Any) -> CheckResult:
     refused = _is_the_reference("sinusoidal_encoding", fn, positions.sinusoidal_encoding)
     if refused is not None:  # (a CheckResult is falsy when it failed)
         return refused
-    result = check_function(_reader_name(fn, "sinusoidal_encoding"), fn, positions.sinusoidal_encoding, cases, hint=hint)
+    result = check_function(_reader_name(fn, "sinusoidal_encoding"), fn, positions.sinusoidal_encoding, cases, hint=hint,
+                            forbidden=(positions.sinusoidal_encoding,))
     if result.passed or "entries differ" not in result.message:  # right, or wrong in shape, dtype or kind
         return result
     precision = _float32_angle_hint(fn, *cases[-1].args)
@@ -106,7 +107,7 @@ def check_alibi_slopes(fn: Any) -> CheckResult:
     if refused is not None:  # (a CheckResult is falsy when it failed)
         return refused
     return check_function(_reader_name(fn, "alibi_slopes"), fn, positions.alibi_slopes, cases,
-                          hint="for H not a power of two: the slopes for 2^⌊log₂H⌋ heads, then every other slope "
+                          forbidden=(positions.alibi_slopes,), hint="for H not a power of two: the slopes for 2^⌊log₂H⌋ heads, then every other slope "
                                "for twice as many heads, until there are H.")
 
 

@@ -18,8 +18,9 @@ import numpy as np
 import sympy as sp
 import torch
 
-from ropebook import reference
-from ropebook.checks._core import Case, CheckResult, check_function, check_sympy_equal, hide_expected
+from ropebook import reference, rotary, symbolic
+from ropebook.checks._core import (Case, CheckResult, ForbiddenCall, check_function, check_sympy_equal, forbid,
+                                   hide_expected)
 from ropebook.symbolic import is_identity
 
 __all__ = [
@@ -215,7 +216,7 @@ def check_interleaved_to_half(fn: Any) -> CheckResult:
     for heads, d, cols, dtype in [(1, 4, 3, torch.float32), (2, 8, 5, torch.float32), (3, 6, 2, torch.float64)]:
         w = torch.randn(heads * d, cols, generator=g, dtype=torch.float64).to(dtype)
         cases.append(Case((w, heads), label=f"w.shape={tuple(w.shape)}, n_heads={heads}"))
-    return check_function("to_half", fn, _to_half_reference, cases,
+    return check_function("to_half", fn, _to_half_reference, cases, forbidden=(rotary.interleaved_to_half_weights,),
                           hint="within each head, the even rows (pair halves x_{2i}) come first, then the odd rows.")
 
 
@@ -282,7 +283,10 @@ def check_rope_matrix_sym(fn: Any) -> CheckResult:
     for d in (2, 4, 6):
         thetas = list(sp.symbols(f"theta0:{d // 2}", positive=True))
         try:
-            yours = fn(m, list(thetas))
+            with forbid((symbolic.rotation_matrix, symbolic.block_diagonal_rotation)):  # "without rb.symbolic"
+                yours = fn(m, list(thetas))
+        except ForbiddenCall as call:
+            return CheckResult(False, call.message(name))
         except NotImplementedError:
             return CheckResult(False, f"✗ {name}: not implemented yet — replace the `raise NotImplementedError` line with your code.")
         except Exception as exc:  # the reader's code failed: report it, never re-raise
