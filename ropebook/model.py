@@ -38,7 +38,7 @@ class ModelConfig:
     """Size and position scheme of a :class:`TinyLM`."""
 
     vocab_size: int = 256  # bytes
-    dim: int = 64  # model width D
+    dim: int = 64  # model width d_model (the book's notation)
     n_layers: int = 2  # transformer blocks
     n_heads: int = 4  # heads per block; head_dim = dim / n_heads must be even
     max_seq_len: int = 128  # longest sequence (sizes the learned/sinusoidal table)
