@@ -79,8 +79,10 @@ book-student: setup vendor
 # --- tests ------------------------------------------------------------------
 # Two workers, one torch thread each (unless OMP_NUM_THREADS says otherwise): with two workers and the
 # pages' kernels each spinning up a thread a core, the threads fight for the cores. On this project's 2-core
-# machine, crope's eight-seed training cell took 292 s beside a busy process at 2 threads and 10.5 s at 1,
-# and .ci/run on a fresh clone 1336 s before this default and 927 s with it.
+# machine, crope's eight-seed training cell took 292 s beside a busy process at 2 threads and 10.5 s at 1.
+# Two fresh-clone .ci/run back to back: 1371 s with OMP_NUM_THREADS=2, 1293 s with 1 (each book build's
+# notebooks 423 s and 304 s; crope's page 142 s and 35 s). The machine's speed drifts more than that: the
+# same run took 927 s two hours earlier.
 test: setup vendor browser
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m pytest -n 2 --dist loadgroup
 
